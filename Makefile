@@ -1,0 +1,97 @@
+# sfsync — build, test and demo entry points.
+#
+#   make demo   build + install sfsync, start a demo cluster and sf-emulator, show sync both ways
+#   make test   every test: client + emulator, the extension's #[pg_test]s, end-to-end tests
+#
+# Both install what they need first (scripts/setup.sh) and are safe to run again.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+CARGO      ?= cargo
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+EMULATOR_BIN := $(TARGET_DIR)/release/sf-emulator
+
+IS_ROOT := $(filter 0,$(shell id -u))
+# Installing into the system Postgres needs root; a non-root user goes through sudo.
+PGRX_SUDO := $(if $(IS_ROOT),,--sudo)
+# Postgres never runs as root: when we are root, pgrx's test cluster runs as `postgres`.
+PGRX_TEST_PGDATA ?= /tmp/sfsync-pgrx-test-data$(if $(IS_ROOT),,-$(shell id -un))
+PGRX_RUNAS := $(if $(IS_ROOT),--runas postgres,)
+
+export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
+# Tests use the release emulator built by `make emulator` (unless SF_EMULATOR_BIN is set).
+SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
+export SF_EMULATOR_BIN
+
+.PHONY: help setup install emulator demo clean-demo test test-unit test-pg test-e2e bench fmt fmt-check lint
+
+help:
+	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
+	@echo "make test        run every test (unit, emulator, #[pg_test], end-to-end)"
+	@echo "make setup       install Debian packages, cargo-pgrx 0.18.1, cargo pgrx init"
+	@echo "make install     build sfsync (release) and install it into PostgreSQL 15"
+	@echo "make emulator    build sf-emulator (release)"
+	@echo "make bench       run the benchmarks"
+	@echo "make clean-demo  stop the demo cluster and emulator, remove .demo/"
+	@echo "make fmt | lint  rustfmt | clippy"
+
+setup:
+	@scripts/setup.sh
+
+install: setup
+	@echo "==> cargo pgrx install --release"
+	$(CARGO) pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_SUDO)
+
+emulator:
+	@echo "==> building sf-emulator (release)"
+	$(CARGO) build --release -p sf-emulator
+
+demo: setup install emulator
+	@scripts/demo.sh
+
+clean-demo:
+	@scripts/demo.sh stop
+
+# ---- tests ---------------------------------------------------------------------------------
+
+test: setup emulator
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-pg
+	@$(MAKE) --no-print-directory install
+	@$(MAKE) --no-print-directory test-e2e
+	@echo "==> make test: all suites passed"
+
+# Salesforce client and emulator (the emulator's integration tests use SF_EMULATOR_BIN).
+test-unit:
+	@echo "==> cargo test -p salesforce -p sf-emulator"
+	$(CARGO) test -p salesforce -p sf-emulator
+
+# The extension's #[pg_test]s (and plain #[test]s of the root crate) in pgrx's test cluster.
+test-pg:
+	@echo "==> cargo pgrx test pg15"
+	@if [ -n "$(IS_ROOT)" ]; then \
+	    mkdir -p $(PGRX_TEST_PGDATA) && chown postgres: $(PGRX_TEST_PGDATA); \
+	fi
+	$(CARGO) pgrx test pg15 $(PGRX_RUNAS) --pgdata $(PGRX_TEST_PGDATA)
+
+# End-to-end: real clusters with the installed (release) extension + the release emulator.
+test-e2e:
+	@echo "==> cargo test -p sfsync-e2e (end-to-end)"
+	$(CARGO) test -p sfsync-e2e -- --test-threads=1
+
+bench: setup install emulator
+	@if [ -x bench/run.sh ]; then bench/run.sh; \
+	elif [ -f bench/Cargo.toml ]; then $(CARGO) run --release --manifest-path bench/Cargo.toml; \
+	else echo "no benchmarks yet (bench/run.sh)"; fi
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets --features sfsync/pg_test -- -D warnings

@@ -1,0 +1,36 @@
+//! End-to-end harness for sfsync.
+//!
+//! Drives real processes, no pgrx involved:
+//!
+//! * [`Emulator`]: a `sf-emulator` child process on a free port, with an admin helper for the
+//!   `/__emulator/...` surface and a small Salesforce REST client ([`SfRest`]).
+//! * [`Cluster`]: a throwaway PostgreSQL 15 cluster in `/tmp/sfsync-e2e-*`, with `sfsync` in
+//!   `shared_preload_libraries` (the extension must be installed: `make install`).
+//! * [`wait_until`] / [`eventually`]: polling helpers for asynchronous sync.
+//!
+//! Environment variables:
+//!
+//! | variable | effect |
+//! |---|---|
+//! | `SF_EMULATOR_BIN` | path of the `sf-emulator` binary (default: `<target>/release/sf-emulator`, then `<target>/debug/sf-emulator`) |
+//! | `SFSYNC_E2E_KEEP=1` | keep cluster and emulator temp dirs (data, logs) after the test, and print their paths |
+//! | `SFSYNC_E2E_NO_PRELOAD=1` | do not put `sfsync` in `shared_preload_libraries` (harness self-test without the extension) |
+//! | `PG_CONFIG` | `pg_config` whose `--bindir` is used when `/usr/lib/postgresql/15/bin` is absent |
+//! | `SF_API_VERSION` | REST API version used by [`SfRest`] (default: newest from `GET /services/data/`, else `v61.0`) |
+
+mod cluster;
+mod emulator;
+mod util;
+mod wait;
+
+pub use cluster::{Cluster, ClusterOpts};
+pub use emulator::{
+    Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
+};
+pub use util::{is_root, keep_artifacts, workspace_root};
+pub use wait::{eventually, wait_until};
+
+/// Re-exported so tests don't need their own dependency entries.
+pub use postgres;
+pub use serde_json;
+pub use serde_json::{json, Value};

@@ -1,0 +1,114 @@
+-- sfsync catalog. Created first (bootstrap); functions follow, views and triggers last.
+-- Privileges: the schema is usable by everyone, the catalog is readable, but credentials
+-- live in connection_secrets, readable only by the extension owner and superusers.
+
+CREATE TABLE sfsync.connections (
+    name         text PRIMARY KEY,
+    login_url    text NOT NULL,
+    client_id    text NOT NULL,
+    auth_flow    text NOT NULL CHECK (auth_flow IN ('client_credentials', 'password', 'jwt', 'refresh_token')),
+    username     text,
+    instance_url text,
+    org_id       text,
+    user_id      text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE sfsync.connection_secrets (
+    connection    text PRIMARY KEY REFERENCES sfsync.connections (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    client_secret text,
+    password      text,
+    private_key   text,
+    refresh_token text
+);
+
+CREATE TABLE sfsync.connection_state (
+    connection    text PRIMARY KEY REFERENCES sfsync.connections (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    api_calls     bigint NOT NULL DEFAULT 0,
+    api_used      bigint,
+    api_max       bigint,
+    last_error    text,
+    last_error_at timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE sfsync.mappings (
+    id          serial PRIMARY KEY,
+    tbl         regclass NOT NULL UNIQUE,
+    sobject     text NOT NULL,
+    connection  text NOT NULL REFERENCES sfsync.connections (name) ON UPDATE CASCADE,
+    pk_column   text NOT NULL,
+    pk_type     text NOT NULL,
+    external_id text NOT NULL,
+    -- resolved mapping: [{column, field, sf_type, pg_type, createable, updateable}]
+    columns     jsonb NOT NULL,
+    fields      jsonb,
+    direction   text NOT NULL DEFAULT 'bidirectional' CHECK (direction IN ('bidirectional', 'pull', 'push')),
+    filter      text,
+    conflict    text NOT NULL DEFAULT 'salesforce_wins' CHECK (conflict IN ('salesforce_wins', 'postgres_wins', 'last_modified_wins')),
+    on_delete   text NOT NULL DEFAULT 'propagate' CHECK (on_delete IN ('propagate', 'ignore', 'review')),
+    mode        text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'write_through')),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Captured local changes not yet confirmed by Salesforce. `payload` holds mapped column
+-- values keyed by column name (all of them for insert, only the changed ones for update).
+CREATE TABLE sfsync.outbox (
+    id              bigserial PRIMARY KEY,
+    mapping_id      integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    op              text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    pk              text NOT NULL,
+    sfid            varchar(18),
+    payload         jsonb,
+    txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    claimed_until   timestamptz,
+    next_attempt_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE INDEX outbox_ready ON sfsync.outbox (next_attempt_at, id) WHERE state = 'pending';
+CREATE INDEX outbox_record ON sfsync.outbox (mapping_id, pk);
+
+CREATE TABLE sfsync.sync_state (
+    mapping_id    integer PRIMARY KEY REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    hwm_modstamp  timestamptz,
+    hwm_id        text,
+    last_push_at  timestamptz,
+    last_pull_at  timestamptz,
+    pushed_total  bigint NOT NULL DEFAULT 0,
+    pulled_total  bigint NOT NULL DEFAULT 0,
+    last_error    text,
+    last_error_at timestamptz
+);
+
+-- One row per record Salesforce (or the local apply) rejected; cleared when it succeeds.
+CREATE TABLE sfsync.record_errors (
+    id            bigserial PRIMARY KEY,
+    mapping_id    integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    direction     text NOT NULL CHECK (direction IN ('push', 'pull')),
+    pk            text NOT NULL,
+    sfid          varchar(18),
+    operation     text NOT NULL,
+    error_code    text NOT NULL,
+    message       text NOT NULL,
+    fields        text[] NOT NULL DEFAULT '{}',
+    attempts      integer NOT NULL DEFAULT 1,
+    next_retry_at timestamptz,
+    first_seen    timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (mapping_id, direction, pk)
+);
+
+-- Configuration survives pg_dump / restore.
+SELECT pg_catalog.pg_extension_config_dump('sfsync.connections', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.connection_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.sync_state', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox', '');
+
+REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
+GRANT USAGE ON SCHEMA sfsync TO PUBLIC;
+-- The outbox and error rows carry row data of synced tables: owner only.
+GRANT SELECT ON sfsync.connections, sfsync.mappings, sfsync.sync_state, sfsync.connection_state TO PUBLIC;

@@ -1,0 +1,133 @@
+-- Capture trigger functions and the operational views (created after the Rust functions).
+
+-- AFTER ROW trigger on every synced table. Arguments: mapping id, primary key column, then the
+-- mapped columns. Writes one outbox row per change and asks for the worker to be woken at
+-- commit. Rows written by the sync itself (sfsync.is_applying()) are never captured.
+CREATE FUNCTION sfsync.capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    mapping integer := TG_ARGV[0]::integer;
+    pkcol   text := TG_ARGV[1];
+    cols    text[] := TG_ARGV[2:];
+    n       jsonb;
+    o       jsonb;
+    delta   jsonb;
+BEGIN
+    IF sfsync.is_applying() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        n := to_jsonb(NEW);
+        SELECT jsonb_object_agg(c, n -> c) INTO delta FROM unnest(cols) AS c;
+        INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, payload)
+        VALUES (mapping, 'insert', n ->> pkcol, n ->> 'sfid', COALESCE(delta, '{}'));
+    ELSIF TG_OP = 'UPDATE' THEN
+        n := to_jsonb(NEW);
+        o := to_jsonb(OLD);
+        IF (n -> pkcol) IS DISTINCT FROM (o -> pkcol) THEN
+            -- A key change is a different record to Salesforce: the old one goes, a new one comes.
+            INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid) VALUES (mapping, 'delete', o ->> pkcol, o ->> 'sfid');
+            SELECT jsonb_object_agg(c, n -> c) INTO delta FROM unnest(cols) AS c;
+            INSERT INTO sfsync.outbox (mapping_id, op, pk, payload)
+            VALUES (mapping, 'insert', n ->> pkcol, COALESCE(delta, '{}'));
+        ELSE
+            SELECT jsonb_object_agg(c, n -> c) INTO delta
+            FROM unnest(cols) AS c WHERE (n -> c) IS DISTINCT FROM (o -> c);
+            IF delta IS NULL THEN
+                RETURN NULL; -- no mapped column changed: nothing to send
+            END IF;
+            INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, payload)
+            VALUES (mapping, 'update', n ->> pkcol, n ->> 'sfid', delta);
+        END IF;
+    ELSE
+        o := to_jsonb(OLD);
+        INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid) VALUES (mapping, 'delete', o ->> pkcol, o ->> 'sfid');
+    END IF;
+    PERFORM sfsync.wake_at_commit();
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE bypasses row triggers; turning it into a mass delete in Salesforce would be a
+-- disaster nobody asked for, so it is refused on synced tables.
+CREATE FUNCTION sfsync.refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF sfsync.is_applying() THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'TRUNCATE of synced table % is refused by sfsync', TG_TABLE_NAME::regclass
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Use DELETE to delete the rows in Salesforce too, or call sfsync.unsync_table() first to keep Salesforce as it is.';
+END
+$$;
+
+CREATE VIEW sfsync.errors AS
+SELECT e.id,
+       m.tbl AS "table",
+       e.pk AS key,
+       e.sfid,
+       e.direction,
+       e.operation,
+       e.error_code,
+       e.message,
+       e.fields,
+       e.attempts,
+       e.next_retry_at,
+       e.first_seen,
+       e.last_seen
+FROM sfsync.record_errors e
+JOIN sfsync.mappings m ON m.id = e.mapping_id;
+
+CREATE VIEW sfsync.status AS
+SELECT m.tbl AS "table",
+       m.sobject,
+       m.connection,
+       m.direction,
+       m.mode,
+       CASE
+           WHEN w.pid IS NULL THEN 'no worker'
+           WHEN s.last_error IS NOT NULL THEN 'error'
+           WHEN cs.last_error IS NOT NULL THEN 'connection error'
+           ELSE 'running'
+       END AS state,
+       w.pid AS worker_pid,
+       s.last_push_at,
+       s.last_pull_at,
+       COALESCE(o.depth, 0) AS outbox_depth,
+       now() - o.oldest AS lag,
+       COALESCE(e.errors, 0) AS error_count,
+       s.pushed_total,
+       s.pulled_total,
+       s.hwm_modstamp AS pulled_through,
+       cs.api_calls,
+       cs.api_used,
+       cs.api_max,
+       COALESCE(s.last_error, cs.last_error) AS last_error
+FROM sfsync.mappings m
+LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
+LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
+LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS depth, min(captured_at) AS oldest
+    FROM sfsync.outbox ob WHERE ob.mapping_id = m.id AND ob.state = 'pending'
+) o ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS errors FROM sfsync.record_errors re WHERE re.mapping_id = m.id
+) e ON true;
+
+GRANT SELECT ON sfsync.status TO PUBLIC;
+
+-- A dropped synced table takes its mapping (and outbox, state, errors) with it.
+CREATE FUNCTION sfsync.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM sfsync.mappings
+    WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                       WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+CREATE EVENT TRIGGER sfsync_sql_drop ON sql_drop EXECUTE FUNCTION sfsync.on_sql_drop();
+
+-- Tell the launcher (if preloaded) that this database now needs a worker.
+SELECT sfsync.notify_launcher();

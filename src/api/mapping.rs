@@ -1,0 +1,286 @@
+//! sfsync.sync_table / sfsync.unsync_table: opting tables in and out.
+
+use crate::error::{OrRaise, Result, SyncError};
+use crate::plan::fields::{self, FieldInfo};
+use crate::spi_util;
+use crate::sync::{clients, Ctx};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, quote_literal};
+use pgrx::{JsonB, PgRelation};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+const DIRECTIONS: &[&str] = &["bidirectional", "pull", "push"];
+const CONFLICTS: &[&str] = &["salesforce_wins", "postgres_wins", "last_modified_wins"];
+const ON_DELETE: &[&str] = &["propagate", "ignore", "review"];
+const MODES: &[&str] = &["async", "write_through"];
+
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn sync_table(
+    tbl: PgRelation,
+    sobject: &str,
+    connection: default!(&str, "'default'"),
+    fields: default!(Option<JsonB>, "NULL"),
+    direction: default!(&str, "'bidirectional'"),
+    filter: default!(Option<&str>, "NULL"),
+    conflict: default!(&str, "'salesforce_wins'"),
+    on_delete: default!(&str, "'propagate'"),
+    mode: default!(&str, "'async'"),
+    external_id: default!(Option<&str>, "NULL"),
+) -> JsonB {
+    let opts = Options { sobject, connection, fields: fields.map(|j| j.0), direction, filter, conflict, on_delete, mode, external_id };
+    JsonB(sync(tbl.oid().to_u32(), opts).or_raise())
+}
+
+/// Opts the table out: removes its triggers, mapping, outbox entries and sync state.
+/// The table, its data and its sfid column stay.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unsync_table(tbl: PgRelation) -> bool {
+    unsync(tbl.oid().to_u32()).or_raise()
+}
+
+struct Options<'a> {
+    sobject: &'a str,
+    connection: &'a str,
+    fields: Option<Value>,
+    direction: &'a str,
+    filter: Option<&'a str>,
+    conflict: &'a str,
+    on_delete: &'a str,
+    mode: &'a str,
+    external_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TableInfo {
+    qualified: String,
+    kind: String,
+    pk: Option<Vec<String>>,
+    pk_type: Option<String>,
+    pk_has_default: Option<bool>,
+    columns: Vec<(String, String)>,
+    sfid_type: Option<String>,
+    sfid_unique: bool,
+}
+
+fn one_of(what: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(SyncError::Invalid(format!("{what}: \"{value}\" is not one of {}", allowed.join(", "))))
+    }
+}
+
+fn table_info(oid: u32) -> Result<TableInfo> {
+    let args: Vec<DatumWithOid> = vec![i64::from(oid).into()];
+    let v = spi_util::json(
+        "SELECT jsonb_build_object(
+             'qualified', format('%I.%I', n.nspname, c.relname),
+             'kind', c.relkind,
+             'pk', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
+                    FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                    WHERE i.indrelid = c.oid AND i.indisprimary),
+             'pk_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_index i
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = c.oid AND i.indisprimary),
+             'pk_has_default', (SELECT a.atthasdef OR a.attidentity <> '' FROM pg_index i
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = c.oid AND i.indisprimary),
+             'columns', (SELECT COALESCE(jsonb_agg(jsonb_build_array(a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum), '[]')
+                         FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+             'sfid_type', (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                           WHERE a.attrelid = c.oid AND a.attname = 'sfid' AND NOT a.attisdropped),
+             'sfid_unique', EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                                    WHERE i.indrelid = c.oid AND i.indisunique AND i.indnkeyatts = 1 AND a.attname = 'sfid'
+                                      AND i.indpred IS NULL))
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::bigint::oid",
+        &args,
+    )?
+    .ok_or_else(|| SyncError::NotFound(format!("table with oid {oid} does not exist")))?;
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
+}
+
+fn sync(oid: u32, o: Options) -> Result<Value> {
+    one_of("direction", o.direction, DIRECTIONS)?;
+    one_of("conflict", o.conflict, CONFLICTS)?;
+    one_of("on_delete", o.on_delete, ON_DELETE)?;
+    one_of("mode", o.mode, MODES)?;
+    // Accepted by the catalog, but not built yet: refuse rather than pretend.
+    for (what, value, default) in [("conflict", o.conflict, "salesforce_wins"), ("mode", o.mode, "async")] {
+        if value != default {
+            return Err(SyncError::Invalid(format!("{what} => '{value}' is not supported yet; use '{default}'")));
+        }
+    }
+    if o.on_delete == "review" {
+        return Err(SyncError::Invalid("on_delete => 'review' is not supported yet; use 'propagate' or 'ignore'".into()));
+    }
+    let explicit = match &o.fields {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err(SyncError::Invalid("fields: expected a JSON object mapping column names to Salesforce field names".into())),
+    };
+    let external_id = o.external_id.unwrap_or("Postgres_Id__c");
+
+    let t = table_info(oid)?;
+    if t.kind != "r" && t.kind != "p" {
+        return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
+    }
+    let pk = match t.pk.as_deref() {
+        Some([one]) => one.clone(),
+        Some(many) => {
+            return Err(SyncError::Invalid(format!(
+                "table {} has a composite primary key ({}); sfsync needs a single-column primary key",
+                t.qualified,
+                many.join(", ")
+            )))
+        }
+        None => return Err(SyncError::Invalid(format!("table {} has no primary key; sfsync needs a single-column primary key", t.qualified))),
+    };
+    if let Some(ty) = &t.sfid_type {
+        if !(ty.starts_with("character varying") || ty == "text" || ty.starts_with("character(")) {
+            return Err(SyncError::Invalid(format!("table {} has a column \"sfid\" of type {ty}; sfsync needs it to hold Salesforce Ids (varchar(18))", t.qualified)));
+        }
+    }
+
+    // Salesforce side: the connection logs in, the object and fields exist.
+    let client = clients::client(Ctx::Session, o.connection)?;
+    let describe = client.describe(o.sobject).map_err(|e| match &e {
+        salesforce::Error::Api { status: 404, .. } => SyncError::NotFound(format!("Salesforce object \"{}\" does not exist (connection \"{}\")", o.sobject, o.connection)),
+        _ => SyncError::from(e),
+    })?;
+    let ext = describe
+        .fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case(external_id))
+        .ok_or_else(|| SyncError::Invalid(format!("external_id: {} has no field \"{external_id}\"; create an External ID text field for the Postgres key", describe.name)))?;
+    if !ext.external_id {
+        return Err(SyncError::Invalid(format!("external_id: {}.{} is not marked External ID in Salesforce", describe.name, ext.name)));
+    }
+    let infos: Vec<FieldInfo> = describe
+        .fields
+        .iter()
+        .map(|f| FieldInfo { name: f.name.clone(), sf_type: f.r#type.clone(), createable: f.createable, updateable: f.updateable })
+        .collect();
+    let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
+    if columns.is_empty() {
+        return Err(SyncError::Invalid(format!("no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'", t.qualified, describe.name)));
+    }
+    if let Some(f) = o.filter.filter(|f| !f.trim().is_empty()) {
+        // Let Salesforce judge the condition now rather than on the first poll.
+        let q = format!("SELECT Id FROM {} WHERE ({f}) LIMIT 1", describe.name);
+        client.query(&q).map_err(|e| SyncError::Invalid(format!("filter: Salesforce rejected it: {e}")))?;
+    }
+    if !unmatched.is_empty() {
+        notice!("sfsync: columns of {} not synced (no matching field on {}): {}", t.qualified, describe.name, unmatched.join(", "));
+    }
+    if o.direction != "push" && t.pk_has_default != Some(true) {
+        notice!(
+            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if they carry {} ",
+            t.qualified,
+            pk,
+            ext.name
+        );
+    }
+
+    // Postgres side.
+    if t.sfid_type.is_none() {
+        Spi::run(&format!("ALTER TABLE {} ADD COLUMN sfid varchar(18) UNIQUE", t.qualified))?;
+    } else if !t.sfid_unique {
+        Spi::run(&format!("ALTER TABLE {} ADD UNIQUE (sfid)", t.qualified))?;
+    }
+    let columns_json = serde_json::to_value(&columns).map_err(|e| SyncError::Spi(e.to_string()))?;
+    let args: Vec<DatumWithOid> = vec![
+        i64::from(oid).into(),
+        describe.name.clone().into(),
+        o.connection.into(),
+        pk.clone().into(),
+        t.pk_type.clone().into(),
+        ext.name.clone().into(),
+        spi_util::jsonb(columns_json),
+        o.fields.clone().map(JsonB).into(),
+        o.direction.into(),
+        o.filter.into(),
+        o.conflict.into(),
+        o.on_delete.into(),
+        o.mode.into(),
+    ];
+    let (mapping_id, created) = Spi::get_two_with_args::<i32, bool>(
+        "INSERT INTO sfsync.mappings AS m (tbl, sobject, connection, pk_column, pk_type, external_id, columns, fields,
+                                           direction, filter, conflict, on_delete, mode)
+         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (tbl) DO UPDATE SET sobject = EXCLUDED.sobject, connection = EXCLUDED.connection,
+             pk_column = EXCLUDED.pk_column, pk_type = EXCLUDED.pk_type, external_id = EXCLUDED.external_id,
+             columns = EXCLUDED.columns, fields = EXCLUDED.fields, direction = EXCLUDED.direction,
+             filter = EXCLUDED.filter, conflict = EXCLUDED.conflict, on_delete = EXCLUDED.on_delete, mode = EXCLUDED.mode
+         RETURNING id, (xmax = 0)",
+        &args,
+    )?;
+    let mapping_id = mapping_id.ok_or_else(|| SyncError::Spi("mapping insert returned nothing".into()))?;
+    let created = created.unwrap_or(false);
+    spi_util::exec("INSERT INTO sfsync.sync_state (mapping_id) VALUES ($1) ON CONFLICT DO NOTHING", &[mapping_id.into()])?;
+
+    install_triggers(&t.qualified, mapping_id, &pk, &columns.iter().map(|c| c.column.as_str()).collect::<Vec<_>>(), o.direction)?;
+
+    // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
+    let mut queued = 0;
+    if created && o.direction != "pull" {
+        let cols: Vec<String> = columns.iter().map(|c| c.column.clone()).collect();
+        let sql = format!(
+            "INSERT INTO sfsync.outbox (mapping_id, op, pk, payload)
+             SELECT $1, 'insert', t.{pkq}::text, (SELECT jsonb_object_agg(c, to_jsonb(t) -> c) FROM unnest($2::text[]) AS c)
+             FROM {tbl} t WHERE t.sfid IS NULL",
+            pkq = quote_identifier(&pk),
+            tbl = t.qualified
+        );
+        queued = spi_util::exec(&sql, &[mapping_id.into(), cols.into()])?;
+        if queued > 0 {
+            Spi::run("SELECT sfsync.wake_at_commit()")?;
+        }
+    }
+    if !crate::registry::available() {
+        notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");
+    }
+    Ok(json!({
+        "table": t.qualified,
+        "sobject": describe.name,
+        "connection": o.connection,
+        "direction": o.direction,
+        "external_id": ext.name,
+        "mapped": columns.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect::<serde_json::Map<_, _>>(),
+        "unmatched_columns": unmatched,
+        "queued_for_push": queued,
+    }))
+}
+
+fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str) -> Result<()> {
+    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_capture ON {table}"))?;
+    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_no_truncate ON {table}"))?;
+    if direction != "pull" {
+        let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
+        args.extend(columns.iter().map(quote_literal));
+        Spi::run(&format!(
+            "CREATE TRIGGER sfsync_capture AFTER INSERT OR UPDATE OR DELETE ON {table}
+             FOR EACH ROW EXECUTE FUNCTION sfsync.capture({})",
+            args.join(", ")
+        ))?;
+    }
+    Spi::run(&format!(
+        "CREATE TRIGGER sfsync_no_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION sfsync.refuse_truncate()"
+    ))?;
+    Ok(())
+}
+
+fn unsync(oid: u32) -> Result<bool> {
+    let t = table_info(oid)?;
+    let args: Vec<DatumWithOid> = vec![i64::from(oid).into()];
+    let removed = spi_util::exec("DELETE FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass", &args)?;
+    if removed == 0 {
+        return Err(SyncError::NotFound(format!("table {} is not synced", t.qualified)));
+    }
+    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_capture ON {}", t.qualified))?;
+    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_no_truncate ON {}", t.qualified))?;
+    Ok(true)
+}

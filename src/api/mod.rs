@@ -1,0 +1,5 @@
+//! The SQL API (stable names per DESIGN.md).
+
+mod connection;
+mod mapping;
+mod ops;

@@ -1,0 +1,33 @@
+//! Operational functions.
+
+use crate::error::{OrRaise, Result, SyncError};
+use crate::sync::{self, pull, push, Ctx, PASS_LOCK};
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgRelation};
+use serde_json::{json, Value};
+
+/// One synchronous push and pull pass (of one table, or all), in this transaction.
+/// Returns what was done per table.
+#[pg_extern(volatile, parallel_unsafe)]
+fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
+    JsonB(run(tbl.map(|t| t.oid().to_u32())).or_raise())
+}
+
+fn run(oid: Option<u32>) -> Result<Value> {
+    Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+    let mappings = sync::load_mappings(oid)?;
+    if let (Some(oid), true) = (oid, mappings.is_empty()) {
+        return Err(SyncError::NotFound(format!("table with oid {oid} is not synced")));
+    }
+    let mut out = serde_json::Map::new();
+    let mut pushed = push::PushSummary::default();
+    if oid.is_none() {
+        pushed = push::pass(Ctx::Session, None)?;
+    }
+    for m in &mappings {
+        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, Some(m))? } else { push::PushSummary::default() };
+        let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m)?) } else { None };
+        out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
+    }
+    Ok(json!({"push": if oid.is_none() { json!(pushed) } else { Value::Null }, "tables": out}))
+}

@@ -1,0 +1,62 @@
+//! One error type for the extension, mapped to SQLSTATEs when it reaches SQL.
+//! Messages never carry secrets: the salesforce crate redacts them at the source.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(thiserror::Error, Debug)]
+pub enum SyncError {
+    /// A bad argument from the caller: says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named doesn't exist (connection, table, field...).
+    #[error("{0}")]
+    NotFound(String),
+    /// Salesforce refused or failed the request.
+    #[error("Salesforce: {0}")]
+    Salesforce(#[from] salesforce::Error),
+    /// An SPI statement failed.
+    #[error("database: {0}")]
+    Spi(String),
+}
+
+impl From<pgrx::spi::Error> for SyncError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        SyncError::Spi(e.to_string())
+    }
+}
+
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+impl SyncError {
+    fn sqlstate(&self) -> PgSqlErrorCode {
+        match self {
+            SyncError::Invalid(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            SyncError::NotFound(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            SyncError::Salesforce(e) => match e {
+                salesforce::Error::Auth { .. } => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+                salesforce::Error::Transport(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                salesforce::Error::Config(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            },
+            SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        }
+    }
+
+    /// Raises this error as a Postgres ERROR (never returns).
+    pub fn raise(self) -> ! {
+        ErrorReport::new(self.sqlstate(), self.to_string(), "sfsync").report(PgLogLevel::ERROR);
+        unreachable!()
+    }
+}
+
+/// Unwraps or raises: the bridge from `Result` to SQL-facing functions.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        self.unwrap_or_else(|e| e.raise())
+    }
+}

@@ -1,0 +1,44 @@
+//! `sfsync.*` settings. All are reloadable (SIGHUP) unless noted.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::time::Duration;
+
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+pub static PULL_OVERLAP_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(20000);
+pub static CLAIM_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static RESTART_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+
+pub fn register() {
+    GucRegistry::define_bool_guc(
+        c"sfsync.enabled",
+        c"Whether the sfsync background workers push and pull.",
+        c"When off, workers stay connected but idle; changes keep accumulating in sfsync.outbox.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    let ms = GucFlags::UNIT_MS;
+    int(c"sfsync.poll_interval", c"Fallback wake-up of the worker when no commit woke it.", &POLL_INTERVAL_MS, 10, 3_600_000, ms);
+    int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
+    int(c"sfsync.pull_overlap", c"How far before the high-water mark each poll looks again, so late commits are not missed.", &PULL_OVERLAP_MS, 0, 3_600_000, ms);
+    int(c"sfsync.batch_size", c"Most outbox entries claimed by one push pass.", &BATCH_SIZE, 1, 100_000, GucFlags::default());
+    int(c"sfsync.http_timeout", c"Timeout of every call to Salesforce (also bounds how long SIGTERM can wait).", &HTTP_TIMEOUT_MS, 100, 600_000, ms);
+    int(c"sfsync.claim_timeout", c"Visibility timeout of a claimed outbox entry.", &CLAIM_TIMEOUT_S, 1, 86_400, GucFlags::UNIT_S);
+    int(c"sfsync.max_attempts", c"Transient failures of one record before it is parked in sfsync.errors.", &MAX_ATTEMPTS, 1, 1000, GucFlags::default());
+    int(c"sfsync.launcher_interval", c"How often the launcher looks for databases that need a worker.", &LAUNCHER_INTERVAL_MS, 100, 3_600_000, ms);
+    int(c"sfsync.restart_delay", c"Delay before a crashed database worker is started again.", &RESTART_DELAY_MS, 0, 3_600_000, ms);
+}
+
+fn int(name: &'static std::ffi::CStr, desc: &'static std::ffi::CStr, s: &'static GucSetting<i32>, min: i32, max: i32, flags: GucFlags) {
+    GucRegistry::define_int_guc(name, desc, c"", s, min, max, GucContext::Sighup, flags);
+}
+
+pub fn ms(s: &GucSetting<i32>) -> Duration {
+    Duration::from_millis(s.get().max(0) as u64)
+}

@@ -1,0 +1,111 @@
+//! Value conversion between Postgres (`to_jsonb` of a row) and Salesforce JSON.
+
+use super::fields::ColumnMap;
+use serde_json::Value;
+
+/// A column value as captured by the trigger, shaped for the Salesforce field.
+pub fn to_sf(col: &ColumnMap, v: &Value) -> Value {
+    match (col.sf_type.as_str(), v) {
+        (_, Value::Null) => Value::Null,
+        ("multipicklist", Value::Array(items)) => {
+            Value::String(items.iter().map(plain_string).collect::<Vec<_>>().join(";"))
+        }
+        // A timestamp column into a date field: the date part.
+        ("date", Value::String(s)) if s.len() > 10 => Value::String(s[..10].to_string()),
+        // `timestamp without time zone` renders without an offset; Salesforce needs one.
+        ("datetime", Value::String(s)) if !has_offset(s) => Value::String(format!("{s}Z")),
+        ("boolean", Value::String(s)) => match s.as_str() {
+            "t" | "true" => Value::Bool(true),
+            "f" | "false" => Value::Bool(false),
+            _ => v.clone(),
+        },
+        (t, Value::Object(_) | Value::Array(_)) if is_text(t) => Value::String(v.to_string()),
+        _ => v.clone(),
+    }
+}
+
+/// A Salesforce field value, shaped so `jsonb_populate_recordset` casts it into the column.
+pub fn from_sf(col: &ColumnMap, v: &Value) -> Value {
+    match v {
+        Value::Null => Value::Null,
+        Value::String(s) if col.pg_type.ends_with("[]") && col.sf_type == "multipicklist" => {
+            Value::Array(s.split(';').filter(|p| !p.is_empty()).map(|p| Value::String(p.to_string())).collect())
+        }
+        // Salesforce writes `+0000`; Postgres wants `+00:00` in every version we support.
+        Value::String(s) if col.sf_type == "datetime" => Value::String(colon_offset(s)),
+        Value::Object(_) | Value::Array(_) if !is_json_pg(&col.pg_type) => Value::String(v.to_string()),
+        _ => v.clone(),
+    }
+}
+
+fn plain_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_text(sf_type: &str) -> bool {
+    matches!(sf_type, "string" | "textarea" | "url" | "email" | "phone" | "picklist" | "combobox" | "encryptedstring")
+}
+
+fn is_json_pg(pg_type: &str) -> bool {
+    matches!(pg_type, "json" | "jsonb") || pg_type.ends_with("[]")
+}
+
+fn has_offset(s: &str) -> bool {
+    let time = s.split_once('T').map(|(_, t)| t).unwrap_or("");
+    time.ends_with('Z') || time.contains('+') || time.contains('-')
+}
+
+/// `2024-05-20T20:49:32.000+0000` -> `2024-05-20T20:49:32.000+00:00`.
+pub fn colon_offset(s: &str) -> String {
+    let b = s.as_bytes();
+    if b.len() >= 5 {
+        let tail = &s[s.len() - 5..];
+        let tb = tail.as_bytes();
+        if (tb[0] == b'+' || tb[0] == b'-') && tb[1..].iter().all(u8::is_ascii_digit) {
+            return format!("{}{}:{}", &s[..s.len() - 5], &tail[..3], &tail[3..]);
+        }
+    }
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn col(sf_type: &str, pg_type: &str) -> ColumnMap {
+        ColumnMap { column: "c".into(), field: "F".into(), sf_type: sf_type.into(), pg_type: pg_type.into(), createable: true, updateable: true }
+    }
+
+    #[test]
+    fn datetimes_round_trip() {
+        assert_eq!(from_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32.000+0000")), json!("2024-05-20T20:49:32.000+00:00"));
+        assert_eq!(to_sf(&col("datetime", "timestamp without time zone"), &json!("2024-05-20T20:49:32")), json!("2024-05-20T20:49:32Z"));
+        assert_eq!(to_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32+02:00")), json!("2024-05-20T20:49:32+02:00"));
+        assert_eq!(to_sf(&col("date", "timestamp with time zone"), &json!("2024-05-20T20:49:32+02:00")), json!("2024-05-20"));
+        assert_eq!(to_sf(&col("date", "date"), &json!("2024-05-20")), json!("2024-05-20"));
+    }
+
+    #[test]
+    fn multipicklist_both_ways() {
+        assert_eq!(to_sf(&col("multipicklist", "text[]"), &json!(["a", "b"])), json!("a;b"));
+        assert_eq!(from_sf(&col("multipicklist", "text[]"), &json!("a;b")), json!(["a", "b"]));
+        assert_eq!(from_sf(&col("multipicklist", "text"), &json!("a;b")), json!("a;b"));
+    }
+
+    #[test]
+    fn structured_values_into_text() {
+        assert_eq!(to_sf(&col("textarea", "jsonb"), &json!({"k": 1})), json!("{\"k\":1}"));
+        assert_eq!(from_sf(&col("address", "text"), &json!({"city": "X"})), json!("{\"city\":\"X\"}"));
+        assert_eq!(from_sf(&col("address", "jsonb"), &json!({"city": "X"})), json!({"city": "X"}));
+    }
+
+    #[test]
+    fn nulls_stay_null() {
+        assert_eq!(to_sf(&col("string", "text"), &Value::Null), Value::Null);
+        assert_eq!(from_sf(&col("datetime", "timestamptz"), &Value::Null), Value::Null);
+    }
+}

@@ -1,0 +1,6 @@
+//! Pure decisions, free of pgrx: unit-tested with plain `cargo test`.
+
+pub mod coalesce;
+pub mod convert;
+pub mod fields;
+pub mod soql;

@@ -1,0 +1,95 @@
+//! SOQL the sync sends. Field and object names come from describe and are checked as
+//! identifiers; values are literals we format ourselves, never user text pasted in.
+
+use salesforce::soql::{is_valid_identifier, quote};
+
+/// Incremental pull of one mapping: every record (deleted ones included, via queryAll)
+/// modified at or after `since`, oldest first, with the fields the mapping needs.
+/// `since` is a SOQL datetime literal such as `2024-05-20T20:49:32.000Z`.
+pub fn pull_query(sobject: &str, fields: &[&str], external_id: &str, since: Option<&str>, filter: Option<&str>) -> Result<String, String> {
+    for name in std::iter::once(&sobject).chain(fields.iter()).chain(std::iter::once(&external_id)) {
+        if !is_valid_identifier(name) {
+            return Err(format!("invalid Salesforce name {name:?}"));
+        }
+    }
+    let mut select: Vec<&str> = vec!["Id", "SystemModstamp", "IsDeleted", external_id];
+    for f in fields {
+        if !select.iter().any(|s| s.eq_ignore_ascii_case(f)) {
+            select.push(f);
+        }
+    }
+    let mut conds = Vec::new();
+    if let Some(since) = since {
+        if !is_datetime_literal(since) {
+            return Err(format!("invalid SOQL datetime literal {since:?}"));
+        }
+        conds.push(format!("SystemModstamp >= {since}"));
+    }
+    if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
+        conds.push(format!("({f})"));
+    }
+    let mut q = format!("SELECT {} FROM {sobject}", select.join(", "));
+    if !conds.is_empty() {
+        q.push_str(" WHERE ");
+        q.push_str(&conds.join(" AND "));
+    }
+    q.push_str(" ORDER BY SystemModstamp ASC, Id ASC");
+    Ok(q)
+}
+
+/// Ids of records carrying the given external id values (to find what a crashed push made).
+pub fn by_external_ids(sobject: &str, external_id: &str, values: &[&str]) -> Result<String, String> {
+    for name in [sobject, external_id] {
+        if !is_valid_identifier(name) {
+            return Err(format!("invalid Salesforce name {name:?}"));
+        }
+    }
+    let list: Vec<String> = values.iter().map(|v| quote(v)).collect();
+    Ok(format!("SELECT Id, {external_id} FROM {sobject} WHERE {external_id} IN ({})", list.join(", ")))
+}
+
+fn is_datetime_literal(s: &str) -> bool {
+    // YYYY-MM-DDTHH:MM:SS(.sss)Z
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && s.ends_with('Z')
+        && s.chars().all(|c| c.is_ascii_digit() || "-T:.Z".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_pull_has_no_time_bound() {
+        let q = pull_query("Account", &["Name", "Industry"], "Postgres_Id__c", None, None).unwrap();
+        assert_eq!(q, "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, Name, Industry FROM Account ORDER BY SystemModstamp ASC, Id ASC");
+    }
+
+    #[test]
+    fn incremental_pull_with_filter() {
+        let q = pull_query("Contact", &["LastName", "Id"], "Postgres_Id__c", Some("2024-05-20T20:49:32.000Z"), Some("Email != null")).unwrap();
+        assert_eq!(
+            q,
+            "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE SystemModstamp >= 2024-05-20T20:49:32.000Z AND (Email != null) ORDER BY SystemModstamp ASC, Id ASC"
+        );
+    }
+
+    #[test]
+    fn bad_names_and_literals_are_refused() {
+        assert!(pull_query("Account; DELETE", &[], "Postgres_Id__c", None, None).is_err());
+        assert!(pull_query("Account", &["Name FROM User"], "Postgres_Id__c", None, None).is_err());
+        assert!(pull_query("Account", &[], "Postgres_Id__c", Some("2024-01-01' OR '1'='1"), None).is_err());
+    }
+
+    #[test]
+    fn external_id_values_are_escaped() {
+        let q = by_external_ids("Account", "Postgres_Id__c", &["1", "o'brien"]).unwrap();
+        assert_eq!(q, "SELECT Id, Postgres_Id__c FROM Account WHERE Postgres_Id__c IN ('1', 'o\\'brien')");
+    }
+}

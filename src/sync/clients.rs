@@ -1,0 +1,187 @@
+//! Logged-in Salesforce clients, one per connection and process, plus the per-connection
+//! backoff after request-level failures and the API-call accounting.
+
+use super::Ctx;
+use crate::error::{Result, SyncError};
+use crate::{guc, spi_util};
+use pgrx::datum::DatumWithOid;
+use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Secret};
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+struct Cached {
+    stamp: String,
+    client: Rc<Client>,
+    reported_calls: u64,
+}
+
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+}
+
+thread_local! {
+    static CACHE: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
+    static BACKOFF: RefCell<HashMap<String, Backoff>> = RefCell::new(HashMap::new());
+}
+
+#[derive(Deserialize)]
+struct StoredConnection {
+    login_url: String,
+    client_id: String,
+    auth_flow: String,
+    username: Option<String>,
+    client_secret: Option<String>,
+    password: Option<String>,
+    private_key: Option<String>,
+    refresh_token: Option<String>,
+    stamp: String,
+}
+
+pub fn options() -> ClientOptions {
+    let timeout = guc::ms(&guc::HTTP_TIMEOUT_MS);
+    ClientOptions {
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        request_timeout: timeout,
+        // Keep retries inside the call short: the outbox retries with its own backoff.
+        max_retries: 2,
+        max_retry_time: timeout,
+        ..ClientOptions::default()
+    }
+}
+
+pub fn credentials(
+    login_url: &str,
+    client_id: &str,
+    flow: &str,
+    username: Option<String>,
+    client_secret: Option<String>,
+    password: Option<String>,
+    private_key: Option<String>,
+    refresh_token: Option<String>,
+) -> Result<Credentials> {
+    let flow: AuthFlow = flow.parse().map_err(|e: salesforce::Error| SyncError::Invalid(format!("auth_flow: {e}")))?;
+    Ok(Credentials {
+        login_url: login_url.trim_end_matches('/').to_string(),
+        client_id: client_id.to_string(),
+        client_secret: client_secret.map(Secret::new),
+        username,
+        password: password.map(Secret::new),
+        private_key: private_key.map(Secret::new),
+        refresh_token: refresh_token.map(Secret::new),
+        flow,
+    })
+}
+
+fn load(name: &str) -> Result<StoredConnection> {
+    let args: Vec<DatumWithOid> = vec![name.into()];
+    let v = spi_util::json(
+        "SELECT jsonb_build_object('login_url', c.login_url, 'client_id', c.client_id, 'auth_flow', c.auth_flow,
+                'username', c.username, 'client_secret', s.client_secret, 'password', s.password,
+                'private_key', s.private_key, 'refresh_token', s.refresh_token, 'stamp', c.updated_at::text)
+         FROM sfsync.connections c LEFT JOIN sfsync.connection_secrets s ON s.connection = c.name
+         WHERE c.name = $1",
+        &args,
+    )?
+    .ok_or_else(|| SyncError::NotFound(format!("connection \"{name}\" does not exist (see sfsync.add_connection)")))?;
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding connection \"{name}\": {e}")))
+}
+
+/// A logged-in client for connection `name`. Reads the stored credentials in a short
+/// transaction, and logs in (HTTP) only when they changed or there is no client yet.
+pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
+    let stored = ctx.tx(|| load(name))?;
+    if let Some(c) = CACHE.with(|c| c.borrow().get(name).filter(|c| c.stamp == stored.stamp).map(|c| c.client.clone())) {
+        return Ok(c);
+    }
+    let creds = credentials(
+        &stored.login_url,
+        &stored.client_id,
+        &stored.auth_flow,
+        stored.username,
+        stored.client_secret,
+        stored.password,
+        stored.private_key,
+        stored.refresh_token,
+    )?;
+    let client = Rc::new(Client::login(creds, options())?);
+    CACHE.with(|c| {
+        c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 })
+    });
+    Ok(client)
+}
+
+/// Forget a connection's client (after it was replaced or removed).
+pub fn forget(name: &str) {
+    CACHE.with(|c| c.borrow_mut().remove(name));
+}
+
+/// Whether the worker may call this connection now (it backs off after request failures).
+pub fn available(name: &str) -> bool {
+    BACKOFF.with(|b| b.borrow().get(name).and_then(|b| b.until).is_none_or(|t| Instant::now() >= t))
+}
+
+/// Records a request-level failure; the delay doubles up to 30 s.
+pub fn failed(name: &str) -> Duration {
+    BACKOFF.with(|b| {
+        let mut b = b.borrow_mut();
+        let e = b.entry(name.to_string()).or_default();
+        e.failures = e.failures.saturating_add(1);
+        let delay = Duration::from_millis(500u64.saturating_mul(1 << e.failures.min(6))).min(Duration::from_secs(30));
+        e.until = Some(Instant::now() + delay);
+        delay
+    })
+}
+
+pub fn succeeded(name: &str) {
+    BACKOFF.with(|b| b.borrow_mut().remove(name));
+}
+
+/// Adds the calls made since the last flush to sfsync.connection_state, with the org's
+/// usage from Sforce-Limit-Info. Must run inside a transaction.
+pub fn flush_stats() -> Result<()> {
+    let rows: Vec<serde_json::Value> = CACHE.with(|c| {
+        c.borrow_mut()
+            .iter_mut()
+            .filter_map(|(name, cached)| {
+                let stats = cached.client.stats();
+                let delta = stats.calls.saturating_sub(cached.reported_calls);
+                cached.reported_calls = stats.calls;
+                (delta > 0).then(|| serde_json::json!({"name": name, "delta": delta, "used": stats.api_used, "max": stats.api_max}))
+            })
+            .collect()
+    });
+    if rows.is_empty() {
+        return Ok(());
+    }
+    spi_util::exec(
+        "INSERT INTO sfsync.connection_state AS cs (connection, api_calls, api_used, api_max, updated_at)
+         SELECT r.name, r.delta, r.used, r.max, now()
+         FROM jsonb_to_recordset($1) AS r(name text, delta bigint, used bigint, max bigint)
+         WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = r.name)
+         ON CONFLICT (connection) DO UPDATE SET api_calls = cs.api_calls + EXCLUDED.api_calls,
+             api_used = COALESCE(EXCLUDED.api_used, cs.api_used), api_max = COALESCE(EXCLUDED.api_max, cs.api_max),
+             updated_at = now()",
+        &[spi_util::jsonb(serde_json::Value::Array(rows))],
+    )?;
+    Ok(())
+}
+
+/// Stores (or clears, with None) a connection-level error for sfsync.status.
+pub fn set_connection_error(name: &str, error: Option<&str>) -> Result<()> {
+    let args: Vec<DatumWithOid> = vec![name.into(), error.into()];
+    spi_util::exec(
+        "INSERT INTO sfsync.connection_state AS cs (connection, last_error, last_error_at)
+         SELECT $1, $2, CASE WHEN $2 IS NULL THEN NULL ELSE now() END
+         WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = $1)
+         ON CONFLICT (connection) DO UPDATE SET last_error = EXCLUDED.last_error,
+             last_error_at = COALESCE(EXCLUDED.last_error_at, cs.last_error_at)
+         WHERE cs.last_error IS DISTINCT FROM EXCLUDED.last_error",
+        &args,
+    )?;
+    Ok(())
+}

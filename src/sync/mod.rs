@@ -1,0 +1,93 @@
+//! The push and pull passes. Each pass moves data in and out of SQL in a few set-based
+//! statements and does its HTTP between transactions (in the worker) so no transaction
+//! is ever held open across a network call.
+
+pub mod clients;
+pub mod pull;
+pub mod push;
+
+use crate::error::{Result, SyncError};
+use crate::plan::fields::ColumnMap;
+use crate::spi_util;
+use pgrx::datum::DatumWithOid;
+use serde::Deserialize;
+
+/// Advisory lock key held during a pass, so run_once and the worker never overlap.
+pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
+
+/// Where a pass runs: in the worker (every step its own transaction), or inside the
+/// caller's transaction (`sfsync.run_once`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Ctx {
+    Worker,
+    Session,
+}
+
+impl Ctx {
+    pub fn tx<R>(self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        match self {
+            Ctx::Worker => crate::worker::tx::run(f),
+            Ctx::Session => f(),
+        }
+    }
+}
+
+/// A row of sfsync.mappings with its table's qualified name.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mapping {
+    pub id: i32,
+    pub oid: u32,
+    /// Schema-qualified, quoted: safe to paste into SQL.
+    pub table: String,
+    pub sobject: String,
+    pub connection: String,
+    pub pk_column: String,
+    pub pk_type: String,
+    pub external_id: String,
+    pub columns: Vec<ColumnMap>,
+    pub direction: String,
+    pub filter: Option<String>,
+    pub on_delete: String,
+}
+
+impl Mapping {
+    pub fn pushes(&self) -> bool {
+        self.direction != "pull"
+    }
+    pub fn pulls(&self) -> bool {
+        self.direction != "push"
+    }
+    pub fn column(&self, name: &str) -> Option<&ColumnMap> {
+        self.columns.iter().find(|c| c.column == name)
+    }
+    /// The key column, quoted.
+    pub fn pk_ident(&self) -> String {
+        pgrx::spi::quote_identifier(&self.pk_column)
+    }
+}
+
+/// Mappings of this database, optionally only the one of table `oid`.
+pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
+    let args: Vec<DatumWithOid> = vec![oid.map(|o| i64::from(o)).into()];
+    let v = spi_util::json(
+        "SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                 'id', m.id, 'oid', m.tbl::oid, 'table', format('%I.%I', n.nspname, c.relname),
+                 'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
+                 'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
+                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete) ORDER BY m.id), '[]')
+         FROM sfsync.mappings m
+         JOIN pg_catalog.pg_class c ON c.oid = m.tbl
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE $1::bigint IS NULL OR m.tbl::oid::bigint = $1",
+        &args,
+    )?
+    .unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding sfsync.mappings: {e}")))
+}
+
+/// Stores a mapping-level error for sfsync.status (cleared by the next good pull).
+pub fn set_mapping_error(mapping_id: i32, message: &str) -> Result<()> {
+    let args: Vec<DatumWithOid> = vec![mapping_id.into(), message.into()];
+    spi_util::exec("UPDATE sfsync.sync_state SET last_error = $2, last_error_at = now() WHERE mapping_id = $1", &args)?;
+    Ok(())
+}
