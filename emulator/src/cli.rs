@@ -1,0 +1,42 @@
+//! Command-line options.
+
+use crate::Config;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "sf-emulator", version, about = "A faithful local Salesforce org for tests and demos")]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Newest REST API version served.
+    #[arg(long, default_value = "62.0")]
+    pub api_version: String,
+    /// Access token lifetime in seconds.
+    #[arg(long, default_value_t = 7200)]
+    pub token_ttl_secs: u64,
+    /// JSON file with custom objects and fields (see README.md).
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Default query page size.
+    #[arg(long, default_value_t = 2000)]
+    pub batch_size: usize,
+    /// API calls allowed per rolling 24 hours.
+    #[arg(long, default_value_t = 100_000)]
+    pub daily_api_limit: u64,
+}
+
+impl Args {
+    pub fn into_config(self) -> Config {
+        Config {
+            listen: self.listen,
+            api_version: self.api_version,
+            token_ttl_secs: self.token_ttl_secs,
+            schema_file: self.schema,
+            batch_size: self.batch_size.max(1),
+            daily_api_limit: self.daily_api_limit,
+        }
+    }
+}

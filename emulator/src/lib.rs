@@ -1,0 +1,136 @@
+#![recursion_limit = "256"]
+//! sf-emulator: a local, faithful Salesforce org over HTTP (REST API subset, OAuth token
+//! endpoint, admin surface under `/__emulator/`). See README.md.
+//!
+//! Entry points: [`serve`] (async, on your runtime) and [`spawn`] (own runtime on a background
+//! thread; handy in blocking tests).
+
+pub mod cli;
+pub mod clock;
+pub mod errors;
+pub mod faults;
+pub mod ids;
+pub mod out;
+pub mod routes;
+pub mod rules;
+pub mod schema;
+pub mod soql;
+pub mod state;
+pub mod store;
+pub mod value;
+pub mod write;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Newest API version served, e.g. "62.0".
+    pub api_version: String,
+    pub token_ttl_secs: u64,
+    /// JSON file with custom objects/fields.
+    pub schema_file: Option<PathBuf>,
+    /// Default query page size (Sforce-Query-Options batchSize overrides, within 200..=2000).
+    pub batch_size: usize,
+    pub daily_api_limit: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_version: "62.0".into(),
+            token_ttl_secs: 7200,
+            schema_file: None,
+            batch_size: 2000,
+            daily_api_limit: 100_000,
+        }
+    }
+}
+
+/// Builds the schema (default org + optional schema file) and the app state.
+pub fn build_state(cfg: Config) -> Result<Arc<state::AppState>, String> {
+    let mut schema = schema::standard::default_schema();
+    if let Some(path) = &cfg.schema_file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        schema::file::apply(&mut schema, &text)?;
+    }
+    if !cfg.api_version.ends_with(".0") || cfg.api_version.trim_end_matches(".0").parse::<u32>().is_err() {
+        return Err(format!("--api-version must look like 62.0, got {}", cfg.api_version));
+    }
+    Ok(Arc::new(state::AppState::new(cfg, schema)))
+}
+
+/// Binds `cfg.listen` and returns the bound address and the server future (run it to serve;
+/// it ends when `shutdown` resolves).
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let st = build_state(cfg.clone()).map_err(std::io::Error::other)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let app = routes::router(st);
+    Ok((addr, async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await }))
+}
+
+/// A server running on its own runtime thread; stops when dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts a server on a background thread with a 2-worker runtime.
+pub fn spawn(cfg: Config) -> std::io::Result<Running> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new().name("sf-emulator".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = addr_tx.send(Err(e));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match serve(cfg, std::future::pending()).await {
+                Ok((addr, server)) => {
+                    let _ = addr_tx.send(Ok(addr));
+                    // Stop without draining: held (timeout-fault) requests must not block it.
+                    tokio::select! {
+                        r = server => if let Err(e) = r { eprintln!("sf-emulator: {e}") },
+                        _ = stop_rx => {}
+                    }
+                }
+                Err(e) => {
+                    let _ = addr_tx.send(Err(e));
+                }
+            }
+        });
+        // Don't wait for held (timeout-fault) requests on shutdown.
+        rt.shutdown_background();
+    })?;
+    let addr = addr_rx.recv().map_err(std::io::Error::other)??;
+    Ok(Running { addr, stop: Some(stop_tx), thread: Some(thread) })
+}

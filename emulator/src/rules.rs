@@ -1,0 +1,98 @@
+//! Org customizations added through the admin surface: validation rules (reject saves) and
+//! automations (rewrite a field after save, like a record-triggered Flow).
+
+use crate::soql::eval::like;
+use crate::value::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleOp {
+    Blank,
+    NotBlank,
+    Equals,
+    NotEquals,
+    /// SOQL LIKE pattern (`%`, `_`), case-insensitive.
+    Matches,
+    Contains,
+    Gt,
+    Lt,
+}
+
+/// Rejects a save with FIELD_CUSTOM_VALIDATION_EXCEPTION when `field op value` holds on the
+/// record as it would be saved (Salesforce's "error condition formula").
+#[derive(Deserialize, Serialize, Clone, Debug)]
+pub struct ValidationRule {
+    #[serde(default)]
+    pub id: u64,
+    pub object: String,
+    pub name: String,
+    pub field: String,
+    pub op: RuleOp,
+    #[serde(default)]
+    pub value: Option<Json>,
+    pub message: String,
+    /// Field the error is attached to; absent means a top-of-page error (`fields: []`).
+    #[serde(default)]
+    pub error_field: Option<String>,
+}
+
+/// After a save of `object` (when `when_field` was written, and equals `when_value` if given),
+/// sets `set_field` to `value` as a second system update that bumps SystemModstamp.
+#[derive(Deserialize, Serialize, Clone, Debug)]
+pub struct Automation {
+    #[serde(default)]
+    pub id: u64,
+    pub object: String,
+    pub name: String,
+    #[serde(default)]
+    pub when_field: Option<String>,
+    #[serde(default)]
+    pub when_value: Option<Json>,
+    pub set_field: String,
+    pub value: Json,
+}
+
+#[derive(Default)]
+pub struct Rules {
+    pub validations: Vec<ValidationRule>,
+    pub automations: Vec<Automation>,
+    pub next_id: u64,
+}
+
+fn json_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn as_num(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Num(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Does `record_value op rule_value` hold?
+pub fn holds(op: RuleOp, v: &Value, rule_value: Option<&Json>) -> bool {
+    let text = v.display();
+    let want = rule_value.map(json_text).unwrap_or_default();
+    let cmp = || match (as_num(v), rule_value.and_then(Json::as_f64)) {
+        (Some(a), Some(b)) => a.partial_cmp(&b),
+        _ => Some(text.to_lowercase().cmp(&want.to_lowercase())),
+    };
+    match op {
+        RuleOp::Blank => v.is_null(),
+        RuleOp::NotBlank => !v.is_null(),
+        RuleOp::Equals => !v.is_null() && cmp() == Some(std::cmp::Ordering::Equal),
+        RuleOp::NotEquals => v.is_null() || cmp() != Some(std::cmp::Ordering::Equal),
+        RuleOp::Matches => !v.is_null() && like(&text, &want),
+        RuleOp::Contains => !v.is_null() && text.to_lowercase().contains(&want.to_lowercase()),
+        RuleOp::Gt => !v.is_null() && cmp() == Some(std::cmp::Ordering::Greater),
+        RuleOp::Lt => !v.is_null() && cmp() == Some(std::cmp::Ordering::Less),
+    }
+}

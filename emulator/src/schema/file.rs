@@ -1,0 +1,199 @@
+//! Custom objects and fields from a JSON schema file (format documented in README.md).
+
+use super::standard::object;
+use super::{FieldDef, FieldType, ObjectDef, Schema};
+use serde::Deserialize;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaFile {
+    #[serde(default)]
+    objects: Vec<ObjectSpec>,
+    /// Extra custom fields on existing (standard or custom) objects, keyed by object name.
+    #[serde(default)]
+    fields: std::collections::BTreeMap<String, Vec<FieldSpec>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ObjectSpec {
+    name: String,
+    label: Option<String>,
+    label_plural: Option<String>,
+    key_prefix: Option<String>,
+    /// Length of the required `Name` text field (default 80).
+    name_length: Option<u32>,
+    #[serde(default)]
+    fields: Vec<FieldSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FieldSpec {
+    name: String,
+    label: Option<String>,
+    #[serde(rename = "type")]
+    ftype: String,
+    length: Option<u32>,
+    precision: Option<u32>,
+    scale: Option<u32>,
+    digits: Option<u32>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    external_id: bool,
+    #[serde(default)]
+    unique: bool,
+    createable: Option<bool>,
+    updateable: Option<bool>,
+    #[serde(default)]
+    reference_to: Vec<String>,
+    relationship_name: Option<String>,
+    child_relationship_name: Option<String>,
+    #[serde(default)]
+    picklist_values: Vec<String>,
+    #[serde(default)]
+    restricted_picklist: bool,
+    default_value: Option<String>,
+}
+
+fn build_field(s: FieldSpec) -> Result<FieldDef, String> {
+    let t = FieldType::from_api_name(&s.ftype).ok_or_else(|| format!("field {}: unknown type {:?}", s.name, s.ftype))?;
+    if !s.name.ends_with("__c") {
+        return Err(format!("custom field {} must end with __c", s.name));
+    }
+    let label = s.label.clone().unwrap_or_else(|| s.name.trim_end_matches("__c").replace('_', " "));
+    let mut f = FieldDef::new(&s.name, &label, t);
+    if let Some(n) = s.length {
+        f.length = n;
+    }
+    if let Some(p) = s.precision {
+        f.precision = p;
+    }
+    if let Some(sc) = s.scale {
+        f.scale = sc;
+    }
+    if let Some(d) = s.digits {
+        f.digits = d;
+    }
+    if s.required {
+        f = f.required();
+    }
+    if s.external_id {
+        f.external_id = true;
+        f.id_lookup = true;
+    }
+    f.unique = s.unique;
+    f.createable = s.createable.unwrap_or(true);
+    f.updateable = s.updateable.unwrap_or(true);
+    if t == FieldType::Reference {
+        if s.reference_to.is_empty() {
+            return Err(format!("reference field {} needs referenceTo", s.name));
+        }
+        f.reference_to = s.reference_to;
+        f.relationship_name = Some(s.relationship_name.unwrap_or_else(|| s.name.replace("__c", "__r")));
+        f.child_relationship = s.child_relationship_name;
+    }
+    f.picklist = s.picklist_values;
+    f.restricted_picklist = s.restricted_picklist;
+    if let Some(d) = s.default_value {
+        f = f.default_value(&d);
+    }
+    Ok(f)
+}
+
+/// Parses `text` and merges it into `schema`.
+pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
+    let file: SchemaFile = serde_json::from_str(text).map_err(|e| format!("schema file: {e}"))?;
+    let mut next_prefix = 0;
+    for spec in file.objects {
+        if !spec.name.ends_with("__c") {
+            return Err(format!("custom object {} must end with __c", spec.name));
+        }
+        if schema.object(&spec.name).is_some() {
+            return Err(format!("object {} defined twice", spec.name));
+        }
+        let prefix = match spec.key_prefix {
+            Some(p) if p.len() == 3 && p.bytes().all(|b| b.is_ascii_alphanumeric()) => p,
+            Some(p) => return Err(format!("object {}: keyPrefix {p:?} must be 3 alphanumerics", spec.name)),
+            None => loop {
+                let p = format!("a{next_prefix:02}");
+                next_prefix += 1;
+                if schema.by_prefix(&p).is_none() {
+                    break p;
+                }
+            },
+        };
+        if schema.by_prefix(&prefix).is_some() {
+            return Err(format!("object {}: keyPrefix {prefix} already used", spec.name));
+        }
+        let label = spec.label.unwrap_or_else(|| spec.name.trim_end_matches("__c").replace('_', " "));
+        let plural = spec.label_plural.unwrap_or_else(|| format!("{label}s"));
+        let mut name = FieldDef::new("Name", &format!("{label} Name"), FieldType::String).len(spec.name_length.unwrap_or(80));
+        name.name_field = true;
+        name.id_lookup = true;
+        name.nillable = false;
+        // Custom objects' Name is required but the UI defaults it; treat as required like the API.
+        let mut own = vec![name];
+        for f in spec.fields {
+            own.push(build_field(f)?);
+        }
+        let mut o = object(&spec.name, &label, &plural, &prefix, own, true);
+        // Keep custom fields after the system fields, as describe lists them.
+        let pg = o.fields.iter().position(|f| f.name == "Postgres_Id__c").expect("pg id");
+        let pgf = o.fields.remove(pg);
+        let first_custom = o.fields.iter().position(|f| f.custom).unwrap_or(o.fields.len());
+        o.fields.insert(first_custom, pgf);
+        o.reindex();
+        schema.objects.push(o);
+        schema.reindex();
+    }
+    for (obj, fields) in file.fields {
+        let idx = schema.object(&obj).ok_or_else(|| format!("fields for unknown object {obj}"))?;
+        let o: &mut ObjectDef = &mut schema.objects[idx];
+        for f in fields {
+            let f = build_field(f)?;
+            if o.field(&f.name).is_some() {
+                return Err(format!("{obj}.{} defined twice", f.name));
+            }
+            o.fields.push(f);
+        }
+        o.reindex();
+    }
+    // References must point at known objects.
+    for o in &schema.objects {
+        for f in &o.fields {
+            for r in &f.reference_to {
+                if schema.object(r).is_none() {
+                    return Err(format!("{}.{} references unknown object {r}", o.name, f.name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_custom_objects_and_fields() {
+        let mut s = super::super::standard::default_schema();
+        apply(
+            &mut s,
+            r#"{"objects":[{"name":"Invoice__c","fields":[
+                {"name":"Amount__c","type":"currency","precision":16,"scale":2},
+                {"name":"Account__c","type":"reference","referenceTo":["Account"]}]}],
+               "fields":{"Account":[{"name":"Tier__c","type":"picklist","picklistValues":["Gold"]}]}}"#,
+        )
+        .unwrap();
+        let inv = &s.objects[s.object("invoice__c").unwrap()];
+        assert_eq!(inv.key_prefix, "a00");
+        assert!(inv.field("Account__c").is_some());
+        assert!(inv.relationship("Account__r").is_some());
+        let acc = &s.objects[s.object("Account").unwrap()];
+        assert!(acc.field("tier__c").is_some());
+        assert!(apply(&mut s, r#"{"objects":[{"name":"Bad"}]}"#).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Shared server state: configuration, schema, data, sessions, counters, open query cursors.
+
+use crate::clock::{Clock, DAY_MS};
+use crate::faults::Faults;
+use crate::ids;
+use crate::rules::Rules;
+use crate::schema::Schema;
+use crate::soql::eval::Plan;
+use crate::store::Store;
+use crate::value::Value;
+use crate::write::Writer;
+use crate::Config;
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub const USERNAME: &str = "integration@sfsync.local";
+pub const PASSWORD: &str = "sfsync";
+pub const CLIENT_ID: &str = "sfsync-local";
+pub const CLIENT_SECRET: &str = "sfsync-local-secret";
+/// Reserved sequence numbers: the org and the integration user keep their IDs across resets.
+const ORG_SEQ: u64 = 1;
+const USER_SEQ: u64 = 2;
+const MAX_CURSORS: usize = 200;
+
+pub struct Counters {
+    pub total: u64,
+    pub by_endpoint: BTreeMap<String, u64>,
+    /// API calls in the current 24 h window.
+    pub api_usage: u64,
+    pub window_start_ms: i64,
+    pub daily_limit: u64,
+}
+
+pub struct Cursor {
+    pub plan: Arc<Plan>,
+    pub seqs: Arc<Vec<u64>>,
+    pub batch: usize,
+    pub touched: Instant,
+}
+
+pub struct AppState {
+    pub cfg: Config,
+    pub schema: Schema,
+    pub clock: Clock,
+    pub store: RwLock<Store>,
+    pub rules: RwLock<Rules>,
+    pub faults: Mutex<Faults>,
+    pub counters: Mutex<Counters>,
+    /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
+    pub tokens: Mutex<HashMap<String, i64>>,
+    pub cursors: Mutex<HashMap<String, Cursor>>,
+    pub org_id: String,
+    pub user_id: String,
+    rng: Mutex<u64>,
+}
+
+impl AppState {
+    pub fn new(cfg: Config, schema: Schema) -> AppState {
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
+        let st = AppState {
+            store: RwLock::new(Store::new(&schema)),
+            counters: Mutex::new(Counters {
+                total: 0,
+                by_endpoint: BTreeMap::new(),
+                api_usage: 0,
+                window_start_ms: 0,
+                daily_limit: cfg.daily_api_limit,
+            }),
+            cfg,
+            schema,
+            clock: Clock::default(),
+            rules: RwLock::new(Rules::default()),
+            faults: Mutex::new(Faults::default()),
+            tokens: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(HashMap::new()),
+            org_id: ids::mint("00D", ORG_SEQ),
+            user_id: ids::mint("005", USER_SEQ),
+            rng: Mutex::new(seed),
+        };
+        st.insert_integration_user();
+        st.counters.lock().window_start_ms = st.clock.now_ms();
+        st
+    }
+
+    fn insert_integration_user(&self) {
+        let Some(obj) = self.schema.object("User") else { return };
+        let def = &self.schema.objects[obj];
+        let vals: Vec<(usize, Value)> = [
+            ("Username", USERNAME),
+            ("LastName", "User"),
+            ("FirstName", "Integration"),
+            ("Email", USERNAME),
+            ("Alias", "integ"),
+            ("TimeZoneSidKey", "GMT"),
+            ("LocaleSidKey", "en_US"),
+            ("EmailEncodingKey", "UTF-8"),
+            ("LanguageLocaleKey", "en_US"),
+        ]
+        .iter()
+        .filter_map(|(f, v)| def.field(f).map(|i| (i, Value::str(v))))
+        .chain(def.field("IsActive").map(|i| (i, Value::Bool(true))))
+        .collect();
+        let rules = Rules::default();
+        let mut store = self.store.write();
+        let stamp = self.clock.stamp();
+        Writer::new(&self.schema, &mut store, &rules, &self.clock, &self.user_id).insert_raw(obj, vals, stamp, Some(USER_SEQ));
+    }
+
+    /// xorshift64*: good enough for tokens, locators and fault rates; no dependency.
+    pub fn rand_u64(&self) -> u64 {
+        let mut s = self.rng.lock();
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn rand_f64(&self) -> f64 {
+        (self.rand_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn issue_token(&self) -> String {
+        const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz._";
+        let body: String = (0..96).map(|_| CHARS[(self.rand_u64() % CHARS.len() as u64) as usize] as char).collect();
+        let token = format!("{}!AQ{body}", &self.org_id[..15]);
+        let expiry = self.clock.now_ms() + self.cfg.token_ttl_secs as i64 * 1000;
+        self.tokens.lock().insert(token.clone(), expiry);
+        token
+    }
+
+    pub fn session_valid(&self, token: &str) -> bool {
+        let now = self.clock.now_ms();
+        let mut tokens = self.tokens.lock();
+        match tokens.get(token) {
+            Some(&exp) if exp > now => true,
+            Some(_) => {
+                tokens.remove(token);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts one API call against the rolling daily allocation; Err(used, max) when exhausted.
+    pub fn use_api(&self) -> Result<(u64, u64), (u64, u64)> {
+        let now = self.clock.now_ms();
+        let mut c = self.counters.lock();
+        if now >= c.window_start_ms + DAY_MS {
+            c.window_start_ms = now;
+            c.api_usage = 0;
+        }
+        if c.api_usage >= c.daily_limit {
+            return Err((c.api_usage, c.daily_limit));
+        }
+        c.api_usage += 1;
+        Ok((c.api_usage, c.daily_limit))
+    }
+
+    pub fn count_endpoint(&self, key: String) {
+        let mut c = self.counters.lock();
+        c.total += 1;
+        *c.by_endpoint.entry(key).or_default() += 1;
+    }
+
+    pub fn add_cursor(&self, cursor: Cursor) -> String {
+        let id = ids::mint("01g", self.rand_u64() % 62u64.pow(9));
+        let mut cursors = self.cursors.lock();
+        // Real orgs cap open cursors too; drop the least recently used.
+        while cursors.len() >= MAX_CURSORS {
+            let oldest = cursors.iter().min_by_key(|(_, c)| c.touched).map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => cursors.remove(&k),
+                None => break,
+            };
+        }
+        cursors.insert(id.clone(), cursor);
+        id
+    }
+
+    /// Wipes data, customizations, faults, counters and cursors; keeps sessions and the schema.
+    pub fn reset(&self) {
+        {
+            let mut store = self.store.write();
+            let fresh = Store::new_after(&self.schema, &store);
+            *store = fresh;
+        }
+        *self.rules.write() = Rules::default();
+        *self.faults.lock() = Faults::default();
+        {
+            let mut c = self.counters.lock();
+            c.total = 0;
+            c.by_endpoint.clear();
+            c.api_usage = 0;
+            c.daily_limit = self.cfg.daily_api_limit;
+        }
+        self.cursors.lock().clear();
+        self.clock.set_offset(0);
+        self.counters.lock().window_start_ms = self.clock.now_ms();
+        self.insert_integration_user();
+    }
+}

@@ -1,0 +1,132 @@
+//! In-memory records. One `Table` per object (same index as `Schema::objects`), records keyed by
+//! the ID's sequence number in a BTreeMap (so scans run in creation/ID order). Records are sparse
+//! (only non-null slots, sorted by field position): most fields of most records are null, and
+//! this keeps a million records within a few hundred MB.
+
+use crate::ids;
+use crate::schema::{ObjectDef, Schema};
+use crate::value::{Value, NULL};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone, Debug, Default)]
+pub struct Record {
+    slots: Vec<(u16, Value)>,
+}
+
+impl Record {
+    pub fn get(&self, field: usize) -> &Value {
+        match self.slots.binary_search_by_key(&(field as u16), |(i, _)| *i) {
+            Ok(p) => &self.slots[p].1,
+            Err(_) => &NULL,
+        }
+    }
+    pub fn set(&mut self, field: usize, v: Value) {
+        let key = field as u16;
+        match (self.slots.binary_search_by_key(&key, |(i, _)| *i), v) {
+            (Ok(p), Value::Null) => {
+                self.slots.remove(p);
+            }
+            (Ok(p), v) => self.slots[p].1 = v,
+            (Err(_), Value::Null) => {}
+            (Err(p), v) => self.slots.insert(p, (key, v)),
+        }
+    }
+    pub fn shrink(&mut self) {
+        self.slots.shrink_to_fit();
+    }
+}
+
+#[derive(Default)]
+pub struct Table {
+    pub recs: BTreeMap<u64, Record>,
+    /// field position → lowercased value → records having it (deleted ones included).
+    index: HashMap<usize, HashMap<Box<str>, Vec<u64>>>,
+}
+
+impl Table {
+    fn index_key(v: &Value) -> Option<Box<str>> {
+        match v {
+            Value::Null => None,
+            Value::Str(s) => Some(s.to_lowercase().into()),
+            other => Some(other.display().into()),
+        }
+    }
+
+    fn unindex(&mut self, def: &ObjectDef, seq: u64, rec: &Record) {
+        for &f in &def.indexed {
+            if let Some(k) = Self::index_key(rec.get(f)) {
+                if let Some(m) = self.index.get_mut(&f) {
+                    if let Some(v) = m.get_mut(&k) {
+                        v.retain(|s| *s != seq);
+                        if v.is_empty() {
+                            m.remove(&k);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Inserts or replaces a record, keeping the indexes right; returns the previous version.
+    pub fn put(&mut self, def: &ObjectDef, seq: u64, mut rec: Record) -> Option<Record> {
+        rec.shrink();
+        let old = self.recs.remove(&seq);
+        if let Some(o) = &old {
+            self.unindex(def, seq, o);
+        }
+        for &f in &def.indexed {
+            if let Some(k) = Self::index_key(rec.get(f)) {
+                self.index.entry(f).or_default().entry(k).or_default().push(seq);
+            }
+        }
+        self.recs.insert(seq, rec);
+        old
+    }
+
+    pub fn take(&mut self, def: &ObjectDef, seq: u64) -> Option<Record> {
+        let old = self.recs.remove(&seq)?;
+        self.unindex(def, seq, &old);
+        Some(old)
+    }
+
+    /// Live (not deleted) records whose indexed `field` equals `value` (case-insensitively).
+    pub fn lookup(&self, def: &ObjectDef, field: usize, value: &Value) -> Vec<u64> {
+        let Some(k) = Self::index_key(value) else { return vec![] };
+        let hits = self.index.get(&field).and_then(|m| m.get(&k)).cloned().unwrap_or_default();
+        hits.into_iter()
+            .filter(|s| self.recs.get(s).is_some_and(|r| !is_deleted(def, r)))
+            .collect()
+    }
+}
+
+pub fn is_deleted(def: &ObjectDef, r: &Record) -> bool {
+    matches!(r.get(def.sys.is_deleted), Value::Bool(true))
+}
+
+pub struct Store {
+    pub tables: Vec<Table>,
+    next_seq: u64,
+}
+
+/// Where minted sequence numbers start: large enough that IDs show a realistic mix of characters.
+const FIRST_SEQ: u64 = 62u64.pow(5) * 17;
+
+impl Store {
+    pub fn new(schema: &Schema) -> Store {
+        Store { tables: schema.objects.iter().map(|_| Table::default()).collect(), next_seq: FIRST_SEQ }
+    }
+    /// An empty store that keeps minting after `old`'s IDs: IDs are never reused, even across resets.
+    pub fn new_after(schema: &Schema, old: &Store) -> Store {
+        Store { next_seq: old.next_seq, ..Store::new(schema) }
+    }
+    pub fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+    /// Resolves a canonical 18-char ID to (object, seq) if a record with it exists.
+    pub fn find(&self, schema: &Schema, id18: &str) -> Option<(usize, u64)> {
+        let obj = schema.by_prefix(id18.get(..3)?)?;
+        let seq = ids::seq_of(&schema.objects[obj].key_prefix, id18)?;
+        self.tables[obj].recs.contains_key(&seq).then_some((obj, seq))
+    }
+}
