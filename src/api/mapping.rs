@@ -31,14 +31,21 @@ fn sync_table(
     external_id: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     let opts = Options { sobject, connection, fields: fields.map(|j| j.0), direction, filter, conflict, on_delete, mode, external_id };
-    JsonB(sync(tbl.oid().to_u32(), opts).or_raise())
+    JsonB(sync(release(tbl), opts).or_raise())
 }
 
 /// Opts the table out: removes its triggers, mapping, outbox entries and sync state.
 /// The table, its data and its sfid column stay.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unsync_table(tbl: PgRelation) -> bool {
-    unsync(tbl.oid().to_u32()).or_raise()
+    unsync(release(tbl)).or_raise()
+}
+
+/// The relation's oid, closing our reference to it so ALTER TABLE is allowed afterwards.
+fn release(tbl: PgRelation) -> u32 {
+    let oid = tbl.oid().to_u32();
+    drop(tbl);
+    oid
 }
 
 struct Options<'a> {

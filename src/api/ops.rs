@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 /// Returns what was done per table.
 #[pg_extern(volatile, parallel_unsafe)]
 fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
-    JsonB(run(tbl.map(|t| t.oid().to_u32())).or_raise())
+    JsonB(run(tbl.map(|t| t.oid().to_u32())).or_raise()) // the relation closes here, before any pass
 }
 
 fn run(oid: Option<u32>) -> Result<Value> {

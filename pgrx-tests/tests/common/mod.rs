@@ -1,0 +1,96 @@
+//! Shared setup of the end-to-end tests: an emulator, a cluster with sfsync preloaded and
+//! fast intervals, a database `app` with the extension and a `default` connection.
+
+#![allow(dead_code)]
+
+use sfsync_e2e::{eventually, postgres, Cluster, ClusterOpts, Emulator, Value};
+use std::time::Duration;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct Env {
+    pub emu: Emulator,
+    pub cluster: Cluster,
+}
+
+pub fn start() -> Env {
+    let emu = Emulator::start();
+    let cluster = Cluster::start(
+        ClusterOpts::new()
+            .preload(true)
+            .guc("sfsync.poll_interval", "200ms")
+            .guc("sfsync.pull_interval", "300ms")
+            .guc("sfsync.launcher_interval", "500ms")
+            .guc("sfsync.restart_delay", "200ms")
+            .guc("sfsync.http_timeout", "3s"),
+    );
+    // The database does not exist when the server starts: the launcher must cope.
+    cluster.create_database("app");
+    let env = Env { emu, cluster };
+    let mut db = env.db();
+    db.batch_execute("CREATE EXTENSION sfsync").unwrap();
+    db.execute(
+        "SELECT sfsync.add_connection('default', $1, 'sfsync-local', client_secret => 'sfsync-local-secret')",
+        &[&env.emu.url()],
+    )
+    .unwrap();
+    env
+}
+
+impl Env {
+    pub fn db(&self) -> postgres::Client {
+        self.cluster.connect("app")
+    }
+
+    /// The worker of `app` is up (it appears in sfsync.worker_pid()).
+    pub fn worker_pid(&self) -> i32 {
+        let mut db = self.db();
+        eventually(WAIT, || {
+            db.query_one("SELECT sfsync.worker_pid()", &[])
+                .map_err(|e| e.to_string())?
+                .get::<_, Option<i32>>(0)
+                .ok_or_else(|| "no worker yet".to_string())
+        })
+    }
+
+    pub fn sf_query(&self, soql: &str) -> Vec<Value> {
+        self.emu.sf().query(soql)
+    }
+
+    /// Writes (POST/PATCH/DELETE) the emulator has served so far, by its counters.
+    pub fn sf_writes(&self) -> u64 {
+        let c = self.emu.admin("GET", "counters", Value::Null);
+        c["by_endpoint"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
+                    .filter(|(k, _)| !k.contains("oauth2"))
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+}
+
+pub fn scalar<T: for<'a> postgres::types::FromSql<'a>>(db: &mut postgres::Client, sql: &str) -> T {
+    db.query_one(sql, &[]).unwrap().get(0)
+}
+
+pub fn accounts_table(db: &mut postgres::Client) {
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text,
+                                annual_revenue numeric, website text);
+         SELECT sfsync.sync_table('accounts', 'Account',
+             fields => '{\"name\":\"Name\",\"industry\":\"Industry\",\"annual_revenue\":\"AnnualRevenue\",\"website\":\"Website\"}');",
+    )
+    .unwrap();
+}
+
+pub fn contacts_table(db: &mut postgres::Client) {
+    db.batch_execute(
+        "CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
+         SELECT sfsync.sync_table('contacts', 'Contact');",
+    )
+    .unwrap();
+}

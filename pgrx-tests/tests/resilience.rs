@@ -1,0 +1,93 @@
+//! End to end: an outage, Postgres restarts and crashes lose nothing and duplicate nothing;
+//! the worker comes back after being killed.
+
+mod common;
+
+use common::{accounts_table, scalar, WAIT};
+use sfsync_e2e::{eventually, json};
+use std::time::Duration;
+
+/// Every account row reached Salesforce exactly once (one record per Postgres key).
+fn assert_exactly_once(env: &common::Env, n: usize) {
+    eventually(WAIT, || {
+        let recs = env.sf_query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
+        (recs.len() >= n).then_some(()).ok_or(format!("{} of {n} in Salesforce", recs.len()))
+    });
+    let recs = env.sf_query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
+    let mut keys: Vec<String> = recs.iter().map(|r| r["Postgres_Id__c"].as_str().unwrap().to_string()).collect();
+    keys.sort();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!(total, keys.len(), "duplicates in Salesforce");
+    assert_eq!(total, n);
+}
+
+#[test]
+fn changes_made_during_an_outage_arrive_once_after_a_restart() {
+    let mut env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // Salesforce answers nothing but 503 for now.
+    env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/services/data"}));
+    db.batch_execute("INSERT INTO accounts (name) SELECT 'Outage ' || g FROM generate_series(1, 25) g").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
+    assert_eq!(pending, 25, "nothing is lost or parked while Salesforce is down");
+    let last_error: Option<String> = scalar(&mut db, "SELECT last_error FROM sfsync.status");
+    assert!(last_error.is_some(), "the outage is visible in sfsync.status");
+    drop(db);
+    env.cluster.restart();
+    env.emu.admin("DELETE", "faults", json!(null));
+    assert_exactly_once(&env, 25);
+    let mut db = env.db();
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NULL");
+        (n == 0).then_some(()).ok_or(format!("{n} rows without sfid"))
+    });
+}
+
+#[test]
+fn a_crash_mid_push_neither_loses_nor_duplicates() {
+    let mut env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // Slow Salesforce: the push is in flight when Postgres goes down hard.
+    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    db.batch_execute("INSERT INTO accounts (name) SELECT 'Crash ' || g FROM generate_series(1, 40) g").unwrap();
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
+        (n > 0).then_some(()).ok_or("not claimed yet".to_string())
+    });
+    drop(db);
+    env.cluster.crash();
+    std::thread::sleep(Duration::from_millis(1600)); // let the in-flight request land
+    env.cluster.start_again();
+    env.emu.admin("DELETE", "faults", json!(null));
+    assert_exactly_once(&env, 40);
+    let mut db = env.db();
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
+    });
+}
+
+#[test]
+fn a_killed_worker_is_restarted_and_sync_goes_on() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    let first = env.worker_pid();
+    env.cluster.signal_backend(first, "TERM");
+    let second = eventually(WAIT, || {
+        let pid: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
+        pid.filter(|p| *p != first).ok_or("no new worker yet".to_string())
+    });
+    assert_ne!(first, second);
+    db.batch_execute("INSERT INTO accounts (name) VALUES ('After restart')").unwrap();
+    eventually(WAIT, || {
+        let r = env.sf_query("SELECT Id FROM Account WHERE Name = 'After restart'");
+        (r.len() == 1).then_some(()).ok_or("not pushed".to_string())
+    });
+}

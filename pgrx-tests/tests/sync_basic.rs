@@ -1,0 +1,149 @@
+//! End to end: changes flow both ways, rejected records are reported without blocking the
+//! others, and a settled sync rewrites nothing on either side.
+
+mod common;
+
+use common::{accounts_table, contacts_table, scalar, WAIT};
+use sfsync_e2e::{eventually, json, wait_until};
+use std::time::Duration;
+
+#[test]
+fn changes_flow_both_ways() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+
+    // Postgres -> Salesforce: insert, with the new Id written back.
+    db.batch_execute("INSERT INTO accounts (id, name, industry, annual_revenue) VALUES (1, 'Acme', 'Energy', 1200000)").unwrap();
+    let rec = eventually(WAIT, || {
+        let r = env.sf_query("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '1'");
+        r.first().cloned().ok_or_else(|| "Acme not in Salesforce yet".to_string())
+    });
+    assert_eq!(rec["Name"], "Acme");
+    assert_eq!(rec["Industry"], "Energy");
+    assert_eq!(rec["AnnualRevenue"].as_f64(), Some(1_200_000.0));
+    let sfid = rec["Id"].as_str().unwrap().to_string();
+    assert_eq!(sfid.len(), 18);
+    eventually(WAIT, || {
+        let got: Option<String> = scalar(&mut db, "SELECT sfid::text FROM accounts WHERE id = 1");
+        (got.as_deref() == Some(sfid.as_str())).then_some(()).ok_or(format!("sfid not written back: {got:?}"))
+    });
+
+    // Update.
+    db.batch_execute("UPDATE accounts SET industry = 'Banking' WHERE id = 1").unwrap();
+    eventually(WAIT, || {
+        let r = env.emu.sf().get("Account", &sfid).unwrap();
+        (r["Industry"] == "Banking").then_some(()).ok_or(format!("industry is {}", r["Industry"]))
+    });
+
+    // Salesforce -> Postgres: update, create, delete.
+    env.emu.sf().update("Account", &sfid, json!({"Website": "https://acme.example"}));
+    eventually(WAIT, || {
+        let w: Option<String> = scalar(&mut db, "SELECT website FROM accounts WHERE id = 1");
+        (w.as_deref() == Some("https://acme.example")).then_some(()).ok_or(format!("website is {w:?}"))
+    });
+    let new_id = env.emu.sf().create("Account", json!({"Name": "Globex", "Industry": "Retail"}));
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}' AND name = 'Globex' AND industry = 'Retail'"));
+        (n == 1).then_some(()).ok_or("Globex not pulled yet".to_string())
+    });
+    env.emu.sf().delete("Account", &new_id);
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}'"));
+        (n == 0).then_some(()).ok_or("Globex not deleted yet".to_string())
+    });
+
+    // Postgres delete -> Salesforce delete.
+    db.batch_execute("DELETE FROM accounts WHERE id = 1").unwrap();
+    eventually(WAIT, || {
+        let r = env.sf_query(&format!("SELECT Id FROM Account WHERE Id = '{sfid}'"));
+        r.is_empty().then_some(()).ok_or("Acme still in Salesforce".to_string())
+    });
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
+    });
+    let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'accounts'::regclass");
+    assert_eq!(state, "running");
+}
+
+#[test]
+fn rejected_record_is_reported_and_the_rest_go_through() {
+    let env = common::start();
+    let mut db = env.db();
+    contacts_table(&mut db);
+    let long = "x".repeat(81); // Contact.LastName is 80 long
+    db.execute(
+        "INSERT INTO contacts (id, first_name, last_name, email) VALUES
+             (1, 'Ada', 'Lovelace', 'ada@example.com'), (2, 'Bad', $1, NULL), (3, 'Alan', 'Turing', 'alan@example.com')",
+        &[&long],
+    )
+    .unwrap();
+    let err = eventually(WAIT, || {
+        let rows = db.query("SELECT key, operation, error_code, message, fields FROM sfsync.errors", &[]).unwrap();
+        rows.first()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(2), r.get::<_, String>(3), r.get::<_, Vec<String>>(4)))
+            .ok_or("no error recorded yet".to_string())
+    });
+    assert_eq!(err.0, "2");
+    assert_eq!(err.1, "STRING_TOO_LONG");
+    assert!(err.2.to_lowercase().contains("too large") || err.2.to_lowercase().contains("too long"), "{}", err.2);
+    assert_eq!(err.3, vec!["LastName".to_string()]);
+    let names: Vec<String> = env
+        .sf_query("SELECT LastName FROM Contact ORDER BY LastName")
+        .iter()
+        .map(|r| r["LastName"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["Lovelace", "Turing"]);
+    let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
+    assert_eq!(pending, 0, "the failed record is parked, not retried forever");
+
+    // Fixing the row sends it, with the fields captured before, and clears the error.
+    db.batch_execute("UPDATE contacts SET last_name = 'Goodname' WHERE id = 2").unwrap();
+    let rec = eventually(WAIT, || {
+        env.sf_query("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '2'")
+            .first()
+            .cloned()
+            .ok_or("fixed record not in Salesforce yet".to_string())
+    });
+    assert_eq!(rec["FirstName"], "Bad");
+    assert_eq!(rec["LastName"], "Goodname");
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors");
+        (n == 0).then_some(()).ok_or(format!("{n} errors left"))
+    });
+}
+
+#[test]
+fn settled_sync_rewrites_nothing() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    contacts_table(&mut db);
+    db.batch_execute(
+        "INSERT INTO accounts (name, industry) SELECT 'Account ' || g, 'Energy' FROM generate_series(1, 30) g;
+         INSERT INTO contacts (last_name, email) SELECT 'Contact ' || g, 'c' || g || '@example.com' FROM generate_series(1, 30) g;",
+    )
+    .unwrap();
+    let id = env.emu.sf().create("Account", json!({"Name": "From Salesforce"}));
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NOT NULL");
+        let m: i64 = scalar(&mut db, "SELECT count(*) FROM contacts WHERE sfid IS NOT NULL");
+        let o: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (n == 31 && m == 30 && o == 0).then_some(()).ok_or(format!("accounts {n}, contacts {m}, outbox {o}"))
+    });
+    assert_eq!(scalar::<i64>(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{id}'")), 1);
+    // Let a few pull intervals pass, then watch both sides for rewrites.
+    std::thread::sleep(Duration::from_secs(2));
+    let writes = env.sf_writes();
+    let versions: String = scalar(&mut db, "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t");
+    let started = std::time::Instant::now();
+    wait_until(Duration::from_secs(3), Duration::from_millis(500), || started.elapsed() > Duration::from_millis(2500));
+    assert_eq!(env.sf_writes(), writes, "Salesforce saw writes after the sync settled");
+    let after: String = scalar(&mut db, "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t");
+    assert_eq!(after, versions, "Postgres rows were rewritten after the sync settled");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
+    let pulls: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.status WHERE last_pull_at > now() - interval '2 seconds'");
+    assert_eq!(pulls, 2, "the worker kept polling both tables meanwhile");
+}
