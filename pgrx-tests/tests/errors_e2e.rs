@@ -1,0 +1,76 @@
+//! End to end: bad input gets a clear error that names what is wrong, and the extension's
+//! lifecycle (drop, create again) is followed by the worker.
+
+mod common;
+
+use common::{scalar, WAIT};
+use sfsync_e2e::eventually;
+
+fn error_of(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> String {
+    match db.batch_execute(sql) {
+        Ok(()) => panic!("expected an error from: {sql}"),
+        Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
+    }
+}
+
+#[test]
+fn bad_credentials_and_mappings_are_refused_by_name() {
+    let env = common::start();
+    let mut db = env.db();
+    let url = env.emu.url().to_string();
+
+    let msg = error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', client_secret => 'wrong')"));
+    assert!(msg.contains("invalid_client"), "{msg}");
+    assert!(!msg.contains("wrong"), "the secret must not be echoed: {msg}");
+    let msg = error_of(
+        &mut db,
+        &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', client_secret => 'sfsync-local-secret', username => 'integration@sfsync.local', password => 'nope', auth_flow => 'password')"),
+    );
+    assert!(msg.contains("invalid_grant"), "{msg}");
+    assert!(!msg.contains("nope"), "the password must not be echoed: {msg}");
+    let msg = error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', auth_flow => 'password', username => 'u')"));
+    assert!(msg.contains("needs password"), "{msg}");
+    let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'x'");
+    assert_eq!(n, 0, "refused credentials are not stored");
+    // The password flow works with the right password.
+    db.batch_execute(&format!(
+        "SELECT sfsync.add_connection('pw', '{url}', 'sfsync-local', client_secret => 'sfsync-local-secret', username => 'integration@sfsync.local', password => 'sfsync', auth_flow => 'password')"
+    ))
+    .unwrap();
+
+    db.batch_execute("CREATE TABLE people (id bigserial PRIMARY KEY, surname text, mail text)").unwrap();
+    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contct')");
+    assert!(msg.contains("\"Contct\" does not exist"), "{msg}");
+    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastNme\"}')");
+    assert!(msg.contains("\"LastNme\"") && msg.contains("does not exist"), "{msg}");
+    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', filter => 'Bogus__c = 1')");
+    assert!(msg.starts_with("filter:"), "{msg}");
+    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')");
+    assert!(msg.contains("not marked External ID"), "{msg}");
+    let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.mappings");
+    assert_eq!(n, 0);
+    let has_sfid: bool = scalar(&mut db, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'sfid')");
+    assert!(!has_sfid, "a refused sync_table leaves the table as it was");
+
+    // And a good one, through the second connection.
+    db.batch_execute("SELECT sfsync.sync_table('people', 'Contact', connection => 'pw', fields => '{\"surname\": \"LastName\", \"mail\": \"Email\"}')").unwrap();
+    db.batch_execute("INSERT INTO people (surname, mail) VALUES ('Hopper', 'grace@example.com')").unwrap();
+    eventually(WAIT, || {
+        let r = env.sf_query("SELECT Email FROM Contact WHERE LastName = 'Hopper'");
+        (r.len() == 1).then_some(()).ok_or("not pushed".to_string())
+    });
+}
+
+#[test]
+fn worker_follows_drop_and_create_extension() {
+    let env = common::start();
+    let mut db = env.db();
+    env.worker_pid();
+    db.batch_execute("DROP EXTENSION sfsync").unwrap();
+    // The worker leaves; a fresh database without the extension gets none either.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let backends: i64 = scalar(&mut db, "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sfsync worker'");
+    assert_eq!(backends, 0, "no worker without the extension");
+    db.batch_execute("CREATE EXTENSION sfsync").unwrap();
+    env.worker_pid();
+}
