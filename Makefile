@@ -65,6 +65,7 @@ test: setup emulator
 	@echo "==> make test: all suites passed"
 
 # Salesforce client and emulator (the emulator's integration tests use SF_EMULATOR_BIN).
+test-unit: export SF_REQUIRE_EMULATOR = 1
 test-unit:
 	@echo "==> cargo test -p salesforce -p sf-emulator"
 	$(CARGO) test -p salesforce -p sf-emulator

@@ -2,7 +2,7 @@
 
 use crate::error::{OrRaise, Result, SyncError};
 use crate::spi_util;
-use crate::sync::clients;
+use crate::sync::clients::{self, ConnectionSpec};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -71,17 +71,18 @@ fn add(
             )))
         }
     }
-    let creds = clients::credentials(
-        login_url,
-        client_id,
-        auth_flow,
-        username.map(String::from),
-        client_secret.map(String::from),
-        password.map(String::from),
-        private_key.map(String::from),
-        refresh_token.map(String::from),
-    )?;
-    let client = Client::login(creds, clients::options())?;
+    let spec = ConnectionSpec {
+        login_url: login_url.to_string(),
+        client_id: client_id.to_string(),
+        auth_flow: auth_flow.to_string(),
+        username: username.map(String::from),
+        client_secret: client_secret.map(String::from),
+        password: password.map(String::from),
+        private_key: private_key.map(String::from),
+        refresh_token: refresh_token.map(String::from),
+        ..Default::default()
+    };
+    let client = Client::login(spec.credentials()?, clients::options())?;
     let args: Vec<DatumWithOid> = vec![
         name.into(),
         login_url.trim_end_matches('/').into(),

@@ -29,17 +29,37 @@ thread_local! {
     static BACKOFF: RefCell<HashMap<String, Backoff>> = RefCell::new(HashMap::new());
 }
 
-#[derive(Deserialize)]
-struct StoredConnection {
-    login_url: String,
-    client_id: String,
-    auth_flow: String,
-    username: Option<String>,
-    client_secret: Option<String>,
-    password: Option<String>,
-    private_key: Option<String>,
-    refresh_token: Option<String>,
-    stamp: String,
+/// A connection as stored (or about to be): what logging in needs.
+#[derive(Deserialize, Default)]
+pub struct ConnectionSpec {
+    pub login_url: String,
+    pub client_id: String,
+    pub auth_flow: String,
+    pub username: Option<String>,
+    pub client_secret: Option<String>,
+    pub password: Option<String>,
+    pub private_key: Option<String>,
+    pub refresh_token: Option<String>,
+    /// Changes whenever the stored connection does (its updated_at).
+    #[serde(default)]
+    pub stamp: String,
+}
+
+impl ConnectionSpec {
+    pub fn credentials(&self) -> Result<Credentials> {
+        let flow: AuthFlow = self.auth_flow.parse().map_err(|e: salesforce::Error| SyncError::Invalid(format!("auth_flow: {e}")))?;
+        let secret = |v: &Option<String>| v.clone().map(Secret::new);
+        Ok(Credentials {
+            login_url: self.login_url.trim_end_matches('/').to_string(),
+            client_id: self.client_id.clone(),
+            client_secret: secret(&self.client_secret),
+            username: self.username.clone(),
+            password: secret(&self.password),
+            private_key: secret(&self.private_key),
+            refresh_token: secret(&self.refresh_token),
+            flow,
+        })
+    }
 }
 
 pub fn options() -> ClientOptions {
@@ -54,30 +74,7 @@ pub fn options() -> ClientOptions {
     }
 }
 
-pub fn credentials(
-    login_url: &str,
-    client_id: &str,
-    flow: &str,
-    username: Option<String>,
-    client_secret: Option<String>,
-    password: Option<String>,
-    private_key: Option<String>,
-    refresh_token: Option<String>,
-) -> Result<Credentials> {
-    let flow: AuthFlow = flow.parse().map_err(|e: salesforce::Error| SyncError::Invalid(format!("auth_flow: {e}")))?;
-    Ok(Credentials {
-        login_url: login_url.trim_end_matches('/').to_string(),
-        client_id: client_id.to_string(),
-        client_secret: client_secret.map(Secret::new),
-        username,
-        password: password.map(Secret::new),
-        private_key: private_key.map(Secret::new),
-        refresh_token: refresh_token.map(Secret::new),
-        flow,
-    })
-}
-
-fn load(name: &str) -> Result<StoredConnection> {
+fn load(name: &str) -> Result<ConnectionSpec> {
     let args: Vec<DatumWithOid> = vec![name.into()];
     let v = spi_util::json(
         "SELECT jsonb_build_object('login_url', c.login_url, 'client_id', c.client_id, 'auth_flow', c.auth_flow,
@@ -98,16 +95,7 @@ pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
     if let Some(c) = CACHE.with(|c| c.borrow().get(name).filter(|c| c.stamp == stored.stamp).map(|c| c.client.clone())) {
         return Ok(c);
     }
-    let creds = credentials(
-        &stored.login_url,
-        &stored.client_id,
-        &stored.auth_flow,
-        stored.username,
-        stored.client_secret,
-        stored.password,
-        stored.private_key,
-        stored.refresh_token,
-    )?;
+    let creds = stored.credentials()?;
     let client = Rc::new(Client::login(creds, options())?);
     CACHE.with(|c| {
         c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 })

@@ -68,7 +68,7 @@ impl Mapping {
 
 /// Mappings of this database, optionally only the one of table `oid`.
 pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
-    let args: Vec<DatumWithOid> = vec![oid.map(|o| i64::from(o)).into()];
+    let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
     let v = spi_util::json(
         "SELECT COALESCE(jsonb_agg(jsonb_build_object(
                  'id', m.id, 'oid', m.tbl::oid::bigint, 'table', format('%I.%I', n.nspname, c.relname),

@@ -12,6 +12,7 @@ use crate::error::{Result, SyncError};
 use crate::plan::{convert, soql};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
+use pgrx::prelude::Spi;
 use pgrx::spi::quote_identifier;
 use salesforce::Record;
 use serde::Serialize;
@@ -184,22 +185,21 @@ fn apply(m: &Mapping, records: &[Record], mark: Option<&str>) -> Result<PullSumm
                 Value::Object(r)
             })
             .collect();
-        let sql = format!(
-            "INSERT INTO {tbl} ({list}{keycol})
-             SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-             WHERE p.{pk} IS {keytest} NULL
-               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
-               AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.state = 'pending'
-                               AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))",
-            keycol = "{keycol}",
-            keysrc = "{keysrc}",
-            keytest = "{keytest}",
-        );
-        let keyed = sql.replace("{keycol}", &format!(", {pk}")).replace("{keysrc}", &format!(", p.{pk}")).replace("{keytest}", "NOT");
-        let unkeyed = sql.replace("{keycol}", "").replace("{keysrc}", "").replace("{keytest}", "");
+        // Keyed rows take the Postgres key they carry; the others get the key's default.
+        let insert = |keyed: bool| {
+            let (keycol, keysrc, test) = if keyed { (format!(", {pk}"), format!(", p.{pk}"), "NOT NULL") } else { (String::new(), String::new(), "NULL") };
+            format!(
+                "INSERT INTO {tbl} ({list}{keycol})
+                 SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
+                 WHERE p.{pk} IS {test}
+                   AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
+                   AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.state = 'pending'
+                                   AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))"
+            )
+        };
         let rows = Value::Array(with_key);
-        s.inserted += spi_util::exec(&keyed, &[spi_util::jsonb(rows.clone()), m.id.into()])?;
-        s.inserted += spi_util::exec(&unkeyed, &[spi_util::jsonb(rows), m.id.into()])?;
+        s.inserted += spi_util::exec(&insert(true), &[spi_util::jsonb(rows.clone()), m.id.into()])?;
+        s.inserted += spi_util::exec(&insert(false), &[spi_util::jsonb(rows), m.id.into()])?;
     }
     if !gone.is_empty() && m.on_delete != "ignore" {
         let sql = format!("DELETE FROM {tbl} WHERE sfid = ANY(ARRAY(SELECT jsonb_array_elements_text($1)))");
@@ -237,4 +237,3 @@ fn record_failure(m: &Mapping, rec: &Record, message: &str, mark: Option<&str>) 
     advance(m, mark, 0)
 }
 
-use pgrx::prelude::Spi;

@@ -1,0 +1,42 @@
+//! Blocking, pure-Rust Salesforce API client used by the sfsync background
+//! worker: OAuth flows (client credentials, password, JWT bearer, refresh
+//! token), REST CRUD and upsert, sObject Collections, SOQL paging, a typed
+//! error model, bounded retries and API usage accounting.
+//!
+//! No async runtime and no pgrx: every call blocks the calling thread for at
+//! most `ClientOptions::request_timeout` per attempt and
+//! `ClientOptions::max_retry_time` across retries.
+//!
+//! ```no_run
+//! use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Secret, soql};
+//!
+//! let mut creds = Credentials::new(AuthFlow::ClientCredentials, "https://acme.my.salesforce.com", "3MVG9...");
+//! creds.client_secret = Some(Secret::new("...".into()));
+//! let client = Client::login(creds, ClientOptions::default())?;
+//! let q = format!("SELECT Id, Name FROM Account WHERE Name = {}", soql::quote("O'Brien"));
+//! for rec in client.query_iter(&q, false) {
+//!     let rec = rec?;
+//!     println!("{}", rec["Id"]);
+//! }
+//! # Ok::<(), salesforce::Error>(())
+//! ```
+//!
+//! Retries: transient failures (5xx, 429, `UNABLE_TO_LOCK_ROW`,
+//! `SERVER_UNAVAILABLE`, transport errors, `REQUEST_LIMIT_EXCEEDED` with a
+//! short `Retry-After`) are retried with jittered exponential backoff (200 ms
+//! base, 5 s cap, `Retry-After` honoured) up to `max_retries` times within
+//! `max_retry_time`. Creates (`create`, `collections_create`) are retried only
+//! when the request surely was not processed (connection refused, 503, lock);
+//! never after a timeout or reset. One `401` per call triggers a re-login.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+mod http;
+pub mod soql;
+pub mod types;
+
+pub use auth::{AuthFlow, Credentials, Secret};
+pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
+pub use error::{ApiError, Error, RecordError};
+pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
