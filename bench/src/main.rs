@@ -1,0 +1,171 @@
+//! sfsync benchmarks against a throwaway cluster (sfsync preloaded) and sf-emulator.
+//!
+//!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table
+//!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
+//!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
+//!   sfsync-bench all                 everything, with small defaults
+//!
+//! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
+//! Figures are ratios within one run; absolute numbers depend on the machine.
+
+use sfsync_e2e::{eventually, Cluster, ClusterOpts, Emulator, Value};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+struct Env {
+    emu: Emulator,
+    cluster: Cluster,
+}
+
+fn start(enabled: bool) -> Env {
+    let emu = Emulator::start_with_args(&["--daily-api-limit", "100000000"]);
+    let cluster = Cluster::start(
+        ClusterOpts::new()
+            .preload(true)
+            .guc("sfsync.enabled", if enabled { "on" } else { "off" })
+            .guc("sfsync.poll_interval", "1s")
+            .guc("sfsync.pull_interval", "1s")
+            .guc("sfsync.launcher_interval", "500ms")
+            .guc("max_connections", "50"),
+    );
+    cluster.create_database("bench");
+    cluster.psql("bench", "CREATE EXTENSION sfsync");
+    cluster.psql(
+        "bench",
+        &format!("SELECT sfsync.add_connection('default', '{}', 'sfsync-local', client_secret => 'sfsync-local-secret')", emu.url()),
+    );
+    Env { emu, cluster }
+}
+
+fn table(env: &Env, name: &str, synced: bool) {
+    env.cluster.psql(
+        "bench",
+        &format!("CREATE TABLE {name} (id bigserial PRIMARY KEY, last_name text NOT NULL, email text, title text)"),
+    );
+    if synced {
+        env.cluster.psql("bench", &format!("SELECT sfsync.sync_table('{name}', 'Contact', direction => 'push')"));
+    }
+}
+
+fn api_calls(env: &Env) -> u64 {
+    env.emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap_or(0)
+}
+
+/// pgbench TPS of single-row inserts into `table`.
+fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
+    let script = std::env::temp_dir().join(format!("sfsync-bench-{table}.sql"));
+    std::fs::write(&script, format!("INSERT INTO {table} (last_name, email, title) VALUES ('Bench', 'b@example.com', 'Engineer');\n")).unwrap();
+    let bindir = Command::new("pg_config").arg("--bindir").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let out = Command::new(format!("{bindir}/pgbench"))
+        .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string(), "-f", script.to_str().unwrap()])
+        .args(["-h", env.cluster.socket_dir().to_str().unwrap(), "-p", &env.cluster.port().to_string(), "-U", "postgres", "bench"])
+        .output()
+        .expect("pgbench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("no tps in pgbench output: {text}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn capture(seconds: u32) {
+    // The worker is off: this measures what capture costs the writing transaction.
+    let env = start(false);
+    table(&env, "plain", false);
+    table(&env, "synced", true);
+    // Alternate to spread noise evenly; best of two each.
+    let plain = pgbench(&env, "plain", seconds).max(pgbench(&env, "plain", seconds));
+    let synced = pgbench(&env, "synced", seconds).max(pgbench(&env, "synced", seconds));
+    println!("capture: plain {plain:.0} tps, synced {synced:.0} tps, ratio synced/plain = {:.2}", synced / plain);
+}
+
+fn push(sizes: &[usize]) {
+    for &n in sizes {
+        let env = start(true);
+        table(&env, "contacts", true);
+        eventually(Duration::from_secs(30), || env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().filter(|s| !s.trim().is_empty()).ok_or_else(|| "no worker".to_string()));
+        let before = api_calls(&env);
+        let t0 = Instant::now();
+        env.cluster.psql("bench", &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"));
+        eventually(Duration::from_secs(600), || {
+            let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
+            (left == 0).then_some(()).ok_or(format!("{left} left"))
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        let calls = api_calls(&env) - before;
+        let ideal = n.div_ceil(200) as u64;
+        println!("push {n}: {secs:.2} s, {:.0} rows/s, {calls} API calls (ideal {ideal}, ratio {:.2})", n as f64 / secs, calls as f64 / ideal as f64);
+    }
+}
+
+fn latency(samples: usize) {
+    let env = start(true);
+    table(&env, "contacts", true);
+    let mut c = env.cluster.connect("bench");
+    eventually(Duration::from_secs(30), || c.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or_else(|| "no worker".to_string()));
+    let mut committed = Vec::new();
+    for i in 0..samples {
+        c.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Latency')", &[&(i as i64 + 1)]).unwrap();
+        let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        committed.push(t);
+        eventually(Duration::from_secs(30), || {
+            let n: i64 = c.query_one("SELECT count(*) FROM sfsync.outbox", &[]).unwrap().get(0);
+            (n == 0).then_some(()).ok_or_else(|| "pending".to_string())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Salesforce's CreatedDate (emulator clock = this machine's clock) minus our commit time.
+    let recs = env.emu.sf().query("SELECT Postgres_Id__c, CreatedDate FROM Contact");
+    let mut lat: Vec<i64> = recs
+        .iter()
+        .filter_map(|r| {
+            let id: usize = r["Postgres_Id__c"].as_str()?.parse().ok()?;
+            let created = parse_sf_datetime(r["CreatedDate"].as_str()?)?;
+            Some(created - committed[id - 1])
+        })
+        .collect();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    println!("latency commit->Salesforce over {} samples: p50 {} ms, p99 {} ms, max {} ms", lat.len(), p(0.5), p(0.99), lat[lat.len() - 1]);
+}
+
+/// `2024-05-20T20:49:32.123+0000` -> epoch ms.
+fn parse_sf_datetime(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let hms = &time[..12];
+    let h: i64 = hms[0..2].parse().ok()?;
+    let mi: i64 = hms[3..5].parse().ok()?;
+    let sec: i64 = hms[6..8].parse().ok()?;
+    let ms: i64 = hms[9..12].parse().ok()?;
+    // days from civil (Howard Hinnant's algorithm)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
+    match args.first().map(String::as_str) {
+        Some("capture") => capture(num(1, 10) as u32),
+        Some("push") => {
+            let sizes: Vec<usize> = args[1..].iter().filter_map(|a| a.parse().ok()).collect();
+            push(if sizes.is_empty() { &[1000, 10000] } else { &sizes })
+        }
+        Some("latency") => latency(num(1, 100)),
+        Some("all") | None => {
+            capture(5);
+            push(&[1000, 10000]);
+            latency(50);
+        }
+        Some(other) => {
+            eprintln!("unknown benchmark {other:?}; use capture, push, latency or all");
+            std::process::exit(2);
+        }
+    }
+}
