@@ -52,15 +52,15 @@ CREATE TABLE sfsync.mappings (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Captured local changes not yet confirmed by Salesforce. `payload` holds mapped column
--- values keyed by column name (all of them for insert, only the changed ones for update).
+-- Captured local changes not yet confirmed by Salesforce: which record and, for an update,
+-- which mapped columns changed (NULL: all). The push reads the values when it sends them.
 CREATE TABLE sfsync.outbox (
     id              bigserial PRIMARY KEY,
     mapping_id      integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
     op              text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
     pk              text NOT NULL,
     sfid            varchar(18),
-    payload         jsonb,
+    changed         text[],
     txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
     captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),
@@ -68,7 +68,6 @@ CREATE TABLE sfsync.outbox (
     claimed_until   timestamptz,
     next_attempt_at timestamptz NOT NULL DEFAULT '-infinity'
 );
-CREATE INDEX outbox_ready ON sfsync.outbox (next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX outbox_record ON sfsync.outbox (mapping_id, pk);
 
 CREATE TABLE sfsync.sync_state (

@@ -1,11 +1,22 @@
-//! Backend-side helpers of the capture trigger: the "sync is writing" flag that stops
+//! Capture: the AFTER ROW trigger on synced tables, the "sync is writing" flag that stops
 //! echo loops, and the commit-time wake-up of the database's worker.
+//!
+//! The trigger records only *which* record changed and *which* mapped columns (op, key,
+//! Salesforce Id, changed column names); the push reads the values when it sends them. That
+//! keeps the cost in the user's transaction to one small insert, and a burst of updates to
+//! one row sends its latest values once.
 
+use crate::error::SyncError;
+use pgrx::pg_sys::{self, Datum, HeapTuple, TupleDesc};
 use pgrx::prelude::*;
-use std::cell::Cell;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
+use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
+    static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
     // Process-local: only the process applying remote changes (the worker, or a backend
     // inside run_once) sets it, so user sessions can't switch capture off by accident.
     static APPLYING: Cell<bool> = const { Cell::new(false) };
@@ -80,4 +91,115 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 /// Registered once per process (in `_PG_init`, inherited by forked backends).
 pub fn register_commit_hook() {
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
+}
+
+extern "C" {
+    // utils/datum.h (not in pgrx's bindings): binary equality, what Postgres itself uses
+    // to decide whether an UPDATE changed a column.
+    fn datumIsEqual(value1: Datum, value2: Datum, typ_by_val: bool, typ_len: i32) -> bool;
+}
+
+/// Trigger arguments: mapping id, key column, then the mapped columns. SECURITY DEFINER
+/// (set in the extension script) so writers need no rights on sfsync.outbox.
+#[pg_trigger]
+fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
+    if APPLYING.with(|a| a.get()) {
+        return Ok(None);
+    }
+    let args = trigger.extra_args().map_err(|e| SyncError::Invalid(format!("sfsync.capture trigger arguments: {e}")))?;
+    if args.len() < 2 {
+        return Err(SyncError::Invalid("sfsync.capture needs (mapping id, key column, columns...) arguments".into()));
+    }
+    let mapping: i32 = args[0].parse().map_err(|_| SyncError::Invalid(format!("sfsync.capture: bad mapping id {:?}", args[0])))?;
+    let td = trigger.trigger_data();
+    let desc = unsafe { (*td.tg_relation).rd_att };
+    let row = Row { desc };
+    let pk = row.attnum(&args[1])?;
+    let sfid = row.attnum("sfid").ok();
+    let event = td.tg_event;
+    let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
+    if op == pg_sys::TRIGGER_EVENT_INSERT {
+        let new = td.tg_trigtuple;
+        record(mapping, "insert", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), None)?;
+    } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
+        let (old, new) = (td.tg_trigtuple, td.tg_newtuple);
+        if !row.same(old, new, pk) {
+            // A key change is a different record to Salesforce: the old one goes, a new one comes.
+            record(mapping, "delete", row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None)?;
+            record(mapping, "insert", row.text(new, pk)?, None, None)?;
+        } else {
+            let mut changed = Vec::new();
+            for col in &args[2..] {
+                let n = row.attnum(col)?;
+                if !row.same(old, new, n) {
+                    changed.push(col.clone());
+                }
+            }
+            if changed.is_empty() {
+                return Ok(None); // no mapped column changed: nothing to send
+            }
+            record(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed))?;
+        }
+    } else if op == pg_sys::TRIGGER_EVENT_DELETE {
+        let old = td.tg_trigtuple;
+        record(mapping, "delete", row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None)?;
+    }
+    WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
+    Ok(None)
+}
+
+/// Column access on the trigger's tuples.
+struct Row {
+    desc: TupleDesc,
+}
+
+impl Row {
+    fn attnum(&self, name: &str) -> Result<i32, SyncError> {
+        let c = CString::new(name).map_err(|_| SyncError::Invalid(format!("bad column name {name:?}")))?;
+        let n = unsafe { pg_sys::SPI_fnumber(self.desc, c.as_ptr()) };
+        if n <= 0 {
+            return Err(SyncError::Invalid(format!("sfsync: synced column \"{name}\" no longer exists; run sfsync.sync_table again")));
+        }
+        Ok(n)
+    }
+
+    /// The column's text form (what `::text` gives), or an error when NULL.
+    fn text(&self, tuple: HeapTuple, attnum: i32) -> Result<String, SyncError> {
+        let p = unsafe { pg_sys::SPI_getvalue(tuple, self.desc, attnum) };
+        if p.is_null() {
+            return Err(SyncError::Invalid("sfsync: a synced key column is NULL".into()));
+        }
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        unsafe { pg_sys::pfree(p.cast()) };
+        Ok(s)
+    }
+
+    fn same(&self, a: HeapTuple, b: HeapTuple, attnum: i32) -> bool {
+        let (mut a_null, mut b_null) = (false, false);
+        let va = unsafe { pg_sys::SPI_getbinval(a, self.desc, attnum, &mut a_null) };
+        let vb = unsafe { pg_sys::SPI_getbinval(b, self.desc, attnum, &mut b_null) };
+        if a_null || b_null {
+            return a_null == b_null;
+        }
+        let att = unsafe { &*(*self.desc).attrs.as_ptr().add(attnum as usize - 1) };
+        unsafe { datumIsEqual(va, vb, att.attbyval, att.attlen as i32) }
+    }
+}
+
+fn record(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Option<Vec<String>>) -> Result<(), SyncError> {
+    Spi::connect_mut(|c| {
+        INSERT_PLAN.with(|cell| {
+            let mut plan = cell.borrow_mut();
+            if plan.is_none() {
+                let p = c.prepare_mut(
+                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed) VALUES ($1, $2, $3, $4, $5)",
+                    &[PgOid::from(pg_sys::INT4OID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::VARCHAROID), PgOid::from(pg_sys::TEXTARRAYOID)],
+                )?;
+                *plan = Some(p.keep());
+            }
+            let plan = plan.as_ref().expect("prepared above");
+            c.update(plan, None, &[mapping.into(), op.into(), pk.into(), sfid.into(), changed.into()]).map(|_| ())
+        })
+    })?;
+    Ok(())
 }

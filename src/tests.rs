@@ -31,11 +31,11 @@ mod tests {
         id
     }
 
-    fn outbox() -> Vec<(String, String, Option<pgrx::JsonB>)> {
+    fn outbox() -> Vec<(String, String, Option<Vec<String>>)> {
         Spi::connect(|c| {
-            c.select("SELECT op, pk, payload FROM sfsync.outbox ORDER BY id", None, &[])
+            c.select("SELECT op, pk, changed FROM sfsync.outbox ORDER BY id", None, &[])
                 .unwrap()
-                .map(|r| (r.get::<String>(1).unwrap().unwrap(), r.get::<String>(2).unwrap().unwrap(), r.get::<pgrx::JsonB>(3).unwrap()))
+                .map(|r| (r.get::<String>(1).unwrap().unwrap(), r.get::<String>(2).unwrap().unwrap(), r.get::<Vec<String>>(3).unwrap()))
                 .collect()
         })
     }
@@ -49,11 +49,21 @@ mod tests {
         let rows = outbox();
         assert_eq!(rows.len(), 3);
         assert_eq!((rows[0].0.as_str(), rows[0].1.as_str()), ("insert", "1"));
-        assert_eq!(rows[0].2.as_ref().unwrap().0, serde_json::json!({"last_name": "Doe", "email": "d@x"}));
+        assert_eq!(rows[0].2, None, "an insert sends every mapped column");
         assert_eq!(rows[1].0, "update");
-        assert_eq!(rows[1].2.as_ref().unwrap().0, serde_json::json!({"email": "e@x"}), "only the changed mapped column");
+        assert_eq!(rows[1].2, Some(vec!["email".to_string()]), "only the changed mapped column");
         assert_eq!(rows[2].0, "delete");
         assert!(rows[2].2.is_none());
+    }
+
+    #[pg_test]
+    fn capture_runs_for_roles_without_rights_on_the_outbox() {
+        fixture();
+        Spi::run("CREATE ROLE sfsync_app; GRANT ALL ON contacts TO sfsync_app; GRANT USAGE ON SEQUENCE contacts_id_seq TO sfsync_app").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_app").unwrap();
+        Spi::run("INSERT INTO contacts (last_name) VALUES ('Doe')").unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(outbox().len(), 1);
     }
 
     #[pg_test]

@@ -234,15 +234,12 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
     if created && o.direction != "pull" {
-        let cols: Vec<String> = columns.iter().map(|c| c.column.clone()).collect();
         let sql = format!(
-            "INSERT INTO sfsync.outbox (mapping_id, op, pk, payload)
-             SELECT $1, 'insert', t.{pkq}::text, (SELECT jsonb_object_agg(c, to_jsonb(t) -> c) FROM unnest($2::text[]) AS c)
-             FROM {tbl} t WHERE t.sfid IS NULL",
+            "INSERT INTO sfsync.outbox (mapping_id, op, pk) SELECT $1, 'insert', t.{pkq}::text FROM {tbl} t WHERE t.sfid IS NULL ORDER BY t.{pkq}",
             pkq = quote_identifier(&pk),
             tbl = t.qualified
         );
-        queued = spi_util::exec(&sql, &[mapping_id.into(), cols.into()])?;
+        queued = spi_util::exec(&sql, &[mapping_id.into()])?;
         if queued > 0 {
             Spi::run("SELECT sfsync.wake_at_commit()")?;
         }

@@ -9,7 +9,10 @@ pub struct Entry {
     pub op: Op,
     pub pk: String,
     pub sfid: Option<String>,
+    /// Current values of the columns this entry changed (read at push time).
     pub payload: Map<String, Value>,
+    /// The row no longer exists (an insert/update whose row was deleted since).
+    pub gone: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub enum Write {
     /// Create or update with these column values (column name -> value).
     Upsert(Map<String, Value>),
     Delete,
+    /// Nothing to send: the row is gone and its delete is not in this batch (yet).
+    Skip,
 }
 
 /// The net change of one record within a batch.
@@ -50,10 +55,10 @@ pub struct Change {
 }
 
 /// Groups entries by (mapping, key) in first-seen order and folds each group in id order.
-/// Insert/update fold into one upsert whose later values win; anything followed by a
-/// delete is a delete (even insert+delete: the insert may already have reached Salesforce
-/// before a crash, and deleting a record that doesn't exist is harmless); a delete
-/// followed by an insert is an upsert of the new values.
+/// Insert/update fold into one upsert of the union of their columns; anything followed by
+/// a delete is a delete (even insert+delete: the insert may already have reached
+/// Salesforce before a crash, and deleting a record that doesn't exist is harmless); a
+/// delete followed by an insert is an upsert. Entries whose row is gone add nothing.
 pub fn coalesce(mut entries: Vec<Entry>) -> Vec<Change> {
     entries.sort_by_key(|e| e.id);
     let mut order: Vec<(i32, String)> = Vec::new();
@@ -65,6 +70,7 @@ pub fn coalesce(mut entries: Vec<Entry>) -> Vec<Change> {
                 order.push(key.clone());
                 let write = match e.op {
                     Op::Delete => Write::Delete,
+                    _ if e.gone => Write::Skip,
                     _ => Write::Upsert(e.payload),
                 };
                 groups.insert(key, Change { mapping_id: e.mapping_id, pk: e.pk, sfid: e.sfid, write, entry_ids: vec![e.id] });
@@ -76,11 +82,12 @@ pub fn coalesce(mut entries: Vec<Entry>) -> Vec<Change> {
                 }
                 change.write = match (std::mem::replace(&mut change.write, Write::Delete), e.op) {
                     (_, Op::Delete) => Write::Delete,
+                    (w, _) if e.gone => w,
                     (Write::Upsert(mut acc), _) => {
                         acc.extend(e.payload);
                         Write::Upsert(acc)
                     }
-                    (Write::Delete, _) => Write::Upsert(e.payload),
+                    (Write::Delete | Write::Skip, _) => Write::Upsert(e.payload),
                 };
             }
         }
@@ -94,7 +101,20 @@ mod tests {
     use serde_json::json;
 
     fn e(id: i64, op: Op, pk: &str, payload: Value) -> Entry {
-        Entry { id, mapping_id: 1, op, pk: pk.into(), sfid: None, payload: payload.as_object().cloned().unwrap_or_default() }
+        Entry { id, mapping_id: 1, op, pk: pk.into(), sfid: None, payload: payload.as_object().cloned().unwrap_or_default(), gone: false }
+    }
+
+    fn gone(id: i64, op: Op) -> Entry {
+        Entry { gone: true, ..e(id, op, "7", json!({})) }
+    }
+
+    #[test]
+    fn a_gone_row_sends_nothing_until_its_delete() {
+        assert_eq!(coalesce(vec![gone(1, Op::Insert), gone(2, Op::Update)])[0].write, Write::Skip);
+        assert_eq!(coalesce(vec![gone(1, Op::Insert), gone(2, Op::Delete)])[0].write, Write::Delete);
+        let out = coalesce(vec![e(1, Op::Update, "7", json!({"n": 1})), gone(2, Op::Update)]);
+        assert_eq!(out[0].write, Write::Upsert(json!({"n": 1}).as_object().unwrap().clone()));
+        assert_eq!(out[0].entry_ids, vec![1, 2]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Push: claimed outbox entries -> Salesforce -> recorded results.
 //!
 //! 1. claim (one transaction): lock a batch with FOR UPDATE SKIP LOCKED, stamp a
-//!    visibility timeout, read the rows' current sfid;
+//!    visibility timeout, read the rows' current values and sfid;
 //! 2. send (no transaction): coalesce per record, then sObject Collections calls:
 //!    update by Id when the Salesforce Id is known, otherwise upsert on the external id
 //!    holding the Postgres key (so a replay after a crash never duplicates);
@@ -38,7 +38,7 @@ struct Claimed {
     op: String,
     pk: String,
     sfid: Option<String>,
-    payload: Option<Map<String, Value>>,
+    changed: Option<Vec<String>>,
     attempts: i32,
 }
 
@@ -113,7 +113,8 @@ pub fn pass(ctx: Ctx, only: Option<&Mapping>) -> Result<PushSummary> {
 type Claim = (Vec<Entry>, HashMap<i64, i32>, HashMap<(i32, String), String>);
 
 /// Claims ready entries, plus every other unclaimed entry of the same records (earlier
-/// failures included) so a record's changes always travel together and in order.
+/// failures included) so a record's changes always travel together and in order; then
+/// reads the claimed rows' current values.
 fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
     let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into()];
     let rows = spi_util::json(
@@ -131,41 +132,59 @@ fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
          ), claimed AS (
              UPDATE sfsync.outbox o SET claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
              FROM locked WHERE o.id = locked.id
-             RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.payload, o.attempts
+             RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
          )
          SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
         &args,
     )?
     .unwrap_or(Value::Array(vec![]));
     let rows: Vec<Claimed> = serde_json::from_value(rows).map_err(|e| SyncError::Spi(format!("decoding claimed outbox rows: {e}")))?;
-    let mut attempts = HashMap::new();
     let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
-    let mut entries = Vec::with_capacity(rows.len());
-    for r in rows {
-        attempts.insert(r.id, r.attempts);
+    for r in &rows {
         keys.entry(r.mapping_id).or_default().push(r.pk.clone());
-        let op = Op::parse(&r.op).ok_or_else(|| SyncError::Spi(format!("outbox entry {} has unknown op {:?}", r.id, r.op)))?;
-        entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload: r.payload.unwrap_or_default() });
     }
-    // The row's sfid now (the worker may have written it back after capture).
-    let mut current = HashMap::new();
+    // The rows as they are now: the values to send, and the sfid the worker may have
+    // written back since the change was captured.
+    let mut current: HashMap<(i32, String), Map<String, Value>> = HashMap::new();
     for (mid, pks) in keys {
         let Some(m) = mappings.get(&mid) else { continue };
         let sql = format!(
-            "SELECT jsonb_object_agg({pk}::text, sfid) FROM {tbl} WHERE {pk} = ANY($1::text[]::{ty}[]) AND sfid IS NOT NULL",
+            "SELECT jsonb_object_agg(t.{pk}::text, to_jsonb(t)) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[])",
             pk = m.pk_ident(),
             tbl = m.table,
             ty = m.pk_type
         );
         if let Some(Value::Object(map)) = spi_util::json(&sql, &[pks.into()])? {
-            for (pk, sfid) in map {
-                if let Value::String(s) = sfid {
-                    current.insert((mid, pk), s);
+            for (pk, row) in map {
+                if let Value::Object(row) = row {
+                    current.insert((mid, pk), row);
                 }
             }
         }
     }
-    Ok((entries, attempts, current))
+    let mut attempts = HashMap::new();
+    let mut sfids = HashMap::new();
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in rows {
+        attempts.insert(r.id, r.attempts);
+        let op = Op::parse(&r.op).ok_or_else(|| SyncError::Spi(format!("outbox entry {} has unknown op {:?}", r.id, r.op)))?;
+        let row = current.get(&(r.mapping_id, r.pk.clone()));
+        if let Some(Value::String(s)) = row.and_then(|row| row.get("sfid")) {
+            sfids.insert((r.mapping_id, r.pk.clone()), s.clone());
+        }
+        let payload = match (op, row, mappings.get(&r.mapping_id)) {
+            (Op::Delete, _, _) | (_, None, _) | (_, _, None) => Map::new(),
+            (_, Some(row), Some(m)) => m
+                .columns
+                .iter()
+                .filter(|c| r.changed.as_ref().is_none_or(|ch| ch.contains(&c.column)))
+                .map(|c| (c.column.clone(), row.get(&c.column).cloned().unwrap_or(Value::Null)))
+                .collect(),
+        };
+        let gone = op != Op::Delete && row.is_none();
+        entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });
+    }
+    Ok((entries, attempts, sfids))
 }
 
 /// Sends one mapping's changes. Err means the request as a whole failed (nothing known
@@ -178,6 +197,7 @@ fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result
     let mut unknown_deletes: Vec<Change> = Vec::new();
     for c in changes {
         match &c.write {
+            Write::Skip => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
             Write::Upsert(payload) => match c.sfid.clone() {
                 Some(id) => {
                     let rec = to_record(m, &c.pk, payload, true);
