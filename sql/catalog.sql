@@ -56,7 +56,9 @@ CREATE TABLE sfsync.mappings (
 -- which mapped columns changed (NULL: all). The push reads the values when it sends them.
 CREATE TABLE sfsync.outbox (
     id              bigserial PRIMARY KEY,
-    mapping_id      integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    -- No foreign key: its check would cost every captured row a query. Entries of a
+    -- removed mapping are deleted by the trigger on sfsync.mappings below.
+    mapping_id      integer NOT NULL,
     op              text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
     pk              text NOT NULL,
     sfid            varchar(18),
@@ -69,6 +71,16 @@ CREATE TABLE sfsync.outbox (
     next_attempt_at timestamptz NOT NULL DEFAULT '-infinity'
 );
 CREATE INDEX outbox_record ON sfsync.outbox (mapping_id, pk);
+
+CREATE FUNCTION sfsync.mappings_removed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM sfsync.outbox o USING removed r WHERE o.mapping_id = r.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER mappings_removed AFTER DELETE ON sfsync.mappings
+    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION sfsync.mappings_removed();
 
 CREATE TABLE sfsync.sync_state (
     mapping_id    integer PRIMARY KEY REFERENCES sfsync.mappings (id) ON DELETE CASCADE,

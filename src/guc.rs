@@ -5,6 +5,7 @@ use std::time::Duration;
 
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static PULL_OVERLAP_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
@@ -25,6 +26,7 @@ pub fn register() {
     );
     let ms = GucFlags::UNIT_MS;
     int(c"sfsync.poll_interval", c"Fallback wake-up of the worker when no commit woke it.", &POLL_INTERVAL_MS, 10, 3_600_000, ms);
+    int(c"sfsync.batch_delay", c"Least time between two push passes, so commits in a burst travel together.", &BATCH_DELAY_MS, 0, 10_000, ms);
     int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
     int(c"sfsync.pull_overlap", c"How far before the high-water mark each poll looks again, so late commits are not missed.", &PULL_OVERLAP_MS, 0, 3_600_000, ms);
     int(c"sfsync.batch_size", c"Most outbox entries claimed by one push pass.", &BATCH_SIZE, 1, 100_000, GucFlags::default());

@@ -22,10 +22,10 @@ fn run(oid: Option<u32>) -> Result<Value> {
     let mut out = serde_json::Map::new();
     let mut pushed = push::PushSummary::default();
     if oid.is_none() {
-        pushed = push::pass(Ctx::Session, None)?;
+        pushed = push::pass(Ctx::Session, &mappings, None)?;
     }
     for m in &mappings {
-        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, Some(m))? } else { push::PushSummary::default() };
+        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, &mappings, Some(m.id))? } else { push::PushSummary::default() };
         let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m)?) } else { None };
         out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
     }

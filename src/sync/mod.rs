@@ -36,7 +36,6 @@ impl Ctx {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Mapping {
     pub id: i32,
-    pub oid: u32,
     /// Schema-qualified, quoted: safe to paste into SQL.
     pub table: String,
     pub sobject: String,
@@ -71,7 +70,7 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
     let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
     let v = spi_util::json(
         "SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                 'id', m.id, 'oid', m.tbl::oid::bigint, 'table', format('%I.%I', n.nspname, c.relname),
+                 'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
                  'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete) ORDER BY m.id), '[]')

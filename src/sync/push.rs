@@ -56,10 +56,11 @@ struct Result_ {
     outcome: Outcome,
 }
 
-/// One push pass over at most `sfsync.batch_size` entries, optionally of one mapping.
-pub fn pass(ctx: Ctx, only: Option<&Mapping>) -> Result<PushSummary> {
-    let mappings: HashMap<i32, Mapping> = ctx.tx(|| super::load_mappings(only.map(|m| m.oid)))?.into_iter().map(|m| (m.id, m)).collect();
-    let (entries, attempts, current) = ctx.tx(|| claim(only.map(|m| m.id), &mappings))?;
+/// One push pass over at most `sfsync.batch_size` entries of these mappings, optionally
+/// of one of them only.
+pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSummary> {
+    let mappings: HashMap<i32, Mapping> = mappings.iter().map(|m| (m.id, m.clone())).collect();
+    let (entries, attempts, current) = ctx.tx(|| claim(only, &mappings))?;
     let mut summary = PushSummary { claimed: entries.len(), ..Default::default() };
     if entries.is_empty() {
         return Ok(summary);

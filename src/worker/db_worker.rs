@@ -35,6 +35,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
 
     let mut next_pull: HashMap<i32, Instant> = HashMap::new();
     let mut busy = false;
+    let mut last_pass: Option<Instant> = None;
     loop {
         // After a full batch, go straight on; otherwise sleep until woken or due.
         let timeout = if busy { Duration::ZERO } else { next_wake(&next_pull) };
@@ -44,42 +45,79 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        if !extension_exists().unwrap_or(true) {
-            log!("sfsync extension dropped; worker exiting");
-            registry::release_worker_slot(dboid, true);
-            return;
+        // Commits wake us one by one; passes are spaced by sfsync.batch_delay so a burst
+        // of small transactions is sent as a few batches, not one pass per commit.
+        let delay = guc::ms(&guc::BATCH_DELAY_MS);
+        if let Some(since) = last_pass.map(|t| t.elapsed()).filter(|e| *e < delay) {
+            sleep(delay - since);
         }
-        if !guc::ENABLED.get() {
-            busy = false;
-            continue;
-        }
-        // Session-level lock across the pass's transactions; run_once waits for it.
-        if !lock(true) {
-            busy = false;
-            continue;
-        }
-        busy = match push::pass(Ctx::Worker, None) {
+        last_pass = Some(Instant::now());
+        let mappings = match crate::worker::tx::run(begin_pass) {
+            Ok(Pass::Run(m)) => m,
+            Ok(Pass::Skip) => {
+                busy = false;
+                continue;
+            }
+            Ok(Pass::NoExtension) => {
+                log!("sfsync extension dropped; worker exiting");
+                registry::release_worker_slot(dboid, true);
+                return;
+            }
+            Err(e) => {
+                warning!("sfsync: could not start a pass: {e}");
+                busy = false;
+                continue;
+            }
+        };
+        busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
             Err(e) => {
                 warning!("sfsync push failed: {e}");
                 false
             }
         };
-        if let Err(e) = pull_due(&mut next_pull) {
-            warning!("sfsync pull failed: {e}");
+        pull_due(&mappings, &mut next_pull);
+        let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
+        if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
+            warning!("sfsync: could not release the pass lock: {e}");
         }
-        lock(false);
     }
     log!("sfsync worker stopping");
 }
 
-fn lock(take: bool) -> bool {
-    let sql = if take {
-        format!("SELECT pg_try_advisory_lock({})", sync::PASS_LOCK)
-    } else {
-        format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK)
-    };
-    crate::worker::tx::run(|| Ok(Spi::get_one::<bool>(&sql)?)).ok().flatten().unwrap_or(false)
+enum Pass {
+    Run(Vec<sync::Mapping>),
+    /// Disabled, or run_once holds the pass lock.
+    Skip,
+    NoExtension,
+}
+
+/// One transaction: is the extension still there, are we enabled, take the pass lock
+/// (session level, so run_once waits for us) and read the mappings.
+fn begin_pass() -> Result<Pass> {
+    if !Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'sfsync')")?.unwrap_or(false) {
+        return Ok(Pass::NoExtension);
+    }
+    if !guc::ENABLED.get() {
+        return Ok(Pass::Skip);
+    }
+    if !Spi::get_one::<bool>(&format!("SELECT pg_try_advisory_lock({})", sync::PASS_LOCK))?.unwrap_or(false) {
+        return Ok(Pass::Skip);
+    }
+    Ok(Pass::Run(sync::load_mappings(None)?))
+}
+
+/// Sleeps without waking for latch sets (those are what we are batching).
+fn sleep(d: Duration) {
+    let ms = d.as_millis().min(60_000) as std::ffi::c_long;
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+    }
 }
 
 fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
@@ -88,8 +126,7 @@ fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
     next_pull.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
 }
 
-fn pull_due(next_pull: &mut HashMap<i32, Instant>) -> Result<()> {
-    let mappings = crate::worker::tx::run(|| sync::load_mappings(None))?;
+fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
     let interval = guc::ms(&guc::PULL_INTERVAL_MS);
     for m in mappings.iter().filter(|m| m.pulls()) {
@@ -112,7 +149,6 @@ fn pull_due(next_pull: &mut HashMap<i32, Instant>) -> Result<()> {
             sync::clients::succeeded(&m.connection);
         }
     }
-    Ok(())
 }
 
 /// Err (could not tell) is treated by callers as "exists": only a definite no stops us.
