@@ -30,6 +30,7 @@
 //! never after a timeout or reset. One `401` per call triggers a re-login.
 
 pub mod auth;
+pub mod cdc;
 pub mod client;
 pub mod error;
 mod http;
@@ -37,6 +38,7 @@ pub mod soql;
 pub mod types;
 
 pub use auth::{AuthFlow, Credentials, Secret};
+pub use cdc::{CdcError, CdcStream, ChangeEvent, ChangeEventHeader, ReplayFrom};
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
