@@ -17,7 +17,7 @@ use crate::value::Value;
 use parking_lot::Mutex;
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Notify;
 
 /// Events are replayable for 72 hours (emulator clock).
@@ -61,12 +61,30 @@ fn current_origin() -> String {
     ORIGIN.try_with(|o| o.clone()).unwrap_or_default()
 }
 
+/// The transaction an event belongs to.
+pub struct TxnInfo {
+    key: String,
+    number: i64,
+    commit_ms: i64,
+    user: String,
+    origin: String,
+}
+
+/// A change event. The JSON payload is rendered on first delivery (most events of a bulk load
+/// are never read), from a snapshot of the record taken at commit.
 pub struct Event {
     pub replay_id: i64,
     pub obj: usize,
     pub commit_ms: i64,
-    /// `data.payload` as JSON text (ChangeEventHeader + fields).
-    pub payload: Arc<str>,
+    txn: Arc<TxnInfo>,
+    seq: i64,
+    change_type: &'static str,
+    record_ids: Vec<String>,
+    /// The record as committed (None for header-only events).
+    snapshot: Option<Record>,
+    /// UPDATE: the fields whose value changed.
+    changed: Vec<u16>,
+    rendered: OnceLock<Arc<str>>,
 }
 
 pub struct Sub {
@@ -195,12 +213,10 @@ fn event_json(v: &Value) -> Json {
     }
 }
 
-/// Fields of the payload (after the header) and the changed/nulled field names.
-fn body_fields(def: &ObjectDef, old: Option<&Record>, new: &Record, kind: ChangeType) -> (Vec<(String, Out)>, Vec<String>, Vec<String>) {
-    let (mut out, mut changed, mut nulled) = (Vec::<(String, Out)>::new(), vec![], vec![]);
-    if kind == ChangeType::Delete {
-        return (out, changed, nulled);
-    }
+/// Fields of the payload (after the header) and the changed/nulled field names. `changed` is
+/// None for CREATE/UNDELETE (every non-null field).
+fn body_fields(def: &ObjectDef, rec: &Record, changed: Option<&[u16]>) -> (Vec<(String, Out)>, Vec<String>, Vec<String>) {
+    let (mut out, mut changed_names, mut nulled) = (Vec::<(String, Out)>::new(), vec![], vec![]);
     let put = |key: &str, part: Option<&str>, v: Json, out: &mut Vec<(String, Out)>| match part {
         None => out.push((key.to_string(), Out::J(v))),
         Some(p) => {
@@ -216,69 +232,78 @@ fn body_fields(def: &ObjectDef, old: Option<&Record>, new: &Record, kind: Change
             }
         }
     };
-    for fi in 0..def.fields.len() {
+    let all: Vec<u16>;
+    let fields = match changed {
+        Some(c) => c,
+        None => {
+            all = (0..def.fields.len() as u16).collect();
+            &all
+        }
+    };
+    for &fi in fields {
+        let fi = fi as usize;
         let (key, part) = match slot(def, fi) {
             Slot::Skip => continue,
             Slot::Plain(n) => (n.to_string(), None),
             Slot::Part(c, p) => (c, Some(p)),
         };
-        let nv = new.get(fi);
-        match (kind, old) {
-            (ChangeType::Update, Some(o)) => {
-                if o.get(fi) == nv {
-                    continue;
-                }
-                let name = part.as_ref().map(|p| format!("{key}.{p}")).unwrap_or_else(|| key.clone());
-                if nv.is_null() {
-                    nulled.push(name.clone());
-                }
-                changed.push(name);
-                put(&key, part.as_deref(), event_json(nv), &mut out);
+        let v = rec.get(fi);
+        if changed.is_some() {
+            let name = part.as_ref().map(|p| format!("{key}.{p}")).unwrap_or_else(|| key.clone());
+            if v.is_null() {
+                nulled.push(name.clone());
             }
-            _ => {
-                if !nv.is_null() {
-                    put(&key, part.as_deref(), event_json(nv), &mut out);
-                }
-            }
+            changed_names.push(name);
+        } else if v.is_null() {
+            continue;
         }
+        put(&key, part.as_deref(), event_json(v), &mut out);
     }
-    (out, changed, nulled)
+    (out, changed_names, nulled)
 }
 
-struct Txn<'a> {
-    key: String,
-    number: i64,
-    seq: i64,
-    commit_ms: i64,
-    user: &'a str,
-    origin: String,
+/// The fields an UPDATE changed (payload-visible ones only).
+fn diff(def: &ObjectDef, old: &Record, new: &Record) -> Vec<u16> {
+    (0..def.fields.len())
+        .filter(|&fi| !matches!(slot(def, fi), Slot::Skip) && old.get(fi) != new.get(fi))
+        .map(|fi| fi as u16)
+        .collect()
 }
 
-impl Txn<'_> {
-    fn header(&mut self, entity: &str, ids: Vec<String>, change_type: &str, changed: Vec<String>, nulled: Vec<String>) -> Out {
-        self.seq += 1;
-        let strs = |v: Vec<String>| Out::J(Json::Array(v.into_iter().map(Json::String).collect()));
-        Out::O(vec![
-            ("entityName".into(), Out::J(Json::String(entity.into()))),
-            ("recordIds".into(), strs(ids)),
-            ("changeType".into(), Out::J(Json::String(change_type.into()))),
-            ("changeOrigin".into(), Out::J(Json::String(self.origin.clone()))),
-            ("transactionKey".into(), Out::J(Json::String(self.key.clone()))),
-            ("sequenceNumber".into(), Out::J(Json::from(self.seq))),
-            ("commitTimestamp".into(), Out::J(Json::from(self.commit_ms))),
-            ("commitNumber".into(), Out::J(Json::from(self.number))),
-            ("commitUser".into(), Out::J(Json::String(self.user.into()))),
-            ("nulledFields".into(), strs(nulled)),
-            ("diffFields".into(), strs(vec![])),
-            ("changedFields".into(), strs(changed)),
-        ])
-    }
-}
-
-fn payload_text(header: Out, fields: Vec<(String, Out)>) -> Arc<str> {
+fn render(def: &ObjectDef, ev: &Event) -> Arc<str> {
+    let (fields, changed, nulled) = match (&ev.snapshot, ev.change_type) {
+        (Some(rec), "UPDATE") => body_fields(def, rec, Some(&ev.changed)),
+        (Some(rec), _) => body_fields(def, rec, None),
+        (None, _) => (vec![], vec![], vec![]),
+    };
+    let strs = |v: Vec<String>| Out::J(Json::Array(v.into_iter().map(Json::String).collect()));
+    let t = &ev.txn;
+    let header = Out::O(vec![
+        ("entityName".into(), Out::J(Json::String(def.name.clone()))),
+        ("recordIds".into(), strs(ev.record_ids.clone())),
+        ("changeType".into(), Out::J(Json::String(ev.change_type.into()))),
+        ("changeOrigin".into(), Out::J(Json::String(t.origin.clone()))),
+        ("transactionKey".into(), Out::J(Json::String(t.key.clone()))),
+        ("sequenceNumber".into(), Out::J(Json::from(ev.seq))),
+        ("commitTimestamp".into(), Out::J(Json::from(t.commit_ms))),
+        ("commitNumber".into(), Out::J(Json::from(t.number))),
+        ("commitUser".into(), Out::J(Json::String(t.user.clone()))),
+        ("nulledFields".into(), strs(nulled)),
+        ("diffFields".into(), strs(vec![])),
+        ("changedFields".into(), strs(changed)),
+    ]);
     let mut entries = vec![("ChangeEventHeader".to_string(), header)];
     entries.extend(fields);
     serde_json::to_string(&Out::O(entries)).unwrap_or_default().into()
+}
+
+fn gap_type(kind: ChangeType) -> &'static str {
+    match kind {
+        ChangeType::Create => "GAP_CREATE",
+        ChangeType::Update => "GAP_UPDATE",
+        ChangeType::Delete => "GAP_DELETE",
+        ChangeType::Undelete => "GAP_UNDELETE",
+    }
 }
 
 impl Hub {
@@ -300,7 +325,7 @@ impl Hub {
         }
     }
 
-    fn begin<'u>(inner: &mut Inner, clock: &Clock, user: &'u str) -> Txn<'u> {
+    fn begin(inner: &mut Inner, clock: &Clock, user: &str) -> Arc<TxnInfo> {
         inner.commit_number += 1;
         inner.txn_counter += 1;
         let now = clock.now_ms();
@@ -314,13 +339,34 @@ impl Hub {
             hex.push_str(&format!("{x:016x}"));
         }
         let key = format!("0000{}-{}-{}-{}-{}", &hex[0..4], &hex[4..8], &hex[8..12], &hex[12..16], &hex[16..28]);
-        Txn { key, number: inner.commit_number, seq: 0, commit_ms: now, user, origin: current_origin() }
+        Arc::new(TxnInfo { key, number: inner.commit_number, commit_ms: now, user: user.into(), origin: current_origin() })
     }
 
-    fn push(&self, inner: &mut Inner, obj: usize, commit_ms: i64, payload: Arc<str>) {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        inner: &mut Inner,
+        txn: &Arc<TxnInfo>,
+        seq: &mut i64,
+        obj: usize,
+        change_type: &'static str,
+        record_ids: Vec<String>,
+        snapshot: Option<Record>,
+        changed: Vec<u16>,
+    ) {
         inner.last_replay += 1;
-        let replay_id = inner.last_replay;
-        inner.events.push_back(Event { replay_id, obj, commit_ms, payload });
+        *seq += 1;
+        inner.events.push_back(Event {
+            replay_id: inner.last_replay,
+            obj,
+            commit_ms: txn.commit_ms,
+            txn: txn.clone(),
+            seq: *seq,
+            change_type,
+            record_ids,
+            snapshot,
+            changed,
+            rendered: OnceLock::new(),
+        });
     }
 
     /// Drops events older than 72 h (emulator clock) or beyond the count cap.
@@ -340,18 +386,29 @@ impl Hub {
         if journal.is_empty() {
             return;
         }
-        // First entry per record carries the version before the transaction.
-        let mut seen: HashMap<(usize, u64), ()> = HashMap::with_capacity(journal.len());
+        // The first entry per record carries the version before the transaction.
+        let mut seen: HashSet<(usize, u64)> = HashSet::with_capacity(journal.len().min(MAX_TXN_EVENTS + 1));
         let mut inner = self.inner.lock();
-        let mut txn = Self::begin(&mut inner, clock, user);
+        let txn = Self::begin(&mut inner, clock, user);
+        let mut seq = 0i64;
         let mut overflow: Vec<usize> = vec![];
         let mut produced = 0usize;
-        for (obj, seq, old) in journal {
-            if seen.insert((*obj, *seq), ()).is_some() || inner.disabled.contains(obj) {
+        for (obj, rseq, old) in journal {
+            if inner.disabled.contains(obj) {
+                continue;
+            }
+            if produced >= MAX_TXN_EVENTS {
+                // Past the cap only the objects matter (an event each), not which records.
+                if !overflow.contains(obj) {
+                    overflow.push(*obj);
+                }
+                continue;
+            }
+            if !seen.insert((*obj, *rseq)) {
                 continue;
             }
             let def = &schema.objects[*obj];
-            let Some(new) = store.tables[*obj].recs.get(seq) else { continue };
+            let Some(new) = store.tables[*obj].recs.get(rseq) else { continue };
             let kind = match old {
                 None if is_deleted(def, new) => continue,
                 None => ChangeType::Create,
@@ -362,21 +419,17 @@ impl Hub {
                     (false, false) => ChangeType::Update,
                 },
             };
-            if produced >= MAX_TXN_EVENTS {
-                if !overflow.contains(obj) {
-                    overflow.push(*obj);
-                }
-                continue;
-            }
             produced += 1;
             let id = new.get(0).as_str().unwrap_or("").to_string();
-            let (fields, changed, nulled) = body_fields(def, old.as_ref(), new, kind);
-            let header = txn.header(&def.name, vec![id], kind.as_str(), changed, nulled);
-            self.push(&mut inner, *obj, txn.commit_ms, payload_text(header, fields));
+            let (snapshot, changed) = match (kind, old) {
+                (ChangeType::Delete, _) => (None, vec![]),
+                (ChangeType::Update, Some(o)) => (Some(new.clone()), diff(def, o, new)),
+                _ => (Some(new.clone()), vec![]),
+            };
+            Self::push(&mut inner, &txn, &mut seq, *obj, kind.as_str(), vec![id], snapshot, changed);
         }
         for obj in overflow {
-            let header = txn.header(&schema.objects[obj].name, vec![], "GAP_OVERFLOW", vec![], vec![]);
-            self.push(&mut inner, obj, txn.commit_ms, payload_text(header, vec![]));
+            Self::push(&mut inner, &txn, &mut seq, obj, "GAP_OVERFLOW", vec![], None, vec![]);
         }
         Self::trim(&mut inner, clock.now_ms());
         drop(inner);
@@ -384,22 +437,20 @@ impl Hub {
     }
 
     /// Header-only gap events (admin): `GAP_<kind>` per record, or one `GAP_OVERFLOW`.
-    pub fn gap(&self, schema: &Schema, obj: usize, ids: &[String], kind: Option<ChangeType>, clock: &Clock, user: &str) -> Vec<i64> {
+    pub fn gap(&self, obj: usize, ids: &[String], kind: Option<ChangeType>, clock: &Clock, user: &str) -> Vec<i64> {
         let mut inner = self.inner.lock();
-        let mut txn = Self::begin(&mut inner, clock, user);
-        let name = &schema.objects[obj].name;
+        let txn = Self::begin(&mut inner, clock, user);
+        let mut seq = 0;
         let mut out = vec![];
         match kind {
             Some(k) => {
                 for id in ids {
-                    let header = txn.header(name, vec![id.clone()], &format!("GAP_{}", k.as_str()), vec![], vec![]);
-                    self.push(&mut inner, obj, txn.commit_ms, payload_text(header, vec![]));
+                    Self::push(&mut inner, &txn, &mut seq, obj, gap_type(k), vec![id.clone()], None, vec![]);
                     out.push(inner.last_replay);
                 }
             }
             None => {
-                let header = txn.header(name, vec![], "GAP_OVERFLOW", vec![], vec![]);
-                self.push(&mut inner, obj, txn.commit_ms, payload_text(header, vec![]));
+                Self::push(&mut inner, &txn, &mut seq, obj, "GAP_OVERFLOW", vec![], None, vec![]);
                 out.push(inner.last_replay);
             }
         }
@@ -430,10 +481,11 @@ impl Hub {
     }
 
     /// The `/data/...` message for an event as delivered on `channel`.
-    pub fn message(&self, ev: &Event, channel: &str) -> String {
+    pub fn message(&self, schema: &Schema, ev: &Event, channel: &str) -> String {
+        let payload = ev.rendered.get_or_init(|| render(&schema.objects[ev.obj], ev));
         format!(
             r#"{{"data":{{"schema":"{}","payload":{},"event":{{"replayId":{}}}}},"channel":"{}"}}"#,
-            self.schema_ids[ev.obj], ev.payload, ev.replay_id, channel
+            self.schema_ids[ev.obj], payload, ev.replay_id, channel
         )
     }
 }
@@ -459,7 +511,7 @@ impl Hub {
     }
 
     /// Takes the events due to a client (up to MAX_BATCH), advancing its subscriptions.
-    pub fn poll(&self, client: &str, gen: u64, now_ms: i64) -> Poll {
+    pub fn poll(&self, schema: &Schema, client: &str, gen: u64, now_ms: i64) -> Poll {
         let mut inner = self.inner.lock();
         Self::trim(&mut inner, now_ms);
         let inner = &mut *inner;
@@ -485,7 +537,7 @@ impl Hub {
         due.truncate(MAX_BATCH);
         let mut msgs = Vec::with_capacity(due.len());
         for (rid, si, i) in due {
-            msgs.push(self.message(&inner.events[i], &c.subs[si].channel));
+            msgs.push(self.message(schema, &inner.events[i], &c.subs[si].channel));
             c.subs[si].after = rid;
         }
         Poll::Events(msgs)

@@ -225,7 +225,7 @@ async fn connect(st: &AppState, m: &Map<String, Json_>) -> Vec<String> {
         let notified = hub.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        match hub.poll(&cid, gen, st.clock.now_ms()) {
+        match hub.poll(&st.schema, &cid, gen, st.clock.now_ms()) {
             Poll::UnknownClient => return vec![unknown_client(m).to_string()],
             Poll::Superseded => break vec![],
             Poll::Events(ev) if !ev.is_empty() => break ev,
@@ -235,7 +235,7 @@ async fn connect(st: &AppState, m: &Map<String, Json_>) -> Vec<String> {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {
                 // One last look, then reply empty.
-                match hub.poll(&cid, gen, st.clock.now_ms()) {
+                match hub.poll(&st.schema, &cid, gen, st.clock.now_ms()) {
                     Poll::UnknownClient => return vec![unknown_client(m).to_string()],
                     Poll::Events(ev) => break ev,
                     Poll::Superseded => break vec![],
@@ -408,7 +408,7 @@ async fn gap(State(st): St, body: Bytes) -> Response {
             _ => return bad(format!("{raw} is not a {} ID", st.schema.objects[obj].name)),
         }
     }
-    let rids = st.cdc.gap(&st.schema, obj, &norm, Some(kind), &st.clock, &st.user_id);
+    let rids = st.cdc.gap(obj, &norm, Some(kind), &st.clock, &st.user_id);
     Json(json!({"replay_ids": rids})).into_response()
 }
 
@@ -424,7 +424,7 @@ async fn overflow(State(st): St, body: Bytes) -> Response {
         Err(e) => return *e,
     };
     let Some(obj) = st.schema.object(&req.object) else { return bad(format!("unknown object {}", req.object)) };
-    let rids = st.cdc.gap(&st.schema, obj, &[], None, &st.clock, &st.user_id);
+    let rids = st.cdc.gap(obj, &[], None, &st.clock, &st.user_id);
     Json(json!({"replay_ids": rids})).into_response()
 }
 
