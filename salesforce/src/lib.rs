@@ -1,7 +1,8 @@
 //! Blocking, pure-Rust Salesforce API client used by the sfsync background
 //! worker: OAuth flows (client credentials, password, JWT bearer, refresh
 //! token), REST CRUD and upsert, sObject Collections, SOQL paging, a typed
-//! error model, bounded retries and API usage accounting.
+//! error model, bounded retries and API usage accounting, and a CometD
+//! client for Change Data Capture ([`cdc`]).
 //!
 //! No async runtime and no pgrx: every call blocks the calling thread for at
 //! most `ClientOptions::request_timeout` per attempt and

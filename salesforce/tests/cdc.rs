@@ -229,3 +229,18 @@ fn gap_events_are_typed_and_poll_honours_max_wait() {
     assert_eq!(ev[1].header.change_type, ChangeType::GapOverflow);
     assert!(ev.iter().all(|e| e.header.change_type.is_gap() && e.fields.is_empty()));
 }
+
+#[test]
+fn expired_session_on_the_stream_relogs_in() {
+    let Some(emu) = start("expired_session_on_the_stream_relogs_in") else { return };
+    let client = emu.client();
+    let ch = channel_for("Lead");
+    let calls_before = client.stats().calls;
+    let mut s = client.cdc_subscribe(std::slice::from_ref(&ch), ReplayFrom::New).unwrap();
+    emu.admin("faults", json!({"kind": "expired_session", "count": 1, "path_prefix": "/cometd"}));
+    let id = client.create("Lead", &rec(json!({"LastName": "L", "Company": "C"}))).unwrap();
+    let ev = collect(&mut s, 1);
+    assert_eq!(ev[0].header.record_ids, std::slice::from_ref(&id));
+    // Streaming calls are not REST API calls.
+    assert_eq!(client.stats().calls, calls_before + 1, "only the create counts");
+}
