@@ -26,6 +26,9 @@ pub struct Args {
     /// API calls allowed per rolling 24 hours.
     #[arg(long, default_value_t = 100_000)]
     pub daily_api_limit: u64,
+    /// How long a CometD /meta/connect long-poll is held (ms).
+    #[arg(long, default_value_t = 110_000)]
+    pub cometd_timeout_ms: u64,
 }
 
 impl Args {
@@ -37,6 +40,7 @@ impl Args {
             schema_file: self.schema,
             batch_size: self.batch_size.max(1),
             daily_api_limit: self.daily_api_limit,
+            cometd_timeout_ms: self.cometd_timeout_ms.max(1),
         }
     }
 }

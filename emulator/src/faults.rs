@@ -16,6 +16,9 @@ pub enum FaultKind {
     ExpiredSession,
     /// Writes fail per record with UNABLE_TO_LOCK_ROW.
     Lock,
+    /// The next CometD request (default prefix `/cometd`) forgets every CometD client: they get
+    /// `403::Unknown client` and must handshake again.
+    CometdDrop,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug)]
@@ -82,7 +85,8 @@ impl Faults {
     pub fn fire(&mut self, method: &str, path: &str, mut draw: impl FnMut() -> f64) -> Vec<Fault> {
         let mut fired = vec![];
         for f in &mut self.list {
-            let prefix = f.path_prefix.as_deref().unwrap_or("/services/data");
+            let default_prefix = if f.kind == FaultKind::CometdDrop { "/cometd" } else { "/services/data" };
+            let prefix = f.path_prefix.as_deref().unwrap_or(default_prefix);
             if !path.starts_with(prefix)
                 || f.method.as_deref().is_some_and(|m| !m.eq_ignore_ascii_case(method))
                 || (f.kind == FaultKind::Lock && !is_write(method))

@@ -6,6 +6,7 @@
 //! thread; handy in blocking tests).
 
 pub mod cli;
+pub mod cdc;
 pub mod clock;
 pub mod errors;
 pub mod faults;
@@ -36,6 +37,8 @@ pub struct Config {
     /// Default query page size (Sforce-Query-Options batchSize overrides, within 200..=2000).
     pub batch_size: usize,
     pub daily_api_limit: u64,
+    /// How long a CometD `/meta/connect` is held waiting for events (ms).
+    pub cometd_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             schema_file: None,
             batch_size: 2000,
             daily_api_limit: 100_000,
+            cometd_timeout_ms: 110_000,
         }
     }
 }

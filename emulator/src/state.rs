@@ -51,6 +51,8 @@ pub struct AppState {
     /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
+    /// Change Data Capture events and CometD clients (shared with the store's writers).
+    pub cdc: Arc<crate::cdc::Hub>,
     pub org_id: String,
     pub user_id: String,
     rng: Mutex<u64>,
@@ -59,8 +61,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(cfg: Config, schema: Schema) -> AppState {
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
+        let store = Store::new(&schema);
         let st = AppState {
-            store: RwLock::new(Store::new(&schema)),
+            cdc: store.cdc.clone(),
+            store: RwLock::new(store),
             counters: Mutex::new(Counters {
                 total: 0,
                 by_endpoint: BTreeMap::new(),
@@ -105,7 +109,9 @@ impl AppState {
         let rules = Rules::default();
         let mut store = self.store.write();
         let stamp = self.clock.stamp();
-        Writer::new(&self.schema, &mut store, &rules, &self.clock, &self.user_id).insert_raw(obj, vals, stamp, Some(USER_SEQ));
+        let mut w = Writer::new(&self.schema, &mut store, &rules, &self.clock, &self.user_id);
+        w.change_events = false;
+        w.insert_raw(obj, vals, stamp, Some(USER_SEQ));
     }
 
     /// xorshift64*: good enough for tokens, locators and fault rates; no dependency.
@@ -195,6 +201,7 @@ impl AppState {
             c.daily_limit = self.cfg.daily_api_limit;
         }
         self.cursors.lock().clear();
+        self.cdc.reset();
         self.clock.set_offset(0);
         self.counters.lock().window_start_ms = self.clock.now_ms();
         self.insert_integration_user();

@@ -106,6 +106,8 @@ pub fn is_deleted(def: &ObjectDef, r: &Record) -> bool {
 pub struct Store {
     pub tables: Vec<Table>,
     next_seq: u64,
+    /// Change Data Capture: committed saves become change events here (see write.rs `Drop`).
+    pub cdc: std::sync::Arc<crate::cdc::Hub>,
 }
 
 /// Where minted sequence numbers start: large enough that IDs show a realistic mix of characters.
@@ -113,11 +115,15 @@ const FIRST_SEQ: u64 = 62u64.pow(5) * 17;
 
 impl Store {
     pub fn new(schema: &Schema) -> Store {
-        Store { tables: schema.objects.iter().map(|_| Table::default()).collect(), next_seq: FIRST_SEQ }
+        Store {
+            tables: schema.objects.iter().map(|_| Table::default()).collect(),
+            next_seq: FIRST_SEQ,
+            cdc: std::sync::Arc::new(crate::cdc::Hub::new(schema)),
+        }
     }
     /// An empty store that keeps minting after `old`'s IDs: IDs are never reused, even across resets.
     pub fn new_after(schema: &Schema, old: &Store) -> Store {
-        Store { next_seq: old.next_seq, ..Store::new(schema) }
+        Store { next_seq: old.next_seq, cdc: old.cdc.clone(), ..Store::new(schema) }
     }
     pub fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;

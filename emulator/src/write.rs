@@ -59,6 +59,8 @@ pub struct Writer<'a> {
     pub user_id: &'a str,
     /// An injected `lock` fault: every save fails with UNABLE_TO_LOCK_ROW.
     pub lock_fault: bool,
+    /// Emit change events for this writer's saves when it is dropped (default true).
+    pub change_events: bool,
     undo: Vec<(usize, u64, Option<Record>)>,
     /// The user ID as a shared value, cloned into every audit field.
     me: Value,
@@ -70,7 +72,7 @@ fn one(code: &str, msg: impl Into<String>, fields: Vec<String>) -> Vec<RecError>
 
 impl<'a> Writer<'a> {
     pub fn new(schema: &'a Schema, store: &'a mut Store, rules: &'a Rules, clock: &'a Clock, user_id: &'a str) -> Self {
-        Writer { schema, store, rules, clock, user_id, lock_fault: false, undo: vec![], me: Value::str(user_id) }
+        Writer { schema, store, rules, clock, user_id, lock_fault: false, change_events: true, undo: vec![], me: Value::str(user_id) }
     }
 
     /// Undoes every save this writer made, newest first.
@@ -470,8 +472,19 @@ impl<'a> Writer<'a> {
         }
         rec.set(def.sys.created_by, me.clone());
         rec.set(def.sys.last_modified_by, me);
-        self.store.tables[obj].put(def, seq, rec);
+        self.save(obj, seq, rec);
         id
+    }
+}
+
+/// Dropping a writer commits its transaction: every save still in the undo log (rollback empties
+/// it) becomes a change event. This is the single CDC hook for all write paths.
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if self.change_events && !self.undo.is_empty() {
+            let hub = self.store.cdc.clone();
+            hub.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);
+        }
     }
 }
 

@@ -147,6 +147,13 @@ struct Response {
     body: String,
 }
 
+/// A raw Streaming API response (see `Client::stream_post`).
+pub(crate) struct StreamResponse {
+    pub status: u16,
+    pub body: String,
+    pub set_cookies: Vec<String>,
+}
+
 /// A failed attempt before a response arrived.
 struct TransportFailure {
     message: String,
@@ -322,6 +329,54 @@ impl Client {
             .max_by_key(|(k, _)| *k)
             .map(|(_, v)| v)
             .ok_or_else(|| Error::Decode("GET /services/data/ listed no API versions".into()))
+    }
+
+    // ------------------------------------------------------------ streaming
+
+    /// One POST to a Streaming API path (e.g. `/cometd/62.0`) with the session
+    /// token and the given `Cookie` header, bounded by `timeout`. Re-logs in
+    /// once on 401. No retries (the CometD state machine decides), and not
+    /// counted in [`ApiStats::calls`]: Salesforce meters streaming separately.
+    pub(crate) fn stream_post(&self, path: &str, body: &[u8], cookie: &str, timeout: Duration) -> Result<StreamResponse, Error> {
+        let mut relogged = false;
+        loop {
+            let (token, url) = {
+                let s = lock(&self.session);
+                (s.token.clone(), format!("{}{}", s.instance_url, path))
+            };
+            let mut b = self
+                .agent
+                .post(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .header("Accept", "application/json")
+                .header("Content-Type", "application/json")
+                .header("Authorization", format!("Bearer {}", token.expose()));
+            if !cookie.is_empty() {
+                b = b.header("Cookie", cookie);
+            }
+            let mut resp = b.send(body).map_err(|e| Error::Transport(transport_failure(e, timeout).message))?;
+            let status = resp.status().as_u16();
+            let set_cookies = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(MAX_BODY)
+                .read_to_string()
+                .map_err(|e| Error::Transport(format!("reading streaming response (HTTP {status}): {}", transport_failure(e, timeout).message)))?;
+            if status == 401 && !relogged {
+                relogged = true;
+                self.relogin(&token)?;
+                continue;
+            }
+            return Ok(StreamResponse { status, body, set_cookies });
+        }
     }
 
     // ------------------------------------------------------------ transport

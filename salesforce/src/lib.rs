@@ -1,7 +1,8 @@
 //! Blocking, pure-Rust Salesforce API client used by the sfsync background
 //! worker: OAuth flows (client credentials, password, JWT bearer, refresh
 //! token), REST CRUD and upsert, sObject Collections, SOQL paging, a typed
-//! error model, bounded retries and API usage accounting.
+//! error model, bounded retries and API usage accounting, and a CometD
+//! client for Change Data Capture ([`cdc`]).
 //!
 //! No async runtime and no pgrx: every call blocks the calling thread for at
 //! most `ClientOptions::request_timeout` per attempt and
@@ -30,6 +31,7 @@
 //! never after a timeout or reset. One `401` per call triggers a re-login.
 
 pub mod auth;
+pub mod cdc;
 pub mod client;
 pub mod error;
 mod http;
@@ -37,6 +39,7 @@ pub mod soql;
 pub mod types;
 
 pub use auth::{AuthFlow, Credentials, Secret};
+pub use cdc::{CdcError, CdcStream, ChangeEvent, ChangeEventHeader, ReplayFrom};
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod collections;
+pub mod cometd;
 pub mod query;
 pub mod rest;
 
@@ -118,7 +119,10 @@ async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Re
     let (mut resp, (used, max)) = match st.use_api() {
         Ok(usage) => {
             req.extensions_mut().insert(LockFault(lock));
-            (next.run(req).await, usage)
+            // changeOrigin of the change events this request's saves produce.
+            let call_options = req.headers().get("sforce-call-options").and_then(|v| v.to_str().ok());
+            let origin = crate::cdc::rest_origin(&path, call_options);
+            (crate::cdc::ORIGIN.scope(origin, next.run(req)).await, usage)
         }
         Err(usage) => (
             ApiError::new(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").into_response(),
@@ -179,7 +183,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/queryAll/{{locator}}"), get(query::more))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(st.clone(), services_layer));
-    services.merge(admin::router()).fallback(not_found).with_state(st)
+    services.merge(admin::router()).merge(cometd::router()).fallback(not_found).with_state(st)
 }
 
 /// Parses a JSON body, failing like Salesforce does on malformed JSON.
