@@ -51,6 +51,8 @@ pub struct AppState {
     /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
+    /// Bulk API 2.0 jobs.
+    pub bulk: crate::bulk::Jobs,
     pub org_id: String,
     pub user_id: String,
     rng: Mutex<u64>,
@@ -75,6 +77,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            bulk: crate::bulk::Jobs::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
             rng: Mutex::new(seed),
@@ -195,6 +198,7 @@ impl AppState {
             c.daily_limit = self.cfg.daily_api_limit;
         }
         self.cursors.lock().clear();
+        self.bulk.clear();
         self.clock.set_offset(0);
         self.counters.lock().window_start_ms = self.clock.now_ms();
         self.insert_integration_user();
