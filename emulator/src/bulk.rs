@@ -248,8 +248,10 @@ pub fn csv_value(v: &Value) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// Renders query result rows `seqs` into `buf` (one line each; vanished records skipped).
-pub fn render_rows(schema: &Schema, store: &Store, obj: usize, cols: &[QueryCol], seqs: &[u64], delim: u8, eol: &[u8], buf: &mut Vec<u8>) {
+/// Renders query result rows `seqs` into `buf` (one line each; vanished records skipped), with
+/// `fmt` = (delimiter, line ending).
+pub fn render_rows(schema: &Schema, store: &Store, obj: usize, cols: &[QueryCol], seqs: &[u64], fmt: (u8, &[u8]), buf: &mut Vec<u8>) {
+    let (delim, eol) = fmt;
     let table = &store.tables[obj];
     for seq in seqs {
         let Some(rec) = table.recs.get(seq) else { continue };

@@ -156,7 +156,7 @@ fn csv_options(body: &Json_) -> Result<(&'static str, LineEnding), ApiError> {
     Ok((delim, le))
 }
 
-fn new_job(st: &AppState, kind: Kind, op: Op, object: String, obj: usize, api: &Api, delim: &'static str, le: LineEnding) -> Job {
+fn new_job(st: &AppState, kind: Kind, op: Op, (object, obj): (String, usize), api: &Api, (delim, le): (&'static str, LineEnding)) -> Job {
     let now = st.clock.now_ms();
     Job {
         id: st.bulk.mint_id(),
@@ -196,7 +196,7 @@ pub async fn create_ingest(State(st): St, api: Api, body: Bytes) -> Result<Respo
     let op_name = str_field(&body, "operation")?.ok_or_else(|| invalid_job("Operation is required"))?;
     let op = Op::parse_ingest(op_name).ok_or_else(|| invalid_job(format!("Invalid operation: {op_name}")))?;
     let (delim, le) = csv_options(&body)?;
-    let mut job = new_job(&st, Kind::Ingest, op, def.name.clone(), obj, &api, delim, le);
+    let mut job = new_job(&st, Kind::Ingest, op, (def.name.clone(), obj), &api, (delim, le));
     if op == Op::Upsert {
         let ext = str_field(&body, "externalIdFieldName")?.filter(|s| !s.is_empty()).ok_or_else(|| {
             invalid_job(format!("External ID was blank for {}. An External ID must be specified for upsert.", def.name))
@@ -384,7 +384,7 @@ pub async fn create_query(State(st): St, api: Api, body: Bytes) -> Result<Respon
         }
     }
     let object = st.schema.objects[plan.obj].name.clone();
-    let mut job = new_job(&st, Kind::Query, op, object, plan.obj, &api, delim, le);
+    let mut job = new_job(&st, Kind::Query, op, (object, plan.obj), &api, (delim, le));
     job.state = JobState::UploadComplete;
     job.query = Some(text.to_string());
     job.cols = Arc::new(cols);
@@ -463,7 +463,7 @@ impl futures_core::Stream for PageStream {
         let mut buf = Vec::with_capacity((stop - this.pos) * 64 * this.cols.len().max(1));
         {
             let store = this.st.store.read();
-            render_rows(&this.st.schema, &store, this.obj, &this.cols, &this.seqs[this.pos..stop], this.delim, this.eol, &mut buf);
+            render_rows(&this.st.schema, &store, this.obj, &this.cols, &this.seqs[this.pos..stop], (this.delim, this.eol), &mut buf);
         }
         this.pos = stop;
         Poll::Ready(Some(Ok(Bytes::from(buf))))
