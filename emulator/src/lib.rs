@@ -5,6 +5,7 @@
 //! Entry points: [`serve`] (async, on your runtime) and [`spawn`] (own runtime on a background
 //! thread; handy in blocking tests).
 
+pub mod bulk;
 pub mod cli;
 pub mod cdc;
 pub mod clock;

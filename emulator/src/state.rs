@@ -53,6 +53,8 @@ pub struct AppState {
     pub cursors: Mutex<HashMap<String, Cursor>>,
     /// Change Data Capture events and CometD clients (shared with the store's writers).
     pub cdc: Arc<crate::cdc::Hub>,
+    /// Bulk API 2.0 jobs.
+    pub bulk: crate::bulk::Jobs,
     pub org_id: String,
     pub user_id: String,
     rng: Mutex<u64>,
@@ -79,6 +81,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            bulk: crate::bulk::Jobs::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
             rng: Mutex::new(seed),
@@ -202,6 +205,7 @@ impl AppState {
         }
         self.cursors.lock().clear();
         self.cdc.reset();
+        self.bulk.clear();
         self.clock.set_offset(0);
         self.counters.lock().window_start_ms = self.clock.now_ms();
         self.insert_integration_user();

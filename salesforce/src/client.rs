@@ -1,4 +1,7 @@
 //! The blocking REST client: login, retries, REST, sObject Collections, queries.
+//! Bulk API 2.0 lives in the [`bulk`] submodule.
+
+pub mod bulk;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -109,6 +112,7 @@ enum Method {
     Get,
     Post,
     Patch,
+    Put,
     Delete,
 }
 
@@ -118,6 +122,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Patch => "PATCH",
+            Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
     }
@@ -403,7 +408,11 @@ impl Client {
                 b.call()
             }
             (m, body) => {
-                let mut b = if m == Method::Post { self.agent.post(url) } else { self.agent.patch(url) };
+                let mut b = match m {
+                    Method::Post => self.agent.post(url),
+                    Method::Put => self.agent.put(url),
+                    _ => self.agent.patch(url),
+                };
                 for (k, v) in &headers {
                     b = b.header(*k, v);
                 }

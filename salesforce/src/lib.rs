@@ -1,8 +1,9 @@
 //! Blocking, pure-Rust Salesforce API client used by the sfsync background
 //! worker: OAuth flows (client credentials, password, JWT bearer, refresh
-//! token), REST CRUD and upsert, sObject Collections, SOQL paging, a typed
-//! error model, bounded retries and API usage accounting, and a CometD
-//! client for Change Data Capture ([`cdc`]).
+//! token), REST CRUD and upsert, sObject Collections, SOQL paging, Bulk API
+//! 2.0 ingest and query jobs (`client::bulk`), a typed error model, bounded
+//! retries and API usage accounting, and a CometD client for Change Data
+//! Capture ([`cdc`]).
 //!
 //! No async runtime and no pgrx: every call blocks the calling thread for at
 //! most `ClientOptions::request_timeout` per attempt and
@@ -40,6 +41,10 @@ pub mod types;
 
 pub use auth::{AuthFlow, Credentials, Secret};
 pub use cdc::{CdcError, CdcStream, ChangeEvent, ChangeEventHeader, ReplayFrom};
+pub use client::bulk::{
+    build_csv, map_results, poll_delay, BulkIngestResult, BulkJobInfo, BulkOperation, BulkOptions, BulkQueryReader, BulkRowOutcome,
+    BULK_NULL,
+};
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod bulk;
 pub mod collections;
 pub mod cometd;
 pub mod query;
@@ -181,6 +182,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/queryAll"), get(query::query_all))
         .route(&format!("{d}/queryAll/"), get(query::query_all))
         .route(&format!("{d}/queryAll/{{locator}}"), get(query::more))
+        .merge(bulk::router())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(st.clone(), services_layer));
     services.merge(admin::router()).merge(cometd::router()).fallback(not_found).with_state(st)

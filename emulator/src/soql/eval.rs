@@ -22,6 +22,10 @@ pub struct FieldRef {
 }
 
 impl FieldRef {
+    /// Type of the leaf field.
+    pub fn ftype(&self) -> FieldType {
+        self.ftype
+    }
     pub fn get<'s>(&self, schema: &Schema, store: &'s Store, obj: usize, rec: &'s Record) -> &'s Value {
         let (mut o, mut r) = (obj, rec);
         for hop in &self.hops {
@@ -75,7 +79,7 @@ fn no_such_column(p: &Path, seg: &str, obj: &ObjectDef) -> SoqlError {
 }
 
 /// Resolves `A.B.Field` from `obj`. Also returns the canonical names along the path.
-fn resolve(schema: &Schema, obj: usize, p: &Path) -> Result<(FieldRef, Vec<String>), SoqlError> {
+pub fn resolve(schema: &Schema, obj: usize, p: &Path) -> Result<(FieldRef, Vec<String>), SoqlError> {
     let mut segs: Vec<&str> = p.text.split('.').collect();
     let root = &schema.objects[obj];
     // `Account.Name` in `FROM Account` may name the object itself.
