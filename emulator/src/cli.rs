@@ -26,6 +26,15 @@ pub struct Args {
     /// API calls allowed per rolling 24 hours.
     #[arg(long, default_value_t = 100_000)]
     pub daily_api_limit: u64,
+    /// Connected app certificate or public key (PEM) for the JWT bearer flow; default: the bundled test certificate.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_cert: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -37,6 +46,9 @@ impl Args {
             schema_file: self.schema,
             batch_size: self.batch_size.max(1),
             daily_api_limit: self.daily_api_limit,
+            jwt_cert: self.jwt_cert,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct AppState {
     /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
+    /// JWT bearer key and refresh tokens.
+    pub auth: crate::jwt::AuthStore,
     pub org_id: String,
     pub user_id: String,
     rng: Mutex<u64>,
@@ -75,6 +77,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
             rng: Mutex::new(seed),
