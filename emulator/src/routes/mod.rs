@@ -169,7 +169,7 @@ pub fn router(st: Arc<AppState>) -> Router {
             &format!("{d}/composite/sobjects"),
             post(collections::create).patch(collections::update).delete(collections::delete),
         )
-        .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve))
+        .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
         .route(&format!("{d}/query"), get(query::query))
         .route(&format!("{d}/query/"), get(query::query))
