@@ -338,3 +338,25 @@ test('faults: jsforce retries a 503 on GET, surfaces it on POST; lock errors kee
   const ok = await c.sobject('Account').create({ Name: unique('after-faults') });
   assert.equal(ok.success, true);
 });
+
+// ----------------------------------------------------------- replication
+
+test('getUpdated / getDeleted through conn.sobject().updated() / deleted()', async () => {
+  const start = new Date(Date.now() - 5 * 60 * 1000);
+  const keep = await conn.sobject('Opportunity').create({ Name: unique('opp'), StageName: 'Prospecting', CloseDate: '2030-01-01' });
+  const gone = await conn.sobject('Opportunity').create({ Name: unique('opp'), StageName: 'Prospecting', CloseDate: '2030-01-01' });
+  await conn.sobject('Opportunity').destroy(gone.id);
+  const end = new Date(Date.now() + 5 * 60 * 1000);
+  const u = await conn.sobject('Opportunity').updated(start, end);
+  assert.ok(u.ids.includes(keep.id), JSON.stringify(u));
+  assert.ok(!u.ids.includes(gone.id));
+  assert.match(u.latestDateCovered, /^\d{4}-\d\d-\d\dT\d\d:\d\d:00\.000\+0000$/);
+  const d = await conn.sobject('Opportunity').deleted(start, end);
+  assert.deepEqual(d.deletedRecords.map((r) => r.id), [gone.id]);
+  assert.ok(d.earliestDateAvailable && d.latestDateCovered);
+  await expectSfError(conn.sobject('Opportunity').updated(end, start), 'INVALID_REPLICATION_DATE');
+  await expectSfError(
+    conn.sobject('Opportunity').deleted(new Date(Date.now() - 45 * 86400 * 1000), end),
+    'INVALID_REPLICATION_DATE',
+  );
+});

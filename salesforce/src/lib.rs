@@ -33,6 +33,7 @@ pub mod auth;
 pub mod client;
 pub mod error;
 mod http;
+pub mod replication;
 pub mod soql;
 pub mod types;
 
@@ -40,3 +41,4 @@ pub use auth::{AuthFlow, Credentials, Secret};
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
+pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod collections;
 pub mod query;
+pub mod replication;
 pub mod rest;
 
 use crate::errors::ApiError;
@@ -160,6 +161,10 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/sobjects/{{object}}/"), get(rest::object_info).post(rest::create))
         .route(&format!("{d}/sobjects/{{object}}/describe"), get(rest::describe))
         .route(&format!("{d}/sobjects/{{object}}/describe/"), get(rest::describe))
+        .route(&format!("{d}/sobjects/{{object}}/updated"), get(replication::updated))
+        .route(&format!("{d}/sobjects/{{object}}/updated/"), get(replication::updated))
+        .route(&format!("{d}/sobjects/{{object}}/deleted"), get(replication::deleted))
+        .route(&format!("{d}/sobjects/{{object}}/deleted/"), get(replication::deleted))
         .route(&format!("{d}/sobjects/{{object}}/{{id}}"), get(rest::retrieve).patch(rest::update).delete(rest::delete))
         .route(
             &format!("{d}/sobjects/{{object}}/{{field}}/{{value}}"),
