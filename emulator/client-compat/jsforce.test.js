@@ -360,3 +360,34 @@ test('getUpdated / getDeleted through conn.sobject().updated() / deleted()', asy
     'INVALID_REPLICATION_DATE',
   );
 });
+
+// ------------------------------------------------------------- composite
+
+test('composite through conn.requestPost with references and allOrNone', async () => {
+  const v = `/services/data/v${VERSION}`;
+  const res = await conn.requestPost(`${v}/composite`, {
+    allOrNone: true,
+    compositeRequest: [
+      { method: 'POST', url: `${v}/sobjects/Account`, referenceId: 'acct', body: { Name: unique('composite') } },
+      { method: 'POST', url: `${v}/sobjects/Contact`, referenceId: 'ct', body: { LastName: 'Ref', AccountId: '@{acct.id}' } },
+      { method: 'GET', url: `${v}/sobjects/Contact/@{ct.id}?fields=AccountId`, referenceId: 'get' },
+    ],
+  });
+  const [a, c, g] = res.compositeResponse;
+  assert.equal(a.httpStatusCode, 201);
+  assert.equal(c.httpStatusCode, 201);
+  assert.equal(g.body.AccountId, a.body.id);
+  const rolled = await conn.requestPost(`${v}/composite`, {
+    allOrNone: true,
+    compositeRequest: [
+      { method: 'POST', url: `${v}/sobjects/Account`, referenceId: 'ok', body: { Name: 'rolled-back-by-jsforce' } },
+      { method: 'POST', url: `${v}/sobjects/Lead`, referenceId: 'bad', body: { LastName: 'no company' } },
+    ],
+  });
+  assert.deepEqual(
+    rolled.compositeResponse.map((r) => r.body[0].errorCode),
+    ['PROCESSING_HALTED', 'REQUIRED_FIELD_MISSING'],
+  );
+  const n = await conn.query("SELECT COUNT() FROM Account WHERE Name = 'rolled-back-by-jsforce'");
+  assert.equal(n.totalSize, 0);
+});

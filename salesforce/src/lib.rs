@@ -31,6 +31,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod composite;
 pub mod error;
 mod http;
 pub mod replication;
@@ -42,3 +43,4 @@ pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
+pub use composite::{CompositeSubrequest, CompositeSubresponse};

@@ -131,3 +131,33 @@ fn get_updated_and_get_deleted() {
     assert!(e.to_string().contains("INVALID_REPLICATION_DATE"), "{e}");
     assert!(matches!(c.get_updated("Bad/Name", &start, &end), Err(Error::Config(_))));
 }
+
+#[test]
+fn composite_with_references_and_rollback() {
+    use salesforce::CompositeSubrequest as Sub;
+    let Some(emu) = start("composite_with_references_and_rollback") else { return };
+    let c = emu.client();
+    let subs = [
+        Sub::data(&c, "POST", "sobjects/Account", "acct", Some(json!({"Name": "Composite client"}))),
+        Sub::data(&c, "POST", "sobjects/Contact", "ct", Some(json!({"LastName": "C", "AccountId": "@{acct.id}"}))),
+        Sub::data(&c, "GET", "sobjects/Contact/@{ct.id}?fields=AccountId", "get", None),
+    ];
+    let res = c.composite(false, &subs).unwrap();
+    assert!(res.iter().all(|r| r.is_success()), "{res:?}");
+    let acct = res[0].id().unwrap().to_string();
+    assert_eq!(res[2].body["AccountId"], json!(acct));
+    assert_eq!(res[1].reference_id, "ct");
+
+    let bad = [
+        Sub::data(&c, "POST", "sobjects/Account", "a", Some(json!({"Name": "rolled back by client test"}))),
+        Sub::data(&c, "POST", "sobjects/Contact", "b", Some(json!({"FirstName": "missing LastName"}))),
+    ];
+    let res = c.composite(true, &bad).unwrap();
+    assert_eq!(res[0].errors()[0].error_code, "PROCESSING_HALTED");
+    assert_eq!(res[1].errors()[0].error_code, "REQUIRED_FIELD_MISSING");
+    let n = c.query("SELECT COUNT() FROM Account WHERE Name = 'rolled back by client test'").unwrap();
+    assert_eq!(n.total_size, 0);
+
+    let too_many: Vec<Sub> = (0..26).map(|i| Sub::data(&c, "GET", "limits", &format!("r{i}"), None)).collect();
+    assert!(matches!(c.composite(false, &too_many), Err(Error::Config(_))));
+}

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod collections;
+pub mod composite;
 pub mod query;
 pub mod replication;
 pub mod rest;
@@ -73,6 +74,9 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<composite::Internal>().is_some() {
+        return next.run(req).await; // a composite subrequest: the outer call was metered
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let route = matched.as_ref().map(|m| m.as_str().to_string()).unwrap_or_else(|| path.clone());
@@ -170,6 +174,8 @@ pub fn router(st: Arc<AppState>) -> Router {
             &format!("{d}/sobjects/{{object}}/{{field}}/{{value}}"),
             get(rest::retrieve_by_ext).patch(rest::upsert).delete(rest::delete_by_ext),
         )
+        .route(&format!("{d}/composite"), post(composite::composite))
+        .route(&format!("{d}/composite/"), post(composite::composite))
         .route(
             &format!("{d}/composite/sobjects"),
             post(collections::create).patch(collections::update).delete(collections::delete),
