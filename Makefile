@@ -26,7 +26,7 @@ export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
 export SF_EMULATOR_BIN
 
-.PHONY: help setup install emulator demo clean-demo test test-unit test-pg test-e2e bench fmt fmt-check lint
+.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e bench fmt fmt-check lint
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
@@ -59,6 +59,7 @@ clean-demo:
 
 test: setup emulator
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-compat
 	@$(MAKE) --no-print-directory test-pg
 	@$(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory test-e2e
@@ -69,6 +70,11 @@ test-unit: export SF_REQUIRE_EMULATOR = 1
 test-unit:
 	@echo "==> cargo test -p salesforce -p sf-emulator"
 	$(CARGO) test -p salesforce -p sf-emulator
+
+# Unmodified Salesforce client libraries from npm (jsforce) against the emulator.
+test-compat:
+	@echo "==> emulator/client-compat (jsforce against sf-emulator)"
+	emulator/client-compat/run.sh
 
 # The extension's #[pg_test]s (and plain #[test]s of the root crate) in pgrx's test cluster.
 test-pg:

@@ -35,6 +35,10 @@ if [ "$IS_ROOT" -eq 0 ]; then
     # write access to the extension directories through ACLs (needs setfacl).
     DEB_PACKAGES+=(acl)
 fi
+# Node.js runs the client-compat suite (jsforce); the machine image may bring its own.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    DEB_PACKAGES+=(nodejs npm)
+fi
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"

@@ -29,6 +29,15 @@ pub struct Args {
     /// How long a CometD /meta/connect long-poll is held (ms).
     #[arg(long, default_value_t = 110_000)]
     pub cometd_timeout_ms: u64,
+    /// Connected app certificate or public key (PEM) for the JWT bearer flow; default: the bundled test certificate.
+    #[arg(long, value_name = "FILE")]
+    pub jwt_cert: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -41,6 +50,9 @@ impl Args {
             batch_size: self.batch_size.max(1),
             daily_api_limit: self.daily_api_limit,
             cometd_timeout_ms: self.cometd_timeout_ms.max(1),
+            jwt_cert: self.jwt_cert,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
         }
     }
 }

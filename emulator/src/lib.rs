@@ -12,6 +12,7 @@ pub mod clock;
 pub mod errors;
 pub mod faults;
 pub mod ids;
+pub mod jwt;
 pub mod out;
 pub mod routes;
 pub mod rules;
@@ -19,6 +20,7 @@ pub mod schema;
 pub mod soql;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod value;
 pub mod write;
 
@@ -40,6 +42,12 @@ pub struct Config {
     pub daily_api_limit: u64,
     /// How long a CometD `/meta/connect` is held waiting for events (ms).
     pub cometd_timeout_ms: u64,
+    /// PEM certificate / public key of the connected app for the JWT bearer flow
+    /// (default: the bundled test certificate, testdata/jwt-test-cert.pem).
+    pub jwt_cert: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain and `tls_key` (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -52,6 +60,9 @@ impl Default for Config {
             batch_size: 2000,
             daily_api_limit: 100_000,
             cometd_timeout_ms: 110_000,
+            jwt_cert: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -66,7 +77,18 @@ pub fn build_state(cfg: Config) -> Result<Arc<state::AppState>, String> {
     if !cfg.api_version.ends_with(".0") || cfg.api_version.trim_end_matches(".0").parse::<u32>().is_err() {
         return Err(format!("--api-version must look like 62.0, got {}", cfg.api_version));
     }
-    Ok(Arc::new(state::AppState::new(cfg, schema)))
+    let jwt_key = match &cfg.jwt_cert {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(jwt::JwtKey::from_pem(&text).map_err(|e| format!("--jwt-cert {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    let mut st = state::AppState::new(cfg, schema);
+    if let Some(k) = jwt_key {
+        st.auth.jwt_key = k;
+    }
+    Ok(Arc::new(st))
 }
 
 /// Binds `cfg.listen` and returns the bound address and the server future (run it to serve;
@@ -76,22 +98,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let st = build_state(cfg.clone()).map_err(std::io::Error::other)?;
+    let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k).map_err(std::io::Error::other)?),
+        (None, None) => None,
+        _ => return Err(std::io::Error::other("--tls-cert and --tls-key go together")),
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let app = routes::router(st);
-    Ok((addr, async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await }))
+    Ok((addr, async move {
+        match acceptor {
+            Some(acceptor) => tls::serve(listener, app, acceptor, shutdown).await,
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        }
+    }))
 }
 
 /// A server running on its own runtime thread; stops when dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 }
 
@@ -108,6 +141,7 @@ impl Drop for Running {
 
 /// Starts a server on a background thread with a 2-worker runtime.
 pub fn spawn(cfg: Config) -> std::io::Result<Running> {
+    let tls = cfg.tls_cert.is_some();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new().name("sf-emulator".into()).spawn(move || {
@@ -137,5 +171,5 @@ pub fn spawn(cfg: Config) -> std::io::Result<Running> {
         rt.shutdown_background();
     })?;
     let addr = addr_rx.recv().map_err(std::io::Error::other)??;
-    Ok(Running { addr, stop: Some(stop_tx), thread: Some(thread) })
+    Ok(Running { addr, tls, stop: Some(stop_tx), thread: Some(thread) })
 }

@@ -3,6 +3,7 @@ use std::io::Write;
 
 fn main() {
     let cfg = sf_emulator::cli::Args::parse().into_config();
+    let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -18,10 +19,10 @@ fn main() {
         };
         // The first stdout line is the contract with launchers: they read the port from it.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
         let _ = out.flush();
         drop(out);
-        eprintln!("sf-emulator: serving the default org on http://{addr}");
+        eprintln!("sf-emulator: serving the default org on {scheme}://{addr}");
         // Exit promptly on a signal rather than draining: held requests would delay it.
         tokio::select! {
             r = server => match r {

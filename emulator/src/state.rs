@@ -55,6 +55,8 @@ pub struct AppState {
     pub cdc: Arc<crate::cdc::Hub>,
     /// Bulk API 2.0 jobs.
     pub bulk: crate::bulk::Jobs,
+    /// JWT bearer key and refresh tokens.
+    pub auth: crate::jwt::AuthStore,
     pub org_id: String,
     pub user_id: String,
     rng: Mutex<u64>,
@@ -82,6 +84,7 @@ impl AppState {
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
             bulk: crate::bulk::Jobs::default(),
+            auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
             rng: Mutex::new(seed),

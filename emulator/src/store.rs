@@ -36,7 +36,7 @@ impl Record {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Table {
     pub recs: BTreeMap<u64, Record>,
     /// field position → lowercased value → records having it (deleted ones included).

@@ -34,8 +34,10 @@
 pub mod auth;
 pub mod cdc;
 pub mod client;
+pub mod composite;
 pub mod error;
 mod http;
+pub mod replication;
 pub mod soql;
 pub mod types;
 
@@ -48,3 +50,5 @@ pub use client::bulk::{
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
 pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
+pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
+pub use composite::{CompositeSubrequest, CompositeSubresponse};

@@ -220,6 +220,10 @@ fn jwt_key() -> Option<String> {
         return std::fs::read_to_string(p).ok();
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../emulator");
+    // The bundled key by name first: testdata/ also holds the TLS test key.
+    if let Ok(s) = std::fs::read_to_string(root.join("testdata/jwt-test-key.pem")) {
+        return Some(s);
+    }
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };

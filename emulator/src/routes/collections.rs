@@ -220,12 +220,28 @@ pub async fn delete(
 
 /// GET `composite/sobjects/{Object}?ids=..&fields=..`: records in order, null where missing.
 pub async fn retrieve(State(st): St, api: Api, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
-    let obj = object_idx(&st, api.param("object"))?;
-    let fields = field_list(&st, obj, q.get("fields"))?;
+    let ids: Vec<&str> = q.get("ids").map(|s| s.split(',').map(str::trim).collect()).unwrap_or_default();
+    retrieve_ids(&st, &api, q.get("fields"), ids)
+}
+
+/// `POST composite/sobjects/{O}` with `{"ids":[...],"fields":[...]}`: the same retrieve for ID
+/// lists too long for a URL.
+pub async fn retrieve_post(State(st): St, api: Api, body: Bytes) -> Result<Response, ApiError> {
+    let v = json_body(&body)?;
+    let strings = |key: &str| -> Option<Vec<String>> {
+        v.get(key)?.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect()
+    };
+    let ids = strings("ids").unwrap_or_default();
+    let fields = strings("fields").map(|f| f.join(","));
+    retrieve_ids(&st, &api, fields.as_ref(), ids.iter().map(String::as_str).collect())
+}
+
+fn retrieve_ids(st: &AppState, api: &Api, fields: Option<&String>, ids: Vec<&str>) -> Result<Response, ApiError> {
+    let obj = object_idx(st, api.param("object"))?;
+    let fields = field_list(st, obj, fields)?;
     if fields.is_none() {
         return Err(ApiError::bad("MISSING_ARGUMENT", "fields parameter is required"));
     }
-    let ids: Vec<&str> = q.get("ids").map(|s| s.split(',').map(str::trim).collect()).unwrap_or_default();
     if ids.len() > 2000 {
         return Err(too_many());
     }
@@ -238,7 +254,7 @@ pub async fn retrieve(State(st): St, api: Api, Query(q): Query<HashMap<String, S
             .and_then(|s| store.tables[obj].recs.get(&s))
             .filter(|r| !is_deleted(def, r));
         out.push(match rec {
-            Some(r) => render_record(&st, obj, r, fields.as_deref(), &api.version),
+            Some(r) => render_record(st, obj, r, fields.as_deref(), &api.version),
             None => Out::J(Json_::Null),
         });
     }

@@ -6,7 +6,9 @@ pub mod auth;
 pub mod bulk;
 pub mod collections;
 pub mod cometd;
+pub mod composite;
 pub mod query;
+pub mod replication;
 pub mod rest;
 
 use crate::errors::ApiError;
@@ -74,6 +76,9 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<composite::Internal>().is_some() {
+        return next.run(req).await; // a composite subrequest: the outer call was metered
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let route = matched.as_ref().map(|m| m.as_str().to_string()).unwrap_or_else(|| path.clone());
@@ -165,16 +170,22 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/sobjects/{{object}}/"), get(rest::object_info).post(rest::create))
         .route(&format!("{d}/sobjects/{{object}}/describe"), get(rest::describe))
         .route(&format!("{d}/sobjects/{{object}}/describe/"), get(rest::describe))
+        .route(&format!("{d}/sobjects/{{object}}/updated"), get(replication::updated))
+        .route(&format!("{d}/sobjects/{{object}}/updated/"), get(replication::updated))
+        .route(&format!("{d}/sobjects/{{object}}/deleted"), get(replication::deleted))
+        .route(&format!("{d}/sobjects/{{object}}/deleted/"), get(replication::deleted))
         .route(&format!("{d}/sobjects/{{object}}/{{id}}"), get(rest::retrieve).patch(rest::update).delete(rest::delete))
         .route(
             &format!("{d}/sobjects/{{object}}/{{field}}/{{value}}"),
             get(rest::retrieve_by_ext).patch(rest::upsert).delete(rest::delete_by_ext),
         )
+        .route(&format!("{d}/composite"), post(composite::composite))
+        .route(&format!("{d}/composite/"), post(composite::composite))
         .route(
             &format!("{d}/composite/sobjects"),
             post(collections::create).patch(collections::update).delete(collections::delete),
         )
-        .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve))
+        .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
         .route(&format!("{d}/query"), get(query::query))
         .route(&format!("{d}/query/"), get(query::query))

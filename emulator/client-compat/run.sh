@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the client-compat suite: unmodified Salesforce client libraries from npm against sf-emulator.
+#   SF_EMULATOR_BIN=/path/to/sf-emulator emulator/client-compat/run.sh
+# Without SF_EMULATOR_BIN it uses $CARGO_TARGET_DIR/debug/sf-emulator or target/debug/sf-emulator.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+if [[ -z "${SF_EMULATOR_BIN:-}" ]]; then
+  for cand in "${CARGO_TARGET_DIR:-$root/target}/debug/sf-emulator" "$root/target/debug/sf-emulator"; do
+    if [[ -x "$cand" ]]; then SF_EMULATOR_BIN="$cand"; break; fi
+  done
+fi
+if [[ -z "${SF_EMULATOR_BIN:-}" || ! -x "$SF_EMULATOR_BIN" ]]; then
+  echo "client-compat: sf-emulator binary not found; build it (cargo build -p sf-emulator) or set SF_EMULATOR_BIN" >&2
+  exit 2
+fi
+export SF_EMULATOR_BIN
+command -v node >/dev/null || { echo "client-compat: node is required (Node.js >= 18)" >&2; exit 2; }
+cd "$here"
+# Reproducible install from package-lock.json (skipped when node_modules is newer than the lock).
+if [[ ! node_modules/.package-lock.json -nt package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+exec node --test --test-reporter=spec --test-reporter-destination=stdout "$here"/*.test.js

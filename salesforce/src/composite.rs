@@ -1,0 +1,137 @@
+//! Composite resource: `POST /services/data/vXX.X/composite` — up to 25
+//! subrequests in one API call, later ones referring to earlier results
+//! with `@{referenceId.field}` (e.g. `@{newAccount.id}`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::client::Client;
+use crate::error::{ApiError, Error};
+
+/// Most subrequests Salesforce accepts in one composite request.
+pub const MAX_SUBREQUESTS: usize = 25;
+
+/// One subrequest. `url` is a full path (`/services/data/v62.0/sobjects/Account`);
+/// [`CompositeSubrequest::data`] builds one under the client's API version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompositeSubrequest {
+    pub method: String,
+    pub url: String,
+    pub reference_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_headers: Option<Map<String, Value>>,
+}
+
+impl CompositeSubrequest {
+    /// `method` on `/services/data/v{version}/{rest}` (`rest` without a leading slash,
+    /// e.g. `sobjects/Account` or `sobjects/Contact/@{newContact.id}`).
+    pub fn data(client: &Client, method: &str, rest: &str, reference_id: &str, body: Option<Value>) -> Self {
+        CompositeSubrequest {
+            method: method.to_ascii_uppercase(),
+            url: format!("/services/data/v{}/{}", client.api_version(), rest.trim_start_matches('/')),
+            reference_id: reference_id.to_string(),
+            body,
+            http_headers: None,
+        }
+    }
+}
+
+/// One entry of `compositeResponse`, in request order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompositeSubresponse {
+    /// The subrequest's response body (`null` for 204).
+    #[serde(default)]
+    pub body: Value,
+    #[serde(default)]
+    pub http_headers: Map<String, Value>,
+    pub http_status_code: u16,
+    pub reference_id: String,
+}
+
+impl CompositeSubresponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.http_status_code)
+    }
+
+    /// The Salesforce errors of a failed subrequest (`PROCESSING_HALTED` for the
+    /// ones rolled back or skipped); empty on success.
+    pub fn errors(&self) -> Vec<ApiError> {
+        if self.is_success() {
+            return vec![];
+        }
+        serde_json::from_value(self.body.clone()).unwrap_or_default()
+    }
+
+    /// `body.id` (creates).
+    pub fn id(&self) -> Option<&str> {
+        self.body.get("id").and_then(Value::as_str)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CompositeResponse {
+    composite_response: Vec<CompositeSubresponse>,
+}
+
+impl Client {
+    /// Sends the subrequests as one composite call (one API call). With
+    /// `all_or_none`, any failure rolls every subrequest back. Per-subrequest
+    /// failures are in the results, not an `Err`; request-level problems
+    /// (more than 25 subrequests, malformed input) are `Err`.
+    pub fn composite(&self, all_or_none: bool, subrequests: &[CompositeSubrequest]) -> Result<Vec<CompositeSubresponse>, Error> {
+        if subrequests.is_empty() {
+            return Ok(vec![]);
+        }
+        if subrequests.len() > MAX_SUBREQUESTS {
+            return Err(Error::Config(format!(
+                "composite: {} subrequests; Salesforce accepts at most {MAX_SUBREQUESTS}",
+                subrequests.len()
+            )));
+        }
+        let body = serde_json::json!({"allOrNone": all_or_none, "compositeRequest": subrequests});
+        let path = format!("/services/data/v{}/composite", self.api_version());
+        // Not retried: it may contain creates.
+        let (_, resp) = self.request_json("POST", &path, Some(&body), false)?;
+        let parsed: CompositeResponse =
+            serde_json::from_value(resp).map_err(|e| Error::Decode(format!("composite: {e}")))?;
+        if parsed.composite_response.len() != subrequests.len() {
+            return Err(Error::Decode(format!(
+                "composite: {} results for {} subrequests",
+                parsed.composite_response.len(),
+                subrequests.len()
+            )));
+        }
+        Ok(parsed.composite_response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let s = CompositeSubrequest {
+            method: "POST".into(),
+            url: "/services/data/v62.0/sobjects/Account".into(),
+            reference_id: "a".into(),
+            body: Some(serde_json::json!({"Name": "x"})),
+            http_headers: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"method": "POST", "url": "/services/data/v62.0/sobjects/Account", "referenceId": "a", "body": {"Name": "x"}})
+        );
+        let r: CompositeSubresponse = serde_json::from_value(serde_json::json!({
+            "body": [{"errorCode": "PROCESSING_HALTED", "message": "rolled back"}],
+            "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "a"}))
+        .unwrap();
+        assert!(!r.is_success());
+        assert_eq!(r.errors()[0].error_code, "PROCESSING_HALTED");
+    }
+}
