@@ -42,6 +42,7 @@ SELECT m.tbl AS "table",
        m.mode,
        CASE
            WHEN w.pid IS NULL THEN 'no worker'
+           WHEN concat(s.last_error, cs.last_error) LIKE '%API budget%' THEN 'paused: API budget'
            WHEN s.last_error IS NOT NULL THEN 'error'
            WHEN cs.last_error IS NOT NULL THEN 'connection error'
            ELSE 'running'

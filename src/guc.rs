@@ -4,6 +4,7 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::time::Duration;
 
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static API_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
@@ -21,6 +22,16 @@ pub fn register() {
         c"Whether the sfsync background workers push and pull.",
         c"When off, workers stay connected but idle; changes keep accumulating in sfsync.outbox.",
         &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"sfsync.api_budget",
+        c"Share of the org's daily API allocation each connection may use (0-1).",
+        c"Calls are paced to stay within it; sfsync.status shows a connection that waits for budget.",
+        &API_BUDGET,
+        0.001,
+        1.0,
         GucContext::Sighup,
         GucFlags::default(),
     );

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{ids_from_identity_url, Credentials, Secret, TokenResponse};
+use crate::budget::{Pacer, LIMIT_PAUSE};
 use crate::error::{parse_error_body, ApiError, Error, RecordError};
 use crate::http::{
     backoff_delay, check_base_url, encode_query, encode_segment, form_encode, normalize_version, parse_limit_info,
@@ -45,6 +46,10 @@ pub struct ClientOptions {
     pub max_retries: u32,
     /// Upper bound on the time spent retrying one call (default 30 s).
     pub max_retry_time: Duration,
+    /// Keep this client within this share (0..1] of the org's daily API allocation
+    /// (see [`crate::budget`]): calls over budget fail fast with `Error::Budget`.
+    /// `None`: no pacing.
+    pub api_share: Option<f64>,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +61,7 @@ impl Default for ClientOptions {
             allow_insecure_http: false,
             max_retries: 3,
             max_retry_time: Duration::from_secs(30),
+            api_share: None,
         }
     }
 }
@@ -90,6 +96,7 @@ pub struct Client {
     login_lock: Mutex<()>,
     describes: Mutex<HashMap<String, SObjectDescribe>>,
     stats: Mutex<ApiStats>,
+    pacer: Mutex<Option<Pacer>>,
     query_batch_size: AtomicU32,
 }
 
@@ -208,6 +215,7 @@ impl Client {
             .user_agent(concat!("sfsync-salesforce/", env!("CARGO_PKG_VERSION")))
             .build();
         let agent: ureq::Agent = config.into();
+        let pacer = opts.api_share.map(Pacer::new);
         let mut client = Client {
             agent,
             creds,
@@ -223,6 +231,7 @@ impl Client {
             login_lock: Mutex::new(()),
             describes: Mutex::new(HashMap::new()),
             stats: Mutex::new(ApiStats::default()),
+            pacer: Mutex::new(pacer),
             query_batch_size: AtomicU32::new(0),
         };
         let session = client.fetch_token()?;
@@ -458,9 +467,28 @@ impl Client {
         Ok((Response { status, body }, retry_after))
     }
 
+    /// Sends a request within the API budget; REQUEST_LIMIT_EXCEEDED pauses the budget.
+    fn execute(&self, req: &Request<'_>) -> Result<Response, Error> {
+        if req.authenticated {
+            let st = self.stats();
+            if let Some(p) = lock(&self.pacer).as_mut() {
+                p.check(Instant::now(), st.api_used, st.api_max).map_err(|(wait, reason)| Error::Budget { wait, reason })?;
+            }
+        }
+        let result = self.execute_with_retries(req);
+        if let Err(e) = &result {
+            if e.code() == "REQUEST_LIMIT_EXCEEDED" {
+                if let Some(p) = lock(&self.pacer).as_mut() {
+                    p.pause(Instant::now(), e.retry_after().unwrap_or(LIMIT_PAUSE));
+                }
+            }
+        }
+        result
+    }
+
     /// Sends a request with token refresh and bounded, jittered retries.
     /// Returns responses with status < 300; everything else as `Error`.
-    fn execute(&self, req: &Request<'_>) -> Result<Response, Error> {
+    fn execute_with_retries(&self, req: &Request<'_>) -> Result<Response, Error> {
         let started = Instant::now();
         let mut retries = 0u32;
         let mut relogged = false;

@@ -134,6 +134,9 @@ pub enum Error {
     /// Bad credentials struct, insecure URL, unknown flow, bad argument.
     #[error("configuration error: {0}")]
     Config(String),
+    /// Not sent: the connection's API budget says wait (see [`crate::budget`]).
+    #[error("API budget: {reason}; next request allowed in {}s", wait.as_secs())]
+    Budget { wait: Duration, reason: String },
 }
 
 fn display_api(status: u16, errors: &[ApiError]) -> String {
@@ -156,6 +159,7 @@ impl Error {
                 matches!(error.as_str(), "temporarily_unavailable" | "server_error" | "unknown_error")
             }
             Error::Decode(_) | Error::Config(_) => false,
+            Error::Budget { .. } => true,
         }
     }
 
@@ -163,6 +167,7 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::Api { errors, .. } => errors.iter().find_map(|e| e.retry_after),
+            Error::Budget { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -180,6 +185,7 @@ impl Error {
             Error::Transport(_) => "TRANSPORT".into(),
             Error::Decode(_) => "DECODE".into(),
             Error::Config(_) => "CONFIG".into(),
+            Error::Budget { .. } => "API_BUDGET".into(),
         }
     }
 

@@ -32,6 +32,7 @@
 //! never after a timeout or reset. One `401` per call triggers a re-login.
 
 pub mod auth;
+pub mod budget;
 pub mod cdc;
 pub mod client;
 pub mod composite;

@@ -608,3 +608,46 @@ fn request_limit_is_reported_not_hammered() {
     assert!(e.is_transient());
     assert_eq!(c.stats().calls - calls, 1, "no retry without a short Retry-After");
 }
+
+#[test]
+fn api_budget_paces_a_connection_to_its_share() {
+    let Some(emu) = start("api_budget_paces_a_connection_to_its_share") else { return };
+    // 24 000 requests a day at 50%: 500 an hour may burst, then one every 7.2 s.
+    let (status, text) = emu.admin_post("/__emulator/limits", json!({ "daily_api_limit": 24000, "api_usage": 0 }));
+    assert!(status < 300, "{status} {text}");
+    let opts = ClientOptions { api_share: Some(0.5), ..Emulator::opts() };
+    let c = Client::login(emu.creds(AuthFlow::ClientCredentials), opts).expect("login");
+    let mut sent = 0;
+    let err = loop {
+        match c.query("SELECT Id FROM Account LIMIT 1") {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 2000, "the budget never stopped the client");
+    };
+    assert_eq!(err.code(), "API_BUDGET", "{err:?}");
+    assert!(err.is_transient());
+    let wait = err.retry_after().expect("a budget error says how long to wait");
+    assert!(wait > Duration::ZERO && wait <= Duration::from_secs(8), "{wait:?}");
+    assert!((490..=510).contains(&sent), "one hour's share, got {sent}");
+    let calls = c.stats().calls;
+    assert!(c.query("SELECT Id FROM Account LIMIT 1").is_err());
+    assert_eq!(c.stats().calls, calls, "a call over budget is not sent");
+}
+
+#[test]
+fn request_limit_exceeded_pauses_the_connection() {
+    let Some(emu) = start("request_limit_exceeded_pauses_the_connection") else { return };
+    let opts = ClientOptions { api_share: Some(1.0), ..Emulator::opts() };
+    let c = Client::login(emu.creds(AuthFlow::ClientCredentials), opts).expect("login");
+    c.query("SELECT Id FROM Account LIMIT 1").unwrap();
+    let (status, text) = emu.admin_post("/__emulator/limits", json!({ "daily_api_limit": 100000, "api_usage": 100000 }));
+    assert!(status < 300, "{status} {text}");
+    // The header of the last good response said there was room: this one is sent and refused.
+    let e = c.query("SELECT Id FROM Account LIMIT 1").unwrap_err();
+    assert_eq!(e.code(), "REQUEST_LIMIT_EXCEEDED", "{e:?}");
+    let calls = c.stats().calls;
+    let e = c.query("SELECT Id FROM Account LIMIT 1").unwrap_err();
+    assert_eq!(e.code(), "API_BUDGET", "{e:?}");
+    assert_eq!(c.stats().calls, calls, "no request while paused");
+}

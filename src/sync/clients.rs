@@ -70,6 +70,7 @@ pub fn options() -> ClientOptions {
         // Keep retries inside the call short: the outbox retries with its own backoff.
         max_retries: 2,
         max_retry_time: timeout,
+        api_share: Some(guc::API_BUDGET.get()),
         ..ClientOptions::default()
     }
 }
@@ -113,13 +114,19 @@ pub fn available(name: &str) -> bool {
     BACKOFF.with(|b| b.borrow().get(name).and_then(|b| b.until).is_none_or(|t| Instant::now() >= t))
 }
 
-/// Records a request-level failure; the delay doubles up to 30 s.
-pub fn failed(name: &str) -> Duration {
+/// Records a request-level failure: the delay doubles up to 30 s, or is what Salesforce
+/// (Retry-After) or the API budget asked for.
+pub fn failed(name: &str, e: &SyncError) -> Duration {
+    let asked = match e {
+        SyncError::Salesforce(e) => e.retry_after(),
+        _ => None,
+    };
     BACKOFF.with(|b| {
         let mut b = b.borrow_mut();
         let e = b.entry(name.to_string()).or_default();
         e.failures = e.failures.saturating_add(1);
-        let delay = Duration::from_millis(500u64.saturating_mul(1 << e.failures.min(6))).min(Duration::from_secs(30));
+        let doubling = Duration::from_millis(500u64.saturating_mul(1 << e.failures.min(6))).min(Duration::from_secs(30));
+        let delay = asked.unwrap_or(doubling);
         e.until = Some(Instant::now() + delay);
         delay
     })

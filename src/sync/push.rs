@@ -93,7 +93,7 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
                 results.extend(r);
             }
             Err(e) => {
-                let delay = clients::failed(&m.connection);
+                let delay = clients::failed(&m.connection, &e);
                 let msg = e.to_string();
                 pgrx::warning!("sfsync: push to {} for {} failed, retrying in {:?}: {msg}", m.sobject, m.table, delay);
                 conn_errors.insert(m.connection.clone(), Some(msg));

@@ -141,7 +141,7 @@ fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
         }
         next_pull.insert(m.id, Instant::now() + interval);
         if let Err(e) = sync::pull::pass(Ctx::Worker, m) {
-            let delay = sync::clients::failed(&m.connection);
+            let delay = sync::clients::failed(&m.connection, &e);
             warning!("sfsync: pull of {} into {} failed, retrying in {delay:?}: {e}", m.sobject, m.table);
             let msg = e.to_string();
             let _ = crate::worker::tx::run(|| sync::set_mapping_error(m.id, &msg));

@@ -1,0 +1,32 @@
+//! End to end: a connection keeps within its share of the org's daily API allocation,
+//! says so in sfsync.status, and loses nothing meanwhile.
+
+mod common;
+
+use common::{accounts_table, scalar, WAIT};
+use sfsync_e2e::{eventually, json, Value};
+use std::time::Duration;
+
+#[test]
+fn the_api_budget_pauses_the_connection_and_says_so() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // 960 requests a day at the default 50% share: 20 an hour, then one every 3 minutes.
+    env.emu.admin("POST", "limits", json!({"daily_api_limit": 960, "api_usage": 0}));
+    let state = eventually(WAIT, || {
+        let s: String = scalar(&mut db, "SELECT state FROM sfsync.status");
+        (s == "paused: API budget").then_some(s.clone()).ok_or(format!("state is {s}"))
+    });
+    assert_eq!(state, "paused: API budget");
+    let counters = |emu: &sfsync_e2e::Emulator| emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap();
+    let before = counters(&env.emu);
+    db.batch_execute("INSERT INTO accounts (name) VALUES ('Waits for budget')").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(counters(&env.emu) - before <= 1, "calls went on past the budget");
+    let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
+    assert_eq!(pending, 1, "the change waits, it is not dropped or parked");
+    let used: i64 = scalar(&mut db, "SELECT api_calls FROM sfsync.status");
+    assert!(used >= 18, "API calls are accounted in sfsync.status ({used})");
+}
