@@ -3,6 +3,8 @@
 //!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
 //!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
+//!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
+//!                                    REST query and Bulk query read throughput (N records)
 //!   sfsync-bench all                 everything, with small defaults
 //!
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
@@ -148,6 +150,58 @@ fn parse_sf_datetime(s: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
+/// The salesforce crate alone against the emulator: call economy and read throughput.
+fn client(n: usize) {
+    use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Record, Secret};
+    let emu = Emulator::start_with_args(&["--daily-api-limit", "100000000"]);
+    let mut creds = Credentials::new(AuthFlow::ClientCredentials, emu.url().to_string(), "sfsync-local");
+    creds.client_secret = Some(Secret::new("sfsync-local-secret".into()));
+    let c = Client::login(creds, ClientOptions::default()).expect("login");
+    let records: Vec<Record> = (0..1000)
+        .map(|i| serde_json::json!({"LastName": format!("Bench {i}"), "Email": format!("b{i}@example.com")}).as_object().unwrap().clone())
+        .collect();
+    let before = c.stats().calls;
+    let t0 = Instant::now();
+    let res = c.collections_create("Contact", &records).expect("collections create");
+    let create_secs = t0.elapsed().as_secs_f64();
+    let calls = c.stats().calls - before;
+    assert!(res.iter().all(|r| r.success));
+    let upserts: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut r = r.clone();
+            r.insert("Postgres_Id__c".into(), Value::String(i.to_string()));
+            r
+        })
+        .collect();
+    let before = c.stats().calls;
+    c.collections_upsert("Contact", "Postgres_Id__c", &upserts).expect("collections upsert");
+    let upsert_calls = c.stats().calls - before;
+    println!(
+        "client writes: 1000 records = {calls} API calls through Collections create (ideal 5), {upsert_calls} through upsert; {:.0} records/s",
+        1000.0 / create_secs
+    );
+
+    emu.admin("POST", "seed", serde_json::json!({"object": "Account", "count": n}));
+    let t0 = Instant::now();
+    let before = c.stats().calls;
+    let rows = c.query_iter("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false).map(|r| r.expect("row")).count();
+    let rest_secs = t0.elapsed().as_secs_f64();
+    let rest_calls = c.stats().calls - before;
+    let t0 = Instant::now();
+    let before = c.stats().calls;
+    let bulk_rows = c.bulk_query("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false).expect("bulk query").map(|r| r.expect("row")).count();
+    let bulk_secs = t0.elapsed().as_secs_f64();
+    let bulk_calls = c.stats().calls - before;
+    println!(
+        "client reads of {n} records: REST query {:.0} rows/s ({rest_calls} calls), Bulk query {:.0} rows/s ({bulk_calls} calls); Bulk/REST = {:.1}",
+        rows as f64 / rest_secs,
+        bulk_rows as f64 / bulk_secs,
+        (bulk_rows as f64 / bulk_secs) / (rows as f64 / rest_secs)
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
@@ -158,13 +212,15 @@ fn main() {
             push(if sizes.is_empty() { &[1000, 10000] } else { &sizes })
         }
         Some("latency") => latency(num(1, 100)),
+        Some("client") => client(num(1, 200_000)),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
             latency(50);
+            client(200_000);
         }
         Some(other) => {
-            eprintln!("unknown benchmark {other:?}; use capture, push, latency or all");
+            eprintln!("unknown benchmark {other:?}; use capture, push, latency, client or all");
             std::process::exit(2);
         }
     }
