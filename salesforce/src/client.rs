@@ -19,7 +19,7 @@ use crate::http::{
     parse_retry_after, version_key,
 };
 use crate::soql::is_valid_identifier;
-use crate::types::{strip_attributes, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
+use crate::types::{strip_attributes, DescribeGlobal, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
 
 /// Maximum records per sObject Collections request.
 pub const COLLECTIONS_CHUNK: usize = 200;
@@ -576,6 +576,13 @@ impl Client {
     }
 
     // ---------------------------------------------------------------- REST
+
+    /// `GET /sobjects/` (describeGlobal): every object of the org with its flags and key
+    /// prefix. Not cached: it is cheap and objects come and go.
+    pub fn describe_global(&self) -> Result<DescribeGlobal, Error> {
+        let resp = self.rest(Method::Get, self.data_path("/sobjects/"), None, true)?;
+        serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("describeGlobal: {e}")))
+    }
 
     /// `GET /sobjects/{sobject}/describe`, cached per object until
     /// [`Client::invalidate_describe`].

@@ -50,6 +50,6 @@ pub use client::bulk::{
 };
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use error::{ApiError, Error, RecordError};
-pub use types::{FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
+pub use types::{DescribeGlobal, FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
 pub use composite::{CompositeSubrequest, CompositeSubresponse};

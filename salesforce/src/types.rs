@@ -35,6 +35,20 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
+/// `GET /sobjects/` (describeGlobal): the org's objects without their fields.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeGlobal {
+    #[serde(default, deserialize_with = "null_default")]
+    pub encoding: String,
+    /// Most records one call may carry (200).
+    #[serde(default)]
+    pub max_batch_size: u32,
+    /// Each object as in a describe, with `fields` empty.
+    #[serde(default, deserialize_with = "null_default")]
+    pub sobjects: Vec<SObjectDescribe>,
+}
+
 /// `GET /sobjects/{name}/describe` (the parts sfsync uses).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -651,3 +651,17 @@ fn request_limit_exceeded_pauses_the_connection() {
     assert_eq!(e.code(), "API_BUDGET", "{e:?}");
     assert_eq!(c.stats().calls, calls, "no request while paused");
 }
+
+#[test]
+fn describe_global_lists_the_org_objects() {
+    let Some(emu) = start("describe_global_lists_the_org_objects") else { return };
+    let g = emu.client().describe_global().unwrap();
+    assert_eq!(g.max_batch_size, 200);
+    assert_eq!(g.encoding, "UTF-8");
+    let account = g.sobjects.iter().find(|o| o.name == "Account").expect("Account listed");
+    assert_eq!(account.key_prefix.as_deref(), Some("001"));
+    assert!(account.createable && account.queryable);
+    for name in ["Contact", "Lead", "Opportunity", "User", "Task", "Campaign", "CampaignMember"] {
+        assert!(g.sobjects.iter().any(|o| o.name == name), "{name} missing");
+    }
+}
