@@ -186,12 +186,20 @@ fn client(n: usize) {
     emu.admin("POST", "seed", serde_json::json!({"object": "Account", "count": n}));
     let t0 = Instant::now();
     let before = c.stats().calls;
-    let rows = c.query_iter("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false).map(|r| r.expect("row")).count();
+    let mut rows = 0usize;
+    for r in c.query_iter("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false) {
+        r.expect("row");
+        rows += 1;
+    }
     let rest_secs = t0.elapsed().as_secs_f64();
     let rest_calls = c.stats().calls - before;
     let t0 = Instant::now();
     let before = c.stats().calls;
-    let bulk_rows = c.bulk_query("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false).expect("bulk query").map(|r| r.expect("row")).count();
+    let mut bulk_rows = 0usize;
+    for r in c.bulk_query("SELECT Id, Name, Industry, AnnualRevenue, SystemModstamp FROM Account", false).expect("bulk query") {
+        r.expect("row");
+        bulk_rows += 1;
+    }
     let bulk_secs = t0.elapsed().as_secs_f64();
     let bulk_calls = c.stats().calls - before;
     println!(
