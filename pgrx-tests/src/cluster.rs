@@ -357,10 +357,11 @@ impl Drop for Cluster {
     }
 }
 
-/// `/usr/lib/postgresql/15/bin`, else `$PG_CONFIG --bindir`, else `pg_config --bindir`.
+/// `$PG_CONFIG --bindir` when PG_CONFIG is set (e.g. a private copy of PostgreSQL with its
+/// own sfsync build), else `/usr/lib/postgresql/15/bin`, else `pg_config --bindir`.
 fn pg_bindir() -> PathBuf {
     let debian = PathBuf::from(format!("/usr/lib/postgresql/{PG_MAJOR}/bin"));
-    if debian.join("initdb").is_file() {
+    if std::env::var_os("PG_CONFIG").is_none() && debian.join("initdb").is_file() {
         return debian;
     }
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into());
