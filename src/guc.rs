@@ -9,7 +9,8 @@ pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static PULL_OVERLAP_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
-pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(2000);
+pub static BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(2000);
 pub static HTTP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(20000);
 pub static CLAIM_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
@@ -41,6 +42,7 @@ pub fn register() {
     int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
     int(c"sfsync.pull_overlap", c"How far before the high-water mark each poll looks again, so late commits are not missed.", &PULL_OVERLAP_MS, 0, 3_600_000, ms);
     int(c"sfsync.batch_size", c"Most outbox entries claimed by one push pass.", &BATCH_SIZE, 1, 100_000, GucFlags::default());
+    int(c"sfsync.bulk_threshold", c"Records of one table in one push pass from which Bulk API 2.0 is used instead of sObject Collections.", &BULK_THRESHOLD, 1, 10_000_000, GucFlags::default());
     int(c"sfsync.http_timeout", c"Timeout of every call to Salesforce (also bounds how long SIGTERM can wait).", &HTTP_TIMEOUT_MS, 100, 600_000, ms);
     int(c"sfsync.claim_timeout", c"Visibility timeout of a claimed outbox entry.", &CLAIM_TIMEOUT_S, 1, 86_400, GucFlags::UNIT_S);
     int(c"sfsync.max_attempts", c"Transient failures of one record before it is parked in sfsync.errors.", &MAX_ATTEMPTS, 1, 1000, GucFlags::default());

@@ -15,18 +15,23 @@ fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
 
 fn run(oid: Option<u32>) -> Result<Value> {
     Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
-    let mappings = sync::load_mappings(oid)?;
+    // All mappings: a table's parents are needed to push it.
+    let all = sync::load_mappings(None)?;
+    let mappings: Vec<sync::Mapping> = match oid {
+        None => all.clone(),
+        Some(oid) => sync::load_mappings(Some(oid))?,
+    };
     if let (Some(oid), true) = (oid, mappings.is_empty()) {
         return Err(SyncError::NotFound(format!("table with oid {oid} is not synced")));
     }
     let mut out = serde_json::Map::new();
     let mut pushed = push::PushSummary::default();
     if oid.is_none() {
-        pushed = push::pass(Ctx::Session, &mappings, None)?;
+        pushed = push::pass(Ctx::Session, &all, None)?;
     }
     for m in &mappings {
-        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, &mappings, Some(m.id))? } else { push::PushSummary::default() };
-        let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m)?) } else { None };
+        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, &all, Some(m.id))? } else { push::PushSummary::default() };
+        let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m, &all)?) } else { None };
         out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
     }
     Ok(json!({"push": if oid.is_none() { json!(pushed) } else { Value::Null }, "tables": out}))

@@ -3,4 +3,5 @@
 pub mod coalesce;
 pub mod convert;
 pub mod fields;
+pub mod relations;
 pub mod soql;

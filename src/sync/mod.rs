@@ -2,12 +2,14 @@
 //! statements and does its HTTP between transactions (in the worker) so no transaction
 //! is ever held open across a network call.
 
+pub mod bulk_write;
 pub mod clients;
 pub mod pull;
 pub mod push;
 
 use crate::error::{Result, SyncError};
 use crate::plan::fields::ColumnMap;
+use crate::plan::relations::ParentRef;
 use crate::spi_util;
 use pgrx::datum::DatumWithOid;
 use serde::Deserialize;
@@ -47,6 +49,9 @@ pub struct Mapping {
     pub direction: String,
     pub filter: Option<String>,
     pub on_delete: String,
+    /// Mapped lookup columns that are foreign keys to other synced tables.
+    #[serde(default)]
+    pub parents: Vec<ParentRef>,
 }
 
 impl Mapping {
@@ -73,7 +78,16 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                  'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
-                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete) ORDER BY m.id), '[]')
+                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete,
+                 'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
+                             FROM pg_catalog.pg_constraint k
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+                             JOIN sfsync.mappings pm ON pm.tbl = k.confrelid
+                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
+                             WHERE k.conrelid = m.tbl AND k.contype = 'f' AND cardinality(k.conkey) = 1
+                               AND pa.attname = pm.pk_column
+                               AND m.columns @> jsonb_build_array(jsonb_build_object('column', a.attname, 'sf_type', 'reference')))
+                 ) ORDER BY m.id), '[]')
          FROM sfsync.mappings m
          JOIN pg_catalog.pg_class c ON c.oid = m.tbl
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

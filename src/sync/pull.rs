@@ -40,7 +40,8 @@ impl PullSummary {
 /// Key under which a record's Postgres_Id__c travels in the page (not a column name).
 const PGID: &str = "__sfsync_pgid";
 
-pub fn pass(ctx: Ctx, m: &Mapping) -> Result<PullSummary> {
+/// `all` are the database's mappings (a lookup column needs its parent's).
+pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
     let overlap_ms = guc::PULL_OVERLAP_MS.get();
     let since = ctx.tx(|| {
         let args: Vec<DatumWithOid> = vec![m.id.into(), overlap_ms.into()];
@@ -57,7 +58,7 @@ pub fn pass(ctx: Ctx, m: &Mapping) -> Result<PullSummary> {
     let mut summary = PullSummary::default();
     let mut page = client.query_all(&q)?;
     loop {
-        summary.add(apply_page(ctx, m, &page.records)?);
+        summary.add(apply_page(ctx, m, all, &page.records)?);
         match (page.done, page.next_records_url.as_deref()) {
             (false, Some(next)) => page = client.query_more(next)?,
             _ => break,
@@ -74,12 +75,12 @@ pub fn pass(ctx: Ctx, m: &Mapping) -> Result<PullSummary> {
 /// Applies one page and advances the mark. In the worker a page that fails as a whole is
 /// applied record by record, each in its own transaction, so one bad record is reported
 /// in sfsync.errors instead of blocking the mapping.
-fn apply_page(ctx: Ctx, m: &Mapping, records: &[Record]) -> Result<PullSummary> {
+fn apply_page(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record]) -> Result<PullSummary> {
     if records.is_empty() {
         return Ok(PullSummary::default());
     }
     let mark = max_modstamp(records);
-    match ctx.tx(|| apply(m, records, mark.as_deref())) {
+    match ctx.tx(|| apply(m, all, records, mark.as_deref())) {
         Ok(s) => Ok(s),
         Err(e) if ctx == Ctx::Worker && records.len() > 1 => {
             pgrx::debug1!("sfsync: page of {} for {} failed ({e}); applying record by record", records.len(), m.table);
@@ -87,7 +88,7 @@ fn apply_page(ctx: Ctx, m: &Mapping, records: &[Record]) -> Result<PullSummary> 
             for rec in records {
                 let one = std::slice::from_ref(rec);
                 let stamp = max_modstamp(one);
-                match ctx.tx(|| apply(m, one, stamp.as_deref())) {
+                match ctx.tx(|| apply(m, all, one, stamp.as_deref())) {
                     Ok(s) => total.add(s),
                     Err(e) => {
                         total.failed += 1;
@@ -115,7 +116,7 @@ fn str_field<'a>(r: &'a Record, f: &str) -> Option<&'a str> {
 }
 
 /// The set-based apply of some records, inside the current transaction.
-fn apply(m: &Mapping, records: &[Record], mark: Option<&str>) -> Result<PullSummary> {
+fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -> Result<PullSummary> {
     let _applying = Applying::start();
     let mut live = Vec::new();
     let mut gone = Vec::new();
@@ -140,6 +141,7 @@ fn apply(m: &Mapping, records: &[Record], mark: Option<&str>) -> Result<PullSumm
         }
         live.push(Value::Object(row));
     }
+    translate_parents(m, all, &mut live)?;
     let mut s = PullSummary { fetched: records.len(), ..Default::default() };
     let tbl = &m.table;
     let pk = m.pk_ident();
@@ -211,6 +213,36 @@ fn apply(m: &Mapping, records: &[Record], mark: Option<&str>) -> Result<PullSumm
     spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)", &args)?;
     advance(m, mark, s.inserted + s.updated + s.deleted)?;
     Ok(s)
+}
+
+/// Lookup fields arrive as Salesforce Ids; the foreign key columns hold the parent's
+/// Postgres key. A parent we don't have (yet) leaves the column NULL.
+fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]) -> Result<()> {
+    for p in &m.parents {
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.get(&p.column).and_then(Value::as_str).map(String::from)).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let Some(parent) = all.iter().find(|x| x.id == p.mapping_id) else { continue };
+        let sql = format!(
+            "SELECT jsonb_object_agg(t.sfid, t.{pk}::text) FROM {tbl} t WHERE t.sfid = ANY($1)",
+            pk = parent.pk_ident(),
+            tbl = parent.table
+        );
+        let keys = match spi_util::json(&sql, &[ids.into()])? {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for r in rows.iter_mut() {
+            if let Some(obj) = r.as_object_mut() {
+                if let Some(Value::String(id)) = obj.get(&p.column) {
+                    let key = keys.get(id).cloned().unwrap_or(Value::Null);
+                    obj.insert(p.column.clone(), key);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn advance(m: &Mapping, mark: Option<&str>, applied: usize) -> Result<()> {

@@ -9,14 +9,15 @@
 //!    without capturing them, park permanent failures in sfsync.errors, back off
 //!    transient ones, release what wasn't attempted.
 
-use super::{clients, Ctx, Mapping};
+use super::{bulk_write, clients, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::coalesce::{coalesce, Change, Entry, Op, Write};
+use crate::plan::relations::{parents_first, resolve, Parent, Resolution};
 use crate::plan::{convert, soql};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
-use salesforce::{Client, Record, SaveResult};
+use salesforce::{BulkOperation, Client, Record, SaveResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -46,8 +47,11 @@ struct Claimed {
 enum Outcome {
     Done { sfid: Option<String> },
     Rejected { code: String, message: String, fields: Vec<String>, transient: bool },
-    /// Not attempted (the connection failed as a whole): released without counting.
+    /// Not attempted (the connection failed as a whole, or a parent is still on its way):
+    /// released without counting an attempt.
     Deferred,
+    /// Not attempted because of its parent; retried soon, with the reason in sfsync.errors.
+    Blocked { code: &'static str, message: String },
 }
 
 struct Result_ {
@@ -56,62 +60,126 @@ struct Result_ {
     outcome: Outcome,
 }
 
-/// One push pass over at most `sfsync.batch_size` entries of these mappings, optionally
-/// of one of them only.
+/// One push pass over at most `sfsync.batch_size` entries of these mappings (which must
+/// include the parents of any mapping pushed), optionally of one of them only.
 pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSummary> {
     let mappings: HashMap<i32, Mapping> = mappings.iter().map(|m| (m.id, m.clone())).collect();
-    let (entries, attempts, current) = ctx.tx(|| claim(only, &mappings))?;
-    let mut summary = PushSummary { claimed: entries.len(), ..Default::default() };
-    if entries.is_empty() {
+    let claimed = ctx.tx(|| claim(only, &mappings))?;
+    let mut summary = PushSummary { claimed: claimed.entries.len(), ..Default::default() };
+    if claimed.entries.is_empty() {
         return Ok(summary);
     }
-    let changes = coalesce(entries);
+    let changes = coalesce(claimed.entries);
     summary.records = changes.len();
-    let mut by_mapping: Vec<(i32, Vec<Change>)> = Vec::new();
+    let mut by_mapping: HashMap<i32, Vec<Change>> = HashMap::new();
     for mut c in changes {
-        if let Some(sfid) = current.get(&(c.mapping_id, c.pk.clone())) {
+        if let Some(sfid) = claimed.sfids.get(&(c.mapping_id, c.pk.clone())) {
             c.sfid = Some(sfid.clone());
         }
-        match by_mapping.iter_mut().find(|(m, _)| *m == c.mapping_id) {
-            Some((_, v)) => v.push(c),
-            None => by_mapping.push((c.mapping_id, vec![c])),
-        }
+        by_mapping.entry(c.mapping_id).or_default().push(c);
     }
-    let mut results = Vec::new();
+    // Parents first, so children can carry the Ids their parents just got.
+    let mut ids: Vec<i32> = by_mapping.keys().copied().collect();
+    ids.sort();
+    let parents: HashMap<i32, Vec<i32>> = mappings.values().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
+    let mut known: HashMap<(i32, String), String> = claimed.parent_sfids;
+    let mut failed_now: HashMap<(i32, String), String> = HashMap::new();
+    let mut waiting_now: std::collections::HashSet<(i32, String)> = std::collections::HashSet::new();
+
+    let mut results: Vec<Result_> = Vec::new();
     let mut conn_errors: HashMap<String, Option<String>> = HashMap::new();
-    for (mid, changes) in by_mapping {
+    for mid in parents_first(&ids, &parents) {
+        let Some(changes) = by_mapping.remove(&mid) else { continue };
         let Some(m) = mappings.get(&mid) else { continue };
-        if ctx == Ctx::Worker && !clients::available(&m.connection) {
-            results.extend(changes.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }));
-            continue;
-        }
-        let sent = clients::client(ctx, &m.connection).and_then(|client| send(&client, m, changes.clone()));
-        match sent {
-            Ok(r) => {
-                clients::succeeded(&m.connection);
-                conn_errors.insert(m.connection.clone(), None);
-                results.extend(r);
+        let mut ready = Vec::with_capacity(changes.len());
+        let mut held = Vec::new();
+        for mut c in changes {
+            if let (Write::Upsert(payload), false) = (&c.write, m.parents.is_empty()) {
+                let state = |pm: i32, key: &str| {
+                    let k = (pm, key.to_string());
+                    if let Some(id) = known.get(&k) {
+                        Parent::Known(id.clone())
+                    } else if let Some(why) = failed_now.get(&k) {
+                        Parent::Failed(why.clone())
+                    } else if waiting_now.contains(&k) {
+                        Parent::Pending
+                    } else {
+                        claimed.parents.get(&k).cloned().unwrap_or(Parent::Missing)
+                    }
+                };
+                match resolve(payload, &m.parents, state) {
+                    Resolution::Ready(p) => c.write = Write::Upsert(p),
+                    Resolution::Pending => {
+                        held.push(Result_ { change: c, operation: "", outcome: Outcome::Deferred });
+                        continue;
+                    }
+                    Resolution::Blocked { code, message } => {
+                        held.push(Result_ { change: c, operation: "upsert", outcome: Outcome::Blocked { code, message } });
+                        continue;
+                    }
+                }
             }
-            Err(e) => {
-                let delay = clients::failed(&m.connection, &e);
-                let msg = e.to_string();
-                pgrx::warning!("sfsync: push to {} for {} failed, retrying in {:?}: {msg}", m.sobject, m.table, delay);
-                conn_errors.insert(m.connection.clone(), Some(msg));
-                results.extend(changes.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }));
+            ready.push(c);
+        }
+        let mut sent_results = if ready.is_empty() {
+            Vec::new()
+        } else if ctx == Ctx::Worker && !clients::available(&m.connection) {
+            ready.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
+        } else {
+            match clients::client(ctx, &m.connection).and_then(|client| send(&client, m, ready.clone())) {
+                Ok(r) => {
+                    clients::succeeded(&m.connection);
+                    conn_errors.insert(m.connection.clone(), None);
+                    r
+                }
+                Err(e) => {
+                    let delay = clients::failed(&m.connection, &e);
+                    let msg = e.to_string();
+                    pgrx::warning!("sfsync: push to {} for {} failed, retrying in {:?}: {msg}", m.sobject, m.table, delay);
+                    conn_errors.insert(m.connection.clone(), Some(msg));
+                    ready.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
+                }
+            }
+        };
+        sent_results.extend(held);
+        // What the children of this mapping will see.
+        for r in &sent_results {
+            let k = (r.change.mapping_id, r.change.pk.clone());
+            match &r.outcome {
+                Outcome::Done { sfid: Some(id) } if matches!(r.change.write, Write::Upsert(_)) => {
+                    known.insert(k, id.clone());
+                }
+                Outcome::Rejected { code, message, transient: false, .. } => {
+                    failed_now.insert(k, format!("{code}: {message}"));
+                }
+                Outcome::Done { .. } => {}
+                _ => {
+                    waiting_now.insert(k);
+                }
             }
         }
+        results.extend(sent_results);
     }
     ctx.tx(|| {
         for (name, err) in &conn_errors {
             clients::set_connection_error(name, err.as_deref())?;
         }
-        record(&results, &attempts, &mappings, &mut summary)?;
+        record(&results, &claimed.attempts, &mappings, &mut summary)?;
         clients::flush_stats()
     })?;
     Ok(summary)
 }
 
-type Claim = (Vec<Entry>, HashMap<i64, i32>, HashMap<(i32, String), String>);
+struct Claim {
+    entries: Vec<Entry>,
+    attempts: HashMap<i64, i32>,
+    /// The claimed rows' Salesforce Ids now.
+    sfids: HashMap<(i32, String), String>,
+    /// Parents referenced by the claimed rows: Salesforce Ids known now...
+    parent_sfids: HashMap<(i32, String), String>,
+    /// ...and the state of those without one.
+    parents: HashMap<(i32, String), Parent>,
+}
 
 /// Claims ready entries, plus every other unclaimed entry of the same records (earlier
 /// failures included) so a record's changes always travel together and in order; then
@@ -185,7 +253,63 @@ fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
         let gone = op != Op::Delete && row.is_none();
         entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });
     }
-    Ok((entries, attempts, sfids))
+    let (parent_sfids, parents) = parent_states(&entries, mappings)?;
+    Ok(Claim { entries, attempts, sfids, parent_sfids, parents })
+}
+
+type ParentStates = (HashMap<(i32, String), String>, HashMap<(i32, String), Parent>);
+
+/// For every parent key the entries refer to: its Salesforce Id, or whether a change of it
+/// is pending or was rejected.
+fn parent_states(entries: &[Entry], mappings: &HashMap<i32, Mapping>) -> Result<ParentStates> {
+    let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
+    for e in entries {
+        let Some(m) = mappings.get(&e.mapping_id) else { continue };
+        for p in &m.parents {
+            match e.payload.get(&p.column) {
+                None | Some(Value::Null) => {}
+                Some(v) => keys.entry(p.mapping_id).or_default().push(plain(v)),
+            }
+        }
+    }
+    let mut sfids = HashMap::new();
+    let mut states = HashMap::new();
+    for (pm, mut pks) in keys {
+        let Some(parent) = mappings.get(&pm) else { continue };
+        pks.sort();
+        pks.dedup();
+        let sql = format!(
+            "SELECT jsonb_object_agg(t.{pk}::text, t.sfid) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[]) AND t.sfid IS NOT NULL",
+            pk = parent.pk_ident(),
+            tbl = parent.table,
+            ty = parent.pk_type
+        );
+        if let Some(Value::Object(map)) = spi_util::json(&sql, &[pks.clone().into()])? {
+            for (k, v) in map {
+                sfids.insert((pm, k), plain(&v));
+            }
+        }
+        let args: Vec<DatumWithOid> = vec![pm.into(), pks.into()];
+        let pending = spi_util::json(
+            "SELECT jsonb_object_agg(x.pk, x.why) FROM (
+                 SELECT o.pk, CASE WHEN bool_or(o.state = 'failed')
+                                   THEN COALESCE(max(e.error_code || ': ' || e.message), 'rejected') END AS why
+                 FROM sfsync.outbox o
+                 LEFT JOIN sfsync.record_errors e ON e.mapping_id = o.mapping_id AND e.direction = 'push' AND e.pk = o.pk
+                 WHERE o.mapping_id = $1 AND o.pk = ANY($2) GROUP BY o.pk) x",
+            &args,
+        )?;
+        if let Some(Value::Object(map)) = pending {
+            for (k, why) in map {
+                let state = match why {
+                    Value::String(w) => Parent::Failed(w),
+                    _ => Parent::Pending,
+                };
+                states.insert((pm, k), state);
+            }
+        }
+    }
+    Ok((sfids, states))
 }
 
 /// Sends one mapping's changes. Err means the request as a whole failed (nothing known
@@ -235,19 +359,41 @@ fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result
             }
         }
     }
+    // Past the threshold one Bulk API job replaces many Collections calls.
+    let bulk = |n: usize| n >= guc::BULK_THRESHOLD.get().max(1) as usize;
     if !upserts.is_empty() {
         let recs: Vec<Record> = upserts.iter().map(|(_, r)| r.clone()).collect();
-        let res = client.collections_upsert(&m.sobject, &m.external_id, &recs)?;
+        let res = if bulk(recs.len()) {
+            bulk_write::write(client, &m.sobject, BulkOperation::Upsert, Some(&m.external_id), &recs)?
+        } else {
+            client.collections_upsert(&m.sobject, &m.external_id, &recs)?
+        };
         out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
     }
     if !updates.is_empty() {
         let recs: Vec<(String, Record)> = updates.iter().map(|(_, r)| r.clone()).collect();
-        let res = client.collections_update(&m.sobject, &recs)?;
+        let res = if bulk(recs.len()) {
+            let with_ids: Vec<Record> = recs
+                .into_iter()
+                .map(|(id, mut r)| {
+                    r.insert("Id".into(), Value::String(id));
+                    r
+                })
+                .collect();
+            bulk_write::write(client, &m.sobject, BulkOperation::Update, None, &with_ids)?
+        } else {
+            client.collections_update(&m.sobject, &recs)?
+        };
         out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
     }
     if !deletes.is_empty() {
         let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
-        let res = client.collections_delete(&ids)?;
+        let res = if bulk(ids.len()) {
+            let recs: Vec<Record> = ids.iter().map(|id| json!({"Id": id}).as_object().cloned().unwrap_or_default()).collect();
+            bulk_write::write(client, &m.sobject, BulkOperation::Delete, None, &recs)?
+        } else {
+            client.collections_delete(&ids)?
+        };
         let results = zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete");
         // Already gone in Salesforce is what we wanted.
         out.extend(results.into_iter().map(|mut r| {
@@ -320,6 +466,7 @@ fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<
     let mut parked = Vec::new();
     let mut retry = Vec::new();
     let mut deferred: Vec<i64> = Vec::new();
+    let mut blocked: Vec<Value> = Vec::new();
     let mut pushed: HashMap<i32, i64> = HashMap::new();
     for r in results {
         let c = &r.change;
@@ -352,6 +499,11 @@ fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<
             Outcome::Deferred => {
                 summary.deferred += 1;
                 deferred.extend(&c.entry_ids);
+            }
+            Outcome::Blocked { code, message } => {
+                summary.deferred += 1;
+                deferred.extend(&c.entry_ids);
+                blocked.push(json!({"mapping_id": c.mapping_id, "pk": c.pk, "sfid": c.sfid, "operation": r.operation, "code": code, "message": message}));
             }
         }
     }
@@ -405,6 +557,19 @@ fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<
         spi_util::exec(
             "UPDATE sfsync.outbox SET claimed_until = NULL, attempts = greatest(attempts - 1, 0) WHERE id = ANY($1)",
             &[deferred.into()],
+        )?;
+    }
+    if !blocked.is_empty() {
+        // Held back by a parent: say so, and look again in a few seconds.
+        spi_util::exec(
+            "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(mapping_id int, pk text, sfid text, operation text, code text, message text)),
+             upd AS (UPDATE sfsync.outbox o SET next_attempt_at = now() + interval '5 seconds'
+                     FROM r WHERE o.mapping_id = r.mapping_id AND o.pk = r.pk)
+             INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message, next_retry_at)
+             SELECT r.mapping_id, 'push', r.pk, r.sfid, r.operation, r.code, r.message, now() + interval '5 seconds' FROM r
+             ON CONFLICT (mapping_id, direction, pk) DO UPDATE SET error_code = EXCLUDED.error_code, message = EXCLUDED.message,
+                 next_retry_at = EXCLUDED.next_retry_at, last_seen = now()",
+            &[spi_util::jsonb(Value::Array(blocked))],
         )?;
     }
     if !pushed.is_empty() {

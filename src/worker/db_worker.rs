@@ -129,7 +129,11 @@ fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
 fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
     let interval = guc::ms(&guc::PULL_INTERVAL_MS);
-    for m in mappings.iter().filter(|m| m.pulls()) {
+    // Parents first, so a child's lookup finds the parent row it points to.
+    let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
+    let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
+    let ordered = crate::plan::relations::parents_first(&ids, &parents);
+    for m in ordered.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).filter(|m| m.pulls()) {
         if crate::worker::shutdown_requested() {
             break;
         }
@@ -140,7 +144,7 @@ fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
             continue;
         }
         next_pull.insert(m.id, Instant::now() + interval);
-        if let Err(e) = sync::pull::pass(Ctx::Worker, m) {
+        if let Err(e) = sync::pull::pass(Ctx::Worker, m, mappings) {
             let delay = sync::clients::failed(&m.connection, &e);
             warning!("sfsync: pull of {} into {} failed, retrying in {delay:?}: {e}", m.sobject, m.table);
             let msg = e.to_string();
