@@ -13,7 +13,7 @@ use crate::Config;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const USERNAME: &str = "integration@sfsync.local";
 pub const PASSWORD: &str = "sfsync";
@@ -22,7 +22,10 @@ pub const CLIENT_SECRET: &str = "sfsync-local-secret";
 /// Reserved sequence numbers: the org and the integration user keep their IDs across resets.
 const ORG_SEQ: u64 = 1;
 const USER_SEQ: u64 = 2;
-const MAX_CURSORS: usize = 200;
+/// Open query cursors kept org-wide; the least recently used is dropped beyond this.
+pub const MAX_CURSORS: usize = 200;
+/// A query locator expires after 15 minutes of emulator time without being used.
+pub const CURSOR_IDLE_MS: i64 = 15 * 60 * 1000;
 
 pub struct Counters {
     pub total: u64,
@@ -37,7 +40,8 @@ pub struct Cursor {
     pub plan: Arc<Plan>,
     pub seqs: Arc<Vec<u64>>,
     pub batch: usize,
-    pub touched: Instant,
+    /// Last use, emulator clock (ms).
+    pub touched_ms: i64,
 }
 
 pub struct AppState {
@@ -178,9 +182,11 @@ impl AppState {
     pub fn add_cursor(&self, cursor: Cursor) -> String {
         let id = ids::mint("01g", self.rand_u64() % 62u64.pow(9));
         let mut cursors = self.cursors.lock();
+        let now = self.clock.now_ms();
+        cursors.retain(|_, c| now - c.touched_ms <= CURSOR_IDLE_MS);
         // Real orgs cap open cursors too; drop the least recently used.
         while cursors.len() >= MAX_CURSORS {
-            let oldest = cursors.iter().min_by_key(|(_, c)| c.touched).map(|(k, _)| k.clone());
+            let oldest = cursors.iter().min_by_key(|(_, c)| c.touched_ms).map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => cursors.remove(&k),
                 None => break,
