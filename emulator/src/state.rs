@@ -42,6 +42,8 @@ pub struct Cursor {
     pub batch: usize,
     /// Last use, emulator clock (ms).
     pub touched_ms: i64,
+    /// Last use, as an ever-increasing tick: the eviction order (ms stamps tie).
+    pub lru: u64,
 }
 
 pub struct AppState {
@@ -55,6 +57,7 @@ pub struct AppState {
     /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
+    pub cursor_tick: std::sync::atomic::AtomicU64,
     /// Change Data Capture events and CometD clients (shared with the store's writers).
     pub cdc: Arc<crate::cdc::Hub>,
     /// Bulk API 2.0 jobs.
@@ -87,6 +90,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            cursor_tick: Default::default(),
             bulk: crate::bulk::Jobs::default(),
             auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
@@ -179,14 +183,19 @@ impl AppState {
         *c.by_endpoint.entry(key).or_default() += 1;
     }
 
-    pub fn add_cursor(&self, cursor: Cursor) -> String {
+    pub fn next_tick(&self) -> u64 {
+        self.cursor_tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn add_cursor(&self, mut cursor: Cursor) -> String {
+        cursor.lru = self.next_tick();
         let id = ids::mint("01g", self.rand_u64() % 62u64.pow(9));
         let mut cursors = self.cursors.lock();
         let now = self.clock.now_ms();
         cursors.retain(|_, c| now - c.touched_ms <= CURSOR_IDLE_MS);
         // Real orgs cap open cursors too; drop the least recently used.
         while cursors.len() >= MAX_CURSORS {
-            let oldest = cursors.iter().min_by_key(|(_, c)| c.touched_ms).map(|(k, _)| k.clone());
+            let oldest = cursors.iter().min_by_key(|(_, c)| c.lru).map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => cursors.remove(&k),
                 None => break,

@@ -81,7 +81,7 @@ async fn run(st: Arc<AppState>, api: Api, q: HashMap<String, String>, headers: H
         return Ok(page(&st, &api.version, &plan, &seqs, 0, batch, None));
     }
     let (plan, seqs) = (Arc::new(plan), Arc::new(seqs));
-    let loc = st.add_cursor(Cursor { plan: plan.clone(), seqs: seqs.clone(), batch, touched_ms: st.clock.now_ms() });
+    let loc = st.add_cursor(Cursor { plan: plan.clone(), seqs: seqs.clone(), batch, touched_ms: st.clock.now_ms(), lru: 0 });
     Ok(page(&st, &api.version, &plan, &seqs, 0, batch, Some(&loc)))
 }
 
@@ -110,6 +110,7 @@ pub async fn more(State(st): St, api: Api, headers: HeaderMap) -> Result<Respons
             return Err(invalid());
         }
         c.touched_ms = now;
+        c.lru = st.next_tick();
         if headers.contains_key("sforce-query-options") {
             c.batch = batch_size(&st, &headers);
         }

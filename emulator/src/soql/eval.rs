@@ -922,6 +922,9 @@ impl Acc {
     }
 }
 
+/// A finished group: grouped values and aggregate values.
+type GroupRow = (Vec<Value>, Vec<Value>);
+
 fn group_key(vals: &[Value]) -> String {
     let mut k = String::new();
     for v in vals {
@@ -971,7 +974,7 @@ pub fn execute_aggregate(plan: &Plan, schema: &Schema, store: &Store, include_de
             acc.add(fr.as_ref().map(|fr| fr.get(schema, store, plan.obj, r)));
         }
     }
-    let mut done: Vec<(Vec<Value>, Vec<Value>)> = rows
+    let mut done: Vec<GroupRow> = rows
         .into_iter()
         .map(|(g, accs)| {
             let vals: Vec<Value> = accs
@@ -983,7 +986,7 @@ pub fn execute_aggregate(plan: &Plan, schema: &Schema, store: &Store, include_de
         })
         .filter(|(g, a)| ap.having.as_ref().is_none_or(|h| eval_having(h, g, a)))
         .collect();
-    let pick = |src: Src, row: &(Vec<Value>, Vec<Value>)| match src {
+    let pick = |src: Src, row: &GroupRow| match src {
         Src::Group(i) => sort_key(&row.0[i]),
         Src::Acc(i) => sort_key(&row.1[i]),
     };
@@ -992,7 +995,7 @@ pub fn execute_aggregate(plan: &Plan, schema: &Schema, store: &Store, include_de
     } else {
         (ap.order.iter().map(|(s, _, _)| *s).collect(), ap.order.iter().map(|(_, d, n)| (*d, *n)).collect())
     };
-    let mut keyed: Vec<(Vec<Value>, (Vec<Value>, Vec<Value>))> =
+    let mut keyed: Vec<(Vec<Value>, GroupRow)> =
         done.drain(..).map(|row| (keys.iter().map(|k| pick(*k, &row)).collect(), row)).collect();
     keyed.sort_by(|(a, _), (b, _)| cmp_keys(a, b, &dirs));
     let off = plan.offset.unwrap_or(0) as usize;
