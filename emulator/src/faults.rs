@@ -19,6 +19,9 @@ pub enum FaultKind {
     /// The next CometD request (default prefix `/cometd`) forgets every CometD client: they get
     /// `403::Unknown client` and must handshake again.
     CometdDrop,
+    /// Close the TCP connection without sending a response (a dropped connection: the client
+    /// sees "connection reset" / "empty reply"). The request is not processed.
+    Drop,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug)]

@@ -107,10 +107,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = routes::router(st);
     Ok((addr, async move {
-        match acceptor {
-            Some(acceptor) => tls::serve(listener, app, acceptor, shutdown).await,
-            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
-        }
+        tls::serve(listener, app, acceptor, shutdown).await
     }))
 }
 

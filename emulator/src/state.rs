@@ -13,7 +13,7 @@ use crate::Config;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const USERNAME: &str = "integration@sfsync.local";
 pub const PASSWORD: &str = "sfsync";
@@ -22,7 +22,10 @@ pub const CLIENT_SECRET: &str = "sfsync-local-secret";
 /// Reserved sequence numbers: the org and the integration user keep their IDs across resets.
 const ORG_SEQ: u64 = 1;
 const USER_SEQ: u64 = 2;
-const MAX_CURSORS: usize = 200;
+/// Open query cursors kept org-wide; the least recently used is dropped beyond this.
+pub const MAX_CURSORS: usize = 200;
+/// A query locator expires after 15 minutes of emulator time without being used.
+pub const CURSOR_IDLE_MS: i64 = 15 * 60 * 1000;
 
 pub struct Counters {
     pub total: u64,
@@ -37,7 +40,10 @@ pub struct Cursor {
     pub plan: Arc<Plan>,
     pub seqs: Arc<Vec<u64>>,
     pub batch: usize,
-    pub touched: Instant,
+    /// Last use, emulator clock (ms).
+    pub touched_ms: i64,
+    /// Last use, as an ever-increasing tick: the eviction order (ms stamps tie).
+    pub lru: u64,
 }
 
 pub struct AppState {
@@ -51,6 +57,7 @@ pub struct AppState {
     /// access token → expiry (emulator clock, ms), so moving the clock expires sessions.
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
+    pub cursor_tick: std::sync::atomic::AtomicU64,
     /// Change Data Capture events and CometD clients (shared with the store's writers).
     pub cdc: Arc<crate::cdc::Hub>,
     /// Bulk API 2.0 jobs.
@@ -83,6 +90,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
             cursors: Mutex::new(HashMap::new()),
+            cursor_tick: Default::default(),
             bulk: crate::bulk::Jobs::default(),
             auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
@@ -175,12 +183,19 @@ impl AppState {
         *c.by_endpoint.entry(key).or_default() += 1;
     }
 
-    pub fn add_cursor(&self, cursor: Cursor) -> String {
+    pub fn next_tick(&self) -> u64 {
+        self.cursor_tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn add_cursor(&self, mut cursor: Cursor) -> String {
+        cursor.lru = self.next_tick();
         let id = ids::mint("01g", self.rand_u64() % 62u64.pow(9));
         let mut cursors = self.cursors.lock();
+        let now = self.clock.now_ms();
+        cursors.retain(|_, c| now - c.touched_ms <= CURSOR_IDLE_MS);
         // Real orgs cap open cursors too; drop the least recently used.
         while cursors.len() >= MAX_CURSORS {
-            let oldest = cursors.iter().min_by_key(|(_, c)| c.touched).map(|(k, _)| k.clone());
+            let oldest = cursors.iter().min_by_key(|(_, c)| c.lru).map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => cursors.remove(&k),
                 None => break,

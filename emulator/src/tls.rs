@@ -1,5 +1,6 @@
-//! HTTPS: rustls (ring provider) in front of the same router, one task per connection.
+//! The connection loop (plain HTTP and HTTPS: rustls, ring provider), one task per connection.
 
+use crate::routes::DropConnection;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
@@ -32,12 +33,14 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// Accepts TLS connections until `shutdown` resolves; each connection is served (HTTP/1.1)
-/// on its own task, so a slow handshake never blocks the others.
+/// Accepts connections (TLS when `acceptor` is given) until `shutdown` resolves; each
+/// connection is served (HTTP/1.1, keep-alive) on its own task, so a slow handshake never blocks
+/// the others. A response marked [`DropConnection`] (the `drop` fault) is never written: the
+/// service fails, and hyper closes the connection.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
@@ -57,11 +60,31 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
-                return;
-            };
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut app = app.clone();
+                async move {
+                    let resp = match tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    };
+                    if resp.extensions().get::<DropConnection>().is_some() {
+                        return Err(std::io::Error::other("drop fault: connection closed without a response"));
+                    }
+                    Ok(resp)
+                }
+            });
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
+                        return;
+                    };
+                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                }
+            }
         });
     }
 }

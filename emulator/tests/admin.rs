@@ -146,3 +146,36 @@ fn clock_moves_audit_stamps() {
     assert_eq!(created, c.body["now"].as_str().unwrap()[..10].to_string() + &created[10..]);
     assert_eq!(org.admin("POST", "clock", json!({})).status, 400);
 }
+
+#[test]
+fn drop_fault_closes_the_connection() {
+    let org = Org::start();
+    let r = org.admin("POST", "faults", json!({"kind": "drop", "count": 1, "path_prefix": "/services/data/v62.0/limits"}));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // Raw HTTP: the server closes the socket without writing a byte.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(org.server.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    write!(s, "GET /services/data/v62.0/limits HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", org.token).unwrap();
+    let mut buf = vec![];
+    let n = s.read_to_end(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "no response: {:?}", String::from_utf8_lossy(&buf));
+    // count 1: the next call is served; the fault is gone.
+    assert_eq!(org.get("limits").status, 200);
+    assert_eq!(org.admin("GET", "faults", serde_json::Value::Null).body, json!([]));
+
+    // rate 0.5: some calls fail at the transport level, the others succeed.
+    org.admin("POST", "faults", json!({"kind": "drop", "rate": 0.5, "path_prefix": "/services/data/v62.0/sobjects"}));
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let (mut ok, mut failed) = (0, 0);
+    for _ in 0..40 {
+        match agent.get(org.url("sobjects")).header("Authorization", format!("Bearer {}", org.token)).call() {
+            Ok(r) if r.status() == 200 => ok += 1,
+            Ok(r) => panic!("unexpected status {}", r.status()),
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(ok > 0 && failed > 0, "ok {ok}, failed {failed}");
+    let hits = org.admin("GET", "faults", serde_json::Value::Null).body[0]["hits"].as_u64().unwrap();
+    assert_eq!(hits, failed);
+}

@@ -364,16 +364,22 @@ pub async fn create_query(State(st): St, api: Api, body: Bytes) -> Result<Respon
     let text = str_field(&body, "query")?.filter(|q| !q.trim().is_empty()).ok_or_else(|| invalid_job("Query is required"))?;
     let (delim, le) = csv_options(&body)?;
     let parsed = parse(text).map_err(|e| e.to_api(text))?;
-    let plan = compile(&st.schema, &parsed).map_err(|e| e.to_api(text))?;
-    if plan.count_only {
+    let plan = compile(&st.schema, &parsed, st.clock.now_ms()).map_err(|e| e.to_api(text))?;
+    if plan.count_only || plan.is_aggregate() {
         return Err(api_error("FeatureNotEnabled : Aggregate queries are not supported by Bulk API 2.0 query"));
+    }
+    if plan.has_subqueries() {
+        return Err(api_error("FeatureNotEnabled : Nested queries are not supported by Bulk API 2.0 query"));
+    }
+    if parsed.select.iter().any(|i| matches!(i, SelectItem::Fields(..))) {
+        return Err(api_error("FeatureNotEnabled : FIELDS() is not supported by Bulk API 2.0 query"));
     }
     if parsed.offset.is_some() {
         return Err(api_error("FeatureNotEnabled : OFFSET clause is not supported by Bulk API 2.0 query"));
     }
     let mut cols: Vec<QueryCol> = vec![];
     for item in &parsed.select {
-        let SelectItem::Field(p) = item else { continue };
+        let SelectItem::Field(p, _) = item else { continue };
         let (field, names) = resolve(&st.schema, plan.obj, p).map_err(|e| e.to_api(text))?;
         if field.ftype() == FieldType::Address {
             return Err(api_error("FeatureNotEnabled : Compound data not supported in Bulk Query"));

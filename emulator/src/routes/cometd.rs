@@ -283,6 +283,7 @@ async fn cometd(State(st): St, Path(p): Path<HashMap<String, String>>, uri: Uri,
                 }
             }
             FaultKind::Lock => {}
+            FaultKind::Drop => return super::dropped(),
         }
     }
     let msgs: Vec<Map<String, Json_>> = match serde_json::from_slice::<Json_>(&body) {

@@ -31,6 +31,18 @@ pub type St = State<Arc<AppState>>;
 #[derive(Clone, Copy, Default)]
 pub struct LockFault(pub bool);
 
+/// Response extension: the server closes the connection instead of sending this response
+/// (see `serve_connections` in tls.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct DropConnection;
+
+/// A response the connection loop turns into a closed connection.
+pub fn dropped() -> Response {
+    let mut r = Response::new(axum::body::Body::empty());
+    r.extensions_mut().insert(DropConnection);
+    r
+}
+
 /// Path parameters of a versioned data route, with the version checked against the served list.
 pub struct Api {
     /// "62.0"
@@ -106,6 +118,7 @@ async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Re
                 tokio::time::sleep(Duration::from_millis(f.latency_ms.unwrap_or(300_000))).await;
                 return ApiError::new(StatusCode::GATEWAY_TIMEOUT, "SERVER_UNAVAILABLE", "Request timed out").into_response();
             }
+            FaultKind::Drop => return dropped(),
             FaultKind::ExpiredSession => {
                 if let Some(t) = bearer(&req) {
                     st.tokens.lock().remove(&t);

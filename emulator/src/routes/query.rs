@@ -4,9 +4,9 @@
 use super::{Api, St};
 use crate::errors::ApiError;
 use crate::out::Out;
-use crate::soql::eval::{compile, execute, render, Plan};
+use crate::soql::eval::{compile, execute, execute_aggregate, render, Plan};
 use crate::soql::parser::parse;
-use crate::state::{AppState, Cursor};
+use crate::state::{AppState, Cursor, CURSOR_IDLE_MS};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,6 @@ use axum::Json;
 use serde_json::Value as Json_;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Page size: `Sforce-Query-Options: batchSize=N` (clamped to Salesforce's 200..=2000), else
 /// the configured default.
@@ -55,7 +54,20 @@ async fn run(st: Arc<AppState>, api: Api, q: HashMap<String, String>, headers: H
         return Err(ApiError::bad("MALFORMED_QUERY", "A query string has to be specified"));
     };
     let parsed = parse(text).map_err(|e| e.to_api(text))?;
-    let plan = compile(&st.schema, &parsed).map_err(|e| e.to_api(text))?;
+    let plan = compile(&st.schema, &parsed, st.clock.now_ms()).map_err(|e| e.to_api(text))?;
+    if plan.is_aggregate() {
+        // Aggregate results come in one batch (Salesforce refuses queryMore on them).
+        let records = {
+            let store = st.store.read();
+            execute_aggregate(&plan, &st.schema, &store, include_deleted)
+        };
+        let body = Out::O(vec![
+            ("totalSize".into(), Out::J(Json_::from(records.len()))),
+            ("done".into(), Out::J(Json_::Bool(true))),
+            ("records".into(), Out::A(records)),
+        ]);
+        return Ok(Json(body).into_response());
+    }
     let seqs = {
         let store = st.store.read();
         execute(&plan, &st.schema, &store, include_deleted)
@@ -69,7 +81,7 @@ async fn run(st: Arc<AppState>, api: Api, q: HashMap<String, String>, headers: H
         return Ok(page(&st, &api.version, &plan, &seqs, 0, batch, None));
     }
     let (plan, seqs) = (Arc::new(plan), Arc::new(seqs));
-    let loc = st.add_cursor(Cursor { plan: plan.clone(), seqs: seqs.clone(), batch, touched: Instant::now() });
+    let loc = st.add_cursor(Cursor { plan: plan.clone(), seqs: seqs.clone(), batch, touched_ms: st.clock.now_ms(), lru: 0 });
     Ok(page(&st, &api.version, &plan, &seqs, 0, batch, Some(&loc)))
 }
 
@@ -81,22 +93,36 @@ pub async fn query_all(State(st): St, api: Api, Query(q): Query<HashMap<String, 
     run(st, api, q, headers, true).await
 }
 
+/// `GET query/{locator}-{offset}`. A locator dies when its last page has been served, after
+/// [`CURSOR_IDLE_MS`] of emulator time without use, or when evicted by newer cursors; all three
+/// give 400 INVALID_QUERY_LOCATOR.
 pub async fn more(State(st): St, api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
     let invalid = || ApiError::bad("INVALID_QUERY_LOCATOR", "invalid query locator");
     let raw = api.param("locator");
     let (loc, start) = raw.rsplit_once('-').ok_or_else(invalid)?;
     let start: usize = start.parse().map_err(|_| invalid())?;
+    let now = st.clock.now_ms();
     let (plan, seqs, batch) = {
         let mut cursors = st.cursors.lock();
         let c = cursors.get_mut(loc).ok_or_else(invalid)?;
-        c.touched = Instant::now();
+        if now - c.touched_ms > CURSOR_IDLE_MS {
+            cursors.remove(loc);
+            return Err(invalid());
+        }
+        c.touched_ms = now;
+        c.lru = st.next_tick();
         if headers.contains_key("sforce-query-options") {
             c.batch = batch_size(&st, &headers);
         }
-        (c.plan.clone(), c.seqs.clone(), c.batch)
+        let out = (c.plan.clone(), c.seqs.clone(), c.batch);
+        if start > out.1.len() {
+            return Err(invalid());
+        }
+        if start + out.2 >= out.1.len() {
+            // The last page: the cursor is closed once it is served.
+            cursors.remove(loc);
+        }
+        out
     };
-    if start > seqs.len() {
-        return Err(invalid());
-    }
     Ok(page(&st, &api.version, &plan, &seqs, start, batch, Some(loc)))
 }

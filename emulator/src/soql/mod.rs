@@ -1,5 +1,6 @@
 //! SOQL: lexer → parser (AST) → evaluator compiled against the schema.
 
+pub mod dates;
 pub mod eval;
 pub mod lexer;
 pub mod parser;

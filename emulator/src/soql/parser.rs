@@ -11,6 +11,8 @@ pub enum Lit {
     Str(String),
     Date(i32),
     DateTime(i64),
+    /// A relative date literal (`TODAY`, `LAST_N_DAYS:7`): name upper-cased, `n` (0 if none).
+    Relative(String, i64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,11 +21,67 @@ pub struct Path {
     pub pos: usize,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggFn {
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl AggFn {
+    pub fn from_name(s: &str) -> Option<AggFn> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "COUNT" => AggFn::Count,
+            "COUNT_DISTINCT" => AggFn::CountDistinct,
+            "SUM" => AggFn::Sum,
+            "AVG" => AggFn::Avg,
+            "MIN" => AggFn::Min,
+            "MAX" => AggFn::Max,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            AggFn::Count => "COUNT",
+            AggFn::CountDistinct => "COUNT_DISTINCT",
+            AggFn::Sum => "SUM",
+            AggFn::Avg => "AVG",
+            AggFn::Min => "MIN",
+            AggFn::Max => "MAX",
+        }
+    }
+}
+
+/// `SUM(Amount)`; `field` is None only for `COUNT()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agg {
+    pub func: AggFn,
+    pub field: Option<Path>,
+    pub pos: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldsKind {
+    All,
+    Standard,
+    Custom,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
-    Field(Path),
+    /// A field path with an optional alias (aliases are only valid in aggregate queries).
+    Field(Path, Option<Path>),
     /// `COUNT()`.
     CountAll(usize),
+    /// An aggregate function with an optional alias.
+    Agg(Agg, Option<Path>),
+    /// `FIELDS(ALL|STANDARD|CUSTOM)`.
+    Fields(FieldsKind, usize),
+    /// A child relationship subquery `(SELECT ... FROM Contacts ...)`.
+    SubQuery(Box<Query>, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,11 +102,19 @@ pub enum Cond {
     Not(Box<Cond>),
     Cmp { field: Path, op: CmpOp, value: Lit, value_pos: usize },
     In { field: Path, negated: bool, values: Vec<Lit>, value_pos: usize },
+    /// Semi-join / anti-join: `field [NOT] IN (SELECT f FROM X ...)`.
+    InQuery { field: Path, negated: bool, query: Box<Query>, value_pos: usize },
+    /// `field INCLUDES ('a;b', 'c')` / `EXCLUDES`: each string is a `;`-separated set.
+    Includes { field: Path, negated: bool, values: Vec<String>, value_pos: usize },
+    /// A comparison on an aggregate (HAVING).
+    AggCmp { agg: Agg, op: CmpOp, value: Lit, value_pos: usize },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderItem {
     pub field: Path,
+    /// `ORDER BY SUM(Amount)` in aggregate queries.
+    pub agg: Option<Agg>,
     pub desc: bool,
     pub nulls_last: bool,
 }
@@ -58,9 +124,13 @@ pub struct Query {
     pub select: Vec<SelectItem>,
     pub from: Path,
     pub filter: Option<Cond>,
+    pub group_by: Vec<Path>,
+    pub having: Option<Cond>,
     pub order: Vec<OrderItem>,
     pub limit: Option<u64>,
     pub offset: Option<u64>,
+    /// Where `LIMIT` is (for errors that point at it) or the end of the query.
+    pub limit_pos: usize,
 }
 
 struct Parser {
@@ -77,9 +147,34 @@ fn unexpected(t: &Token) -> SoqlError {
     SoqlError::malformed(format!("unexpected token: '{}'", t.text), t.pos)
 }
 
+/// Relative date literals: name → whether it takes `:n`.
+pub fn date_literal(name: &str) -> Option<bool> {
+    const PLAIN: &[&str] = &[
+        "YESTERDAY", "TODAY", "TOMORROW", "LAST_WEEK", "THIS_WEEK", "NEXT_WEEK", "LAST_MONTH", "THIS_MONTH",
+        "NEXT_MONTH", "LAST_90_DAYS", "NEXT_90_DAYS", "THIS_QUARTER", "LAST_QUARTER", "NEXT_QUARTER", "THIS_YEAR",
+        "LAST_YEAR", "NEXT_YEAR",
+    ];
+    const WITH_N: &[&str] = &[
+        "LAST_N_DAYS", "NEXT_N_DAYS", "LAST_N_WEEKS", "NEXT_N_WEEKS", "LAST_N_MONTHS", "NEXT_N_MONTHS",
+        "LAST_N_QUARTERS", "NEXT_N_QUARTERS", "LAST_N_YEARS", "NEXT_N_YEARS", "N_DAYS_AGO", "N_WEEKS_AGO",
+        "N_MONTHS_AGO", "N_QUARTERS_AGO", "N_YEARS_AGO",
+    ];
+    let up = name.to_ascii_uppercase();
+    if PLAIN.contains(&up.as_str()) {
+        Some(false)
+    } else if WITH_N.contains(&up.as_str()) {
+        Some(true)
+    } else {
+        None
+    }
+}
+
 impl Parser {
     fn peek(&self) -> &Token {
         &self.toks[self.i]
+    }
+    fn peek_at(&self, k: usize) -> &Tok {
+        &self.toks[(self.i + k).min(self.toks.len() - 1)].tok
     }
     fn next(&mut self) -> Token {
         let t = self.toks[self.i].clone();
@@ -110,35 +205,78 @@ impl Parser {
             Err(unexpected(self.peek()))
         }
     }
+    fn is_plain_ident(&self) -> bool {
+        matches!(&self.peek().tok, Tok::Ident(s) if !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s)))
+    }
     /// A field path: an identifier that isn't a reserved word.
     fn path(&mut self) -> Result<Path, SoqlError> {
         let t = self.peek().clone();
         match &t.tok {
-            Tok::Ident(s) if !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s)) => {
+            Tok::Ident(s) if self.is_plain_ident() => {
                 self.next();
                 Ok(Path { text: s.clone(), pos: t.pos })
             }
             _ => Err(unexpected(&t)),
         }
     }
+    /// An optional alias after a select item: a plain identifier without dots, followed by `,`
+    /// or `FROM` (so `SELECT Id FORM Account` still fails at `FORM`).
+    fn alias(&mut self) -> Option<Path> {
+        let next = &self.toks[(self.i + 1).min(self.toks.len() - 1)];
+        let ends_item = next.tok == Tok::Comma || next.is_kw("FROM");
+        if self.is_plain_ident() && !self.peek().text.contains('.') && ends_item {
+            let t = self.next();
+            return Some(Path { text: t.text, pos: t.pos });
+        }
+        None
+    }
+    /// `FN(` ahead: an aggregate call.
+    fn at_agg(&self) -> bool {
+        matches!(&self.peek().tok, Tok::Ident(s) if AggFn::from_name(s).is_some()) && *self.peek_at(1) == Tok::LParen
+    }
+    fn agg(&mut self) -> Result<Agg, SoqlError> {
+        let t = self.next();
+        let func = AggFn::from_name(&t.text).ok_or_else(|| unexpected(&t))?;
+        self.expect(Tok::LParen)?;
+        let field = if func == AggFn::Count && self.peek().tok == Tok::RParen { None } else { Some(self.path()?) };
+        self.expect(Tok::RParen)?;
+        Ok(Agg { func, field, pos: t.pos })
+    }
 
     fn query(&mut self) -> Result<Query, SoqlError> {
         self.expect_kw("SELECT")?;
         let mut select = vec![];
         loop {
-            if self.peek().is_kw("COUNT") && self.toks.get(self.i + 1).map(|t| &t.tok) == Some(&Tok::LParen) {
+            if self.peek().is_kw("COUNT") && *self.peek_at(1) == Tok::LParen && *self.peek_at(2) == Tok::RParen {
                 let pos = self.next().pos;
                 self.next();
-                if self.peek().tok != Tok::RParen {
-                    // COUNT(field) is an aggregate query: not in the supported subset.
-                    return Err(SoqlError::malformed("COUNT(field) aggregate queries are not supported by the emulator", self.peek().pos));
-                }
                 self.next();
                 select.push(SelectItem::CountAll(pos));
-            } else if self.peek().tok == Tok::LParen {
-                return Err(SoqlError::malformed("relationship subqueries are not supported by the emulator", self.peek().pos));
+            } else if self.at_agg() {
+                let agg = self.agg()?;
+                let alias = self.alias();
+                select.push(SelectItem::Agg(agg, alias));
+            } else if self.peek().is_kw("FIELDS") && *self.peek_at(1) == Tok::LParen {
+                let pos = self.next().pos;
+                self.next();
+                let t = self.next();
+                let kind = match t.text.to_ascii_uppercase().as_str() {
+                    "ALL" => FieldsKind::All,
+                    "STANDARD" => FieldsKind::Standard,
+                    "CUSTOM" => FieldsKind::Custom,
+                    _ => return Err(unexpected(&t)),
+                };
+                self.expect(Tok::RParen)?;
+                select.push(SelectItem::Fields(kind, pos));
+            } else if self.peek().tok == Tok::LParen && self.toks.get(self.i + 1).is_some_and(|t| t.is_kw("SELECT")) {
+                let pos = self.next().pos;
+                let sub = self.query()?;
+                self.expect(Tok::RParen)?;
+                select.push(SelectItem::SubQuery(Box::new(sub), pos));
             } else {
-                select.push(SelectItem::Field(self.path()?));
+                let p = self.path()?;
+                let alias = self.alias();
+                select.push(SelectItem::Field(p, alias));
             }
             if self.peek().tok == Tok::Comma {
                 self.next();
@@ -149,11 +287,33 @@ impl Parser {
         self.expect_kw("FROM")?;
         let from = self.path()?;
         let filter = if self.eat_kw("WHERE") { Some(self.expr()?) } else { None };
+        let mut group_by = vec![];
+        if self.eat_kw("GROUP") {
+            self.expect_kw("BY")?;
+            if self.peek().is_kw("ROLLUP") || self.peek().is_kw("CUBE") {
+                return Err(SoqlError::malformed("GROUP BY ROLLUP/CUBE is not supported by the emulator", self.peek().pos));
+            }
+            loop {
+                group_by.push(self.path()?);
+                if self.peek().tok == Tok::Comma {
+                    self.next();
+                } else {
+                    break;
+                }
+            }
+        }
+        let having = if self.eat_kw("HAVING") { Some(self.expr()?) } else { None };
         let mut order = vec![];
         if self.eat_kw("ORDER") {
             self.expect_kw("BY")?;
             loop {
-                let field = self.path()?;
+                let (field, agg) = if self.at_agg() {
+                    let agg = self.agg()?;
+                    let p = agg.field.clone().unwrap_or(Path { text: "Id".into(), pos: agg.pos });
+                    (p, Some(agg))
+                } else {
+                    (self.path()?, None)
+                };
                 let desc = if self.eat_kw("DESC") {
                     true
                 } else {
@@ -170,7 +330,7 @@ impl Parser {
                         nulls_last = false;
                     }
                 }
-                order.push(OrderItem { field, desc, nulls_last });
+                order.push(OrderItem { field, agg, desc, nulls_last });
                 if self.peek().tok == Tok::Comma {
                     self.next();
                 } else {
@@ -180,16 +340,15 @@ impl Parser {
         }
         let mut limit = None;
         let mut offset = None;
-        if self.eat_kw("LIMIT") {
+        let mut limit_pos = self.peek().pos;
+        if self.peek().is_kw("LIMIT") {
+            limit_pos = self.next().pos;
             limit = Some(self.count()?);
         }
         if self.eat_kw("OFFSET") {
             offset = Some(self.count()?);
         }
-        if self.peek().tok != Tok::Eof {
-            return Err(unexpected(self.peek()));
-        }
-        Ok(Query { select, from, filter, order, limit, offset })
+        Ok(Query { select, from, filter, group_by, having, order, limit, offset, limit_pos })
     }
 
     fn count(&mut self) -> Result<u64, SoqlError> {
@@ -221,6 +380,20 @@ impl Parser {
         Ok(if joiner == "AND" { Cond::And(parts) } else { Cond::Or(parts) })
     }
 
+    fn cmp_op(&mut self) -> Result<CmpOp, SoqlError> {
+        let t = self.next();
+        Ok(match &t.tok {
+            Tok::Op("=") => CmpOp::Eq,
+            Tok::Op("!=") => CmpOp::Ne,
+            Tok::Op("<") => CmpOp::Lt,
+            Tok::Op("<=") => CmpOp::Le,
+            Tok::Op(">") => CmpOp::Gt,
+            Tok::Op(">=") => CmpOp::Ge,
+            Tok::Ident(s) if s.eq_ignore_ascii_case("LIKE") => CmpOp::Like,
+            _ => return Err(unexpected(&t)),
+        })
+    }
+
     fn unary(&mut self) -> Result<Cond, SoqlError> {
         if self.eat_kw("NOT") {
             return Ok(Cond::Not(Box::new(self.unary()?)));
@@ -231,11 +404,42 @@ impl Parser {
             self.expect(Tok::RParen)?;
             return Ok(c);
         }
+        if self.at_agg() {
+            let agg = self.agg()?;
+            let op = self.cmp_op()?;
+            let value_pos = self.peek().pos;
+            let value = self.literal()?;
+            return Ok(Cond::AggCmp { agg, op, value, value_pos });
+        }
         let field = self.path()?;
+        if self.peek().is_kw("INCLUDES") || self.peek().is_kw("EXCLUDES") {
+            let negated = self.next().is_kw("EXCLUDES");
+            let open = self.expect(Tok::LParen)?;
+            let mut values = vec![];
+            loop {
+                let t = self.next();
+                match t.tok {
+                    Tok::Str(s) => values.push(s),
+                    _ => return Err(unexpected(&t)),
+                }
+                if self.peek().tok == Tok::Comma {
+                    self.next();
+                } else {
+                    break;
+                }
+            }
+            self.expect(Tok::RParen)?;
+            return Ok(Cond::Includes { field, negated, values, value_pos: open.pos });
+        }
         let negated = self.eat_kw("NOT");
         if self.peek().is_kw("IN") {
             self.next();
             let open = self.expect(Tok::LParen)?;
+            if self.peek().is_kw("SELECT") {
+                let query = self.query()?;
+                self.expect(Tok::RParen)?;
+                return Ok(Cond::InQuery { field, negated, query: Box::new(query), value_pos: open.pos });
+            }
             let mut values = vec![];
             loop {
                 values.push(self.literal()?);
@@ -251,17 +455,7 @@ impl Parser {
         if negated {
             return Err(unexpected(self.peek()));
         }
-        let t = self.next();
-        let op = match &t.tok {
-            Tok::Op("=") => CmpOp::Eq,
-            Tok::Op("!=") => CmpOp::Ne,
-            Tok::Op("<") => CmpOp::Lt,
-            Tok::Op("<=") => CmpOp::Le,
-            Tok::Op(">") => CmpOp::Gt,
-            Tok::Op(">=") => CmpOp::Ge,
-            Tok::Ident(s) if s.eq_ignore_ascii_case("LIKE") => CmpOp::Like,
-            _ => return Err(unexpected(&t)),
-        };
+        let op = self.cmp_op()?;
         let value_pos = self.peek().pos;
         let value = self.literal()?;
         Ok(Cond::Cmp { field, op, value, value_pos })
@@ -277,6 +471,23 @@ impl Parser {
             Tok::Ident(ref s) if s.eq_ignore_ascii_case("null") => Lit::Null,
             Tok::Ident(ref s) if s.eq_ignore_ascii_case("true") => Lit::Bool(true),
             Tok::Ident(ref s) if s.eq_ignore_ascii_case("false") => Lit::Bool(false),
+            Tok::Ident(ref s) => match date_literal(s) {
+                Some(false) => Lit::Relative(s.to_ascii_uppercase(), 0),
+                Some(true) => {
+                    if self.peek().tok != Tok::Colon {
+                        return Err(SoqlError::malformed(format!("unexpected token: '{}'", t.text), t.pos));
+                    }
+                    self.next();
+                    let n = self.next();
+                    match n.tok {
+                        Tok::Num(v) if v >= 0.0 && v.fract() == 0.0 && !n.text.contains('.') => {
+                            Lit::Relative(s.to_ascii_uppercase(), v as i64)
+                        }
+                        _ => return Err(unexpected(&n)),
+                    }
+                }
+                None => return Err(unexpected(&t)),
+            },
             _ => return Err(unexpected(&t)),
         })
     }
@@ -284,7 +495,12 @@ impl Parser {
 
 pub fn parse(q: &str) -> Result<Query, SoqlError> {
     let toks = lex(q)?;
-    Parser { toks, i: 0 }.query()
+    let mut p = Parser { toks, i: 0 };
+    let query = p.query()?;
+    if p.peek().tok != Tok::Eof {
+        return Err(unexpected(p.peek()));
+    }
+    Ok(query)
 }
 
 #[cfg(test)]
@@ -330,6 +546,33 @@ mod tests {
         });
         assert!(matches!(&parts[1], Cond::Cmp { value: Lit::Str(s), .. } if s == "50\\%"));
         assert!(err(r"SELECT Id FROM Account WHERE Name = 'a\q'").contains("Illegal character sequence"));
+    }
+
+    #[test]
+    fn aggregates_and_clauses() {
+        let q = parse(
+            "SELECT Industry, Account.Name an, COUNT(Id), SUM(Amount) total, COUNT_DISTINCT(Name) FROM Opportunity \
+             WHERE CloseDate = LAST_N_DAYS:30 AND Tags__c INCLUDES ('a;b', 'c') AND AccountId IN (SELECT Id FROM Account) \
+             GROUP BY Industry, Account.Name HAVING COUNT(Id) > 1 AND SUM(Amount) < 10 ORDER BY SUM(Amount) DESC LIMIT 5",
+        )
+        .unwrap();
+        assert_eq!(q.select.len(), 5);
+        assert!(matches!(&q.select[1], SelectItem::Field(p, Some(a)) if p.text == "Account.Name" && a.text == "an"));
+        assert!(matches!(&q.select[2], SelectItem::Agg(Agg { func: AggFn::Count, field: Some(_), .. }, None)));
+        assert!(matches!(&q.select[3], SelectItem::Agg(Agg { func: AggFn::Sum, .. }, Some(a)) if a.text == "total"));
+        assert_eq!(q.group_by.len(), 2);
+        assert!(matches!(&q.having, Some(Cond::And(v)) if v.len() == 2));
+        assert!(q.order[0].agg.is_some() && q.order[0].desc);
+        let Some(Cond::And(parts)) = &q.filter else { panic!() };
+        assert!(matches!(&parts[0], Cond::Cmp { value: Lit::Relative(n, 30), .. } if n == "LAST_N_DAYS"));
+        assert!(matches!(&parts[1], Cond::Includes { negated: false, values, .. } if values.len() == 2));
+        assert!(matches!(&parts[2], Cond::InQuery { negated: false, .. }));
+        let q = parse("SELECT FIELDS(ALL), (SELECT Id FROM Contacts) FROM Account WHERE CreatedDate = TODAY LIMIT 200").unwrap();
+        assert!(matches!(q.select[0], SelectItem::Fields(FieldsKind::All, _)));
+        assert!(matches!(&q.select[1], SelectItem::SubQuery(sub, _) if sub.from.text == "Contacts"));
+        assert_eq!(err("SELECT Id FROM Account WHERE CreatedDate = LAST_N_DAYS"), "unexpected token: 'LAST_N_DAYS'");
+        assert_eq!(err("SELECT Id FROM Account WHERE CreatedDate = LAST_N_DAYS:x"), "unexpected token: 'x'");
+        assert_eq!(err("SELECT FIELDS(SOME) FROM Account"), "unexpected token: 'SOME'");
     }
 
     #[test]
