@@ -3,6 +3,7 @@
 //!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
 //!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
+//!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
 //!                                    REST query and Bulk query read throughput (N records)
 //!   sfsync-bench all                 everything, with small defaults
@@ -150,6 +151,44 @@ fn parse_sf_datetime(s: &str) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
+/// A backlog of `n` captured inserts (made while the worker was off), then drained:
+/// time, API calls and the worker's peak resident memory.
+fn drain(n: usize) {
+    let env = start(false);
+    table(&env, "contacts", true);
+    env.cluster.psql("bench", &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"));
+    let pid: i32 = eventually(Duration::from_secs(30), || {
+        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| "no worker".to_string())
+    });
+    let rss = |field: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0)
+    };
+    let before_kb = rss("VmRSS:");
+    let calls0 = api_calls(&env);
+    let t0 = Instant::now();
+    env.cluster.psql("bench", "ALTER SYSTEM SET sfsync.enabled = on");
+    env.cluster.psql("bench", "SELECT pg_reload_conf()");
+    let mut peak = 0;
+    eventually(Duration::from_secs(3600), || {
+        peak = peak.max(rss("VmHWM:"));
+        let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
+        std::thread::sleep(Duration::from_millis(500));
+        (left == 0).then_some(()).ok_or(format!("{left} left"))
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let calls = api_calls(&env) - calls0;
+    println!(
+        "drain {n}: {secs:.1} s, {:.0} rows/s, {calls} API calls (ceil(N/200) = {}), worker RSS {} MB before, peak {} MB",
+        n as f64 / secs,
+        n.div_ceil(200),
+        before_kb / 1024,
+        peak / 1024
+    );
+}
+
 /// The salesforce crate alone against the emulator: call economy and read throughput.
 fn client(n: usize) {
     use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Record, Secret};
@@ -221,6 +260,7 @@ fn main() {
         }
         Some("latency") => latency(num(1, 100)),
         Some("client") => client(num(1, 200_000)),
+        Some("drain") => drain(num(1, 1_000_000)),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -228,7 +268,7 @@ fn main() {
             client(200_000);
         }
         Some(other) => {
-            eprintln!("unknown benchmark {other:?}; use capture, push, latency, client or all");
+            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, client or all");
             std::process::exit(2);
         }
     }
