@@ -91,3 +91,34 @@ fn a_killed_worker_is_restarted_and_sync_goes_on() {
         (r.len() == 1).then_some(()).ok_or("not pushed".to_string())
     });
 }
+
+#[test]
+fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    let pid = env.worker_pid();
+    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    db.batch_execute("INSERT INTO accounts (name) SELECT 'Killed ' || g FROM generate_series(1, 30) g").unwrap();
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
+        (n > 0).then_some(()).ok_or("not claimed yet".to_string())
+    });
+    drop(db);
+    // SIGKILL: Postgres treats it as a crash and restarts every backend; the launcher then
+    // starts a new worker, which finds the claimed batch and sends it again.
+    env.cluster.signal_backend(pid, "KILL");
+    std::thread::sleep(Duration::from_millis(1600));
+    env.emu.admin("DELETE", "faults", json!(null));
+    assert_exactly_once(&env, 30);
+    let mut db = eventually(WAIT, || env.cluster.try_connect("app").map_err(|e| e.to_string()));
+    let new_pid = eventually(WAIT, || {
+        let p: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
+        p.filter(|p| *p != pid).ok_or("no new worker".to_string())
+    });
+    assert_ne!(new_pid, pid);
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
+    });
+}
