@@ -21,10 +21,19 @@ struct Env {
 }
 
 fn start(enabled: bool) -> Env {
+    start_with(enabled, false)
+}
+
+/// `durable`: PostgreSQL's default durability (fsync, full page writes) instead of the
+/// harness's fast settings.
+fn start_with(enabled: bool, durable: bool) -> Env {
     let emu = Emulator::start_with_args(&["--daily-api-limit", "100000000"]);
+    let mut opts = ClusterOpts::new();
+    if durable {
+        opts = opts.guc("fsync", "on").guc("full_page_writes", "on").guc("synchronous_commit", "on");
+    }
     let cluster = Cluster::start(
-        ClusterOpts::new()
-            .preload(true)
+        opts.preload(true)
             .guc("sfsync.enabled", if enabled { "on" } else { "off" })
             .guc("sfsync.poll_interval", "1s")
             .guc("sfsync.pull_interval", "1s")
@@ -71,14 +80,19 @@ fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
 }
 
 fn capture(seconds: u32) {
-    // The worker is off: this measures what capture costs the writing transaction.
-    let env = start(false);
-    table(&env, "plain", false);
-    table(&env, "synced", true);
-    // Alternate to spread noise evenly; best of two each.
-    let plain = pgbench(&env, "plain", seconds).max(pgbench(&env, "plain", seconds));
-    let synced = pgbench(&env, "synced", seconds).max(pgbench(&env, "synced", seconds));
-    println!("capture: plain {plain:.0} tps, synced {synced:.0} tps, ratio synced/plain = {:.2}", synced / plain);
+    // The worker is off: this measures what capture costs the writing transaction, with
+    // PostgreSQL's default durability and with fsync off (CPU-bound, the worst case).
+    for durable in [true, false] {
+        let env = start_with(false, durable);
+        table(&env, "plain", false);
+        table(&env, "synced", true);
+        // Interleaved, best of two each, to spread noise evenly.
+        let (p1, s1) = (pgbench(&env, "plain", seconds), pgbench(&env, "synced", seconds));
+        let (p2, s2) = (pgbench(&env, "plain", seconds), pgbench(&env, "synced", seconds));
+        let (plain, synced) = (p1.max(p2), s1.max(s2));
+        let mode = if durable { "default durability" } else { "fsync off" };
+        println!("capture ({mode}): plain {plain:.0} tps, synced {synced:.0} tps, ratio synced/plain = {:.2}", synced / plain);
+    }
 }
 
 fn push(sizes: &[usize]) {
@@ -152,7 +166,7 @@ fn parse_sf_datetime(s: &str) -> Option<i64> {
 }
 
 /// A backlog of `n` captured inserts (made while the worker was off), then drained:
-/// time, API calls and the worker's peak resident memory.
+/// time, API calls and the worker's peak private memory (sampled every half second).
 fn drain(n: usize) {
     let env = start(false);
     table(&env, "contacts", true);
@@ -166,14 +180,16 @@ fn drain(n: usize) {
             .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
             .unwrap_or(0)
     };
-    let before_kb = rss("VmRSS:");
+    // RssAnon is the process's private memory (heap, palloc); VmRSS also counts the shared
+    // buffers it touched.
+    let before_kb = rss("RssAnon:");
     let calls0 = api_calls(&env);
     let t0 = Instant::now();
     env.cluster.psql("bench", "ALTER SYSTEM SET sfsync.enabled = on");
     env.cluster.psql("bench", "SELECT pg_reload_conf()");
     let mut peak = 0;
     eventually(Duration::from_secs(3600), || {
-        peak = peak.max(rss("VmHWM:"));
+        peak = peak.max(rss("RssAnon:"));
         let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
         std::thread::sleep(Duration::from_millis(500));
         (left == 0).then_some(()).ok_or(format!("{left} left"))
@@ -181,7 +197,7 @@ fn drain(n: usize) {
     let secs = t0.elapsed().as_secs_f64();
     let calls = api_calls(&env) - calls0;
     println!(
-        "drain {n}: {secs:.1} s, {:.0} rows/s, {calls} API calls (ceil(N/200) = {}), worker RSS {} MB before, peak {} MB",
+        "drain {n}: {secs:.1} s, {:.0} rows/s, {calls} API calls (ceil(N/200) = {}), worker private memory {} MB before, peak {} MB",
         n as f64 / secs,
         n.div_ceil(200),
         before_kb / 1024,
