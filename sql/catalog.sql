@@ -94,6 +94,16 @@ CREATE TABLE sfsync.sync_state (
     last_error_at timestamptz
 );
 
+-- Change Data Capture: the last replay id delivered per connection and channel, so a
+-- restarted worker resumes the stream where it stopped.
+CREATE TABLE sfsync.cdc_state (
+    connection text NOT NULL REFERENCES sfsync.connections (name) ON DELETE CASCADE ON UPDATE CASCADE,
+    channel    text NOT NULL,
+    replay_id  bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (connection, channel)
+);
+
 -- One row per record Salesforce (or the local apply) rejected; cleared when it succeeds.
 CREATE TABLE sfsync.record_errors (
     id            bigserial PRIMARY KEY,
@@ -118,6 +128,7 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.connection_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.sync_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.cdc_state', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static API_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.5);
+pub static CDC: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static CDC_SAFETY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
@@ -36,10 +38,19 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"sfsync.cdc",
+        c"Listen to Change Data Capture events so Salesforce changes arrive at once.",
+        c"Polling on SystemModstamp stays as the safety net (sfsync.cdc_safety_interval).",
+        &CDC,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     let ms = GucFlags::UNIT_MS;
     int(c"sfsync.poll_interval", c"Fallback wake-up of the worker when no commit woke it.", &POLL_INTERVAL_MS, 10, 3_600_000, ms);
     int(c"sfsync.batch_delay", c"Least time between two push passes, so commits in a burst travel together.", &BATCH_DELAY_MS, 0, 10_000, ms);
     int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
+    int(c"sfsync.cdc_safety_interval", c"While a table's change stream is up, how often it is still polled to catch anything the stream missed.", &CDC_SAFETY_INTERVAL_MS, 50, 86_400_000, ms);
     int(c"sfsync.pull_overlap", c"How far before the high-water mark each poll looks again, so late commits are not missed.", &PULL_OVERLAP_MS, 0, 3_600_000, ms);
     int(c"sfsync.batch_size", c"Most outbox entries claimed by one push pass.", &BATCH_SIZE, 1, 100_000, GucFlags::default());
     int(c"sfsync.bulk_threshold", c"Records of one table in one push pass from which Bulk API 2.0 is used instead of sObject Collections.", &BULK_THRESHOLD, 1, 10_000_000, GucFlags::default());

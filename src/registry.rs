@@ -150,10 +150,5 @@ pub fn wake_worker(dboid: u32) {
 
 fn pid_alive(pid: i32) -> bool {
     // kill(pid, 0): ESRCH means gone; EPERM cannot happen for our own cluster's processes.
-    unsafe { libc_kill(pid, 0) == 0 }
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
+    unsafe { libc::kill(pid, 0) == 0 }
 }

@@ -75,7 +75,8 @@ pub fn options() -> ClientOptions {
     }
 }
 
-fn load(name: &str) -> Result<ConnectionSpec> {
+/// The stored connection `name` (inside a transaction).
+pub fn load(name: &str) -> Result<ConnectionSpec> {
     let args: Vec<DatumWithOid> = vec![name.into()];
     let v = spi_util::json(
         "SELECT jsonb_build_object('login_url', c.login_url, 'client_id', c.client_id, 'auth_flow', c.auth_flow,

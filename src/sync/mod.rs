@@ -3,6 +3,7 @@
 //! is ever held open across a network call.
 
 pub mod bulk_write;
+pub mod cdc;
 pub mod clients;
 pub mod pull;
 pub mod push;

@@ -6,7 +6,7 @@ use crate::sync::{self, push, Ctx};
 use crate::{guc, registry};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 #[pg_guard]
@@ -36,10 +36,12 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let mut next_pull: HashMap<i32, Instant> = HashMap::new();
     let mut busy = false;
     let mut last_pass: Option<Instant> = None;
+    let mut stream = Stream::new();
     loop {
-        // After a full batch, go straight on; otherwise sleep until woken or due.
+        // After a full batch, go straight on; otherwise sleep until woken (commit, change
+        // event, signal) or due.
         let timeout = if busy { Duration::ZERO } else { next_wake(&next_pull) };
-        if !BackgroundWorker::wait_latch(Some(timeout)) || crate::worker::shutdown_requested() {
+        if !wait(timeout, stream.cdc.as_ref().map(|c| c.wake_fd())) || crate::worker::shutdown_requested() {
             break;
         }
         if BackgroundWorker::sighup_received() {
@@ -69,6 +71,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 continue;
             }
         };
+        stream.follow(&mappings, &mut next_pull);
         busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
             Err(e) => {
@@ -76,7 +79,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 false
             }
         };
-        pull_due(&mappings, &mut next_pull);
+        pull_due(&mappings, &mut next_pull, &stream);
         let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
         if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
             warning!("sfsync: could not release the pass lock: {e}");
@@ -107,6 +110,123 @@ fn begin_pass() -> Result<Pass> {
     Ok(Pass::Run(sync::load_mappings(None)?))
 }
 
+/// The worker's side of Change Data Capture: listeners per connection (see sync::cdc),
+/// and the replay ids to persist.
+struct Stream {
+    cdc: Option<sync::cdc::Cdc>,
+    /// connection -> objects listened to.
+    wanted: BTreeMap<String, BTreeSet<String>>,
+    replay: HashMap<(String, String), i64>,
+    unsaved: bool,
+    saved_at: Instant,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        let cdc = sync::cdc::Cdc::new().map_err(|e| warning!("sfsync: change data capture disabled: {e}")).ok();
+        let replay = crate::worker::tx::run(load_replay).unwrap_or_default();
+        Stream { cdc, wanted: BTreeMap::new(), replay, unsaved: false, saved_at: Instant::now() }
+    }
+
+    fn healthy(&self, conn: &str) -> bool {
+        guc::CDC.get() && self.cdc.as_ref().is_some_and(|c| c.healthy(conn))
+    }
+
+    /// Keeps the listeners in line with the pulled objects, turns events into immediate
+    /// polls, and saves replay ids every few seconds.
+    fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
+        let Some(cdc) = self.cdc.as_mut() else { return };
+        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if guc::CDC.get() {
+            for m in mappings.iter().filter(|m| m.pulls()) {
+                wanted.entry(m.connection.clone()).or_default().insert(m.sobject.clone());
+            }
+        }
+        if wanted != self.wanted {
+            let specs = crate::worker::tx::run(|| {
+                let mut out = HashMap::new();
+                for (conn, objects) in &wanted {
+                    let creds = sync::clients::load(conn)?.credentials()?;
+                    out.insert(conn.clone(), (creds, sync::clients::options(), objects.clone()));
+                }
+                Ok(out)
+            });
+            match specs {
+                Ok(specs) => {
+                    cdc.reconcile(specs, &self.replay);
+                    self.wanted = wanted;
+                }
+                Err(e) => warning!("sfsync: cannot start change data capture: {e}"),
+            }
+        }
+        let drained = cdc.drain();
+        for (conn, object) in &drained.changed {
+            for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
+                next_pull.remove(&m.id); // due now
+            }
+        }
+        for (conn, why) in &drained.down {
+            log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
+        }
+        if !drained.replay.is_empty() {
+            self.replay.extend(drained.replay);
+            self.unsaved = true;
+        }
+        if self.unsaved && self.saved_at.elapsed() >= Duration::from_secs(5) {
+            let rows: Vec<serde_json::Value> = self
+                .replay
+                .iter()
+                .map(|((conn, ch), id)| serde_json::json!({"connection": conn, "channel": ch, "replay_id": id}))
+                .collect();
+            let saved = crate::worker::tx::run(|| {
+                crate::spi_util::exec(
+                    "INSERT INTO sfsync.cdc_state AS s (connection, channel, replay_id)
+                     SELECT r.connection, r.channel, r.replay_id FROM jsonb_to_recordset($1) AS r(connection text, channel text, replay_id bigint)
+                     WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = r.connection)
+                     ON CONFLICT (connection, channel) DO UPDATE SET replay_id = EXCLUDED.replay_id, updated_at = now()
+                     WHERE s.replay_id IS DISTINCT FROM EXCLUDED.replay_id",
+                    &[crate::spi_util::jsonb(serde_json::Value::Array(rows))],
+                )
+            });
+            if saved.is_ok() {
+                self.unsaved = false;
+                self.saved_at = Instant::now();
+            }
+        }
+    }
+}
+
+fn load_replay() -> Result<HashMap<(String, String), i64>> {
+    let v = crate::spi_util::json(
+        "SELECT jsonb_agg(jsonb_build_array(connection, channel, replay_id)) FROM sfsync.cdc_state",
+        &[],
+    )?;
+    let rows: Vec<(String, String, i64)> = v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    Ok(rows.into_iter().map(|(c, ch, id)| ((c, ch), id)).collect())
+}
+
+/// Waits for the latch (commits, signals), the change stream's socket, or the timeout.
+/// False when the worker must stop.
+fn wait(timeout: Duration, socket: Option<i32>) -> bool {
+    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_POSTMASTER_DEATH;
+    if socket.is_some() {
+        events |= pg_sys::WL_SOCKET_READABLE;
+    }
+    let rc = unsafe {
+        let rc = pg_sys::WaitLatchOrSocket(
+            pg_sys::MyLatch,
+            events as i32,
+            socket.unwrap_or(-1),
+            timeout.as_millis().min(i32::MAX as u128) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        pg_sys::check_for_interrupts!();
+        rc
+    };
+    rc & pg_sys::WL_POSTMASTER_DEATH as i32 == 0 && !BackgroundWorker::sigterm_received()
+}
+
 /// Sleeps without waking for latch sets (those are what we are batching).
 fn sleep(d: Duration) {
     let ms = d.as_millis().min(60_000) as std::ffi::c_long;
@@ -126,9 +246,8 @@ fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
     next_pull.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
 }
 
-fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
+fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, stream: &Stream) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
-    let interval = guc::ms(&guc::PULL_INTERVAL_MS);
     // Parents first, so a child's lookup finds the parent row it points to.
     let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
     let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
@@ -143,6 +262,12 @@ fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
         if !sync::clients::available(&m.connection) {
             continue;
         }
+        // With a healthy change stream, the timed poll is only a safety net.
+        let interval = if stream.healthy(&m.connection) {
+            guc::ms(&guc::PULL_INTERVAL_MS).max(guc::ms(&guc::CDC_SAFETY_INTERVAL_MS))
+        } else {
+            guc::ms(&guc::PULL_INTERVAL_MS)
+        };
         next_pull.insert(m.id, Instant::now() + interval);
         if let Err(e) = sync::pull::pass(Ctx::Worker, m, mappings) {
             let delay = sync::clients::failed(&m.connection, &e);

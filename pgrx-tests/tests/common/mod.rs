@@ -14,16 +14,23 @@ pub struct Env {
 }
 
 pub fn start() -> Env {
+    start_with(&[])
+}
+
+/// `start` with extra settings (later ones win).
+pub fn start_with(gucs: &[(&str, &str)]) -> Env {
     let emu = Emulator::start();
-    let cluster = Cluster::start(
-        ClusterOpts::new()
-            .preload(true)
-            .guc("sfsync.poll_interval", "200ms")
-            .guc("sfsync.pull_interval", "300ms")
-            .guc("sfsync.launcher_interval", "500ms")
-            .guc("sfsync.restart_delay", "200ms")
-            .guc("sfsync.http_timeout", "3s"),
-    );
+    let mut opts = ClusterOpts::new()
+        .preload(true)
+        .guc("sfsync.poll_interval", "200ms")
+        .guc("sfsync.pull_interval", "300ms")
+        .guc("sfsync.launcher_interval", "500ms")
+        .guc("sfsync.restart_delay", "200ms")
+        .guc("sfsync.http_timeout", "3s");
+    for (k, v) in gucs {
+        opts = opts.guc(*k, *v);
+    }
+    let cluster = Cluster::start(opts);
     // The database does not exist when the server starts: the launcher must cope.
     cluster.create_database("app");
     let env = Env { emu, cluster };
