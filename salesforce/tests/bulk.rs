@@ -1,74 +1,19 @@
-//! Bulk API 2.0 client tests against a real `sf-emulator` process (found like in
-//! `tests/emulator.rs`: `SF_EMULATOR_BIN`, next to the test binary, or `$CARGO_TARGET_DIR`).
-//! Skipped with a SKIP line when the binary is absent, unless `SF_REQUIRE_EMULATOR` is set.
+//! Bulk API 2.0 client tests against a real `sf-emulator` process (started
+//! through tests/common). Skipped with a SKIP line when the binary is absent,
+//! unless `SF_REQUIRE_EMULATOR` is set.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
-use salesforce::{build_csv, AuthFlow, BulkOperation, BulkOptions, BulkRowOutcome, Client, ClientOptions, Credentials, Secret};
-use serde_json::{json, Value};
+use common::Emulator;
+use salesforce::{build_csv, BulkOperation, BulkOptions, BulkRowOutcome, ClientOptions};
+use serde_json::json;
 
-struct Emulator {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn emulator_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SF_EMULATOR_BIN") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let mut c = vec![];
-    if let Some(d) = std::env::current_exe().ok().and_then(|e| e.parent().and_then(|d| d.parent()).map(|d| d.to_path_buf())) {
-        c.push(d.join("sf-emulator"));
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        c.push(PathBuf::from(t).join("debug").join("sf-emulator"));
-    }
-    c.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sf-emulator"));
-    c.into_iter().find(|p| p.is_file())
-}
-
+/// Clients here allow 20 s per request and keep the default retry budget.
 fn start(test: &str) -> Option<Emulator> {
-    let Some(bin) = emulator_bin() else {
-        assert!(std::env::var_os("SF_REQUIRE_EMULATOR").is_none(), "sf-emulator binary not found and SF_REQUIRE_EMULATOR is set");
-        eprintln!("SKIP {test}: sf-emulator binary not found");
-        return None;
-    };
-    let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sf-emulator");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("first line").expect("read");
-    std::thread::spawn(move || for _ in lines {});
-    let url = first.trim().strip_prefix("listening on ").expect("listening line").to_string();
-    Some(Emulator { child, url })
-}
-
-impl Emulator {
-    fn client(&self) -> Client {
-        let mut c = Credentials::new(AuthFlow::ClientCredentials, self.url.clone(), "sfsync-local");
-        c.client_secret = Some(Secret::new("sfsync-local-secret".into()));
-        let opts = ClientOptions { request_timeout: Duration::from_secs(20), ..ClientOptions::default() };
-        Client::login(c, opts).expect("login")
-    }
-    fn admin(&self, path: &str, body: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let mut r = agent.post(format!("{}/__emulator/{path}", self.url)).send_json(body).expect("admin");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-    }
+    let opts = ClientOptions { request_timeout: Duration::from_secs(20), ..ClientOptions::default() };
+    common::start(test).map(|e| e.with_client_opts(opts))
 }
 
 fn fast() -> BulkOptions {

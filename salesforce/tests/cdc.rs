@@ -1,94 +1,21 @@
 //! The CometD / Change Data Capture client against a real `sf-emulator` process
-//! (found like in tests/emulator.rs; SKIP unless present, failure with SF_REQUIRE_EMULATOR).
+//! (started through tests/common with CometD connects held for at most 500 ms;
+//! SKIP unless present, failure with SF_REQUIRE_EMULATOR).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{rec, Emulator};
 use salesforce::cdc::{channel_for, ChangeType, ALL_CHANGE_EVENTS};
-use salesforce::{AuthFlow, CdcError, CdcStream, ChangeEvent, Client, ClientOptions, Credentials, ReplayFrom, Secret};
-use serde_json::{json, Value};
+use salesforce::{CdcError, CdcStream, ChangeEvent, ClientOptions, ReplayFrom};
+use serde_json::json;
 
-fn emulator_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SF_EMULATOR_BIN") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let mut candidates = vec![];
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(profile_dir) = exe.parent().and_then(|d| d.parent()) {
-            candidates.push(profile_dir.join("sf-emulator"));
-        }
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("debug").join("sf-emulator"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sf-emulator"));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-struct Emulator {
-    child: Child,
-    url: String,
-    admin: ureq::Agent,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An emulator holding CometD connects for at most 500 ms.
+/// An emulator holding CometD connects for at most 500 ms; clients keep the
+/// default retry budget.
 fn start(test: &str) -> Option<Emulator> {
-    let Some(bin) = emulator_bin() else {
-        if std::env::var_os("SF_REQUIRE_EMULATOR").is_some() {
-            panic!("sf-emulator binary not found and SF_REQUIRE_EMULATOR is set");
-        }
-        eprintln!("SKIP {test}: sf-emulator binary not found (run `cargo build -p sf-emulator` or set SF_EMULATOR_BIN)");
-        return None;
-    };
-    let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0", "--cometd-timeout-ms", "500"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    let first = rx.recv_timeout(Duration::from_secs(20)).expect("sf-emulator printed no first line");
-    let url = first.trim().strip_prefix("listening on ").expect("first line").to_string();
-    let admin = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    Some(Emulator { child, url, admin })
-}
-
-impl Emulator {
-    fn client(&self) -> Client {
-        let mut c = Credentials::new(AuthFlow::ClientCredentials, self.url.clone(), "sfsync-local");
-        c.client_secret = Some(Secret::new("sfsync-local-secret".into()));
-        let opts = ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
-        Client::login(c, opts).expect("login")
-    }
-    fn admin(&self, path: &str, body: Value) -> Value {
-        let mut r = self.admin.post(format!("{}/__emulator/{path}", self.url)).send_json(body).expect("admin");
-        assert!(r.status().as_u16() < 300, "{path}");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null)
-    }
-}
-
-fn rec(v: Value) -> salesforce::Record {
-    v.as_object().unwrap().clone()
+    let opts = ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    common::start_with(test, &["--cometd-timeout-ms", "500"]).map(|e| e.with_client_opts(opts))
 }
 
 /// Polls until `n` events arrived (or 5 s).

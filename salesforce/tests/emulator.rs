@@ -1,163 +1,14 @@
-//! Integration tests against a real `sf-emulator` process.
-//!
-//! The binary is found through `SF_EMULATOR_BIN`, next to this test binary
-//! (`<target>/debug/sf-emulator`), `$CARGO_TARGET_DIR/debug/sf-emulator` or
-//! the workspace `target/debug/sf-emulator`. Build it first with
-//! `cargo build -p sf-emulator`. When it is absent every test prints a SKIP
-//! line and passes (set `SF_REQUIRE_EMULATOR=1` to make that a failure).
+//! Integration tests against a real `sf-emulator` process (started through
+//! tests/common: SKIP when the binary is absent unless `SF_REQUIRE_EMULATOR` is set).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Error, Record, Secret};
+use common::{rec, start, Emulator, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use salesforce::{AuthFlow, Client, ClientOptions, Error, Record, Secret};
 use serde_json::{json, Value};
-
-const CLIENT_ID: &str = "sfsync-local";
-const CLIENT_SECRET: &str = "sfsync-local-secret";
-const USERNAME: &str = "integration@sfsync.local";
-const PASSWORD: &str = "sfsync";
-
-fn emulator_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SF_EMULATOR_BIN") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let mut candidates = vec![];
-    if let Ok(exe) = std::env::current_exe() {
-        // <target>/debug/deps/emulator-xxxx -> <target>/debug/sf-emulator
-        if let Some(profile_dir) = exe.parent().and_then(|d| d.parent()) {
-            candidates.push(profile_dir.join("sf-emulator"));
-        }
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("debug").join("sf-emulator"));
-    }
-    let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(ws.join("target").join("debug").join("sf-emulator"));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-struct Emulator {
-    child: Child,
-    url: String,
-    admin: ureq::Agent,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts an emulator on a free port, or returns `None` (test skipped).
-fn start(test: &str) -> Option<Emulator> {
-    let Some(bin) = emulator_bin() else {
-        if std::env::var_os("SF_REQUIRE_EMULATOR").is_some() {
-            panic!("sf-emulator binary not found and SF_REQUIRE_EMULATOR is set");
-        }
-        eprintln!("SKIP {test}: sf-emulator binary not found (run `cargo build -p sf-emulator` or set SF_EMULATOR_BIN)");
-        return None;
-    };
-    let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        // keep draining so the emulator never blocks on a full pipe
-        for _ in lines {}
-    });
-    let first = match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(l) => l,
-        Err(_) => {
-            let _ = child.kill();
-            panic!("sf-emulator printed no first line within 20s");
-        }
-    };
-    let url = first
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line from sf-emulator: {first:?}"))
-        .trim_end_matches('/')
-        .to_string();
-    let admin: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    Some(Emulator { child, url, admin })
-}
-
-impl Emulator {
-    fn creds(&self, flow: AuthFlow) -> Credentials {
-        let mut c = Credentials::new(flow, self.url.clone(), CLIENT_ID);
-        match flow {
-            AuthFlow::ClientCredentials => c.client_secret = Some(Secret::new(CLIENT_SECRET.into())),
-            AuthFlow::Password => {
-                c.client_secret = Some(Secret::new(CLIENT_SECRET.into()));
-                c.username = Some(USERNAME.into());
-                c.password = Some(Secret::new(PASSWORD.into()));
-            }
-            AuthFlow::Jwt => c.username = Some(USERNAME.into()),
-            AuthFlow::RefreshToken => c.client_secret = Some(Secret::new(CLIENT_SECRET.into())),
-        }
-        c
-    }
-
-    fn opts() -> ClientOptions {
-        ClientOptions {
-            request_timeout: Duration::from_secs(10),
-            max_retry_time: Duration::from_secs(10),
-            ..ClientOptions::default()
-        }
-    }
-
-    fn client(&self) -> Client {
-        Client::login(self.creds(AuthFlow::ClientCredentials), Self::opts()).expect("login")
-    }
-
-    fn admin_post(&self, path: &str, body: Value) -> (u16, String) {
-        let mut r = self
-            .admin
-            .post(format!("{}{path}", self.url))
-            .send_json(body)
-            .expect("admin call");
-        (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default())
-    }
-
-    fn admin_delete(&self, path: &str) -> u16 {
-        self.admin.delete(format!("{}{path}", self.url)).call().expect("admin call").status().as_u16()
-    }
-
-    fn fault(&self, body: Value) {
-        let (status, text) = self.admin_post("/__emulator/faults", body.clone());
-        assert!(status < 300, "fault {body} rejected: {status} {text}");
-    }
-
-    fn clear_faults(&self) {
-        let status = self.admin_delete("/__emulator/faults");
-        assert!(status < 300, "clearing faults: {status}");
-    }
-}
-
-fn rec(v: Value) -> Record {
-    match v {
-        Value::Object(m) => m,
-        _ => panic!("not an object"),
-    }
-}
 
 fn unique(prefix: &str) -> String {
     let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
@@ -268,7 +119,7 @@ fn refresh_token_login() {
     // Get a refresh token the way an admin would (the password grant of the
     // emulator's connected app), then log in with it.
     let mut r = emu
-        .admin
+        .http
         .post(format!("{}/services/oauth2/token", emu.url))
         .send_form([
             ("grant_type", "password"),

@@ -1,86 +1,12 @@
 //! Client integration tests for getUpdated/getDeleted and composite against a
-//! real `sf-emulator` process (found like tests/emulator.rs finds it; SKIP
-//! when absent unless `SF_REQUIRE_EMULATOR` is set).
+//! real `sf-emulator` process (started through tests/common; SKIP when absent
+//! unless `SF_REQUIRE_EMULATOR` is set).
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
-use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Error, Secret};
-use serde_json::{json, Value};
-
-fn emulator_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SF_EMULATOR_BIN") {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let mut candidates = vec![];
-    if let Some(profile_dir) = std::env::current_exe().ok().and_then(|e| e.parent()?.parent().map(PathBuf::from)) {
-        candidates.push(profile_dir.join("sf-emulator"));
-    }
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("debug").join("sf-emulator"));
-    }
-    candidates.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sf-emulator"));
-    candidates.into_iter().find(|p| p.is_file())
-}
-
-struct Emulator {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(test: &str) -> Option<Emulator> {
-    let Some(bin) = emulator_bin() else {
-        assert!(std::env::var_os("SF_REQUIRE_EMULATOR").is_none(), "sf-emulator binary not found and SF_REQUIRE_EMULATOR is set");
-        eprintln!("SKIP {test}: sf-emulator binary not found (cargo build -p sf-emulator or set SF_EMULATOR_BIN)");
-        return None;
-    };
-    let mut child = Command::new(&bin)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().and_then(Result::ok).unwrap_or_default();
-    std::thread::spawn(move || for _ in lines {});
-    let url = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_string();
-    Some(Emulator { child, url })
-}
-
-impl Emulator {
-    fn client(&self) -> Client {
-        let mut c = Credentials::new(AuthFlow::ClientCredentials, self.url.clone(), "sfsync-local");
-        c.client_secret = Some(Secret::new("sfsync-local-secret".into()));
-        let opts = ClientOptions { request_timeout: Duration::from_secs(10), max_retry_time: Duration::from_secs(10), ..ClientOptions::default() };
-        Client::login(c, opts).expect("login")
-    }
-
-    fn admin(&self, method: &str, path: &str, body: Value) -> Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}/__emulator/{path}", self.url);
-        let mut r = match method {
-            "GET" => agent.get(url).call(),
-            _ => agent.post(url).send_json(body),
-        }
-        .expect("admin call");
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap_or(Value::Null)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.admin("GET", "clock", Value::Null)["now_ms"].as_i64().unwrap()
-    }
-}
+use common::{rec, start};
+use salesforce::Error;
+use serde_json::json;
 
 /// Salesforce dateTime for epoch ms (UTC).
 fn datetime(ms: i64) -> String {
@@ -97,10 +23,6 @@ fn datetime(ms: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 };
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-fn rec(v: Value) -> salesforce::Record {
-    v.as_object().cloned().unwrap()
 }
 
 #[test]
