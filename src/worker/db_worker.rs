@@ -36,6 +36,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let mut next_pull: HashMap<i32, Instant> = HashMap::new();
     let mut busy = false;
     let mut last_pass: Option<Instant> = None;
+    let mut last_purge: Option<Instant> = None;
     loop {
         // After a full batch, go straight on; otherwise sleep until woken or due.
         let timeout = if busy { Duration::ZERO } else { next_wake(&next_pull) };
@@ -77,6 +78,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
         };
         pull_due(&mappings, &mut next_pull);
+        sync::archive::purge_due(&mut last_purge);
         let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
         if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
             warning!("sfsync: could not release the pass lock: {e}");
