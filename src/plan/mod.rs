@@ -4,3 +4,4 @@ pub mod coalesce;
 pub mod convert;
 pub mod fields;
 pub mod soql;
+pub mod write_through;

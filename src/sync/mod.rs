@@ -6,6 +6,7 @@ pub mod archive;
 pub mod clients;
 pub mod pull;
 pub mod push;
+pub mod write_through;
 
 use crate::error::{Result, SyncError};
 use crate::plan::fields::ColumnMap;
