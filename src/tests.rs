@@ -322,6 +322,17 @@ mod tests {
     }
 
     #[pg_test]
+    fn write_through_runs_for_roles_without_rights_on_the_catalog() {
+        write_through_fixture();
+        Spi::run("CREATE ROLE sfsync_wt_app; GRANT ALL ON contacts TO sfsync_wt_app").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_wt_app").unwrap();
+        // Past the mapping and the stored credentials (SECURITY DEFINER), up to the call itself.
+        let err = error_of("INSERT INTO contacts (id, last_name) VALUES (7, 'Doe')");
+        Spi::run("RESET ROLE").unwrap();
+        assert!(err.starts_with("08006: sfsync: the insert of contacts key 7 could not be sent"), "{err}");
+    }
+
+    #[pg_test]
     fn write_through_sends_nothing_for_the_syncs_own_writes_and_unmapped_changes() {
         write_through_fixture();
         {
