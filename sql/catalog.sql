@@ -82,6 +82,27 @@ $$;
 CREATE TRIGGER mappings_removed AFTER DELETE ON sfsync.mappings
     REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION sfsync.mappings_removed();
 
+-- Settled outbox entries, kept for sfsync.archive_retention for audit, then purged by the
+-- worker. Written in the transaction that removes them from the outbox.
+CREATE TABLE sfsync.outbox_archive (
+    id            bigint NOT NULL,           -- the outbox entry's id
+    mapping_id    integer NOT NULL,
+    table_name    text,                      -- the synced table when it was settled
+    op            text NOT NULL,
+    pk            text NOT NULL,
+    sfid          varchar(18),
+    changed       text[],
+    txid          xid8 NOT NULL,
+    captured_at   timestamptz NOT NULL,
+    attempts      integer NOT NULL,
+    processed_at  timestamptz NOT NULL DEFAULT now(),
+    outcome       text NOT NULL CHECK (outcome IN ('sent', 'discarded', 'skipped')),
+    salesforce_id varchar(18),
+    error         text
+);
+CREATE INDEX outbox_archive_processed ON sfsync.outbox_archive (processed_at);
+CREATE INDEX outbox_archive_record ON sfsync.outbox_archive (mapping_id, pk);
+
 CREATE TABLE sfsync.sync_state (
     mapping_id    integer PRIMARY KEY REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
     hwm_modstamp  timestamptz,
@@ -129,8 +150,9 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.sync_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.cdc_state', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_archive', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;
--- The outbox and error rows carry row data of synced tables: owner only.
+-- The outbox, its archive and error rows carry row data of synced tables: owner only.
 GRANT SELECT ON sfsync.connections, sfsync.mappings, sfsync.sync_state, sfsync.connection_state TO PUBLIC;

@@ -2,6 +2,8 @@
 
 -- The capture trigger (Rust) inserts into sfsync.outbox on behalf of whoever writes the table.
 ALTER FUNCTION sfsync.capture() SECURITY DEFINER;
+-- The write-through trigger reads the mapping and the stored credentials for whoever writes.
+ALTER FUNCTION sfsync.write_through() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- TRUNCATE bypasses row triggers; turning it into a mass delete in Salesforce would be a
 -- disaster nobody asked for, so it is refused on synced tables.

@@ -27,7 +27,7 @@ static LAUNCHER_AT_COMMIT: AtomicBool = AtomicBool::new(false);
 
 /// True while this process writes rows on behalf of the sync; the trigger skips them.
 #[pg_extern(volatile, parallel_safe)]
-fn is_applying() -> bool {
+pub(crate) fn is_applying() -> bool {
     APPLYING.with(|a| a.get())
 }
 

@@ -18,6 +18,13 @@ pub enum SyncError {
     /// An SPI statement failed.
     #[error("database: {0}")]
     Spi(String),
+    /// A write-through call Salesforce refused or failed; the message is complete (it names
+    /// the table, the key and Salesforce's errorCode, message and fields).
+    #[error("{0}")]
+    External(String),
+    /// A write-through call that never got an answer (connection refused, timeout).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl From<pgrx::spi::Error> for SyncError {
@@ -40,6 +47,8 @@ impl SyncError {
                 _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
             SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+            SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
         }
     }
 

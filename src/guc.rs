@@ -18,6 +18,7 @@ pub static CLAIM_TIMEOUT_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static RESTART_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+pub static ARCHIVE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -59,6 +60,7 @@ pub fn register() {
     int(c"sfsync.max_attempts", c"Transient failures of one record before it is parked in sfsync.errors.", &MAX_ATTEMPTS, 1, 1000, GucFlags::default());
     int(c"sfsync.launcher_interval", c"How often the launcher looks for databases that need a worker.", &LAUNCHER_INTERVAL_MS, 100, 3_600_000, ms);
     int(c"sfsync.restart_delay", c"Delay before a crashed database worker is started again.", &RESTART_DELAY_MS, 0, 3_600_000, ms);
+    int(c"sfsync.archive_retention", c"How long settled outbox entries are kept in sfsync.outbox_archive (0: not archived).", &ARCHIVE_RETENTION_S, 0, i32::MAX, GucFlags::UNIT_S);
 }
 
 fn int(name: &'static std::ffi::CStr, desc: &'static std::ffi::CStr, s: &'static GucSetting<i32>, min: i32, max: i32, flags: GucFlags) {

@@ -172,4 +172,190 @@ mod tests {
         Spi::run("DROP TABLE contacts").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM sfsync.mappings").unwrap(), Some(0));
     }
+
+    // ---- operator functions: retry / discard ------------------------------------------------
+
+    /// Two captured records: key 1 parked with an error, key 2 waiting out a backoff.
+    fn parked_fixture() -> i32 {
+        let id = fixture();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe'), (2, 'Roe'), (3, 'Poe')").unwrap();
+        Spi::run(&format!(
+            "UPDATE sfsync.outbox SET state = 'failed', attempts = 1 WHERE pk = '1';
+             UPDATE sfsync.outbox SET attempts = 3, next_attempt_at = now() + interval '1 hour' WHERE pk = '2';
+             INSERT INTO sfsync.record_errors (mapping_id, direction, pk, operation, error_code, message, fields)
+             VALUES ({id}, 'push', '1', 'upsert', 'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'No Does allowed', '{{LastName}}'),
+                    ({id}, 'push', '2', 'upsert', 'UNABLE_TO_LOCK_ROW', 'locked', '{{}}');"
+        ))
+        .unwrap();
+        id
+    }
+
+    fn count(sql: &str) -> i64 {
+        Spi::get_one::<i64>(sql).unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn retry_sends_parked_and_backed_off_entries_now() {
+        parked_fixture();
+        assert_eq!(count("SELECT sfsync.retry('contacts', '1')"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1' AND state = 'pending' AND attempts = 0 AND next_attempt_at <= now()"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '2' AND next_attempt_at > now()"), 1, "other records untouched");
+        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '1' AND next_retry_at <= now()"), 1, "the error shows it is retried");
+        assert_eq!(count("SELECT sfsync.retry()"), 1, "all tables: the backed-off record 2");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE state = 'pending' AND next_attempt_at <= now()"), 3);
+        assert_eq!(count("SELECT sfsync.retry('contacts')"), 0, "nothing left to retry");
+        assert_eq!(count("SELECT sfsync.retry('contacts', '3')"), 0, "a pending record is known, just not waiting");
+    }
+
+    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    fn retry_of_an_unknown_key_is_named() {
+        parked_fixture();
+        Spi::run("SELECT sfsync.retry('contacts', '99')").unwrap();
+    }
+
+    #[pg_test(error = "retry: key needs tbl, the table the key belongs to")]
+    fn retry_of_a_key_without_table_is_refused() {
+        Spi::run("SELECT sfsync.retry(key => '1')").unwrap();
+    }
+
+    #[pg_test(error = "table plain is not synced")]
+    fn retry_of_an_unsynced_table_is_named() {
+        Spi::run("CREATE TABLE plain (id int PRIMARY KEY)").unwrap();
+        Spi::run("SELECT sfsync.retry('plain')").unwrap();
+    }
+
+    #[pg_test]
+    fn discard_drops_a_parked_record_archives_it_and_clears_its_error() {
+        parked_fixture();
+        assert_eq!(count("SELECT sfsync.discard('contacts', '1')"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1'"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '1'"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '2'"), 1, "other records keep theirs");
+        let (outcome, error) = Spi::get_two::<String, String>("SELECT outcome, error FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
+        assert_eq!(outcome.as_deref(), Some("discarded"));
+        assert_eq!(error.as_deref(), Some("FIELD_CUSTOM_VALIDATION_EXCEPTION: No Does allowed"));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE table_name = 'public.contacts'"), 1);
+        // Whole table: only parked entries go; the backed-off record 2 is still being retried.
+        assert_eq!(count("SELECT sfsync.discard('contacts')"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 2);
+    }
+
+    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    fn discard_of_an_unknown_key_is_named() {
+        parked_fixture();
+        Spi::run("SELECT sfsync.discard('contacts', '99')").unwrap();
+    }
+
+    // ---- archive ------------------------------------------------------------------------------
+
+    #[pg_test]
+    fn settled_entries_move_to_the_archive() {
+        fixture();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe'), (2, 'Roe')").unwrap();
+        let ids: Vec<i64> = Spi::connect(|c| c.select("SELECT id FROM sfsync.outbox ORDER BY id", None, &[]).unwrap().map(|r| r.get::<i64>(1).unwrap().unwrap()).collect());
+        let rows = vec![
+            serde_json::json!({"ids": [ids[0]], "outcome": "sent", "sfid": "003000000000001AAA"}),
+            serde_json::json!({"ids": [ids[1]], "outcome": "skipped", "sfid": null}),
+        ];
+        assert_eq!(crate::sync::archive::settle(rows).unwrap(), 2);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
+        let (outcome, sfid) = Spi::get_two::<String, String>("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
+        assert_eq!((outcome.as_deref(), sfid.as_deref()), (Some("sent"), Some("003000000000001AAA")));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2' AND outcome = 'skipped' AND op = 'insert'"), 1);
+    }
+
+    #[pg_test]
+    fn archive_purge_keeps_the_retention_window() {
+        let id = fixture();
+        Spi::run(&format!(
+            "INSERT INTO sfsync.outbox_archive (id, mapping_id, op, pk, txid, captured_at, attempts, processed_at, outcome)
+             VALUES (1, {id}, 'insert', '1', pg_current_xact_id(), now(), 1, now() - interval '8 days', 'sent'),
+                    (2, {id}, 'insert', '2', pg_current_xact_id(), now(), 1, now() - interval '1 hour', 'sent')"
+        ))
+        .unwrap();
+        assert_eq!(crate::sync::archive::purge(7 * 86_400).unwrap(), 1, "older than 7 days");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2'"), 1);
+        assert_eq!(crate::sync::archive::purge(0).unwrap(), 1, "0: archiving off, nothing kept");
+    }
+
+    #[pg_test]
+    fn the_archive_is_not_readable_by_other_roles() {
+        Spi::run("CREATE ROLE sfsync_auditor LOGIN").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_auditor").unwrap();
+        let denied = std::panic::catch_unwind(|| Spi::get_one::<i64>("SELECT count(*) FROM sfsync.outbox_archive"));
+        assert!(denied.is_err() || denied.unwrap().is_err());
+    }
+
+    // ---- write-through (no Salesforce here: only what fails before or without it) --------------
+
+    /// The fixture switched to write-through, on a connection nobody listens to.
+    fn write_through_fixture() {
+        let id = fixture();
+        Spi::run(&format!(
+            "UPDATE sfsync.mappings SET mode = 'write_through' WHERE id = {id};
+             INSERT INTO sfsync.connection_secrets (connection, client_secret) VALUES ('default', 'not-a-real-secret');
+             DROP TRIGGER sfsync_capture ON contacts;
+             CREATE TRIGGER sfsync_write_through BEFORE INSERT OR UPDATE OR DELETE ON contacts
+                 FOR EACH ROW EXECUTE FUNCTION sfsync.write_through('{id}');"
+        ))
+        .unwrap();
+    }
+
+    /// Runs `sql` in a subtransaction; returns "SQLSTATE: message" of its error.
+    fn error_of(sql: &str) -> String {
+        Spi::run(&format!(
+            "DO $$ BEGIN {sql}; PERFORM set_config('sfsync_test.err', 'none', true);
+             EXCEPTION WHEN OTHERS THEN PERFORM set_config('sfsync_test.err', SQLSTATE || ': ' || SQLERRM, true); END $$"
+        ))
+        .unwrap();
+        Spi::get_one::<String>("SELECT current_setting('sfsync_test.err')").unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn write_through_fails_the_statement_when_salesforce_is_unreachable() {
+        write_through_fixture();
+        let err = error_of("INSERT INTO contacts (id, last_name) VALUES (7, 'Doe')");
+        assert!(err.starts_with("08006: sfsync: the insert of contacts key 7 could not be sent to Salesforce:"), "{err}");
+        assert!(!err.contains("not-a-real-secret"), "no secret in errors: {err}");
+        assert_eq!(count("SELECT count(*) FROM contacts"), 0, "nothing written locally");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "no outbox entry in write-through mode");
+    }
+
+    #[pg_test]
+    fn write_through_runs_for_roles_without_rights_on_the_catalog() {
+        write_through_fixture();
+        Spi::run("CREATE ROLE sfsync_wt_app; GRANT ALL ON contacts TO sfsync_wt_app").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_wt_app").unwrap();
+        // Past the mapping and the stored credentials (SECURITY DEFINER), up to the call itself.
+        let err = error_of("INSERT INTO contacts (id, last_name) VALUES (7, 'Doe')");
+        Spi::run("RESET ROLE").unwrap();
+        assert!(err.starts_with("08006: sfsync: the insert of contacts key 7 could not be sent"), "{err}");
+    }
+
+    #[pg_test]
+    fn write_through_sends_nothing_for_the_syncs_own_writes_and_unmapped_changes() {
+        write_through_fixture();
+        {
+            let _applying = crate::capture::Applying::start();
+            Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (1, 'From Salesforce', '003000000000001AAA')").unwrap();
+        }
+        // No mapped column changed: no call, so no failure either.
+        Spi::run("UPDATE contacts SET notes = 'local only' WHERE id = 1").unwrap();
+        assert_eq!(count("SELECT count(*) FROM contacts WHERE notes = 'local only'"), 1);
+        let err = error_of("UPDATE contacts SET email = 'x@example.com' WHERE id = 1");
+        assert!(err.contains("the update of contacts key 1 could not be sent"), "{err}");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
+    }
+
+    #[pg_test(error = "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'")]
+    fn write_through_of_a_pull_only_table_is_refused() {
+        Spi::run("CREATE TABLE t4 (id int PRIMARY KEY, name text)").unwrap();
+        Spi::run("SELECT sfsync.sync_table('t4', 'Account', direction => 'pull', mode => 'write_through')").unwrap();
+    }
+
+    #[pg_test(error = "mode: \"sync\" is not one of async, write_through")]
+    fn unknown_mode_is_named() {
+        Spi::run("CREATE TABLE t5 (id int PRIMARY KEY, name text)").unwrap();
+        Spi::run("SELECT sfsync.sync_table('t5', 'Account', mode => 'sync')").unwrap();
+    }
 }

@@ -116,10 +116,13 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
     one_of("on_delete", o.on_delete, ON_DELETE)?;
     one_of("mode", o.mode, MODES)?;
     // Accepted by the catalog, but not built yet: refuse rather than pretend.
-    for (what, value, default) in [("conflict", o.conflict, "salesforce_wins"), ("mode", o.mode, "async")] {
-        if value != default {
-            return Err(SyncError::Invalid(format!("{what} => '{value}' is not supported yet; use '{default}'")));
-        }
+    if o.conflict != "salesforce_wins" {
+        return Err(SyncError::Invalid(format!("conflict => '{}' is not supported yet; use 'salesforce_wins'", o.conflict)));
+    }
+    if o.mode == "write_through" && o.direction == "pull" {
+        return Err(SyncError::Invalid(
+            "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'".into(),
+        ));
     }
     if o.on_delete == "review" {
         return Err(SyncError::Invalid("on_delete => 'review' is not supported yet; use 'propagate' or 'ignore'".into()));
@@ -229,7 +232,7 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
     let created = created.unwrap_or(false);
     spi_util::exec("INSERT INTO sfsync.sync_state (mapping_id) VALUES ($1) ON CONFLICT DO NOTHING", &[mapping_id.into()])?;
 
-    install_triggers(&t.qualified, mapping_id, &pk, &columns.iter().map(|c| c.column.as_str()).collect::<Vec<_>>(), o.direction)?;
+    install_triggers(&t.qualified, mapping_id, &pk, &columns.iter().map(|c| c.column.as_str()).collect::<Vec<_>>(), o.direction, o.mode)?;
 
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
@@ -259,10 +262,16 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
     }))
 }
 
-fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str) -> Result<()> {
-    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_capture ON {table}"))?;
-    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_no_truncate ON {table}"))?;
-    if direction != "pull" {
+fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str, mode: &str) -> Result<()> {
+    drop_triggers(table)?;
+    if direction != "pull" && mode == "write_through" {
+        // Sends each change synchronously; nothing goes through the outbox.
+        Spi::run(&format!(
+            "CREATE TRIGGER sfsync_write_through BEFORE INSERT OR UPDATE OR DELETE ON {table}
+             FOR EACH ROW EXECUTE FUNCTION sfsync.write_through({})",
+            quote_literal(mapping_id.to_string())
+        ))?;
+    } else if direction != "pull" {
         let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
         args.extend(columns.iter().map(quote_literal));
         Spi::run(&format!(
@@ -284,7 +293,13 @@ fn unsync(oid: u32) -> Result<bool> {
     if removed == 0 {
         return Err(SyncError::NotFound(format!("table {} is not synced", t.qualified)));
     }
-    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_capture ON {}", t.qualified))?;
-    Spi::run(&format!("DROP TRIGGER IF EXISTS sfsync_no_truncate ON {}", t.qualified))?;
+    drop_triggers(&t.qualified)?;
     Ok(true)
+}
+
+fn drop_triggers(table: &str) -> Result<()> {
+    for name in ["sfsync_capture", "sfsync_write_through", "sfsync_no_truncate"] {
+        Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+    }
+    Ok(())
 }

@@ -3,3 +3,4 @@
 mod connection;
 mod mapping;
 mod ops;
+mod outbox;

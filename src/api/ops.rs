@@ -34,5 +34,7 @@ fn run(oid: Option<u32>) -> Result<Value> {
         let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m, &all)?) } else { None };
         out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
     }
+    // Without a worker nobody else purges the archive.
+    sync::archive::purge(crate::guc::ARCHIVE_RETENTION_S.get())?;
     Ok(json!({"push": if oid.is_none() { json!(pushed) } else { Value::Null }, "tables": out}))
 }

@@ -5,3 +5,4 @@ pub mod convert;
 pub mod fields;
 pub mod relations;
 pub mod soql;
+pub mod write_through;

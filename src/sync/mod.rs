@@ -2,11 +2,13 @@
 //! statements and does its HTTP between transactions (in the worker) so no transaction
 //! is ever held open across a network call.
 
+pub mod archive;
 pub mod bulk_write;
 pub mod cdc;
 pub mod clients;
 pub mod pull;
 pub mod push;
+pub mod write_through;
 
 use crate::error::{Result, SyncError};
 use crate::plan::fields::ColumnMap;

@@ -9,7 +9,7 @@
 //!    without capturing them, park permanent failures in sfsync.errors, back off
 //!    transient ones, release what wasn't attempted.
 
-use super::{bulk_write, clients, Ctx, Mapping};
+use super::{archive, bulk_write, clients, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::coalesce::{coalesce, Change, Entry, Op, Write};
@@ -333,7 +333,7 @@ fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result
                     upserts.push((c, rec));
                 }
             },
-            Write::Delete if m.on_delete == "ignore" => out.push(Result_ { change: c, operation: "delete", outcome: Outcome::Done { sfid: None } }),
+            Write::Delete if m.on_delete == "ignore" => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
             Write::Delete => match c.sfid.clone() {
                 Some(id) => deletes.push((c, id)),
                 None => unknown_deletes.push(c),
@@ -460,7 +460,7 @@ fn zip_results(changes: impl Iterator<Item = Change>, results: Vec<SaveResult>, 
 fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<i32, Mapping>, summary: &mut PushSummary) -> Result<()> {
     let _applying = Applying::start();
     let max_attempts = guc::MAX_ATTEMPTS.get();
-    let mut done_ids: Vec<i64> = Vec::new();
+    let mut done: Vec<Value> = Vec::new(); // settled entries, archived as they leave the outbox
     let mut cleared = Vec::new();
     let mut writeback: HashMap<i32, Vec<Value>> = HashMap::new();
     let mut parked = Vec::new();
@@ -474,7 +474,7 @@ fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<
         match &r.outcome {
             Outcome::Done { sfid } => {
                 summary.succeeded += 1;
-                done_ids.extend(&c.entry_ids);
+                done.push(json!({"ids": c.entry_ids, "outcome": archive::outcome(r.operation), "sfid": sfid}));
                 cleared.push(json!({"mapping_id": c.mapping_id, "pk": c.pk}));
                 *pushed.entry(c.mapping_id).or_default() += 1;
                 if let (Write::Upsert(_), Some(sfid)) = (&c.write, sfid) {
@@ -507,8 +507,8 @@ fn record(results: &[Result_], attempts: &HashMap<i64, i32>, mappings: &HashMap<
             }
         }
     }
-    if !done_ids.is_empty() {
-        spi_util::exec("DELETE FROM sfsync.outbox WHERE id = ANY($1)", &[done_ids.into()])?;
+    if !done.is_empty() {
+        archive::settle(done)?;
         spi_util::exec(
             "DELETE FROM sfsync.record_errors e USING jsonb_to_recordset($1) AS r(mapping_id int, pk text)
              WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk",

@@ -37,6 +37,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let mut busy = false;
     let mut last_pass: Option<Instant> = None;
     let mut stream = Stream::new();
+    let mut last_purge: Option<Instant> = None;
     loop {
         // After a full batch, go straight on; otherwise sleep until woken (commit, change
         // event, signal) or due.
@@ -80,6 +81,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
         };
         pull_due(&mappings, &mut next_pull, &stream);
+        sync::archive::purge_due(&mut last_purge);
         let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
         if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
             warning!("sfsync: could not release the pass lock: {e}");

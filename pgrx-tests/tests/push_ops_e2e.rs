@@ -1,0 +1,162 @@
+//! End to end: write-through mode (each change is in Salesforce when the statement returns,
+//! or the statement fails with Salesforce's error), the outbox archive, and the operator
+//! functions sfsync.retry / sfsync.discard on parked records.
+
+mod common;
+
+use common::{contacts_table, scalar, WAIT};
+use sfsync_e2e::{eventually, json, postgres, Value};
+
+/// SQLSTATE and message of the error `sql` fails with.
+fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
+    match db.batch_execute(sql) {
+        Ok(()) => panic!("expected an error from: {sql}"),
+        Err(e) => {
+            let d = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+            (d.code().code().to_string(), d.message().to_string())
+        }
+    }
+}
+
+/// Adds a validation rule rejecting Contacts whose LastName equals `value`; returns its id.
+fn reject_last_name(env: &common::Env, value: &str) -> u64 {
+    let rule = env.emu.admin(
+        "POST",
+        "validation_rules",
+        json!({"object": "Contact", "name": "no_" , "field": "LastName", "op": "equals", "value": value,
+               "message": format!("{value} is not a real name"), "error_field": "LastName"}),
+    );
+    rule["id"].as_u64().expect("rule id")
+}
+
+fn contact_by_key(env: &common::Env, key: &str) -> Option<Value> {
+    env.sf_query(&format!("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{key}'"))
+        .first()
+        .cloned()
+}
+
+#[test]
+fn write_through_changes_are_in_salesforce_when_the_statement_returns() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
+         SELECT sfsync.sync_table('contacts', 'Contact', mode => 'write_through');",
+    )
+    .unwrap();
+    env.worker_pid();
+
+    // Insert: upserted on the key; the Id is in the row the statement returns.
+    let row = db
+        .query_one("INSERT INTO contacts (id, first_name, last_name, email) VALUES (7, 'Ada', 'Lovelace', 'ada@example.com') RETURNING sfid", &[])
+        .unwrap();
+    let sfid: String = row.get(0);
+    assert_eq!(sfid.len(), 18, "sfid set by the statement itself: {sfid}");
+    let rec = contact_by_key(&env, "7").expect("in Salesforce as soon as the INSERT returned");
+    assert_eq!(rec["Id"], sfid.as_str());
+    assert_eq!(rec["LastName"], "Lovelace");
+    assert_eq!(rec["Email"], "ada@example.com");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0, "write-through uses no outbox");
+    let stored: Option<String> = scalar(&mut db, "SELECT sfid::text FROM contacts WHERE id = 7");
+    assert_eq!(stored.as_deref(), Some(sfid.as_str()));
+
+    // Update: only the changed field, by Id.
+    db.batch_execute("UPDATE contacts SET email = 'countess@example.com' WHERE id = 7").unwrap();
+    assert_eq!(env.emu.sf().get("Contact", &sfid).unwrap()["Email"], "countess@example.com");
+
+    // Rejected: the statement fails with Salesforce's code, and nothing is written locally.
+    let long = "x".repeat(81); // Contact.LastName is 80 long
+    let (state, msg) = error_of(&mut db, &format!("INSERT INTO contacts (id, last_name) VALUES (8, '{long}')"));
+    assert_eq!(state, "38000", "external routine exception: {msg}");
+    assert!(msg.starts_with("Salesforce rejected the insert of contacts key 8: STRING_TOO_LONG"), "{msg}");
+    assert!(msg.contains("(fields: LastName)"), "{msg}");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM contacts WHERE id = 8"), 0);
+    assert!(contact_by_key(&env, "8").is_none());
+
+    let rule = reject_last_name(&env, "Nobody");
+    let (_, msg) = error_of(&mut db, "UPDATE contacts SET last_name = 'Nobody' WHERE id = 7");
+    assert!(msg.contains("update of contacts key 7: FIELD_CUSTOM_VALIDATION_EXCEPTION: Nobody is not a real name"), "{msg}");
+    assert_eq!(scalar::<String>(&mut db, "SELECT last_name FROM contacts WHERE id = 7"), "Lovelace", "the UPDATE rolled back");
+    // A rejection in the middle of a multi-row statement fails all of it.
+    let (_, msg) = error_of(&mut db, "INSERT INTO contacts (id, last_name) VALUES (9, 'Hopper'), (10, 'Nobody')");
+    assert!(msg.contains("insert of contacts key 10: FIELD_CUSTOM_VALIDATION_EXCEPTION"), "{msg}");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM contacts WHERE id IN (9, 10)"), 0);
+    env.emu.admin("DELETE", &format!("validation_rules/{rule}"), Value::Null);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0, "rejections leave no outbox entry");
+
+    // The pull side keeps working, and what it applies is not sent back.
+    let writes = env.sf_writes();
+    let pulled = env.emu.sf().create("Contact", json!({"LastName": "Pulled", "Postgres_Id__c": "42"}));
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM contacts WHERE id = 42 AND sfid = '{pulled}'"));
+        (n == 1).then_some(()).ok_or("not pulled yet".to_string())
+    });
+    assert_eq!(env.sf_writes(), writes + 1, "only our create: the pulled row was not written back");
+
+    // Delete: gone from Salesforce when the statement returns.
+    db.batch_execute("DELETE FROM contacts WHERE id = 7").unwrap();
+    assert!(env.sf_query(&format!("SELECT Id FROM Contact WHERE Id = '{sfid}'")).is_empty());
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
+}
+
+#[test]
+fn archive_retry_and_discard() {
+    let env = common::start();
+    let mut db = env.db();
+    contacts_table(&mut db);
+    env.worker_pid();
+
+    // A pushed record is archived as 'sent' with its Salesforce Id.
+    db.batch_execute("INSERT INTO contacts (id, first_name, last_name) VALUES (1, 'Ada', 'Lovelace')").unwrap();
+    let (outcome, archived_id) = eventually(WAIT, || {
+        let rows = db.query("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'", &[]).unwrap();
+        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))).ok_or("not archived yet".to_string())
+    });
+    assert_eq!(outcome, "sent");
+    let sfid: Option<String> = scalar(&mut db, "SELECT sfid::text FROM contacts WHERE id = 1");
+    assert!(sfid.is_some());
+    assert_eq!(archived_id, sfid);
+    assert_eq!(contact_by_key(&env, "1").unwrap()["Id"], sfid.unwrap().as_str());
+
+    // A record the org's validation rule rejects is parked...
+    let rule = reject_last_name(&env, "Blocked");
+    db.batch_execute("INSERT INTO contacts (id, last_name) VALUES (2, 'Blocked')").unwrap();
+    let code = eventually(WAIT, || {
+        let rows = db.query("SELECT error_code FROM sfsync.errors WHERE key = '2'", &[]).unwrap();
+        rows.first().map(|r| r.get::<_, String>(0)).ok_or("not rejected yet".to_string())
+    });
+    assert_eq!(code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE pk = '2' AND state = 'failed'"), 1);
+
+    // ...until the rule is fixed and an operator retries it.
+    env.emu.admin("DELETE", &format!("validation_rules/{rule}"), Value::Null);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.retry('contacts', '2')"), 1);
+    let rec = eventually(WAIT, || contact_by_key(&env, "2").ok_or("retried record not in Salesforce yet".to_string()));
+    assert_eq!(rec["LastName"], "Blocked");
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors");
+        let o: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (n == 0 && o == 0).then_some(()).ok_or(format!("{n} errors, {o} outbox entries left"))
+    });
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2' AND outcome = 'sent'"), 1);
+
+    // A parked record nobody wants is discarded: gone from the outbox and the errors, archived.
+    reject_last_name(&env, "Unwanted");
+    db.batch_execute("INSERT INTO contacts (id, last_name) VALUES (3, 'Unwanted')").unwrap();
+    eventually(WAIT, || {
+        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE pk = '3' AND state = 'failed'");
+        (n == 1).then_some(()).ok_or("not parked yet".to_string())
+    });
+    assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.discard('contacts', '3')"), 1);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
+    let error: String = scalar(&mut db, "SELECT error FROM sfsync.outbox_archive WHERE pk = '3' AND outcome = 'discarded'");
+    assert!(error.starts_with("FIELD_CUSTOM_VALIDATION_EXCEPTION: Unwanted is not a real name"), "{error}");
+    assert!(contact_by_key(&env, "3").is_none());
+    let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'contacts'::regclass");
+    assert_eq!(state, "running");
+
+    // Bad input is named.
+    let (_, msg) = error_of(&mut db, "SELECT sfsync.retry('contacts', '999')");
+    assert_eq!(msg, "contacts has no queued or failed change for key '999' (see sfsync.errors)");
+}
