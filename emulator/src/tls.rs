@@ -63,7 +63,14 @@ pub async fn serve(
             let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let mut app = app.clone();
                 async move {
-                    let resp = match tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await {
+                    // Read the whole request before answering. A handler that ignores the body
+                    // (admin POSTs, a GET with a body) would leave bytes unread in the socket;
+                    // if hyper then closes the connection the kernel resets it, and the client
+                    // can lose the response it is reading.
+                    let (parts, body) = req.into_parts();
+                    let body = axum::body::to_bytes(axum::body::Body::new(body), usize::MAX).await.map_err(std::io::Error::other)?;
+                    let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
+                    let resp = match tower_service::Service::call(&mut app, req).await {
                         Ok(r) => r,
                         Err(never) => match never {},
                     };
