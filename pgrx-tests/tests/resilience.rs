@@ -122,3 +122,20 @@ fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
         (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
     });
 }
+
+#[test]
+fn a_hanging_salesforce_times_out_and_nothing_is_lost_or_doubled() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // Requests are held and never answered: every push times out (sfsync.http_timeout = 3s
+    // here) after Salesforce may or may not have written the records.
+    env.emu.admin("POST", "faults", json!({"kind": "timeout", "path_prefix": "/services/data"}));
+    db.batch_execute("INSERT INTO accounts (name) SELECT 'Hang ' || g FROM generate_series(1, 20) g").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
+    assert_eq!(pending, 20, "timed-out pushes stay pending, not parked");
+    env.emu.admin("DELETE", "faults", json!(null));
+    assert_exactly_once(&env, 20);
+}
