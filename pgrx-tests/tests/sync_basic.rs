@@ -148,3 +148,31 @@ fn settled_sync_rewrites_nothing() {
     let pulls: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.status WHERE last_pull_at > now() - interval '2 seconds'");
     assert_eq!(pulls, 2, "the worker kept polling both tables meanwhile");
 }
+
+#[test]
+fn an_automation_rewriting_a_synced_field_settles_after_one_round_trip() {
+    let env = common::start_with(&[("sfsync.cdc", "off")]);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    // Like a Flow that normalises the industry on every save.
+    env.emu.admin(
+        "POST",
+        "automations",
+        json!({"object": "Account", "name": "Normalise", "when_field": "Industry", "set_field": "Industry", "value": "Energy"}),
+    );
+    db.batch_execute("INSERT INTO accounts (id, name, industry) VALUES (1, 'Acme', 'Banking')").unwrap();
+    eventually(WAIT, || {
+        let i: Option<String> = scalar(&mut db, "SELECT industry FROM accounts WHERE id = 1");
+        (i.as_deref() == Some("Energy")).then_some(()).ok_or(format!("industry is {i:?}"))
+    });
+    // Settled: Salesforce's value won once, and neither side writes again.
+    std::thread::sleep(Duration::from_secs(1));
+    let writes = env.sf_writes();
+    let version: String = scalar(&mut db, "SELECT xmin::text FROM accounts WHERE id = 1");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(env.sf_writes(), writes, "the automation and the sync are looping");
+    assert_eq!(scalar::<String>(&mut db, "SELECT xmin::text FROM accounts WHERE id = 1"), version);
+    let rec = env.sf_query("SELECT Industry FROM Account WHERE Postgres_Id__c = '1'");
+    assert_eq!(rec[0]["Industry"], "Energy");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
+}
