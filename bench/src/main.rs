@@ -4,6 +4,8 @@
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
 //!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
 //!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
+//!   sfsync-bench pull-latency [N]    Salesforce-to-Postgres latency p50/p99, change stream vs polling only
+//!   sfsync-bench idle [seconds]      API calls per idle hour per table, change stream vs polling only
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
 //!                                    REST query and Bulk query read throughput (N records)
 //!   sfsync-bench all                 everything, with small defaults
@@ -22,6 +24,62 @@ struct Env {
 
 fn start(enabled: bool) -> Env {
     start_with(enabled, false)
+}
+
+/// A started cluster with `accounts` synced (bidirectional) and sfsync.cdc as given;
+/// polling at the default 5 s interval.
+fn start_pull(cdc: bool) -> Env {
+    let env = start_with(true, false);
+    env.cluster.psql("bench", &format!("ALTER SYSTEM SET sfsync.cdc = {}", if cdc { "on" } else { "off" }));
+    env.cluster.psql("bench", "ALTER SYSTEM SET sfsync.pull_interval = '5s'");
+    env.cluster.psql("bench", "SELECT pg_reload_conf()");
+    env.cluster.psql("bench", "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text)");
+    env.cluster.psql("bench", "SELECT sfsync.sync_table('accounts', 'Account')");
+    eventually(Duration::from_secs(30), || {
+        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().filter(|s| !s.trim().is_empty()).ok_or_else(|| "no worker".to_string())
+    });
+    std::thread::sleep(Duration::from_secs(2)); // first pull, stream subscribed
+    env
+}
+
+fn pull_latency(n: usize) {
+    for cdc in [true, false] {
+        let env = start_pull(cdc);
+        let mut db = env.cluster.connect("bench");
+        let sf = env.emu.sf();
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n {
+            if !cdc {
+                // Changes arrive at any point of the poll cycle: spread the samples over it.
+                std::thread::sleep(Duration::from_secs_f64(5.0 * ((i as f64 * 0.618_034) % 1.0)));
+            }
+            let t0 = Instant::now();
+            let id = sf.create("Account", serde_json::json!({"Name": format!("Latency {i}")}));
+            loop {
+                let found: i64 = db.query_one("SELECT count(*) FROM accounts WHERE sfid = $1", &[&id]).unwrap().get(0);
+                if found == 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            lat.push(t0.elapsed().as_millis() as u64);
+        }
+        lat.sort();
+        let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+        let mode = if cdc { "change stream" } else { "polling only (5 s)" };
+        println!("Salesforce->Postgres latency, {mode}, {n} samples: p50 {} ms, p99 {} ms", p(0.5), p(0.99));
+    }
+}
+
+fn idle(seconds: u64) {
+    for cdc in [true, false] {
+        let env = start_pull(cdc);
+        let before = api_calls(&env);
+        std::thread::sleep(Duration::from_secs(seconds));
+        let calls = api_calls(&env) - before;
+        let mode = if cdc { "change stream (safety poll every 5 min)" } else { "polling only (every 5 s)" };
+        println!("idle, {mode}: {calls} API calls in {seconds} s = {:.0} per hour per table", calls as f64 * 3600.0 / seconds as f64);
+    }
 }
 
 /// `durable`: PostgreSQL's default durability (fsync, full page writes) instead of the
@@ -277,6 +335,8 @@ fn main() {
         Some("latency") => latency(num(1, 100)),
         Some("client") => client(num(1, 200_000)),
         Some("drain") => drain(num(1, 1_000_000)),
+        Some("pull-latency") => pull_latency(num(1, 50)),
+        Some("idle") => idle(num(1, 60) as u64),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -284,7 +344,7 @@ fn main() {
             client(200_000);
         }
         Some(other) => {
-            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, client or all");
+            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, client or all");
             std::process::exit(2);
         }
     }
