@@ -24,11 +24,14 @@ pub struct Slot {
 pub struct Registry {
     launcher_latch: usize,
     slots: [Slot; MAX_DATABASES],
+    /// (database, count of CREATE EXTENSION commits seen): a worker that found no extension
+    /// only marks its database if no CREATE EXTENSION committed since it looked.
+    wants: [(u32, u32); MAX_DATABASES],
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { launcher_latch: 0, slots: [Slot::default(); MAX_DATABASES] }
+        Registry { launcher_latch: 0, slots: [Slot::default(); MAX_DATABASES], wants: [(0, 0); MAX_DATABASES] }
     }
 }
 
@@ -93,10 +96,19 @@ pub fn claim_worker_slot(dboid: u32) -> bool {
     }
 }
 
+/// How many CREATE EXTENSION commits the database has seen; read before looking for the
+/// extension and handed back to `release_worker_slot`.
+pub fn wants_epoch(dboid: u32) -> u32 {
+    REGISTRY.share().wants.iter().find(|(d, _)| *d == dboid).map_or(0, |(_, e)| *e)
+}
+
 /// Called by a worker on its way out. `no_extension` records that the database does not
-/// need a worker until CREATE EXTENSION says otherwise.
-pub fn release_worker_slot(dboid: u32, no_extension: bool) {
+/// need a worker until CREATE EXTENSION says otherwise — unless one committed after the
+/// worker read `seen_epoch`, in which case the launcher must start a worker again.
+pub fn release_worker_slot(dboid: u32, no_extension: bool, seen_epoch: u32) {
     let mut reg = REGISTRY.exclusive();
+    let current = reg.wants.iter().find(|(d, _)| *d == dboid).map_or(0, |(_, e)| *e);
+    let no_extension = no_extension && current == seen_epoch;
     let me = unsafe { pg_sys::MyProcPid };
     let marked = Slot { dboid, no_extension: true, ..Slot::default() };
     match reg.slots.iter_mut().find(|s| s.dboid == dboid) {
@@ -122,6 +134,10 @@ pub fn database_wants_worker(dboid: u32) {
         let mut reg = REGISTRY.exclusive();
         if let Some(slot) = reg.slots.iter_mut().find(|s| s.dboid == dboid && s.no_extension) {
             *slot = Slot::default();
+        }
+        match reg.wants.iter().position(|(d, _)| *d == dboid).or_else(|| reg.wants.iter().position(|(d, _)| *d == 0)) {
+            Some(i) => reg.wants[i] = (dboid, reg.wants[i].1.wrapping_add(1)),
+            None => warning!("sfsync: more than {MAX_DATABASES} databases use sfsync"),
         }
     }
     wake_launcher();

@@ -16,9 +16,10 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
 
+    let epoch = registry::wants_epoch(dboid);
     if !extension_exists().unwrap_or(true) {
         // Nothing to do here until CREATE EXTENSION wakes the launcher again.
-        registry::release_worker_slot(dboid, true);
+        registry::release_worker_slot(dboid, true, epoch);
         return;
     }
     if !registry::claim_worker_slot(dboid) {
@@ -55,6 +56,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             sleep(delay - since);
         }
         last_pass = Some(Instant::now());
+        let epoch = registry::wants_epoch(dboid);
         let mappings = match crate::worker::tx::run(begin_pass) {
             Ok(Pass::Run(m)) => m,
             Ok(Pass::Skip) => {
@@ -63,7 +65,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
             Ok(Pass::NoExtension) => {
                 log!("sfsync extension dropped; worker exiting");
-                registry::release_worker_slot(dboid, true);
+                registry::release_worker_slot(dboid, true, epoch);
                 return;
             }
             Err(e) => {
@@ -289,5 +291,5 @@ fn extension_exists() -> Result<bool> {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_exit(_code: i32, arg: pg_sys::Datum) {
-    registry::release_worker_slot(arg.value() as u32, false);
+    registry::release_worker_slot(arg.value() as u32, false, 0);
 }
