@@ -2,6 +2,7 @@
 //! statements and does its HTTP between transactions (in the worker) so no transaction
 //! is ever held open across a network call.
 
+pub mod backfill;
 pub mod bulk_write;
 pub mod clients;
 pub mod pull;
