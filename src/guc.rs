@@ -19,6 +19,8 @@ pub static MAX_ATTEMPTS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static RESTART_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static ARCHIVE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
+pub static BACKFILL_BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static BACKFILL_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -59,6 +61,8 @@ pub fn register() {
     int(c"sfsync.claim_timeout", c"Visibility timeout of a claimed outbox entry.", &CLAIM_TIMEOUT_S, 1, 86_400, GucFlags::UNIT_S);
     int(c"sfsync.max_attempts", c"Transient failures of one record before it is parked in sfsync.errors.", &MAX_ATTEMPTS, 1, 1000, GucFlags::default());
     int(c"sfsync.launcher_interval", c"How often the launcher looks for databases that need a worker.", &LAUNCHER_INTERVAL_MS, 100, 3_600_000, ms);
+    int(c"sfsync.backfill_bulk_threshold", c"Estimated records from which a backfill reads through a Bulk API 2.0 query job instead of REST query paging.", &BACKFILL_BULK_THRESHOLD, 0, i32::MAX, GucFlags::default());
+    int(c"sfsync.backfill_batch_size", c"Records a backfill applies per transaction (and how far a resumed backfill may repeat).", &BACKFILL_BATCH_SIZE, 1, 100_000, GucFlags::default());
     int(c"sfsync.restart_delay", c"Delay before a crashed database worker is started again.", &RESTART_DELAY_MS, 0, 3_600_000, ms);
     int(c"sfsync.archive_retention", c"How long settled outbox entries are kept in sfsync.outbox_archive (0: not archived).", &ARCHIVE_RETENTION_S, 0, i32::MAX, GucFlags::UNIT_S);
 }

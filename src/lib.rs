@@ -23,6 +23,7 @@ mod tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+extension_sql_file!("../sql/backfill.sql", name = "backfill_catalog", requires = ["catalog"]);
 extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pg_guard]

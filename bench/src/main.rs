@@ -6,6 +6,8 @@
 //!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
 //!   sfsync-bench pull-latency [N]    Salesforce-to-Postgres latency p50/p99, change stream vs polling only
 //!   sfsync-bench idle [seconds]      API calls per idle hour per table, change stream vs polling only
+//!   sfsync-bench backfill [N]        sfsync.mirror of N seeded Accounts (Bulk backfill): rows/s vs
+//!                                    COPY of the same rows into the same table, worker peak memory
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
 //!                                    REST query and Bulk query read throughput (N records)
 //!   sfsync-bench all                 everything, with small defaults
@@ -263,6 +265,65 @@ fn drain(n: usize) {
     );
 }
 
+/// `sfsync.mirror('Account', ...)` of `n` seeded Accounts, loaded by the worker's backfill
+/// (a Bulk query job from `sfsync.backfill_bulk_threshold` on), against `COPY` of the same rows
+/// (dumped from the mirror) into a table of the same shape; the worker's private memory
+/// (RssAnon) is sampled throughout.
+fn backfill(n: usize) {
+    let env = start(true);
+    let t_seed = Instant::now();
+    env.emu.admin("POST", "seed", serde_json::json!({"object": "Account", "count": n}));
+    let seed_secs = t_seed.elapsed().as_secs_f64();
+    let pid: i32 = eventually(Duration::from_secs(30), || {
+        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| "no worker".to_string())
+    });
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0)
+    };
+    let before_kb = rss();
+    let calls0 = api_calls(&env);
+    let t0 = Instant::now();
+    env.cluster.psql("bench", "SELECT sfsync.mirror('Account', 'sf_accounts')");
+    let mut peak = 0;
+    let mut last = String::new();
+    eventually(Duration::from_secs(7200), || {
+        peak = peak.max(rss());
+        let p = env.cluster.psql("bench", "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress");
+        std::thread::sleep(Duration::from_millis(200));
+        last = p.trim().to_string();
+        if last.starts_with("failed") {
+            panic!("backfill failed: {last}");
+        }
+        last.starts_with("done").then_some(()).ok_or(last.clone())
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let calls = api_calls(&env) - calls0;
+    let rows: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sf_accounts").trim().parse().unwrap();
+    assert_eq!(rows as usize, n, "every record loaded");
+    let cols: i64 = env.cluster.psql("bench", "SELECT count(*) FROM pg_attribute WHERE attrelid = 'sf_accounts'::regclass AND attnum > 0").trim().parse().unwrap();
+
+    // The same rows through COPY into a table of the same shape (keys and unique sfid included).
+    let file = env.cluster.data_dir().join("accounts.csv");
+    env.cluster.psql("bench", &format!("COPY sf_accounts TO '{}' (FORMAT csv)", file.display()));
+    env.cluster.psql("bench", "CREATE TABLE copy_target (LIKE sf_accounts INCLUDING ALL)");
+    let t1 = Instant::now();
+    env.cluster.psql("bench", &format!("COPY copy_target FROM '{}' (FORMAT csv)", file.display()));
+    let copy_secs = t1.elapsed().as_secs_f64();
+    println!(
+        "backfill {n} Accounts ({cols} columns, {}): {secs:.1} s, {:.0} rows/s, {calls} API calls; COPY of the same rows {copy_secs:.2} s, {:.0} rows/s; \
+         backfill/COPY = {:.3}; worker private memory {} MB before, peak {} MB; (seeding took {seed_secs:.1} s)",
+        last.split_whitespace().nth(1).unwrap_or("?"),
+        n as f64 / secs,
+        n as f64 / copy_secs,
+        (n as f64 / secs) / (n as f64 / copy_secs),
+        before_kb / 1024,
+        peak / 1024
+    );
+}
+
 /// The salesforce crate alone against the emulator: call economy and read throughput.
 fn client(n: usize) {
     use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Record, Secret};
@@ -337,6 +398,7 @@ fn main() {
         Some("drain") => drain(num(1, 1_000_000)),
         Some("pull-latency") => pull_latency(num(1, 50)),
         Some("idle") => idle(num(1, 60) as u64),
+        Some("backfill") => backfill(num(1, 1_000_000)),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -344,7 +406,7 @@ fn main() {
             client(200_000);
         }
         Some(other) => {
-            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, client or all");
+            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, backfill, client or all");
             std::process::exit(2);
         }
     }

@@ -48,16 +48,16 @@ fn release(tbl: PgRelation) -> u32 {
     oid
 }
 
-struct Options<'a> {
-    sobject: &'a str,
-    connection: &'a str,
-    fields: Option<Value>,
-    direction: &'a str,
-    filter: Option<&'a str>,
-    conflict: &'a str,
-    on_delete: &'a str,
-    mode: &'a str,
-    external_id: Option<&'a str>,
+pub(crate) struct Options<'a> {
+    pub sobject: &'a str,
+    pub connection: &'a str,
+    pub fields: Option<Value>,
+    pub direction: &'a str,
+    pub filter: Option<&'a str>,
+    pub conflict: &'a str,
+    pub on_delete: &'a str,
+    pub mode: &'a str,
+    pub external_id: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +110,7 @@ fn table_info(oid: u32) -> Result<TableInfo> {
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
 }
 
-fn sync(oid: u32, o: Options) -> Result<Value> {
+pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     one_of("direction", o.direction, DIRECTIONS)?;
     one_of("conflict", o.conflict, CONFLICTS)?;
     one_of("on_delete", o.on_delete, ON_DELETE)?;
@@ -247,6 +247,8 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
             Spi::run("SELECT sfsync.wake_at_commit()")?;
         }
     }
+    // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
+    let backfill = if created && o.direction != "push" { crate::sync::backfill::schedule(mapping_id)? } else { Value::Null };
     if !crate::registry::available() {
         notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");
     }
@@ -259,6 +261,7 @@ fn sync(oid: u32, o: Options) -> Result<Value> {
         "mapped": columns.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect::<serde_json::Map<_, _>>(),
         "unmatched_columns": unmatched,
         "queued_for_push": queued,
+        "backfill": backfill,
     }))
 }
 

@@ -1,5 +1,6 @@
 //! The SQL API (stable names per DESIGN.md).
 
+mod backfill;
 mod connection;
 mod mapping;
 mod ops;

@@ -1,8 +1,11 @@
 //! Pure decisions, free of pgrx: unit-tested with plain `cargo test`.
 
+pub mod backfill;
 pub mod coalesce;
+pub mod compare;
 pub mod convert;
 pub mod fields;
+pub mod mirror;
 pub mod relations;
 pub mod soql;
 pub mod write_through;

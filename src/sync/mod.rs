@@ -3,6 +3,7 @@
 //! is ever held open across a network call.
 
 pub mod archive;
+pub mod backfill;
 pub mod bulk_write;
 pub mod cdc;
 pub mod clients;

@@ -76,18 +76,40 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
 /// applied record by record, each in its own transaction, so one bad record is reported
 /// in sfsync.errors instead of blocking the mapping.
 fn apply_page(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record]) -> Result<PullSummary> {
+    apply_batch(ctx, m, all, records, true, &|_| Ok(()))
+}
+
+/// The one apply path of the incremental pull and the backfill (`sync::backfill`).
+/// `mark`: whether the batch advances the high-water mark (a backfill sets it at the end).
+/// `then` runs in the batch's transaction after a successful apply (the backfill records
+/// its progress there, so progress and rows commit together); after a record-by-record
+/// retry it runs in a transaction of its own.
+pub(crate) fn apply_batch(
+    ctx: Ctx,
+    m: &Mapping,
+    all: &[Mapping],
+    records: &[Record],
+    mark: bool,
+    then: &dyn Fn(&PullSummary) -> Result<()>,
+) -> Result<PullSummary> {
     if records.is_empty() {
         return Ok(PullSummary::default());
     }
-    let mark = max_modstamp(records);
-    match ctx.tx(|| apply(m, all, records, mark.as_deref())) {
-        Ok(s) => Ok(s),
+    let stamp_of = |r: &[Record]| if mark { max_modstamp(r) } else { None };
+    let mark = stamp_of(records);
+    let whole = ctx.tx(|| {
+        let s = apply(m, all, records, mark.as_deref())?;
+        then(&s)?;
+        Ok(s)
+    });
+    let out = match whole {
+        Ok(s) => return Ok(s),
         Err(e) if ctx == Ctx::Worker && records.len() > 1 => {
             pgrx::debug1!("sfsync: page of {} for {} failed ({e}); applying record by record", records.len(), m.table);
             let mut total = PullSummary::default();
             for rec in records {
                 let one = std::slice::from_ref(rec);
-                let stamp = max_modstamp(one);
+                let stamp = stamp_of(one);
                 match ctx.tx(|| apply(m, all, one, stamp.as_deref())) {
                     Ok(s) => total.add(s),
                     Err(e) => {
@@ -96,15 +118,17 @@ fn apply_page(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record]) -> Res
                     }
                 }
             }
-            Ok(total)
+            total
         }
         Err(e) if ctx == Ctx::Worker => {
             let rec = &records[0];
             ctx.tx(|| record_failure(m, rec, &e.to_string(), mark.as_deref()))?;
-            Ok(PullSummary { failed: 1, ..Default::default() })
+            PullSummary { failed: 1, ..Default::default() }
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(e),
+    };
+    ctx.tx(|| then(&out))?;
+    Ok(out)
 }
 
 fn max_modstamp(records: &[Record]) -> Option<String> {
@@ -217,7 +241,7 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
 
 /// Lookup fields arrive as Salesforce Ids; the foreign key columns hold the parent's
 /// Postgres key. A parent we don't have (yet) leaves the column NULL.
-fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]) -> Result<()> {
+pub(crate) fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]) -> Result<()> {
     for p in &m.parents {
         let ids: Vec<String> = rows.iter().filter_map(|r| r.get(&p.column).and_then(Value::as_str).map(String::from)).collect();
         if ids.is_empty() {

@@ -82,7 +82,10 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 false
             }
         };
-        pull_due(&mappings, &mut next_pull, &stream);
+        // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
+        let backfill = sync::backfill::step(&mappings);
+        busy |= backfill.more;
+        pull_due(&mappings, &mut next_pull, &stream, &backfill.active);
         sync::archive::purge_due(&mut last_purge);
         let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
         if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
@@ -250,13 +253,13 @@ fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
     next_pull.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
 }
 
-fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, stream: &Stream) {
+fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, stream: &Stream, backfilling: &[i32]) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
     // Parents first, so a child's lookup finds the parent row it points to.
     let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
     let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
     let ordered = crate::plan::relations::parents_first(&ids, &parents);
-    for m in ordered.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).filter(|m| m.pulls()) {
+    for m in ordered.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).filter(|m| m.pulls() && !backfilling.contains(&m.id)) {
         if crate::worker::shutdown_requested() {
             break;
         }

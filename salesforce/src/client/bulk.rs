@@ -431,17 +431,26 @@ impl Client {
         if job.state != "JobComplete" {
             return Err(job_failed(&job));
         }
+        self.bulk_query_results(job, None, opts)
+    }
+
+    /// Opens the results of a finished query job at `locator` (`None`: the first page), to
+    /// resume reading after a restart without running the query again. The reader then goes
+    /// on through the following pages as usual. A job whose results are gone fails with the
+    /// server's error (404 `NOT_FOUND` once the job was deleted or expired).
+    pub fn bulk_query_results(&self, job: BulkJobInfo, locator: Option<&str>, opts: &BulkOptions) -> Result<BulkQueryReader<'_>, Error> {
         let mut reader = BulkQueryReader {
             client: self,
             max_records: opts.max_records,
             job,
+            locator: None,
             next_locator: None,
             reader: None,
             headers: csv::StringRecord::new(),
             pages: 0,
             finished: false,
         };
-        reader.open_page(None)?;
+        reader.open_page(locator)?;
         Ok(reader)
     }
 
@@ -530,6 +539,8 @@ pub struct BulkQueryReader<'a> {
     client: &'a Client,
     max_records: Option<u32>,
     job: BulkJobInfo,
+    /// Locator of the page being read; `None` for the first page.
+    locator: Option<String>,
     /// Locator of the next page; `None` after the last page.
     next_locator: Option<String>,
     reader: Option<csv::Reader<Box<dyn Read + Send>>>,
@@ -557,6 +568,11 @@ impl BulkQueryReader<'_> {
     pub fn pages(&self) -> u32 {
         self.pages
     }
+    /// Locator of the page being read (`None`: the first page): with the number of records
+    /// already taken from it, where [`Client::bulk_query_results`] can resume.
+    pub fn page_locator(&self) -> Option<&str> {
+        self.locator.as_deref()
+    }
 
     fn open_page(&mut self, locator: Option<&str>) -> Result<(), Error> {
         let mut path = self.client.data_path(&format!("/jobs/query/{}/results", encode_segment(&self.job.id)));
@@ -581,6 +597,7 @@ impl BulkQueryReader<'_> {
         if self.pages == 0 {
             self.headers = headers;
         }
+        self.locator = locator.map(str::to_string);
         self.pages += 1;
         self.reader = Some(rdr);
         Ok(())
