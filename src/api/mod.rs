@@ -4,3 +4,4 @@ mod connection;
 mod mapping;
 mod ops;
 mod outbox;
+mod review;

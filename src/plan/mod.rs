@@ -1,6 +1,7 @@
 //! Pure decisions, free of pgrx: unit-tested with plain `cargo test`.
 
 pub mod coalesce;
+pub mod conflict;
 pub mod convert;
 pub mod fields;
 pub mod relations;
