@@ -63,6 +63,10 @@ CREATE TABLE sfsync.outbox (
     pk              text NOT NULL,
     sfid            varchar(18),
     changed         text[],
+    -- For an update: the changed columns' values before it (text form), so the pull can
+    -- tell a Salesforce change of the same column (a conflict) from Salesforce still
+    -- holding the old value.
+    base            jsonb,
     txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
     captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),

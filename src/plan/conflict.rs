@@ -42,6 +42,9 @@ pub struct Both<'a> {
     pub differing: &'a [String],
     /// Columns the pending local change touched; None: all of them (a pending insert).
     pub pending: Option<&'a [String]>,
+    /// Columns whose Salesforce value is still the one they had before the local change:
+    /// Salesforce did not change them, so they are no conflict and the local value stays.
+    pub salesforce_kept: &'a [String],
     /// Salesforce changed the record since the last sync: not a re-read of a version the
     /// pull already saw, and not our own push coming back.
     pub salesforce_changed: bool,
@@ -62,15 +65,16 @@ pub struct Decision {
     pub conflict: Option<(Winner, Vec<String>)>,
 }
 
-/// Columns only Salesforce changed always take Salesforce's values. Columns both sides
-/// changed are a conflict when Salesforce really changed the record since the last sync;
+/// Columns only Salesforce changed always take Salesforce's values; columns only Postgres
+/// changed keep the local value. Columns both sides changed are a conflict when Salesforce really changed the record since the last sync;
 /// the policy picks the winner (`last_modified_wins`: the later change, Salesforce on a tie
 /// or when a time is unknown). When Salesforce wins, its values are applied and the columns
 /// leave the pending local change; when Postgres wins, the local values stay and the push
 /// sends them. A re-read or our own echo is no conflict: the local change simply goes out.
 pub fn decide(policy: Policy, b: &Both) -> Decision {
     let touched = |c: &String| b.pending.is_none_or(|p| p.contains(c));
-    let (clashing, untouched): (Vec<String>, Vec<String>) = b.differing.iter().cloned().partition(touched);
+    let (touched, untouched): (Vec<String>, Vec<String>) = b.differing.iter().cloned().partition(touched);
+    let clashing: Vec<String> = touched.into_iter().filter(|c| !b.salesforce_kept.contains(c)).collect();
     let mut d = Decision { take_salesforce: untouched, ..Default::default() };
     if clashing.is_empty() || !b.salesforce_changed {
         return d;
@@ -100,7 +104,7 @@ mod tests {
     }
 
     fn both<'a>(differing: &'a [String], pending: Option<&'a [String]>) -> Both<'a> {
-        Both { differing, pending, salesforce_changed: true, salesforce_modified: Some(2_000), postgres_modified: Some(1_000) }
+        Both { differing, pending, salesforce_kept: &[], salesforce_changed: true, salesforce_modified: Some(2_000), postgres_modified: Some(1_000) }
     }
 
     #[test]
@@ -134,6 +138,22 @@ mod tests {
         assert_eq!(decide(Policy::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "a tie goes to Salesforce");
         b.salesforce_modified = None;
         assert_eq!(decide(Policy::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "unknown time: the default side");
+    }
+
+    #[test]
+    fn a_column_salesforce_still_has_at_its_old_value_keeps_the_local_change() {
+        // Both changed email; only Postgres changed first_name (Salesforce has its old value).
+        let (diff, pend, kept) = (cols(&["email", "first_name"]), cols(&["email", "first_name"]), cols(&["first_name"]));
+        let mut b = both(&diff, Some(&pend));
+        b.salesforce_kept = &kept;
+        let d = decide(Policy::SalesforceWins, &b);
+        assert_eq!(d.take_salesforce, cols(&["email"]));
+        assert_eq!(d.drop_local, cols(&["email"]));
+        assert_eq!(d.conflict, Some((Winner::Salesforce, cols(&["email"]))));
+        // Nothing but such columns: no conflict at all.
+        let only = cols(&["first_name"]);
+        b.differing = &only;
+        assert_eq!(decide(Policy::SalesforceWins, &b), Decision::default());
     }
 
     #[test]

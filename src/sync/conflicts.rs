@@ -23,6 +23,10 @@ struct Candidate {
     entries: Vec<i64>,
     changed: Option<Vec<String>>,
     all_columns: bool,
+    /// Per column, its value (text form) before the first pending local change of it.
+    base: Option<Map<String, Value>>,
+    /// Salesforce's values in the same text form.
+    remote_text: Map<String, Value>,
     salesforce_changed: bool,
     sf_modified: Option<String>,
     sf_us: Option<i64>,
@@ -48,6 +52,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
         .collect();
     let pk = m.pk_ident();
     let tbl = &m.table;
+    let remote_text: Vec<String> = m.columns.iter().map(|c| format!("{}, p.{}::text", pgrx::spi::quote_literal(&c.column), quote_identifier(&c.column))).collect();
+    let remote_text = remote_text.join(", ");
     // A record is changed in Salesforce "since the last sync" when the pull has not seen this
     // version yet (stamp past the mark) and it is not our own push coming back (modified
     // after our last confirmed push of the record, per the outbox archive).
@@ -56,7 +62,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
               st AS (SELECT hwm_modstamp AS hwm FROM sfsync.sync_state WHERE mapping_id = $2)
          SELECT jsonb_agg(jsonb_build_object(
                     'pk', t.{pk}::text, 'sfid', t.sfid, 'local', to_jsonb(t), 'remote', to_jsonb(p),
-                    'entries', e.ids, 'changed', e.changed, 'all_columns', e.all_columns,
+                    'entries', e.ids, 'changed', e.changed, 'all_columns', e.all_columns, 'base', e.base,
+                    'remote_text', jsonb_build_object({remote_text}),
                     'salesforce_changed', (st.hwm IS NULL OR meta.sms IS NULL OR meta.sms > st.hwm)
                                           AND (a.pushed IS NULL OR meta.lmd IS NULL OR meta.lmd > a.pushed),
                     'sf_modified', meta.lmd, 'sf_us', (extract(epoch FROM meta.lmd) * 1000000)::bigint,
@@ -66,6 +73,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
          JOIN LATERAL (
              SELECT array_agg(o.id ORDER BY o.id) AS ids, bool_or(o.changed IS NULL) AS all_columns,
                     max(o.captured_at) AS captured,
+                    (SELECT jsonb_object_agg(b.key, b.value ORDER BY o3.id DESC) FROM sfsync.outbox o3 CROSS JOIN LATERAL jsonb_each(o3.base) AS b
+                     WHERE o3.mapping_id = $2 AND o3.pk = t.{pk}::text AND o3.state = 'pending' AND o3.op <> 'delete') AS base,
                     (SELECT array_agg(DISTINCT c) FROM sfsync.outbox o2 CROSS JOIN LATERAL unnest(o2.changed) AS c
                      WHERE o2.mapping_id = $2 AND o2.pk = t.{pk}::text AND o2.state = 'pending' AND o2.op <> 'delete') AS changed
              FROM sfsync.outbox o
@@ -86,11 +95,17 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     for c in candidates {
         let differing: Vec<String> = all.iter().filter(|col| c.local.get(*col) != c.remote.get(*col)).cloned().collect();
         let pending = if c.all_columns { None } else { Some(c.changed.clone().unwrap_or_default()) };
+        // Salesforce kept a column when its value is still the one before the local change.
+        let kept: Vec<String> = match &c.base {
+            Some(base) => all.iter().filter(|col| base.get(*col).is_some_and(|b| Some(b) == c.remote_text.get(*col))).cloned().collect(),
+            None => Vec::new(),
+        };
         let d = decide(
             policy,
             &Both {
                 differing: &differing,
                 pending: pending.as_deref(),
+                salesforce_kept: &kept,
                 salesforce_changed: c.salesforce_changed,
                 salesforce_modified: c.sf_us,
                 postgres_modified: c.pg_us,
