@@ -58,7 +58,7 @@ fn decide_all(oid: u32, approve: bool) -> Result<i64> {
     let args: Vec<DatumWithOid> = vec![i64::from(oid).into()];
     let name = Spi::get_one_with_args::<String>("SELECT $1::bigint::oid::regclass::text", &args)?.unwrap_or_else(|| oid.to_string());
     let ids = spi_util::json(
-        "SELECT COALESCE(jsonb_agg(r.id ORDER BY r.id), '[]') FROM sfsync.mappings m
+        "SELECT COALESCE(jsonb_agg(r.id ORDER BY r.id) FILTER (WHERE r.id IS NOT NULL), '[]') FROM sfsync.mappings m
          LEFT JOIN sfsync.delete_review r ON r.mapping_id = m.id AND r.decided_at IS NULL
          WHERE m.tbl = $1::bigint::oid::regclass HAVING count(m.id) > 0",
         &args,

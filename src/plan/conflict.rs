@@ -1,8 +1,9 @@
 //! Conflict resolution: what the pull does with a Salesforce change of a record that also
 //! has a local change waiting in the outbox.
 
-/// The mapping's `conflict` policy.
+/// The mapping's `conflict` policy (named as in SQL: `salesforce_wins`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Policy {
     SalesforceWins,
     PostgresWins,

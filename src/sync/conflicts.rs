@@ -125,7 +125,7 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
 }
 
 fn take_salesforce(m: &Mapping, c: &Candidate, columns: &[String]) -> Result<usize> {
-    let cols: Vec<String> = columns.iter().map(|c| quote_identifier(c)).collect();
+    let cols: Vec<String> = columns.iter().map(quote_identifier).collect();
     let src: Vec<String> = cols.iter().map(|c| format!("p.{c}")).collect();
     let sql = format!(
         "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p WHERE t.sfid = $2",
