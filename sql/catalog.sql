@@ -63,6 +63,10 @@ CREATE TABLE sfsync.outbox (
     pk              text NOT NULL,
     sfid            varchar(18),
     changed         text[],
+    -- For an update: the changed columns' values before it (text form), so the pull can
+    -- tell a Salesforce change of the same column (a conflict) from Salesforce still
+    -- holding the old value.
+    base            jsonb,
     txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
     captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),
@@ -107,6 +111,9 @@ CREATE TABLE sfsync.sync_state (
     mapping_id    integer PRIMARY KEY REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
     hwm_modstamp  timestamptz,
     hwm_id        text,
+    -- How far the check for records that stopped matching the mapping's filter has looked
+    -- (see sync/filter.rs); NULL: from the beginning.
+    filter_hwm    timestamptz,
     last_push_at  timestamptz,
     last_pull_at  timestamptz,
     pushed_total  bigint NOT NULL DEFAULT 0,
@@ -143,6 +150,42 @@ CREATE TABLE sfsync.record_errors (
     UNIQUE (mapping_id, direction, pk)
 );
 
+-- Records changed on both sides since the last sync, how the mapping's policy resolved them,
+-- and the losing version (see docs/guide.md, "Conflicts"). Owner only: it holds row data.
+CREATE TABLE sfsync.conflicts (
+    id                  bigserial PRIMARY KEY,
+    mapping_id          integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    "table"             regclass NOT NULL,
+    key                 text NOT NULL,
+    sfid                varchar(18),
+    policy              text NOT NULL,
+    winner              text NOT NULL CHECK (winner IN ('salesforce', 'postgres')),
+    columns             text[] NOT NULL,
+    postgres_values     jsonb NOT NULL,
+    salesforce_values   jsonb NOT NULL,
+    salesforce_modified timestamptz,
+    postgres_modified   timestamptz,
+    resolved_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX conflicts_record ON sfsync.conflicts (mapping_id, key);
+
+-- Deletes held for a person to decide (on_delete => 'review'): from Salesforce (pulled) or
+-- from Postgres (captured). sfsync.approve_delete / sfsync.reject_delete decide them.
+CREATE TABLE sfsync.delete_review (
+    id           bigserial PRIMARY KEY,
+    mapping_id   integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    "table"      regclass NOT NULL,
+    key          text NOT NULL,
+    sfid         varchar(18),
+    origin       text NOT NULL CHECK (origin IN ('salesforce', 'postgres')),
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    "row"        jsonb,
+    decided_at   timestamptz,
+    decision     text CHECK (decision IN ('approved', 'rejected')),
+    CHECK ((decided_at IS NULL) = (decision IS NULL))
+);
+CREATE UNIQUE INDEX delete_review_undecided ON sfsync.delete_review (mapping_id, origin, key) WHERE decided_at IS NULL;
+
 -- Configuration survives pg_dump / restore.
 SELECT pg_catalog.pg_extension_config_dump('sfsync.connections', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.connection_secrets', '');
@@ -151,6 +194,8 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.sync_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.cdc_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_archive', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;

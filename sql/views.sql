@@ -19,6 +19,25 @@ BEGIN
 END
 $$;
 
+-- on_delete => 'review': a local DELETE is held in sfsync.delete_review (with the row as it
+-- was) instead of being sent. Rows the sync deletes itself are not held. Arguments: the
+-- mapping id and the key column. SECURITY DEFINER: writers need no rights on the queue.
+CREATE FUNCTION sfsync.hold_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r jsonb := to_jsonb(OLD);
+BEGIN
+    IF sfsync.is_applying() THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO sfsync.delete_review (mapping_id, "table", key, sfid, origin, "row")
+    VALUES (TG_ARGV[0]::int, TG_RELID::regclass, r ->> TG_ARGV[1], r ->> 'sfid', 'postgres', r)
+    ON CONFLICT (mapping_id, origin, key) WHERE decided_at IS NULL
+    DO UPDATE SET sfid = EXCLUDED.sfid, "row" = EXCLUDED."row", requested_at = now();
+    RETURN NULL;
+END
+$$;
+
 CREATE VIEW sfsync.errors AS
 SELECT e.id,
        m.tbl AS "table",

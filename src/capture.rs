@@ -129,16 +129,19 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
             record(mapping, "insert", row.text(new, pk)?, None, None)?;
         } else {
             let mut changed = Vec::new();
+            let mut base = serde_json::Map::new();
             for col in &args[2..] {
                 let n = row.attnum(col)?;
                 if !row.same(old, new, n) {
                     changed.push(col.clone());
+                    base.insert(col.clone(), row.text(old, n).map_or(serde_json::Value::Null, serde_json::Value::String));
                 }
             }
             if changed.is_empty() {
                 return Ok(None); // no mapped column changed: nothing to send
             }
-            record(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed))?;
+            let base = Some(pgrx::JsonB(serde_json::Value::Object(base)));
+            record_with_base(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base)?;
         }
     } else if op == pg_sys::TRIGGER_EVENT_DELETE {
         let old = td.tg_trigtuple;
@@ -187,18 +190,29 @@ impl Row {
 }
 
 fn record(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Option<Vec<String>>) -> Result<(), SyncError> {
+    record_with_base(mapping, op, pk, sfid, changed, None)
+}
+
+fn record_with_base(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Option<Vec<String>>, base: Option<pgrx::JsonB>) -> Result<(), SyncError> {
     Spi::connect_mut(|c| {
         INSERT_PLAN.with(|cell| {
             let mut plan = cell.borrow_mut();
             if plan.is_none() {
                 let p = c.prepare_mut(
-                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed) VALUES ($1, $2, $3, $4, $5)",
-                    &[PgOid::from(pg_sys::INT4OID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::TEXTOID), PgOid::from(pg_sys::VARCHAROID), PgOid::from(pg_sys::TEXTARRAYOID)],
+                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        PgOid::from(pg_sys::INT4OID),
+                        PgOid::from(pg_sys::TEXTOID),
+                        PgOid::from(pg_sys::TEXTOID),
+                        PgOid::from(pg_sys::VARCHAROID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                        PgOid::from(pg_sys::JSONBOID),
+                    ],
                 )?;
                 *plan = Some(p.keep());
             }
             let plan = plan.as_ref().expect("prepared above");
-            c.update(plan, None, &[mapping.into(), op.into(), pk.into(), sfid.into(), changed.into()]).map(|_| ())
+            c.update(plan, None, &[mapping.into(), op.into(), pk.into(), sfid.into(), changed.into(), base.into()]).map(|_| ())
         })
     })?;
     Ok(())

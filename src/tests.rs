@@ -358,4 +358,116 @@ mod tests {
         Spi::run("CREATE TABLE t5 (id int PRIMARY KEY, name text)").unwrap();
         Spi::run("SELECT sfsync.sync_table('t5', 'Account', mode => 'sync')").unwrap();
     }
+
+    // ---- on_delete => 'review' -------------------------------------------------------------
+
+    /// `contacts` with on_delete => 'review', triggers as sync_table installs them; row 1 is
+    /// linked to a Salesforce record.
+    fn review_fixture() -> i32 {
+        let id = fixture();
+        Spi::run(&format!(
+            "UPDATE sfsync.mappings SET on_delete = 'review' WHERE id = {id};
+             DROP TRIGGER sfsync_capture ON contacts;
+             CREATE TRIGGER sfsync_capture AFTER INSERT OR UPDATE ON contacts
+             FOR EACH ROW EXECUTE FUNCTION sfsync.capture('{id}', 'id', 'last_name', 'email');
+             CREATE TRIGGER sfsync_hold_delete AFTER DELETE ON contacts FOR EACH ROW EXECUTE FUNCTION sfsync.hold_delete('{id}', 'id');
+             INSERT INTO contacts (id, last_name, email, sfid) VALUES (1, 'Doe', 'd@x', '003000000000001AAA');
+             DELETE FROM sfsync.outbox;"
+        ))
+        .unwrap();
+        id
+    }
+
+    fn held_id() -> i64 {
+        count("SELECT max(id) FROM sfsync.delete_review")
+    }
+
+    #[pg_test]
+    fn a_local_delete_is_held_for_review_not_sent() {
+        review_fixture();
+        Spi::run("DELETE FROM contacts WHERE id = 1").unwrap();
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "nothing queued for Salesforce");
+        assert_eq!(
+            count("SELECT count(*) FROM sfsync.delete_review WHERE origin = 'postgres' AND key = '1' AND sfid = '003000000000001AAA'
+                   AND \"row\" ->> 'last_name' = 'Doe' AND \"table\" = 'contacts'::regclass AND decided_at IS NULL"),
+            1
+        );
+    }
+
+    #[pg_test]
+    fn approving_a_local_delete_queues_it_for_the_push() {
+        review_fixture();
+        Spi::run("DELETE FROM contacts WHERE id = 1").unwrap();
+        let id = held_id();
+        assert_eq!(Spi::get_one::<bool>(&format!("SELECT sfsync.approve_delete({id})")).unwrap(), Some(true));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE op = 'delete' AND pk = '1' AND sfid = '003000000000001AAA'"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.delete_review WHERE decision = 'approved' AND decided_at IS NOT NULL"), 1);
+        assert_eq!(Spi::get_one::<bool>(&format!("SELECT sfsync.reject_delete({id})")).unwrap(), Some(false), "already decided");
+    }
+
+    #[pg_test]
+    fn rejecting_a_local_delete_restores_the_row() {
+        review_fixture();
+        Spi::run("DELETE FROM contacts WHERE id = 1").unwrap();
+        assert_eq!(count("SELECT sfsync.reject_deletes('contacts')"), 1);
+        assert_eq!(count("SELECT count(*) FROM contacts WHERE id = 1 AND last_name = 'Doe' AND sfid = '003000000000001AAA'"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "the restore is not captured");
+        assert_eq!(count("SELECT count(*) FROM sfsync.delete_review WHERE decision = 'rejected'"), 1);
+    }
+
+    fn held_from_salesforce(mapping: i32) -> i64 {
+        Spi::get_one::<i64>(&format!(
+            "INSERT INTO sfsync.delete_review (mapping_id, \"table\", key, sfid, origin, \"row\")
+             SELECT {mapping}, 'contacts', '1', sfid, 'salesforce', to_jsonb(c) FROM contacts c WHERE id = 1 RETURNING id"
+        ))
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn approving_a_salesforce_delete_deletes_the_row_without_capturing_it() {
+        let mapping = review_fixture();
+        let id = held_from_salesforce(mapping);
+        assert_eq!(Spi::get_one::<bool>(&format!("SELECT sfsync.approve_delete({id})")).unwrap(), Some(true));
+        assert_eq!(count("SELECT count(*) FROM contacts"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.delete_review"), 1, "not held again");
+    }
+
+    #[pg_test]
+    fn rejecting_a_salesforce_delete_keeps_the_row_unlinked() {
+        let mapping = review_fixture();
+        held_from_salesforce(mapping);
+        assert_eq!(count("SELECT sfsync.reject_deletes('contacts')"), 1);
+        assert_eq!(count("SELECT count(*) FROM contacts WHERE id = 1 AND sfid IS NULL"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
+        assert_eq!(count("SELECT sfsync.approve_deletes('contacts')"), 0, "nothing left to decide");
+    }
+
+    #[pg_test(error = "held delete 999 does not exist (see sfsync.delete_review)")]
+    fn deciding_an_unknown_delete_is_named() {
+        review_fixture();
+        Spi::run("SELECT sfsync.approve_delete(999)").unwrap();
+    }
+
+    #[pg_test(error = "table plain is not synced")]
+    fn deciding_deletes_of_an_unsynced_table_is_named() {
+        Spi::run("CREATE TABLE plain (id int PRIMARY KEY)").unwrap();
+        Spi::run("SELECT sfsync.approve_deletes('plain')").unwrap();
+    }
+
+    #[pg_test]
+    fn the_conflict_and_review_tables_are_not_readable_by_other_roles() {
+        Spi::run("CREATE ROLE sfsync_reader").unwrap();
+        for t in ["sfsync.conflicts", "sfsync.delete_review"] {
+            let ok = Spi::get_one::<bool>(&format!("SELECT has_table_privilege('sfsync_reader', '{t}', 'SELECT')")).unwrap();
+            assert_eq!(ok, Some(false), "{t}");
+        }
+    }
+
+    #[pg_test(error = "conflict: \"newest\" is not one of salesforce_wins, postgres_wins, last_modified_wins")]
+    fn unknown_conflict_policy_is_named() {
+        Spi::run("CREATE TABLE t6 (id int PRIMARY KEY, name text)").unwrap();
+        Spi::run("SELECT sfsync.sync_table('t6', 'Account', conflict => 'newest')").unwrap();
+    }
 }

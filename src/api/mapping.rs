@@ -115,17 +115,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     one_of("conflict", o.conflict, CONFLICTS)?;
     one_of("on_delete", o.on_delete, ON_DELETE)?;
     one_of("mode", o.mode, MODES)?;
-    // Accepted by the catalog, but not built yet: refuse rather than pretend.
-    if o.conflict != "salesforce_wins" {
-        return Err(SyncError::Invalid(format!("conflict => '{}' is not supported yet; use 'salesforce_wins'", o.conflict)));
-    }
     if o.mode == "write_through" && o.direction == "pull" {
         return Err(SyncError::Invalid(
             "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'".into(),
         ));
-    }
-    if o.on_delete == "review" {
-        return Err(SyncError::Invalid("on_delete => 'review' is not supported yet; use 'propagate' or 'ignore'".into()));
     }
     let explicit = match &o.fields {
         None | Some(Value::Null) => None,
@@ -201,6 +194,15 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     } else if !t.sfid_unique {
         Spi::run(&format!("ALTER TABLE {} ADD UNIQUE (sfid)", t.qualified))?;
     }
+    // A different filter changes which records belong here: re-pull everything, and check
+    // every linked row against the new filter (see sync/filter.rs).
+    let filter = o.filter.filter(|f| !f.trim().is_empty());
+    let old_filter = spi_util::json(
+        "SELECT jsonb_build_array(filter) FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass",
+        &[i64::from(oid).into()],
+    )?
+    .map(|v| v[0].as_str().map(String::from));
+    let refilter = matches!(&old_filter, Some(old) if old.as_deref().filter(|f| !f.trim().is_empty()) != filter);
     let columns_json = serde_json::to_value(&columns).map_err(|e| SyncError::Spi(e.to_string()))?;
     let args: Vec<DatumWithOid> = vec![
         i64::from(oid).into(),
@@ -212,7 +214,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         spi_util::jsonb(columns_json),
         o.fields.clone().map(JsonB).into(),
         o.direction.into(),
-        o.filter.into(),
+        filter.into(),
         o.conflict.into(),
         o.on_delete.into(),
         o.mode.into(),
@@ -231,8 +233,14 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     let mapping_id = mapping_id.ok_or_else(|| SyncError::Spi("mapping insert returned nothing".into()))?;
     let created = created.unwrap_or(false);
     spi_util::exec("INSERT INTO sfsync.sync_state (mapping_id) VALUES ($1) ON CONFLICT DO NOTHING", &[mapping_id.into()])?;
+    if refilter {
+        spi_util::exec("UPDATE sfsync.sync_state SET hwm_modstamp = NULL, hwm_id = NULL, filter_hwm = NULL WHERE mapping_id = $1", &[mapping_id.into()])?;
+        notice!("sfsync: the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified);
+        Spi::run("SELECT sfsync.wake_at_commit()")?;
+    }
 
-    install_triggers(&t.qualified, mapping_id, &pk, &columns.iter().map(|c| c.column.as_str()).collect::<Vec<_>>(), o.direction, o.mode)?;
+    let cols: Vec<&str> = columns.iter().map(|c| c.column.as_str()).collect();
+    install_triggers(&t.qualified, mapping_id, &pk, &cols, o.direction, o.mode, o.on_delete)?;
 
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
@@ -262,15 +270,26 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "unmatched_columns": unmatched,
         "queued_for_push": queued,
         "backfill": backfill,
+        "repull": refilter,
     }))
 }
 
-fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str, mode: &str) -> Result<()> {
+fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str, mode: &str, on_delete: &str) -> Result<()> {
     drop_triggers(table)?;
+    // With on_delete => 'review' a local delete is held in sfsync.delete_review, not sent.
+    let review = direction != "pull" && on_delete == "review";
+    let events = if review { "INSERT OR UPDATE" } else { "INSERT OR UPDATE OR DELETE" };
+    if review {
+        Spi::run(&format!(
+            "CREATE TRIGGER sfsync_hold_delete AFTER DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION sfsync.hold_delete({}, {})",
+            quote_literal(mapping_id.to_string()),
+            quote_literal(pk)
+        ))?;
+    }
     if direction != "pull" && mode == "write_through" {
         // Sends each change synchronously; nothing goes through the outbox.
         Spi::run(&format!(
-            "CREATE TRIGGER sfsync_write_through BEFORE INSERT OR UPDATE OR DELETE ON {table}
+            "CREATE TRIGGER sfsync_write_through BEFORE {events} ON {table}
              FOR EACH ROW EXECUTE FUNCTION sfsync.write_through({})",
             quote_literal(mapping_id.to_string())
         ))?;
@@ -278,7 +297,7 @@ fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], di
         let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
         args.extend(columns.iter().map(quote_literal));
         Spi::run(&format!(
-            "CREATE TRIGGER sfsync_capture AFTER INSERT OR UPDATE OR DELETE ON {table}
+            "CREATE TRIGGER sfsync_capture AFTER {events} ON {table}
              FOR EACH ROW EXECUTE FUNCTION sfsync.capture({})",
             args.join(", ")
         ))?;
@@ -301,7 +320,7 @@ fn unsync(oid: u32) -> Result<bool> {
 }
 
 fn drop_triggers(table: &str) -> Result<()> {
-    for name in ["sfsync_capture", "sfsync_write_through", "sfsync_no_truncate"] {
+    for name in ["sfsync_capture", "sfsync_write_through", "sfsync_hold_delete", "sfsync_no_truncate"] {
         Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
     }
     Ok(())

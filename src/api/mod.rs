@@ -5,3 +5,4 @@ mod connection;
 mod mapping;
 mod ops;
 mod outbox;
+mod review;

@@ -25,13 +25,17 @@ fn run(oid: Option<u32>) -> Result<Value> {
         return Err(SyncError::NotFound(format!("table with oid {oid} is not synced")));
     }
     let mut out = serde_json::Map::new();
+    // Pull before push, as the worker does: conflicts are resolved before the push sends.
+    let mut pulls = Vec::with_capacity(mappings.len());
+    for m in &mappings {
+        pulls.push(if m.pulls() { Some(pull::pass(Ctx::Session, m, &all)?) } else { None });
+    }
     let mut pushed = push::PushSummary::default();
     if oid.is_none() {
         pushed = push::pass(Ctx::Session, &all, None)?;
     }
-    for m in &mappings {
+    for (m, pulled) in mappings.iter().zip(pulls) {
         let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, &all, Some(m.id))? } else { push::PushSummary::default() };
-        let pulled = if m.pulls() { Some(pull::pass(Ctx::Session, m, &all)?) } else { None };
         out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
     }
     // Without a worker nobody else purges the archive.

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod coalesce;
 pub mod compare;
+pub mod conflict;
 pub mod convert;
 pub mod fields;
 pub mod mirror;

@@ -12,7 +12,7 @@ pub fn pull_query(sobject: &str, fields: &[&str], external_id: &str, since: Opti
             return Err(format!("invalid Salesforce name {name:?}"));
         }
     }
-    let mut select: Vec<&str> = vec!["Id", "SystemModstamp", "IsDeleted", external_id];
+    let mut select: Vec<&str> = vec!["Id", "SystemModstamp", "LastModifiedDate", "IsDeleted", external_id];
     for f in fields {
         if !select.iter().any(|s| s.eq_ignore_ascii_case(f)) {
             select.push(f);
@@ -34,6 +34,23 @@ pub fn pull_query(sobject: &str, fields: &[&str], external_id: &str, since: Opti
         q.push_str(&conds.join(" AND "));
     }
     q.push_str(" ORDER BY SystemModstamp ASC, Id ASC");
+    Ok(q)
+}
+
+/// Records changed at or after `since` (all when None) that do **not** match the mapping's
+/// filter: those that left it, for the pull to remove locally. Deleted ones too (queryAll).
+pub fn left_filter_query(sobject: &str, since: Option<&str>, filter: &str) -> Result<String, String> {
+    if !is_valid_identifier(sobject) {
+        return Err(format!("invalid Salesforce name {sobject:?}"));
+    }
+    let mut q = format!("SELECT Id, IsDeleted FROM {sobject} WHERE ");
+    if let Some(since) = since {
+        if !is_datetime_literal(since) {
+            return Err(format!("invalid SOQL datetime literal {since:?}"));
+        }
+        q.push_str(&format!("SystemModstamp >= {since} AND "));
+    }
+    q.push_str(&format!("(NOT ({filter})) ORDER BY SystemModstamp ASC, Id ASC"));
     Ok(q)
 }
 
@@ -68,7 +85,7 @@ mod tests {
     #[test]
     fn first_pull_has_no_time_bound() {
         let q = pull_query("Account", &["Name", "Industry"], "Postgres_Id__c", None, None).unwrap();
-        assert_eq!(q, "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, Name, Industry FROM Account ORDER BY SystemModstamp ASC, Id ASC");
+        assert_eq!(q, "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name, Industry FROM Account ORDER BY SystemModstamp ASC, Id ASC");
     }
 
     #[test]
@@ -76,7 +93,7 @@ mod tests {
         let q = pull_query("Contact", &["LastName", "Id"], "Postgres_Id__c", Some("2024-05-20T20:49:32.000Z"), Some("Email != null")).unwrap();
         assert_eq!(
             q,
-            "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE SystemModstamp >= 2024-05-20T20:49:32.000Z AND (Email != null) ORDER BY SystemModstamp ASC, Id ASC"
+            "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE SystemModstamp >= 2024-05-20T20:49:32.000Z AND (Email != null) ORDER BY SystemModstamp ASC, Id ASC"
         );
     }
 
@@ -85,6 +102,18 @@ mod tests {
         assert!(pull_query("Account; DELETE", &[], "Postgres_Id__c", None, None).is_err());
         assert!(pull_query("Account", &["Name FROM User"], "Postgres_Id__c", None, None).is_err());
         assert!(pull_query("Account", &[], "Postgres_Id__c", Some("2024-01-01' OR '1'='1"), None).is_err());
+    }
+
+    #[test]
+    fn left_filter_negates_the_filter() {
+        let q = left_filter_query("Account", Some("2024-05-20T20:49:32.000Z"), "Industry = 'Tech'").unwrap();
+        assert_eq!(
+            q,
+            "SELECT Id, IsDeleted FROM Account WHERE SystemModstamp >= 2024-05-20T20:49:32.000Z AND (NOT (Industry = 'Tech')) ORDER BY SystemModstamp ASC, Id ASC"
+        );
+        let q = left_filter_query("Account", None, "Industry = 'Tech'").unwrap();
+        assert_eq!(q, "SELECT Id, IsDeleted FROM Account WHERE (NOT (Industry = 'Tech')) ORDER BY SystemModstamp ASC, Id ASC");
+        assert!(left_filter_query("Account", Some("now'"), "x = 1").is_err());
     }
 
     #[test]

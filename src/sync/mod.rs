@@ -7,6 +7,9 @@ pub mod backfill;
 pub mod bulk_write;
 pub mod cdc;
 pub mod clients;
+pub mod conflicts;
+pub mod deletes;
+pub mod filter;
 pub mod pull;
 pub mod push;
 pub mod write_through;
@@ -53,6 +56,9 @@ pub struct Mapping {
     pub direction: String,
     pub filter: Option<String>,
     pub on_delete: String,
+    /// Conflict policy: salesforce_wins, postgres_wins or last_modified_wins.
+    #[serde(default)]
+    pub conflict: String,
     /// Mapped lookup columns that are foreign keys to other synced tables.
     #[serde(default)]
     pub parents: Vec<ParentRef>,
@@ -82,7 +88,7 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                  'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
-                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete,
+                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,
                  'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
                              FROM pg_catalog.pg_constraint k
                              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]

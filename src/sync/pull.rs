@@ -6,7 +6,7 @@
 //! before the mark so records committed late with an earlier stamp are still seen; the
 //! re-read ones change nothing because every write is guarded by IS DISTINCT FROM.
 
-use super::{clients, Ctx, Mapping};
+use super::{clients, conflicts, deletes, filter, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::{convert, soql};
@@ -25,6 +25,8 @@ pub struct PullSummary {
     pub updated: usize,
     pub deleted: usize,
     pub failed: usize,
+    /// Rows removed because their record no longer matches the mapping's filter.
+    pub left_filter: usize,
 }
 
 impl PullSummary {
@@ -34,6 +36,7 @@ impl PullSummary {
         self.updated += o.updated;
         self.deleted += o.deleted;
         self.failed += o.failed;
+        self.left_filter += o.left_filter;
     }
 }
 
@@ -64,6 +67,7 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
             _ => break,
         }
     }
+    summary.left_filter = filter::prune(ctx, &client, m)?;
     ctx.tx(|| {
         let args: Vec<DatumWithOid> = vec![m.id.into()];
         spi_util::exec("UPDATE sfsync.sync_state SET last_pull_at = now(), last_error = NULL WHERE mapping_id = $1", &args)?;
@@ -147,7 +151,7 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
     for r in records {
         let Some(id) = str_field(r, "Id") else { continue };
         if r.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false) {
-            gone.push(Value::String(id.to_string()));
+            gone.push(id.to_string());
             continue;
         }
         let mut row = Map::new();
@@ -180,6 +184,8 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
                AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)"
         );
         spi_util::exec(&sql, &[page])?;
+        // Rows with a pending local change: the mapping's conflict policy decides.
+        s.updated += conflicts::resolve(m, records, &live)?;
         if !cols.is_empty() {
             // 2. Update changed rows, except those with a local change still on its way out.
             let set = cols.join(", ");
@@ -192,7 +198,7 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
                  WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src})
                    AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')"
             );
-            s.updated = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(live.clone())), m.id.into()])?;
+            s.updated += spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(live.clone())), m.id.into()])?;
         }
         // 3. Insert records we don't have: with their Postgres key when they carry one,
         //    else with the key's default. Not while a local delete of them is pending.
@@ -220,21 +226,21 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
                  WHERE p.{pk} IS {test}
                    AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
                    AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.state = 'pending'
-                                   AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))"
+                                   AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))
+                   AND NOT EXISTS (SELECT 1 FROM sfsync.delete_review r WHERE r.mapping_id = $2 AND r.decided_at IS NULL
+                                   AND r.origin = 'postgres' AND (r.sfid = p.sfid OR r.key = p.{pk}::text))"
             )
         };
         let rows = Value::Array(with_key);
         s.inserted += spi_util::exec(&insert(true), &[spi_util::jsonb(rows.clone()), m.id.into()])?;
         s.inserted += spi_util::exec(&insert(false), &[spi_util::jsonb(rows), m.id.into()])?;
     }
-    if !gone.is_empty() && m.on_delete != "ignore" {
-        let sql = format!("DELETE FROM {tbl} WHERE sfid = ANY(ARRAY(SELECT jsonb_array_elements_text($1)))");
-        s.deleted = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(gone))])?;
-    }
     // Applied records clear their earlier pull errors.
     let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();
     let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
     spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)", &args)?;
+    // Deleted in Salesforce: per on_delete; a delete blocked locally is reported, not fatal.
+    s.deleted = deletes::pulled(m, &gone)?;
     advance(m, mark, s.inserted + s.updated + s.deleted)?;
     Ok(s)
 }

@@ -75,6 +75,11 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
         };
         stream.follow(&mappings, &mut next_pull);
+        // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
+        let backfill = sync::backfill::step(&mappings);
+        // Pull before push: a Salesforce change of a record with a local change pending is
+        // seen (and resolved by the mapping's conflict policy) before the push sends it.
+        pull_due(&mappings, &mut next_pull, &stream, &backfill.active);
         busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
             Err(e) => {
@@ -82,10 +87,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 false
             }
         };
-        // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
-        let backfill = sync::backfill::step(&mappings);
         busy |= backfill.more;
-        pull_due(&mappings, &mut next_pull, &stream, &backfill.active);
         sync::archive::purge_due(&mut last_purge);
         let unlock = format!("SELECT pg_advisory_unlock({})", sync::PASS_LOCK);
         if let Err(e) = crate::worker::tx::run(|| Ok(Spi::run(&unlock)?)) {
@@ -253,8 +255,21 @@ fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
     next_pull.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
 }
 
+thread_local! {
+    /// The filter each mapping had at its last pull: a changed filter makes it due at once.
+    static FILTERS: std::cell::RefCell<HashMap<i32, Option<String>>> = std::cell::RefCell::new(HashMap::new());
+}
+
 fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, stream: &Stream, backfilling: &[i32]) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
+    FILTERS.with(|f| {
+        let mut f = f.borrow_mut();
+        for m in mappings {
+            if f.insert(m.id, m.filter.clone()).is_some_and(|old| old != m.filter) {
+                next_pull.remove(&m.id);
+            }
+        }
+    });
     // Parents first, so a child's lookup finds the parent row it points to.
     let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
     let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();

@@ -1,0 +1,178 @@
+//! Conflicts: Salesforce changes of records that also have a local change pending in the
+//! outbox. One query per page finds them (usually none); only those are resolved row by
+//! row, by the mapping's policy (plan::conflict). The losing version goes to
+//! sfsync.conflicts.
+
+use super::{archive, Mapping};
+use crate::error::{Result, SyncError};
+use crate::plan::conflict::{decide, Both, Policy, Winner};
+use crate::plan::convert;
+use crate::spi_util;
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::quote_identifier;
+use salesforce::Record;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+#[derive(Deserialize)]
+struct Candidate {
+    pk: String,
+    sfid: String,
+    local: Map<String, Value>,
+    remote: Map<String, Value>,
+    entries: Vec<i64>,
+    changed: Option<Vec<String>>,
+    all_columns: bool,
+    /// Per column, its value (text form) before the first pending local change of it.
+    base: Option<Map<String, Value>>,
+    /// Salesforce's values in the same text form.
+    remote_text: Map<String, Value>,
+    salesforce_changed: bool,
+    sf_modified: Option<String>,
+    sf_us: Option<i64>,
+    pg_modified: Option<String>,
+    pg_us: Option<i64>,
+}
+
+/// Resolves the rows of `live` (the page's records as table rows, keyed by `sfid`) that
+/// have a pending local change. Runs inside the page's transaction, while the sync's own
+/// writes are not captured. Returns how many rows it updated.
+pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize> {
+    if live.is_empty() || m.columns.is_empty() {
+        return Ok(0);
+    }
+    let policy = Policy::parse(&m.conflict).ok_or_else(|| SyncError::Invalid(format!("mapping of {}: unknown conflict policy {:?}", m.table, m.conflict)))?;
+    let meta: Vec<Value> = records
+        .iter()
+        .filter_map(|r| {
+            let id = r.get("Id")?.as_str()?;
+            let stamp = |f: &str| r.get(f).and_then(Value::as_str).map(convert::colon_offset);
+            Some(json!({"sfid": id, "lmd": stamp("LastModifiedDate"), "sms": stamp("SystemModstamp")}))
+        })
+        .collect();
+    let pk = m.pk_ident();
+    let tbl = &m.table;
+    let remote_text: Vec<String> = m.columns.iter().map(|c| format!("{}, p.{}::text", pgrx::spi::quote_literal(&c.column), quote_identifier(&c.column))).collect();
+    let remote_text = remote_text.join(", ");
+    // A record is changed in Salesforce "since the last sync" when the pull has not seen this
+    // version yet (stamp past the mark) and it is not our own push coming back (modified
+    // after our last confirmed push of the record, per the outbox archive).
+    let sql = format!(
+        "WITH meta AS (SELECT * FROM jsonb_to_recordset($3) AS x(sfid text, lmd timestamptz, sms timestamptz)),
+              st AS (SELECT hwm_modstamp AS hwm FROM sfsync.sync_state WHERE mapping_id = $2)
+         SELECT jsonb_agg(jsonb_build_object(
+                    'pk', t.{pk}::text, 'sfid', t.sfid, 'local', to_jsonb(t), 'remote', to_jsonb(p),
+                    'entries', e.ids, 'changed', e.changed, 'all_columns', e.all_columns, 'base', e.base,
+                    'remote_text', jsonb_build_object({remote_text}),
+                    'salesforce_changed', (st.hwm IS NULL OR meta.sms IS NULL OR meta.sms > st.hwm)
+                                          AND (a.pushed IS NULL OR meta.lmd IS NULL OR meta.lmd > a.pushed),
+                    'sf_modified', meta.lmd, 'sf_us', (extract(epoch FROM meta.lmd) * 1000000)::bigint,
+                    'pg_modified', e.captured, 'pg_us', (extract(epoch FROM e.captured) * 1000000)::bigint))
+         FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
+         JOIN {tbl} t ON t.sfid = p.sfid
+         JOIN LATERAL (
+             SELECT array_agg(o.id ORDER BY o.id) AS ids, bool_or(o.changed IS NULL) AS all_columns,
+                    max(o.captured_at) AS captured,
+                    (SELECT jsonb_object_agg(b.key, b.value ORDER BY o3.id DESC) FROM sfsync.outbox o3 CROSS JOIN LATERAL jsonb_each(o3.base) AS b
+                     WHERE o3.mapping_id = $2 AND o3.pk = t.{pk}::text AND o3.state = 'pending' AND o3.op <> 'delete') AS base,
+                    (SELECT array_agg(DISTINCT c) FROM sfsync.outbox o2 CROSS JOIN LATERAL unnest(o2.changed) AS c
+                     WHERE o2.mapping_id = $2 AND o2.pk = t.{pk}::text AND o2.state = 'pending' AND o2.op <> 'delete') AS changed
+             FROM sfsync.outbox o
+             WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending' AND o.op <> 'delete'
+         ) e ON e.ids IS NOT NULL
+         LEFT JOIN meta ON meta.sfid = p.sfid
+         LEFT JOIN st ON true
+         LEFT JOIN LATERAL (
+             SELECT max(ar.processed_at) AS pushed FROM sfsync.outbox_archive ar
+             WHERE ar.mapping_id = $2 AND ar.pk = t.{pk}::text AND ar.outcome = 'sent'
+         ) a ON true"
+    );
+    let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(live.to_vec())), m.id.into(), spi_util::jsonb(Value::Array(meta))];
+    let Some(found) = spi_util::json(&sql, &args)? else { return Ok(0) };
+    let candidates: Vec<Candidate> = serde_json::from_value(found).map_err(|e| SyncError::Spi(format!("decoding conflict candidates: {e}")))?;
+    let mut updated = 0;
+    let all: Vec<String> = m.columns.iter().map(|c| c.column.clone()).collect();
+    for c in candidates {
+        let differing: Vec<String> = all.iter().filter(|col| c.local.get(*col) != c.remote.get(*col)).cloned().collect();
+        let pending = if c.all_columns { None } else { Some(c.changed.clone().unwrap_or_default()) };
+        // Salesforce kept a column when its value is still the one before the local change.
+        let kept: Vec<String> = match &c.base {
+            Some(base) => all.iter().filter(|col| base.get(*col).is_some_and(|b| Some(b) == c.remote_text.get(*col))).cloned().collect(),
+            None => Vec::new(),
+        };
+        let d = decide(
+            policy,
+            &Both {
+                differing: &differing,
+                pending: pending.as_deref(),
+                salesforce_kept: &kept,
+                salesforce_changed: c.salesforce_changed,
+                salesforce_modified: c.sf_us,
+                postgres_modified: c.pg_us,
+            },
+        );
+        if !d.take_salesforce.is_empty() {
+            updated += take_salesforce(m, &c, &d.take_salesforce)?;
+        }
+        if !d.drop_local.is_empty() {
+            drop_local(&c.entries, &all, &d.drop_local)?;
+        }
+        if let Some((winner, columns)) = d.conflict {
+            record(m, &c, winner, &columns)?;
+        }
+    }
+    Ok(updated)
+}
+
+fn take_salesforce(m: &Mapping, c: &Candidate, columns: &[String]) -> Result<usize> {
+    let cols: Vec<String> = columns.iter().map(quote_identifier).collect();
+    let src: Vec<String> = cols.iter().map(|c| format!("p.{c}")).collect();
+    let sql = format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p WHERE t.sfid = $2",
+        tbl = m.table,
+        set = cols.join(", "),
+        src = src.join(", ")
+    );
+    spi_util::exec(&sql, &[spi_util::jsonb(Value::Object(c.remote.clone())), c.sfid.clone().into()])
+}
+
+/// Removes the columns from the record's pending entries; entries left with nothing to
+/// send leave the outbox (archived as skipped).
+fn drop_local(entries: &[i64], all: &[String], drop: &[String]) -> Result<()> {
+    let args: Vec<DatumWithOid> = vec![entries.to_vec().into(), all.to_vec().into(), drop.to_vec().into()];
+    let empty = spi_util::json(
+        "WITH upd AS (
+             UPDATE sfsync.outbox o SET changed = ARRAY(SELECT c FROM unnest(COALESCE(o.changed, $2)) AS c WHERE c <> ALL($3))
+             WHERE o.id = ANY($1) RETURNING o.id, o.changed
+         )
+         SELECT jsonb_agg(id) FROM upd WHERE cardinality(changed) = 0",
+        &args,
+    )?;
+    if let Some(Value::Array(ids)) = empty {
+        if !ids.is_empty() {
+            archive::settle(vec![json!({"ids": ids, "outcome": "skipped", "sfid": null})])?;
+        }
+    }
+    Ok(())
+}
+
+fn record(m: &Mapping, c: &Candidate, winner: Winner, columns: &[String]) -> Result<()> {
+    let pick = |row: &Map<String, Value>| -> Value { Value::Object(columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect()) };
+    let row = json!({
+        "key": c.pk, "sfid": c.sfid, "policy": m.conflict, "winner": winner.as_str(), "columns": columns,
+        "postgres_values": pick(&c.local), "salesforce_values": pick(&c.remote),
+        "salesforce_modified": c.sf_modified, "postgres_modified": c.pg_modified,
+    });
+    let args: Vec<DatumWithOid> = vec![m.id.into(), spi_util::jsonb(row)];
+    spi_util::exec(
+        "INSERT INTO sfsync.conflicts (mapping_id, \"table\", key, sfid, policy, winner, columns, postgres_values, salesforce_values,
+                                       salesforce_modified, postgres_modified)
+         SELECT $1, m.tbl, r.key, r.sfid, r.policy, r.winner, r.columns, r.postgres_values, r.salesforce_values,
+                r.salesforce_modified, r.postgres_modified
+         FROM jsonb_to_record($2) AS r(key text, sfid text, policy text, winner text, columns text[], postgres_values jsonb,
+                                       salesforce_values jsonb, salesforce_modified timestamptz, postgres_modified timestamptz)
+         JOIN sfsync.mappings m ON m.id = $1",
+        &args,
+    )?;
+    Ok(())
+}
