@@ -134,6 +134,8 @@ pub fn step(mappings: &[Mapping]) -> Step {
                             finished_at = CASE WHEN $3 = 'failed' THEN now() END, updated_at = now() WHERE mapping_id = $1",
                     &args,
                 )?;
+                // The table's state in sfsync.status says why nothing moves.
+                super::set_mapping_error(m.id, &msg)?;
                 clients::flush_stats()
             });
             let active: Vec<i32> = if transient { active } else { active.into_iter().filter(|id| *id != m.id).collect() };
