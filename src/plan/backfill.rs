@@ -117,11 +117,11 @@ mod tests {
     #[test]
     fn first_and_resumed_queries() {
         let q = query("Account", &["Name"], "Postgres_Id__c", None, None).unwrap();
-        assert_eq!(q, "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, Name FROM Account ORDER BY SystemModstamp ASC, Id ASC");
+        assert_eq!(q, "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name FROM Account ORDER BY SystemModstamp ASC, Id ASC");
         let q = query("Account", &["Name"], "Postgres_Id__c", Some("Industry = 'Energy'"), Some(("2024-05-20T20:49:32.000Z", "001Kg0000H00002IQA"))).unwrap();
         assert_eq!(
             q,
-            "SELECT Id, SystemModstamp, IsDeleted, Postgres_Id__c, Name FROM Account WHERE (Industry = 'Energy') AND \
+            "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name FROM Account WHERE (Industry = 'Energy') AND \
              (SystemModstamp > 2024-05-20T20:49:32.000Z OR (SystemModstamp = 2024-05-20T20:49:32.000Z AND Id > '001Kg0000H00002IQA')) \
              ORDER BY SystemModstamp ASC, Id ASC"
         );
