@@ -58,6 +58,7 @@ clean-demo:
 # ---- tests ---------------------------------------------------------------------------------
 
 test: setup emulator
+	@$(MAKE) --no-print-directory fmt-check
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-compat
 	@$(MAKE) --no-print-directory test-pg

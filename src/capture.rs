@@ -193,7 +193,14 @@ fn record(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Opt
     record_with_base(mapping, op, pk, sfid, changed, None)
 }
 
-fn record_with_base(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Option<Vec<String>>, base: Option<pgrx::JsonB>) -> Result<(), SyncError> {
+fn record_with_base(
+    mapping: i32,
+    op: &str,
+    pk: String,
+    sfid: Option<String>,
+    changed: Option<Vec<String>>,
+    base: Option<pgrx::JsonB>,
+) -> Result<(), SyncError> {
     Spi::connect_mut(|c| {
         INSERT_PLAN.with(|cell| {
             let mut plan = cell.borrow_mut();

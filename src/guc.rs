@@ -51,20 +51,90 @@ pub fn register() {
     );
     let ms = GucFlags::UNIT_MS;
     int(c"sfsync.poll_interval", c"Fallback wake-up of the worker when no commit woke it.", &POLL_INTERVAL_MS, 10, 3_600_000, ms);
-    int(c"sfsync.batch_delay", c"Least time between two push passes, so commits in a burst travel together.", &BATCH_DELAY_MS, 0, 10_000, ms);
+    int(
+        c"sfsync.batch_delay",
+        c"Least time between two push passes, so commits in a burst travel together.",
+        &BATCH_DELAY_MS,
+        0,
+        10_000,
+        ms,
+    );
     int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
-    int(c"sfsync.cdc_safety_interval", c"While a table's change stream is up, how often it is still polled to catch anything the stream missed.", &CDC_SAFETY_INTERVAL_MS, 50, 86_400_000, ms);
-    int(c"sfsync.pull_overlap", c"How far before the high-water mark each poll looks again, so late commits are not missed.", &PULL_OVERLAP_MS, 0, 3_600_000, ms);
+    int(
+        c"sfsync.cdc_safety_interval",
+        c"While a table's change stream is up, how often it is still polled to catch anything the stream missed.",
+        &CDC_SAFETY_INTERVAL_MS,
+        50,
+        86_400_000,
+        ms,
+    );
+    int(
+        c"sfsync.pull_overlap",
+        c"How far before the high-water mark each poll looks again, so late commits are not missed.",
+        &PULL_OVERLAP_MS,
+        0,
+        3_600_000,
+        ms,
+    );
     int(c"sfsync.batch_size", c"Most outbox entries claimed by one push pass.", &BATCH_SIZE, 1, 100_000, GucFlags::default());
-    int(c"sfsync.bulk_threshold", c"Records of one table in one push pass from which Bulk API 2.0 is used instead of sObject Collections.", &BULK_THRESHOLD, 1, 10_000_000, GucFlags::default());
-    int(c"sfsync.http_timeout", c"Timeout of every call to Salesforce (also bounds how long SIGTERM can wait).", &HTTP_TIMEOUT_MS, 100, 600_000, ms);
+    int(
+        c"sfsync.bulk_threshold",
+        c"Records of one table in one push pass from which Bulk API 2.0 is used instead of sObject Collections.",
+        &BULK_THRESHOLD,
+        1,
+        10_000_000,
+        GucFlags::default(),
+    );
+    int(
+        c"sfsync.http_timeout",
+        c"Timeout of every call to Salesforce (also bounds how long SIGTERM can wait).",
+        &HTTP_TIMEOUT_MS,
+        100,
+        600_000,
+        ms,
+    );
     int(c"sfsync.claim_timeout", c"Visibility timeout of a claimed outbox entry.", &CLAIM_TIMEOUT_S, 1, 86_400, GucFlags::UNIT_S);
-    int(c"sfsync.max_attempts", c"Transient failures of one record before it is parked in sfsync.errors.", &MAX_ATTEMPTS, 1, 1000, GucFlags::default());
-    int(c"sfsync.launcher_interval", c"How often the launcher looks for databases that need a worker.", &LAUNCHER_INTERVAL_MS, 100, 3_600_000, ms);
-    int(c"sfsync.backfill_bulk_threshold", c"Estimated records from which a backfill reads through a Bulk API 2.0 query job instead of REST query paging.", &BACKFILL_BULK_THRESHOLD, 0, i32::MAX, GucFlags::default());
-    int(c"sfsync.backfill_batch_size", c"Records a backfill applies per transaction (and how far a resumed backfill may repeat).", &BACKFILL_BATCH_SIZE, 1, 100_000, GucFlags::default());
+    int(
+        c"sfsync.max_attempts",
+        c"Transient failures of one record before it is parked in sfsync.errors.",
+        &MAX_ATTEMPTS,
+        1,
+        1000,
+        GucFlags::default(),
+    );
+    int(
+        c"sfsync.launcher_interval",
+        c"How often the launcher looks for databases that need a worker.",
+        &LAUNCHER_INTERVAL_MS,
+        100,
+        3_600_000,
+        ms,
+    );
+    int(
+        c"sfsync.backfill_bulk_threshold",
+        c"Estimated records from which a backfill reads through a Bulk API 2.0 query job instead of REST query paging.",
+        &BACKFILL_BULK_THRESHOLD,
+        0,
+        i32::MAX,
+        GucFlags::default(),
+    );
+    int(
+        c"sfsync.backfill_batch_size",
+        c"Records a backfill applies per transaction (and how far a resumed backfill may repeat).",
+        &BACKFILL_BATCH_SIZE,
+        1,
+        100_000,
+        GucFlags::default(),
+    );
     int(c"sfsync.restart_delay", c"Delay before a crashed database worker is started again.", &RESTART_DELAY_MS, 0, 3_600_000, ms);
-    int(c"sfsync.archive_retention", c"How long settled outbox entries are kept in sfsync.outbox_archive (0: not archived).", &ARCHIVE_RETENTION_S, 0, i32::MAX, GucFlags::UNIT_S);
+    int(
+        c"sfsync.archive_retention",
+        c"How long settled outbox entries are kept in sfsync.outbox_archive (0: not archived).",
+        &ARCHIVE_RETENTION_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
 }
 
 fn int(name: &'static std::ffi::CStr, desc: &'static std::ffi::CStr, s: &'static GucSetting<i32>, min: i32, max: i32, flags: GucFlags) {

@@ -59,7 +59,8 @@ mod tests {
     #[pg_test]
     fn capture_runs_for_roles_without_rights_on_the_outbox() {
         fixture();
-        Spi::run("CREATE ROLE sfsync_app; GRANT ALL ON contacts TO sfsync_app; GRANT USAGE ON SEQUENCE contacts_id_seq TO sfsync_app").unwrap();
+        Spi::run("CREATE ROLE sfsync_app; GRANT ALL ON contacts TO sfsync_app; GRANT USAGE ON SEQUENCE contacts_id_seq TO sfsync_app")
+            .unwrap();
         Spi::run("SET LOCAL ROLE sfsync_app").unwrap();
         Spi::run("INSERT INTO contacts (last_name) VALUES ('Doe')").unwrap();
         Spi::run("RESET ROLE").unwrap();
@@ -80,7 +81,10 @@ mod tests {
         Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (1, 'Doe', '003000000000001AAA')").unwrap();
         Spi::run("UPDATE contacts SET id = 2 WHERE id = 1").unwrap();
         let rows = outbox();
-        assert_eq!(rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect::<Vec<_>>(), vec![("insert", "1"), ("delete", "1"), ("insert", "2")]);
+        assert_eq!(
+            rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect::<Vec<_>>(),
+            vec![("insert", "1"), ("delete", "1"), ("insert", "2")]
+        );
     }
 
     #[pg_test]
@@ -198,9 +202,16 @@ mod tests {
     fn retry_sends_parked_and_backed_off_entries_now() {
         parked_fixture();
         assert_eq!(count("SELECT sfsync.retry('contacts', '1')"), 1);
-        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1' AND state = 'pending' AND attempts = 0 AND next_attempt_at <= now()"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1' AND state = 'pending' AND attempts = 0 AND next_attempt_at <= now()"),
+            1
+        );
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '2' AND next_attempt_at > now()"), 1, "other records untouched");
-        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '1' AND next_retry_at <= now()"), 1, "the error shows it is retried");
+        assert_eq!(
+            count("SELECT count(*) FROM sfsync.errors WHERE key = '1' AND next_retry_at <= now()"),
+            1,
+            "the error shows it is retried"
+        );
         assert_eq!(count("SELECT sfsync.retry()"), 1, "all tables: the backed-off record 2");
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE state = 'pending' AND next_attempt_at <= now()"), 3);
         assert_eq!(count("SELECT sfsync.retry('contacts')"), 0, "nothing left to retry");
@@ -252,14 +263,17 @@ mod tests {
     fn settled_entries_move_to_the_archive() {
         fixture();
         Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe'), (2, 'Roe')").unwrap();
-        let ids: Vec<i64> = Spi::connect(|c| c.select("SELECT id FROM sfsync.outbox ORDER BY id", None, &[]).unwrap().map(|r| r.get::<i64>(1).unwrap().unwrap()).collect());
+        let ids: Vec<i64> = Spi::connect(|c| {
+            c.select("SELECT id FROM sfsync.outbox ORDER BY id", None, &[]).unwrap().map(|r| r.get::<i64>(1).unwrap().unwrap()).collect()
+        });
         let rows = vec![
             serde_json::json!({"ids": [ids[0]], "outcome": "sent", "sfid": "003000000000001AAA"}),
             serde_json::json!({"ids": [ids[1]], "outcome": "skipped", "sfid": null}),
         ];
         assert_eq!(crate::sync::archive::settle(rows).unwrap(), 2);
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
-        let (outcome, sfid) = Spi::get_two::<String, String>("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
+        let (outcome, sfid) =
+            Spi::get_two::<String, String>("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
         assert_eq!((outcome.as_deref(), sfid.as_deref()), (Some("sent"), Some("003000000000001AAA")));
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2' AND outcome = 'skipped' AND op = 'insert'"), 1);
     }
@@ -347,7 +361,9 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
     }
 
-    #[pg_test(error = "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'")]
+    #[pg_test(
+        error = "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'"
+    )]
     fn write_through_of_a_pull_only_table_is_refused() {
         Spi::run("CREATE TABLE t4 (id int PRIMARY KEY, name text)").unwrap();
         Spi::run("SELECT sfsync.sync_table('t4', 'Account', direction => 'pull', mode => 'write_through')").unwrap();
@@ -388,8 +404,10 @@ mod tests {
         Spi::run("DELETE FROM contacts WHERE id = 1").unwrap();
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "nothing queued for Salesforce");
         assert_eq!(
-            count("SELECT count(*) FROM sfsync.delete_review WHERE origin = 'postgres' AND key = '1' AND sfid = '003000000000001AAA'
-                   AND \"row\" ->> 'last_name' = 'Doe' AND \"table\" = 'contacts'::regclass AND decided_at IS NULL"),
+            count(
+                "SELECT count(*) FROM sfsync.delete_review WHERE origin = 'postgres' AND key = '1' AND sfid = '003000000000001AAA'
+                   AND \"row\" ->> 'last_name' = 'Doe' AND \"table\" = 'contacts'::regclass AND decided_at IS NULL"
+            ),
             1
         );
     }

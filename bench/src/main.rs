@@ -38,7 +38,11 @@ fn start_pull(cdc: bool) -> Env {
     env.cluster.psql("bench", "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text)");
     env.cluster.psql("bench", "SELECT sfsync.sync_table('accounts', 'Account')");
     eventually(Duration::from_secs(30), || {
-        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().filter(|s| !s.trim().is_empty()).ok_or_else(|| "no worker".to_string())
+        env.cluster
+            .try_psql("bench", "SELECT sfsync.worker_pid()")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| "no worker".to_string())
     });
     std::thread::sleep(Duration::from_secs(2)); // first pull, stream subscribed
     env
@@ -110,10 +114,7 @@ fn start_with(enabled: bool, durable: bool) -> Env {
 }
 
 fn table(env: &Env, name: &str, synced: bool) {
-    env.cluster.psql(
-        "bench",
-        &format!("CREATE TABLE {name} (id bigserial PRIMARY KEY, last_name text NOT NULL, email text, title text)"),
-    );
+    env.cluster.psql("bench", &format!("CREATE TABLE {name} (id bigserial PRIMARY KEY, last_name text NOT NULL, email text, title text)"));
     if synced {
         env.cluster.psql("bench", &format!("SELECT sfsync.sync_table('{name}', 'Contact', direction => 'push')"));
     }
@@ -126,8 +127,13 @@ fn api_calls(env: &Env) -> u64 {
 /// pgbench TPS of single-row inserts into `table`.
 fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
     let script = std::env::temp_dir().join(format!("sfsync-bench-{table}.sql"));
-    std::fs::write(&script, format!("INSERT INTO {table} (last_name, email, title) VALUES ('Bench', 'b@example.com', 'Engineer');\n")).unwrap();
-    let bindir = Command::new("pg_config").arg("--bindir").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    std::fs::write(&script, format!("INSERT INTO {table} (last_name, email, title) VALUES ('Bench', 'b@example.com', 'Engineer');\n"))
+        .unwrap();
+    let bindir = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     let out = Command::new(format!("{bindir}/pgbench"))
         .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string(), "-f", script.to_str().unwrap()])
         .args(["-h", env.cluster.socket_dir().to_str().unwrap(), "-p", &env.cluster.port().to_string(), "-U", "postgres", "bench"])
@@ -159,10 +165,21 @@ fn push(sizes: &[usize]) {
     for &n in sizes {
         let env = start(true);
         table(&env, "contacts", true);
-        eventually(Duration::from_secs(30), || env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().filter(|s| !s.trim().is_empty()).ok_or_else(|| "no worker".to_string()));
+        eventually(Duration::from_secs(30), || {
+            env.cluster
+                .try_psql("bench", "SELECT sfsync.worker_pid()")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| "no worker".to_string())
+        });
         let before = api_calls(&env);
         let t0 = Instant::now();
-        env.cluster.psql("bench", &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"));
+        env.cluster.psql(
+            "bench",
+            &format!(
+                "INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"
+            ),
+        );
         eventually(Duration::from_secs(600), || {
             let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
             (left == 0).then_some(()).ok_or(format!("{left} left"))
@@ -170,7 +187,11 @@ fn push(sizes: &[usize]) {
         let secs = t0.elapsed().as_secs_f64();
         let calls = api_calls(&env) - before;
         let ideal = n.div_ceil(200) as u64;
-        println!("push {n}: {secs:.2} s, {:.0} rows/s, {calls} API calls (ideal {ideal}, ratio {:.2})", n as f64 / secs, calls as f64 / ideal as f64);
+        println!(
+            "push {n}: {secs:.2} s, {:.0} rows/s, {calls} API calls (ideal {ideal}, ratio {:.2})",
+            n as f64 / secs,
+            calls as f64 / ideal as f64
+        );
     }
 }
 
@@ -178,7 +199,9 @@ fn latency(samples: usize) {
     let env = start(true);
     table(&env, "contacts", true);
     let mut c = env.cluster.connect("bench");
-    eventually(Duration::from_secs(30), || c.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or_else(|| "no worker".to_string()));
+    eventually(Duration::from_secs(30), || {
+        c.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or_else(|| "no worker".to_string())
+    });
     let mut committed = Vec::new();
     for i in 0..samples {
         c.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Latency')", &[&(i as i64 + 1)]).unwrap();
@@ -230,9 +253,16 @@ fn parse_sf_datetime(s: &str) -> Option<i64> {
 fn drain(n: usize) {
     let env = start(false);
     table(&env, "contacts", true);
-    env.cluster.psql("bench", &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"));
+    env.cluster.psql(
+        "bench",
+        &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"),
+    );
     let pid: i32 = eventually(Duration::from_secs(30), || {
-        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| "no worker".to_string())
+        env.cluster
+            .try_psql("bench", "SELECT sfsync.worker_pid()")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "no worker".to_string())
     });
     let rss = |field: &str| -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -275,7 +305,11 @@ fn backfill(n: usize) {
     env.emu.admin("POST", "seed", serde_json::json!({"object": "Account", "count": n}));
     let seed_secs = t_seed.elapsed().as_secs_f64();
     let pid: i32 = eventually(Duration::from_secs(30), || {
-        env.cluster.try_psql("bench", "SELECT sfsync.worker_pid()").ok().and_then(|s| s.trim().parse().ok()).ok_or_else(|| "no worker".to_string())
+        env.cluster
+            .try_psql("bench", "SELECT sfsync.worker_pid()")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "no worker".to_string())
     });
     let rss = || -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -291,7 +325,10 @@ fn backfill(n: usize) {
     let mut last = String::new();
     eventually(Duration::from_secs(7200), || {
         peak = peak.max(rss());
-        let p = env.cluster.psql("bench", "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress");
+        let p = env.cluster.psql(
+            "bench",
+            "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress",
+        );
         std::thread::sleep(Duration::from_millis(200));
         last = p.trim().to_string();
         if last.starts_with("failed") {
@@ -303,7 +340,12 @@ fn backfill(n: usize) {
     let calls = api_calls(&env) - calls0;
     let rows: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sf_accounts").trim().parse().unwrap();
     assert_eq!(rows as usize, n, "every record loaded");
-    let cols: i64 = env.cluster.psql("bench", "SELECT count(*) FROM pg_attribute WHERE attrelid = 'sf_accounts'::regclass AND attnum > 0").trim().parse().unwrap();
+    let cols: i64 = env
+        .cluster
+        .psql("bench", "SELECT count(*) FROM pg_attribute WHERE attrelid = 'sf_accounts'::regclass AND attnum > 0")
+        .trim()
+        .parse()
+        .unwrap();
 
     // The same rows through COPY into a table of the same shape (keys and unique sfid included).
     let file = env.cluster.data_dir().join("accounts.csv");

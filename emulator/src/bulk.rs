@@ -59,16 +59,9 @@ impl JobState {
         }
     }
     pub fn parse(s: &str) -> Option<JobState> {
-        [
-            JobState::Open,
-            JobState::UploadComplete,
-            JobState::InProgress,
-            JobState::JobComplete,
-            JobState::Failed,
-            JobState::Aborted,
-        ]
-        .into_iter()
-        .find(|j| j.as_str() == s)
+        [JobState::Open, JobState::UploadComplete, JobState::InProgress, JobState::JobComplete, JobState::Failed, JobState::Aborted]
+            .into_iter()
+            .find(|j| j.as_str() == s)
     }
     pub fn finished(self) -> bool {
         matches!(self, JobState::JobComplete | JobState::Failed | JobState::Aborted)
@@ -320,7 +313,11 @@ enum Col {
     Id,
     Field(usize),
     /// `Rel.ExtField`: reference field, target object, target field (an external ID or `Id`).
-    Rel { field: usize, target: usize, target_field: usize },
+    Rel {
+        field: usize,
+        target: usize,
+        target_field: usize,
+    },
 }
 
 /// Resolves the header row; Err is the job-level `errorMessage`.
@@ -333,19 +330,12 @@ fn map_header(schema: &Schema, obj: usize, header: &csv::StringRecord) -> Result
             let name = raw.trim();
             if let Some((rel, leaf)) = name.split_once('.') {
                 let field = def.relationship(rel).ok_or_else(|| not_found(name))?;
-                let target = def.fields[field]
-                    .reference_to
-                    .iter()
-                    .find_map(|t| schema.object(t))
-                    .ok_or_else(|| not_found(name))?;
+                let target = def.fields[field].reference_to.iter().find_map(|t| schema.object(t)).ok_or_else(|| not_found(name))?;
                 let tdef = &schema.objects[target];
                 let target_field = tdef.field(leaf).ok_or_else(|| not_found(name))?;
                 let tf = &tdef.fields[target_field];
                 if !(tf.external_id || tf.ftype == FieldType::Id) {
-                    return Err(format!(
-                        "InvalidBatch : The field {leaf} on {} is not an External ID or the Id field",
-                        tdef.name
-                    ));
+                    return Err(format!("InvalidBatch : The field {leaf} on {} is not an External ID or the Id field", tdef.name));
                 }
                 return Ok(Col::Rel { field, target, target_field });
             }
@@ -570,13 +560,7 @@ pub fn run_ingest(st: Arc<AppState>, id: String) {
         j.state = JobState::InProgress;
         j.modstamp_ms = now;
         let ext_field = j.external_id_field.as_deref().and_then(|f| st.schema.objects[j.obj].field(f));
-        spec = Some((
-            JobSpec { obj: j.obj, op: j.op, ext_field },
-            j.data.clone(),
-            j.delim_byte(),
-            j.line_ending,
-            j.cancel.clone(),
-        ));
+        spec = Some((JobSpec { obj: j.obj, op: j.op, ext_field }, j.data.clone(), j.delim_byte(), j.line_ending, j.cancel.clone()));
     });
     let Some((spec, data, delim, le, cancel)) = spec else { return };
     let fail = |msg: String| {
@@ -666,9 +650,7 @@ pub fn run_ingest(st: Arc<AppState>, id: String) {
                     continue;
                 }
                 match process_row(&mut w, &spec, &cols, row) {
-                    Ok((rid, created)) => {
-                        write_row(&mut res.successful, &[&rid, if created { "true" } else { "false" }], row, delim)
-                    }
+                    Ok((rid, created)) => write_row(&mut res.successful, &[&rid, if created { "true" } else { "false" }], row, delim),
                     Err((rid, errs)) => {
                         failed += 1;
                         let msg = if errs.is_empty() { "UNKNOWN_EXCEPTION:unsupported operation:--".into() } else { sf_error(&errs) };

@@ -40,16 +40,11 @@ tokio::task_local! {
 
 /// `com/salesforce/api/rest/62.0;client=X` for a REST call (X from `Sforce-Call-Options`).
 pub fn rest_origin(path: &str, call_options: Option<&str>) -> String {
-    let version = path
-        .strip_prefix("/services/data/v")
-        .and_then(|r| r.split('/').next())
-        .filter(|v| !v.is_empty());
+    let version = path.strip_prefix("/services/data/v").and_then(|r| r.split('/').next()).filter(|v| !v.is_empty());
     let Some(version) = version else { return String::new() };
     let mut o = format!("com/salesforce/api/rest/{version}");
-    let client = call_options
-        .and_then(|h| h.split(',').find_map(|p| p.trim().strip_prefix("client=")))
-        .map(str::trim)
-        .filter(|c| !c.is_empty());
+    let client =
+        call_options.and_then(|h| h.split(',').find_map(|p| p.trim().strip_prefix("client="))).map(str::trim).filter(|c| !c.is_empty());
     if let Some(c) = client {
         o.push_str(";client=");
         o.push_str(c);
@@ -264,10 +259,7 @@ fn body_fields(def: &ObjectDef, rec: &Record, changed: Option<&[u16]>) -> (Vec<(
 
 /// The fields an UPDATE changed (payload-visible ones only).
 fn diff(def: &ObjectDef, old: &Record, new: &Record) -> Vec<u16> {
-    (0..def.fields.len())
-        .filter(|&fi| !matches!(slot(def, fi), Slot::Skip) && old.get(fi) != new.get(fi))
-        .map(|fi| fi as u16)
-        .collect()
+    (0..def.fields.len()).filter(|&fi| !matches!(slot(def, fi), Slot::Skip) && old.get(fi) != new.get(fi)).map(|fi| fi as u16).collect()
 }
 
 fn render(def: &ObjectDef, ev: &Event) -> Arc<str> {

@@ -6,8 +6,8 @@
 //! thread; handy in blocking tests).
 
 pub mod bulk;
-pub mod cli;
 pub mod cdc;
+pub mod cli;
 pub mod clock;
 pub mod errors;
 pub mod faults;
@@ -106,9 +106,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let app = routes::router(st);
-    Ok((addr, async move {
-        tls::serve(listener, app, acceptor, shutdown).await
-    }))
+    Ok((addr, async move { tls::serve(listener, app, acceptor, shutdown).await }))
 }
 
 /// A server running on its own runtime thread; stops when dropped.

@@ -4,11 +4,7 @@ use std::io::Write;
 fn main() {
     let cfg = sf_emulator::cli::Args::parse().into_config();
     let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let code = rt.block_on(async move {
         let (addr, server) = match sf_emulator::serve(cfg, std::future::pending()).await {
             Ok(x) => x,

@@ -93,9 +93,7 @@ impl Table {
     pub fn lookup(&self, def: &ObjectDef, field: usize, value: &Value) -> Vec<u64> {
         let Some(k) = Self::index_key(value) else { return vec![] };
         let hits = self.index.get(&field).and_then(|m| m.get(&k)).cloned().unwrap_or_default();
-        hits.into_iter()
-            .filter(|s| self.recs.get(s).is_some_and(|r| !is_deleted(def, r)))
-            .collect()
+        hits.into_iter().filter(|s| self.recs.get(s).is_some_and(|r| !is_deleted(def, r))).collect()
     }
 }
 

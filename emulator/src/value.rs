@@ -81,9 +81,7 @@ fn json_kind(v: &Json) -> (&'static str, String) {
 
 fn parser_err(target: &str, v: &Json) -> Coerce {
     let (kind, text) = json_kind(v);
-    Coerce::Parser(format!(
-        "Cannot deserialize instance of {target} from {kind} value {text} or request may be missing a required field"
-    ))
+    Coerce::Parser(format!("Cannot deserialize instance of {target} from {kind} value {text} or request may be missing a required field"))
 }
 
 /// Converts a JSON request value for `fd`. Lenient where Salesforce is (numeric strings,

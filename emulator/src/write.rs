@@ -116,9 +116,8 @@ impl<'a> Writer<'a> {
                 let Some(id) = ids::normalize(s) else {
                     return Err(RecError::new("MALFORMED_ID", format!("{}: id value of incorrect type: {s}", fd.label), field()));
                 };
-                let target_ok = fd.reference_to.iter().any(|r| {
-                    self.schema.object(r).is_some_and(|o| self.schema.objects[o].key_prefix == id[..3])
-                });
+                let target_ok =
+                    fd.reference_to.iter().any(|r| self.schema.object(r).is_some_and(|o| self.schema.objects[o].key_prefix == id[..3]));
                 if !target_ok {
                     return Err(RecError::new(
                         "FIELD_INTEGRITY_EXCEPTION",
@@ -200,17 +199,11 @@ impl<'a> Writer<'a> {
             .fields
             .iter()
             .enumerate()
-            .filter(|(i, fd)| {
-                rec.get(*i).is_null() && if creating { fd.required_on_create() } else { !fd.nillable && changed.contains(i) }
-            })
+            .filter(|(i, fd)| rec.get(*i).is_null() && if creating { fd.required_on_create() } else { !fd.nillable && changed.contains(i) })
             .map(|(_, fd)| fd.name.clone())
             .collect();
         if !missing.is_empty() {
-            return Err(one(
-                "REQUIRED_FIELD_MISSING",
-                format!("Required fields are missing: [{}]", missing.join(", ")),
-                missing,
-            ));
+            return Err(one("REQUIRED_FIELD_MISSING", format!("Required fields are missing: [{}]", missing.join(", ")), missing));
         }
         let mut errs = vec![];
         for &fi in changed {
@@ -247,11 +240,7 @@ impl<'a> Writer<'a> {
             if let Some(other) = self.store.tables[obj].lookup(def, fi, v).into_iter().find(|s| *s != seq) {
                 return Err(one(
                     "DUPLICATE_VALUE",
-                    format!(
-                        "duplicate value found: {} duplicates value on record with id: {}",
-                        fd.name,
-                        ids::mint(&def.key_prefix, other)
-                    ),
+                    format!("duplicate value found: {} duplicates value on record with id: {}", fd.name, ids::mint(&def.key_prefix, other)),
                     vec![],
                 ));
             }
@@ -361,14 +350,10 @@ impl<'a> Writer<'a> {
     /// Resolves an ID for `obj` to a live record's seq, with Salesforce's errors otherwise.
     pub fn live(&self, obj: usize, raw_id: &str) -> Result<(String, u64), RecError> {
         let def = &self.schema.objects[obj];
-        let id = ids::normalize(raw_id)
-            .ok_or_else(|| RecError::new("MALFORMED_ID", format!("malformed id {raw_id}"), vec!["Id".into()]))?;
+        let id =
+            ids::normalize(raw_id).ok_or_else(|| RecError::new("MALFORMED_ID", format!("malformed id {raw_id}"), vec!["Id".into()]))?;
         if id[..3] != def.key_prefix {
-            return Err(RecError::new(
-                "MALFORMED_ID",
-                format!("{} ID: id value of incorrect type: {id}", def.label),
-                vec!["Id".into()],
-            ));
+            return Err(RecError::new("MALFORMED_ID", format!("{} ID: id value of incorrect type: {id}", def.label), vec!["Id".into()]));
         }
         let seq = ids::seq_of(&def.key_prefix, &id).filter(|s| self.store.tables[obj].recs.contains_key(s));
         match seq {
@@ -413,7 +398,9 @@ impl<'a> Writer<'a> {
             }
             return match self.live(obj, key) {
                 Ok(_) => self.update(obj, key, p).map(|id| (id, false)).map_err(UpsertError::Errors),
-                Err(e) if e.code == "INVALID_CROSS_REFERENCE_KEY" => Err(UpsertError::Errors(one("NOT_FOUND", "The requested resource does not exist", vec![]))),
+                Err(e) if e.code == "INVALID_CROSS_REFERENCE_KEY" => {
+                    Err(UpsertError::Errors(one("NOT_FOUND", "The requested resource does not exist", vec![])))
+                }
                 Err(e) => Err(UpsertError::Errors(vec![e])),
             };
         }
@@ -495,7 +482,11 @@ fn out_of_range(label: &str, v: &str, fields: Vec<String>) -> RecError {
 fn valid_email(s: &str) -> bool {
     match s.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(char::is_whitespace)
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.contains(char::is_whitespace)
         }
         None => false,
     }

@@ -50,13 +50,26 @@ fn token_errors() {
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
     let cases: [Case; 4] = [
         (
-            &[("grant_type", "password"), ("client_id", "sfsync-local"), ("client_secret", "sfsync-local-secret"),
-              ("username", "integration@sfsync.local"), ("password", "nope")],
+            &[
+                ("grant_type", "password"),
+                ("client_id", "sfsync-local"),
+                ("client_secret", "sfsync-local-secret"),
+                ("username", "integration@sfsync.local"),
+                ("password", "nope"),
+            ],
             "invalid_grant",
             "authentication failure",
         ),
-        (&[("grant_type", "client_credentials"), ("client_id", "x"), ("client_secret", "y")], "invalid_client_id", "client identifier invalid"),
-        (&[("grant_type", "client_credentials"), ("client_id", "sfsync-local"), ("client_secret", "y")], "invalid_client", "invalid client credentials"),
+        (
+            &[("grant_type", "client_credentials"), ("client_id", "x"), ("client_secret", "y")],
+            "invalid_client_id",
+            "client identifier invalid",
+        ),
+        (
+            &[("grant_type", "client_credentials"), ("client_id", "sfsync-local"), ("client_secret", "y")],
+            "invalid_client",
+            "invalid client credentials",
+        ),
         (&[("grant_type", "authorization_code"), ("client_id", "sfsync-local")], "unsupported_grant_type", "grant type not supported"),
     ];
     for (form, err, desc) in cases {

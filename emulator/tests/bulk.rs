@@ -181,7 +181,10 @@ fn delimiters_line_endings_nulls_and_relationships() {
     assert_eq!(info["errorMessage"], "InvalidBatch : Field name not found : Bogus__c");
     let (id, _) = ingest(&org, json!({"object": "Contact", "operation": "insert"}), "LastName,Account.Postgres_Id__c\nX,nope\n");
     let failed = text(&org, &format!("jobs/ingest/{id}/failedResults"));
-    assert!(failed.contains("\"INVALID_FIELD:Foreign key external ID: nope not found for field Postgres_Id__c in entity Account:--\""), "{failed}");
+    assert!(
+        failed.contains("\"INVALID_FIELD:Foreign key external ID: nope not found for field Postgres_Id__c in entity Account:--\""),
+        "{failed}"
+    );
 }
 
 #[test]
@@ -202,7 +205,8 @@ fn upsert_created_flags_update_and_delete() {
         &format!("Id,Industry\n{acct_id},Energy\n001000000000000AAA,Energy\n"),
     );
     assert_eq!(info["numberRecordsFailed"], 1);
-    assert!(text(&org, &format!("jobs/ingest/{id}/failedResults")).contains("\"001000000000000AAA\",\"INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--\""));
+    assert!(text(&org, &format!("jobs/ingest/{id}/failedResults"))
+        .contains("\"001000000000000AAA\",\"INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--\""));
     let (_, info) = ingest(&org, json!({"object": "Account", "operation": "delete"}), &format!("Id\n{acct_id}\n"));
     assert_eq!(info["numberRecordsFailed"], 0);
     assert_eq!(org.query("SELECT Id FROM Account").body["totalSize"], 2);
@@ -212,8 +216,12 @@ fn upsert_created_flags_update_and_delete() {
     assert_eq!(info["numberRecordsFailed"], 1, "already deleted");
 
     // Validation rules apply to Bulk rows exactly like REST.
-    org.admin("POST", "validation_rules", json!({"object": "Account", "name": "NoTest", "field": "Name", "op": "matches",
-        "value": "test%", "message": "No test accounts", "error_field": "Name"}));
+    org.admin(
+        "POST",
+        "validation_rules",
+        json!({"object": "Account", "name": "NoTest", "field": "Name", "op": "matches",
+        "value": "test%", "message": "No test accounts", "error_field": "Name"}),
+    );
     let (id, _) = ingest(&org, json!({"object": "Account", "operation": "insert"}), "Name\ntest one\nfine\n");
     let failed = text(&org, &format!("jobs/ingest/{id}/failedResults"));
     assert!(failed.contains("\"FIELD_CUSTOM_VALIDATION_EXCEPTION:No test accounts:Name --\",\"test one\""), "{failed}");
@@ -326,8 +334,11 @@ fn query_all_delimiters_and_unsupported_queries() {
     let id = query_job(&org, "queryAll", "SELECT Name, IsDeleted FROM Account ORDER BY Name");
     assert_eq!(page(&org, &id, "").1, "\"Name\",\"IsDeleted\"\n\"Gone\",\"true\"\n\"Here\",\"false\"\n");
 
-    let r = org.post("jobs/query", json!({"operation": "query", "query": "SELECT Name, Id FROM Account WHERE Name = 'Here'",
-        "columnDelimiter": "PIPE", "lineEnding": "CRLF"}));
+    let r = org.post(
+        "jobs/query",
+        json!({"operation": "query", "query": "SELECT Name, Id FROM Account WHERE Name = 'Here'",
+        "columnDelimiter": "PIPE", "lineEnding": "CRLF"}),
+    );
     let id = r.body["id"].as_str().unwrap().to_string();
     wait(&org, "query", &id);
     let body = page(&org, &id, "").1;

@@ -52,8 +52,14 @@ fn all_or_none_rolls_back() {
 #[test]
 fn update_upsert_delete_and_limits() {
     let org = Org::start();
-    let ids: Vec<String> = org.post("composite/sobjects", json!({"records": recs(3)})).body.as_array().unwrap()
-        .iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = org
+        .post("composite/sobjects", json!({"records": recs(3)}))
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
 
     let u = org.patch(
         "composite/sobjects",

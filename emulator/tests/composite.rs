@@ -77,18 +77,13 @@ fn failures_without_and_with_all_or_none() {
     );
     assert_eq!(r.status, 200);
     let subs = r.body["compositeResponse"].as_array().unwrap();
-    let codes: Vec<(u64, &str)> = subs
-        .iter()
-        .map(|s| (s["httpStatusCode"].as_u64().unwrap(), s["body"][0]["errorCode"].as_str().unwrap_or("")))
-        .collect();
+    let codes: Vec<(u64, &str)> =
+        subs.iter().map(|s| (s["httpStatusCode"].as_u64().unwrap(), s["body"][0]["errorCode"].as_str().unwrap_or(""))).collect();
     assert_eq!(
         codes,
         [(400, "PROCESSING_HALTED"), (400, "PROCESSING_HALTED"), (400, "REQUIRED_FIELD_MISSING"), (400, "PROCESSING_HALTED")]
     );
-    assert_eq!(
-        subs[0]["body"][0]["message"],
-        "The transaction was rolled back since another operation in the same transaction failed."
-    );
+    assert_eq!(subs[0]["body"][0]["message"], "The transaction was rolled back since another operation in the same transaction failed.");
     assert_eq!(org.query("SELECT COUNT() FROM Account WHERE Name = 'Rolled back'").body["totalSize"], 0);
     assert_eq!(org.query("SELECT COUNT() FROM Account WHERE Name = 'Never run'").body["totalSize"], 0);
     // The survivor from the first call is untouched.
@@ -98,15 +93,17 @@ fn failures_without_and_with_all_or_none() {
 #[test]
 fn request_level_validation() {
     let org = Org::start();
-    let many: Vec<Value> =
-        (0..26).map(|i| sub("GET", "/services/data/v62.0/limits", &format!("r{i}"), None)).collect();
+    let many: Vec<Value> = (0..26).map(|i| sub("GET", "/services/data/v62.0/limits", &format!("r{i}"), None)).collect();
     let r = org.post("composite", json!({"compositeRequest": many}));
     assert_eq!(r.status, 400);
     assert_eq!(r.code(), "LIMIT_EXCEEDED");
     let ok: Vec<Value> = (0..25).map(|i| sub("GET", "/services/data/v62.0/limits", &format!("r{i}"), None)).collect();
     assert_eq!(org.post("composite", json!({"compositeRequest": ok})).status, 200);
-    let dup = org.post("composite", json!({"compositeRequest": [
-        sub("GET", "/services/data/v62.0/limits", "x", None), sub("GET", "/services/data/v62.0/limits", "x", None)]}));
+    let dup = org.post(
+        "composite",
+        json!({"compositeRequest": [
+        sub("GET", "/services/data/v62.0/limits", "x", None), sub("GET", "/services/data/v62.0/limits", "x", None)]}),
+    );
     assert_eq!(dup.status, 400);
     let outside = org.post("composite", json!({"compositeRequest": [sub("POST", "/__emulator/reset", "x", None)]}));
     assert_eq!(outside.status, 400);

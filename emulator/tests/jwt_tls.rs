@@ -66,8 +66,12 @@ fn jwt_bearer_refusals_use_salesforce_errors() {
     let good = sign(&claims("https://login.salesforce.com", json!(exp)));
     // Tampered payload: the signature no longer matches.
     let parts: Vec<&str> = good.split('.').collect();
-    let forged_claims = b64url(json!({"iss": "sfsync-local", "sub": "integration@sfsync.local",
-        "aud": "https://login.salesforce.com", "exp": exp + 100_000}).to_string().as_bytes());
+    let forged_claims = b64url(
+        json!({"iss": "sfsync-local", "sub": "integration@sfsync.local",
+        "aud": "https://login.salesforce.com", "exp": exp + 100_000})
+        .to_string()
+        .as_bytes(),
+    );
     let forged = format!("{}.{forged_claims}.{}", parts[0], parts[2]);
     let mut other_user = claims("https://login.salesforce.com", json!(exp));
     other_user["sub"] = json!("someone@else.invalid");
@@ -77,7 +81,11 @@ fn jwt_bearer_refusals_use_salesforce_errors() {
         (forged, "invalid_grant", "invalid assertion"),
         ("not.a.jwt".into(), "invalid_grant", "invalid assertion"),
         (sign(&claims("https://login.salesforce.com", json!(now_secs() - 10))), "invalid_grant", "expired access/refresh token"),
-        (sign(&claims("https://login.salesforce.com", json!((now_secs() - 10).to_string()))), "invalid_grant", "expired access/refresh token"),
+        (
+            sign(&claims("https://login.salesforce.com", json!((now_secs() - 10).to_string()))),
+            "invalid_grant",
+            "expired access/refresh token",
+        ),
         (sign(&claims("https://evil.example.com", json!(exp))), "invalid_grant", "audience is invalid"),
         (sign(&other_user), "invalid_grant", "user hasn't approved this consumer"),
         (sign(&other_app), "invalid_client_id", "client identifier invalid"),
@@ -109,7 +117,12 @@ fn password_flow_refresh_token_round_trip() {
     assert_eq!(pw.status, 200, "{:?}", pw.body);
     let rt = pw.body["refresh_token"].as_str().expect("refresh_token").to_string();
     for form in [
-        vec![("grant_type", "refresh_token"), ("client_id", "sfsync-local"), ("client_secret", "sfsync-local-secret"), ("refresh_token", rt.as_str())],
+        vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", "sfsync-local"),
+            ("client_secret", "sfsync-local-secret"),
+            ("refresh_token", rt.as_str()),
+        ],
         vec![("grant_type", "refresh_token"), ("client_id", "sfsync-local"), ("refresh_token", rt.as_str())],
     ] {
         let r = org.form(TOKEN, &form);
@@ -119,7 +132,10 @@ fn password_flow_refresh_token_round_trip() {
         assert_eq!(org.get_with("sobjects", &[("Authorization", &format!("Bearer {t}"))]).status, 200);
     }
     let bad = org.form(TOKEN, &[("grant_type", "refresh_token"), ("client_id", "sfsync-local"), ("refresh_token", "bogus")]);
-    assert_eq!((bad.status, bad.body.clone()), (400, json!({"error": "invalid_grant", "error_description": "expired access/refresh token"})));
+    assert_eq!(
+        (bad.status, bad.body.clone()),
+        (400, json!({"error": "invalid_grant", "error_description": "expired access/refresh token"}))
+    );
     let wrong_app = org.form(TOKEN, &[("grant_type", "refresh_token"), ("client_id", "x"), ("refresh_token", rt.as_str())]);
     assert_eq!(wrong_app.body["error"], "invalid_client_id");
     // Refresh tokens survive a reset (like sessions).
@@ -131,7 +147,8 @@ fn password_flow_refresh_token_round_trip() {
 #[test]
 fn token_signature_is_hmac_of_id_and_issued_at() {
     let org = Org::start();
-    let r = org.form(TOKEN, &[("grant_type", "client_credentials"), ("client_id", "sfsync-local"), ("client_secret", "sfsync-local-secret")]);
+    let r =
+        org.form(TOKEN, &[("grant_type", "client_credentials"), ("client_id", "sfsync-local"), ("client_secret", "sfsync-local-secret")]);
     let b = &r.body;
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"sfsync-local-secret");
     let msg = format!("{}{}", b["id"].as_str().unwrap(), b["issued_at"].as_str().unwrap());
@@ -146,10 +163,7 @@ fn token_signature_is_hmac_of_id_and_issued_at() {
 fn jwt_cert_option_overrides_the_key() {
     // A public key file (instead of the certificate) works the same way.
     let dir = env!("CARGO_MANIFEST_DIR");
-    let org = Org::with(sf_emulator::Config {
-        jwt_cert: Some(format!("{dir}/testdata/jwt-test-pubkey.pem").into()),
-        ..Default::default()
-    });
+    let org = Org::with(sf_emulator::Config { jwt_cert: Some(format!("{dir}/testdata/jwt-test-pubkey.pem").into()), ..Default::default() });
     let r = jwt_login(&org, &sign(&claims("https://login.salesforce.com", json!(now_secs() + 60))));
     assert_eq!(r.status, 200, "{:?}", r.body);
     // A certificate for another key refuses the bundled key's assertions.

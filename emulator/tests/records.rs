@@ -27,7 +27,10 @@ fn discovery_and_describe() {
     assert_eq!(d.body["keyPrefix"], "003");
     let field = |n: &str| d.body["fields"].as_array().unwrap().iter().find(|f| f["name"] == n).cloned().unwrap();
     let last_name = field("LastName");
-    assert_eq!((last_name["nillable"].clone(), last_name["type"].clone(), last_name["length"].clone()), (json!(false), json!("string"), json!(80)));
+    assert_eq!(
+        (last_name["nillable"].clone(), last_name["type"].clone(), last_name["length"].clone()),
+        (json!(false), json!("string"), json!(80))
+    );
     let acc = field("AccountId");
     assert_eq!(acc["type"], "reference");
     assert_eq!(acc["soapType"], "tns:ID");
@@ -155,8 +158,11 @@ fn validation_errors() {
     assert_eq!(r.code(), "INVALID_CROSS_REFERENCE_KEY");
     assert_eq!(r.body[0]["fields"], json!(["AccountId"]));
 
-    let r = org.post("sobjects/User", json!({"Username": "u@x.com", "LastName": "U", "Email": "u@x.com", "Alias": "u",
-        "TimeZoneSidKey": "Mars/Olympus", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8", "LanguageLocaleKey": "en_US"}));
+    let r = org.post(
+        "sobjects/User",
+        json!({"Username": "u@x.com", "LastName": "U", "Email": "u@x.com", "Alias": "u",
+        "TimeZoneSidKey": "Mars/Olympus", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8", "LanguageLocaleKey": "en_US"}),
+    );
     assert_eq!(r.code(), "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST");
 
     let r = org.post("sobjects/Contact", json!({"LastName": "a", "Email": "not-an-email"}));
@@ -181,7 +187,13 @@ fn datetime_and_date_inputs() {
     let path = dir.join("schema.json");
     std::fs::write(&path, r#"{"fields":{"Account":[{"name":"Seen__c","type":"datetime"}]}}"#).unwrap();
     let org = Org::with(sf_emulator::Config { schema_file: Some(path), ..Default::default() });
-    for input in ["2024-05-20T20:49:32.000+0000", "2024-05-20T20:49:32Z", "2024-05-20T20:49:32+00:00", "2024-05-20T20:49:32", "2024-05-20T22:49:32.000+02:00"] {
+    for input in [
+        "2024-05-20T20:49:32.000+0000",
+        "2024-05-20T20:49:32Z",
+        "2024-05-20T20:49:32+00:00",
+        "2024-05-20T20:49:32",
+        "2024-05-20T22:49:32.000+02:00",
+    ] {
         let id = org.create("Account", json!({"Name": "d", "Seen__c": input}));
         let g = org.get(&format!("sobjects/Account/{id}"));
         assert_eq!(g.body["Seen__c"], "2024-05-20T20:49:32.000+0000", "{input}");
@@ -208,7 +220,10 @@ fn upsert_by_external_id() {
 
     let r = org.patch("sobjects/Account/Name/x", json!({"Name": "x"}));
     assert_eq!(r.status, 404);
-    assert_eq!(r.body, json!([{"message": "Provided external ID field does not exist or is not accessible: Name", "errorCode": "NOT_FOUND"}]));
+    assert_eq!(
+        r.body,
+        json!([{"message": "Provided external ID field does not exist or is not accessible: Name", "errorCode": "NOT_FOUND"}])
+    );
     let r = org.patch("sobjects/Account/Nope__c/x", json!({"Name": "x"}));
     assert_eq!(r.status, 404);
     let r = org.patch("sobjects/Account/Postgres_Id__c/pg-2", json!({}));

@@ -229,7 +229,9 @@ fn date_literals_on_the_emulator_clock() {
 fn fields_function() {
     let org = Org::start();
     org.create("Account", json!({"Name": "Acme", "Postgres_Id__c": "pg-1", "BillingCity": "Paris"}));
-    for q in ["SELECT FIELDS(ALL) FROM Account", "SELECT FIELDS(CUSTOM) FROM Account LIMIT 201", "SELECT Id, FIELDS(ALL) FROM Account LIMIT 500"] {
+    for q in
+        ["SELECT FIELDS(ALL) FROM Account", "SELECT FIELDS(CUSTOM) FROM Account LIMIT 201", "SELECT Id, FIELDS(ALL) FROM Account LIMIT 500"]
+    {
         let r = org.query(q);
         assert_eq!((r.status, r.code()), (400, "MALFORMED_QUERY"), "{q}");
         assert!(msg(&r).ends_with("The SOQL FIELDS function must have a LIMIT of at most 200"), "{}", msg(&r));

@@ -55,47 +55,31 @@ impl Cluster {
         let dir = make_temp_dir("sfsync-e2e");
         if is_root() {
             // Postgres refuses to run as root: the cluster belongs to the OS user `postgres`.
-            run(Command::new("chown").args(["postgres:", dir.to_str().unwrap()]))
-                .unwrap_or_else(|e| panic!("chown of {} to postgres failed (does the OS user exist? run `make setup`): {e}", dir.display()));
+            run(Command::new("chown").args(["postgres:", dir.to_str().unwrap()])).unwrap_or_else(|e| {
+                panic!("chown of {} to postgres failed (does the OS user exist? run `make setup`): {e}", dir.display())
+            });
         }
-        let mut cluster = Cluster {
-            dir,
-            port: free_port(),
-            bindir,
-            running: false,
-        };
+        let mut cluster = Cluster { dir, port: free_port(), bindir, running: false };
         let data = cluster.data_dir();
 
         cluster
             .pg_command("initdb")
             .args(["-D", data.to_str().unwrap()])
-            .args([
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
+            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"])
             .output()
             .map_err(|e| e.to_string())
             .and_then(|o| {
                 if o.status.success() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "{}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ))
+                    Err(format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
                 }
             })
             .unwrap_or_else(|e| panic!("initdb failed in {}:\n{e}", data.display()));
 
         let preload = opts.preload.unwrap_or(!env_flag("SFSYNC_E2E_NO_PRELOAD"));
         let mut conf = String::from("\n# --- sfsync e2e harness ---\n");
-        let mut set =
-            |k: &str, v: &str| conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        let mut set = |k: &str, v: &str| conf.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
         set("listen_addresses", "");
         set("port", &cluster.port.to_string());
         set("unix_socket_directories", cluster.dir.to_str().unwrap());
@@ -107,10 +91,7 @@ impl Cluster {
         set("log_line_prefix", "%m [%p] %q%u@%d ");
         set("lc_messages", "C");
         set("max_worker_processes", "16");
-        set(
-            "shared_preload_libraries",
-            if preload { "sfsync" } else { "" },
-        );
+        set("shared_preload_libraries", if preload { "sfsync" } else { "" });
         for (k, v) in &opts.gucs {
             set(k, v);
         }
@@ -149,17 +130,12 @@ impl Cluster {
 
     /// libpq-style connection string for `db`.
     pub fn conn_string(&self, db: &str) -> String {
-        format!(
-            "host={} port={} user={SUPERUSER} dbname={db}",
-            self.dir.display(),
-            self.port
-        )
+        format!("host={} port={} user={SUPERUSER} dbname={db}", self.dir.display(), self.port)
     }
 
     /// Connects as superuser `postgres` through the unix socket. Panics on failure.
     pub fn connect(&self, db: &str) -> postgres::Client {
-        self.try_connect(db)
-            .unwrap_or_else(|e| panic!("connect to {db}: {e}\n{}", tail(&self.log_contents(), 30)))
+        self.try_connect(db).unwrap_or_else(|e| panic!("connect to {db}: {e}\n{}", tail(&self.log_contents(), 30)))
     }
 
     pub fn try_connect(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
@@ -176,11 +152,8 @@ impl Cluster {
     /// `CREATE DATABASE name`.
     pub fn create_database(&self, name: &str) {
         let mut c = self.connect("postgres");
-        c.batch_execute(&format!(
-            "CREATE DATABASE \"{}\"",
-            name.replace('"', "\"\"")
-        ))
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\"")))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
     }
 
     /// Runs `sql` with `psql -X -A -t -v ON_ERROR_STOP=1` and returns its stdout. Panics on error.
@@ -191,16 +164,7 @@ impl Cluster {
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         run(Command::new(self.bindir.join("psql"))
             .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
-            .args([
-                "-h",
-                self.dir.to_str().unwrap(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                db,
-            ])
+            .args(["-h", self.dir.to_str().unwrap(), "-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
             .args(["-c", sql])
             .env_remove("PGPASSWORD")
             .env_remove("PGSERVICE"))
@@ -215,8 +179,7 @@ impl Cluster {
     /// `pg_ctl stop -m fast -w`. No-op when already stopped.
     pub fn stop(&mut self) {
         if self.running {
-            self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
-                .unwrap_or_else(|e| panic!("{e}"));
+            self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"]).unwrap_or_else(|e| panic!("{e}"));
             self.running = false;
         }
     }
@@ -248,8 +211,7 @@ impl Cluster {
 
     /// Sends `signal` (`"TERM"`, `"INT"`, `"KILL"`, ...) to a server process.
     pub fn signal_backend(&self, pid: i32, signal: &str) {
-        run(Command::new("kill").args(["-s", signal, &pid.to_string()]))
-            .unwrap_or_else(|e| panic!("kill -s {signal} {pid}: {e}"));
+        run(Command::new("kill").args(["-s", signal, &pid.to_string()])).unwrap_or_else(|e| panic!("kill -s {signal} {pid}: {e}"));
     }
 
     /// The server log so far.
@@ -262,10 +224,7 @@ impl Cluster {
         let deadline = std::time::Instant::now() + timeout;
         while !self.log_contents().contains(needle) {
             if std::time::Instant::now() >= deadline {
-                panic!(
-                    "{needle:?} not in server log after {timeout:?}:\n{}",
-                    tail(&self.log_contents(), 40)
-                );
+                panic!("{needle:?} not in server log after {timeout:?}:\n{}", tail(&self.log_contents(), 40));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -274,22 +233,8 @@ impl Cluster {
     fn start_server(&mut self) {
         let log = self.log_path();
         let data = self.data_dir();
-        self.pg_ctl(&[
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-D",
-            data.to_str().unwrap(),
-            "-l",
-            log.to_str().unwrap(),
-        ])
-        .unwrap_or_else(|e| {
-            panic!(
-                "pg_ctl start failed: {e}\n--- server log ---\n{}",
-                tail(&self.log_contents(), 40)
-            )
-        });
+        self.pg_ctl(&["start", "-w", "-t", "60", "-D", data.to_str().unwrap(), "-l", log.to_str().unwrap()])
+            .unwrap_or_else(|e| panic!("pg_ctl start failed: {e}\n--- server log ---\n{}", tail(&self.log_contents(), 40)));
         self.running = true;
     }
 
@@ -307,16 +252,15 @@ impl Cluster {
     fn pg_command(&self, program: &str) -> Command {
         let exe = self.bindir.join(program);
         let mut cmd = if is_root() {
-            let mut c =
-                if Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists() {
-                    let mut c = Command::new("runuser");
-                    c.args(["-u", "postgres", "--"]);
-                    c
-                } else {
-                    let mut c = Command::new("sudo");
-                    c.args(["-n", "-u", "postgres", "--"]);
-                    c
-                };
+            let mut c = if Path::new("/usr/sbin/runuser").exists() || Path::new("/sbin/runuser").exists() {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]);
+                c
+            } else {
+                let mut c = Command::new("sudo");
+                c.args(["-n", "-u", "postgres", "--"]);
+                c
+            };
             c.arg(exe);
             c
         } else {
@@ -324,10 +268,7 @@ impl Cluster {
         };
         // The OS user postgres may not be able to enter our cwd.
         cmd.current_dir(&self.dir);
-        cmd.env("LC_ALL", "C")
-            .env_remove("PGDATA")
-            .env_remove("PGPORT")
-            .env_remove("PGHOST");
+        cmd.env("LC_ALL", "C").env_remove("PGDATA").env_remove("PGPORT").env_remove("PGHOST");
         cmd
     }
 }
@@ -335,11 +276,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "--- postgres log (last 60 lines, {}) ---\n{}",
-                self.log_path().display(),
-                tail(&self.log_contents(), 60)
-            );
+            eprintln!("--- postgres log (last 60 lines, {}) ---\n{}", self.log_path().display(), tail(&self.log_contents(), 60));
         }
         if self.running {
             let _ = self.pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "30"]);
@@ -365,7 +302,7 @@ fn pg_bindir() -> PathBuf {
         return debian;
     }
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "pg_config".into());
-    let out = run(Command::new(&pg_config).arg("--bindir"))
-        .unwrap_or_else(|e| panic!("PostgreSQL {PG_MAJOR} not found (run `make setup`): {e}"));
+    let out =
+        run(Command::new(&pg_config).arg("--bindir")).unwrap_or_else(|e| panic!("PostgreSQL {PG_MAJOR} not found (run `make setup`): {e}"));
     PathBuf::from(out.trim())
 }

@@ -41,9 +41,7 @@ impl Emulator {
         let bin = Self::binary_path();
         let dir = make_temp_dir("sfsync-e2e-emu");
         let log_path = dir.join("emulator.log");
-        let log = Arc::new(Mutex::new(
-            File::create(&log_path).expect("cannot create emulator log"),
-        ));
+        let log = Arc::new(Mutex::new(File::create(&log_path).expect("cannot create emulator log")));
 
         let mut child = Command::new(&bin)
             .args(["--listen", "127.0.0.1:0"])
@@ -52,12 +50,7 @@ impl Emulator {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {}: {e} (set SF_EMULATOR_BIN or run `make emulator`)",
-                    bin.display()
-                )
-            });
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (set SF_EMULATOR_BIN or run `make emulator`)", bin.display()));
 
         // stderr: copied to the log as it comes.
         let stderr = child.stderr.take().unwrap();
@@ -73,9 +66,7 @@ impl Emulator {
             let mut first = String::new();
             match reader.read_line(&mut first) {
                 Ok(0) => {
-                    let _ = tx.send(Err(
-                        "emulator closed stdout before announcing its address".into()
-                    ));
+                    let _ = tx.send(Err("emulator closed stdout before announcing its address".into()));
                     return;
                 }
                 Ok(_) => {
@@ -96,33 +87,14 @@ impl Emulator {
             Err(_) => fail_start(&mut child, &log_path, "no `listening on` line within 30 s"),
         };
         let url = match first.trim().strip_prefix("listening on ") {
-            Some(rest) => rest
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .trim_end_matches('/')
-                .to_string(),
-            None => fail_start(
-                &mut child,
-                &log_path,
-                &format!("unexpected first line: {first:?}"),
-            ),
+            Some(rest) => rest.split_whitespace().next().unwrap_or("").trim_end_matches('/').to_string(),
+            None => fail_start(&mut child, &log_path, &format!("unexpected first line: {first:?}")),
         };
         if !url.starts_with("http") {
-            fail_start(
-                &mut child,
-                &log_path,
-                &format!("unexpected first line: {first:?}"),
-            );
+            fail_start(&mut child, &log_path, &format!("unexpected first line: {first:?}"));
         }
 
-        Emulator {
-            child,
-            url,
-            dir,
-            log_path,
-            agent: agent(),
-        }
+        Emulator { child, url, dir, log_path, agent: agent() }
     }
 
     /// Path of the `sf-emulator` binary: `$SF_EMULATOR_BIN`, else `release/` then `debug/`
@@ -136,11 +108,7 @@ impl Emulator {
         let mut targets = Vec::new();
         if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
             let t = PathBuf::from(t);
-            targets.push(if t.is_absolute() {
-                t
-            } else {
-                workspace_root().join(t)
-            });
+            targets.push(if t.is_absolute() { t } else { workspace_root().join(t) });
         }
         targets.push(workspace_root().join("target"));
         for t in &targets {
@@ -151,10 +119,7 @@ impl Emulator {
                 }
             }
         }
-        panic!(
-            "sf-emulator binary not found (looked in {:?}); run `make emulator` or set SF_EMULATOR_BIN",
-            targets
-        );
+        panic!("sf-emulator binary not found (looked in {:?}); run `make emulator` or set SF_EMULATOR_BIN", targets);
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123` (no trailing slash). Both login and instance URL.
@@ -164,11 +129,7 @@ impl Emulator {
 
     /// The port the emulator listens on.
     pub fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
     }
 
     /// OS process id of the emulator.
@@ -189,29 +150,15 @@ impl Emulator {
 
     /// Like [`admin`](Self::admin) but returns `(status, json)` whatever the status.
     pub fn try_admin(&self, method: &str, path: &str, body: Value) -> Result<(u16, Value), String> {
-        let path = if path.starts_with("/__emulator") {
-            path.to_string()
-        } else {
-            format!("/__emulator/{}", path.trim_start_matches('/'))
-        };
+        let path = if path.starts_with("/__emulator") { path.to_string() } else { format!("/__emulator/{}", path.trim_start_matches('/')) };
         let body = if body.is_null() { None } else { Some(body) };
-        http_json(
-            &self.agent,
-            method,
-            &format!("{}{path}", self.url),
-            None,
-            body.as_ref(),
-        )
+        http_json(&self.agent, method, &format!("{}{path}", self.url), None, body.as_ref())
     }
 
     /// A REST client logged in with the default connected app (client_credentials flow).
     pub fn sf(&self) -> SfRest {
-        SfRest::login(&self.url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).unwrap_or_else(|e| {
-            panic!(
-                "login to emulator failed: {e}\n{}",
-                tail(&self.log_contents(), 30)
-            )
-        })
+        SfRest::login(&self.url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+            .unwrap_or_else(|e| panic!("login to emulator failed: {e}\n{}", tail(&self.log_contents(), 30)))
     }
 
     /// Everything the emulator printed so far (stdout and stderr).
@@ -234,17 +181,10 @@ impl Drop for Emulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!(
-                "--- sf-emulator log (last 40 lines, {}) ---\n{}",
-                self.log_path.display(),
-                tail(&self.log_contents(), 40)
-            );
+            eprintln!("--- sf-emulator log (last 40 lines, {}) ---\n{}", self.log_path.display(), tail(&self.log_contents(), 40));
         }
         if keep_artifacts() {
-            eprintln!(
-                "SFSYNC_E2E_KEEP: emulator log kept in {}",
-                self.log_path.display()
-            );
+            eprintln!("SFSYNC_E2E_KEEP: emulator log kept in {}", self.log_path.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -256,10 +196,7 @@ fn fail_start(child: &mut Child, log_path: &Path, msg: &str) -> ! {
     let _ = child.wait();
     std::thread::sleep(Duration::from_millis(100));
     let log = std::fs::read_to_string(log_path).unwrap_or_default();
-    panic!(
-        "sf-emulator did not start: {msg}\n--- emulator log ---\n{}",
-        tail(&log, 40)
-    );
+    panic!("sf-emulator did not start: {msg}\n--- emulator log ---\n{}", tail(&log, 40));
 }
 
 fn log_line(log: &Mutex<File>, stream: &str, line: &str) {
@@ -281,35 +218,19 @@ fn drain(r: impl Read, log: &Mutex<File>, stream: &str) {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(60))).build().into()
 }
 
 /// One HTTP exchange with a JSON (or empty) body; returns status and parsed JSON
 /// (`Value::Null` for an empty body, `Value::String` for a non-JSON body).
-fn http_json(
-    agent: &ureq::Agent,
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Result<(u16, Value), String> {
-    let mut req = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("Accept", "application/json");
+fn http_json(agent: &ureq::Agent, method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value), String> {
+    let mut req = ureq::http::Request::builder().method(method).uri(url).header("Accept", "application/json");
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));
     }
     let result = match body {
         Some(b) => {
-            let req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_string())
-                .map_err(|e| e.to_string())?;
+            let req = req.header("Content-Type", "application/json").body(b.to_string()).map_err(|e| e.to_string())?;
             agent.run(req)
         }
         None => agent.run(req.body(()).map_err(|e| e.to_string())?),
@@ -335,23 +256,14 @@ fn parse_body(text: &str) -> Value {
 
 /// Newest version listed by `GET /services/data/` (e.g. `v62.0`).
 fn newest_version(agent: &ureq::Agent, base: &str) -> Option<String> {
-    let (status, v) =
-        http_json(agent, "GET", &format!("{base}/services/data/"), None, None).ok()?;
+    let (status, v) = http_json(agent, "GET", &format!("{base}/services/data/"), None, None).ok()?;
     if status != 200 {
         return None;
     }
-    let newest = v
-        .as_array()?
-        .iter()
-        .filter_map(|e| e["version"].as_str())
-        .max_by(|a, b| {
-            let key = |s: &str| {
-                s.split('.')
-                    .map(|p| p.parse::<u32>().unwrap_or(0))
-                    .collect::<Vec<_>>()
-            };
-            key(a).cmp(&key(b))
-        })?;
+    let newest = v.as_array()?.iter().filter_map(|e| e["version"].as_str()).max_by(|a, b| {
+        let key = |s: &str| s.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>();
+        key(a).cmp(&key(b))
+    })?;
     Some(format!("v{}", newest.trim_start_matches('v')))
 }
 
@@ -372,40 +284,20 @@ impl SfRest {
         let url = format!("{}/services/oauth2/token", login_url.trim_end_matches('/'));
         let mut resp = agent
             .post(&url)
-            .send_form([
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-            ])
+            .send_form([("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", client_secret)])
             .map_err(|e| format!("POST {url}: {e}"))?;
         let status = resp.status().as_u16();
-        let body = parse_body(
-            &resp
-                .body_mut()
-                .read_to_string()
-                .map_err(|e| e.to_string())?,
-        );
+        let body = parse_body(&resp.body_mut().read_to_string().map_err(|e| e.to_string())?);
         if status != 200 {
             return Err(format!("POST {url} -> HTTP {status}: {body}"));
         }
-        let token = body["access_token"]
-            .as_str()
-            .ok_or_else(|| format!("no access_token in {body}"))?;
-        let instance_url = body["instance_url"]
-            .as_str()
-            .unwrap_or(login_url)
-            .trim_end_matches('/');
+        let token = body["access_token"].as_str().ok_or_else(|| format!("no access_token in {body}"))?;
+        let instance_url = body["instance_url"].as_str().unwrap_or(login_url).trim_end_matches('/');
         let version = match std::env::var("SF_API_VERSION") {
             Ok(v) if !v.is_empty() => format!("v{}", v.trim_start_matches('v')),
-            _ => newest_version(&agent, instance_url)
-                .unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
+            _ => newest_version(&agent, instance_url).unwrap_or_else(|| DEFAULT_API_VERSION.to_string()),
         };
-        Ok(SfRest {
-            agent,
-            instance_url: instance_url.to_string(),
-            token: token.to_string(),
-            version,
-        })
+        Ok(SfRest { agent, instance_url: instance_url.to_string(), token: token.to_string(), version })
     }
 
     pub fn token(&self) -> &str {
@@ -424,19 +316,8 @@ impl SfRest {
     /// Raw authenticated request. `path` is absolute (`/services/...`) or relative to
     /// `/services/data/vXX.X/`. Returns `(status, json)`.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let path = if path.starts_with('/') {
-            path.to_string()
-        } else {
-            format!("{}/{path}", self.data_path())
-        };
-        http_json(
-            &self.agent,
-            method,
-            &format!("{}{path}", self.instance_url),
-            Some(&self.token),
-            body,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        let path = if path.starts_with('/') { path.to_string() } else { format!("{}/{path}", self.data_path()) };
+        http_json(&self.agent, method, &format!("{}{path}", self.instance_url), Some(&self.token), body).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs a SOQL query, following `nextRecordsUrl`, and returns all records.
@@ -488,16 +369,12 @@ impl SfRest {
         if status != 201 && status != 200 {
             panic!("create {sobject} {fields} -> HTTP {status}: {body}");
         }
-        body["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("create {sobject}: no id in {body}"))
-            .to_string()
+        body["id"].as_str().unwrap_or_else(|| panic!("create {sobject}: no id in {body}")).to_string()
     }
 
     /// Updates fields of a record (PATCH).
     pub fn update(&self, sobject: &str, id: &str, fields: Value) {
-        let (status, body) =
-            self.request("PATCH", &format!("sobjects/{sobject}/{id}"), Some(&fields));
+        let (status, body) = self.request("PATCH", &format!("sobjects/{sobject}/{id}"), Some(&fields));
         if !(200..300).contains(&status) {
             panic!("update {sobject}/{id} {fields} -> HTTP {status}: {body}");
         }

@@ -24,9 +24,7 @@ mod util;
 mod wait;
 
 pub use cluster::{Cluster, ClusterOpts};
-pub use emulator::{
-    Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET,
-};
+pub use emulator::{Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 pub use util::{is_root, keep_artifacts, workspace_root};
 pub use wait::{eventually, wait_until};
 

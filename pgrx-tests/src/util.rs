@@ -10,10 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub fn is_root() -> bool {
     static ROOT: OnceLock<bool> = OnceLock::new();
     *ROOT.get_or_init(|| {
-        let out = Command::new("id")
-            .arg("-u")
-            .output()
-            .expect("failed to run `id -u`");
+        let out = Command::new("id").arg("-u").output().expect("failed to run `id -u`");
         String::from_utf8_lossy(&out.stdout).trim() == "0"
     })
 }
@@ -24,10 +21,7 @@ pub fn keep_artifacts() -> bool {
 }
 
 pub(crate) fn env_flag(name: &str) -> bool {
-    matches!(
-        std::env::var(name).as_deref().map(str::trim),
-        Ok("1") | Ok("true") | Ok("yes") | Ok("on")
-    )
+    matches!(std::env::var(name).as_deref().map(str::trim), Ok("1") | Ok("true") | Ok("yes") | Ok("on"))
 }
 
 /// The Cargo workspace root (parent of `pgrx-tests/`).
@@ -42,16 +36,9 @@ pub(crate) fn make_temp_dir(prefix: &str) -> PathBuf {
     let base = std::env::temp_dir();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         // Keep it short: the unix socket path (dir + "/.s.PGSQL.NNNNN") must stay < 107 bytes.
-        let dir = base.join(format!(
-            "{prefix}-{}-{n}{:x}",
-            std::process::id(),
-            nanos & 0xffff
-        ));
+        let dir = base.join(format!("{prefix}-{}-{n}{:x}", std::process::id(), nanos & 0xffff));
         match std::fs::create_dir(&dir) {
             Ok(()) => return dir,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -62,27 +49,18 @@ pub(crate) fn make_temp_dir(prefix: &str) -> PathBuf {
 
 /// A free TCP port on 127.0.0.1 (racy by nature, good enough for tests).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("cannot find a free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("cannot find a free port")
 }
 
 /// Runs `cmd` and returns stdout, or an error message with status, stdout and stderr.
 pub(crate) fn run(cmd: &mut Command) -> Result<String, String> {
     let shown = format!("{cmd:?}");
-    let out = cmd
-        .output()
-        .map_err(|e| format!("failed to spawn {shown}: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("failed to spawn {shown}: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
     } else {
-        Err(format!(
-            "{shown} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(format!("{shown} failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{}", out.status, String::from_utf8_lossy(&out.stderr)))
     }
 }
 

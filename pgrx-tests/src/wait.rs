@@ -38,10 +38,7 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Result<T, String>
             Ok(v) => return v,
             Err(msg) => {
                 if Instant::now() >= deadline {
-                    panic!(
-                        "eventually: still failing after {:?} ({attempts} attempts): {msg}",
-                        start.elapsed()
-                    );
+                    panic!("eventually: still failing after {:?} ({attempts} attempts): {msg}", start.elapsed());
                 }
             }
         }

@@ -113,7 +113,9 @@ fn salesforce_wins_by_default_and_the_local_change_is_recorded() {
     let first: Option<String> = scalar(&mut db, "SELECT first_name FROM contacts WHERE id = 1");
     assert_eq!(first.as_deref(), Some("Augusta"), "the column only Postgres changed is kept and sent");
     let (policy, sf_mod, pg_mod): (String, bool, bool) = {
-        let r = db.query_one("SELECT policy, salesforce_modified IS NOT NULL, postgres_modified IS NOT NULL FROM sfsync.conflicts", &[]).unwrap();
+        let r = db
+            .query_one("SELECT policy, salesforce_modified IS NOT NULL, postgres_modified IS NOT NULL FROM sfsync.conflicts", &[])
+            .unwrap();
         (r.get(0), r.get(1), r.get(2))
     };
     assert_eq!((policy.as_str(), sf_mod, pg_mod), ("salesforce_wins", true, true));
@@ -168,7 +170,10 @@ fn last_modified_wins_lets_the_later_change_win() {
 
     settled(&env, &mut db, |db, env| {
         let got = (pg_email(db, 1), sf_field(env, &a, "Email"), pg_email(db, 2), sf_field(env, &b, "Email"));
-        (got.0.as_deref() == Some("pg1@example.com") && got.1 == "pg1@example.com" && got.2.as_deref() == Some("sf2@example.com") && got.3 == "sf2@example.com")
+        (got.0.as_deref() == Some("pg1@example.com")
+            && got.1 == "pg1@example.com"
+            && got.2.as_deref() == Some("sf2@example.com")
+            && got.3 == "sf2@example.com")
             .then_some(())
             .ok_or(format!("{got:?}"))
     });
@@ -300,10 +305,14 @@ fn on_delete_review_holds_deletes_until_approved_or_rejected() {
     db.batch_execute("DELETE FROM contacts WHERE id = 1002").unwrap();
     let n: i64 = scalar(&mut db, "SELECT sfsync.reject_deletes('contacts')");
     assert_eq!(n, 1);
-    assert_eq!(scalar::<i64>(&mut db, &format!("SELECT count(*) FROM contacts WHERE id = 1002 AND sfid = '{q}' AND email = 'q@example.com'")), 1);
+    assert_eq!(
+        scalar::<i64>(&mut db, &format!("SELECT count(*) FROM contacts WHERE id = 1002 AND sfid = '{q}' AND email = 'q@example.com'")),
+        1
+    );
     round_trip(&env, &mut db, 2002);
     assert!(exists_in_sf(&env, &q));
-    let decisions: Vec<String> = db.query("SELECT decision FROM sfsync.delete_review ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let decisions: Vec<String> =
+        db.query("SELECT decision FROM sfsync.delete_review ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(decisions, ["approved", "rejected", "approved", "rejected"]);
 }
 
@@ -320,7 +329,9 @@ fn a_pulled_delete_blocked_by_a_foreign_key_is_reported_once() {
     env.emu.sf().delete("Contact", &sfid);
     let (code, message, direction, operation) = eventually(WAIT, || {
         let rows = db.query("SELECT error_code, message, direction, operation FROM sfsync.errors WHERE sfid = $1", &[&sfid]).unwrap();
-        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3))).ok_or("not reported yet".to_string())
+        rows.first()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
+            .ok_or("not reported yet".to_string())
     });
     assert_eq!((code.as_str(), direction.as_str(), operation.as_str()), ("FOREIGN_KEY_VIOLATION", "pull", "delete"));
     assert!(message.contains("notes_contact_id_fkey"), "{message}");
@@ -349,7 +360,8 @@ fn records_leaving_the_filter_leave_postgres_and_a_new_filter_is_applied() {
     let sf = env.emu.sf();
     let tech = sf.create("Account", json!({"Name": "Initech", "Industry": "Technology"}));
     let retail = sf.create("Account", json!({"Name": "Shop", "Industry": "Retail"}));
-    let count = |db: &mut postgres::Client, sfid: &str| -> i64 { scalar(db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'")) };
+    let count =
+        |db: &mut postgres::Client, sfid: &str| -> i64 { scalar(db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'")) };
     eventually(WAIT, || (count(&mut db, &tech) == 1).then_some(()).ok_or("not pulled yet".to_string()));
     assert_eq!(count(&mut db, &retail), 0, "outside the filter");
 
@@ -363,9 +375,7 @@ fn records_leaving_the_filter_leave_postgres_and_a_new_filter_is_applied() {
     sf.update("Account", &tech, json!({"Industry": "Technology"}));
     eventually(WAIT, || (count(&mut db, &tech) == 1).then_some(()).ok_or("back in the filter, not pulled yet".to_string()));
     let out = parse(
-        db.query_one("SELECT sfsync.sync_table('accounts', 'Account', filter => 'Industry = ''Retail''')::text", &[])
-            .unwrap()
-            .get(0),
+        db.query_one("SELECT sfsync.sync_table('accounts', 'Account', filter => 'Industry = ''Retail''')::text", &[]).unwrap().get(0),
     );
     assert_eq!(out["repull"], true);
     eventually(WAIT, || {

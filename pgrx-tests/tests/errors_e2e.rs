@@ -28,7 +28,8 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
     );
     assert!(msg.contains("invalid_grant"), "{msg}");
     assert!(!msg.contains("nope"), "the password must not be echoed: {msg}");
-    let msg = error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', auth_flow => 'password', username => 'u')"));
+    let msg =
+        error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', auth_flow => 'password', username => 'u')"));
     assert!(msg.contains("needs password"), "{msg}");
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'x'");
     assert_eq!(n, 0, "refused credentials are not stored");
@@ -43,17 +44,25 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
     assert!(msg.contains("\"Contct\" does not exist"), "{msg}");
     let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastNme\"}')");
     assert!(msg.contains("\"LastNme\"") && msg.contains("does not exist"), "{msg}");
-    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', filter => 'Bogus__c = 1')");
+    let msg = error_of(
+        &mut db,
+        "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', filter => 'Bogus__c = 1')",
+    );
     assert!(msg.starts_with("filter:"), "{msg}");
-    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')");
+    let msg =
+        error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')");
     assert!(msg.contains("not marked External ID"), "{msg}");
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.mappings");
     assert_eq!(n, 0);
-    let has_sfid: bool = scalar(&mut db, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'sfid')");
+    let has_sfid: bool =
+        scalar(&mut db, "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'sfid')");
     assert!(!has_sfid, "a refused sync_table leaves the table as it was");
 
     // And a good one, through the second connection.
-    db.batch_execute("SELECT sfsync.sync_table('people', 'Contact', connection => 'pw', fields => '{\"surname\": \"LastName\", \"mail\": \"Email\"}')").unwrap();
+    db.batch_execute(
+        "SELECT sfsync.sync_table('people', 'Contact', connection => 'pw', fields => '{\"surname\": \"LastName\", \"mail\": \"Email\"}')",
+    )
+    .unwrap();
     db.batch_execute("INSERT INTO people (surname, mail) VALUES ('Hopper', 'grace@example.com')").unwrap();
     eventually(WAIT, || {
         let r = env.sf_query("SELECT Email FROM Contact WHERE LastName = 'Hopper'");

@@ -9,65 +9,28 @@ use sfsync_e2e::{eventually, json, wait_until, Cluster, ClusterOpts, Emulator};
 
 #[test]
 fn cluster_start_restart_stop() {
-    let opts = ClusterOpts::new()
-        .guc("sfsync.poll_interval", "200ms")
-        .guc("work_mem", "8MB");
-    let preload = opts
-        .preload
-        .unwrap_or(std::env::var("SFSYNC_E2E_NO_PRELOAD").as_deref() != Ok("1"));
+    let opts = ClusterOpts::new().guc("sfsync.poll_interval", "200ms").guc("work_mem", "8MB");
+    let preload = opts.preload.unwrap_or(std::env::var("SFSYNC_E2E_NO_PRELOAD").as_deref() != Ok("1"));
     let mut cluster = Cluster::start(opts);
 
     // Never runs as root, whoever we are.
     let mut c = cluster.connect("postgres");
-    let row = c
-        .query_one(
-            "SELECT current_setting('work_mem'), current_user::text",
-            &[],
-        )
-        .unwrap();
+    let row = c.query_one("SELECT current_setting('work_mem'), current_user::text", &[]).unwrap();
     assert_eq!(row.get::<_, String>(0), "8MB");
     assert_eq!(row.get::<_, String>(1), "postgres");
-    let spl: String = c
-        .query_one("SHOW shared_preload_libraries", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        spl.contains("sfsync"),
-        preload,
-        "shared_preload_libraries = {spl:?}"
-    );
+    let spl: String = c.query_one("SHOW shared_preload_libraries", &[]).unwrap().get(0);
+    assert_eq!(spl.contains("sfsync"), preload, "shared_preload_libraries = {spl:?}");
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     let owner = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let uid_line = owner
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .unwrap()
-        .to_string();
-    assert!(
-        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
-        "backend runs as root: {uid_line}"
-    );
+    let uid_line = owner.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert!(!uid_line.split_whitespace().skip(1).any(|u| u == "0"), "backend runs as root: {uid_line}");
 
     cluster.create_database("smoke");
-    cluster.psql(
-        "smoke",
-        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')",
-    );
-    assert_eq!(
-        cluster.psql("smoke", "SELECT v FROM t WHERE id = 1").trim(),
-        "a"
-    );
+    cluster.psql("smoke", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')");
+    assert_eq!(cluster.psql("smoke", "SELECT v FROM t WHERE id = 1").trim(), "a");
     if preload {
         cluster.psql("smoke", "CREATE EXTENSION sfsync");
-        assert_eq!(
-            cluster
-                .psql(
-                    "smoke",
-                    "SELECT extname FROM pg_extension WHERE extname = 'sfsync'"
-                )
-                .trim(),
-            "sfsync"
-        );
+        assert_eq!(cluster.psql("smoke", "SELECT extname FROM pg_extension WHERE extname = 'sfsync'").trim(), "sfsync");
     }
     drop(c);
 
@@ -78,9 +41,7 @@ fn cluster_start_restart_stop() {
     assert!(c.query_one("SELECT 1", &[]).is_err());
     let v: String = eventually(Duration::from_secs(30), || {
         let mut c = cluster.try_connect("smoke").map_err(|e| e.to_string())?;
-        c.query_one("SELECT v FROM t", &[])
-            .map(|r| r.get(0))
-            .map_err(|e| e.to_string())
+        c.query_one("SELECT v FROM t", &[]).map(|r| r.get(0)).map_err(|e| e.to_string())
     });
     assert_eq!(v, "a");
 
@@ -90,9 +51,7 @@ fn cluster_start_restart_stop() {
     assert!(cluster.try_connect("smoke").is_err());
     cluster.start_again();
     assert_eq!(cluster.psql("smoke", "SELECT v FROM t").trim(), "a");
-    assert!(cluster
-        .log_contents()
-        .contains("database system is ready to accept connections"));
+    assert!(cluster.log_contents().contains("database system is ready to accept connections"));
 
     let dir = cluster.dir().to_path_buf();
     drop(cluster);
@@ -104,17 +63,10 @@ fn cluster_start_restart_stop() {
 #[test]
 fn emulator_round_trip() {
     let emu = Emulator::start();
-    assert!(
-        emu.url().starts_with("http://127.0.0.1:"),
-        "url = {}",
-        emu.url()
-    );
+    assert!(emu.url().starts_with("http://127.0.0.1:"), "url = {}", emu.url());
     let sf = emu.sf();
 
-    let id = sf.create(
-        "Account",
-        json!({"Name": "Harness Smoke", "Industry": "Energy"}),
-    );
+    let id = sf.create("Account", json!({"Name": "Harness Smoke", "Industry": "Energy"}));
     assert_eq!(id.len(), 18, "id = {id}");
     assert!(id.starts_with("001"), "Account key prefix: {id}");
 
@@ -131,13 +83,8 @@ fn emulator_round_trip() {
     assert!(sf.get("Account", &id).is_none());
 
     // The admin surface answers (whatever the route's status, the exchange works).
-    emu.try_admin("GET", "counters", sfsync_e2e::Value::Null)
-        .expect("admin call");
-    assert!(
-        emu.log_contents().contains("listening on"),
-        "emulator log: {}",
-        emu.log_contents()
-    );
+    emu.try_admin("GET", "counters", sfsync_e2e::Value::Null).expect("admin call");
+    assert!(emu.log_contents().contains("listening on"), "emulator log: {}", emu.log_contents());
 
     // Polling helper sanity.
     let mut n = 0;

@@ -30,9 +30,7 @@ fn reject_last_name(env: &common::Env, value: &str) -> u64 {
 }
 
 fn contact_by_key(env: &common::Env, key: &str) -> Option<Value> {
-    env.sf_query(&format!("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{key}'"))
-        .first()
-        .cloned()
+    env.sf_query(&format!("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{key}'")).first().cloned()
 }
 
 #[test]
@@ -48,7 +46,10 @@ fn write_through_changes_are_in_salesforce_when_the_statement_returns() {
 
     // Insert: upserted on the key; the Id is in the row the statement returns.
     let row = db
-        .query_one("INSERT INTO contacts (id, first_name, last_name, email) VALUES (7, 'Ada', 'Lovelace', 'ada@example.com') RETURNING sfid", &[])
+        .query_one(
+            "INSERT INTO contacts (id, first_name, last_name, email) VALUES (7, 'Ada', 'Lovelace', 'ada@example.com') RETURNING sfid",
+            &[],
+        )
         .unwrap();
     let sfid: String = row.get(0);
     assert_eq!(sfid.len(), 18, "sfid set by the statement itself: {sfid}");

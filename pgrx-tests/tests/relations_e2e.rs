@@ -102,8 +102,10 @@ fn a_large_batch_goes_through_bulk_api() {
     let mut db = env.db();
     db.batch_execute("ALTER SYSTEM SET sfsync.bulk_threshold = 100").unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    db.batch_execute("CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL); SELECT sfsync.sync_table('accounts', 'Account');")
-        .unwrap();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL); SELECT sfsync.sync_table('accounts', 'Account');",
+    )
+    .unwrap();
     env.worker_pid();
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Bulk ' || g FROM generate_series(1, 450) g").unwrap();
     eventually(WAIT, || {

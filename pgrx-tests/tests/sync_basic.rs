@@ -45,7 +45,8 @@ fn changes_flow_both_ways() {
     });
     let new_id = env.emu.sf().create("Account", json!({"Name": "Globex", "Industry": "Retail"}));
     eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}' AND name = 'Globex' AND industry = 'Retail'"));
+        let n: i64 =
+            scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}' AND name = 'Globex' AND industry = 'Retail'"));
         (n == 1).then_some(()).ok_or("Globex not pulled yet".to_string())
     });
     env.emu.sf().delete("Account", &new_id);
@@ -138,11 +139,17 @@ fn settled_sync_rewrites_nothing() {
     // Let a few pull intervals pass, then watch both sides for rewrites.
     std::thread::sleep(Duration::from_secs(2));
     let writes = env.sf_writes();
-    let versions: String = scalar(&mut db, "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t");
+    let versions: String = scalar(
+        &mut db,
+        "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t",
+    );
     let started = std::time::Instant::now();
     wait_until(Duration::from_secs(3), Duration::from_millis(500), || started.elapsed() > Duration::from_millis(2500));
     assert_eq!(env.sf_writes(), writes, "Salesforce saw writes after the sync settled");
-    let after: String = scalar(&mut db, "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t");
+    let after: String = scalar(
+        &mut db,
+        "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t",
+    );
     assert_eq!(after, versions, "Postgres rows were rewritten after the sync settled");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
     let pulls: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.status WHERE last_pull_at > now() - interval '2 seconds'");

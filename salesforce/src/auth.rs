@@ -97,15 +97,9 @@ impl FromStr for AuthFlow {
     /// (case-insensitive, surrounding spaces ignored).
     fn from_str(s: &str) -> Result<AuthFlow, Error> {
         let norm = s.trim().to_ascii_lowercase();
-        AuthFlow::ALL
-            .into_iter()
-            .find(|f| f.as_str() == norm)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown auth_flow '{}': expected one of client_credentials, password, jwt, refresh_token",
-                    s
-                ))
-            })
+        AuthFlow::ALL.into_iter().find(|f| f.as_str() == norm).ok_or_else(|| {
+            Error::Config(format!("unknown auth_flow '{}': expected one of client_credentials, password, jwt, refresh_token", s))
+        })
     }
 }
 
@@ -207,10 +201,7 @@ impl Credentials {
                 if let Some(s) = secret {
                     form.push(("client_secret", s.expose().to_string()));
                 }
-                form.push((
-                    "refresh_token",
-                    self.refresh_token.as_ref().map(|p| p.expose().to_string()).unwrap_or_default(),
-                ));
+                form.push(("refresh_token", self.refresh_token.as_ref().map(|p| p.expose().to_string()).unwrap_or_default()));
             }
             AuthFlow::Jwt => {
                 let assertion = jwt_assertion(
@@ -275,12 +266,7 @@ pub(crate) fn jwt_assertion(client_id: &str, username: &str, audience: &str, pem
     let key = jsonwebtoken::EncodingKey::from_rsa_der(&der);
     let exp = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 180;
     let aud = jwt_audience(audience);
-    let claims = JwtClaims {
-        iss: client_id,
-        sub: username,
-        aud: &aud,
-        exp,
-    };
+    let claims = JwtClaims { iss: client_id, sub: username, aud: &aud, exp };
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
         .map_err(|e| Error::Config(format!("cannot sign the JWT assertion with private_key: {e}")))
 }
@@ -291,13 +277,7 @@ pub(crate) fn jwt_assertion(client_id: &str, username: &str, audience: &str, pem
 /// login/test themselves, Experience Cloud sites) is used as given.
 pub(crate) fn jwt_audience(login_url: &str) -> String {
     let url = login_url.trim().trim_end_matches('/');
-    let host = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let host = url.split_once("://").map_or(url, |(_, rest)| rest).split(['/', ':']).next().unwrap_or_default().to_ascii_lowercase();
     if host.ends_with(".sandbox.my.salesforce.com") {
         "https://test.salesforce.com".into()
     } else if host.ends_with(".my.salesforce.com") {
@@ -317,16 +297,12 @@ pub(crate) fn rsa_pkcs1_der_from_pem(pem: &str) -> Result<Vec<u8>, Error> {
     let label_end = rest.find("-----").ok_or_else(|| bad("malformed PEM header"))?;
     let label = &rest[..label_end];
     let body_and_end = &rest[label_end + 5..];
-    let end = body_and_end
-        .find("-----END ")
-        .ok_or_else(|| bad("no PEM 'END' line"))?;
+    let end = body_and_end.find("-----END ").ok_or_else(|| bad("no PEM 'END' line"))?;
     let b64: String = body_and_end[..end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if b64.contains(':') {
         return Err(bad("encrypted PEM keys are not supported"));
     }
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64.as_bytes())
-        .map_err(|_| bad("PEM body is not valid base64"))?;
+    let der = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).map_err(|_| bad("PEM body is not valid base64"))?;
     match label {
         "RSA PRIVATE KEY" => Ok(der),
         "PRIVATE KEY" => pkcs8_to_pkcs1(&der).ok_or_else(|| bad("PKCS#8 key is not an RSA key")),

@@ -15,8 +15,8 @@ use crate::auth::{ids_from_identity_url, Credentials, Secret, TokenResponse};
 use crate::budget::{Pacer, LIMIT_PAUSE};
 use crate::error::{parse_error_body, ApiError, Error, RecordError};
 use crate::http::{
-    backoff_delay, check_base_url, encode_query, encode_segment, form_encode, normalize_version, parse_limit_info,
-    parse_retry_after, version_key,
+    backoff_delay, check_base_url, encode_query, encode_segment, form_encode, normalize_version, parse_limit_info, parse_retry_after,
+    version_key,
 };
 use crate::soql::is_valid_identifier;
 use crate::types::{strip_attributes, DescribeGlobal, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
@@ -178,9 +178,7 @@ struct TransportFailure {
 fn transport_failure(e: ureq::Error, timeout: Duration) -> TransportFailure {
     use ureq::Timeout as T;
     let (message, not_sent, retryable) = match &e {
-        ureq::Error::Timeout(T::Resolve) | ureq::Error::Timeout(T::Connect) => {
-            (format!("connect timed out ({e})"), true, true)
-        }
+        ureq::Error::Timeout(T::Resolve) | ureq::Error::Timeout(T::Connect) => (format!("connect timed out ({e})"), true, true),
         ureq::Error::Timeout(_) => (format!("request timed out after {:?} ({e})", timeout), false, true),
         ureq::Error::HostNotFound => ("host not found".to_string(), true, true),
         ureq::Error::ConnectionFailed => ("connection failed".to_string(), true, true),
@@ -193,11 +191,7 @@ fn transport_failure(e: ureq::Error, timeout: Duration) -> TransportFailure {
         ureq::Error::BodyExceedsLimit(_) => (format!("{e}"), false, false),
         _ => (format!("{e}"), false, true),
     };
-    TransportFailure {
-        message,
-        not_sent,
-        retryable,
-    }
+    TransportFailure { message, not_sent, retryable }
 }
 
 impl Client {
@@ -222,12 +216,7 @@ impl Client {
             login_url,
             opts,
             api_version: fixed_version.clone().unwrap_or_default(),
-            session: Mutex::new(Session {
-                token: Secret::new(String::new()),
-                instance_url: String::new(),
-                org_id: None,
-                user_id: None,
-            }),
+            session: Mutex::new(Session { token: Secret::new(String::new()), instance_url: String::new(), org_id: None, user_id: None }),
             login_lock: Mutex::new(()),
             describes: Mutex::new(HashMap::new()),
             stats: Mutex::new(ApiStats::default()),
@@ -295,19 +284,13 @@ impl Client {
             authenticated: false,
         };
         let resp = self.execute(&req)?;
-        let tok: TokenResponse = serde_json::from_str(&resp.body)
-            .map_err(|e| Error::Decode(format!("token response: {e}")))?;
+        let tok: TokenResponse = serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("token response: {e}")))?;
         if tok.access_token.is_empty() {
             return Err(Error::Decode("token response has an empty access_token".into()));
         }
         let instance_url = check_base_url(&tok.instance_url, self.opts.allow_insecure_http, "instance_url")?;
         let (org_id, user_id) = tok.id.as_deref().map(ids_from_identity_url).unwrap_or((None, None));
-        Ok(Session {
-            token: Secret::new(tok.access_token),
-            instance_url,
-            org_id,
-            user_id,
-        })
+        Ok(Session { token: Secret::new(tok.access_token), instance_url, org_id, user_id })
     }
 
     /// Re-login after a 401, unless another thread already replaced `stale`.
@@ -335,8 +318,7 @@ impl Client {
             idempotent: true,
             authenticated: true,
         })?;
-        let versions: Vec<V> =
-            serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("GET /services/data/: {e}")))?;
+        let versions: Vec<V> = serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("GET /services/data/: {e}")))?;
         versions
             .into_iter()
             .filter_map(|v| version_key(&v.version).map(|k| (k, v.version)))
@@ -372,18 +354,10 @@ impl Client {
             }
             let mut resp = b.send(body).map_err(|e| Error::Transport(transport_failure(e, timeout).message))?;
             let status = resp.status().as_u16();
-            let set_cookies = resp
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            let body = resp
-                .body_mut()
-                .with_config()
-                .limit(MAX_BODY)
-                .read_to_string()
-                .map_err(|e| Error::Transport(format!("reading streaming response (HTTP {status}): {}", transport_failure(e, timeout).message)))?;
+            let set_cookies = resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
+            let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(|e| {
+                Error::Transport(format!("reading streaming response (HTTP {status}): {}", transport_failure(e, timeout).message))
+            })?;
             if status == 401 && !relogged {
                 relogged = true;
                 self.relogin(&token)?;
@@ -453,17 +427,12 @@ impl Client {
                 st.api_max = Some(max);
             }
         }
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_BODY)
-            .read_to_string()
-            .map_err(|e| {
-                let mut f = transport_failure(e, self.opts.request_timeout);
-                f.not_sent = false;
-                f.message = format!("reading response body (HTTP {status}): {}", f.message);
-                f
-            })?;
+        let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(|e| {
+            let mut f = transport_failure(e, self.opts.request_timeout);
+            f.not_sent = false;
+            f.message = format!("reading response body (HTTP {status}): {}", f.message);
+            f
+        })?;
         Ok((Response { status, body }, retry_after))
     }
 
@@ -546,14 +515,7 @@ impl Client {
             .map(|b| serde_json::to_vec(b).map(|v| ("application/json", v)))
             .transpose()
             .map_err(|e| Error::Decode(format!("cannot serialize request body: {e}")))?;
-        self.execute(&Request {
-            method,
-            target: Target::Instance(path),
-            body,
-            headers: vec![],
-            idempotent,
-            authenticated: true,
-        })
+        self.execute(&Request { method, target: Target::Instance(path), body, headers: vec![], idempotent, authenticated: true })
     }
 
     /// Sends an arbitrary authenticated REST request to a path under the
@@ -593,8 +555,7 @@ impl Client {
             return Ok(d.clone());
         }
         let resp = self.rest(Method::Get, self.data_path(&format!("/sobjects/{}/describe", encode_segment(sobject))), None, true)?;
-        let d: SObjectDescribe =
-            serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("describe {sobject}: {e}")))?;
+        let d: SObjectDescribe = serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("describe {sobject}: {e}")))?;
         lock(&self.describes).insert(key, d.clone());
         Ok(d)
     }
@@ -683,12 +644,7 @@ impl Client {
                 errors: r
                     .errors
                     .into_iter()
-                    .map(|e| ApiError {
-                        error_code: e.status_code,
-                        message: e.message,
-                        fields: e.fields,
-                        retry_after: None,
-                    })
+                    .map(|e| ApiError { error_code: e.status_code, message: e.message, fields: e.fields, retry_after: None })
                     .collect(),
             }),
         }
@@ -729,12 +685,7 @@ impl Client {
     /// attempt went through fails with `ENTITY_IS_DELETED`.
     pub fn delete(&self, sobject: &str, id: &str) -> Result<(), Error> {
         check_object(sobject)?;
-        self.rest(
-            Method::Delete,
-            self.data_path(&format!("/sobjects/{}/{}", encode_segment(sobject), encode_segment(id))),
-            None,
-            true,
-        )?;
+        self.rest(Method::Delete, self.data_path(&format!("/sobjects/{}/{}", encode_segment(sobject), encode_segment(id))), None, true)?;
         Ok(())
     }
 
@@ -748,20 +699,13 @@ impl Client {
         if ext_value.is_empty() {
             return Err(Error::Config(format!("empty value for external id field {ext_field}")));
         }
-        let path = self.data_path(&format!(
-            "/sobjects/{}/{}/{}",
-            encode_segment(sobject),
-            encode_segment(ext_field),
-            encode_segment(ext_value)
-        ));
+        let path =
+            self.data_path(&format!("/sobjects/{}/{}/{}", encode_segment(sobject), encode_segment(ext_field), encode_segment(ext_value)));
         let body = Value::Object(clean_fields(fields, &["Id", ext_field]));
         let resp = match self.rest(Method::Patch, path.clone(), Some(&body), true) {
             Ok(r) => r,
             Err(Error::Api { status: 300, errors }) => {
-                let mut e = ApiError::new(
-                    "MULTIPLE_CHOICES",
-                    format!("more than one {sobject} has {ext_field} = {ext_value:?}"),
-                );
+                let mut e = ApiError::new("MULTIPLE_CHOICES", format!("more than one {sobject} has {ext_field} = {ext_value:?}"));
                 e.fields = vec![ext_field.to_string()];
                 e.retry_after = errors.first().and_then(|x| x.retry_after);
                 return Err(Error::Api { status: 300, errors: vec![e] });
@@ -772,21 +716,12 @@ impl Client {
         if resp.body.trim().is_empty() {
             // Older API versions answer an update with 204 and no body.
             let rec = self.get_raw(&format!("{path}?fields=Id"))?;
-            let id = rec
-                .get("Id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::Decode(format!("upsert {sobject}: no Id after 204")))?;
-            return Ok(UpsertResult {
-                id: id.to_string(),
-                created: created_by_status,
-            });
+            let id = rec.get("Id").and_then(Value::as_str).ok_or_else(|| Error::Decode(format!("upsert {sobject}: no Id after 204")))?;
+            return Ok(UpsertResult { id: id.to_string(), created: created_by_status });
         }
         let r: SaveResult = serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("upsert {sobject}: {e}")))?;
         let id = r.id.ok_or_else(|| Error::Decode(format!("upsert {sobject}: response has no id")))?;
-        Ok(UpsertResult {
-            id,
-            created: r.created.unwrap_or(created_by_status),
-        })
+        Ok(UpsertResult { id, created: r.created.unwrap_or(created_by_status) })
     }
 
     fn get_raw(&self, path: &str) -> Result<Record, Error> {
@@ -798,15 +733,18 @@ impl Client {
 
     // --------------------------------------------------------- collections
 
-    fn collections_call(&self, method: Method, path: String, body: Option<&Value>, expected: usize, idempotent: bool) -> Result<Vec<SaveResult>, Error> {
+    fn collections_call(
+        &self,
+        method: Method,
+        path: String,
+        body: Option<&Value>,
+        expected: usize,
+        idempotent: bool,
+    ) -> Result<Vec<SaveResult>, Error> {
         let resp = self.rest(method, path, body, idempotent)?;
-        let results: Vec<SaveResult> =
-            serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("collections result: {e}")))?;
+        let results: Vec<SaveResult> = serde_json::from_str(&resp.body).map_err(|e| Error::Decode(format!("collections result: {e}")))?;
         if results.len() != expected {
-            return Err(Error::Decode(format!(
-                "collections returned {} results for {expected} records",
-                results.len()
-            )));
+            return Err(Error::Decode(format!("collections returned {} results for {expected} records", results.len())));
         }
         Ok(results)
     }
@@ -997,13 +935,7 @@ mod tests {
     use crate::types::UpsertResult;
 
     fn ok(n: usize) -> Vec<SaveResult> {
-        (0..n)
-            .map(|i| SaveResult {
-                id: Some(format!("id{i}")),
-                success: true,
-                ..Default::default()
-            })
-            .collect()
+        (0..n).map(|i| SaveResult { id: Some(format!("id{i}")), success: true, ..Default::default() }).collect()
     }
 
     #[test]
@@ -1012,13 +944,7 @@ mod tests {
         let mut sizes = vec![];
         let res = run_chunks(&items, COLLECTIONS_CHUNK, |c| {
             sizes.push(c.len());
-            Ok(c.iter()
-                .map(|i| SaveResult {
-                    id: Some(i.to_string()),
-                    success: true,
-                    ..Default::default()
-                })
-                .collect())
+            Ok(c.iter().map(|i| SaveResult { id: Some(i.to_string()), success: true, ..Default::default() }).collect())
         })
         .unwrap();
         assert_eq!(sizes, vec![200, 200, 50]);
@@ -1338,7 +1264,8 @@ mod tests {
 
     #[test]
     fn upsert_paths_and_results() {
-        let srv = mock::start(|req, i| match i {
+        let srv = mock::start(|req, i| {
+            match i {
             0 => mock::Reply::Json(201, "", r#"{"id":"001000000000001AAA","success":true,"errors":[],"created":true}"#.into()),
             1 => mock::Reply::Json(200, "", r#"{"id":"001000000000001AAA","success":true,"errors":[],"created":false}"#.into()),
             2 => mock::Reply::Json(300, "", r#"["/services/data/v62.0/sobjects/Account/001000000000001AAA","/services/data/v62.0/sobjects/Account/001000000000002AAA"]"#.into()),
@@ -1347,6 +1274,7 @@ mod tests {
                 assert!(req.path.ends_with("?fields=Id"), "{}", req.path);
                 mock::Reply::Json(200, "", r#"{"attributes":{"type":"Account"},"Id":"001000000000003AAA"}"#.into())
             }
+        }
         });
         let c = mock_client(&srv.url, ClientOptions { api_version: Some("62.0".into()), ..Default::default() });
         let mut fields = Record::new();
@@ -1373,11 +1301,7 @@ mod tests {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut c = Credentials::new(crate::AuthFlow::ClientCredentials, format!("http://127.0.0.1:{port}"), "cid");
         c.client_secret = Some("sekrit-value".into());
-        let opts = ClientOptions {
-            max_retries: 1,
-            max_retry_time: Duration::from_secs(2),
-            ..Default::default()
-        };
+        let opts = ClientOptions { max_retries: 1, max_retry_time: Duration::from_secs(2), ..Default::default() };
         let e = Client::login(c, opts).unwrap_err();
         assert!(matches!(e, Error::Transport(_)), "{e:?}");
         assert!(e.is_transient());

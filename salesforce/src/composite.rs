@@ -97,8 +97,7 @@ impl Client {
         let path = format!("/services/data/v{}/composite", self.api_version());
         // Not retried: it may contain creates.
         let (_, resp) = self.request_json("POST", &path, Some(&body), false)?;
-        let parsed: CompositeResponse =
-            serde_json::from_value(resp).map_err(|e| Error::Decode(format!("composite: {e}")))?;
+        let parsed: CompositeResponse = serde_json::from_value(resp).map_err(|e| Error::Decode(format!("composite: {e}")))?;
         if parsed.composite_response.len() != subrequests.len() {
             return Err(Error::Decode(format!(
                 "composite: {} results for {} subrequests",

@@ -46,11 +46,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(error_code: impl Into<String>, message: impl Into<String>) -> ApiError {
-        ApiError {
-            error_code: error_code.into(),
-            message: message.into(),
-            ..ApiError::default()
-        }
+        ApiError { error_code: error_code.into(), message: message.into(), ..ApiError::default() }
     }
 }
 
@@ -78,11 +74,7 @@ pub struct RecordError {
 
 impl RecordError {
     pub fn new(status_code: impl Into<String>, message: impl Into<String>) -> RecordError {
-        RecordError {
-            status_code: status_code.into(),
-            message: message.into(),
-            fields: Vec::new(),
-        }
+        RecordError { status_code: status_code.into(), message: message.into(), fields: Vec::new() }
     }
 
     /// True when retrying the same record later may succeed
@@ -98,11 +90,7 @@ impl RecordError {
             Error::Api { errors, .. } => errors.first().map(|a| a.fields.clone()).unwrap_or_default(),
             _ => Vec::new(),
         };
-        RecordError {
-            status_code: e.code(),
-            message: e.to_string(),
-            fields,
-        }
+        RecordError { status_code: e.code(), message: e.to_string(), fields }
     }
 }
 
@@ -152,9 +140,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport(_) => true,
-            Error::Api { status, errors } => {
-                *status >= 500 || *status == 429 || errors.iter().any(|e| code_is_transient(&e.error_code))
-            }
+            Error::Api { status, errors } => *status >= 500 || *status == 429 || errors.iter().any(|e| code_is_transient(&e.error_code)),
             Error::Auth { error, .. } => {
                 matches!(error.as_str(), "temporarily_unavailable" | "server_error" | "unknown_error")
             }
@@ -204,10 +190,7 @@ impl Error {
 
     /// Shorthand for a one-error `Error::Api`.
     pub fn api(status: u16, code: &str, message: impl Into<String>) -> Error {
-        Error::Api {
-            status,
-            errors: vec![ApiError::new(code, message)],
-        }
+        Error::Api { status, errors: vec![ApiError::new(code, message)] }
     }
 }
 
@@ -253,15 +236,8 @@ pub(crate) fn parse_error_body(status: u16, body: &str, retry_after: Option<Dura
             }
             serde_json::Value::Object(map) => {
                 if let Some(err) = map.get("error").and_then(|e| e.as_str()) {
-                    let description = map
-                        .get("error_description")
-                        .and_then(|d| d.as_str())
-                        .unwrap_or_default()
-                        .to_string();
-                    return Error::Auth {
-                        error: err.to_string(),
-                        description,
-                    };
+                    let description = map.get("error_description").and_then(|d| d.as_str()).unwrap_or_default().to_string();
+                    return Error::Auth { error: err.to_string(), description };
                 }
                 if map.contains_key("errorCode") || map.contains_key("message") {
                     if let Ok(e) = serde_json::from_value::<ApiError>(v.clone()) {
@@ -313,10 +289,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(e.code(), "REQUIRED_FIELD_MISSING");
-        assert_eq!(
-            e.to_string(),
-            "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)"
-        );
+        assert_eq!(e.to_string(), "REQUIRED_FIELD_MISSING: Required fields are missing: [LastName] (fields: LastName)");
         assert!(!e.is_transient());
     }
 
@@ -371,7 +344,8 @@ mod tests {
 
     #[test]
     fn record_error_uses_status_code() {
-        let r: RecordError = serde_json::from_str(r#"{"statusCode":"REQUIRED_FIELD_MISSING","message":"m","fields":["LastName"]}"#).unwrap();
+        let r: RecordError =
+            serde_json::from_str(r#"{"statusCode":"REQUIRED_FIELD_MISSING","message":"m","fields":["LastName"]}"#).unwrap();
         assert_eq!(r.status_code, "REQUIRED_FIELD_MISSING");
         let r: RecordError = serde_json::from_str(r#"{"errorCode":"X","message":"m"}"#).unwrap();
         assert_eq!(r.status_code, "X");

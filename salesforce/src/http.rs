@@ -28,11 +28,7 @@ pub(crate) fn encode_query(s: &str) -> String {
 
 /// `application/x-www-form-urlencoded` body.
 pub(crate) fn form_encode(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v))).collect::<Vec<_>>().join("&")
 }
 
 /// Splits `scheme://authority/...` and returns (scheme lowercased, host).
@@ -64,8 +60,7 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
 /// `allow_insecure_http` is set.
 pub(crate) fn check_base_url(url: &str, allow_insecure_http: bool, what: &str) -> Result<String, Error> {
     let url = url.trim();
-    let (scheme, host) =
-        scheme_and_host(url).ok_or_else(|| Error::Config(format!("{what} '{url}' is not an absolute http(s) URL")))?;
+    let (scheme, host) = scheme_and_host(url).ok_or_else(|| Error::Config(format!("{what} '{url}' is not an absolute http(s) URL")))?;
     if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::Config(format!("{what} '{url}' must be a plain base URL")));
     }
@@ -101,10 +96,7 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     if let Ok(n) = v.parse::<u64>() {
         return Some(Duration::from_secs(n));
     }
-    v.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e9)
-        .map(Duration::from_secs_f64)
+    v.parse::<f64>().ok().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e9).map(Duration::from_secs_f64)
 }
 
 pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(200);

@@ -49,7 +49,7 @@ pub use client::bulk::{
     BULK_NULL,
 };
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
-pub use error::{ApiError, Error, RecordError};
-pub use types::{DescribeGlobal, FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};
-pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
 pub use composite::{CompositeSubrequest, CompositeSubresponse};
+pub use error::{ApiError, Error, RecordError};
+pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
+pub use types::{DescribeGlobal, FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};

@@ -83,7 +83,10 @@ mod tests {
     #[test]
     fn paths_and_decoding() {
         let p = window_path("62.0", "Account", "updated", "2024-05-20T20:49:00+00:00", "2024-05-21T00:00:00Z").unwrap();
-        assert_eq!(p, "/services/data/v62.0/sobjects/Account/updated/?start=2024%2D05%2D20T20%3A49%3A00%2B00%3A00&end=2024%2D05%2D21T00%3A00%3A00Z");
+        assert_eq!(
+            p,
+            "/services/data/v62.0/sobjects/Account/updated/?start=2024%2D05%2D20T20%3A49%3A00%2B00%3A00&end=2024%2D05%2D21T00%3A00%3A00Z"
+        );
         assert!(window_path("62.0", "Acc/ount", "updated", "a", "b").is_err());
         assert!(window_path("62.0", "Account", "deleted", " ", "b").is_err());
         let d: DeletedResult = serde_json::from_str(

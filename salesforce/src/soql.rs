@@ -66,10 +66,7 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn new(secs: i64, millis: u32) -> Timestamp {
-        Timestamp {
-            secs: secs + i64::from(millis / 1000),
-            millis: millis % 1000,
-        }
+        Timestamp { secs: secs + i64::from(millis / 1000), millis: millis % 1000 }
     }
 
     /// Milliseconds since the Unix epoch.
@@ -78,10 +75,7 @@ impl Timestamp {
     }
 
     pub fn from_millis(ms: i64) -> Timestamp {
-        Timestamp {
-            secs: ms.div_euclid(1000),
-            millis: ms.rem_euclid(1000) as u32,
-        }
+        Timestamp { secs: ms.div_euclid(1000), millis: ms.rem_euclid(1000) as u32 }
     }
 
     pub fn to_system_time(&self) -> SystemTime {
@@ -160,16 +154,7 @@ pub fn datetime(ts: impl Into<Timestamp>) -> String {
     let days = ts.secs.div_euclid(86_400);
     let sod = ts.secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        y,
-        m,
-        d,
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60,
-        ts.millis
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", y, m, d, sod / 3600, (sod % 3600) / 60, sod % 60, ts.millis)
 }
 
 /// SOQL date literal `YYYY-MM-DD` of the UTC day containing `ts`.
@@ -301,16 +286,9 @@ mod tests {
 
     #[test]
     fn injection_attempts_stay_inside_literal() {
-        for evil in [
-            "' OR Name != '",
-            "\\' OR Id != null OR Name = '",
-            "x\\",
-            "\\",
-            "'; DELETE",
-            "' OR '1'='1",
-            "\\\\' OR 1=1 --",
-            "a'b\\'c\\\\'d",
-        ] {
+        for evil in
+            ["' OR Name != '", "\\' OR Id != null OR Name = '", "x\\", "\\", "'; DELETE", "' OR '1'='1", "\\\\' OR 1=1 --", "a'b\\'c\\\\'d"]
+        {
             let q = quote(evil);
             assert_eq!(lex_literal_end(&q), q.len() - 1, "escape failed for {evil:?}: {q}");
         }
@@ -347,8 +325,17 @@ mod tests {
         assert_eq!(parse_datetime("2024-05-20T20:49:32"), Some(want));
         assert_eq!(parse_datetime("2024-05-20T20:49:32.1234567Z"), Some(Timestamp { secs: 1_716_238_172, millis: 123 }));
         assert_eq!(parse_datetime("2024-05-20T20:49:32.5Z").unwrap().millis, 500);
-        for bad in ["", "2024-05-20", "2024-13-01T00:00:00Z", "2024-02-30T00:00:00Z", "2024-05-20T20:49:32.Z",
-            "2024-05-20T20:49:32+25:00", "2024-05-20T20:49:32 junk", "2024/05/20T20:49:32Z", "２024-05-20T20:49:32Z"] {
+        for bad in [
+            "",
+            "2024-05-20",
+            "2024-13-01T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2024-05-20T20:49:32.Z",
+            "2024-05-20T20:49:32+25:00",
+            "2024-05-20T20:49:32 junk",
+            "2024/05/20T20:49:32Z",
+            "２024-05-20T20:49:32Z",
+        ] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
         }
         // round trip

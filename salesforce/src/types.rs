@@ -164,12 +164,7 @@ pub struct SaveResult {
 
 impl SaveResult {
     pub(crate) fn failed(err: RecordError) -> SaveResult {
-        SaveResult {
-            id: None,
-            success: false,
-            created: None,
-            errors: vec![err],
-        }
+        SaveResult { id: None, success: false, created: None, errors: vec![err] }
     }
 
     /// True when every error of a failed result is transient.
@@ -211,8 +206,7 @@ struct RawQueryPage {
 
 impl QueryPage {
     pub(crate) fn parse(body: &str) -> Result<QueryPage, crate::Error> {
-        let raw: RawQueryPage = serde_json::from_str(body)
-            .map_err(|e| crate::Error::Decode(format!("query result: {e}")))?;
+        let raw: RawQueryPage = serde_json::from_str(body).map_err(|e| crate::Error::Decode(format!("query result: {e}")))?;
         let mut records = raw.records;
         for r in &mut records {
             strip_attributes(r);

@@ -17,7 +17,12 @@ fn start(test: &str) -> Option<Emulator> {
 }
 
 fn fast() -> BulkOptions {
-    BulkOptions { poll_initial: Duration::from_millis(20), poll_max: Duration::from_millis(200), max_wait: Duration::from_secs(60), max_records: None }
+    BulkOptions {
+        poll_initial: Duration::from_millis(20),
+        poll_max: Duration::from_millis(200),
+        max_wait: Duration::from_secs(60),
+        max_records: None,
+    }
 }
 
 #[test]
@@ -72,11 +77,22 @@ fn bulk_ingest_maps_successes_and_failures_to_input_rows() {
     let acct = c.create("Account", &serde_json::from_value(json!({"Name": "Parent", "Postgres_Id__c": "A-1"})).unwrap()).unwrap();
     let header = ["Postgres_Id__c", "FirstName", "LastName", "Email", "Account.Postgres_Id__c"];
     let row = |k: &str, last: Option<&str>, email: &str| {
-        vec![Some(k.to_string()), Some("Ann, \"Jr\"".to_string()), last.map(str::to_string), Some(email.to_string()), Some("A-1".to_string())]
+        vec![
+            Some(k.to_string()),
+            Some("Ann, \"Jr\"".to_string()),
+            last.map(str::to_string),
+            Some(email.to_string()),
+            Some("A-1".to_string()),
+        ]
     };
     let csv = build_csv(
         &header,
-        vec![row("c1", Some("Smith"), "a@x.com"), row("c2", None, "b@x.com"), row("c3", Some("Jones"), "not-an-email"), row("c4", Some("Lee"), "d@x.com")],
+        vec![
+            row("c1", Some("Smith"), "a@x.com"),
+            row("c2", None, "b@x.com"),
+            row("c3", Some("Jones"), "not-an-email"),
+            row("c4", Some("Lee"), "d@x.com"),
+        ],
     )
     .unwrap();
     let res = c.bulk_ingest_with("Contact", BulkOperation::Upsert, Some("Postgres_Id__c"), &csv, &fast()).unwrap();

@@ -31,14 +31,9 @@ fn client_credentials_and_password_login() {
     p.describe("Account").unwrap();
 
     // fixed version
-    let fixed = Client::login(
-        emu.creds(AuthFlow::ClientCredentials),
-        ClientOptions {
-            api_version: Some("v59.0".into()),
-            ..Emulator::opts()
-        },
-    )
-    .unwrap();
+    let fixed =
+        Client::login(emu.creds(AuthFlow::ClientCredentials), ClientOptions { api_version: Some("v59.0".into()), ..Emulator::opts() })
+            .unwrap();
     assert_eq!(fixed.api_version(), "59.0");
     fixed.query("SELECT Id FROM Account LIMIT 1").unwrap();
 }
@@ -195,9 +190,7 @@ fn crud_and_upsert() {
     c.update("Account", &id, &rec(json!({ "Name": "Renamed", "Id": id }))).unwrap();
     assert_eq!(c.get("Account", &id, None).unwrap()["Name"], "Renamed");
 
-    let q = c
-        .query(&format!("SELECT Id, Name FROM Account WHERE Id = {}", salesforce::soql::quote(&id)))
-        .unwrap();
+    let q = c.query(&format!("SELECT Id, Name FROM Account WHERE Id = {}", salesforce::soql::quote(&id))).unwrap();
     assert_eq!(q.total_size, 1);
     assert!(q.done);
 
@@ -209,9 +202,7 @@ fn crud_and_upsert() {
     let ext = format!("{} a/b?c#d%e&f", unique("pg"));
     let r1 = c.upsert("Account", "Postgres_Id__c", &ext, &rec(json!({ "Name": "Up 1" }))).unwrap();
     assert!(r1.created);
-    let r2 = c
-        .upsert("Account", "Postgres_Id__c", &ext, &rec(json!({ "Name": "Up 2", "Postgres_Id__c": ext })))
-        .unwrap();
+    let r2 = c.upsert("Account", "Postgres_Id__c", &ext, &rec(json!({ "Name": "Up 2", "Postgres_Id__c": ext }))).unwrap();
     assert!(!r2.created);
     assert_eq!(r1.id, r2.id);
     let got = c.get("Account", &r1.id, Some(&["Name", "Postgres_Id__c"])).unwrap();
@@ -269,9 +260,8 @@ fn collections_partial_failure_and_chunking() {
     assert_eq!(c.get("Account", &ids[321], Some(&["Name"])).unwrap()["Name"], json!(format!("{tag} upd 321")));
 
     // upsert: created then updated
-    let ups: Vec<Record> = (0..250)
-        .map(|i| rec(json!({ "Postgres_Id__c": format!("{tag}-{i}"), "Name": format!("{tag} ups {i}") })))
-        .collect();
+    let ups: Vec<Record> =
+        (0..250).map(|i| rec(json!({ "Postgres_Id__c": format!("{tag}-{i}"), "Name": format!("{tag} ups {i}") }))).collect();
     let res = c.collections_upsert("Account", "Postgres_Id__c", &ups).unwrap();
     assert_eq!(res.len(), 250);
     assert!(res.iter().all(|r| r.success && r.created == Some(true)), "{:?}", &res[0]);
@@ -297,17 +287,13 @@ fn query_paging_and_query_all() {
     let Some(emu) = start("query_paging_and_query_all") else { return };
     let c = emu.client();
     let tag = unique("page");
-    let accounts: Vec<Record> = (0..450)
-        .map(|i| rec(json!({ "Name": format!("{tag} {i:03}"), "Postgres_Id__c": format!("{tag}-{i}") })))
-        .collect();
+    let accounts: Vec<Record> =
+        (0..450).map(|i| rec(json!({ "Name": format!("{tag} {i:03}"), "Postgres_Id__c": format!("{tag}-{i}") }))).collect();
     let res = c.collections_create("Account", &accounts).unwrap();
     assert!(res.iter().all(|r| r.success));
 
     c.set_query_batch_size(Some(200));
-    let soql = format!(
-        "SELECT Id, Name FROM Account WHERE Postgres_Id__c LIKE '{}%' ORDER BY Name",
-        salesforce::soql::like_escape(&tag)
-    );
+    let soql = format!("SELECT Id, Name FROM Account WHERE Postgres_Id__c LIKE '{}%' ORDER BY Name", salesforce::soql::like_escape(&tag));
     let first = c.query(&soql).unwrap();
     assert_eq!(first.total_size, 450);
     assert!(!first.done, "450 rows with batchSize=200 must be paged");
@@ -365,10 +351,7 @@ fn server_unavailable_is_retried() {
 
     // more failures than retries: the error comes back, transient
     emu.fault(json!({ "kind": "status", "status": 503, "count": 10 }));
-    let opts = ClientOptions {
-        max_retries: 2,
-        ..Emulator::opts()
-    };
+    let opts = ClientOptions { max_retries: 2, ..Emulator::opts() };
     let c2 = Client::login(emu.creds(AuthFlow::ClientCredentials), opts);
     // login itself may eat some of the faults; either way the error is transient
     let e = match c2 {
@@ -426,11 +409,8 @@ fn timeouts_are_bounded() {
 fn lock_errors_are_per_record_and_transient() {
     let Some(emu) = start("lock_errors_are_per_record_and_transient") else { return };
     let c = emu.client();
-    let res = c
-        .collections_create("Account", &[rec(json!({ "Name": unique("l1") })), rec(json!({ "Name": unique("l2") }))])
-        .unwrap();
-    let updates: Vec<(String, Record)> =
-        res.iter().map(|r| (r.id.clone().unwrap(), rec(json!({ "Name": unique("locked") })))).collect();
+    let res = c.collections_create("Account", &[rec(json!({ "Name": unique("l1") })), rec(json!({ "Name": unique("l2") }))]).unwrap();
+    let updates: Vec<(String, Record)> = res.iter().map(|r| (r.id.clone().unwrap(), rec(json!({ "Name": unique("locked") })))).collect();
     emu.fault(json!({ "kind": "lock", "count": 1, "method": "PATCH" }));
     let res = c.collections_update("Account", &updates).unwrap();
     assert_eq!(res.len(), 2);

@@ -39,14 +39,20 @@ fn verify(tbl: PgRelation, sample: default!(i32, "1000")) -> JsonB {
 fn mapping_of(oid: u32) -> Result<Mapping> {
     sync::load_mappings(Some(oid))?.into_iter().next().ok_or_else(|| {
         let name = Spi::get_one_with_args::<String>("SELECT $1::bigint::oid::regclass::text", &[i64::from(oid).into()]).ok().flatten();
-        SyncError::NotFound(format!("table {} is not synced (see sfsync.sync_table or sfsync.mirror)", name.unwrap_or_else(|| oid.to_string())))
+        SyncError::NotFound(format!(
+            "table {} is not synced (see sfsync.sync_table or sfsync.mirror)",
+            name.unwrap_or_else(|| oid.to_string())
+        ))
     })
 }
 
 fn schedule(oid: u32) -> Result<Value> {
     let m = mapping_of(oid)?;
     if !m.pulls() {
-        return Err(SyncError::Invalid(format!("table {} is synced push-only (direction => 'push'); a backfill pulls from Salesforce", m.table)));
+        return Err(SyncError::Invalid(format!(
+            "table {} is synced push-only (direction => 'push'); a backfill pulls from Salesforce",
+            m.table
+        )));
     }
     let v = backfill::schedule(m.id)?;
     if !crate::registry::available() {
@@ -86,7 +92,9 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
     }
     let client = clients::client(Ctx::Session, connection)?;
     let describe = client.describe(sobject).map_err(|e| match &e {
-        salesforce::Error::Api { status: 404, .. } => SyncError::NotFound(format!("Salesforce object \"{sobject}\" does not exist (connection \"{connection}\")")),
+        salesforce::Error::Api { status: 404, .. } => {
+            SyncError::NotFound(format!("Salesforce object \"{sobject}\" does not exist (connection \"{connection}\")"))
+        }
         _ => SyncError::from(e),
     })?;
     let external_id = "Postgres_Id__c";
@@ -142,11 +150,8 @@ fn check(oid: u32, sample: i32) -> Result<Value> {
     let all = sync::load_mappings(None)?;
     let client = clients::client(Ctx::Session, &m.connection)?;
     let sf_count = client.query(&plan::count_query(&m.sobject, m.filter.as_deref()).map_err(SyncError::Invalid)?)?.total_size as i64;
-    let counts = spi_util::json(
-        &format!("SELECT jsonb_build_object('with_sfid', count(sfid), 'rows', count(*)) FROM {}", m.table),
-        &[],
-    )?
-    .unwrap_or_default();
+    let counts = spi_util::json(&format!("SELECT jsonb_build_object('with_sfid', count(sfid), 'rows', count(*)) FROM {}", m.table), &[])?
+        .unwrap_or_default();
     let pg_count = counts["with_sfid"].as_i64().unwrap_or(0);
     let pg_rows = counts["rows"].as_i64().unwrap_or(0);
     let pk = m.pk_ident();
@@ -164,7 +169,8 @@ fn check(oid: u32, sample: i32) -> Result<Value> {
     let fields: Vec<&str> = m.columns.iter().map(|c| c.field.as_str()).filter(|f| !f.eq_ignore_ascii_case("Id")).collect();
     let mut remote: Map<String, Value> = Map::new();
     let ids: Vec<&str> = rows.iter().filter_map(|r| r.get("sfid").and_then(Value::as_str)).collect();
-    if let Some(bad) = std::iter::once(m.sobject.as_str()).chain(fields.iter().copied()).find(|n| !salesforce::soql::is_valid_identifier(n)) {
+    if let Some(bad) = std::iter::once(m.sobject.as_str()).chain(fields.iter().copied()).find(|n| !salesforce::soql::is_valid_identifier(n))
+    {
         return Err(SyncError::Invalid(format!("invalid Salesforce name {bad:?} in the mapping of {}", m.table)));
     }
     for chunk in ids.chunks(200) {
@@ -219,7 +225,8 @@ fn check(oid: u32, sample: i32) -> Result<Value> {
                 ok = false;
                 mismatch_count += 1;
                 if mismatches.len() < REPORT_CAP {
-                    mismatches.push(json!({"key": key, "sfid": sfid, "column": c.column, "field": c.field, "postgres": pv, "salesforce": sv}));
+                    mismatches
+                        .push(json!({"key": key, "sfid": sfid, "column": c.column, "field": c.field, "postgres": pv, "salesforce": sv}));
                 }
             }
         }
@@ -268,7 +275,9 @@ mod tests {
         .unwrap();
     }
 
-    #[pg_test(error = "into: table public.existing already exists; mirror creates a new table (use sfsync.sync_table to sync an existing one)")]
+    #[pg_test(
+        error = "into: table public.existing already exists; mirror creates a new table (use sfsync.sync_table to sync an existing one)"
+    )]
     fn mirror_refuses_an_existing_table() {
         Spi::run("CREATE TABLE existing (id int)").unwrap();
         Spi::run("SELECT sfsync.mirror('Account', 'public.existing')").unwrap();
@@ -311,7 +320,10 @@ mod tests {
         Spi::run("UPDATE sfsync.backfills SET state = 'running', rows_done = 42").unwrap();
         let again = Spi::get_one::<String>("SELECT sfsync.backfill('t')->>'state'").unwrap();
         assert_eq!(again.as_deref(), Some("running"));
-        assert_eq!(Spi::get_one::<i64>("SELECT rows_done FROM sfsync.backfill_progress WHERE \"table\" = 't'::regclass").unwrap(), Some(42));
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT rows_done FROM sfsync.backfill_progress WHERE \"table\" = 't'::regclass").unwrap(),
+            Some(42)
+        );
         // A finished one is scheduled anew, from zero.
         Spi::run("UPDATE sfsync.backfills SET state = 'done'").unwrap();
         Spi::run("SELECT sfsync.backfill('t')").unwrap();

@@ -140,25 +140,33 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
                 many.join(", ")
             )))
         }
-        None => return Err(SyncError::Invalid(format!("table {} has no primary key; sfsync needs a single-column primary key", t.qualified))),
+        None => {
+            return Err(SyncError::Invalid(format!("table {} has no primary key; sfsync needs a single-column primary key", t.qualified)))
+        }
     };
     if let Some(ty) = &t.sfid_type {
         if !(ty.starts_with("character varying") || ty == "text" || ty.starts_with("character(")) {
-            return Err(SyncError::Invalid(format!("table {} has a column \"sfid\" of type {ty}; sfsync needs it to hold Salesforce Ids (varchar(18))", t.qualified)));
+            return Err(SyncError::Invalid(format!(
+                "table {} has a column \"sfid\" of type {ty}; sfsync needs it to hold Salesforce Ids (varchar(18))",
+                t.qualified
+            )));
         }
     }
 
     // Salesforce side: the connection logs in, the object and fields exist.
     let client = clients::client(Ctx::Session, o.connection)?;
     let describe = client.describe(o.sobject).map_err(|e| match &e {
-        salesforce::Error::Api { status: 404, .. } => SyncError::NotFound(format!("Salesforce object \"{}\" does not exist (connection \"{}\")", o.sobject, o.connection)),
+        salesforce::Error::Api { status: 404, .. } => {
+            SyncError::NotFound(format!("Salesforce object \"{}\" does not exist (connection \"{}\")", o.sobject, o.connection))
+        }
         _ => SyncError::from(e),
     })?;
-    let ext = describe
-        .fields
-        .iter()
-        .find(|f| f.name.eq_ignore_ascii_case(external_id))
-        .ok_or_else(|| SyncError::Invalid(format!("external_id: {} has no field \"{external_id}\"; create an External ID text field for the Postgres key", describe.name)))?;
+    let ext = describe.fields.iter().find(|f| f.name.eq_ignore_ascii_case(external_id)).ok_or_else(|| {
+        SyncError::Invalid(format!(
+            "external_id: {} has no field \"{external_id}\"; create an External ID text field for the Postgres key",
+            describe.name
+        ))
+    })?;
     if !ext.external_id {
         return Err(SyncError::Invalid(format!("external_id: {}.{} is not marked External ID in Salesforce", describe.name, ext.name)));
     }
@@ -169,7 +177,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         .collect();
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
     if columns.is_empty() {
-        return Err(SyncError::Invalid(format!("no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'", t.qualified, describe.name)));
+        return Err(SyncError::Invalid(format!(
+            "no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'",
+            t.qualified, describe.name
+        )));
     }
     if let Some(f) = o.filter.filter(|f| !f.trim().is_empty()) {
         // Let Salesforce judge the condition now rather than on the first poll.
@@ -234,7 +245,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     let created = created.unwrap_or(false);
     spi_util::exec("INSERT INTO sfsync.sync_state (mapping_id) VALUES ($1) ON CONFLICT DO NOTHING", &[mapping_id.into()])?;
     if refilter {
-        spi_util::exec("UPDATE sfsync.sync_state SET hwm_modstamp = NULL, hwm_id = NULL, filter_hwm = NULL WHERE mapping_id = $1", &[mapping_id.into()])?;
+        spi_util::exec(
+            "UPDATE sfsync.sync_state SET hwm_modstamp = NULL, hwm_id = NULL, filter_hwm = NULL WHERE mapping_id = $1",
+            &[mapping_id.into()],
+        )?;
         notice!("sfsync: the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified);
         Spi::run("SELECT sfsync.wake_at_commit()")?;
     }

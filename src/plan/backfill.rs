@@ -41,7 +41,13 @@ pub fn choose_method(estimate: u64, threshold: u64, sf_types: &[&str]) -> Method
 
 /// The full-load query: the mapping's fields, in (SystemModstamp, Id) order, starting after
 /// the last applied record when resuming. `after` is (SOQL datetime literal, Id).
-pub fn query(sobject: &str, fields: &[&str], external_id: &str, filter: Option<&str>, after: Option<(&str, &str)>) -> Result<String, String> {
+pub fn query(
+    sobject: &str,
+    fields: &[&str],
+    external_id: &str,
+    filter: Option<&str>,
+    after: Option<(&str, &str)>,
+) -> Result<String, String> {
     // The incremental query without a time bound, plus the keyset condition.
     let base = pull_query(sobject, fields, external_id, None, filter)?;
     let Some((stamp, id)) = after else { return Ok(base) };
@@ -84,7 +90,10 @@ fn is_sf_id(s: &str) -> bool {
 }
 
 fn is_datetime(s: &str) -> bool {
-    s.len() >= 20 && s.ends_with('Z') && s.chars().all(|c| c.is_ascii_digit() || "-T:.Z".contains(c)) && salesforce::soql::parse_datetime(s).is_some()
+    s.len() >= 20
+        && s.ends_with('Z')
+        && s.chars().all(|c| c.is_ascii_digit() || "-T:.Z".contains(c))
+        && salesforce::soql::parse_datetime(s).is_some()
 }
 
 /// Rows per second over the current run (rows applied since it started, seconds since then).
@@ -117,8 +126,18 @@ mod tests {
     #[test]
     fn first_and_resumed_queries() {
         let q = query("Account", &["Name"], "Postgres_Id__c", None, None).unwrap();
-        assert_eq!(q, "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name FROM Account ORDER BY SystemModstamp ASC, Id ASC");
-        let q = query("Account", &["Name"], "Postgres_Id__c", Some("Industry = 'Energy'"), Some(("2024-05-20T20:49:32.000Z", "001Kg0000H00002IQA"))).unwrap();
+        assert_eq!(
+            q,
+            "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name FROM Account ORDER BY SystemModstamp ASC, Id ASC"
+        );
+        let q = query(
+            "Account",
+            &["Name"],
+            "Postgres_Id__c",
+            Some("Industry = 'Energy'"),
+            Some(("2024-05-20T20:49:32.000Z", "001Kg0000H00002IQA")),
+        )
+        .unwrap();
         assert_eq!(
             q,
             "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, Name FROM Account WHERE (Industry = 'Energy') AND \

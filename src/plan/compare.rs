@@ -110,7 +110,14 @@ mod tests {
     use serde_json::json;
 
     fn col(sf_type: &str, pg_type: &str) -> ColumnMap {
-        ColumnMap { column: "c".into(), field: "F".into(), sf_type: sf_type.into(), pg_type: pg_type.into(), createable: true, updateable: true }
+        ColumnMap {
+            column: "c".into(),
+            field: "F".into(),
+            sf_type: sf_type.into(),
+            pg_type: pg_type.into(),
+            createable: true,
+            updateable: true,
+        }
     }
 
     #[test]

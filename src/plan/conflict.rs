@@ -105,7 +105,14 @@ mod tests {
     }
 
     fn both<'a>(differing: &'a [String], pending: Option<&'a [String]>) -> Both<'a> {
-        Both { differing, pending, salesforce_kept: &[], salesforce_changed: true, salesforce_modified: Some(2_000), postgres_modified: Some(1_000) }
+        Both {
+            differing,
+            pending,
+            salesforce_kept: &[],
+            salesforce_changed: true,
+            salesforce_modified: Some(2_000),
+            postgres_modified: Some(1_000),
+        }
     }
 
     #[test]

@@ -7,9 +7,7 @@ use serde_json::Value;
 pub fn to_sf(col: &ColumnMap, v: &Value) -> Value {
     match (col.sf_type.as_str(), v) {
         (_, Value::Null) => Value::Null,
-        ("multipicklist", Value::Array(items)) => {
-            Value::String(items.iter().map(plain_string).collect::<Vec<_>>().join(";"))
-        }
+        ("multipicklist", Value::Array(items)) => Value::String(items.iter().map(plain_string).collect::<Vec<_>>().join(";")),
         // A timestamp column into a date field: the date part.
         ("date", Value::String(s)) if s.len() > 10 => Value::String(s[..10].to_string()),
         // `timestamp without time zone` renders without an offset; Salesforce needs one.
@@ -77,14 +75,27 @@ mod tests {
     use serde_json::json;
 
     fn col(sf_type: &str, pg_type: &str) -> ColumnMap {
-        ColumnMap { column: "c".into(), field: "F".into(), sf_type: sf_type.into(), pg_type: pg_type.into(), createable: true, updateable: true }
+        ColumnMap {
+            column: "c".into(),
+            field: "F".into(),
+            sf_type: sf_type.into(),
+            pg_type: pg_type.into(),
+            createable: true,
+            updateable: true,
+        }
     }
 
     #[test]
     fn datetimes_round_trip() {
-        assert_eq!(from_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32.000+0000")), json!("2024-05-20T20:49:32.000+00:00"));
+        assert_eq!(
+            from_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32.000+0000")),
+            json!("2024-05-20T20:49:32.000+00:00")
+        );
         assert_eq!(to_sf(&col("datetime", "timestamp without time zone"), &json!("2024-05-20T20:49:32")), json!("2024-05-20T20:49:32Z"));
-        assert_eq!(to_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32+02:00")), json!("2024-05-20T20:49:32+02:00"));
+        assert_eq!(
+            to_sf(&col("datetime", "timestamp with time zone"), &json!("2024-05-20T20:49:32+02:00")),
+            json!("2024-05-20T20:49:32+02:00")
+        );
         assert_eq!(to_sf(&col("date", "timestamp with time zone"), &json!("2024-05-20T20:49:32+02:00")), json!("2024-05-20"));
         assert_eq!(to_sf(&col("date", "date"), &json!("2024-05-20")), json!("2024-05-20"));
     }

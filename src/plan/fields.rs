@@ -61,7 +61,8 @@ pub fn resolve(
                 if col == pk || col == SFID_COLUMN {
                     return Err(format!("fields: column \"{col}\" is managed by sfsync and cannot be mapped"));
                 }
-                let info = find_field(field).ok_or_else(|| format!("fields: Salesforce field \"{field}\" (for column \"{col}\") does not exist"))?;
+                let info = find_field(field)
+                    .ok_or_else(|| format!("fields: Salesforce field \"{field}\" (for column \"{col}\") does not exist"))?;
                 if info.name.eq_ignore_ascii_case("Id") || info.name.eq_ignore_ascii_case(external_id) {
                     return Err(format!("fields: field \"{}\" is managed by sfsync and cannot be mapped", info.name));
                 }
@@ -75,9 +76,7 @@ pub fn resolve(
                 }
                 let wanted = normalize(col);
                 let hit = fields.iter().find(|f| {
-                    normalize_field(&f.name) == wanted
-                        && !f.name.eq_ignore_ascii_case("Id")
-                        && !f.name.eq_ignore_ascii_case(external_id)
+                    normalize_field(&f.name) == wanted && !f.name.eq_ignore_ascii_case("Id") && !f.name.eq_ignore_ascii_case(external_id)
                 });
                 match hit {
                     Some(info) => out.push(column_map(col, pg_type.clone(), info)),
@@ -126,7 +125,9 @@ mod tests {
 
     #[test]
     fn matches_by_name_ignoring_case_and_underscores() {
-        let (m, unmatched) = resolve(&cols(&["id", "last_name", "FIRSTNAME", "email", "region", "notes", "sfid"]), "id", None, &sf(), "Postgres_Id__c").unwrap();
+        let (m, unmatched) =
+            resolve(&cols(&["id", "last_name", "FIRSTNAME", "email", "region", "notes", "sfid"]), "id", None, &sf(), "Postgres_Id__c")
+                .unwrap();
         let pairs: Vec<_> = m.iter().map(|c| (c.column.as_str(), c.field.as_str())).collect();
         assert_eq!(pairs, vec![("FIRSTNAME", "FirstName"), ("email", "Email"), ("last_name", "LastName"), ("region", "Region__c")]);
         assert_eq!(unmatched, vec!["notes".to_string()]);

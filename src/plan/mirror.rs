@@ -108,7 +108,10 @@ pub fn plan(describe: &[MirrorField], wanted: Option<&[String]>, external_id: &s
                     .find(|f| f.name.eq_ignore_ascii_case(w))
                     .ok_or_else(|| format!("fields: Salesforce field \"{w}\" does not exist"))?;
                 if f.name.eq_ignore_ascii_case("Id") || f.name.eq_ignore_ascii_case(external_id) {
-                    return Err(format!("fields: field \"{}\" is managed by sfsync (it is the sfid column or the Postgres key) and cannot be a column", f.name));
+                    return Err(format!(
+                        "fields: field \"{}\" is managed by sfsync (it is the sfid column or the Postgres key) and cannot be a column",
+                        f.name
+                    ));
                 }
                 if out.iter().any(|o| o.name == f.name) {
                     return Err(format!("fields: field \"{}\" is listed twice", f.name));
@@ -202,7 +205,8 @@ mod tests {
 
     #[test]
     fn collisions_get_numbered_suffixes_in_describe_order() {
-        let d = vec![f("FooBar__c", "string"), f("Foo_Bar__c", "string"), f("Foo_bar__c", "string"), f("SfId", "string"), f("ID2", "string")];
+        let d =
+            vec![f("FooBar__c", "string"), f("Foo_Bar__c", "string"), f("Foo_bar__c", "string"), f("SfId", "string"), f("ID2", "string")];
         let cols = plan(&d, None, "Postgres_Id__c").unwrap();
         let names: Vec<_> = cols.iter().map(|c| c.column.as_str()).collect();
         assert_eq!(names, vec!["foo_bar__c", "foo_bar__c_2", "foo_bar__c_3", "sf_id", "id2"]);

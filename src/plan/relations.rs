@@ -74,7 +74,10 @@ pub fn resolve(payload: &Map<String, Value>, refs: &[ParentRef], parent: impl Fn
             }
             Parent::Pending => return Resolution::Pending,
             Parent::Failed(why) => {
-                return Resolution::Blocked { code: "PARENT_FAILED", message: format!("parent record {key} (column {}) was rejected: {why}", r.column) }
+                return Resolution::Blocked {
+                    code: "PARENT_FAILED",
+                    message: format!("parent record {key} (column {}) was rejected: {why}", r.column),
+                }
             }
             Parent::Missing => {
                 return Resolution::Blocked {

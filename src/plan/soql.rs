@@ -90,7 +90,8 @@ mod tests {
 
     #[test]
     fn incremental_pull_with_filter() {
-        let q = pull_query("Contact", &["LastName", "Id"], "Postgres_Id__c", Some("2024-05-20T20:49:32.000Z"), Some("Email != null")).unwrap();
+        let q =
+            pull_query("Contact", &["LastName", "Id"], "Postgres_Id__c", Some("2024-05-20T20:49:32.000Z"), Some("Email != null")).unwrap();
         assert_eq!(
             q,
             "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE SystemModstamp >= 2024-05-20T20:49:32.000Z AND (Email != null) ORDER BY SystemModstamp ASC, Id ASC"

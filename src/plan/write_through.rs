@@ -72,12 +72,8 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
         }
         RowOp::Update => {
             let (old, new) = (old.ok_or("an UPDATE trigger without OLD")?, new.ok_or("an UPDATE trigger without NEW")?);
-            let changed: Vec<&str> = t
-                .columns
-                .iter()
-                .filter(|c| old.row.get(&c.column) != new.row.get(&c.column))
-                .map(|c| c.column.as_str())
-                .collect();
+            let changed: Vec<&str> =
+                t.columns.iter().filter(|c| old.row.get(&c.column) != new.row.get(&c.column)).map(|c| c.column.as_str()).collect();
             let rekeyed = old.key != new.key;
             if changed.is_empty() && !rekeyed {
                 return Ok(Call::Nothing);

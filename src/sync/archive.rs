@@ -25,7 +25,8 @@ pub fn enabled() -> bool {
 }
 
 /// The columns of sfsync.outbox_archive that `settle` and `sfsync.discard` write.
-pub const ARCHIVE_COLUMNS: &str = "id, mapping_id, table_name, op, pk, sfid, changed, txid, captured_at, attempts, outcome, salesforce_id, error";
+pub const ARCHIVE_COLUMNS: &str =
+    "id, mapping_id, table_name, op, pk, sfid, changed, txid, captured_at, attempts, outcome, salesforce_id, error";
 
 /// Removes settled entries from the outbox and archives them, in one statement.
 /// `rows`: `[{ids: [outbox ids], outcome, sfid}]`. Returns how many entries were removed.

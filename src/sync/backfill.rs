@@ -104,11 +104,7 @@ pub fn step(mappings: &[Mapping]) -> Step {
             return Step::default();
         }
     };
-    let Some(m) = active
-        .iter()
-        .filter_map(|id| mappings.iter().find(|m| m.id == *id))
-        .find(|m| clients::available(&m.connection))
-    else {
+    let Some(m) = active.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).find(|m| clients::available(&m.connection)) else {
         return Step { active, more: false };
     };
     match chunk(Ctx::Worker, m, mappings) {
@@ -255,7 +251,8 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record], pos: &Posit
         .unwrap_or_default();
         let run_rows = v["run_rows"].as_i64().unwrap_or(0).max(0) as u64;
         let rate = plan::rate(run_rows, v["secs"].as_f64().unwrap_or(0.0));
-        let eta = plan::eta_secs(v["rows_done"].as_i64().unwrap_or(0).max(0) as u64, v["rows_total"].as_i64().map(|t| t.max(0) as u64), rate);
+        let eta =
+            plan::eta_secs(v["rows_done"].as_i64().unwrap_or(0).max(0) as u64, v["rows_total"].as_i64().map(|t| t.max(0) as u64), rate);
         let args: Vec<DatumWithOid> = vec![m.id.into(), rate.into(), eta.into()];
         spi_util::exec("UPDATE sfsync.backfills SET rate = $2, eta_secs = $3 WHERE mapping_id = $1", &args)?;
         Ok(())
@@ -297,7 +294,10 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         match client.bulk_query_results(info, row.locator.as_deref(), &opts) {
             Ok(r) => Some(r),
             Err(e) => {
-                pgrx::log!("sfsync: backfill of {}: Bulk job {job} cannot be resumed ({e}); querying after the last applied record", m.table);
+                pgrx::log!(
+                    "sfsync: backfill of {}: Bulk job {job} cannot be resumed ({e}); querying after the last applied record",
+                    m.table
+                );
                 None
             }
         }

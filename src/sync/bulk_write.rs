@@ -51,7 +51,11 @@ fn to_save_result(o: BulkRowOutcome) -> SaveResult {
             success: false,
             created: None,
             // Transient: the job stopped before this row; it goes again with the next pass.
-            errors: vec![RecordError { status_code: "SERVER_UNAVAILABLE".into(), message: "not processed by the Bulk API job".into(), fields: vec![] }],
+            errors: vec![RecordError {
+                status_code: "SERVER_UNAVAILABLE".into(),
+                message: "not processed by the Bulk API job".into(),
+                fields: vec![],
+            }],
         },
     }
 }

@@ -82,7 +82,11 @@ impl Cdc {
 
     /// Starts, restarts or stops listeners so each connection listens to exactly these
     /// objects. `replay` holds the persisted replay ids by (connection, channel).
-    pub fn reconcile(&mut self, wanted: HashMap<String, (Credentials, ClientOptions, BTreeSet<String>)>, replay: &HashMap<(String, String), i64>) {
+    pub fn reconcile(
+        &mut self,
+        wanted: HashMap<String, (Credentials, ClientOptions, BTreeSet<String>)>,
+        replay: &HashMap<(String, String), i64>,
+    ) {
         self.listeners.retain(|conn, l| wanted.get(conn).is_some_and(|(_, _, objects)| *objects == l.objects));
         for (conn, (creds, opts, objects)) in wanted {
             if objects.is_empty() || self.listeners.contains_key(&conn) {
@@ -106,7 +110,9 @@ impl Cdc {
             // Postgres's signal handlers (SIGTERM, SIGHUP, latch wake-ups) must run in the
             // backend's own thread: the listener starts, and stays, with every signal blocked.
             let spawned = with_signals_blocked(|| {
-                std::thread::Builder::new().name(format!("sfsync-cdc-{conn}")).spawn(move || listen(creds, opts, subs, thread_stop, tx, wake))
+                std::thread::Builder::new()
+                    .name(format!("sfsync-cdc-{conn}"))
+                    .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake))
             });
             if spawned.is_ok() {
                 self.listeners.insert(conn, Listener { objects, stop, rx, healthy: false });
@@ -159,7 +165,14 @@ fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
 
 /// The listener thread: log in, subscribe, long-poll; on any failure report it, wait and
 /// start over from the last delivered replay ids. HTTP only — no Postgres calls here.
-fn listen(creds: Credentials, opts: ClientOptions, mut subs: Vec<(String, ReplayFrom)>, stop: Arc<AtomicBool>, tx: Sender<Note>, mut wake: UnixStream) {
+fn listen(
+    creds: Credentials,
+    opts: ClientOptions,
+    mut subs: Vec<(String, ReplayFrom)>,
+    stop: Arc<AtomicBool>,
+    tx: Sender<Note>,
+    mut wake: UnixStream,
+) {
     let object_of = |channel: &str| -> String {
         let name = channel.trim_start_matches("/data/").trim_end_matches("ChangeEvent");
         match name.strip_suffix("__") {

@@ -99,9 +99,7 @@ pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
     }
     let creds = stored.credentials()?;
     let client = Rc::new(Client::login(creds, options())?);
-    CACHE.with(|c| {
-        c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 })
-    });
+    CACHE.with(|c| c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 }));
     Ok(client)
 }
 

@@ -41,7 +41,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     if live.is_empty() || m.columns.is_empty() {
         return Ok(0);
     }
-    let policy = Policy::parse(&m.conflict).ok_or_else(|| SyncError::Invalid(format!("mapping of {}: unknown conflict policy {:?}", m.table, m.conflict)))?;
+    let policy = Policy::parse(&m.conflict)
+        .ok_or_else(|| SyncError::Invalid(format!("mapping of {}: unknown conflict policy {:?}", m.table, m.conflict)))?;
     let meta: Vec<Value> = records
         .iter()
         .filter_map(|r| {
@@ -52,7 +53,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
         .collect();
     let pk = m.pk_ident();
     let tbl = &m.table;
-    let remote_text: Vec<String> = m.columns.iter().map(|c| format!("{}, p.{}::text", pgrx::spi::quote_literal(&c.column), quote_identifier(&c.column))).collect();
+    let remote_text: Vec<String> =
+        m.columns.iter().map(|c| format!("{}, p.{}::text", pgrx::spi::quote_literal(&c.column), quote_identifier(&c.column))).collect();
     let remote_text = remote_text.join(", ");
     // A record is changed in Salesforce "since the last sync" when the pull has not seen this
     // version yet (stamp past the mark) and it is not our own push coming back (modified
@@ -89,7 +91,8 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     );
     let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(live.to_vec())), m.id.into(), spi_util::jsonb(Value::Array(meta))];
     let Some(found) = spi_util::json(&sql, &args)? else { return Ok(0) };
-    let candidates: Vec<Candidate> = serde_json::from_value(found).map_err(|e| SyncError::Spi(format!("decoding conflict candidates: {e}")))?;
+    let candidates: Vec<Candidate> =
+        serde_json::from_value(found).map_err(|e| SyncError::Spi(format!("decoding conflict candidates: {e}")))?;
     let mut updated = 0;
     let all: Vec<String> = m.columns.iter().map(|c| c.column.clone()).collect();
     for c in candidates {
@@ -157,7 +160,9 @@ fn drop_local(entries: &[i64], all: &[String], drop: &[String]) -> Result<()> {
 }
 
 fn record(m: &Mapping, c: &Candidate, winner: Winner, columns: &[String]) -> Result<()> {
-    let pick = |row: &Map<String, Value>| -> Value { Value::Object(columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect()) };
+    let pick = |row: &Map<String, Value>| -> Value {
+        Value::Object(columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect())
+    };
     let row = json!({
         "key": c.pk, "sfid": c.sfid, "policy": m.conflict, "winner": winner.as_str(), "columns": columns,
         "postgres_values": pick(&c.local), "salesforce_values": pick(&c.remote),

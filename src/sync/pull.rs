@@ -219,7 +219,8 @@ fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -
             .collect();
         // Keyed rows take the Postgres key they carry; the others get the key's default.
         let insert = |keyed: bool| {
-            let (keycol, keysrc, test) = if keyed { (format!(", {pk}"), format!(", p.{pk}"), "NOT NULL") } else { (String::new(), String::new(), "NULL") };
+            let (keycol, keysrc, test) =
+                if keyed { (format!(", {pk}"), format!(", p.{pk}"), "NOT NULL") } else { (String::new(), String::new(), "NULL") };
             format!(
                 "INSERT INTO {tbl} ({list}{keycol})
                  SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
@@ -298,4 +299,3 @@ fn record_failure(m: &Mapping, rec: &Record, message: &str, mark: Option<&str>) 
     )?;
     advance(m, mark, 0)
 }
-

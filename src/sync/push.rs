@@ -45,13 +45,23 @@ struct Claimed {
 
 #[derive(Debug)]
 enum Outcome {
-    Done { sfid: Option<String> },
-    Rejected { code: String, message: String, fields: Vec<String>, transient: bool },
+    Done {
+        sfid: Option<String>,
+    },
+    Rejected {
+        code: String,
+        message: String,
+        fields: Vec<String>,
+        transient: bool,
+    },
     /// Not attempted (the connection failed as a whole, or a parent is still on its way):
     /// released without counting an attempt.
     Deferred,
     /// Not attempted because of its parent; retried soon, with the reason in sfsync.errors.
-    Blocked { code: &'static str, message: String },
+    Blocked {
+        code: &'static str,
+        message: String,
+    },
 }
 
 struct Result_ {
@@ -333,7 +343,9 @@ fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result
                     upserts.push((c, rec));
                 }
             },
-            Write::Delete if m.on_delete == "ignore" => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
+            Write::Delete if m.on_delete == "ignore" => {
+                out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } })
+            }
             Write::Delete => match c.sfid.clone() {
                 Some(id) => deletes.push((c, id)),
                 None => unknown_deletes.push(c),

@@ -46,10 +46,9 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         return Ok(proceed());
     }
     let args = trigger.extra_args().map_err(|e| SyncError::Invalid(format!("sfsync.write_through trigger arguments: {e}")))?;
-    let mapping_id: i32 = args
-        .first()
-        .and_then(|a| a.parse().ok())
-        .ok_or_else(|| SyncError::Invalid("sfsync.write_through needs the mapping id as its argument; run sfsync.sync_table again".into()))?;
+    let mapping_id: i32 = args.first().and_then(|a| a.parse().ok()).ok_or_else(|| {
+        SyncError::Invalid("sfsync.write_through needs the mapping id as its argument; run sfsync.sync_table again".into())
+    })?;
     let relid = unsafe { (*td.tg_relation).rd_id };
     let table = trigger.table_name().map_err(|e| SyncError::Invalid(format!("sfsync.write_through: {e}")))?;
     let m = load_mappings(Some(relid.to_u32()))?

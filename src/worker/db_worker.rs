@@ -206,10 +206,7 @@ impl Stream {
 }
 
 fn load_replay() -> Result<HashMap<(String, String), i64>> {
-    let v = crate::spi_util::json(
-        "SELECT jsonb_agg(jsonb_build_array(connection, channel, replay_id)) FROM sfsync.cdc_state",
-        &[],
-    )?;
+    let v = crate::spi_util::json("SELECT jsonb_agg(jsonb_build_array(connection, channel, replay_id)) FROM sfsync.cdc_state", &[])?;
     let rows: Vec<(String, String, i64)> = v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
     Ok(rows.into_iter().map(|(c, ch, id)| ((c, ch), id)).collect())
 }
@@ -240,12 +237,7 @@ fn wait(timeout: Duration, socket: Option<i32>) -> bool {
 fn sleep(d: Duration) {
     let ms = d.as_millis().min(60_000) as std::ffi::c_long;
     unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            ms,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
+        pg_sys::WaitLatch(pg_sys::MyLatch, (pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32, ms, pg_sys::PG_WAIT_EXTENSION);
     }
 }
 
@@ -304,7 +296,9 @@ fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, s
 
 /// Err (could not tell) is treated by callers as "exists": only a definite no stops us.
 fn extension_exists() -> Result<bool> {
-    crate::worker::tx::run(|| Ok(Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'sfsync')")?.unwrap_or(false)))
+    crate::worker::tx::run(|| {
+        Ok(Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'sfsync')")?.unwrap_or(false))
+    })
 }
 
 #[pg_guard]

@@ -102,7 +102,10 @@ fn generated_plain(fd: &crate::schema::FieldDef, object_label: &str, n: usize, n
         FieldType::DateTime => Value::DateTime(now_ms),
         FieldType::Boolean => Value::Bool(false),
         FieldType::Reference => return None,
-        _ => text(format!("{} {n}", if fd.name == "Name" || fd.name == "LastName" { format!("Seed {object_label}") } else { fd.label.clone() })),
+        _ => text(format!(
+            "{} {n}",
+            if fd.name == "Name" || fd.name == "LastName" { format!("Seed {object_label}") } else { fd.label.clone() }
+        )),
     })
 }
 

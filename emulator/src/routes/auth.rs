@@ -102,7 +102,11 @@ fn refresh_token(st: &crate::state::AppState) -> String {
     token
 }
 
-pub async fn token(axum::extract::State(st): St, headers: HeaderMap, form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>) -> Response {
+pub async fn token(
+    axum::extract::State(st): St,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let form = form.map(|Form(f)| f).unwrap_or_default();
     let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
     let instance = instance_url(&st, &headers);
@@ -117,8 +121,7 @@ pub async fn token(axum::extract::State(st): St, headers: HeaderMap, form: Resul
                 return oauth_error("invalid_client", "invalid client credentials");
             }
             if grant == "password" {
-                if form.get("username").map(String::as_str) != Some(USERNAME)
-                    || form.get("password").map(String::as_str) != Some(PASSWORD)
+                if form.get("username").map(String::as_str) != Some(USERNAME) || form.get("password").map(String::as_str) != Some(PASSWORD)
                 {
                     return oauth_error("invalid_grant", "authentication failure");
                 }
@@ -171,11 +174,8 @@ pub async fn token(axum::extract::State(st): St, headers: HeaderMap, form: Resul
 
 /// OpenID userinfo for the integration user (needs a session).
 pub async fn userinfo(axum::extract::State(st): St, headers: HeaderMap) -> Response {
-    let token = headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.split_once(' '))
-        .map(|(_, t)| t.trim().to_string());
+    let token =
+        headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.split_once(' ')).map(|(_, t)| t.trim().to_string());
     if !token.is_some_and(|t| st.session_valid(&t)) {
         return ApiError::invalid_session().into_response();
     }
@@ -209,8 +209,8 @@ mod tests {
         assert_eq!(
             token_signature("what do ya want ", "for nothing?", "Jefe"),
             base64_encode(&[
-                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00,
-                0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43
+                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08,
+                0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43
             ])
         );
     }

@@ -3,8 +3,8 @@
 
 use super::{json_body, Api, St};
 use crate::bulk::{
-    decode_locator, delimiter_byte, encode_locator, render_header, render_rows, run_ingest, run_query, Job, JobState,
-    Kind, LineEnding, Op, QueryCol, DEFAULT_MAX_RECORDS, MAX_UPLOAD,
+    decode_locator, delimiter_byte, encode_locator, render_header, render_rows, run_ingest, run_query, Job, JobState, Kind, LineEnding, Op,
+    QueryCol, DEFAULT_MAX_RECORDS, MAX_UPLOAD,
 };
 use crate::clock::format_datetime;
 use crate::errors::ApiError;
@@ -35,10 +35,7 @@ pub fn router() -> Router<Arc<AppState>> {
         r = r
             .route(&format!("{d}/ingest{s}"), get(list_ingest).post(create_ingest))
             .route(&format!("{d}/ingest/{{id}}{s}"), get(get_ingest).patch(patch_ingest).delete(delete_ingest))
-            .route(
-                &format!("{d}/ingest/{{id}}/batches{s}"),
-                put(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)),
-            )
+            .route(&format!("{d}/ingest/{{id}}/batches{s}"), put(upload).layer(DefaultBodyLimit::max(MAX_UPLOAD)))
             .route(&format!("{d}/ingest/{{id}}/successfulResults{s}"), get(successful))
             .route(&format!("{d}/ingest/{{id}}/failedResults{s}"), get(failed))
             .route(&format!("{d}/ingest/{{id}}/unprocessedrecords{s}"), get(unprocessed))
@@ -119,10 +116,7 @@ fn ok_json(body: Out) -> Response {
 /// Runs `f` on the job `id` of `kind`, or 404 like Salesforce for unknown IDs.
 fn with_job<T>(st: &AppState, id: &str, kind: Kind, f: impl FnOnce(&mut Job) -> Result<T, ApiError>) -> Result<T, ApiError> {
     let mut map = st.bulk.map.lock();
-    let job = crate::ids::normalize(id)
-        .and_then(|id| map.get_mut(&id))
-        .filter(|j| j.kind == kind)
-        .ok_or_else(ApiError::not_found)?;
+    let job = crate::ids::normalize(id).and_then(|id| map.get_mut(&id)).filter(|j| j.kind == kind).ok_or_else(ApiError::not_found)?;
     f(job)
 }
 
@@ -198,12 +192,15 @@ pub async fn create_ingest(State(st): St, api: Api, body: Bytes) -> Result<Respo
     let (delim, le) = csv_options(&body)?;
     let mut job = new_job(&st, Kind::Ingest, op, (def.name.clone(), obj), &api, (delim, le));
     if op == Op::Upsert {
-        let ext = str_field(&body, "externalIdFieldName")?.filter(|s| !s.is_empty()).ok_or_else(|| {
-            invalid_job(format!("External ID was blank for {}. An External ID must be specified for upsert.", def.name))
-        })?;
+        let ext = str_field(&body, "externalIdFieldName")?
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| invalid_job(format!("External ID was blank for {}. An External ID must be specified for upsert.", def.name)))?;
         let fi = def.field(ext).filter(|&i| def.fields[i].external_id || def.fields[i].ftype == FieldType::Id);
         let fi = fi.ok_or_else(|| {
-            invalid_job(format!("Field name provided, {ext} does not match an External ID, Salesforce Id, or indexed field for {}", def.name))
+            invalid_job(format!(
+                "Field name provided, {ext} does not match an External ID, Salesforce Id, or indexed field for {}",
+                def.name
+            ))
         })?;
         job.external_id_field = Some(def.fields[fi].name.clone());
     }
@@ -225,11 +222,7 @@ fn list(st: &AppState, kind: Kind) -> Response {
             Out::O(o)
         })
         .collect();
-    ok_json(Out::O(vec![
-        ("done".into(), j(true)),
-        ("records".into(), Out::A(records)),
-        ("nextRecordsUrl".into(), Out::J(Json_::Null)),
-    ]))
+    ok_json(Out::O(vec![("done".into(), j(true)), ("records".into(), Out::A(records)), ("nextRecordsUrl".into(), Out::J(Json_::Null))]))
 }
 
 pub async fn list_ingest(State(st): St, _api: Api) -> Response {
@@ -479,12 +472,9 @@ impl futures_core::Stream for PageStream {
 pub async fn results(State(st): St, api: Api, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
     let max = match q.get("maxRecords") {
         None => DEFAULT_MAX_RECORDS,
-        Some(m) => m
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| api_error(format!("Invalid value for maxRecords: {m}")))?,
+        Some(m) => {
+            m.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| api_error(format!("Invalid value for maxRecords: {m}")))?
+        }
     };
     let (obj, cols, seqs, delim, eol) = with_job(&st, api.param("id"), Kind::Query, |job| {
         if job.state != JobState::JobComplete {
@@ -508,23 +498,12 @@ pub async fn results(State(st): St, api: Api, Query(q): Query<HashMap<String, St
     })?;
     let start = match q.get("locator").filter(|l| !l.is_empty()) {
         None => 0,
-        Some(l) => decode_locator(l)
-            .filter(|&n| n <= seqs.len())
-            .ok_or_else(|| api_error(format!("Invalid locator: {l}")))?,
+        Some(l) => decode_locator(l).filter(|&n| n <= seqs.len()).ok_or_else(|| api_error(format!("Invalid locator: {l}")))?,
     };
     let end = (start + max).min(seqs.len());
     let locator = if end < seqs.len() { encode_locator(end) } else { "null".to_string() };
-    let stream = PageStream {
-        header: Some(render_header(&cols, delim, eol)),
-        st: st.clone(),
-        obj,
-        cols,
-        seqs,
-        pos: start,
-        end,
-        delim,
-        eol,
-    };
+    let stream =
+        PageStream { header: Some(render_header(&cols, delim, eol)), st: st.clone(), obj, cols, seqs, pos: start, end, delim, eol };
     let mut r = Response::new(Body::from_stream(stream));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));

@@ -49,10 +49,9 @@ fn record_type(st: &AppState, r: &Map<String, Json_>) -> Result<usize, RecError>
     let t = r.get("attributes").and_then(|a| a.get("type")).and_then(Json_::as_str);
     match t {
         None => Err(RecError::new("INVALID_TYPE", "Must send a concrete entity type.", vec![])),
-        Some(t) => st
-            .schema
-            .object(t)
-            .ok_or_else(|| RecError::new("INVALID_TYPE", format!("sObject type '{t}' is not supported."), vec![])),
+        Some(t) => {
+            st.schema.object(t).ok_or_else(|| RecError::new("INVALID_TYPE", format!("sObject type '{t}' is not supported."), vec![]))
+        }
     }
 }
 
@@ -165,11 +164,7 @@ pub async fn upsert(State(st): St, api: Api, lock: Option<Extension<LockFault>>,
                     })
                     .unwrap_or_default();
                 if key.is_empty() && field_name != "Id" {
-                    Err(vec![RecError::new(
-                        "MISSING_ARGUMENT",
-                        format!("{field_name} not specified"),
-                        vec![],
-                    )])
+                    Err(vec![RecError::new("MISSING_ARGUMENT", format!("{field_name} not specified"), vec![])])
                 } else {
                     p.id = None;
                     match w.upsert(obj, field, &key, &mut p) {
@@ -196,7 +191,8 @@ pub async fn delete(
     lock: Option<Extension<LockFault>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let ids: Vec<String> = q.get("ids").map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let ids: Vec<String> =
+        q.get("ids").map(|s| s.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
     if ids.len() > MAX_RECORDS {
         return Err(too_many());
     }
@@ -228,9 +224,7 @@ pub async fn retrieve(State(st): St, api: Api, Query(q): Query<HashMap<String, S
 /// lists too long for a URL.
 pub async fn retrieve_post(State(st): St, api: Api, body: Bytes) -> Result<Response, ApiError> {
     let v = json_body(&body)?;
-    let strings = |key: &str| -> Option<Vec<String>> {
-        v.get(key)?.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect()
-    };
+    let strings = |key: &str| -> Option<Vec<String>> { v.get(key)?.as_array()?.iter().map(|x| x.as_str().map(str::to_string)).collect() };
     let ids = strings("ids").unwrap_or_default();
     let fields = strings("fields").map(|f| f.join(","));
     retrieve_ids(&st, &api, fields.as_ref(), ids.iter().map(String::as_str).collect())
@@ -250,9 +244,7 @@ fn retrieve_ids(st: &AppState, api: &Api, fields: Option<&String>, ids: Vec<&str
     let mut out = vec![];
     for raw in ids {
         let id = ids::normalize(raw).ok_or_else(|| ApiError::malformed_id(raw))?;
-        let rec = ids::seq_of(&def.key_prefix, &id)
-            .and_then(|s| store.tables[obj].recs.get(&s))
-            .filter(|r| !is_deleted(def, r));
+        let rec = ids::seq_of(&def.key_prefix, &id).and_then(|s| store.tables[obj].recs.get(&s)).filter(|r| !is_deleted(def, r));
         out.push(match rec {
             Some(r) => render_record(st, obj, r, fields.as_deref(), &api.version),
             None => Out::J(Json_::Null),

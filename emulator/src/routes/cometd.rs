@@ -33,7 +33,8 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/__emulator/cdc/drop", post(drop_clients))
 }
 
-pub const INVALID_REPLAY: &str = "you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.";
+pub const INVALID_REPLAY: &str =
+    "you provided was invalid.  Please provide a valid ID, -2 to replay all events, or -1 to replay only new events.";
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let h = headers.get("authorization")?.to_str().ok()?;
@@ -104,14 +105,20 @@ fn replay_value(m: &Map<String, Json_>, channel: &str) -> Option<i64> {
 fn handshake(st: &AppState, m: &Map<String, Json_>) -> Json_ {
     if let Some(types) = m.get("supportedConnectionTypes").and_then(Json_::as_array) {
         if !types.iter().any(|t| t.as_str() == Some("long-polling")) {
-            return reply(m, json!({"successful": false, "error": "400::Unsupported connection types", "supportedConnectionTypes": ["long-polling"], "advice": {"reconnect": "none"}}));
+            return reply(
+                m,
+                json!({"successful": false, "error": "400::Unsupported connection types", "supportedConnectionTypes": ["long-polling"], "advice": {"reconnect": "none"}}),
+            );
         }
     }
     let now = st.clock.now_ms();
     let mut inner = st.cdc.inner.lock();
     sweep(st, &mut inner, now);
     if inner.clients.len() >= MAX_CLIENTS {
-        return reply(m, json!({"successful": false, "error": "403::Organization concurrent user limit exceeded", "advice": {"reconnect": "none"}}));
+        return reply(
+            m,
+            json!({"successful": false, "error": "403::Organization concurrent user limit exceeded", "advice": {"reconnect": "none"}}),
+        );
     }
     let cid = new_client_id(st);
     inner.clients.insert(cid.clone(), CometClient { subs: vec![], last_active_ms: now, connect_gen: 0, connecting: 0 });
@@ -160,7 +167,10 @@ fn subscribe(st: &AppState, m: &Map<String, Json_>) -> Vec<Json_> {
         let after = match Hub::replay_start(&inner, replay) {
             Some(a) => a,
             None => {
-                out.push(reply(m, json!({"subscription": channel, "successful": false, "error": format!("400::The replayId {replay} {INVALID_REPLAY}")})));
+                out.push(reply(
+                    m,
+                    json!({"subscription": channel, "successful": false, "error": format!("400::The replayId {replay} {INVALID_REPLAY}")}),
+                ));
                 continue;
             }
         };
@@ -203,11 +213,7 @@ async fn connect(st: &AppState, m: &Map<String, Json_>) -> Vec<String> {
     let hub = &st.cdc;
     let server_timeout = st.cfg.cometd_timeout_ms;
     // The client may ask for a shorter hold (the first connect after a handshake uses 0).
-    let hold = m
-        .get("advice")
-        .and_then(|a| a.get("timeout"))
-        .and_then(Json_::as_u64)
-        .map_or(server_timeout, |t| t.min(server_timeout));
+    let hold = m.get("advice").and_then(|a| a.get("timeout")).and_then(Json_::as_u64).map_or(server_timeout, |t| t.min(server_timeout));
     let gen = {
         let now = st.clock.now_ms();
         let mut inner = hub.inner.lock();
@@ -297,7 +303,9 @@ async fn cometd(State(st): St, Path(p): Path<HashMap<String, String>>, uri: Uri,
     if !bearer(&headers).is_some_and(|t| st.session_valid(&t)) {
         let parts = msgs
             .iter()
-            .map(|m| reply(m, json!({"successful": false, "error": "401::Authentication invalid", "advice": {"reconnect": "none"}})).to_string())
+            .map(|m| {
+                reply(m, json!({"successful": false, "error": "401::Authentication invalid", "advice": {"reconnect": "none"}})).to_string()
+            })
             .collect();
         return bayeux_response(StatusCode::UNAUTHORIZED, parts, None);
     }

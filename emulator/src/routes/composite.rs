@@ -174,8 +174,8 @@ pub async fn composite(
             out.push(halted(&sub.reference_id, ROLLED_BACK));
             continue;
         }
-        let resolved = substitute(&sub.url, &refs)
-            .and_then(|url| sub.body.as_ref().map(|b| substitute_json(b, &refs)).transpose().map(|b| (url, b)));
+        let resolved =
+            substitute(&sub.url, &refs).and_then(|url| sub.body.as_ref().map(|b| substitute_json(b, &refs)).transpose().map(|b| (url, b)));
         let (url, body) = match resolved {
             Ok(x) => x,
             Err(expr) => {
@@ -204,7 +204,12 @@ pub async fn composite(
         let mut req = match req.body(payload) {
             Ok(r) => r,
             Err(_) => {
-                out.push(sub_response(&sub.reference_id, 400, json!([{"errorCode": "INVALID_API_INPUT", "message": format!("Invalid url '{url}'")}]), Map::new()));
+                out.push(sub_response(
+                    &sub.reference_id,
+                    400,
+                    json!([{"errorCode": "INVALID_API_INPUT", "message": format!("Invalid url '{url}'")}]),
+                    Map::new(),
+                ));
                 failed = true;
                 continue;
             }
@@ -259,6 +264,9 @@ mod tests {
         refs.insert("q".to_string(), json!({"records": [{"Id": "003B", "Account": {"Name": "Acme"}}]}));
         assert_eq!(substitute("/x/@{acct.id}?f=@{q.records[0].Account.Name}", &refs).unwrap(), "/x/001A?f=Acme");
         assert_eq!(substitute("@{acct.nope}", &refs).unwrap_err(), "acct.nope");
-        assert_eq!(substitute_json(&json!({"b": "@{acct.success}", "s": "id=@{acct.id}"}), &refs).unwrap(), json!({"b": true, "s": "id=001A"}));
+        assert_eq!(
+            substitute_json(&json!({"b": "@{acct.success}", "s": "id=@{acct.id}"}), &refs).unwrap(),
+            json!({"b": true, "s": "id=001A"})
+        );
     }
 }

@@ -64,8 +64,7 @@ pub fn served_versions(newest: &str) -> Vec<String> {
 impl FromRequestParts<Arc<AppState>> for Api {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, st: &Arc<AppState>) -> Result<Self, ApiError> {
-        let Path(params): Path<HashMap<String, String>> =
-            Path::from_request_parts(parts, st).await.map_err(|_| ApiError::not_found())?;
+        let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, st).await.map_err(|_| ApiError::not_found())?;
         let version = params.get("version").and_then(|v| v.strip_prefix('v')).unwrap_or("").to_string();
         if !served_versions(&st.cfg.api_version).contains(&version) {
             return Err(ApiError::not_found());
@@ -143,10 +142,9 @@ async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Re
             let origin = crate::cdc::rest_origin(&path, call_options);
             (crate::cdc::ORIGIN.scope(origin, next.run(req)).await, usage)
         }
-        Err(usage) => (
-            ApiError::new(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").into_response(),
-            usage,
-        ),
+        Err(usage) => {
+            (ApiError::new(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").into_response(), usage)
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&format!("api-usage={used}/{max}")) {
         resp.headers_mut().insert("sforce-limit-info", v);
@@ -159,11 +157,7 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        format!("HTTP Method '{}' not allowed.", req.method()),
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", format!("HTTP Method '{}' not allowed.", req.method()))
 }
 
 pub fn router(st: Arc<AppState>) -> Router {
@@ -194,10 +188,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         )
         .route(&format!("{d}/composite"), post(composite::composite))
         .route(&format!("{d}/composite/"), post(composite::composite))
-        .route(
-            &format!("{d}/composite/sobjects"),
-            post(collections::create).patch(collections::update).delete(collections::delete),
-        )
+        .route(&format!("{d}/composite/sobjects"), post(collections::create).patch(collections::update).delete(collections::delete))
         .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
         .route(&format!("{d}/query"), get(query::query))
@@ -214,9 +205,8 @@ pub fn router(st: Arc<AppState>) -> Router {
 
 /// Parses a JSON body, failing like Salesforce does on malformed JSON.
 pub fn json_body(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad("JSON_PARSER_ERROR", format!("{e} at [line:{}, column:{}]", e.line(), e.column()))
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad("JSON_PARSER_ERROR", format!("{e} at [line:{}, column:{}]", e.line(), e.column())))
 }
 
 pub fn json<T: serde::Serialize>(status: StatusCode, body: T) -> Response {

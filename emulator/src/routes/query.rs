@@ -37,10 +37,7 @@ fn page(st: &AppState, version: &str, plan: &Plan, seqs: &[u64], start: usize, b
     let records: Vec<Out> = seqs[start..end].iter().filter_map(|&s| render(plan, &st.schema, &store, s, version)).collect();
     drop(store);
     let done = end >= seqs.len();
-    let mut body = vec![
-        ("totalSize".to_string(), Out::J(Json_::from(seqs.len()))),
-        ("done".to_string(), Out::J(Json_::Bool(done))),
-    ];
+    let mut body = vec![("totalSize".to_string(), Out::J(Json_::from(seqs.len()))), ("done".to_string(), Out::J(Json_::Bool(done)))];
     if !done {
         let loc = locator.expect("locator for partial result");
         body.push(("nextRecordsUrl".into(), Out::J(Json_::String(format!("/services/data/v{version}/query/{loc}-{end}")))));
@@ -49,7 +46,13 @@ fn page(st: &AppState, version: &str, plan: &Plan, seqs: &[u64], start: usize, b
     Json(Out::O(body)).into_response()
 }
 
-async fn run(st: Arc<AppState>, api: Api, q: HashMap<String, String>, headers: HeaderMap, include_deleted: bool) -> Result<Response, ApiError> {
+async fn run(
+    st: Arc<AppState>,
+    api: Api,
+    q: HashMap<String, String>,
+    headers: HeaderMap,
+    include_deleted: bool,
+) -> Result<Response, ApiError> {
     let Some(text) = q.get("q").filter(|t| !t.trim().is_empty()) else {
         return Err(ApiError::bad("MALFORMED_QUERY", "A query string has to be specified"));
     };
@@ -89,7 +92,12 @@ pub async fn query(State(st): St, api: Api, Query(q): Query<HashMap<String, Stri
     run(st, api, q, headers, false).await
 }
 
-pub async fn query_all(State(st): St, api: Api, Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn query_all(
+    State(st): St,
+    api: Api,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     run(st, api, q, headers, true).await
 }
 

@@ -58,10 +58,7 @@ pub fn earliest_start(now_ms: i64) -> i64 {
 }
 
 fn too_many() -> ApiError {
-    ApiError::bad(
-        "EXCEEDED_ID_LIMIT",
-        "More than 600,000 IDs match: choose start and end dates that are closer together",
-    )
+    ApiError::bad("EXCEEDED_ID_LIMIT", "More than 600,000 IDs match: choose start and end dates that are closer together")
 }
 
 fn stamp(v: &Value) -> Option<i64> {
@@ -114,8 +111,7 @@ pub async fn deleted(State(st): St, api: Api, Query(q): Query<HashMap<String, St
         }
     }
     hits.sort();
-    let records: Vec<_> =
-        hits.into_iter().map(|(t, id)| json!({"id": id, "deletedDate": format_datetime(t)})).collect();
+    let records: Vec<_> = hits.into_iter().map(|(t, id)| json!({"id": id, "deletedDate": format_datetime(t)})).collect();
     // Nothing is ever purged from the emulator's recycle bin: everything the 30-day window
     // allows is available.
     let earliest = earliest_start(st.clock.now_ms());

@@ -148,8 +148,9 @@ fn find(st: &AppState, obj: usize, raw: &str) -> Result<(String, u64), ApiError>
     let def = &st.schema.objects[obj];
     let id = ids::normalize(raw).ok_or_else(|| ApiError::malformed_id(raw))?;
     if id[..3] != def.key_prefix {
-        return Err(ApiError::bad("MALFORMED_ID", format!("{} ID: id value of incorrect type: {id}", def.label))
-            .with_fields(vec!["Id".into()]));
+        return Err(
+            ApiError::bad("MALFORMED_ID", format!("{} ID: id value of incorrect type: {id}", def.label)).with_fields(vec!["Id".into()])
+        );
     }
     let seq = ids::seq_of(&def.key_prefix, &id).ok_or_else(ApiError::not_found)?;
     Ok((id, seq))

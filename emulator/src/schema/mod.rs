@@ -327,12 +327,8 @@ impl ObjectDef {
     /// Rebuilds the lookup tables after `fields` changes (e.g. custom fields from a schema file).
     pub fn reindex(&mut self) {
         self.by_name = self.fields.iter().enumerate().map(|(i, f)| (f.name.to_ascii_lowercase(), i)).collect();
-        self.by_relationship = self
-            .fields
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| f.relationship_name.as_ref().map(|r| (r.to_ascii_lowercase(), i)))
-            .collect();
+        self.by_relationship =
+            self.fields.iter().enumerate().filter_map(|(i, f)| f.relationship_name.as_ref().map(|r| (r.to_ascii_lowercase(), i))).collect();
         let pos = |n: &str| self.by_name.get(&n.to_ascii_lowercase()).copied();
         self.sys = SysFields {
             is_deleted: pos("IsDeleted").expect("IsDeleted"),

@@ -28,9 +28,7 @@ pub fn object(name: &str, label: &str, plural: &str, prefix: &str, own: Vec<Fiel
     let mut fields = vec![id_field(label), audit("IsDeleted", "Deleted", T::Boolean)];
     fields.extend(own);
     if owner {
-        fields.push(
-            f("OwnerId", "Owner ID", T::Reference).required().defaulted().refs(&["User"], "Owner", None),
-        );
+        fields.push(f("OwnerId", "Owner ID", T::Reference).required().defaulted().refs(&["User"], "Owner", None));
     }
     fields.extend([
         audit("CreatedDate", "Created Date", T::DateTime),
@@ -77,19 +75,51 @@ const SOURCES: &[&str] = &["Web", "Phone Inquiry", "Partner Referral", "Purchase
 const SALUTATIONS: &[&str] = &["Mr.", "Ms.", "Mrs.", "Dr.", "Prof."];
 const RATINGS: &[&str] = &["Hot", "Warm", "Cold"];
 const INDUSTRIES: &[&str] = &[
-    "Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications", "Construction",
-    "Consulting", "Education", "Electronics", "Energy", "Engineering", "Entertainment", "Environmental",
-    "Finance", "Food & Beverage", "Government", "Healthcare", "Hospitality", "Insurance", "Machinery",
-    "Manufacturing", "Media", "Not For Profit", "Recreation", "Retail", "Shipping", "Technology",
-    "Telecommunications", "Transportation", "Utilities", "Other",
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+    "Other",
 ];
 
 fn account() -> ObjectDef {
     let mut own = vec![
         name_field("Account Name", 255),
         f("Type", "Account Type", T::Picklist).values(&[
-            "Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller",
-            "Installation Partner", "Technology Partner", "Other",
+            "Prospect",
+            "Customer - Direct",
+            "Customer - Channel",
+            "Channel Partner / Reseller",
+            "Installation Partner",
+            "Technology Partner",
+            "Other",
         ]),
         f("ParentId", "Parent Account ID", T::Reference).refs(&["Account"], "Parent", Some("ChildAccounts")),
     ];
@@ -172,9 +202,11 @@ fn lead() -> ObjectDef {
         f("ConvertedDate", "Converted Date", T::Date).readonly(),
         f("ConvertedAccountId", "Converted Account ID", T::Reference).readonly().refs(&["Account"], "ConvertedAccount", None),
         f("ConvertedContactId", "Converted Contact ID", T::Reference).readonly().refs(&["Contact"], "ConvertedContact", None),
-        f("ConvertedOpportunityId", "Converted Opportunity ID", T::Reference)
-            .readonly()
-            .refs(&["Opportunity"], "ConvertedOpportunity", None),
+        f("ConvertedOpportunityId", "Converted Opportunity ID", T::Reference).readonly().refs(
+            &["Opportunity"],
+            "ConvertedOpportunity",
+            None,
+        ),
     ]);
     object("Lead", "Lead", "Leads", "00Q", own, true)
 }
@@ -186,23 +218,32 @@ fn opportunity() -> ObjectDef {
         f("Description", "Description", T::TextArea).len(32000),
         f("StageName", "Stage", T::Picklist)
             .values(&[
-                "Prospecting", "Qualification", "Needs Analysis", "Value Proposition", "Id. Decision Makers",
-                "Perception Analysis", "Proposal/Price Quote", "Negotiation/Review", "Closed Won", "Closed Lost",
+                "Prospecting",
+                "Qualification",
+                "Needs Analysis",
+                "Value Proposition",
+                "Id. Decision Makers",
+                "Perception Analysis",
+                "Proposal/Price Quote",
+                "Negotiation/Review",
+                "Closed Won",
+                "Closed Lost",
             ])
             .required(),
         f("Amount", "Amount", T::Currency).num(16, 2),
         f("Probability", "Probability (%)", T::Percent).num(3, 0),
         f("CloseDate", "Close Date", T::Date).required(),
         f("Type", "Opportunity Type", T::Picklist).values(&[
-            "Existing Customer - Upgrade", "Existing Customer - Replacement", "Existing Customer - Downgrade",
+            "Existing Customer - Upgrade",
+            "Existing Customer - Replacement",
+            "Existing Customer - Downgrade",
             "New Customer",
         ]),
         f("NextStep", "Next Step", T::String).len(255),
         f("LeadSource", "Lead Source", T::Picklist).values(SOURCES),
         f("IsClosed", "Closed", T::Boolean).readonly(),
         f("IsWon", "Won", T::Boolean).readonly(),
-        f("ForecastCategoryName", "Forecast Category", T::Picklist)
-            .values(&["Omitted", "Pipeline", "Best Case", "Commit", "Closed"]),
+        f("ForecastCategoryName", "Forecast Category", T::Picklist).values(&["Omitted", "Pipeline", "Best Case", "Commit", "Closed"]),
         f("CampaignId", "Campaign ID", T::Reference).refs(&["Campaign"], "Campaign", Some("Opportunities")),
     ];
     object("Opportunity", "Opportunity", "Opportunities", "006", own, true)
@@ -261,8 +302,18 @@ fn campaign() -> ObjectDef {
         name_field("Name", 80),
         f("ParentId", "Parent Campaign ID", T::Reference).refs(&["Campaign"], "Parent", Some("ChildCampaigns")),
         f("Type", "Type", T::Picklist).values(&[
-            "Conference", "Webinar", "Trade Show", "Public Relations", "Partners", "Referral Program",
-            "Advertisement", "Banner Ads", "Direct Mail", "Email", "Telemarketing", "Other",
+            "Conference",
+            "Webinar",
+            "Trade Show",
+            "Public Relations",
+            "Partners",
+            "Referral Program",
+            "Advertisement",
+            "Banner Ads",
+            "Direct Mail",
+            "Email",
+            "Telemarketing",
+            "Other",
         ]),
         f("Status", "Status", T::Picklist).values(&["Planned", "In Progress", "Completed", "Aborted"]),
         f("StartDate", "Start Date", T::Date),
@@ -278,10 +329,7 @@ fn campaign() -> ObjectDef {
 
 fn campaign_member() -> ObjectDef {
     let own = vec![
-        f("CampaignId", "Campaign ID", T::Reference)
-            .required()
-            .create_only()
-            .refs(&["Campaign"], "Campaign", Some("CampaignMembers")),
+        f("CampaignId", "Campaign ID", T::Reference).required().create_only().refs(&["Campaign"], "Campaign", Some("CampaignMembers")),
         f("LeadId", "Lead ID", T::Reference).create_only().refs(&["Lead"], "Lead", Some("CampaignMembers")),
         f("ContactId", "Contact ID", T::Reference).create_only().refs(&["Contact"], "Contact", Some("CampaignMembers")),
         f("Status", "Status", T::Picklist).values(&["Planned", "Received", "Responded", "Sent"]).default_value("Sent"),

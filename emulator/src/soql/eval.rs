@@ -46,10 +46,22 @@ impl FieldRef {
 
 #[derive(Debug, Clone)]
 enum Col {
-    Field { name: String, fields: Vec<(usize, usize)> },
-    Rel { name: String, fields: Vec<(usize, usize)>, children: Vec<Col> },
+    Field {
+        name: String,
+        fields: Vec<(usize, usize)>,
+    },
+    Rel {
+        name: String,
+        fields: Vec<(usize, usize)>,
+        children: Vec<Col>,
+    },
     /// A child relationship subquery: child records whose `field` points at the row.
-    Child { name: String, obj: usize, field: usize, plan: Box<Plan> },
+    Child {
+        name: String,
+        obj: usize,
+        field: usize,
+        plan: Box<Plan>,
+    },
 }
 
 /// A semi-join's subquery; its ID set is computed once, on first use.
@@ -149,8 +161,7 @@ pub fn resolve(schema: &Schema, obj: usize, p: &Path) -> Result<(FieldRef, Vec<S
     let mut hops = vec![];
     let mut names = vec![];
     for seg in &segs[..segs.len() - 1] {
-        let hop: Vec<(usize, usize)> =
-            cur.iter().filter_map(|&o| schema.objects[o].relationship(seg).map(|fi| (o, fi))).collect();
+        let hop: Vec<(usize, usize)> = cur.iter().filter_map(|&o| schema.objects[o].relationship(seg).map(|fi| (o, fi))).collect();
         let Some(&(o0, f0)) = hop.first() else {
             return Err(SoqlError::at(
                 "INVALID_FIELD",
@@ -244,8 +255,7 @@ fn mismatched(field: &str, ty: &str, pos: usize) -> SoqlError {
 
 /// A relative date literal as a range of the field's values.
 fn date_range(ctx: Ctx, fr: &FieldRef, field: &str, name: &str, n: i64, pos: usize) -> Result<(Value, Value), SoqlError> {
-    let (a, b) = super::dates::range(name, n, ctx.today)
-        .ok_or_else(|| SoqlError::malformed(format!("unexpected token: '{name}'"), pos))?;
+    let (a, b) = super::dates::range(name, n, ctx.today).ok_or_else(|| SoqlError::malformed(format!("unexpected token: '{name}'"), pos))?;
     match fr.ftype {
         FieldType::Date => Ok((Value::Date(a as i32), Value::Date(b as i32))),
         FieldType::DateTime => Ok((Value::DateTime(a * DAY_MS), Value::DateTime(b * DAY_MS))),
@@ -280,7 +290,11 @@ fn compile_cond(ctx: Ctx, obj: usize, c: &Cond) -> Result<CCond, SoqlError> {
             }
             if let Lit::Relative(name, n) = value {
                 if *op == CmpOp::Like {
-                    return Err(SoqlError::at("INVALID_FIELD", format!("invalid operator on {} field: LIKE", fr.ftype.api_name()), field.pos));
+                    return Err(SoqlError::at(
+                        "INVALID_FIELD",
+                        format!("invalid operator on {} field: LIKE", fr.ftype.api_name()),
+                        field.pos,
+                    ));
                 }
                 let (a, b) = date_range(ctx, &fr, &fd.name, name, *n, *value_pos)?;
                 return Ok(CCond::Range(fr, *op, a, b));
@@ -288,7 +302,11 @@ fn compile_cond(ctx: Ctx, obj: usize, c: &Cond) -> Result<CCond, SoqlError> {
             let v = lit_value(&fr, schema, &fd.name, value, *value_pos)?;
             if *op == CmpOp::Like {
                 if !(fr.ftype.is_text() || matches!(fr.ftype, FieldType::Id | FieldType::Reference)) {
-                    return Err(SoqlError::at("INVALID_FIELD", format!("invalid operator on {} field: LIKE", fr.ftype.api_name()), field.pos));
+                    return Err(SoqlError::at(
+                        "INVALID_FIELD",
+                        format!("invalid operator on {} field: LIKE", fr.ftype.api_name()),
+                        field.pos,
+                    ));
                 }
             } else {
                 check_id_literal(&fr, &v, *value_pos)?;
@@ -415,14 +433,23 @@ fn groupable(fd: &crate::schema::FieldDef) -> bool {
 }
 
 /// Index of an aggregate expression in `accs`, adding it (checked against its field's type).
-fn acc_index(ctx: Ctx, obj: usize, accs: &mut Vec<(AggFn, Option<FieldRef>)>, keys: &mut Vec<(AggFn, String)>, agg: &Agg) -> Result<usize, SoqlError> {
+fn acc_index(
+    ctx: Ctx,
+    obj: usize,
+    accs: &mut Vec<(AggFn, Option<FieldRef>)>,
+    keys: &mut Vec<(AggFn, String)>,
+    agg: &Agg,
+) -> Result<usize, SoqlError> {
     let (fr, key) = match &agg.field {
         None => (None, String::new()),
         Some(p) => {
             let (fr, names) = resolve(ctx.schema, obj, p)?;
             let fd = leaf_def(ctx.schema, &fr);
             if !aggregatable(agg.func, fr.ftype, fd) {
-                return Err(SoqlError::malformed(format!("field {} does not support aggregate operator {}", fd.name, agg.func.name()), p.pos));
+                return Err(SoqlError::malformed(
+                    format!("field {} does not support aggregate operator {}", fd.name, agg.func.name()),
+                    p.pos,
+                ));
             }
             (Some(fr), names.join(".").to_lowercase())
         }
@@ -435,7 +462,14 @@ fn acc_index(ctx: Ctx, obj: usize, accs: &mut Vec<(AggFn, Option<FieldRef>)>, ke
     Ok(accs.len() - 1)
 }
 
-fn compile_having(ctx: Ctx, obj: usize, c: &Cond, groups: &[(String, FieldRef)], accs: &mut Vec<(AggFn, Option<FieldRef>)>, keys: &mut Vec<(AggFn, String)>) -> Result<CCond, SoqlError> {
+fn compile_having(
+    ctx: Ctx,
+    obj: usize,
+    c: &Cond,
+    groups: &[(String, FieldRef)],
+    accs: &mut Vec<(AggFn, Option<FieldRef>)>,
+    keys: &mut Vec<(AggFn, String)>,
+) -> Result<CCond, SoqlError> {
     Ok(match c {
         Cond::And(v) => CCond::And(v.iter().map(|c| compile_having(ctx, obj, c, groups, accs, keys)).collect::<Result<_, _>>()?),
         Cond::Or(v) => CCond::Or(v.iter().map(|c| compile_having(ctx, obj, c, groups, accs, keys)).collect::<Result<_, _>>()?),
@@ -460,10 +494,13 @@ fn compile_having(ctx: Ctx, obj: usize, c: &Cond, groups: &[(String, FieldRef)],
             CCond::Group(gi, *op, v)
         }
         other => {
-            return Err(SoqlError::malformed("HAVING supports comparisons on aggregates and grouped fields only", match other {
-                Cond::In { value_pos, .. } | Cond::InQuery { value_pos, .. } | Cond::Includes { value_pos, .. } => *value_pos,
-                _ => 0,
-            }))
+            return Err(SoqlError::malformed(
+                "HAVING supports comparisons on aggregates and grouped fields only",
+                match other {
+                    Cond::In { value_pos, .. } | Cond::InQuery { value_pos, .. } | Cond::Includes { value_pos, .. } => *value_pos,
+                    _ => 0,
+                },
+            ))
         }
     })
 }
@@ -511,7 +548,10 @@ fn compile_on(ctx: Ctx, q: &Query, obj: usize, top: bool) -> Result<Plan, SoqlEr
         match item {
             SelectItem::CountAll(pos) => {
                 if is_agg {
-                    return Err(SoqlError::malformed("COUNT() cannot be combined with other aggregate functions or GROUP BY; use COUNT(Id)", *pos));
+                    return Err(SoqlError::malformed(
+                        "COUNT() cannot be combined with other aggregate functions or GROUP BY; use COUNT(Id)",
+                        *pos,
+                    ));
                 }
                 count_only = true
             }
@@ -600,7 +640,9 @@ fn compile_on(ctx: Ctx, q: &Query, obj: usize, top: bool) -> Result<Plan, SoqlEr
                     let full = names.join(".");
                     match groups.iter().position(|(n, _)| n.eq_ignore_ascii_case(&full)) {
                         Some(gi) => Src::Group(gi),
-                        None => return Err(SoqlError::malformed(format!("Ordered field must be grouped or aggregated: {full}"), o.field.pos)),
+                        None => {
+                            return Err(SoqlError::malformed(format!("Ordered field must be grouped or aggregated: {full}"), o.field.pos))
+                        }
                     }
                 }
             };
@@ -809,9 +851,8 @@ fn select<'s>(
     }
     // Decorate-sort-undecorate: sort keys are computed once per row (text lowercased), so the
     // comparisons themselves are cheap even for a million rows.
-    let mut keyed: Vec<(Vec<Value>, u64)> = hits
-        .map(|(s, r)| (plan.order.iter().map(|(fr, _, _)| sort_key(fr.get(schema, store, plan.obj, r))).collect(), *s))
-        .collect();
+    let mut keyed: Vec<(Vec<Value>, u64)> =
+        hits.map(|(s, r)| (plan.order.iter().map(|(fr, _, _)| sort_key(fr.get(schema, store, plan.obj, r))).collect(), *s)).collect();
     let dirs: Vec<(bool, bool)> = plan.order.iter().map(|(_, d, n)| (*d, *n)).collect();
     keyed.sort_unstable_by(|(ka, sa), (kb, sb)| cmp_keys(ka, kb, &dirs).then(sa.cmp(sb)));
     keyed.into_iter().skip(off).take(lim).map(|(_, s)| s).collect()
@@ -830,14 +871,30 @@ fn cmp_keys(ka: &[Value], kb: &[Value], dirs: &[(bool, bool)]) -> Ordering {
         let (a, b) = (&ka[i], &kb[i]);
         let o = match (a.is_null(), b.is_null()) {
             (true, true) => Ordering::Equal,
-            (true, false) => if *nulls_last { Ordering::Greater } else { Ordering::Less },
-            (false, true) => if *nulls_last { Ordering::Less } else { Ordering::Greater },
+            (true, false) => {
+                if *nulls_last {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                }
+            }
+            (false, true) => {
+                if *nulls_last {
+                    Ordering::Less
+                } else {
+                    Ordering::Greater
+                }
+            }
             _ => {
                 let o = match (a, b) {
                     (Value::Str(x), Value::Str(y)) => x.cmp(y),
                     _ => compare(a, b).unwrap_or(Ordering::Equal),
                 };
-                if *desc { o.reverse() } else { o }
+                if *desc {
+                    o.reverse()
+                } else {
+                    o
+                }
             }
         };
         if o != Ordering::Equal {
@@ -995,8 +1052,7 @@ pub fn execute_aggregate(plan: &Plan, schema: &Schema, store: &Store, include_de
     } else {
         (ap.order.iter().map(|(s, _, _)| *s).collect(), ap.order.iter().map(|(_, d, n)| (*d, *n)).collect())
     };
-    let mut keyed: Vec<(Vec<Value>, GroupRow)> =
-        done.drain(..).map(|row| (keys.iter().map(|k| pick(*k, &row)).collect(), row)).collect();
+    let mut keyed: Vec<(Vec<Value>, GroupRow)> = done.drain(..).map(|row| (keys.iter().map(|k| pick(*k, &row)).collect(), row)).collect();
     keyed.sort_by(|(a, _), (b, _)| cmp_keys(a, b, &dirs));
     let off = plan.offset.unwrap_or(0) as usize;
     let lim = plan.limit.map(|l| l as usize).unwrap_or(usize::MAX);
@@ -1044,11 +1100,8 @@ fn render_cols(cols: &[Col], schema: &Schema, store: &Store, obj: usize, rec: &R
                 out.push((name.clone(), Out::J(v)));
             }
             Col::Rel { name, fields, children } => {
-                let parent = fields
-                    .iter()
-                    .find(|(o, _)| *o == obj)
-                    .and_then(|&(_, fi)| rec.get(fi).as_str())
-                    .and_then(|id| store.find(schema, id));
+                let parent =
+                    fields.iter().find(|(o, _)| *o == obj).and_then(|&(_, fi)| rec.get(fi).as_str()).and_then(|id| store.find(schema, id));
                 let v = match parent {
                     Some((po, seq)) => Out::O(render_cols(children, schema, store, po, &store.tables[po].recs[&seq], version)),
                     None => Out::J(Json::Null),

@@ -116,7 +116,12 @@ pub fn lex(q: &str) -> Result<Vec<Token>, SoqlError> {
                     } else if text.contains('T') && (text.ends_with('Z') || text.contains('+') || text[10..].contains('-')) {
                         match parse_datetime(text) {
                             Some(ms) => Tok::DateTime(ms),
-                            None => return Err(SoqlError::malformed(format!("line 1:{start} no viable alternative at character '{text}'"), start)),
+                            None => {
+                                return Err(SoqlError::malformed(
+                                    format!("line 1:{start} no viable alternative at character '{text}'"),
+                                    start,
+                                ))
+                            }
                         }
                     } else {
                         return Err(SoqlError::malformed(format!("unexpected token: '{text}'"), start));
@@ -159,9 +164,7 @@ fn string(q: &str, start: usize) -> Result<(String, usize), SoqlError> {
         match ch {
             '\'' => return Ok((out, start + 1 + off + 1)),
             '\\' => {
-                let (_, e) = chars
-                    .next()
-                    .ok_or_else(|| SoqlError::malformed("unterminated string literal", start))?;
+                let (_, e) = chars.next().ok_or_else(|| SoqlError::malformed("unterminated string literal", start))?;
                 match e {
                     'n' => out.push('\n'),
                     'r' => out.push('\r'),

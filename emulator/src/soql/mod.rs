@@ -33,12 +33,7 @@ impl SoqlError {
                 let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
                 let col = query[line_start..pos].chars().count() + 1;
                 let line_end = query[pos..].find('\n').map(|i| pos + i).unwrap_or(query.len());
-                format!(
-                    "\n{}\n{}^\nERROR at Row:{row}:Column:{col}\n{}",
-                    &query[line_start..line_end],
-                    " ".repeat(col - 1),
-                    self.message
-                )
+                format!("\n{}\n{}^\nERROR at Row:{row}:Column:{col}\n{}", &query[line_start..line_end], " ".repeat(col - 1), self.message)
             }
             None => self.message.clone(),
         };

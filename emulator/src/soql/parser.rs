@@ -100,14 +100,39 @@ pub enum Cond {
     And(Vec<Cond>),
     Or(Vec<Cond>),
     Not(Box<Cond>),
-    Cmp { field: Path, op: CmpOp, value: Lit, value_pos: usize },
-    In { field: Path, negated: bool, values: Vec<Lit>, value_pos: usize },
+    Cmp {
+        field: Path,
+        op: CmpOp,
+        value: Lit,
+        value_pos: usize,
+    },
+    In {
+        field: Path,
+        negated: bool,
+        values: Vec<Lit>,
+        value_pos: usize,
+    },
     /// Semi-join / anti-join: `field [NOT] IN (SELECT f FROM X ...)`.
-    InQuery { field: Path, negated: bool, query: Box<Query>, value_pos: usize },
+    InQuery {
+        field: Path,
+        negated: bool,
+        query: Box<Query>,
+        value_pos: usize,
+    },
     /// `field INCLUDES ('a;b', 'c')` / `EXCLUDES`: each string is a `;`-separated set.
-    Includes { field: Path, negated: bool, values: Vec<String>, value_pos: usize },
+    Includes {
+        field: Path,
+        negated: bool,
+        values: Vec<String>,
+        value_pos: usize,
+    },
     /// A comparison on an aggregate (HAVING).
-    AggCmp { agg: Agg, op: CmpOp, value: Lit, value_pos: usize },
+    AggCmp {
+        agg: Agg,
+        op: CmpOp,
+        value: Lit,
+        value_pos: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,8 +164,8 @@ struct Parser {
 }
 
 const RESERVED: &[&str] = &[
-    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET", "NULL", "TRUE",
-    "FALSE", "ASC", "DESC", "NULLS", "GROUP", "HAVING", "WITH", "FOR", "USING", "INCLUDES", "EXCLUDES",
+    "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT", "OFFSET", "NULL", "TRUE", "FALSE", "ASC", "DESC",
+    "NULLS", "GROUP", "HAVING", "WITH", "FOR", "USING", "INCLUDES", "EXCLUDES",
 ];
 
 fn unexpected(t: &Token) -> SoqlError {
@@ -150,14 +175,40 @@ fn unexpected(t: &Token) -> SoqlError {
 /// Relative date literals: name → whether it takes `:n`.
 pub fn date_literal(name: &str) -> Option<bool> {
     const PLAIN: &[&str] = &[
-        "YESTERDAY", "TODAY", "TOMORROW", "LAST_WEEK", "THIS_WEEK", "NEXT_WEEK", "LAST_MONTH", "THIS_MONTH",
-        "NEXT_MONTH", "LAST_90_DAYS", "NEXT_90_DAYS", "THIS_QUARTER", "LAST_QUARTER", "NEXT_QUARTER", "THIS_YEAR",
-        "LAST_YEAR", "NEXT_YEAR",
+        "YESTERDAY",
+        "TODAY",
+        "TOMORROW",
+        "LAST_WEEK",
+        "THIS_WEEK",
+        "NEXT_WEEK",
+        "LAST_MONTH",
+        "THIS_MONTH",
+        "NEXT_MONTH",
+        "LAST_90_DAYS",
+        "NEXT_90_DAYS",
+        "THIS_QUARTER",
+        "LAST_QUARTER",
+        "NEXT_QUARTER",
+        "THIS_YEAR",
+        "LAST_YEAR",
+        "NEXT_YEAR",
     ];
     const WITH_N: &[&str] = &[
-        "LAST_N_DAYS", "NEXT_N_DAYS", "LAST_N_WEEKS", "NEXT_N_WEEKS", "LAST_N_MONTHS", "NEXT_N_MONTHS",
-        "LAST_N_QUARTERS", "NEXT_N_QUARTERS", "LAST_N_YEARS", "NEXT_N_YEARS", "N_DAYS_AGO", "N_WEEKS_AGO",
-        "N_MONTHS_AGO", "N_QUARTERS_AGO", "N_YEARS_AGO",
+        "LAST_N_DAYS",
+        "NEXT_N_DAYS",
+        "LAST_N_WEEKS",
+        "NEXT_N_WEEKS",
+        "LAST_N_MONTHS",
+        "NEXT_N_MONTHS",
+        "LAST_N_QUARTERS",
+        "NEXT_N_QUARTERS",
+        "LAST_N_YEARS",
+        "NEXT_N_YEARS",
+        "N_DAYS_AGO",
+        "N_WEEKS_AGO",
+        "N_MONTHS_AGO",
+        "N_QUARTERS_AGO",
+        "N_YEARS_AGO",
     ];
     let up = name.to_ascii_uppercase();
     if PLAIN.contains(&up.as_str()) {
@@ -538,12 +589,15 @@ mod tests {
     fn string_escapes() {
         let q = parse(r#"SELECT Id FROM Account WHERE Name = 'O\'Brien \\ \n \t \" x' AND Name LIKE '50\%'"#).unwrap();
         let Some(Cond::And(parts)) = q.filter else { panic!() };
-        assert_eq!(parts[0], Cond::Cmp {
-            field: Path { text: "Name".into(), pos: 29 },
-            op: CmpOp::Eq,
-            value: Lit::Str("O'Brien \\ \n \t \" x".into()),
-            value_pos: 36
-        });
+        assert_eq!(
+            parts[0],
+            Cond::Cmp {
+                field: Path { text: "Name".into(), pos: 29 },
+                op: CmpOp::Eq,
+                value: Lit::Str("O'Brien \\ \n \t \" x".into()),
+                value_pos: 36
+            }
+        );
         assert!(matches!(&parts[1], Cond::Cmp { value: Lit::Str(s), .. } if s == "50\\%"));
         assert!(err(r"SELECT Id FROM Account WHERE Name = 'a\q'").contains("Illegal character sequence"));
     }

@@ -36,11 +36,8 @@ pub fn start_with(gucs: &[(&str, &str)]) -> Env {
     let env = Env { emu, cluster };
     let mut db = env.db();
     db.batch_execute("CREATE EXTENSION sfsync").unwrap();
-    db.execute(
-        "SELECT sfsync.add_connection('default', $1, 'sfsync-local', client_secret => 'sfsync-local-secret')",
-        &[&env.emu.url()],
-    )
-    .unwrap();
+    db.execute("SELECT sfsync.add_connection('default', $1, 'sfsync-local', client_secret => 'sfsync-local-secret')", &[&env.emu.url()])
+        .unwrap();
     env
 }
 

@@ -133,9 +133,15 @@ pub fn poll_delay(attempt: u32, opts: &BulkOptions) -> Duration {
 /// What happened to one input row of an ingest job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum BulkRowOutcome {
-    Success { id: String, created: bool },
+    Success {
+        id: String,
+        created: bool,
+    },
     /// `id` is set when Salesforce reports one (e.g. a failed update).
-    Failed { id: Option<String>, error: RecordError },
+    Failed {
+        id: Option<String>,
+        error: RecordError,
+    },
     /// Not processed (job aborted or failed), or missing from every result set.
     Unprocessed,
 }
@@ -173,7 +179,9 @@ pub fn parse_sf_error(s: &str) -> RecordError {
     };
     let rest = rest.strip_suffix("--").unwrap_or(rest).trim_end();
     let (message, fields) = match rest.rsplit_once(':') {
-        Some((m, f)) if f.is_empty() || f.split(',').all(|x| !x.is_empty() && x.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')) => {
+        Some((m, f))
+            if f.is_empty() || f.split(',').all(|x| !x.is_empty() && x.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.')) =>
+        {
             (m, f.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
         }
         _ => (rest, vec![]),
@@ -252,10 +260,7 @@ pub fn map_results(
             let orig: Vec<&str> = rec.iter().skip(extra).collect();
             let outcome = match set_no {
                 0 => BulkRowOutcome::Success { id: rec[0].to_string(), created: rec[1].eq_ignore_ascii_case("true") },
-                1 => BulkRowOutcome::Failed {
-                    id: Some(rec[0].to_string()).filter(|s| !s.is_empty()),
-                    error: parse_sf_error(&rec[1]),
-                },
+                1 => BulkRowOutcome::Failed { id: Some(rec[0].to_string()).filter(|s| !s.is_empty()), error: parse_sf_error(&rec[1]) },
                 _ => BulkRowOutcome::Unprocessed,
             };
             if !claim(&orig, outcome, &mut out) {
@@ -325,10 +330,7 @@ impl Client {
             let delay = poll_delay(attempt, opts);
             if started.elapsed() + delay > opts.max_wait {
                 let _ = self.bulk_abort(query_job, id);
-                return Err(Error::Transport(format!(
-                    "bulk job {id} still {} after {:?}; aborted",
-                    job.state, opts.max_wait
-                )));
+                return Err(Error::Transport(format!("bulk job {id} still {} after {:?}; aborted", job.state, opts.max_wait)));
             }
             std::thread::sleep(delay);
             attempt += 1;
@@ -337,7 +339,13 @@ impl Client {
 
     /// Runs one Bulk API 2.0 ingest job with [`BulkOptions::default`]; see
     /// [`Client::bulk_ingest_with`].
-    pub fn bulk_ingest(&self, sobject: &str, operation: BulkOperation, external_id: Option<&str>, csv: &[u8]) -> Result<BulkIngestResult, Error> {
+    pub fn bulk_ingest(
+        &self,
+        sobject: &str,
+        operation: BulkOperation,
+        external_id: Option<&str>,
+        csv: &[u8],
+    ) -> Result<BulkIngestResult, Error> {
         self.bulk_ingest_with(sobject, operation, external_id, csv, &BulkOptions::default())
     }
 
@@ -366,10 +374,7 @@ impl Client {
         }
         let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(csv);
         let header = rdr.headers().map_err(|e| Error::Config(format!("bad CSV header: {e}")))?.clone();
-        let input: Vec<csv::StringRecord> = rdr
-            .records()
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Config(format!("bad CSV: {e}")))?;
+        let input: Vec<csv::StringRecord> = rdr.records().collect::<Result<_, _>>().map_err(|e| Error::Config(format!("bad CSV: {e}")))?;
         let key_name = match operation {
             BulkOperation::Upsert => external_id.unwrap_or("Id"),
             _ => "Id",
@@ -404,8 +409,7 @@ impl Client {
         }
         let successful = self.bulk_text(format!("{jpath}/successfulResults/"))?;
         let failed = self.bulk_text(format!("{jpath}/failedResults/"))?;
-        let unprocessed =
-            if job.state == "Aborted" { self.bulk_text(format!("{jpath}/unprocessedrecords/"))? } else { String::new() };
+        let unprocessed = if job.state == "Aborted" { self.bulk_text(format!("{jpath}/unprocessedrecords/"))? } else { String::new() };
         let (rows, unmatched_results) = map_results(&input, key_column, &successful, &failed, &unprocessed)?;
         Ok(BulkIngestResult { job, rows, unmatched_results })
     }

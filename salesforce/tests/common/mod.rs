@@ -106,22 +106,15 @@ pub fn start_with(test: &str, extra_args: &[&str]) -> Option<Emulator> {
         .unwrap_or_else(|| panic!("unexpected first line from sf-emulator: {first:?}"))
         .trim_end_matches('/')
         .to_string();
-    let http: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let http: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
     Some(Emulator { child, url, http, client_opts: Emulator::opts() })
 }
 
 impl Emulator {
     /// The client options the tests use unless they say otherwise.
     pub fn opts() -> ClientOptions {
-        ClientOptions {
-            request_timeout: Duration::from_secs(10),
-            max_retry_time: Duration::from_secs(10),
-            ..ClientOptions::default()
-        }
+        ClientOptions { request_timeout: Duration::from_secs(10), max_retry_time: Duration::from_secs(10), ..ClientOptions::default() }
     }
 
     /// Makes [`Emulator::client`] log in with `opts` instead of [`Emulator::opts`].
