@@ -37,13 +37,7 @@ fn start_pull(cdc: bool) -> Env {
     env.cluster.psql("bench", "SELECT pg_reload_conf()");
     env.cluster.psql("bench", "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text)");
     env.cluster.psql("bench", "SELECT sfsync.sync_table('accounts', 'Account')");
-    eventually(Duration::from_secs(30), || {
-        env.cluster
-            .try_psql("bench", "SELECT sfsync.worker_pid()")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| "no worker".to_string())
-    });
+    worker_pid(&env);
     std::thread::sleep(Duration::from_secs(2)); // first pull, stream subscribed
     env
 }
@@ -124,6 +118,25 @@ fn api_calls(env: &Env) -> u64 {
     env.emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap_or(0)
 }
 
+/// The database's worker pid, once it is up.
+fn worker_pid(env: &Env) -> i32 {
+    eventually(Duration::from_secs(30), || {
+        env.cluster
+            .try_psql("bench", "SELECT sfsync.worker_pid()")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| "no worker".to_string())
+    })
+}
+
+/// A `/proc/<pid>/status` figure in kB (`RssAnon:`, `VmHWM:` ...), 0 when unreadable.
+fn proc_kb(pid: i32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
 /// pgbench TPS of single-row inserts into `table`.
 fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
     let script = std::env::temp_dir().join(format!("sfsync-bench-{table}.sql"));
@@ -165,13 +178,7 @@ fn push(sizes: &[usize]) {
     for &n in sizes {
         let env = start(true);
         table(&env, "contacts", true);
-        eventually(Duration::from_secs(30), || {
-            env.cluster
-                .try_psql("bench", "SELECT sfsync.worker_pid()")
-                .ok()
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| "no worker".to_string())
-        });
+        worker_pid(&env);
         let before = api_calls(&env);
         let t0 = Instant::now();
         env.cluster.psql(
@@ -198,10 +205,8 @@ fn push(sizes: &[usize]) {
 fn latency(samples: usize) {
     let env = start(true);
     table(&env, "contacts", true);
+    worker_pid(&env);
     let mut c = env.cluster.connect("bench");
-    eventually(Duration::from_secs(30), || {
-        c.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or_else(|| "no worker".to_string())
-    });
     let mut committed = Vec::new();
     for i in 0..samples {
         c.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Latency')", &[&(i as i64 + 1)]).unwrap();
@@ -257,29 +262,17 @@ fn drain(n: usize) {
         "bench",
         &format!("INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"),
     );
-    let pid: i32 = eventually(Duration::from_secs(30), || {
-        env.cluster
-            .try_psql("bench", "SELECT sfsync.worker_pid()")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| "no worker".to_string())
-    });
-    let rss = |field: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-            .unwrap_or(0)
-    };
+    let pid = worker_pid(&env);
     // RssAnon is the process's private memory (heap, palloc); VmRSS also counts the shared
     // buffers it touched.
-    let before_kb = rss("RssAnon:");
+    let before_kb = proc_kb(pid, "RssAnon:");
     let calls0 = api_calls(&env);
     let t0 = Instant::now();
     env.cluster.psql("bench", "ALTER SYSTEM SET sfsync.enabled = on");
     env.cluster.psql("bench", "SELECT pg_reload_conf()");
     let mut peak = 0;
     eventually(Duration::from_secs(3600), || {
-        peak = peak.max(rss("RssAnon:"));
+        peak = peak.max(proc_kb(pid, "RssAnon:"));
         let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
         std::thread::sleep(Duration::from_millis(500));
         (left == 0).then_some(()).ok_or(format!("{left} left"))
@@ -304,27 +297,15 @@ fn backfill(n: usize) {
     let t_seed = Instant::now();
     env.emu.admin("POST", "seed", serde_json::json!({"object": "Account", "count": n}));
     let seed_secs = t_seed.elapsed().as_secs_f64();
-    let pid: i32 = eventually(Duration::from_secs(30), || {
-        env.cluster
-            .try_psql("bench", "SELECT sfsync.worker_pid()")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| "no worker".to_string())
-    });
-    let rss = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-            .unwrap_or(0)
-    };
-    let before_kb = rss();
+    let pid = worker_pid(&env);
+    let before_kb = proc_kb(pid, "RssAnon:");
     let calls0 = api_calls(&env);
     let t0 = Instant::now();
     env.cluster.psql("bench", "SELECT sfsync.mirror('Account', 'sf_accounts')");
     let mut peak = 0;
     let mut last = String::new();
     eventually(Duration::from_secs(7200), || {
-        peak = peak.max(rss());
+        peak = peak.max(proc_kb(pid, "RssAnon:"));
         let p = env.cluster.psql(
             "bench",
             "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress",

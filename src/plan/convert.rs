@@ -74,16 +74,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn col(sf_type: &str, pg_type: &str) -> ColumnMap {
-        ColumnMap {
-            column: "c".into(),
-            field: "F".into(),
-            sf_type: sf_type.into(),
-            pg_type: pg_type.into(),
-            createable: true,
-            updateable: true,
-        }
-    }
+    use crate::plan::fields::test_column as col;
 
     #[test]
     fn datetimes_round_trip() {

@@ -96,6 +96,19 @@ pub fn resolve(
     Ok((out, unmatched))
 }
 
+/// A mapped column of the given types, for the plan modules' tests.
+#[cfg(test)]
+pub fn test_column(sf_type: &str, pg_type: &str) -> ColumnMap {
+    ColumnMap {
+        column: "c".into(),
+        field: "F".into(),
+        sf_type: sf_type.into(),
+        pg_type: pg_type.into(),
+        createable: true,
+        updateable: true,
+    }
+}
+
 fn column_map(col: &str, pg_type: String, info: &FieldInfo) -> ColumnMap {
     ColumnMap {
         column: col.to_string(),
