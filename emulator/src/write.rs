@@ -182,6 +182,24 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A new record before its values: the Id, defaults (false booleans, default picklist
+    /// values) and the owner.
+    fn blank(def: &ObjectDef, id: &str, owner: &Value) -> Record {
+        let mut rec = Record::default();
+        rec.set(0, Value::str(id));
+        for (i, fd) in def.fields.iter().enumerate() {
+            if fd.ftype == FieldType::Boolean {
+                rec.set(i, Value::Bool(false));
+            } else if let Some(d) = &fd.default_picklist {
+                rec.set(i, Value::str(d));
+            }
+        }
+        if let Some(o) = def.sys.owner {
+            rec.set(o, owner.clone());
+        }
+        rec
+    }
+
     fn derive(def: &ObjectDef, rec: &mut Record) {
         for (i, fd) in def.fields.iter().enumerate() {
             if fd.derived == Derived::FullName {
@@ -322,18 +340,7 @@ impl<'a> Writer<'a> {
         Self::not_writable(def, &p.values, true)?;
         let seq = self.store.next_seq();
         let id = ids::mint(&def.key_prefix, seq);
-        let mut rec = Record::default();
-        rec.set(0, Value::str(&id));
-        for (i, fd) in def.fields.iter().enumerate() {
-            if fd.ftype == FieldType::Boolean {
-                rec.set(i, Value::Bool(false));
-            } else if let Some(d) = &fd.default_picklist {
-                rec.set(i, Value::str(d));
-            }
-        }
-        if let Some(o) = def.sys.owner {
-            rec.set(o, self.me.clone());
-        }
+        let mut rec = Self::blank(def, &id, &self.me);
         let mut changed = vec![];
         for (fi, v) in &p.values {
             let v = if def.fields[*fi].ftype == FieldType::Boolean && v.is_null() { Value::Bool(false) } else { v.clone() };
@@ -437,18 +444,7 @@ impl<'a> Writer<'a> {
         let def = &self.schema.objects[obj];
         let seq = seq.unwrap_or_else(|| self.store.next_seq());
         let id = ids::mint(&def.key_prefix, seq);
-        let mut rec = Record::default();
-        rec.set(0, Value::str(&id));
-        for (i, fd) in def.fields.iter().enumerate() {
-            if fd.ftype == FieldType::Boolean {
-                rec.set(i, Value::Bool(false));
-            } else if let Some(d) = &fd.default_picklist {
-                rec.set(i, Value::str(d));
-            }
-        }
-        if let Some(o) = def.sys.owner {
-            rec.set(o, self.me.clone());
-        }
+        let mut rec = Self::blank(def, &id, &self.me);
         for (fi, v) in values {
             rec.set(fi, v);
         }
