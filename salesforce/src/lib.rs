@@ -50,6 +50,8 @@ pub use client::bulk::{
 };
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
 pub use composite::{CompositeSubrequest, CompositeSubresponse};
+/// A Bulk query result row (see [`BulkQueryReader`]).
+pub use csv::StringRecord;
 pub use error::{ApiError, Error, RecordError};
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
 pub use types::{DescribeGlobal, FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod conflict;
 pub mod convert;
 pub mod fields;
+pub mod load;
 pub mod mirror;
 pub mod relations;
 pub mod soql;

@@ -12,7 +12,7 @@
 //! after the last applied record. When the load is done, incremental polling continues from
 //! the start mark (minus `sfsync.pull_overlap`), so changes made during the load arrive too.
 
-use super::{clients, pull, Ctx, Mapping};
+use super::{clients, load, pull, Ctx, Mapping};
 use crate::error::{Result, SyncError};
 use crate::plan::backfill::{self as plan, Method};
 use crate::plan::convert;
@@ -154,6 +154,7 @@ fn chunk(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<bool> {
     // The rate is that of this process's run: a restarted worker begins a new one.
     if RUNS.with(|r| r.borrow_mut().insert(m.id)) {
         ctx.tx(|| {
+            load::begin(m)?;
             spi_util::exec(
                 "UPDATE sfsync.backfills SET run_started_at = now(), run_rows_start = rows_done, updated_at = now() WHERE mapping_id = $1",
                 &[m.id.into()],
@@ -190,6 +191,7 @@ fn start(ctx: Ctx, m: &Mapping, client: &salesforce::Client) -> Result<Method> {
     };
     let args: Vec<DatumWithOid> = vec![m.id.into(), method.as_str().into(), (estimate as i64).into(), mark.into()];
     ctx.tx(|| {
+        load::begin(m)?;
         spi_util::exec(
             "UPDATE sfsync.backfills SET state = 'running', method = $2, rows_total = $3, start_mark = $4::timestamptz,
                     started_at = now(), run_started_at = now(), run_rows_start = rows_done, updated_at = now(), last_error = NULL
@@ -224,13 +226,22 @@ struct Position {
     page_rows: i64,
 }
 
+/// The rows of a batch: REST records, or Bulk CSV rows for the columnar load.
+enum Rows<'a> {
+    Records(&'a [Record]),
+    Csv(&'a load::Shape, &'a load::Batch),
+}
+
 /// Applies one batch and records progress in the same transaction.
-fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record], pos: &Position) -> Result<()> {
-    let last = records.last();
-    let stamp = last.and_then(|r| r.get("SystemModstamp")).and_then(Value::as_str).map(convert::colon_offset);
-    let id = last.and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string);
-    let n = records.len() as i64;
-    pull::apply_batch(ctx, m, all, records, false, &|_| {
+fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &Position) -> Result<()> {
+    let (n, last) = match &rows {
+        Rows::Records(r) => (r.len(), r.last().cloned()),
+        Rows::Csv(shape, b) => (b.len(), b.rows.last().map(|r| shape.record(r))),
+    };
+    let stamp = last.as_ref().and_then(|r| r.get("SystemModstamp")).and_then(Value::as_str).map(convert::colon_offset);
+    let id = last.as_ref().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string);
+    let n = n as i64;
+    let progress = |_: &pull::PullSummary| {
         let args: Vec<DatumWithOid> = vec![
             m.id.into(),
             n.into(),
@@ -256,7 +267,11 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], records: &[Record], pos: &Posit
         let args: Vec<DatumWithOid> = vec![m.id.into(), rate.into(), eta.into()];
         spi_util::exec("UPDATE sfsync.backfills SET rate = $2, eta_secs = $3 WHERE mapping_id = $1", &args)?;
         Ok(())
-    })?;
+    };
+    match rows {
+        Rows::Records(r) => pull::apply_batch(ctx, m, all, r, false, &progress)?,
+        Rows::Csv(shape, r) => load::apply_batch(ctx, m, all, shape, r, &progress)?,
+    };
     Ok(())
 }
 
@@ -273,7 +288,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
             batch.push(r);
         }
         if batch.len() >= batch_size() || (end && !batch.is_empty()) {
-            apply(ctx, m, all, &batch, &Position::default())?;
+            apply(ctx, m, all, Rows::Records(&batch), &Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > REST_CHUNK || crate::worker::shutdown_requested()) {
                 return Ok(false);
@@ -302,7 +317,7 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
             }
         }
     });
-    let (mut reader, mut skip) = match resumed {
+    let (reader, skip) = match resumed {
         Some(r) => (r, row.page_rows.max(0) as u64),
         None => {
             let r = client.bulk_query_with(&resume_query(m, row)?, false, &opts)?;
@@ -320,20 +335,65 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         }
     };
     let job_id = reader.job().id.clone();
-    let mut pos = Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
-    while skip > 0 {
-        match reader.next_record().transpose()? {
-            Some(_) => {
-                skip -= 1;
-                pos.page_rows += 1;
+    let shape = load::Shape::new(m, reader.headers())
+        .ok_or_else(|| SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject)))?;
+    let start = Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
+    // The CSV is read and laid out in columns by a thread of its own (HTTP and Rust only,
+    // every signal blocked) while this one applies the previous batch. Two batches in flight
+    // at most: memory stays bounded whatever the size of the object.
+    let size = batch_size();
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
+        let shape_ref = &shape;
+        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape_ref, skip, start, size, tx)));
+        for read in rx.iter() {
+            let read = read?;
+            if !read.batch.is_empty() {
+                apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
             }
-            None => return Ok(true),
+            if read.end {
+                return Ok(true);
+            }
+            if read.new_page || crate::worker::shutdown_requested() {
+                return Ok(false);
+            }
         }
-    }
+        // The reader stopped without saying why: its error was sent; nothing more to read.
+        Ok(false)
+    })
+}
+
+/// What the reader thread hands over.
+struct Read {
+    batch: load::Batch,
+    /// Resume point after the batch.
+    pos: Position,
+    /// The last batch of the results.
+    end: bool,
+    /// The batch reached a page after the chunk's first one: time to let other work run.
+    new_page: bool,
+}
+
+/// The reader thread: skips what a previous run applied, then sends batches until the page
+/// changes, the results end, or the worker stops listening.
+fn read(
+    mut reader: salesforce::BulkQueryReader<'_>,
+    shape: &load::Shape,
+    mut skip: u64,
+    mut pos: Position,
+    size: usize,
+    tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
+) {
     let first_page = reader.pages();
-    let mut batch = Vec::with_capacity(batch_size());
+    let mut batch = load::Batch::new(shape, size);
     loop {
-        let next = reader.next_record().transpose()?;
+        let next = match reader.next().transpose() {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
         let end = next.is_none();
         if let Some(r) = next {
             let loc = reader.page_locator().map(str::to_string);
@@ -342,27 +402,20 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
                 pos.page_rows = 0;
             }
             pos.page_rows += 1;
-            batch.push(csv_record(r));
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            batch.push(shape, r);
         }
-        if batch.len() >= batch_size() || (end && !batch.is_empty()) {
-            apply(ctx, m, all, &batch, &pos)?;
-            batch.clear();
-            if !end && (reader.pages() > first_page || crate::worker::shutdown_requested()) {
-                return Ok(false);
+        if batch.len() >= size || end {
+            let new_page = reader.pages() > first_page;
+            let full = std::mem::replace(&mut batch, load::Batch::new(shape, size));
+            if tx.send(Ok(Read { batch: full, pos: pos.clone(), end, new_page })).is_err() || end || new_page {
+                return;
             }
         }
-        if end {
-            return Ok(true);
-        }
     }
-}
-
-/// Bulk CSV has only text: the flags the apply reads as JSON booleans become booleans.
-fn csv_record(mut r: Record) -> Record {
-    if let Some(v) = r.get_mut("IsDeleted") {
-        *v = Value::Bool(v.as_str() == Some("true"));
-    }
-    r
 }
 
 /// Done: polling continues from the start mark (the pull subtracts its overlap).

@@ -150,7 +150,7 @@ impl Cdc {
     }
 }
 
-fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: plain pthread_sigmask calls on this thread's mask, restored before returning.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();

@@ -10,6 +10,7 @@ pub mod clients;
 pub mod conflicts;
 pub mod deletes;
 pub mod filter;
+pub mod load;
 pub mod pull;
 pub mod push;
 pub mod write_through;

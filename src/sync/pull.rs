@@ -144,7 +144,7 @@ fn str_field<'a>(r: &'a Record, f: &str) -> Option<&'a str> {
 }
 
 /// The set-based apply of some records, inside the current transaction.
-fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -> Result<PullSummary> {
+pub(crate) fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -> Result<PullSummary> {
     let _applying = Applying::start();
     let mut live = Vec::new();
     let mut gone = Vec::new();
@@ -276,7 +276,7 @@ pub(crate) fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]
     Ok(())
 }
 
-fn advance(m: &Mapping, mark: Option<&str>, applied: usize) -> Result<()> {
+pub(crate) fn advance(m: &Mapping, mark: Option<&str>, applied: usize) -> Result<()> {
     let args: Vec<DatumWithOid> = vec![m.id.into(), mark.into(), (applied as i64).into()];
     spi_util::exec(
         "UPDATE sfsync.sync_state SET hwm_modstamp = greatest(hwm_modstamp, $2::timestamptz),

@@ -1,0 +1,163 @@
+//! The backfill's columnar load: SQL that applies a batch of Bulk CSV rows passed as one
+//! `text[]` per column and converted by Postgres's own input functions, the way COPY does,
+//! instead of going through jsonb.
+//!
+//! Parameters: `$1` the Salesforce Ids, `$2..` one array per mapped column (in mapping
+//! order), then the mapping id.
+
+use super::fields::ColumnMap;
+
+/// Where a lookup column's Salesforce Id is turned into the parent row's key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParentKey {
+    /// The parent table, schema-qualified and quoted.
+    pub table: String,
+    /// Its key column, quoted.
+    pub pk: String,
+}
+
+/// The SQL expression that turns the CSV text `src` into the column's value.
+pub fn value_expr(col: &ColumnMap, src: &str, parent: Option<&ParentKey>) -> String {
+    let ty = &col.pg_type;
+    if let Some(p) = parent {
+        // Same rule as the JSON path: a parent we don't have leaves the column NULL.
+        return format!("CAST((SELECT x.{pk} FROM {tbl} x WHERE x.sfid = {src}) AS {ty})", pk = p.pk, tbl = p.table);
+    }
+    if col.sf_type == "multipicklist" && ty.ends_with("[]") {
+        return format!("CAST(array_remove(string_to_array({src}, ';'), '') AS {ty})");
+    }
+    match ty.as_str() {
+        "text" => src.to_string(),
+        // A text value into a json column is a JSON string, as in the JSON path.
+        "json" | "jsonb" => format!("to_jsonb({src})::{ty}"),
+        _ => format!("CAST({src} AS {ty})"),
+    }
+}
+
+/// The batch as a relation `p(sfid, v1, .., vn)`. The arrays are unnested side by side in
+/// a select list (one ProjectSet node) rather than by `FROM unnest(a, b, ..)`, which would
+/// first copy every row into a tuplestore.
+fn source(n: usize) -> String {
+    let mut cols = vec!["unnest($1::text[]) AS sfid".to_string()];
+    cols.extend((1..=n).map(|i| format!("unnest(${}::text[]) AS v{i}", i + 1)));
+    format!("(SELECT {}) AS p", cols.join(", "))
+}
+
+/// How many of the batch's records are already in the table. One index probe per record
+/// (a correlated subquery is never turned into a join over the whole table, whatever the
+/// statistics of a table still being loaded say).
+pub fn count_present(table: &str) -> String {
+    format!("SELECT count(*) FROM unnest($1::text[]) AS p(sfid) WHERE (SELECT true FROM {table} x WHERE x.sfid = p.sfid)")
+}
+
+/// The statements for one mapping; built once per batch (cheap) from the mapping.
+#[derive(Debug, Clone)]
+pub struct LoadSql {
+    /// Rows whose record we already have: new values, unless equal or a local change waits.
+    pub update: Option<String>,
+    /// Records we don't have yet; `insert_checked` also skips those that appeared meanwhile.
+    pub insert: String,
+    pub insert_checked: String,
+}
+
+/// `table`, `pk` and `cols` quoted; `exprs` from [`value_expr`] over `p.v1..`, in column order.
+pub fn statements(table: &str, pk: &str, cols: &[String], exprs: &[String]) -> LoadSql {
+    let n = cols.len();
+    let src = source(n);
+    let mapping_param = n + 2;
+    let update = (n > 0).then(|| {
+        let tcols: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
+        format!(
+            "UPDATE {table} t SET ({cols}) = ROW({vals}) FROM {src}
+             WHERE t.sfid = p.sfid AND ROW({tcols}) IS DISTINCT FROM ROW({vals})
+               AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = ${mapping_param} AND o.pk = t.{pk}::text
+                               AND o.state = 'pending')",
+            cols = cols.join(", "),
+            vals = exprs.join(", "),
+            tcols = tcols.join(", "),
+        )
+    });
+    let mut list = cols.to_vec();
+    list.push("sfid".into());
+    let mut vals = exprs.to_vec();
+    vals.push("p.sfid".into());
+    let insert = format!("INSERT INTO {table} ({}) SELECT {} FROM {src}", list.join(", "), vals.join(", "));
+    let insert_checked = format!("{insert} WHERE NOT EXISTS (SELECT 1 FROM {table} x WHERE x.sfid = p.sfid)");
+    LoadSql { update, insert, insert_checked }
+}
+
+/// Bulk CSV values as they go into the text arrays: empty is NULL (Bulk API 2.0 writes
+/// nothing for a null), and `+0000` offsets of datetimes become `+00:00` for every
+/// Postgres version.
+pub fn cell(datetime: bool, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if raw.is_empty() {
+        return None;
+    }
+    if datetime {
+        let fixed = super::convert::colon_offset(raw);
+        if fixed != raw {
+            return Some(fixed.into());
+        }
+    }
+    Some(raw.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::fields::test_column;
+
+    fn col(name: &str, sf: &str, pg: &str) -> ColumnMap {
+        ColumnMap { column: name.into(), ..test_column(sf, pg) }
+    }
+
+    #[test]
+    fn values_are_cast_by_postgres_input_functions() {
+        assert_eq!(value_expr(&col("n", "double", "numeric(18,2)"), "p.v1", None), "CAST(p.v1 AS numeric(18,2))");
+        assert_eq!(value_expr(&col("n", "string", "text"), "p.v1", None), "p.v1");
+        assert_eq!(value_expr(&col("n", "boolean", "boolean"), "p.v2", None), "CAST(p.v2 AS boolean)");
+        assert_eq!(
+            value_expr(&col("n", "multipicklist", "text[]"), "p.v1", None),
+            "CAST(array_remove(string_to_array(p.v1, ';'), '') AS text[])"
+        );
+        assert_eq!(value_expr(&col("n", "string", "jsonb"), "p.v1", None), "to_jsonb(p.v1)::jsonb");
+    }
+
+    #[test]
+    fn lookups_become_the_parents_key() {
+        let p = ParentKey { table: "public.accounts".into(), pk: "id".into() };
+        assert_eq!(
+            value_expr(&col("account_id", "reference", "bigint"), "p.v3", Some(&p)),
+            "CAST((SELECT x.id FROM public.accounts x WHERE x.sfid = p.v3) AS bigint)"
+        );
+    }
+
+    #[test]
+    fn statements_name_every_column_once() {
+        let cols = vec![col("name", "string", "text"), col("Annual Revenue", "currency", "numeric")];
+        let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1), None)).collect();
+        let s = statements("public.t", "id", &["name".into(), "\"Annual Revenue\"".into()], &exprs);
+        assert!(s.insert.starts_with("INSERT INTO public.t (name, \"Annual Revenue\", sfid) SELECT p.v1, CAST(p.v2 AS numeric), p.sfid"));
+        assert!(s.insert.contains("FROM (SELECT unnest($1::text[]) AS sfid, unnest($2::text[]) AS v1, unnest($3::text[]) AS v2) AS p"));
+        assert!(s.insert_checked.ends_with("WHERE NOT EXISTS (SELECT 1 FROM public.t x WHERE x.sfid = p.sfid)"));
+        let u = s.update.unwrap();
+        assert!(u.contains("SET (name, \"Annual Revenue\") = ROW(p.v1, CAST(p.v2 AS numeric))"));
+        assert!(u.contains("o.mapping_id = $4"), "the mapping id follows the arrays: {u}");
+        assert!(u.contains("IS DISTINCT FROM"));
+    }
+
+    #[test]
+    fn a_mapping_without_columns_only_inserts_ids() {
+        let s = statements("t", "id", &[], &[]);
+        assert!(s.update.is_none());
+        assert_eq!(s.insert, "INSERT INTO t (sfid) SELECT p.sfid FROM (SELECT unnest($1::text[]) AS sfid) AS p");
+    }
+
+    #[test]
+    fn cells_empty_is_null_and_offsets_get_a_colon() {
+        assert_eq!(cell(true, ""), None);
+        assert_eq!(cell(true, "2024-05-20T20:49:32.000+0000").as_deref(), Some("2024-05-20T20:49:32.000+00:00"));
+        assert_eq!(cell(true, "2024-05-20T20:49:32.000Z").as_deref(), Some("2024-05-20T20:49:32.000Z"));
+        assert_eq!(cell(false, "x+0000").as_deref(), Some("x+0000"));
+    }
+}

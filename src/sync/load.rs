@@ -1,0 +1,345 @@
+//! The backfill's columnar apply of Bulk CSV rows (SQL in `plan::load`).
+//!
+//! A batch goes to Postgres as one `text[]` per column and is converted by the columns'
+//! input functions inside a plain `INSERT .. SELECT`, the way COPY converts its input: no
+//! jsonb is built or parsed. [`Batch`] is filled by the backfill's reader thread, which
+//! lays the values out as text datums so the backend only wraps them into arrays.
+//!
+//! Rows that need the pull's full treatment — records carrying our Postgres key (they may
+//! match a local row without an sfid), deleted records, and whole batches touching a row
+//! with a local change on its way out (the conflict policy decides) — go through the
+//! pull's own apply in the same transaction. A batch that fails goes through
+//! `pull::apply_batch`, which isolates the bad record.
+//!
+//! While a table is being loaded from empty, the insert does not look for the records
+//! first: a record that is there after all (pushed meanwhile) fails the batch's unique
+//! sfid index, the batch goes through the pull's apply, and from then on every batch looks
+//! first (one index probe per record).
+
+use super::pull::{self, PullSummary};
+use super::{Ctx, Mapping};
+use crate::capture::Applying;
+use crate::error::Result;
+use crate::plan::load::{self as plan, ParentKey};
+use crate::spi_util;
+use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::prelude::Spi;
+use pgrx::spi::quote_identifier;
+use salesforce::{Record, StringRecord};
+use serde_json::Value;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// Per mapping: whether inserts must first look for records already in the table.
+    static LOOK_FIRST: RefCell<HashMap<i32, bool>> = Default::default();
+}
+
+/// Where the mapping's fields are in the CSV.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    headers: StringRecord,
+    id: usize,
+    pgid: Option<usize>,
+    deleted: Option<usize>,
+    /// Per mapped column: its CSV position (None: not in the results, stays NULL) and
+    /// whether it is a datetime (offsets get a colon).
+    columns: Vec<(Option<usize>, bool)>,
+}
+
+impl Shape {
+    pub fn new(m: &Mapping, headers: &StringRecord) -> Option<Shape> {
+        let at = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
+        Some(Shape {
+            id: at("Id")?,
+            pgid: at(&m.external_id),
+            deleted: at("IsDeleted"),
+            columns: m.columns.iter().map(|c| (at(&c.field), c.sf_type == "datetime")).collect(),
+            headers: headers.clone(),
+        })
+    }
+
+    /// The row as the pull's field map (empty = null, flags as booleans).
+    pub fn record(&self, row: &StringRecord) -> Record {
+        let mut r = Record::new();
+        for (h, v) in self.headers.iter().zip(row.iter()) {
+            r.insert(h.to_string(), if v.is_empty() { Value::Null } else { Value::String(v.to_string()) });
+        }
+        if let Some(v) = r.get_mut("IsDeleted") {
+            *v = Value::Bool(v.as_str() == Some("true"));
+        }
+        r
+    }
+
+    fn plain(&self, row: &StringRecord) -> bool {
+        let empty = |i: Option<usize>| i.and_then(|i| row.get(i)).is_none_or(str::is_empty);
+        empty(self.pgid) && self.deleted.and_then(|i| row.get(i)) != Some("true")
+    }
+
+    fn id<'r>(&self, row: &'r StringRecord) -> &'r str {
+        row.get(self.id).unwrap_or_default()
+    }
+}
+
+/// One column of a batch as text datums laid out the way `construct_md_array` takes them:
+/// each value a varlena with a 4-byte header, 4-byte aligned, all in one buffer. Plain
+/// Rust (no Postgres calls), so the reader thread can build it.
+#[derive(Debug, Default)]
+pub struct TextColumn {
+    words: Vec<u32>,
+    /// Per value: its first word, or None for NULL.
+    at: Vec<Option<usize>>,
+}
+
+impl TextColumn {
+    pub fn push(&mut self, v: Option<&str>) {
+        let Some(s) = v else {
+            self.at.push(None);
+            return;
+        };
+        let len = 4 + s.len();
+        let start = self.words.len();
+        self.words.resize(start + len.div_ceil(4), 0);
+        // SET_VARSIZE_4B: the length sits in the header's upper 30 bits (little-endian)
+        // or lower 30 bits (big-endian), the two low/high bits 00 mean "4-byte header".
+        self.words[start] = if cfg!(target_endian = "little") { (len as u32) << 2 } else { len as u32 & 0x3FFF_FFFF };
+        let bytes: &mut [u8] = bytemuck_words(&mut self.words[start + 1..]);
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        self.at.push(Some(start));
+    }
+
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// The column as a `text[]` parameter (built in the current memory context).
+    fn datum(&self) -> DatumWithOid<'static> {
+        let mut elems: Vec<pg_sys::Datum> = self
+            .at
+            .iter()
+            .map(|at| match at {
+                Some(w) => pg_sys::Datum::from(self.words[*w..].as_ptr()),
+                None => pg_sys::Datum::from(0),
+            })
+            .collect();
+        let mut nulls: Vec<bool> = self.at.iter().map(Option::is_none).collect();
+        let mut dims = [self.at.len() as std::ffi::c_int];
+        let mut lbs = [1 as std::ffi::c_int];
+        // SAFETY: every non-null element points at a well-formed 4-byte-header varlena that
+        // outlives the call; construct_md_array copies them into a palloc'd array.
+        unsafe {
+            let arr = pg_sys::construct_md_array(
+                elems.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+                1,
+                dims.as_mut_ptr(),
+                lbs.as_mut_ptr(),
+                pg_sys::TEXTOID,
+                -1,
+                false,
+                b'i' as std::ffi::c_char,
+            );
+            DatumWithOid::new(pg_sys::Datum::from(arr), pg_sys::TEXTARRAYOID)
+        }
+    }
+}
+
+/// The bytes of some words (u32 has no padding and any byte pattern is valid).
+fn bytemuck_words(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: same memory, u8 has alignment 1, the length is in bytes.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
+}
+
+/// A batch of Bulk CSV rows, with the plain ones already in columns.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Every row, as read (the pull's apply and the resume point use them).
+    pub rows: Vec<StringRecord>,
+    ids: TextColumn,
+    columns: Vec<TextColumn>,
+    /// Positions in `rows` of the rows that need the pull's apply.
+    special: Vec<usize>,
+}
+
+impl Batch {
+    pub fn new(shape: &Shape, capacity: usize) -> Batch {
+        Batch {
+            rows: Vec::with_capacity(capacity),
+            columns: shape.columns.iter().map(|_| TextColumn::default()).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn push(&mut self, shape: &Shape, row: StringRecord) {
+        if shape.plain(&row) {
+            self.ids.push(Some(shape.id(&row)));
+            for ((at, datetime), col) in shape.columns.iter().zip(&mut self.columns) {
+                let raw = at.and_then(|i| row.get(i)).unwrap_or_default();
+                col.push(plan::cell(*datetime, raw).as_deref());
+            }
+        } else {
+            self.special.push(self.rows.len());
+        }
+        self.rows.push(row);
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn records(&self, shape: &Shape, which: impl Iterator<Item = usize>) -> Vec<Record> {
+        which.map(|i| shape.record(&self.rows[i])).collect()
+    }
+}
+
+/// A new load of the mapping starts: inserts look first only if the table has rows.
+pub fn begin(m: &Mapping) -> Result<()> {
+    let has_rows = Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM {})", m.table))?.unwrap_or(true);
+    LOOK_FIRST.with(|l| l.borrow_mut().insert(m.id, has_rows));
+    Ok(())
+}
+
+fn look_first(m: &Mapping) -> bool {
+    LOOK_FIRST.with(|l| l.borrow().get(&m.id).copied()).unwrap_or(true)
+}
+
+/// Applies the batch in one transaction with `then` (progress) in it; see the module docs.
+pub fn apply_batch(
+    ctx: Ctx,
+    m: &Mapping,
+    all: &[Mapping],
+    shape: &Shape,
+    batch: &Batch,
+    then: &dyn Fn(&PullSummary) -> Result<()>,
+) -> Result<PullSummary> {
+    let whole = ctx.tx(|| {
+        let s = apply(m, all, shape, batch)?;
+        then(&s)?;
+        Ok(s)
+    });
+    match whole {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            pgrx::debug1!("sfsync: columnar load of {} rows into {} failed ({e}); applying through the pull", batch.len(), m.table);
+            LOOK_FIRST.with(|l| l.borrow_mut().insert(m.id, true));
+            let records = batch.records(shape, 0..batch.len());
+            pull::apply_batch(ctx, m, all, &records, false, then)
+        }
+    }
+}
+
+fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<PullSummary> {
+    let _applying = Applying::start();
+    if batch.ids.len() > 0 && local_changes_waiting(m)? {
+        let ids: Vec<&str> = (0..batch.len()).filter(|i| !batch.special.contains(i)).map(|i| shape.id(&batch.rows[i])).collect();
+        if held_back(m, &ids)? {
+            // Rare (a local change to a row being loaded): the pull's apply decides per row.
+            return pull::apply(m, all, &batch.records(shape, 0..batch.len()), None);
+        }
+    }
+    let mut s = columnar(m, all, batch)?;
+    if !batch.special.is_empty() {
+        let o = pull::apply(m, all, &batch.records(shape, batch.special.iter().copied()), None)?;
+        s.fetched += o.fetched;
+        s.inserted += o.inserted;
+        s.updated += o.updated;
+        s.deleted += o.deleted;
+    }
+    Ok(s)
+}
+
+/// Whether the mapping has local changes on their way out, or local deletes held for review.
+fn local_changes_waiting(m: &Mapping) -> Result<bool> {
+    let args: Vec<DatumWithOid> = vec![m.id.into()];
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM sfsync.outbox WHERE mapping_id = $1 AND state = 'pending')
+             OR EXISTS (SELECT 1 FROM sfsync.delete_review WHERE mapping_id = $1 AND decided_at IS NULL AND origin = 'postgres')",
+        &args,
+    )?
+    .unwrap_or(true))
+}
+
+/// Whether any of these records' local row has a pending change or a held delete.
+fn held_back(m: &Mapping, ids: &[&str]) -> Result<bool> {
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM unnest($2::text[]) AS p(sfid)
+         WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.state = 'pending' AND o.sfid = p.sfid)
+            OR EXISTS (SELECT 1 FROM {tbl} t JOIN sfsync.outbox o ON o.mapping_id = $1 AND o.state = 'pending' AND o.pk = t.{pk}::text
+                       WHERE t.sfid = p.sfid)
+            OR EXISTS (SELECT 1 FROM sfsync.delete_review r WHERE r.mapping_id = $1 AND r.decided_at IS NULL
+                       AND r.origin = 'postgres' AND r.sfid = p.sfid))",
+        tbl = m.table,
+        pk = m.pk_ident()
+    );
+    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.to_vec().into()];
+    Ok(Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(true))
+}
+
+fn columnar(m: &Mapping, all: &[Mapping], batch: &Batch) -> Result<PullSummary> {
+    let n = batch.ids.len();
+    let mut s = PullSummary { fetched: n, ..Default::default() };
+    if n == 0 {
+        return Ok(s);
+    }
+    let exprs: Vec<String> = m
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let parent = m
+                .parents
+                .iter()
+                .find(|p| p.column == c.column)
+                .and_then(|p| all.iter().find(|x| x.id == p.mapping_id))
+                .map(|x| ParentKey { table: x.table.clone(), pk: x.pk_ident() });
+            plan::value_expr(c, &format!("p.v{}", i + 1), parent.as_ref())
+        })
+        .collect();
+    let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
+    let sql = plan::statements(&m.table, &m.pk_ident(), &cols, &exprs);
+    let mut args: Vec<DatumWithOid> = vec![batch.ids.datum()];
+    args.extend(batch.columns.iter().map(TextColumn::datum));
+    args.push(m.id.into());
+    let arrays = &args[..args.len() - 1];
+    let present = look_first(m) && Spi::get_one_with_args::<i64>(&plan::count_present(&m.table), &args[..1])?.unwrap_or(0) > 0;
+    if present {
+        if let Some(update) = &sql.update {
+            s.updated += spi_util::exec(update, &args)?;
+        }
+        s.inserted += spi_util::exec(&sql.insert_checked, arrays)?;
+    } else {
+        s.inserted += spi_util::exec(&sql.insert, arrays)?;
+    }
+    spi_util::exec(
+        "DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)",
+        &[m.id.into(), batch.ids.datum()],
+    )?;
+    pull::advance(m, None, s.inserted + s.updated)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_columns_hold_4_byte_header_varlenas() {
+        let mut c = TextColumn::default();
+        c.push(Some("abcde"));
+        c.push(None);
+        c.push(Some(""));
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.at, vec![Some(0), None, Some(3)], "9 bytes take 3 words; NULL takes none");
+        let header = |w: u32| if cfg!(target_endian = "little") { w >> 2 } else { w & 0x3FFF_FFFF };
+        assert_eq!(header(c.words[0]), 9);
+        assert_eq!(&bytemuck_words(&mut c.words[1..3])[..5], b"abcde");
+        assert_eq!(header(c.words[3]), 4, "an empty string is a bare header");
+        #[cfg(target_endian = "little")]
+        assert_eq!(c.words[0] & 0b11, 0, "low bits 00: a 4-byte header, not short or external");
+    }
+}
