@@ -86,20 +86,84 @@ pub fn statements(table: &str, pk: &str, cols: &[String], exprs: &[String]) -> L
     LoadSql { update, insert, insert_checked }
 }
 
-/// Bulk CSV values as they go into the text arrays: empty is NULL (Bulk API 2.0 writes
-/// nothing for a null), and `+0000` offsets of datetimes become `+00:00` for every
-/// Postgres version.
-pub fn cell(datetime: bool, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+/// How a Bulk CSV value becomes a column value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Text,
+    /// `+0000` offsets get a colon (`+00:00`) for every Postgres version.
+    Datetime,
+    /// `a;b` into a `text[]` column.
+    Multi,
+    /// A text value into a json/jsonb column is a JSON string.
+    JsonString,
+}
+
+pub fn cell_kind(col: &ColumnMap) -> Cell {
+    if col.sf_type == "multipicklist" && col.pg_type.ends_with("[]") {
+        Cell::Multi
+    } else if matches!(col.pg_type.as_str(), "json" | "jsonb") {
+        Cell::JsonString
+    } else if col.sf_type == "datetime" {
+        Cell::Datetime
+    } else {
+        Cell::Text
+    }
+}
+
+/// A Bulk CSV value as it goes into a text array (converted there by [`value_expr`]):
+/// empty is NULL (Bulk API 2.0 writes nothing for a null).
+pub fn cell(kind: Cell, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     if raw.is_empty() {
         return None;
     }
-    if datetime {
+    if kind == Cell::Datetime {
         let fixed = super::convert::colon_offset(raw);
         if fixed != raw {
             return Some(fixed.into());
         }
     }
     Some(raw.into())
+}
+
+/// `COPY table (columns..., sfid) FROM 'path'` in text format (the path is quoted).
+pub fn copy_statement(table: &str, cols: &[String], path_literal: &str) -> String {
+    let mut list = cols.to_vec();
+    list.push("sfid".into());
+    format!("COPY {table} ({}) FROM {path_literal} WITH (FORMAT text, ENCODING 'UTF8')", list.join(", "))
+}
+
+/// Appends one row in COPY text format: the mapped columns' values, then the Id.
+pub fn copy_row<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = (Cell, &'a str)>, id: &str) {
+    for (kind, raw) in values {
+        match (kind, cell(kind, raw)) {
+            (_, None) => out.extend_from_slice(b"\\N"),
+            (Cell::Multi, Some(v)) => {
+                let items: Vec<String> = v
+                    .split(';')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
+                    .collect();
+                copy_escape(out, &format!("{{{}}}", items.join(",")));
+            }
+            (Cell::JsonString, Some(v)) => copy_escape(out, &serde_json::Value::String(v.into_owned()).to_string()),
+            (_, Some(v)) => copy_escape(out, &v),
+        }
+        out.push(b'\t');
+    }
+    copy_escape(out, id);
+    out.push(b'\n');
+}
+
+fn copy_escape(out: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,9 +219,39 @@ mod tests {
 
     #[test]
     fn cells_empty_is_null_and_offsets_get_a_colon() {
-        assert_eq!(cell(true, ""), None);
-        assert_eq!(cell(true, "2024-05-20T20:49:32.000+0000").as_deref(), Some("2024-05-20T20:49:32.000+00:00"));
-        assert_eq!(cell(true, "2024-05-20T20:49:32.000Z").as_deref(), Some("2024-05-20T20:49:32.000Z"));
-        assert_eq!(cell(false, "x+0000").as_deref(), Some("x+0000"));
+        assert_eq!(cell(Cell::Datetime, ""), None);
+        assert_eq!(cell(Cell::Datetime, "2024-05-20T20:49:32.000+0000").as_deref(), Some("2024-05-20T20:49:32.000+00:00"));
+        assert_eq!(cell(Cell::Datetime, "2024-05-20T20:49:32.000Z").as_deref(), Some("2024-05-20T20:49:32.000Z"));
+        assert_eq!(cell(Cell::Text, "x+0000").as_deref(), Some("x+0000"));
+    }
+
+    #[test]
+    fn cell_kinds_follow_the_field_and_column() {
+        assert_eq!(cell_kind(&col("m", "multipicklist", "text[]")), Cell::Multi);
+        assert_eq!(cell_kind(&col("m", "multipicklist", "text")), Cell::Text);
+        assert_eq!(cell_kind(&col("j", "string", "jsonb")), Cell::JsonString);
+        assert_eq!(cell_kind(&col("d", "datetime", "timestamp with time zone")), Cell::Datetime);
+    }
+
+    #[test]
+    fn copy_rows_escape_what_copy_text_format_needs() {
+        let mut out = Vec::new();
+        let values = [
+            (Cell::Text, "tab\there, back\\slash"),
+            (Cell::Text, "line\nbreak\r"),
+            (Cell::Text, ""),
+            (Cell::Datetime, "2024-05-20T20:49:32.000+0000"),
+            (Cell::Multi, "a;b \"c\";;d\\e"),
+            (Cell::JsonString, "say \"hi\"\n"),
+        ];
+        copy_row(&mut out, values.into_iter(), "001000000000001AAA");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "tab\\there, back\\\\slash\tline\\nbreak\\r\t\\N\t2024-05-20T20:49:32.000+00:00\t{\"a\",\"b \\\\\"c\\\\\"\",\"d\\\\\\\\e\"}\t\"say \\\\\"hi\\\\\"\\\\n\"\t001000000000001AAA\n"
+        );
+        assert_eq!(
+            copy_statement("public.t", &["a".into(), "\"B\"".into()], "'base/x'"),
+            "COPY public.t (a, \"B\", sfid) FROM 'base/x' WITH (FORMAT text, ENCODING 'UTF8')"
+        );
     }
 }

@@ -342,10 +342,11 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     // every signal blocked) while this one applies the previous batch. Two batches in flight
     // at most: memory stays bounded whatever the size of the object.
     let size = batch_size();
+    let copy = load::copy_mode(m);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
         let shape_ref = &shape;
-        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape_ref, skip, start, size, tx)));
+        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape_ref, skip, start, (size, copy), tx)));
         for read in rx.iter() {
             let read = read?;
             if !read.batch.is_empty() {
@@ -381,11 +382,11 @@ fn read(
     shape: &load::Shape,
     mut skip: u64,
     mut pos: Position,
-    size: usize,
+    (size, copy): (usize, bool),
     tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
 ) {
     let first_page = reader.pages();
-    let mut batch = load::Batch::new(shape, size);
+    let mut batch = load::Batch::new(shape, size, copy);
     loop {
         let next = match reader.next().transpose() {
             Ok(n) => n,
@@ -410,7 +411,7 @@ fn read(
         }
         if batch.len() >= size || end {
             let new_page = reader.pages() > first_page;
-            let full = std::mem::replace(&mut batch, load::Batch::new(shape, size));
+            let full = std::mem::replace(&mut batch, load::Batch::new(shape, size, copy));
             if tx.send(Ok(Read { batch: full, pos: pos.clone(), end, new_page })).is_err() || end || new_page {
                 return;
             }

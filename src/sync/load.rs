@@ -11,10 +11,11 @@
 //! pull's own apply in the same transaction. A batch that fails goes through
 //! `pull::apply_batch`, which isolates the bad record.
 //!
-//! While a table is being loaded from empty, the insert does not look for the records
-//! first: a record that is there after all (pushed meanwhile) fails the batch's unique
-//! sfid index, the batch goes through the pull's apply, and from then on every batch looks
-//! first (one index probe per record).
+//! While a table is being loaded from empty, the records are not looked for first, and
+//! when no lookup needs translating they go in through `COPY` itself: a record that is
+//! there after all (pushed meanwhile) fails the batch's unique sfid index, the batch goes
+//! through the pull's apply, and from then on every batch looks first (one index probe per
+//! record) through the columnar insert.
 
 use super::pull::{self, PullSummary};
 use super::{Ctx, Mapping};
@@ -43,9 +44,9 @@ pub struct Shape {
     id: usize,
     pgid: Option<usize>,
     deleted: Option<usize>,
-    /// Per mapped column: its CSV position (None: not in the results, stays NULL) and
-    /// whether it is a datetime (offsets get a colon).
-    columns: Vec<(Option<usize>, bool)>,
+    /// Per mapped column: its CSV position (None: not in the results, stays NULL) and how
+    /// its text becomes the column's value.
+    columns: Vec<(Option<usize>, plan::Cell)>,
 }
 
 impl Shape {
@@ -55,7 +56,7 @@ impl Shape {
             id: at("Id")?,
             pgid: at(&m.external_id),
             deleted: at("IsDeleted"),
-            columns: m.columns.iter().map(|c| (at(&c.field), c.sf_type == "datetime")).collect(),
+            columns: m.columns.iter().map(|c| (at(&c.field), plan::cell_kind(c))).collect(),
             headers: headers.clone(),
         })
     }
@@ -151,32 +152,40 @@ fn bytemuck_words(words: &mut [u32]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
 
-/// A batch of Bulk CSV rows, with the plain ones already in columns.
+/// A batch of Bulk CSV rows, with the plain ones already in columns, or in COPY format.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Every row, as read (the pull's apply and the resume point use them).
     pub rows: Vec<StringRecord>,
     ids: TextColumn,
     columns: Vec<TextColumn>,
+    /// The plain rows in COPY text format, instead of `columns` (see [`copy_mode`]).
+    copy: Option<Vec<u8>>,
     /// Positions in `rows` of the rows that need the pull's apply.
     special: Vec<usize>,
 }
 
 impl Batch {
-    pub fn new(shape: &Shape, capacity: usize) -> Batch {
+    pub fn new(shape: &Shape, capacity: usize, copy: bool) -> Batch {
         Batch {
             rows: Vec::with_capacity(capacity),
-            columns: shape.columns.iter().map(|_| TextColumn::default()).collect(),
+            columns: if copy { vec![] } else { shape.columns.iter().map(|_| TextColumn::default()).collect() },
+            copy: copy.then(Vec::new),
             ..Default::default()
         }
     }
 
     pub fn push(&mut self, shape: &Shape, row: StringRecord) {
         if shape.plain(&row) {
-            self.ids.push(Some(shape.id(&row)));
-            for ((at, datetime), col) in shape.columns.iter().zip(&mut self.columns) {
-                let raw = at.and_then(|i| row.get(i)).unwrap_or_default();
-                col.push(plan::cell(*datetime, raw).as_deref());
+            let id = shape.id(&row);
+            self.ids.push(Some(id));
+            let value = |at: Option<usize>| at.and_then(|i| row.get(i)).unwrap_or_default();
+            if let Some(out) = &mut self.copy {
+                plan::copy_row(out, shape.columns.iter().map(|(at, kind)| (*kind, value(*at))), id);
+            } else {
+                for ((at, kind), col) in shape.columns.iter().zip(&mut self.columns) {
+                    col.push(plan::cell(*kind, value(*at)).as_deref());
+                }
             }
         } else {
             self.special.push(self.rows.len());
@@ -206,6 +215,12 @@ pub fn begin(m: &Mapping) -> Result<()> {
 
 fn look_first(m: &Mapping) -> bool {
     LOOK_FIRST.with(|l| l.borrow().get(&m.id).copied()).unwrap_or(true)
+}
+
+/// Whether the plain rows of the next batches can go in through `COPY`: into a table being
+/// loaded from empty (nothing to look up) whose mapping has no lookups to translate.
+pub fn copy_mode(m: &Mapping) -> bool {
+    !look_first(m) && m.parents.is_empty()
 }
 
 /// Applies the batch in one transaction with `then` (progress) in it; see the module docs.
@@ -242,7 +257,15 @@ fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<P
             return pull::apply(m, all, &batch.records(shape, 0..batch.len()), None);
         }
     }
-    let mut s = columnar(m, all, batch)?;
+    let mut s = match &batch.copy {
+        Some(_) if look_first(m) => {
+            // Read for COPY, but an earlier batch found records already here: look first.
+            let plain = (0..batch.len()).filter(|i| !batch.special.contains(i));
+            pull::apply(m, all, &batch.records(shape, plain), None)?
+        }
+        Some(bytes) => copy_in(m, batch, bytes)?,
+        None => columnar(m, all, batch)?,
+    };
     if !batch.special.is_empty() {
         let o = pull::apply(m, all, &batch.records(shape, batch.special.iter().copied()), None)?;
         s.fetched += o.fetched;
@@ -315,12 +338,39 @@ fn columnar(m: &Mapping, all: &[Mapping], batch: &Batch) -> Result<PullSummary> 
     } else {
         s.inserted += spi_util::exec(&sql.insert, arrays)?;
     }
+    applied(m, batch, &s)?;
+    Ok(s)
+}
+
+/// The plain rows through `COPY … FROM` a file in the server's temporary-file directory
+/// (its `pgsql_tmp` prefix makes Postgres remove a leftover at its next start). COPY's
+/// batched heap inserts are the fastest way into a table; the worker is a superuser.
+fn copy_in(m: &Mapping, batch: &Batch, bytes: &[u8]) -> Result<PullSummary> {
+    let mut s = PullSummary { fetched: batch.ids.len(), ..Default::default() };
+    if batch.ids.len() == 0 {
+        return Ok(s);
+    }
+    let dir = std::path::Path::new("base/pgsql_tmp");
+    let path = dir.join(format!("pgsql_tmp_sfsync_load.{}", std::process::id()));
+    let io = |e: std::io::Error| crate::error::SyncError::Spi(format!("writing {}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(&path, bytes).map_err(io)?;
+    let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
+    let sql = plan::copy_statement(&m.table, &cols, &pgrx::spi::quote_literal(path.to_string_lossy()));
+    let copied = spi_util::exec(&sql, &[]);
+    let _ = std::fs::remove_file(&path);
+    s.inserted = copied?;
+    applied(m, batch, &s)?;
+    Ok(s)
+}
+
+/// Bookkeeping of applied plain rows: their earlier pull errors go, the counter moves.
+fn applied(m: &Mapping, batch: &Batch, s: &PullSummary) -> Result<()> {
     spi_util::exec(
         "DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)",
         &[m.id.into(), batch.ids.datum()],
     )?;
-    pull::advance(m, None, s.inserted + s.updated)?;
-    Ok(s)
+    pull::advance(m, None, s.inserted + s.updated)
 }
 
 #[cfg(test)]
