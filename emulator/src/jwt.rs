@@ -4,8 +4,6 @@
 //! The default certificate is the bundled TEST key pair in `emulator/testdata/`
 //! (`jwt-test-cert.pem`; its private key `jwt-test-key.pem` is public knowledge — test only).
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
 use serde_json::Value;
 
 /// The bundled test certificate (public half of `testdata/jwt-test-key.pem`).
@@ -14,26 +12,18 @@ pub const BUNDLED_CERT_PEM: &str = include_str!("../testdata/jwt-test-cert.pem")
 /// Audiences Salesforce accepts for the token endpoint (besides the emulator's own URL).
 pub const LOGIN_AUDIENCES: [&str; 2] = ["https://login.salesforce.com", "https://test.salesforce.com"];
 
-/// A verified-on-demand RSA public key (PKCS#1 `RSAPublicKey` DER).
+/// The connected app's RSA public key.
 #[derive(Clone)]
 pub struct JwtKey {
-    rsa_der: Vec<u8>,
+    key: jsonwebtoken::DecodingKey,
 }
 
 impl JwtKey {
     /// From PEM text: `CERTIFICATE`, `PUBLIC KEY` (SubjectPublicKeyInfo) or `RSA PUBLIC KEY`.
     pub fn from_pem(pem: &str) -> Result<JwtKey, String> {
-        if let Ok(cert) = CertificateDer::from_pem_slice(pem.as_bytes()) {
-            let spki = spki_from_cert(&cert).ok_or("certificate has no readable subjectPublicKeyInfo")?;
-            return rsa_from_spki(spki).map(|rsa_der| JwtKey { rsa_der });
-        }
-        if let Ok(spki) = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()) {
-            return rsa_from_spki(&spki).map(|rsa_der| JwtKey { rsa_der });
-        }
-        if let Some(der) = pem_block(pem, "RSA PUBLIC KEY") {
-            return Ok(JwtKey { rsa_der: der });
-        }
-        Err("expected a PEM CERTIFICATE, PUBLIC KEY or RSA PUBLIC KEY".into())
+        jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+            .map(|key| JwtKey { key })
+            .map_err(|e| format!("expected an RSA key as PEM CERTIFICATE, PUBLIC KEY or RSA PUBLIC KEY ({e})"))
     }
 
     pub fn bundled() -> JwtKey {
@@ -81,8 +71,7 @@ pub fn verify(
     v.validate_exp = false;
     v.validate_nbf = false;
     v.validate_aud = false;
-    let dk = jsonwebtoken::DecodingKey::from_rsa_der(&key.rsa_der);
-    let data = jsonwebtoken::decode::<Value>(assertion.trim(), &dk, &v).map_err(|_| INVALID_ASSERTION)?;
+    let data = jsonwebtoken::decode::<Value>(assertion.trim(), &key.key, &v).map_err(|_| INVALID_ASSERTION)?;
     let claims = data.claims;
     if claims.get("iss").and_then(Value::as_str) != Some(client_id) {
         return Err(BAD_CLIENT);
@@ -115,82 +104,18 @@ pub fn verify(
     Ok(())
 }
 
-fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem.find(&begin)? + begin.len();
-    let stop = start + pem[start..].find(&end)?;
-    let b64: String = pem[start..stop].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    crate::routes::auth::base64_decode(&b64)
-}
-
-/// One DER TLV at `pos`: (tag, content start, content end).
-fn tlv(d: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
-    let tag = *d.get(pos)?;
-    let first = *d.get(pos + 1)? as usize;
-    let (len, start) = if first < 0x80 {
-        (first, pos + 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *d.get(pos + 2 + i)? as usize;
-        }
-        (len, pos + 2 + n)
-    };
-    let end = start.checked_add(len)?;
-    (end <= d.len()).then_some((tag, start, end))
-}
-
-/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serial, signature,
-/// issuer, validity, subject, subjectPublicKeyInfo, ... }, ... }
-fn spki_from_cert(d: &[u8]) -> Option<&[u8]> {
-    let (_, cstart, _) = tlv(d, 0)?;
-    let (ttag, tstart, _) = tlv(d, cstart)?;
-    if ttag != 0x30 {
-        return None;
-    }
-    let mut pos = tstart;
-    let (tag, _, end) = tlv(d, pos)?;
-    if tag == 0xa0 {
-        pos = end;
-    }
-    // serial, signature, issuer, validity, subject
-    for _ in 0..5 {
-        pos = tlv(d, pos)?.2;
-    }
-    let (tag, _, end) = tlv(d, pos)?;
-    (tag == 0x30).then(|| &d[pos..end])
-}
-
-/// SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { rsaEncryption, NULL }, BIT STRING }
-fn rsa_from_spki(d: &[u8]) -> Result<Vec<u8>, String> {
-    const RSA_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    let parse = || {
-        let (_, start, _) = tlv(d, 0)?;
-        let (atag, astart, aend) = tlv(d, start)?;
-        let (otag, ostart, oend) = tlv(d, astart)?;
-        if atag != 0x30 || otag != 0x06 || &d[ostart..oend] != RSA_OID {
-            return None;
-        }
-        let (btag, bstart, bend) = tlv(d, aend)?;
-        (btag == 0x03 && bend > bstart && d[bstart] == 0).then(|| d[bstart + 1..bend].to_vec())
-    };
-    parse().ok_or_else(|| "the public key is not an RSA key".to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bundled_cert_and_public_key_agree() {
-        let a = JwtKey::bundled();
-        let b = JwtKey::from_pem(include_str!("../testdata/jwt-test-pubkey.pem")).unwrap();
-        assert_eq!(a.rsa_der, b.rsa_der);
+    fn bundled_cert_and_public_key_verify_the_test_keys_assertions() {
+        let private = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!("../testdata/jwt-test-key.pem")).unwrap();
+        let claims = serde_json::json!({"iss": "app", "sub": "u@x", "aud": "https://login.salesforce.com", "exp": 4_102_444_800u64});
+        let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &private).unwrap();
+        for key in [JwtKey::bundled(), JwtKey::from_pem(include_str!("../testdata/jwt-test-pubkey.pem")).unwrap()] {
+            assert_eq!(verify(&jwt, &key, "app", "u@x", &[], 0), Ok(()));
+        }
         assert!(JwtKey::from_pem("nope").is_err());
     }
 }

@@ -262,8 +262,7 @@ struct JwtClaims<'a> {
 /// Builds the RS256 JWT bearer assertion (iss=client_id, sub=username,
 /// aud=login URL (see [`jwt_audience`]), exp=now+180s).
 pub(crate) fn jwt_assertion(client_id: &str, username: &str, audience: &str, pem: &str, now: SystemTime) -> Result<String, Error> {
-    let der = rsa_pkcs1_der_from_pem(pem)?;
-    let key = jsonwebtoken::EncodingKey::from_rsa_der(&der);
+    let key = signing_key(pem)?;
     let exp = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) + 180;
     let aud = jwt_audience(audience);
     let claims = JwtClaims { iss: client_id, sub: username, aud: &aud, exp };
@@ -287,75 +286,15 @@ pub(crate) fn jwt_audience(login_url: &str) -> String {
     }
 }
 
-/// Decodes a PEM RSA private key into PKCS#1 `RSAPrivateKey` DER, unwrapping
-/// PKCS#8 `PrivateKeyInfo` when needed. Error messages never contain key material.
-pub(crate) fn rsa_pkcs1_der_from_pem(pem: &str) -> Result<Vec<u8>, Error> {
-    use base64::Engine as _;
+/// The RSA private key of a PEM `RSA PRIVATE KEY` (PKCS#1) or `PRIVATE KEY` (PKCS#8).
+/// Error messages never contain key material.
+pub(crate) fn signing_key(pem: &str) -> Result<jsonwebtoken::EncodingKey, Error> {
     let bad = |why: &str| Error::Config(format!("private_key is not a usable RSA private key: {why}"));
-    let begin = pem.find("-----BEGIN ").ok_or_else(|| bad("no PEM 'BEGIN' line"))?;
-    let rest = &pem[begin + 11..];
-    let label_end = rest.find("-----").ok_or_else(|| bad("malformed PEM header"))?;
-    let label = &rest[..label_end];
-    let body_and_end = &rest[label_end + 5..];
-    let end = body_and_end.find("-----END ").ok_or_else(|| bad("no PEM 'END' line"))?;
-    let b64: String = body_and_end[..end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    if b64.contains(':') {
+    if pem.contains("ENCRYPTED") || pem.contains("Proc-Type:") {
         return Err(bad("encrypted PEM keys are not supported"));
     }
-    let der = base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()).map_err(|_| bad("PEM body is not valid base64"))?;
-    match label {
-        "RSA PRIVATE KEY" => Ok(der),
-        "PRIVATE KEY" => pkcs8_to_pkcs1(&der).ok_or_else(|| bad("PKCS#8 key is not an RSA key")),
-        "ENCRYPTED PRIVATE KEY" => Err(bad("encrypted PKCS#8 keys are not supported")),
-        other => Err(bad(&format!("unexpected PEM type '{other}'"))),
-    }
-}
-
-/// Reads one DER TLV at `pos`: (tag, content start, content end).
-fn der_tlv(d: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
-    let tag = *d.get(pos)?;
-    let first = *d.get(pos + 1)? as usize;
-    let (len, start) = if first < 0x80 {
-        (first, pos + 2)
-    } else {
-        let n = first & 0x7f;
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let mut len = 0usize;
-        for i in 0..n {
-            len = (len << 8) | *d.get(pos + 2 + i)? as usize;
-        }
-        (len, pos + 2 + n)
-    };
-    let end = start.checked_add(len)?;
-    (end <= d.len()).then_some((tag, start, end))
-}
-
-/// PrivateKeyInfo ::= SEQUENCE { version INTEGER, algorithm AlgorithmIdentifier, privateKey OCTET STRING, ... }
-fn pkcs8_to_pkcs1(d: &[u8]) -> Option<Vec<u8>> {
-    const RSA_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-    let (tag, start, _end) = der_tlv(d, 0)?;
-    if tag != 0x30 {
-        return None;
-    }
-    let (vtag, _, vend) = der_tlv(d, start)?;
-    if vtag != 0x02 {
-        return None;
-    }
-    let (atag, astart, aend) = der_tlv(d, vend)?;
-    if atag != 0x30 {
-        return None;
-    }
-    let (otag, ostart, oend) = der_tlv(d, astart)?;
-    if otag != 0x06 || &d[ostart..oend] != RSA_OID {
-        return None;
-    }
-    let (ktag, kstart, kend) = der_tlv(d, aend)?;
-    if ktag != 0x04 {
-        return None;
-    }
-    Some(d[kstart..kend].to_vec())
+    jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| bad("expected an unencrypted PEM 'RSA PRIVATE KEY' (PKCS#1) or 'PRIVATE KEY' (PKCS#8) holding an RSA key"))
 }
 
 #[cfg(test)]
@@ -439,10 +378,14 @@ mod tests {
 
     #[test]
     fn bad_pem_is_config_error_without_key_material() {
-        let e = rsa_pkcs1_der_from_pem("-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n").unwrap_err();
+        let Err(e) = signing_key("-----BEGIN PRIVATE KEY-----\nc2VjcmV0c2VjcmV0\n-----END PRIVATE KEY-----\n") else { panic!() };
         assert!(matches!(e, Error::Config(_)));
         assert!(!e.to_string().contains("c2VjcmV0"));
-        assert!(rsa_pkcs1_der_from_pem("not a key").is_err());
+        assert!(signing_key("not a key").is_err());
+        let Err(e) = signing_key("-----BEGIN ENCRYPTED PRIVATE KEY-----\nc2VjcmV0\n-----END ENCRYPTED PRIVATE KEY-----\n") else {
+            panic!()
+        };
+        assert!(e.to_string().contains("encrypted"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::state::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
+use base64::Engine as _;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -30,37 +31,13 @@ fn oauth_error(error: &str, description: &str) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": error, "error_description": description}))).into_response()
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (*b as u32) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// Standard alphabet, padding optional (clients differ).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = vec![];
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        acc = acc << 6 | B64.iter().position(|&b| b == c)? as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    base64::engine::general_purpose::STANDARD_NO_PAD.decode(s.trim_end_matches('=')).ok()
 }
 
 /// client_id/secret from the form, or from HTTP Basic auth.
