@@ -112,7 +112,7 @@ pub fn register() {
     );
     int(
         c"sfsync.backfill_bulk_threshold",
-        c"Estimated records from which a backfill reads through a Bulk API 2.0 query job instead of REST query paging.",
+        c"Records from which a backfill, or a poll finding that many changes, reads through a Bulk API 2.0 query job instead of REST paging.",
         &BACKFILL_BULK_THRESHOLD,
         0,
         i32::MAX,

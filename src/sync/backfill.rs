@@ -218,14 +218,6 @@ fn resume_query(m: &Mapping, row: &Row) -> Result<String> {
     plan::query(&m.sobject, &fields(m), &m.external_id, m.filter.as_deref(), after).map_err(SyncError::Invalid)
 }
 
-/// Where the last record of a batch is, for the resume point.
-#[derive(Default, Clone)]
-struct Position {
-    job_id: Option<String>,
-    locator: Option<String>,
-    page_rows: i64,
-}
-
 /// The rows of a batch: REST records, or Bulk CSV rows for the columnar load.
 enum Rows<'a> {
     Records(&'a [Record]),
@@ -233,7 +225,7 @@ enum Rows<'a> {
 }
 
 /// Applies one batch and records progress in the same transaction.
-fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &Position) -> Result<()> {
+fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &load::Position) -> Result<()> {
     let (n, last) = match &rows {
         Rows::Records(r) => (r.len(), r.last().cloned()),
         Rows::Csv(shape, b) => (b.len(), b.rows.last().map(|r| shape.record(r))),
@@ -288,7 +280,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
             batch.push(r);
         }
         if batch.len() >= batch_size() || (end && !batch.is_empty()) {
-            apply(ctx, m, all, Rows::Records(&batch), &Position::default())?;
+            apply(ctx, m, all, Rows::Records(&batch), &load::Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > REST_CHUNK || crate::worker::shutdown_requested()) {
                 return Ok(false);
@@ -337,86 +329,17 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     let job_id = reader.job().id.clone();
     let shape = load::Shape::new(m, reader.headers())
         .ok_or_else(|| SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject)))?;
-    let start = Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
+    let start = load::Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
     // The CSV is read and laid out in columns by a thread of its own (HTTP and Rust only,
     // every signal blocked) while this one applies the previous batch. Two batches in flight
     // at most: memory stays bounded whatever the size of the object.
-    let size = batch_size();
     let copy = load::copy_mode(m);
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
-        let shape_ref = &shape;
-        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape_ref, skip, start, (size, copy), tx)));
-        for read in rx.iter() {
-            let read = read?;
-            if !read.batch.is_empty() {
-                apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
-            }
-            if read.end {
-                return Ok(true);
-            }
-            if read.new_page || crate::worker::shutdown_requested() {
-                return Ok(false);
-            }
+    load::stream(reader, &shape, skip, start, (batch_size(), copy), |read| {
+        if !read.batch.is_empty() {
+            apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
         }
-        // The reader stopped without saying why: its error was sent; nothing more to read.
-        Ok(false)
+        Ok(!read.new_page && !crate::worker::shutdown_requested())
     })
-}
-
-/// What the reader thread hands over.
-struct Read {
-    batch: load::Batch,
-    /// Resume point after the batch.
-    pos: Position,
-    /// The last batch of the results.
-    end: bool,
-    /// The batch reached a page after the chunk's first one: time to let other work run.
-    new_page: bool,
-}
-
-/// The reader thread: skips what a previous run applied, then sends batches until the page
-/// changes, the results end, or the worker stops listening.
-fn read(
-    mut reader: salesforce::BulkQueryReader<'_>,
-    shape: &load::Shape,
-    mut skip: u64,
-    mut pos: Position,
-    (size, copy): (usize, bool),
-    tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
-) {
-    let first_page = reader.pages();
-    let mut batch = load::Batch::new(shape, size, copy);
-    loop {
-        let next = match reader.next().transpose() {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                return;
-            }
-        };
-        let end = next.is_none();
-        if let Some(r) = next {
-            let loc = reader.page_locator().map(str::to_string);
-            if loc != pos.locator {
-                pos.locator = loc;
-                pos.page_rows = 0;
-            }
-            pos.page_rows += 1;
-            if skip > 0 {
-                skip -= 1;
-                continue;
-            }
-            batch.push(shape, r);
-        }
-        if batch.len() >= size || end {
-            let new_page = reader.pages() > first_page;
-            let full = std::mem::replace(&mut batch, load::Batch::new(shape, size, copy));
-            if tx.send(Ok(Read { batch: full, pos: pos.clone(), end, new_page })).is_err() || end || new_page {
-                return;
-            }
-        }
-    }
 }
 
 /// Done: polling continues from the start mark (the pull subtracts its overlap).
@@ -428,6 +351,7 @@ fn finish(ctx: Ctx, m: &Mapping) -> Result<()> {
              FROM sfsync.backfills b WHERE b.mapping_id = s.mapping_id AND s.mapping_id = $1",
             &args,
         )?;
+        load::finish(m);
         spi_util::exec(
             "UPDATE sfsync.backfills SET state = 'done', finished_at = now(), eta_secs = 0, job_id = NULL, locator = NULL,
                     page_rows = 0, updated_at = now(), last_error = NULL WHERE mapping_id = $1",

@@ -37,11 +37,104 @@ thread_local! {
     static LOOK_FIRST: RefCell<HashMap<i32, bool>> = Default::default();
 }
 
+/// Where a batch's last record is in a Bulk job's results (the backfill's resume point).
+#[derive(Debug, Default, Clone)]
+pub struct Position {
+    pub job_id: Option<String>,
+    pub locator: Option<String>,
+    pub page_rows: i64,
+}
+
+/// What the reader thread hands over.
+pub struct Read {
+    pub batch: Batch,
+    /// Resume point after the batch.
+    pub pos: Position,
+    /// The last batch of the results.
+    pub end: bool,
+    /// The batch reached a result page after the first one read.
+    pub new_page: bool,
+}
+
+/// Streams a Bulk query's results in batches: a thread of its own reads the CSV and lays it
+/// out (HTTP and Rust only, every signal blocked) while `each` applies the previous batch on
+/// this thread. At most two batches wait in between, so memory stays bounded whatever the
+/// object's size. `skip` records are passed over first (what a previous run applied).
+/// `each` returns whether to go on; returns true when the results were read to the end.
+pub fn stream(
+    reader: salesforce::BulkQueryReader<'_>,
+    shape: &Shape,
+    skip: u64,
+    start: Position,
+    (size, copy): (usize, bool),
+    mut each: impl FnMut(Read) -> Result<bool>,
+) -> Result<bool> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
+        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape, skip, start, (size, copy), tx)));
+        for read in rx.iter() {
+            let read = read?;
+            let end = read.end;
+            let go_on = each(read)?;
+            if end || !go_on {
+                return Ok(end);
+            }
+        }
+        // The reader stopped after sending its error (handled above) or the last batch.
+        Ok(false)
+    })
+}
+
+/// The reader thread: sends batches until the page changes, the results end, or nobody
+/// listens any more. No Postgres calls here.
+fn read(
+    mut reader: salesforce::BulkQueryReader<'_>,
+    shape: &Shape,
+    mut skip: u64,
+    mut pos: Position,
+    (size, copy): (usize, bool),
+    tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
+) {
+    let first_page = reader.pages();
+    let mut batch = Batch::new(shape, size, copy);
+    loop {
+        let next = match reader.next().transpose() {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
+        let end = next.is_none();
+        if let Some(r) = next {
+            let loc = reader.page_locator().map(str::to_string);
+            if loc != pos.locator {
+                pos.locator = loc;
+                pos.page_rows = 0;
+            }
+            pos.page_rows += 1;
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            batch.push(shape, r);
+        }
+        if batch.len() >= size || end {
+            let new_page = reader.pages() > first_page;
+            let full = std::mem::replace(&mut batch, Batch::new(shape, size, copy));
+            if tx.send(Ok(Read { batch: full, pos: pos.clone(), end, new_page })).is_err() || end {
+                return;
+            }
+        }
+    }
+}
+
 /// Where the mapping's fields are in the CSV.
 #[derive(Debug, Clone)]
 pub struct Shape {
     headers: StringRecord,
     id: usize,
+    stamp: Option<usize>,
     pgid: Option<usize>,
     deleted: Option<usize>,
     /// Per mapped column: its CSV position (None: not in the results, stays NULL) and how
@@ -54,6 +147,7 @@ impl Shape {
         let at = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
         Some(Shape {
             id: at("Id")?,
+            stamp: at("SystemModstamp"),
             pgid: at(&m.external_id),
             deleted: at("IsDeleted"),
             columns: m.columns.iter().map(|c| (at(&c.field), plan::cell_kind(c))).collect(),
@@ -80,6 +174,12 @@ impl Shape {
 
     fn id<'r>(&self, row: &'r StringRecord) -> &'r str {
         row.get(self.id).unwrap_or_default()
+    }
+
+    /// The newest SystemModstamp of some rows (as a timestamptz literal).
+    pub fn newest_stamp(&self, rows: &[StringRecord]) -> Option<String> {
+        let at = self.stamp?;
+        rows.iter().filter_map(|r| r.get(at)).filter(|s| !s.is_empty()).max().map(crate::plan::convert::colon_offset)
     }
 }
 
@@ -213,6 +313,11 @@ pub fn begin(m: &Mapping) -> Result<()> {
     Ok(())
 }
 
+/// The load is over: later batches of this mapping (a large catch-up) look first.
+pub fn finish(m: &Mapping) {
+    LOOK_FIRST.with(|l| l.borrow_mut().remove(&m.id));
+}
+
 fn look_first(m: &Mapping) -> bool {
     LOOK_FIRST.with(|l| l.borrow().get(&m.id).copied()).unwrap_or(true)
 }
@@ -267,11 +372,7 @@ fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<P
         None => columnar(m, all, batch)?,
     };
     if !batch.special.is_empty() {
-        let o = pull::apply(m, all, &batch.records(shape, batch.special.iter().copied()), None)?;
-        s.fetched += o.fetched;
-        s.inserted += o.inserted;
-        s.updated += o.updated;
-        s.deleted += o.deleted;
+        s.add(pull::apply(m, all, &batch.records(shape, batch.special.iter().copied()), None)?);
     }
     Ok(s)
 }

@@ -6,10 +6,10 @@
 //! before the mark so records committed late with an earlier stamp are still seen; the
 //! re-read ones change nothing because every write is guarded by IS DISTINCT FROM.
 
-use super::{clients, conflicts, deletes, filter, Ctx, Mapping};
+use super::{clients, conflicts, deletes, filter, load, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
-use crate::plan::{convert, soql};
+use crate::plan::{backfill, convert, soql};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::Spi;
@@ -30,7 +30,7 @@ pub struct PullSummary {
 }
 
 impl PullSummary {
-    fn add(&mut self, o: PullSummary) {
+    pub(crate) fn add(&mut self, o: PullSummary) {
         self.fetched += o.fetched;
         self.inserted += o.inserted;
         self.updated += o.updated;
@@ -60,11 +60,17 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
     let client = clients::client(ctx, &m.connection)?;
     let mut summary = PullSummary::default();
     let mut page = client.query_all(&q)?;
-    loop {
-        summary.add(apply_page(ctx, m, all, &page.records)?);
-        match (page.done, page.next_records_url.as_deref()) {
-            (false, Some(next)) => page = client.query_more(next)?,
-            _ => break,
+    let types: Vec<&str> = m.columns.iter().map(|c| c.sf_type.as_str()).collect();
+    let threshold = guc::BACKFILL_BULK_THRESHOLD.get().max(0) as u64;
+    if !page.done && backfill::choose_method(page.total_size, threshold, &types) == backfill::Method::Bulk {
+        summary.add(bulk_catch_up(ctx, m, all, &client, &q)?);
+    } else {
+        loop {
+            summary.add(apply_page(ctx, m, all, &page.records)?);
+            match (page.done, page.next_records_url.as_deref()) {
+                (false, Some(next)) => page = client.query_more(next)?,
+                _ => break,
+            }
         }
     }
     summary.left_filter = filter::prune(ctx, &client, m)?;
@@ -74,6 +80,25 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
         clients::flush_stats()
     })?;
     Ok(summary)
+}
+
+/// Many changes at once (a mass update in Salesforce, a long outage): one Bulk API 2.0
+/// queryAll job instead of a REST call per 2000 records, applied like the backfill's
+/// batches (see `load`); each batch advances the mark in its own transaction.
+fn bulk_catch_up(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, q: &str) -> Result<PullSummary> {
+    let reader = client.bulk_query_with(q, true, &salesforce::BulkOptions::default())?;
+    let shape = load::Shape::new(m, reader.headers())
+        .ok_or_else(|| SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject)))?;
+    let job = reader.job().id.clone();
+    let mut total = PullSummary::default();
+    let size = guc::BACKFILL_BATCH_SIZE.get().max(1) as usize;
+    load::stream(reader, &shape, 0, load::Position::default(), (size, false), |read| {
+        let mark = shape.newest_stamp(&read.batch.rows);
+        total.add(load::apply_batch(ctx, m, all, &shape, &read.batch, &|_| advance(m, mark.as_deref(), 0))?);
+        Ok(!crate::worker::shutdown_requested())
+    })?;
+    let _ = client.bulk_delete(true, &job); // best effort: the results are not needed any more
+    Ok(total)
 }
 
 /// Applies one page and advances the mark. In the worker a page that fails as a whole is
