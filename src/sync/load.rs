@@ -344,6 +344,8 @@ pub fn apply_batch(
     });
     match whole {
         Ok(s) => Ok(s),
+        // Inside the caller's transaction (run_once) there is no retrying a failed statement.
+        Err(e) if ctx == Ctx::Session => Err(e),
         Err(e) => {
             pgrx::debug1!("sfsync: columnar load of {} rows into {} failed ({e}); applying through the pull", batch.len(), m.table);
             LOOK_FIRST.with(|l| l.borrow_mut().insert(m.id, true));
