@@ -35,6 +35,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init_shmem();
         worker::register_launcher();
+        worker::register_database_commands();
     }
 }
 

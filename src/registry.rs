@@ -27,11 +27,13 @@ pub struct Registry {
     /// (database, count of CREATE EXTENSION commits seen): a worker that found no extension
     /// only marks its database if no CREATE EXTENSION committed since it looked.
     wants: [(u32, u32); MAX_DATABASES],
+    /// Databases no worker may connect to for now (a DROP or template copy of them runs).
+    held: [u32; MAX_DATABASES],
 }
 
 impl Default for Registry {
     fn default() -> Self {
-        Registry { launcher_latch: 0, slots: [Slot::default(); MAX_DATABASES], wants: [(0, 0); MAX_DATABASES] }
+        Registry { launcher_latch: 0, slots: [Slot::default(); MAX_DATABASES], wants: [(0, 0); MAX_DATABASES], held: [0; MAX_DATABASES] }
     }
 }
 
@@ -141,6 +143,25 @@ pub fn database_wants_worker(dboid: u32) {
         }
     }
     wake_launcher();
+}
+
+/// Keeps workers away from the database until [`release`].
+pub fn hold(dboid: u32) {
+    let mut reg = REGISTRY.exclusive();
+    if !reg.held.contains(&dboid) {
+        if let Some(free) = reg.held.iter_mut().find(|d| **d == 0) {
+            *free = dboid;
+        }
+    }
+}
+
+pub fn release(dboid: u32) {
+    let mut reg = REGISTRY.exclusive();
+    reg.held.iter_mut().filter(|d| **d == dboid).for_each(|d| *d = 0);
+}
+
+pub fn held(dboid: u32) -> bool {
+    available() && REGISTRY.share().held.contains(&dboid)
 }
 
 pub fn marked_without_extension(dboid: u32) -> bool {

@@ -139,3 +139,35 @@ fn a_hanging_salesforce_times_out_and_nothing_is_lost_or_doubled() {
     env.emu.admin("DELETE", "faults", json!(null));
     assert_exactly_once(&env, 20);
 }
+
+/// DROP DATABASE and CREATE DATABASE … TEMPLATE work without FORCE: the worker leaves the
+/// database first. A copy gets a worker of its own; a failed drop gets its worker back.
+#[test]
+fn the_worker_steps_aside_for_drop_database_and_template_copies() {
+    let env = common::start();
+    let first = env.worker_pid();
+    let mut admin = env.cluster.connect("postgres");
+    admin.batch_execute("CREATE DATABASE app_copy TEMPLATE app").unwrap();
+    let mut copy = env.cluster.connect("app_copy");
+    let copy_worker = eventually(WAIT, || {
+        copy.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or("no worker in the copy yet".to_string())
+    });
+    assert_ne!(copy_worker, first);
+    let back = env.worker_pid();
+    assert_ne!(back, first, "the template's worker was stopped for the copy, then started again");
+    drop(copy);
+
+    // A drop that fails for another reason (a user session) gives the database its worker back.
+    let blocker = env.db();
+    let err = admin.batch_execute("DROP DATABASE app").unwrap_err();
+    assert!(err.as_db_error().is_some_and(|e| e.message().contains("being accessed by other users")), "{err}");
+    drop(blocker);
+    let again = env.worker_pid();
+    assert_ne!(again, back);
+
+    admin.batch_execute("DROP DATABASE app").unwrap();
+    admin.batch_execute("DROP DATABASE app_copy").unwrap();
+    let left: i64 = admin.query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type LIKE 'sfsync worker%'", &[]).unwrap().get(0);
+    assert_eq!(left, 0, "no worker is left behind");
+    assert!(!env.cluster.log_contents().contains("stopped unexpectedly"), "stepping aside is not a crash");
+}

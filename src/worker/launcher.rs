@@ -50,14 +50,14 @@ pub extern "C-unwind" fn sfsync_launcher_main(_arg: pg_sys::Datum) {
                     Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted) => continue,
                     Err(_) => {
                         running.remove(&db.oid);
-                        if !registry::marked_without_extension(db.oid) {
+                        if !registry::marked_without_extension(db.oid) && !registry::held(db.oid) {
                             warning!("sfsync worker for database \"{}\" stopped unexpectedly; restarting it", db.name);
                             restart_at.insert(db.oid, now + guc::ms(&guc::RESTART_DELAY_MS));
                         }
                     }
                 }
             }
-            if registry::marked_without_extension(db.oid) || registry::worker_pid(db.oid).is_some() {
+            if registry::marked_without_extension(db.oid) || registry::held(db.oid) || registry::worker_pid(db.oid).is_some() {
                 continue;
             }
             if restart_at.get(&db.oid).is_some_and(|t| *t > now) {

@@ -1,10 +1,12 @@
 //! Background processes: one launcher per cluster, one sync worker per database that has
 //! the extension.
 
+mod database_commands;
 mod db_worker;
 mod launcher;
 pub mod tx;
 
+pub use database_commands::register as register_database_commands;
 pub use launcher::register_launcher;
 
 use pgrx::prelude::*;

@@ -1,0 +1,125 @@
+//! `DROP DATABASE` and `CREATE DATABASE … TEMPLATE` refuse a database someone is connected
+//! to, and our worker always is. A `ProcessUtility` hook asks the database's worker to
+//! leave first and keeps the launcher away while the command runs — what a user would
+//! otherwise do by hand with `pg_terminate_backend`. If the command fails, the launcher
+//! starts the worker again.
+
+use crate::registry;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::PgList;
+use std::ffi::CStr;
+use std::time::{Duration, Instant};
+
+/// How long the command waits for the worker to go (it finishes the HTTP call it is in,
+/// bounded by `sfsync.http_timeout`); then Postgres's own wait and error take over.
+const WAIT: Duration = Duration::from_secs(15);
+
+static mut PREVIOUS: pg_sys::ProcessUtility_hook_type = None;
+
+/// Installs the hook (from `_PG_init` of a preloaded library, once per process).
+pub fn register() {
+    // SAFETY: _PG_init runs single-threaded in the postmaster; hooks chain.
+    unsafe {
+        PREVIOUS = pg_sys::ProcessUtility_hook;
+        pg_sys::ProcessUtility_hook = Some(process_utility);
+    }
+}
+
+#[cfg(feature = "pg13")]
+#[pg_guard]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    with_database_released(pstmt, || unsafe {
+        match PREVIOUS {
+            Some(previous) => previous(pstmt, query, context, params, env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
+        }
+    })
+}
+
+#[cfg(not(feature = "pg13"))]
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    with_database_released(pstmt, || unsafe {
+        match PREVIOUS {
+            Some(previous) => previous(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
+        }
+    })
+}
+
+fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
+    let Some(db) = target_database(pstmt).filter(|db| registry::worker_pid(*db).is_some()) else {
+        return run();
+    };
+    registry::hold(db);
+    // The Postgres error of a failed command is re-thrown after `finally`.
+    let run = std::panic::AssertUnwindSafe(run);
+    PgTryBuilder::new(move || {
+        let run = run;
+        stop_worker(db);
+        (run.0)()
+    })
+    .finally(|| {
+        registry::release(db);
+        registry::wake_launcher();
+    })
+    .execute()
+}
+
+/// The database a DROP DATABASE drops or a CREATE DATABASE copies, if it exists.
+fn target_database(pstmt: *mut pg_sys::PlannedStmt) -> Option<u32> {
+    // SAFETY: a utility statement's node tree, read only; names are NUL-terminated.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if stmt.is_null() {
+            return None;
+        }
+        let name = if pgrx::is_a(stmt, pg_sys::NodeTag::T_DropdbStmt) {
+            (*stmt.cast::<pg_sys::DropdbStmt>()).dbname
+        } else if pgrx::is_a(stmt, pg_sys::NodeTag::T_CreatedbStmt) {
+            let options = PgList::<pg_sys::DefElem>::from_pg((*stmt.cast::<pg_sys::CreatedbStmt>()).options);
+            let template = options
+                .iter_ptr()
+                .find(|d| !(**d).defname.is_null() && CStr::from_ptr((**d).defname).to_bytes() == b"template" && !(**d).arg.is_null())?;
+            pg_sys::defGetString(template)
+        } else {
+            return None;
+        };
+        if name.is_null() {
+            return None;
+        }
+        let oid = pg_sys::get_database_oid(name, true);
+        (oid != pg_sys::InvalidOid).then(|| oid.to_u32())
+    }
+}
+
+/// SIGTERM to the worker, then wait (interruptibly) until it is gone.
+fn stop_worker(db: u32) {
+    let Some(pid) = registry::worker_pid(db) else { return };
+    // SAFETY: plain kill(2) to a process of our own cluster.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let started = Instant::now();
+    while registry::worker_pid(db) == Some(pid) && unsafe { libc::kill(pid, 0) } == 0 && started.elapsed() < WAIT {
+        check_for_interrupts!();
+        unsafe { pg_sys::pg_usleep(20_000) };
+    }
+}
