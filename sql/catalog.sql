@@ -114,6 +114,15 @@ CREATE TABLE sfsync.sync_state (
     -- How far the check for records that stopped matching the mapping's filter has looked
     -- (see sync/filter.rs); NULL: from the beginning.
     filter_hwm    timestamptz,
+    -- The delete check (sync/reconcile.rs): how far getDeleted has covered (Salesforce's
+    -- latestDateCovered; NULL: from the backfill or the mapping's creation), when it last
+    -- ran, and the last full reconciliation with how many linked rows it found missing.
+    deletes_through    timestamptz,
+    deletes_checked_at timestamptz,
+    reconciled_at      timestamptz,
+    reconciled_missing bigint,
+    -- The last periodic refresh of mapped formula and roll-up fields (sync/formulas.rs).
+    formulas_refreshed_at timestamptz,
     last_push_at  timestamptz,
     last_pull_at  timestamptz,
     pushed_total  bigint NOT NULL DEFAULT 0,

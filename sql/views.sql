@@ -80,7 +80,13 @@ SELECT m.tbl AS "table",
        cs.api_calls,
        cs.api_used,
        cs.api_max,
-       COALESCE(s.last_error, cs.last_error) AS last_error
+       COALESCE(s.last_error, cs.last_error) AS last_error,
+       COALESCE(c.conflicts, 0) AS conflicts,
+       COALESCE(r.reviews, 0) AS pending_delete_reviews,
+       s.deletes_checked_at AS last_delete_check,
+       s.reconciled_at AS last_reconciliation,
+       s.reconciled_missing,
+       s.formulas_refreshed_at AS last_formula_refresh
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
@@ -91,7 +97,13 @@ LEFT JOIN LATERAL (
 ) o ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS errors FROM sfsync.record_errors re WHERE re.mapping_id = m.id
-) e ON true;
+) e ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS conflicts FROM sfsync.conflicts cf WHERE cf.mapping_id = m.id
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS reviews FROM sfsync.delete_review dr WHERE dr.mapping_id = m.id AND dr.decided_at IS NULL
+) r ON true;
 
 GRANT SELECT ON sfsync.status TO PUBLIC;
 

@@ -20,6 +20,8 @@ pub static LAUNCHER_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(10000)
 pub static RESTART_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static ARCHIVE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 pub static BACKFILL_BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10000);
+pub static DELETE_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(600);
+pub static FORMULA_REFRESH_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static BACKFILL_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
 
 pub fn register() {
@@ -125,6 +127,22 @@ pub fn register() {
         1,
         100_000,
         GucFlags::default(),
+    );
+    int(
+        c"sfsync.delete_check_interval",
+        c"How often each pulled table asks Salesforce (getDeleted) for deletions the pull cannot see (0: never).",
+        &DELETE_CHECK_INTERVAL_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
+    );
+    int(
+        c"sfsync.formula_refresh_interval",
+        c"How often mapped formula and roll-up summary fields are read again (0: never).",
+        &FORMULA_REFRESH_INTERVAL_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
     );
     int(c"sfsync.restart_delay", c"Delay before a crashed database worker is started again.", &RESTART_DELAY_MS, 0, 3_600_000, ms);
     int(

@@ -480,8 +480,12 @@ fn process_row(w: &mut Writer, job: &JobSpec, cols: &[Col], row: &csv::StringRec
                 let id = w.delete(job.obj, &id).map_err(fail)?;
                 if job.op == Op::HardDelete {
                     // Out of the recycle bin as well: queryAll no longer sees it.
+                    // getDeleted still reports it until the purge (see Store::purge).
                     if let Some(seq) = ids::seq_of(&def.key_prefix, &id) {
-                        w.store.tables[job.obj].take(def, seq);
+                        let gone = w.store.tables[job.obj].take(def, seq);
+                        if let Some(crate::value::Value::DateTime(t)) = gone.map(|r| r.get(def.sys.system_modstamp).clone()) {
+                            w.store.tables[job.obj].tombstones.insert(seq, t);
+                        }
                     }
                 }
                 Ok((id, false))

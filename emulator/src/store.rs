@@ -6,7 +6,10 @@
 use crate::ids;
 use crate::schema::{ObjectDef, Schema};
 use crate::value::{Value, NULL};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Salesforce empties the recycle bin of records deleted more than 15 days ago.
+pub const RECYCLE_BIN_MS: i64 = 15 * crate::clock::DAY_MS;
 
 #[derive(Clone, Debug, Default)]
 pub struct Record {
@@ -41,6 +44,11 @@ pub struct Table {
     pub recs: BTreeMap<u64, Record>,
     /// field position → lowercased value → records having it (deleted ones included).
     index: HashMap<usize, HashMap<Box<str>, Vec<u64>>>,
+    /// Hard-deleted records (Bulk `hardDelete`): gone from queries, still reported by
+    /// getDeleted until purged like the recycle bin. seq → deletion time.
+    pub tombstones: BTreeMap<u64, i64>,
+    /// Deletion time of the newest record physically purged: getDeleted's earliestDateAvailable.
+    pub purged_through: Option<i64>,
 }
 
 impl Table {
@@ -106,6 +114,8 @@ pub struct Store {
     next_seq: u64,
     /// Change Data Capture: committed saves become change events here (see write.rs `Drop`).
     pub cdc: std::sync::Arc<crate::cdc::Hub>,
+    /// Deletions in time order (deletion ms, object, seq), for the recycle bin purge.
+    pub bin: BTreeSet<(i64, usize, u64)>,
 }
 
 /// Where minted sequence numbers start: large enough that IDs show a realistic mix of characters.
@@ -117,6 +127,7 @@ impl Store {
             tables: schema.objects.iter().map(|_| Table::default()).collect(),
             next_seq: FIRST_SEQ,
             cdc: std::sync::Arc::new(crate::cdc::Hub::new(schema)),
+            bin: BTreeSet::new(),
         }
     }
     /// An empty store that keeps minting after `old`'s IDs: IDs are never reused, even across resets.
@@ -127,6 +138,31 @@ impl Store {
         self.next_seq += 1;
         self.next_seq
     }
+    /// Whether records deleted more than 15 days before `now_ms` are still to be purged.
+    pub fn purge_due(&self, now_ms: i64) -> bool {
+        self.bin.first().is_some_and(|e| e.0 < now_ms - RECYCLE_BIN_MS)
+    }
+
+    /// Physically removes what was deleted more than 15 days before `now_ms` (recycle bin
+    /// records and hard-delete tombstones) and moves each object's earliestDateAvailable.
+    pub fn purge(&mut self, schema: &Schema, now_ms: i64) {
+        while self.purge_due(now_ms) {
+            let Some((t, obj, seq)) = self.bin.pop_first() else { break };
+            let (def, table) = (&schema.objects[obj], &mut self.tables[obj]);
+            let purged = if table.tombstones.remove(&seq).is_some() {
+                true
+            } else if table.recs.get(&seq).is_some_and(|r| is_deleted(def, r)) {
+                table.take(def, seq);
+                true
+            } else {
+                false // undeleted or rolled back since
+            };
+            if purged {
+                table.purged_through = table.purged_through.max(Some(t));
+            }
+        }
+    }
+
     /// Resolves a canonical 18-char ID to (object, seq) if a record with it exists.
     pub fn find(&self, schema: &Schema, id18: &str) -> Option<(usize, u64)> {
         let obj = schema.by_prefix(id18.get(..3)?)?;

@@ -435,6 +435,9 @@ impl<'a> Writer<'a> {
         let mut rec = self.store.tables[obj].recs[&seq].clone();
         rec.set(def.sys.is_deleted, Value::Bool(true));
         self.stamp(def, &mut rec, false);
+        if let Value::DateTime(t) = rec.get(def.sys.system_modstamp) {
+            self.store.bin.insert((*t, obj, seq));
+        }
         self.save(obj, seq, rec);
         Ok(id)
     }
@@ -464,6 +467,10 @@ impl<'a> Writer<'a> {
 /// it) becomes a change event. This is the single CDC hook for all write paths.
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
+        // Formula and roll-up fields follow their inputs (no stamp, no event), see schema::calc.
+        if !self.undo.is_empty() && crate::schema::calc::has_calculated(self.schema) {
+            crate::schema::calc::recompute(self.schema, self.store);
+        }
         if self.change_events && !self.undo.is_empty() {
             let hub = self.store.cdc.clone();
             hub.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);

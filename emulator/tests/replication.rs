@@ -87,3 +87,34 @@ fn replication_date_rules() {
     let no_slash = format!("sobjects/Contact/updated?start={}&end={}", enc(&format_datetime(now)), enc(&format_datetime(now + 600_000)));
     assert_eq!(org.get(&no_slash).status, 200);
 }
+
+/// Deletions older than the recycle bin's 15 days are purged: getDeleted no longer reports
+/// them, queryAll no longer returns them, and earliestDateAvailable moves to the newest purged
+/// deletion, so a replica that covered less than that knows it must resynchronize.
+#[test]
+fn the_recycle_bin_purge_moves_earliest_date_available() {
+    // A session that outlives the clock jumps below.
+    let org = Org::with(sf_emulator::Config { token_ttl_secs: 60 * 86_400, ..sf_emulator::Config::default() });
+    let a = org.create("Account", json!({"Name": "A"}));
+    let b = org.create("Account", json!({"Name": "B"}));
+    let t0 = now_ms(&org);
+    assert_eq!(org.delete(&format!("sobjects/Account/{a}")).status, 204);
+    org.admin("POST", "clock", json!({"advance_ms": 10 * 86_400_000_i64}));
+    assert_eq!(org.delete(&format!("sobjects/Account/{b}")).status, 204);
+    let deleted = |org: &Org, start: i64| {
+        let r = org.get(&window("deleted", "Account", start, now_ms(org) + 60_000));
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let ids: Vec<String> = r.body["deletedRecords"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+        (ids, r.body["earliestDateAvailable"].as_str().unwrap().to_string())
+    };
+    let (ids, _) = deleted(&org, t0 - 60_000);
+    assert_eq!(ids, [a.clone(), b.clone()]);
+    // 16 days after A's deletion (6 after B's): A is purged, B still in the bin.
+    org.admin("POST", "clock", json!({"advance_ms": 6 * 86_400_000_i64}));
+    let (ids, earliest) = deleted(&org, t0 - 60_000);
+    assert_eq!(ids, [b.clone()]);
+    let earliest = sf_emulator::clock::parse_datetime(&earliest).unwrap();
+    assert!(earliest >= t0 && earliest < t0 + 60_000, "the purged deletion's time, not 30 days back");
+    let r = org.get(&format!("queryAll?q={}", enc(&format!("SELECT Id FROM Account WHERE Id = '{a}'"))));
+    assert_eq!(r.body["totalSize"], json!(0), "purged records are gone from queryAll");
+}

@@ -173,7 +173,13 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     let infos: Vec<FieldInfo> = describe
         .fields
         .iter()
-        .map(|f| FieldInfo { name: f.name.clone(), sf_type: f.r#type.clone(), createable: f.createable, updateable: f.updateable })
+        .map(|f| FieldInfo {
+            name: f.name.clone(),
+            sf_type: f.r#type.clone(),
+            createable: f.createable,
+            updateable: f.updateable,
+            calculated: f.calculated,
+        })
         .collect();
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
     if columns.is_empty() {

@@ -42,3 +42,23 @@ fn run(oid: Option<u32>) -> Result<Value> {
     sync::archive::purge(crate::guc::ARCHIVE_RETENTION_S.get())?;
     Ok(json!({"push": if oid.is_none() { json!(pushed) } else { Value::Null }, "tables": out}))
 }
+
+/// A full delete reconciliation of one table now: every Id of the object (matching the
+/// mapping's filter) is listed, and linked rows whose record is gone follow `on_delete`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reconcile(tbl: PgRelation) -> JsonB {
+    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(sync::reconcile::reconcile(Ctx::Session, m)?))).or_raise())
+}
+
+/// Reads the table's formula and roll-up fields again now (see sfsync.formula_refresh_interval).
+#[pg_extern(volatile, parallel_unsafe)]
+fn refresh_formulas(tbl: PgRelation) -> JsonB {
+    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(sync::formulas::refresh(Ctx::Session, m)?))).or_raise())
+}
+
+fn one(oid: u32, f: impl FnOnce(&sync::Mapping) -> Result<Value>) -> Result<Value> {
+    Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+    let m = sync::load_mappings(Some(oid))?;
+    let m = m.first().ok_or_else(|| SyncError::NotFound(format!("table with oid {oid} is not synced")))?;
+    f(m)
+}

@@ -15,6 +15,10 @@ pub struct ColumnMap {
     pub pg_type: String,
     pub createable: bool,
     pub updateable: bool,
+    /// A formula or roll-up summary field (describe `calculated`): read-only, and its value
+    /// changes without SystemModstamp moving, so only the periodic refresh brings it.
+    #[serde(default)]
+    pub calculated: bool,
 }
 
 /// What describe tells us about a field, reduced to what the mapping needs.
@@ -24,6 +28,7 @@ pub struct FieldInfo {
     pub sf_type: String,
     pub createable: bool,
     pub updateable: bool,
+    pub calculated: bool,
 }
 
 /// `last_name`, `LastName` and `lastname` all normalise to `lastname`.
@@ -106,6 +111,7 @@ pub fn test_column(sf_type: &str, pg_type: &str) -> ColumnMap {
         pg_type: pg_type.into(),
         createable: true,
         updateable: true,
+        calculated: false,
     }
 }
 
@@ -117,6 +123,7 @@ fn column_map(col: &str, pg_type: String, info: &FieldInfo) -> ColumnMap {
         pg_type,
         createable: info.createable,
         updateable: info.updateable,
+        calculated: info.calculated,
     }
 }
 
@@ -125,7 +132,7 @@ mod tests {
     use super::*;
 
     fn f(name: &str, createable: bool) -> FieldInfo {
-        FieldInfo { name: name.into(), sf_type: "string".into(), createable, updateable: createable }
+        FieldInfo { name: name.into(), sf_type: "string".into(), createable, updateable: createable, calculated: false }
     }
 
     fn cols(names: &[&str]) -> Vec<(String, String)> {

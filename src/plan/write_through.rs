@@ -152,6 +152,7 @@ mod tests {
             pg_type: "text".into(),
             createable,
             updateable,
+            calculated: false,
         };
         vec![c("last_name", "LastName", true, true), c("email", "Email", true, true), c("owner", "OwnerId", true, false)]
     }

@@ -80,7 +80,7 @@ pub fn prune(ctx: Ctx, client: &Client, m: &Mapping) -> Result<usize> {
 }
 
 /// Removes the rows of these records, except those with a local change still pending.
-fn remove_unless_pending(m: &Mapping, sfids: &[String]) -> Result<usize> {
+pub(crate) fn remove_unless_pending(m: &Mapping, sfids: &[String]) -> Result<usize> {
     if sfids.is_empty() {
         return Ok(0);
     }

@@ -10,9 +10,12 @@ pub mod clients;
 pub mod conflicts;
 pub mod deletes;
 pub mod filter;
+pub mod formulas;
 pub mod load;
+pub mod periodic;
 pub mod pull;
 pub mod push;
+pub mod reconcile;
 pub mod write_through;
 
 use crate::error::{Result, SyncError};
@@ -63,6 +66,12 @@ pub struct Mapping {
     /// Mapped lookup columns that are foreign keys to other synced tables.
     #[serde(default)]
     pub parents: Vec<ParentRef>,
+    /// Seconds since the last delete check (None: never), see sync::periodic.
+    #[serde(default)]
+    pub deletes_age: Option<f64>,
+    /// Seconds since the calculated fields were last refreshed (or loaded by the backfill).
+    #[serde(default)]
+    pub formulas_age: Option<f64>,
 }
 
 impl Mapping {
@@ -97,7 +106,11 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                              JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
                              WHERE k.conrelid = m.tbl AND k.contype = 'f' AND cardinality(k.conkey) = 1
                                AND pa.attname = pm.pk_column
-                               AND m.columns @> jsonb_build_array(jsonb_build_object('column', a.attname, 'sf_type', 'reference')))
+                               AND m.columns @> jsonb_build_array(jsonb_build_object('column', a.attname, 'sf_type', 'reference'))),
+                 'deletes_age', (SELECT extract(epoch FROM now() - s.deletes_checked_at) FROM sfsync.sync_state s WHERE s.mapping_id = m.id),
+                 'formulas_age', (SELECT extract(epoch FROM now() - COALESCE(s.formulas_refreshed_at, b.finished_at, m.created_at))
+                                  FROM sfsync.sync_state s LEFT JOIN sfsync.backfills b ON b.mapping_id = s.mapping_id
+                                  WHERE s.mapping_id = m.id)
                  ) ORDER BY m.id), '[]')
          FROM sfsync.mappings m
          JOIN pg_catalog.pg_class c ON c.oid = m.tbl

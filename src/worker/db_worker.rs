@@ -80,6 +80,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
         pull_due(&mappings, &mut next_pull, &stream, &backfill.active);
+        // Deletes getDeleted reports (or a full reconciliation) and formula refreshes, when due.
+        sync::periodic::run_due(&mappings, &backfill.active);
         busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
             Err(e) => {

@@ -57,6 +57,7 @@ async fn run(
         return Err(ApiError::bad("MALFORMED_QUERY", "A query string has to be specified"));
     };
     let parsed = parse(text).map_err(|e| e.to_api(text))?;
+    purge(&st);
     let plan = compile(&st.schema, &parsed, st.clock.now_ms()).map_err(|e| e.to_api(text))?;
     if plan.is_aggregate() {
         // Aggregate results come in one batch (Salesforce refuses queryMore on them).
@@ -133,4 +134,12 @@ pub async fn more(State(st): St, api: Api, headers: HeaderMap) -> Result<Respons
         out
     };
     Ok(page(&st, &api.version, &plan, &seqs, start, batch, Some(loc)))
+}
+
+/// Empties the recycle bin of what is older than its retention before a read sees it.
+pub fn purge(st: &AppState) {
+    let now = st.clock.now_ms();
+    if st.store.read().purge_due(now) {
+        st.store.write().purge(&st.schema, now);
+    }
 }

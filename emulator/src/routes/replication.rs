@@ -91,30 +91,38 @@ pub async fn updated(State(st): St, api: Api, Query(q): Query<HashMap<String, St
     Ok(Json(json!({"ids": ids, "latestDateCovered": format_datetime(latest)})).into_response())
 }
 
-/// GET sobjects/{O}/deleted: records in the recycle bin deleted in [start, end).
+/// GET sobjects/{O}/deleted: records deleted in [start, end): those in the recycle bin and
+/// hard-deleted ones not yet purged. earliestDateAvailable is the deletion time of the newest
+/// record physically purged (recycle bin retention, 15 days), or 30 days back when none was.
 pub async fn deleted(State(st): St, api: Api, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
     let obj = object_idx(&st, api.param("object"))?;
     let (start, end, latest) = window(&st, &q)?;
+    super::query::purge(&st);
     let def = &st.schema.objects[obj];
     let store = st.store.read();
-    let mut hits: Vec<(i64, &str)> = vec![];
-    for rec in store.tables[obj].recs.values() {
+    let table = &store.tables[obj];
+    let mut hits: Vec<(i64, String)> = vec![];
+    for rec in table.recs.values() {
         if !is_deleted(def, rec) {
             continue;
         }
         // Deleting stamps SystemModstamp: that is the deletion time.
         if let Some(t) = stamp(rec.get(def.sys.system_modstamp)).filter(|t| (start..end).contains(t)) {
-            hits.push((t, rec.get(0).as_str().unwrap_or("")));
+            hits.push((t, rec.get(0).as_str().unwrap_or("").to_string()));
             if hits.len() > MAX_IDS {
                 return Err(too_many());
             }
         }
     }
+    for (&seq, &t) in table.tombstones.iter().filter(|(_, t)| (start..end).contains(*t)) {
+        hits.push((t, crate::ids::mint(&def.key_prefix, seq)));
+        if hits.len() > MAX_IDS {
+            return Err(too_many());
+        }
+    }
     hits.sort();
     let records: Vec<_> = hits.into_iter().map(|(t, id)| json!({"id": id, "deletedDate": format_datetime(t)})).collect();
-    // Nothing is ever purged from the emulator's recycle bin: everything the 30-day window
-    // allows is available.
-    let earliest = earliest_start(st.clock.now_ms());
+    let earliest = earliest_start(st.clock.now_ms()).max(table.purged_through.unwrap_or(i64::MIN));
     Ok(Json(json!({
         "deletedRecords": records,
         "earliestDateAvailable": format_datetime(earliest),

@@ -82,7 +82,10 @@ fn field(fd: &FieldDef) -> Value {
         "autoNumber": false,
         "byteLength": if text { fd.length * 3 } else { 0 },
         "calculated": fd.calculated,
-        "calculatedFormula": null,
+        "calculatedFormula": match &fd.derived {
+            super::Derived::Formula(src, _) => json!(src),
+            _ => Value::Null,
+        },
         "cascadeDelete": false,
         "caseSensitive": false,
         "compoundFieldName": fd.compound_field,

@@ -1,7 +1,7 @@
 //! Custom objects and fields from a JSON schema file (format documented in README.md).
 
 use super::standard::object;
-use super::{FieldDef, FieldType, ObjectDef, Schema};
+use super::{calc, Derived, FieldDef, FieldType, ObjectDef, Schema};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -55,9 +55,31 @@ struct FieldSpec {
     #[serde(default)]
     restricted_picklist: bool,
     default_value: Option<String>,
+    /// A formula field (see calc.rs for the subset): calculated, read-only.
+    formula: Option<String>,
+    /// A roll-up summary field: calculated, read-only.
+    rollup: Option<RollupSpec>,
 }
 
-fn build_field(s: FieldSpec) -> Result<FieldDef, String> {
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RollupSpec {
+    /// COUNT, SUM, MIN or MAX.
+    function: String,
+    /// The child object summarized, and its lookup to this object.
+    object: String,
+    via: String,
+    /// The child field (not for COUNT).
+    field: Option<String>,
+}
+
+/// A calculated field waiting for every object to be known: (object, field, spec).
+enum Pending {
+    Formula(String, String, String),
+    Rollup(String, String, RollupSpec),
+}
+
+fn build_field(s: FieldSpec, object: &str, pending: &mut Vec<Pending>) -> Result<FieldDef, String> {
     let t = FieldType::from_api_name(&s.ftype).ok_or_else(|| format!("field {}: unknown type {:?}", s.name, s.ftype))?;
     if !s.name.ends_with("__c") {
         return Err(format!("custom field {} must end with __c", s.name));
@@ -99,6 +121,22 @@ fn build_field(s: FieldSpec) -> Result<FieldDef, String> {
     if let Some(d) = s.default_value {
         f = f.default_value(&d);
     }
+    let calculated = match (s.formula, s.rollup) {
+        (Some(_), Some(_)) => return Err(format!("field {}: formula or rollup, not both", s.name)),
+        (Some(src), None) => Some(Pending::Formula(object.into(), s.name.clone(), src)),
+        (None, Some(r)) => Some(Pending::Rollup(object.into(), s.name.clone(), r)),
+        (None, None) => None,
+    };
+    if let Some(p) = calculated {
+        if !t.is_numeric() {
+            return Err(format!("field {}: calculated fields must be numeric (int, double, currency, percent)", s.name));
+        }
+        f = f.readonly();
+        f.calculated = true;
+        f.nillable = true;
+        f.defaulted_on_create = false;
+        pending.push(p);
+    }
     Ok(f)
 }
 
@@ -106,6 +144,7 @@ fn build_field(s: FieldSpec) -> Result<FieldDef, String> {
 pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
     let file: SchemaFile = serde_json::from_str(text).map_err(|e| format!("schema file: {e}"))?;
     let mut next_prefix = 0;
+    let mut pending = vec![];
     for spec in file.objects {
         if !spec.name.ends_with("__c") {
             return Err(format!("custom object {} must end with __c", spec.name));
@@ -136,7 +175,7 @@ pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
         // Custom objects' Name is required but the UI defaults it; treat as required like the API.
         let mut own = vec![name];
         for f in spec.fields {
-            own.push(build_field(f)?);
+            own.push(build_field(f, &spec.name, &mut pending)?);
         }
         let mut o = object(&spec.name, &label, &plural, &prefix, own, true);
         // Keep custom fields after the system fields, as describe lists them.
@@ -152,7 +191,7 @@ pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
         let idx = schema.object(&obj).ok_or_else(|| format!("fields for unknown object {obj}"))?;
         let o: &mut ObjectDef = &mut schema.objects[idx];
         for f in fields {
-            let f = build_field(f)?;
+            let f = build_field(f, &obj, &mut pending)?;
             if o.field(&f.name).is_some() {
                 return Err(format!("{obj}.{} defined twice", f.name));
             }
@@ -160,6 +199,7 @@ pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
         }
         o.reindex();
     }
+    resolve(schema, pending)?;
     // References must point at known objects.
     for o in &schema.objects {
         for f in &o.fields {
@@ -169,6 +209,53 @@ pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn resolve(schema: &mut Schema, pending: Vec<Pending>) -> Result<(), String> {
+    for p in pending {
+        let (object, field) = match &p {
+            Pending::Formula(o, f, _) | Pending::Rollup(o, f, _) => (o.clone(), f.clone()),
+        };
+        let obj = schema.object(&object).ok_or_else(|| format!("unknown object {object}"))?;
+        let derived = match p {
+            Pending::Formula(_, _, src) => {
+                Derived::Formula(src.clone(), calc::parse(schema, obj, &src).map_err(|e| format!("{object}.{field}: {e}"))?)
+            }
+            Pending::Rollup(_, _, r) => {
+                let err = |m: String| format!("{object}.{field}: rollup {m}");
+                let func = calc::RollupFn::parse(&r.function).ok_or_else(|| err(format!("function {:?}", r.function)))?;
+                let child = schema.object(&r.object).ok_or_else(|| err(format!("object {}", r.object)))?;
+                let cdef = &schema.objects[child];
+                let via = cdef.field(&r.via).ok_or_else(|| err(format!("via {}", r.via)))?;
+                if !cdef.fields[via].reference_to.iter().any(|t| t.eq_ignore_ascii_case(&object)) {
+                    return Err(err(format!("via {}: not a lookup to {object}", r.via)));
+                }
+                let child_field = match (&r.field, func) {
+                    (None, calc::RollupFn::Count) => None,
+                    (None, _) => return Err(err("needs a field".into())),
+                    (Some(f), _) => {
+                        let fi = cdef.field(f).ok_or_else(|| err(format!("field {f}")))?;
+                        if !cdef.fields[fi].ftype.is_numeric() {
+                            return Err(err(format!("field {f} is not numeric")));
+                        }
+                        Some(fi)
+                    }
+                };
+                let source = format!(
+                    "{}({}{}) via {}",
+                    r.function.to_uppercase(),
+                    r.object,
+                    r.field.map(|f| format!(".{f}")).unwrap_or_default(),
+                    r.via
+                );
+                Derived::Rollup(calc::Rollup { func, child, via, field: child_field, source })
+            }
+        };
+        let o = &mut schema.objects[obj];
+        let fi = o.field(&field).ok_or_else(|| format!("{object}.{field} missing"))?;
+        o.fields[fi].derived = derived;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Object and field metadata: the single source of truth for describe, validation, SOQL and
 //! record rendering. Field positions in `ObjectDef::fields` are the record storage slots.
 
+pub mod calc;
 pub mod describe;
 pub mod file;
 pub mod standard;
@@ -120,6 +121,10 @@ pub enum Derived {
     FullName,
     /// Compound address read from `{prefix}Street`, `{prefix}City`, ...; never stored.
     Address(String),
+    /// Formula field (source as written, parsed form), kept current by `calc::recompute`.
+    Formula(String, calc::Expr),
+    /// Roll-up summary field, kept current by `calc::recompute`.
+    Rollup(calc::Rollup),
 }
 
 #[derive(Clone, Debug)]

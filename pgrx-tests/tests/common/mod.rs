@@ -19,7 +19,12 @@ pub fn start() -> Env {
 
 /// `start` with extra settings (later ones win).
 pub fn start_with(gucs: &[(&str, &str)]) -> Env {
-    let emu = Emulator::start();
+    start_full(&[], gucs)
+}
+
+/// `start_with`, the emulator started with extra arguments (e.g. `--schema FILE`).
+pub fn start_full(emulator_args: &[&str], gucs: &[(&str, &str)]) -> Env {
+    let emu = Emulator::start_with_args(emulator_args);
     let mut opts = ClusterOpts::new()
         .preload(true)
         .guc("sfsync.poll_interval", "200ms")

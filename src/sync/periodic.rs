@@ -1,0 +1,53 @@
+//! Per-mapping work on a timer rather than on changes: the delete check (getDeleted windows,
+//! full reconciliation when one was missed; `sfsync.delete_check_interval`) and the refresh of
+//! formula and roll-up fields (`sfsync.formula_refresh_interval`). How long ago each last ran
+//! comes from sync_state with the mappings, so a restarted worker keeps the rhythm.
+
+use super::{clients, formulas, reconcile, Ctx, Mapping};
+use crate::error::SyncError;
+use crate::guc;
+use crate::plan::formulas::{calculated, due};
+use pgrx::prelude::*;
+
+/// Runs what is due for the pulled mappings that are not backfilling.
+pub fn run_due(mappings: &[Mapping], backfilling: &[i32]) {
+    let deletes_every = guc::DELETE_CHECK_INTERVAL_S.get() as i64;
+    let formulas_every = guc::FORMULA_REFRESH_INTERVAL_S.get() as i64;
+    for m in mappings.iter().filter(|m| m.pulls() && !backfilling.contains(&m.id)) {
+        if crate::worker::shutdown_requested() {
+            break;
+        }
+        if due(m.deletes_age, deletes_every) && clients::available(&m.connection) {
+            match reconcile::check(Ctx::Worker, m) {
+                Ok(s) => {
+                    clients::succeeded(&m.connection);
+                    if s.deleted > 0 || s.reconciled.is_some() {
+                        log!("sfsync: delete check of {}: {}", m.table, serde_json::to_string(&s).unwrap_or_default());
+                    }
+                }
+                Err(e) => failed(m, "delete check", e),
+            }
+        }
+        if !calculated(&m.columns).is_empty() && due(m.formulas_age, formulas_every) && clients::available(&m.connection) {
+            match formulas::refresh(Ctx::Worker, m) {
+                Ok(s) => {
+                    clients::succeeded(&m.connection);
+                    if s.updated > 0 {
+                        debug1!("sfsync: formula refresh of {}: {} of {} rows changed", m.table, s.updated, s.fetched);
+                    }
+                }
+                Err(e) => failed(m, "formula refresh", e),
+            }
+        }
+    }
+}
+
+fn failed(m: &Mapping, what: &str, e: SyncError) {
+    let delay = clients::failed(&m.connection, &e);
+    warning!("sfsync: {what} of {} failed, retrying in {delay:?}: {e}", m.table);
+    let msg = format!("{what}: {e}");
+    let _ = crate::worker::tx::run(|| {
+        super::set_mapping_error(m.id, &msg)?;
+        clients::flush_stats()
+    });
+}
