@@ -28,8 +28,9 @@ thread_local! {
     static RUNS: std::cell::RefCell<std::collections::HashSet<i32>> = Default::default();
 }
 
-/// How long one REST chunk may run before the worker goes back to its other work.
-const REST_CHUNK: Duration = Duration::from_secs(2);
+/// How long one chunk runs before the worker goes back to its other work (a Bulk chunk then
+/// goes on to the end of its result page).
+const CHUNK: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 struct Row {
@@ -267,7 +268,7 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &load::Positio
     Ok(())
 }
 
-/// REST: a keyset query after the last applied record, paged, for up to REST_CHUNK.
+/// REST: a keyset query after the last applied record, paged, for up to CHUNK.
 fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, row: &Row) -> Result<bool> {
     let q = resume_query(m, row)?;
     let started = Instant::now();
@@ -282,7 +283,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         if batch.len() >= batch_size() || (end && !batch.is_empty()) {
             apply(ctx, m, all, Rows::Records(&batch), &load::Position::default())?;
             batch.clear();
-            if !end && (started.elapsed() > REST_CHUNK || crate::worker::shutdown_requested()) {
+            if !end && (started.elapsed() > CHUNK || crate::worker::shutdown_requested()) {
                 return Ok(false);
             }
         }
@@ -293,7 +294,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
 }
 
 /// Bulk: reopen the job's page at its locator (skipping what is in), or start a job after
-/// the last applied record; read until the page changes.
+/// the last applied record; read for up to CHUNK.
 fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, row: &Row) -> Result<bool> {
     let opts = BulkOptions { max_records: Some((batch_size() * 10).min(u32::MAX as usize) as u32), ..BulkOptions::default() };
     let resumed = row.job_id.as_deref().and_then(|job| {
@@ -334,11 +335,18 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     // every signal blocked) while this one applies the previous batch. Two batches in flight
     // at most: memory stays bounded whatever the size of the object.
     let copy = load::copy_mode(m);
+    let started = Instant::now();
     load::stream(reader, &shape, skip, start, (batch_size(), copy), |read| {
         if !read.batch.is_empty() {
             apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
         }
-        Ok(!read.new_page && !crate::worker::shutdown_requested())
+        Ok(if crate::worker::shutdown_requested() {
+            load::Flow::Stop
+        } else if started.elapsed() >= CHUNK {
+            load::Flow::PauseAtPage
+        } else {
+            load::Flow::Continue
+        })
     })
 }
 

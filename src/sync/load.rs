@@ -31,6 +31,7 @@ use salesforce::{Record, StringRecord};
 use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     /// Per mapping: whether inserts must first look for records already in the table.
@@ -52,50 +53,64 @@ pub struct Read {
     pub pos: Position,
     /// The last batch of the results.
     pub end: bool,
-    /// The batch reached a result page after the first one read.
-    pub new_page: bool,
+}
+
+/// What `stream`'s caller wants after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop where a result page begins: the resume point is then its first record, so a
+    /// later run neither downloads again nor skips what this one read.
+    PauseAtPage,
+    /// Stop now (shutdown); what the reader read ahead is read again next time.
+    Stop,
 }
 
 /// Streams a Bulk query's results in batches: a thread of its own reads the CSV and lays it
 /// out (HTTP and Rust only, every signal blocked) while `each` applies the previous batch on
 /// this thread. At most two batches wait in between, so memory stays bounded whatever the
 /// object's size. `skip` records are passed over first (what a previous run applied).
-/// `each` returns whether to go on; returns true when the results were read to the end.
+/// Returns true when the results were read to the end.
 pub fn stream(
     reader: salesforce::BulkQueryReader<'_>,
     shape: &Shape,
     skip: u64,
     start: Position,
     (size, copy): (usize, bool),
-    mut each: impl FnMut(Read) -> Result<bool>,
+    mut each: impl FnMut(Read) -> Result<Flow>,
 ) -> Result<bool> {
+    let pause = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
-        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape, skip, start, (size, copy), tx)));
+        let pause = &pause;
+        super::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape, skip, start, (size, copy), pause, tx)));
         for read in rx.iter() {
             let read = read?;
             let end = read.end;
-            let go_on = each(read)?;
-            if end || !go_on {
-                return Ok(end);
+            match each(read)? {
+                _ if end => return Ok(true),
+                Flow::Continue => {}
+                Flow::PauseAtPage => pause.store(true, Ordering::Relaxed),
+                Flow::Stop => return Ok(false),
             }
         }
-        // The reader stopped after sending its error (handled above) or the last batch.
+        // The reader paused, or stopped after sending its error (returned above).
         Ok(false)
     })
 }
 
-/// The reader thread: sends batches until the page changes, the results end, or nobody
-/// listens any more. No Postgres calls here.
+/// The reader thread: sends batches until the results end, it is asked to pause (at the
+/// next page's first record), or nobody listens any more. No Postgres calls here.
+#[allow(clippy::too_many_arguments)]
 fn read(
     mut reader: salesforce::BulkQueryReader<'_>,
     shape: &Shape,
     mut skip: u64,
     mut pos: Position,
     (size, copy): (usize, bool),
+    pause: &AtomicBool,
     tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
 ) {
-    let first_page = reader.pages();
     let mut batch = Batch::new(shape, size, copy);
     loop {
         let next = match reader.next().transpose() {
@@ -106,11 +121,13 @@ fn read(
             }
         };
         let end = next.is_none();
+        let mut paused = false;
         if let Some(r) = next {
             let loc = reader.page_locator().map(str::to_string);
             if loc != pos.locator {
                 pos.locator = loc;
                 pos.page_rows = 0;
+                paused = pause.load(Ordering::Relaxed);
             }
             pos.page_rows += 1;
             if skip > 0 {
@@ -119,10 +136,9 @@ fn read(
             }
             batch.push(shape, r);
         }
-        if batch.len() >= size || end {
-            let new_page = reader.pages() > first_page;
+        if batch.len() >= size || end || paused {
             let full = std::mem::replace(&mut batch, Batch::new(shape, size, copy));
-            if tx.send(Ok(Read { batch: full, pos: pos.clone(), end, new_page })).is_err() || end {
+            if tx.send(Ok(Read { batch: full, pos: pos.clone(), end })).is_err() || end || paused {
                 return;
             }
         }

@@ -95,7 +95,7 @@ fn bulk_catch_up(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Cl
     load::stream(reader, &shape, 0, load::Position::default(), (size, false), |read| {
         let mark = shape.newest_stamp(&read.batch.rows);
         total.add(load::apply_batch(ctx, m, all, &shape, &read.batch, &|_| advance(m, mark.as_deref(), 0))?);
-        Ok(!crate::worker::shutdown_requested())
+        Ok(if crate::worker::shutdown_requested() { load::Flow::Stop } else { load::Flow::Continue })
     })?;
     let _ = client.bulk_delete(true, &job); // best effort: the results are not needed any more
     Ok(total)
