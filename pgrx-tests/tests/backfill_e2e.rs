@@ -326,6 +326,7 @@ fn bulk_and_rest_loads_give_the_same_rows() {
     let common = "sfid, last_name, first_name, birthdate, do_not_call, description, created_date";
     assert_eq!(differences(&mut db, "contacts_bulk", "contacts_rest", &format!("{common}, account_id")), 0, "Bulk = REST");
     assert_eq!(differences(&mut db, "contacts_copy", "contacts_rest", common), 0, "COPY = REST");
+    assert!(!env.cluster.log_contents().contains("fast load of"), "the columnar insert and COPY did the loads, not the fallback");
     let lookups: i64 = scalar(
         &mut db,
         "SELECT count(*) FROM contacts_copy c JOIN contacts_rest r USING (sfid) JOIN accounts a ON a.id = r.account_id

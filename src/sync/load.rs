@@ -363,7 +363,7 @@ pub fn apply_batch(
         // Inside the caller's transaction (run_once) there is no retrying a failed statement.
         Err(e) if ctx == Ctx::Session => Err(e),
         Err(e) => {
-            pgrx::debug1!("sfsync: columnar load of {} rows into {} failed ({e}); applying through the pull", batch.len(), m.table);
+            pgrx::log!("sfsync: fast load of {} rows into {} failed ({e}); applying them through the pull", batch.len(), m.table);
             LOOK_FIRST.with(|l| l.borrow_mut().insert(m.id, true));
             let records = batch.records(shape, 0..batch.len());
             pull::apply_batch(ctx, m, all, &records, false, then)
