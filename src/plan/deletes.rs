@@ -55,70 +55,14 @@ pub fn existing_query(sobject: &str, ids: &[&str]) -> Result<String, String> {
     Ok(format!("SELECT Id FROM {sobject} WHERE Id IN ({})", list.join(", ")))
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
-}
-
-/// Salesforce dateTime (`2024-05-20T20:49:32.000+0000`, `...Z`, `...+00:00`) → epoch ms.
+/// A Salesforce datetime as epoch milliseconds.
 pub fn parse_datetime(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let num = |a: usize, b: usize| s.get(a..b).filter(|t| t.bytes().all(|c| c.is_ascii_digit())).and_then(|t| t.parse::<i64>().ok());
-    if s.len() < 19 || &s[4..5] != "-" || &s[7..8] != "-" || &s[10..11] != "T" {
-        return None;
-    }
-    let (y, mo, d, h, mi, sec) = (num(0, 4)?, num(5, 7)?, num(8, 10)?, num(11, 13)?, num(14, 16)?, num(17, 19)?);
-    let mut rest = &s[19..];
-    let mut ms = 0;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        let f = &frac[..digits];
-        ms = format!("{f:0<3}")[..3].parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_min = match rest {
-        "" | "Z" => 0,
-        _ => {
-            let sign = match &rest[..1] {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            let digits: String = rest[1..].chars().filter(|c| *c != ':').collect();
-            if digits.len() != 4 || !digits.bytes().all(|c| c.is_ascii_digit()) {
-                return None;
-            }
-            sign * (digits[..2].parse::<i64>().ok()? * 60 + digits[2..].parse::<i64>().ok()?)
-        }
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(y, mo, d);
-    Some(((days * 24 + h) * 60 + mi - offset_min) * MINUTE_MS + sec * 1000 + ms)
+    salesforce::soql::parse_datetime(s).map(|t| t.as_millis())
 }
 
-/// Epoch ms → `2024-05-20T20:49:00Z` (what getDeleted and SOQL accept).
+/// Epoch ms → `2024-05-20T20:49:00.000Z` (what getDeleted and SOQL accept).
 pub fn format_datetime(ms: i64) -> String {
-    let (days, rem) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
-    let (y, m, d) = civil_from_days(days);
-    let s = rem / 1000;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+    salesforce::soql::datetime(salesforce::soql::Timestamp::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -128,11 +72,11 @@ mod tests {
     #[test]
     fn datetimes_round_trip() {
         let t = parse_datetime("2024-05-20T20:49:32.123+0000").unwrap();
-        assert_eq!(format_datetime(t), "2024-05-20T20:49:32Z");
+        assert_eq!(format_datetime(t), "2024-05-20T20:49:32.123Z");
         assert_eq!(t % 1000, 123);
         assert_eq!(parse_datetime("2024-05-20T20:49:32Z"), Some(t - 123));
         assert_eq!(parse_datetime("2024-05-20T22:49:32.123+02:00"), Some(t));
-        assert_eq!(parse_datetime("2024-02-29T00:00:00Z").map(format_datetime).as_deref(), Some("2024-02-29T00:00:00Z"));
+        assert_eq!(parse_datetime("2024-02-29T00:00:00Z").map(format_datetime).as_deref(), Some("2024-02-29T00:00:00.000Z"));
         assert_eq!(parse_datetime("1970-01-01T00:00:00.000+0000"), Some(0));
         assert!(parse_datetime("2024-05-20 20:49").is_none());
         assert!(parse_datetime("2024-13-20T20:49:00Z").is_none());
@@ -142,7 +86,7 @@ mod tests {
     fn windows_are_minute_aligned_and_at_most_thirty_days() {
         let start = parse_datetime("2024-05-20T20:49:32Z").unwrap();
         let (s, e) = window(start);
-        assert_eq!(format_datetime(s), "2024-05-20T20:49:00Z");
+        assert_eq!(format_datetime(s), "2024-05-20T20:49:00.000Z");
         assert_eq!(e - s, MAX_WINDOW_MS);
         assert!(e - s < 30 * DAY_MS);
     }
