@@ -221,7 +221,7 @@ impl TextColumn {
         // SET_VARSIZE_4B: the length sits in the header's upper 30 bits (little-endian)
         // or lower 30 bits (big-endian), the two low/high bits 00 mean "4-byte header".
         self.words[start] = if cfg!(target_endian = "little") { (len as u32) << 2 } else { len as u32 & 0x3FFF_FFFF };
-        let bytes: &mut [u8] = bytemuck_words(&mut self.words[start + 1..]);
+        let bytes: &mut [u8] = as_bytes_mut(&mut self.words[start + 1..]);
         bytes[..s.len()].copy_from_slice(s.as_bytes());
         self.at.push(Some(start));
     }
@@ -263,7 +263,7 @@ impl TextColumn {
 }
 
 /// The bytes of some words (u32 has no padding and any byte pattern is valid).
-fn bytemuck_words(words: &mut [u32]) -> &mut [u8] {
+fn as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
     // SAFETY: same memory, u8 has alignment 1, the length is in bytes.
     unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(words)) }
 }
@@ -277,7 +277,7 @@ pub struct Batch {
     columns: Vec<TextColumn>,
     /// The plain rows in COPY text format, instead of `columns` (see [`copy_mode`]).
     copy: Option<Vec<u8>>,
-    /// Positions in `rows` of the rows that need the pull's apply.
+    /// Positions in `rows` (ascending) of the rows that need the pull's apply.
     special: Vec<usize>,
 }
 
@@ -374,7 +374,7 @@ pub fn apply_batch(
 fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<PullSummary> {
     let _applying = Applying::start();
     if batch.ids.len() > 0 && local_changes_waiting(m)? {
-        let ids: Vec<&str> = (0..batch.len()).filter(|i| !batch.special.contains(i)).map(|i| shape.id(&batch.rows[i])).collect();
+        let ids: Vec<&str> = (0..batch.len()).filter(|i| !batch.special.binary_search(i).is_ok()).map(|i| shape.id(&batch.rows[i])).collect();
         if held_back(m, &ids)? {
             // Rare (a local change to a row being loaded): the pull's apply decides per row.
             return pull::apply(m, all, &batch.records(shape, 0..batch.len()), None);
@@ -383,7 +383,7 @@ fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<P
     let mut s = match &batch.copy {
         Some(_) if look_first(m) => {
             // Read for COPY, but an earlier batch found records already here: look first.
-            let plain = (0..batch.len()).filter(|i| !batch.special.contains(i));
+            let plain = (0..batch.len()).filter(|i| !batch.special.binary_search(i).is_ok());
             pull::apply(m, all, &batch.records(shape, plain), None)?
         }
         Some(bytes) => copy_in(m, batch, bytes)?,
@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(c.at, vec![Some(0), None, Some(3)], "9 bytes take 3 words; NULL takes none");
         let header = |w: u32| if cfg!(target_endian = "little") { w >> 2 } else { w & 0x3FFF_FFFF };
         assert_eq!(header(c.words[0]), 9);
-        assert_eq!(&bytemuck_words(&mut c.words[1..3])[..5], b"abcde");
+        assert_eq!(&as_bytes_mut(&mut c.words[1..3])[..5], b"abcde");
         assert_eq!(header(c.words[3]), 4, "an empty string is a bare header");
         #[cfg(target_endian = "little")]
         assert_eq!(c.words[0] & 0b11, 0, "low bits 00: a 4-byte header, not short or external");
