@@ -374,7 +374,7 @@ pub fn apply_batch(
 fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<PullSummary> {
     let _applying = Applying::start();
     if batch.ids.len() > 0 && local_changes_waiting(m)? {
-        let ids: Vec<&str> = (0..batch.len()).filter(|i| !batch.special.binary_search(i).is_ok()).map(|i| shape.id(&batch.rows[i])).collect();
+        let ids: Vec<&str> = (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err()).map(|i| shape.id(&batch.rows[i])).collect();
         if held_back(m, &ids)? {
             // Rare (a local change to a row being loaded): the pull's apply decides per row.
             return pull::apply(m, all, &batch.records(shape, 0..batch.len()), None);
@@ -383,7 +383,7 @@ fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<P
     let mut s = match &batch.copy {
         Some(_) if look_first(m) => {
             // Read for COPY, but an earlier batch found records already here: look first.
-            let plain = (0..batch.len()).filter(|i| !batch.special.binary_search(i).is_ok());
+            let plain = (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err());
             pull::apply(m, all, &batch.records(shape, plain), None)?
         }
         Some(bytes) => copy_in(m, batch, bytes)?,
