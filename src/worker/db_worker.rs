@@ -127,24 +127,23 @@ struct Stream {
     cdc: Option<sync::cdc::Cdc>,
     /// connection -> objects listened to.
     wanted: BTreeMap<String, BTreeSet<String>>,
+    /// Last applied replay ids, where a restarted listener resumes.
     replay: HashMap<(String, String), i64>,
-    unsaved: bool,
-    saved_at: Instant,
 }
 
 impl Stream {
     fn new() -> Stream {
         let cdc = sync::cdc::Cdc::new().map_err(|e| warning!("sfsync: change data capture disabled: {e}")).ok();
         let replay = crate::worker::tx::run(load_replay).unwrap_or_default();
-        Stream { cdc, wanted: BTreeMap::new(), replay, unsaved: false, saved_at: Instant::now() }
+        Stream { cdc, wanted: BTreeMap::new(), replay }
     }
 
     fn healthy(&self, conn: &str) -> bool {
         guc::CDC.get() && self.cdc.as_ref().is_some_and(|c| c.healthy(conn))
     }
 
-    /// Keeps the listeners in line with the pulled objects, turns events into immediate
-    /// polls, and saves replay ids every few seconds.
+    /// Keeps the listeners in line with the pulled objects, applies the events (with their
+    /// replay ids), and makes due at once the pulls of what they could not apply.
     fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
         let Some(cdc) = self.cdc.as_mut() else { return };
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -171,38 +170,70 @@ impl Stream {
             }
         }
         let drained = cdc.drain();
-        for (conn, object) in &drained.changed {
-            for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
-                next_pull.remove(&m.id); // due now
+        let due_now = |next_pull: &mut HashMap<i32, Instant>, conn: &str, object: &str| {
+            for m in mappings.iter().filter(|m| m.connection == conn && m.sobject.eq_ignore_ascii_case(object)) {
+                next_pull.remove(&m.id);
             }
+        };
+        for (conn, object) in &drained.missed {
+            due_now(next_pull, conn, object);
         }
         for (conn, why) in &drained.down {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
         }
-        if !drained.replay.is_empty() {
-            self.replay.extend(drained.replay);
-            self.unsaved = true;
-        }
-        if self.unsaved && self.saved_at.elapsed() >= Duration::from_secs(5) {
-            let rows: Vec<serde_json::Value> = self
-                .replay
-                .iter()
-                .map(|((conn, ch), id)| serde_json::json!({"connection": conn, "channel": ch, "replay_id": id}))
-                .collect();
-            let saved = crate::worker::tx::run(|| {
-                crate::spi_util::exec(
-                    "INSERT INTO sfsync.cdc_state AS s (connection, channel, replay_id)
-                     SELECT r.connection, r.channel, r.replay_id FROM jsonb_to_recordset($1) AS r(connection text, channel text, replay_id bigint)
-                     WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = r.connection)
-                     ON CONFLICT (connection, channel) DO UPDATE SET replay_id = EXCLUDED.replay_id, updated_at = now()
-                     WHERE s.replay_id IS DISTINCT FROM EXCLUDED.replay_id",
-                    &[crate::spi_util::jsonb(serde_json::Value::Array(rows))],
-                )
-            });
-            if saved.is_ok() {
-                self.unsaved = false;
-                self.saved_at = Instant::now();
+        // Events by (connection, object), each group in delivery order; parents' objects
+        // first, so a child's lookup finds the parent row created in the same drain.
+        let mut groups: Vec<((String, String), Vec<salesforce::cdc::ChangeEvent>)> = Vec::new();
+        for (conn, e) in drained.events {
+            let object = if e.header.entity_name.is_empty() { sync::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
+            match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
+                Some((_, evs)) => evs.push(e),
+                None => groups.push(((conn, object), vec![e])),
             }
+        }
+        let rank = |conn: &str, object: &str| {
+            let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
+            let parents: HashMap<i32, Vec<i32>> =
+                mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
+            crate::plan::relations::parents_first(&ids, &parents)
+                .iter()
+                .position(|id| mappings.iter().any(|m| m.id == *id && m.connection == conn && m.sobject.eq_ignore_ascii_case(object)))
+                .unwrap_or(usize::MAX)
+        };
+        groups.sort_by_key(|((conn, object), _)| rank(conn, object));
+        let mut dropped = drained.dropped;
+        for ((conn, object), events) in groups {
+            // The channel's position: the last event delivered (or dropped after it).
+            let mut replay: HashMap<String, i64> = HashMap::new();
+            for e in &events {
+                let id = replay.entry(e.channel.clone()).or_insert(e.replay_id);
+                *id = (*id).max(e.replay_id);
+            }
+            for (ch, id) in replay.iter_mut() {
+                if let Some(d) = dropped.remove(&(conn.clone(), ch.clone())) {
+                    *id = (*id).max(d);
+                }
+            }
+            let replay: Vec<(String, i64)> = replay.into_iter().collect();
+            let targets: Vec<&sync::Mapping> =
+                mappings.iter().filter(|m| m.pulls() && m.connection == conn && m.sobject.eq_ignore_ascii_case(&object)).collect();
+            for id in sync::cdc_apply::apply(&conn, &events, &targets, mappings, &replay) {
+                next_pull.remove(&id); // due now
+            }
+            self.replay.extend(replay.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+        }
+        // Positions of channels whose events were all dropped (their objects are polled).
+        if !dropped.is_empty() {
+            let saved = crate::worker::tx::run(|| {
+                for ((conn, ch), id) in &dropped {
+                    sync::cdc_apply::save_replay(conn, &[(ch.clone(), *id)])?;
+                }
+                Ok(())
+            });
+            if let Err(e) = saved {
+                warning!("sfsync: could not save change stream positions: {e}");
+            }
+            self.replay.extend(dropped);
         }
     }
 }
