@@ -73,6 +73,7 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     .unwrap();
     env.emu.sf().update("Account", &id, json!({"Industry": "Banking", "AnnualRevenue": null}));
     until(&mut db, "update applied", &format!("SELECT industry = 'Banking' AND annual_revenue IS NULL FROM accounts WHERE sfid = '{id}'"));
+    assert_eq!(query_calls(&env), q0, "the update landed from its event, without a query");
     let website: Option<String> = scalar(&mut db, &format!("SELECT website FROM accounts WHERE sfid = '{id}'"));
     assert_eq!(website.as_deref(), Some("https://local.example"), "a column the event did not change keeps its value");
 
@@ -90,7 +91,7 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     env.emu.sf().delete("Account", &gone);
     until(&mut db, "account deleted", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}')"));
 
-    assert_eq!(query_calls(&env), q0, "changes landed from the events alone, without a query");
+    assert_eq!(query_calls(&env), q0, "creates and deletes landed from their events, without a query");
     // Nothing the sync wrote was captured: no echo on its way back to Salesforce.
     let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
     assert_eq!(outbox, 0);
