@@ -81,7 +81,7 @@ struct State {
 }
 
 /// One mapping's share of the events, inside the transaction. True: pull it now.
-fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]) -> Result<bool> {
+pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]) -> Result<bool> {
     let _applying = Applying::start();
     let target = Target { columns: &m.columns, external_id: &m.external_id, filtered: m.filter.is_some() };
     let coalesced = coalesce(&target, events);
