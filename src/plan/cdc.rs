@@ -82,9 +82,34 @@ fn compound_column(c: &ColumnMap) -> bool {
     matches!(c.sf_type.as_str(), "address" | "location")
 }
 
+/// Read-only fields a change event carries whenever they change.
+const CARRIED_READ_ONLY: [&str; 4] = ["CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById"];
+
+/// A mapped field whose value can change without an event listing it: read-only fields
+/// other than the audit ones (formulas, roll-ups, SystemModstamp, ...).
+fn uncarried(c: &ColumnMap) -> bool {
+    !c.createable && !c.updateable && !CARRIED_READ_ONLY.iter().any(|f| f.eq_ignore_ascii_case(&c.field))
+}
+
+/// A create's full record; None when it can't be complete: a mapped compound field (the
+/// event nests its parts, the query returns another shape), or a mapped field events don't
+/// carry missing from it (absent would read as null).
+fn created(t: &Target, e: &ChangeEvent) -> Option<Map<String, Value>> {
+    if e.fields.iter().any(|(k, v)| v.is_object() && mapped(t, k).is_some()) {
+        return None;
+    }
+    let f = flatten(&e.fields)?;
+    let complete = t.columns.iter().filter(|c| uncarried(c)).all(|c| f.keys().any(|k| k.eq_ignore_ascii_case(&c.field)));
+    complete.then_some(f)
+}
+
 /// The changed fields of an UPDATE, flattened, with their new values. None when a changed
 /// mapped field can't be read faithfully from the event.
 fn changes(t: &Target, e: &ChangeEvent) -> Option<Map<String, Value>> {
+    if t.columns.iter().any(uncarried) {
+        // A formula of the record may have changed with it; the event wouldn't say.
+        return None;
+    }
     let h = &e.header;
     let mut out = Map::new();
     for name in h.changed_fields.iter().chain(&h.nulled_fields) {
@@ -136,7 +161,7 @@ pub fn coalesce(t: &Target, events: &[ChangeEvent]) -> Coalesced {
             }
             let prev = state.remove(id);
             let next = match &h.change_type {
-                ChangeType::Create => match (prev, flatten(&e.fields)) {
+                ChangeType::Create => match (prev, created(t, e)) {
                     (Some(Outcome::Poll), _) | (_, None) => Outcome::Poll,
                     (_, Some(mut f)) => {
                         f.insert("Id".into(), Value::String(id.clone()));
@@ -466,11 +491,41 @@ mod tests {
         let t = target(&cols);
         let e = event("UPDATE", &["001A"], &["BillingAddress.City"], &[], json!({"BillingAddress": {"City": "Lyon"}}));
         assert!(route(&t, coalesce(&t, &[e]), &known(&["001A"])).poll);
+        // A person name mapped as a whole (Contact.Name): its parts arrive, not the name.
+        let cols = vec![col("full_name", "Name", "string", "text")];
+        let t = target(&cols);
+        let e = event("CREATE", &["003A"], &[], &[], json!({"Name": {"FirstName": "Ada", "LastName": "Lovelace"}}));
+        assert!(route(&t, coalesce(&t, &[e]), &Local::default()).poll);
         // A part of a compound we can't flatten, mapped as a whole.
         let cols = vec![col("loc", "Loc__c", "string", "text")];
         let t = target(&cols);
         let e = event("UPDATE", &["001A"], &["Loc__c.Latitude"], &[], json!({"Loc__c": {"Latitude": 1.0}}));
         assert!(route(&t, coalesce(&t, &[e]), &known(&["001A"])).poll);
+    }
+
+    #[test]
+    fn fields_events_do_not_carry_go_to_the_pull() {
+        let mut cols = columns();
+        let mut formula = col("score", "Score__c", "double", "double precision");
+        (formula.createable, formula.updateable) = (false, false);
+        cols.push(formula);
+        let t = target(&cols);
+        // An update may have changed the formula without listing it.
+        let e = event("UPDATE", &["001A"], &["Industry"], &[], json!({"Industry": "E"}));
+        assert!(route(&t, coalesce(&t, &[e]), &known(&["001A"])).poll);
+        // A create without it can't say whether it is null.
+        let e = event("CREATE", &["001B"], &[], &[], json!({"Name": "B"}));
+        assert!(route(&t, coalesce(&t, &[e]), &Local::default()).poll);
+        let e = event("CREATE", &["001B"], &[], &[], json!({"Name": "B", "Score__c": 3.5}));
+        assert_eq!(route(&t, coalesce(&t, &[e]), &Local::default()).creates.len(), 1);
+        // The audit fields are carried whenever they change.
+        let mut cols = columns();
+        let mut created = col("created", "CreatedDate", "datetime", "timestamp with time zone");
+        (created.createable, created.updateable) = (false, false);
+        cols.push(created);
+        let t = target(&cols);
+        let e = event("UPDATE", &["001A"], &["Industry"], &[], json!({"Industry": "E"}));
+        assert_eq!(route(&t, coalesce(&t, &[e]), &known(&["001A"])).updates.len(), 1);
     }
 
     #[test]
