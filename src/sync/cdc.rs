@@ -180,7 +180,7 @@ pub fn object_of(channel: &str) -> String {
 /// What the listener thread tells the worker.
 enum Note {
     Subscribed,
-    Event(ChangeEvent),
+    Event(Box<ChangeEvent>),
     Missed(Vec<String>),
     Down(String),
 }
@@ -201,7 +201,7 @@ fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
                 let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
                 *id = (*id).max(e.replay_id);
             }
-            Note::Event(e) => b.events.push_back(e),
+            Note::Event(e) => b.events.push_back(*e),
         }
     }
     let _ = wake.write(&[1]);
@@ -235,7 +235,7 @@ fn listen(
                                 }
                             }
                             // Gap events go to the worker too: their records are polled.
-                            deliver(&inbox, &mut wake, Note::Event(e));
+                            deliver(&inbox, &mut wake, Note::Event(Box::new(e)));
                         }
                     }
                     Err(CdcError::ReplayInvalid { channel, .. }) => {
@@ -284,7 +284,7 @@ mod tests {
         let (mut wake, _rx) = UnixStream::pair().unwrap();
         wake.set_nonblocking(true).unwrap();
         for i in 1..=(INBOX_EVENTS as i64 + 5) {
-            deliver(&inbox, &mut wake, Note::Event(event(i)));
+            deliver(&inbox, &mut wake, Note::Event(Box::new(event(i))));
         }
         let b = inbox.lock().unwrap();
         assert_eq!(b.events.len(), INBOX_EVENTS, "bounded");

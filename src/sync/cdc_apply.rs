@@ -26,9 +26,58 @@ use pgrx::spi::{quote_identifier, quote_literal};
 use salesforce::cdc::ChangeEvent;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// Key listing an update row's touched columns (not a column name).
 const TOUCHED: &str = "__sfsync_touched";
+
+/// A stream's position: (connection, channel) and replay id.
+pub type Position = ((String, String), i64);
+
+/// Applies a drain's events (by connection, delivery order): per (connection, object), parents'
+/// objects first so a child's lookup finds a parent created in the same drain. `dropped`
+/// holds the positions of events the listener dropped; those of the applied channels are
+/// saved with them (and removed). Returns the mappings to pull now and the saved positions.
+pub fn apply_drain(
+    events: Vec<(String, ChangeEvent)>,
+    dropped: &mut HashMap<(String, String), i64>,
+    mappings: &[Mapping],
+) -> (Vec<i32>, Vec<Position>) {
+    let mut groups: Vec<((String, String), Vec<ChangeEvent>)> = Vec::new();
+    for (conn, e) in events {
+        let object = if e.header.entity_name.is_empty() { super::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
+        match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
+            Some((_, evs)) => evs.push(e),
+            None => groups.push(((conn, object), vec![e])),
+        }
+    }
+    let pulling = |m: &Mapping, conn: &str, object: &str| m.pulls() && m.connection == conn && m.sobject.eq_ignore_ascii_case(object);
+    let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
+    let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
+    let order = crate::plan::relations::parents_first(&ids, &parents);
+    groups.sort_by_key(|((conn, object), _)| {
+        order.iter().position(|id| mappings.iter().any(|m| m.id == *id && pulling(m, conn, object))).unwrap_or(usize::MAX)
+    });
+    let (mut due, mut saved) = (Vec::new(), Vec::new());
+    for ((conn, object), events) in groups {
+        // The channel's position: the last event delivered (or dropped after it).
+        let mut replay: HashMap<String, i64> = HashMap::new();
+        for e in &events {
+            let id = replay.entry(e.channel.clone()).or_insert(e.replay_id);
+            *id = (*id).max(e.replay_id);
+        }
+        for (ch, id) in replay.iter_mut() {
+            if let Some(d) = dropped.remove(&(conn.clone(), ch.clone())) {
+                *id = (*id).max(d);
+            }
+        }
+        let replay: Vec<(String, i64)> = replay.into_iter().collect();
+        let targets: Vec<&Mapping> = mappings.iter().filter(|m| pulling(m, &conn, &object)).collect();
+        due.extend(apply(&conn, &events, &targets, mappings, &replay));
+        saved.extend(replay.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+    }
+    (due, saved)
+}
 
 /// Applies the events of one object of connection `conn` (delivery order) to `targets`, the
 /// mappings that pull it, and saves `replay` ((channel, replay id) pairs) in the same
@@ -147,7 +196,7 @@ fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
     touched.sort();
     touched.dedup();
     // Only mapped columns reach here (plan::cdc::route): identifiers are the mapping's.
-    let cols: Vec<String> = touched.iter().map(|c| quote_identifier(c)).collect();
+    let cols: Vec<String> = touched.iter().map(|c| quote_identifier(c.as_str())).collect();
     let new: Vec<String> = touched
         .iter()
         .zip(&cols)

@@ -170,58 +170,21 @@ impl Stream {
             }
         }
         let drained = cdc.drain();
-        let due_now = |next_pull: &mut HashMap<i32, Instant>, conn: &str, object: &str| {
-            for m in mappings.iter().filter(|m| m.connection == conn && m.sobject.eq_ignore_ascii_case(object)) {
+        // Objects whose events may have been missed: their pulls are due now.
+        for (conn, object) in &drained.missed {
+            for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
                 next_pull.remove(&m.id);
             }
-        };
-        for (conn, object) in &drained.missed {
-            due_now(next_pull, conn, object);
         }
         for (conn, why) in &drained.down {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
         }
-        // Events by (connection, object), each group in delivery order; parents' objects
-        // first, so a child's lookup finds the parent row created in the same drain.
-        let mut groups: Vec<((String, String), Vec<salesforce::cdc::ChangeEvent>)> = Vec::new();
-        for (conn, e) in drained.events {
-            let object = if e.header.entity_name.is_empty() { sync::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
-            match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
-                Some((_, evs)) => evs.push(e),
-                None => groups.push(((conn, object), vec![e])),
-            }
-        }
-        let rank = |conn: &str, object: &str| {
-            let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
-            let parents: HashMap<i32, Vec<i32>> =
-                mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
-            crate::plan::relations::parents_first(&ids, &parents)
-                .iter()
-                .position(|id| mappings.iter().any(|m| m.id == *id && m.connection == conn && m.sobject.eq_ignore_ascii_case(object)))
-                .unwrap_or(usize::MAX)
-        };
-        groups.sort_by_key(|((conn, object), _)| rank(conn, object));
         let mut dropped = drained.dropped;
-        for ((conn, object), events) in groups {
-            // The channel's position: the last event delivered (or dropped after it).
-            let mut replay: HashMap<String, i64> = HashMap::new();
-            for e in &events {
-                let id = replay.entry(e.channel.clone()).or_insert(e.replay_id);
-                *id = (*id).max(e.replay_id);
-            }
-            for (ch, id) in replay.iter_mut() {
-                if let Some(d) = dropped.remove(&(conn.clone(), ch.clone())) {
-                    *id = (*id).max(d);
-                }
-            }
-            let replay: Vec<(String, i64)> = replay.into_iter().collect();
-            let targets: Vec<&sync::Mapping> =
-                mappings.iter().filter(|m| m.pulls() && m.connection == conn && m.sobject.eq_ignore_ascii_case(&object)).collect();
-            for id in sync::cdc_apply::apply(&conn, &events, &targets, mappings, &replay) {
-                next_pull.remove(&id); // due now
-            }
-            self.replay.extend(replay.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+        let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
+        for id in due {
+            next_pull.remove(&id); // what the events could not apply: pulled now
         }
+        self.replay.extend(applied);
         // Positions of channels whose events were all dropped (their objects are polled).
         if !dropped.is_empty() {
             let saved = crate::worker::tx::run(|| {
