@@ -277,3 +277,36 @@ fn an_event_for_a_record_with_a_local_change_pending_goes_to_the_conflict_policy
     assert_eq!(row.get::<_, Vec<String>>(1), vec!["email".to_string()]);
     assert_eq!(row.get::<_, String>(2), r#"{"email": "pg@example.com"}"#);
 }
+
+#[test]
+fn a_child_created_in_salesforce_gets_its_parents_key_even_when_the_parent_comes_by_the_pull() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    // Accounts have a filter, so their events always go to the pull; contacts apply directly.
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE contacts (id bigserial PRIMARY KEY, last_name text NOT NULL, account_id bigint REFERENCES accounts (id));
+         SELECT sfsync.sync_table('accounts', 'Account', filter => 'Name != null');
+         SELECT sfsync.sync_table('contacts', 'Contact');",
+    )
+    .unwrap();
+    env.worker_pid();
+    queries_settled(&env);
+    let sf = env.emu.sf();
+    let parent = sf.create("Account", json!({"Name": "Parent"}));
+    let child = sf.create("Contact", json!({"LastName": "Child", "AccountId": parent}));
+    until(
+        &mut db,
+        "child linked to its parent",
+        &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{child}'"),
+    );
+    // A child whose parent is already here: straight from the event.
+    let q0 = queries_settled(&env);
+    let second = sf.create("Contact", json!({"LastName": "Second", "AccountId": parent}));
+    until(
+        &mut db,
+        "second child linked",
+        &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{second}'"),
+    );
+    assert_eq!(query_calls(&env), q0, "applied from the event");
+}

@@ -147,6 +147,18 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
     let routed = route(&target, coalesced, &local);
     let mut poll = routed.poll;
     // Creates and deletes are what the pull applies for a new or deleted record.
+    if !routed.creates.is_empty() {
+        // Lookups of the created records, by column, as Salesforce Ids.
+        let lookups: Vec<Value> = routed
+            .creates
+            .iter()
+            .map(|r| {
+                let ids = m.parents.iter().filter_map(|p| Some((p.column.clone(), r.get(&m.column(&p.column)?.field)?.clone())));
+                Value::Object(ids.collect())
+            })
+            .collect();
+        poll |= unresolved_parents(m, all, lookups)?;
+    }
     let mut records: Vec<salesforce::Record> = routed.creates;
     records.extend(routed.deletes.iter().map(|id| json!({"Id": id, "IsDeleted": true}).as_object().cloned().unwrap_or_default()));
     if !records.is_empty() {
@@ -187,10 +199,11 @@ fn local_state(m: &Mapping, look: &[(String, Option<String>)]) -> Result<State> 
 }
 
 /// Partial updates in one statement: each row sets only the columns its events changed.
-/// True when a record gained a pending local change meanwhile (its update was skipped): the
-/// pull and the conflict policy decide for it.
+/// True when a record gained a pending local change meanwhile (its update was skipped: the
+/// pull and the conflict policy decide for it), or a lookup points at a parent we don't have.
 fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
     let mut rows: Vec<Value> = updates.iter().map(|u| u.row(TOUCHED)).collect();
+    let unresolved = unresolved_parents(m, all, rows.clone())?;
     pull::translate_parents(m, all, &mut rows)?;
     let mut touched: Vec<&String> = updates.iter().flat_map(|u| u.values.keys()).collect();
     touched.sort();
@@ -227,5 +240,20 @@ fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
     );
     let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
     let raced = pgrx::prelude::Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(false);
-    Ok(raced)
+    Ok(raced || unresolved)
+}
+
+/// Whether a lookup (rows keyed by column, lookups as Salesforce Ids) points at a parent we
+/// don't have (yet): the column is left NULL, as the pull does, and the pull runs after the
+/// parent's (parents first), which fills it in when the parent arrives with it — as when the
+/// parent's own events were left to its pull.
+fn unresolved_parents(m: &Mapping, all: &[Mapping], rows: Vec<Value>) -> Result<bool> {
+    if m.parents.is_empty() {
+        return Ok(false);
+    }
+    let mut translated = rows.clone();
+    pull::translate_parents(m, all, &mut translated)?;
+    Ok(rows.iter().zip(&translated).any(|(sf, pg)| {
+        m.parents.iter().any(|p| sf.get(&p.column).is_some_and(Value::is_string) && pg.get(&p.column).is_some_and(Value::is_null))
+    }))
 }
