@@ -44,6 +44,26 @@ fn until(db: &mut postgres::Client, what: &str, sql: &str) {
     });
 }
 
+/// Stops the worker's passes (the stream keeps listening, its events wait in the inbox):
+/// disabled, and the pass lock held by the returned session, until `resume`.
+fn pause(env: &Env) -> postgres::Client {
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut lock = env.db();
+    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
+    lock
+}
+
+fn resume(env: &Env, mut lock: postgres::Client) {
+    // Let the events reach the worker's inbox before it runs again.
+    std::thread::sleep(Duration::from_secs(2));
+    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
 /// An Account created in Salesforce, once it is in `accounts`.
 fn streamed_account(env: &Env, db: &mut postgres::Client, fields: Value) -> String {
     let id = env.emu.sf().create("Account", fields);
@@ -250,17 +270,10 @@ fn an_event_for_a_record_with_a_local_change_pending_goes_to_the_conflict_policy
     });
 
     // The worker is paused (the stream keeps listening): both sides change the email.
-    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    let mut lock = env.db();
-    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
+    let lock = pause(&env);
     env.emu.sf().update("Contact", &sfid, json!({"Email": "sf@example.com"}));
     db.batch_execute("UPDATE contacts SET email = 'pg@example.com', first_name = 'Augusta' WHERE id = 1").unwrap();
-    // Let the event reach the worker's inbox before it runs again.
-    std::thread::sleep(Duration::from_secs(2));
-    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
-    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    resume(&env, lock);
 
     // salesforce_wins (the default): Salesforce's email stays on both sides, the local
     // first name still goes out, and the lost local email is recorded.
@@ -293,8 +306,11 @@ fn a_child_created_in_salesforce_gets_its_parents_key_even_when_the_parent_comes
     env.worker_pid();
     queries_settled(&env);
     let sf = env.emu.sf();
+    // Both events in one drain: the child is applied while its parent is not here yet.
+    let lock = pause(&env);
     let parent = sf.create("Account", json!({"Name": "Parent"}));
     let child = sf.create("Contact", json!({"LastName": "Child", "AccountId": parent}));
+    resume(&env, lock);
     until(
         &mut db,
         "child linked to its parent",
