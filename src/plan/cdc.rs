@@ -85,10 +85,10 @@ fn compound_column(c: &ColumnMap) -> bool {
 /// Read-only fields a change event carries whenever they change.
 const CARRIED_READ_ONLY: [&str; 4] = ["CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById"];
 
-/// A mapped field whose value can change without an event listing it: read-only fields
-/// other than the audit ones (formulas, roll-ups, SystemModstamp, ...).
+/// A mapped field whose value can change without an event listing it: formulas and roll-ups,
+/// and read-only fields other than the audit ones (SystemModstamp, ...).
 fn uncarried(c: &ColumnMap) -> bool {
-    !c.createable && !c.updateable && !CARRIED_READ_ONLY.iter().any(|f| f.eq_ignore_ascii_case(&c.field))
+    c.calculated || (!c.createable && !c.updateable && !CARRIED_READ_ONLY.iter().any(|f| f.eq_ignore_ascii_case(&c.field)))
 }
 
 /// A create's full record; None when it can't be complete: a mapped compound field (the
@@ -293,6 +293,7 @@ mod tests {
             pg_type: pg_type.into(),
             createable: true,
             updateable: true,
+            calculated: false,
         }
     }
 
@@ -507,7 +508,7 @@ mod tests {
     fn fields_events_do_not_carry_go_to_the_pull() {
         let mut cols = columns();
         let mut formula = col("score", "Score__c", "double", "double precision");
-        (formula.createable, formula.updateable) = (false, false);
+        (formula.createable, formula.updateable, formula.calculated) = (false, false, true);
         cols.push(formula);
         let t = target(&cols);
         // An update may have changed the formula without listing it.
