@@ -488,4 +488,52 @@ mod tests {
         Spi::run("CREATE TABLE t6 (id int PRIMARY KEY, name text)").unwrap();
         Spi::run("SELECT sfsync.sync_table('t6', 'Account', conflict => 'newest')").unwrap();
     }
+
+    fn change_event(kind: &str, id: &str, changed: &[&str], fields: serde_json::Value) -> salesforce::cdc::ChangeEvent {
+        let mut payload = fields.as_object().cloned().unwrap_or_default();
+        payload.insert(
+            "ChangeEventHeader".into(),
+            serde_json::json!({"entityName": "Contact", "recordIds": [id], "changeType": kind, "changedFields": changed, "nulledFields": []}),
+        );
+        let msg = serde_json::json!({"channel": "/data/ContactChangeEvent", "data": {"event": {"replayId": 1}, "payload": payload}});
+        salesforce::cdc::parse_event(&msg).unwrap()
+    }
+
+    #[pg_test]
+    fn change_events_apply_the_changed_columns_only_and_are_not_captured() {
+        fixture();
+        Spi::run(
+            "SET LOCAL session_replication_role = replica;
+             INSERT INTO contacts (id, last_name, email, notes, sfid) VALUES
+                 (101, 'Lovelace', 'ada@example.com', 'n', '003000000000001AAA'),
+                 (102, 'Turing', 'alan@example.com', NULL, '003000000000002AAA');
+             SET LOCAL session_replication_role = origin;",
+        )
+        .unwrap();
+        let m = crate::sync::load_mappings(None).unwrap();
+        let events = [
+            change_event("UPDATE", "003000000000001AAA", &["Email", "LastModifiedDate"], serde_json::json!({"Email": "ada@new.example"})),
+            change_event("CREATE", "003000000000003AAA", &[], serde_json::json!({"LastName": "Hopper", "Email": "grace@example.com"})),
+            change_event("DELETE", "003000000000002AAA", &[], serde_json::json!({})),
+        ];
+        let poll = crate::sync::cdc_apply::apply_mapping(&m[0], &m, &events).unwrap();
+        assert!(!poll, "everything applied directly");
+        let row = |sql: &str| Spi::get_one::<String>(sql).unwrap();
+        assert_eq!(
+            row("SELECT concat_ws('|', last_name, email) FROM contacts WHERE id = 101").as_deref(),
+            Some("Lovelace|ada@new.example")
+        );
+        assert_eq!(
+            row("SELECT concat_ws('|', last_name, email) FROM contacts WHERE sfid = '003000000000003AAA'").as_deref(),
+            Some("Hopper|grace@example.com")
+        );
+        assert_eq!(count("SELECT count(*) FROM contacts WHERE id = 102"), 0, "deleted");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "the sync's writes are not captured");
+
+        // A local change pending: the event is left to the pull (and its conflict policy).
+        Spi::run("UPDATE contacts SET email = 'local@example.com' WHERE id = 101").unwrap();
+        let e = [change_event("UPDATE", "003000000000001AAA", &["LastName"], serde_json::json!({"LastName": "King"}))];
+        assert!(crate::sync::cdc_apply::apply_mapping(&m[0], &m, &e).unwrap(), "left to the pull");
+        assert_eq!(row("SELECT last_name FROM contacts WHERE id = 101").as_deref(), Some("Lovelace"));
+    }
 }

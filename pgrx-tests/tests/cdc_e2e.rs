@@ -1,37 +1,328 @@
-//! End to end: Salesforce changes arrive through Change Data Capture long before the next
-//! timed poll, and the stream's position is saved for a restart.
+//! End to end: Salesforce changes arrive through Change Data Capture, applied from the events
+//! themselves (changed fields only, no query), and whatever the stream can't say — a dropped
+//! stream, a replay id past retention, gap events, a record with a local change pending — is
+//! caught up by the pull, so nothing is missed.
+//!
+//! Timed polls are an hour apart in every test: only the stream (and the catch-up polls it
+//! asks for) can bring a change in time.
 
 mod common;
 
-use common::{accounts_table, scalar, WAIT};
-use sfsync_e2e::{eventually, json};
+use common::{accounts_table, contacts_table, scalar, Env, WAIT};
+use sfsync_e2e::{eventually, json, postgres, Value};
+use std::time::Duration;
+
+const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
+
+/// sync::PASS_LOCK: held by the worker during a pass.
+const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
+
+/// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
+fn query_calls(env: &Env) -> u64 {
+    let c = env.emu.admin("GET", "counters", Value::Null);
+    c["by_endpoint"]
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| k.to_ascii_lowercase().contains("query")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+/// Waits until no query has been made for a while (the catch-up poll after subscribing is
+/// over) and returns the count.
+fn queries_settled(env: &Env) -> u64 {
+    eventually(WAIT, || {
+        let before = query_calls(env);
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = query_calls(env);
+        (before == after).then_some(after).ok_or(format!("still querying ({before} -> {after})"))
+    })
+}
+
+fn until(db: &mut postgres::Client, what: &str, sql: &str) {
+    eventually(WAIT, || {
+        let ok: bool = scalar(db, &format!("SELECT COALESCE(({sql}), false)"));
+        ok.then_some(()).ok_or(format!("{what}: not yet"))
+    });
+}
+
+/// Stops the worker's passes (the stream keeps listening, its events wait in the inbox):
+/// disabled, and the pass lock held by the returned session, until `resume`.
+fn pause(env: &Env) -> postgres::Client {
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut lock = env.db();
+    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
+    lock
+}
+
+fn resume(env: &Env, mut lock: postgres::Client) {
+    // Let the events reach the worker's inbox before it runs again.
+    std::thread::sleep(Duration::from_secs(2));
+    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
+
+/// An Account created in Salesforce, once it is in `accounts`.
+fn streamed_account(env: &Env, db: &mut postgres::Client, fields: Value) -> String {
+    let id = env.emu.sf().create("Account", fields);
+    until(db, "account pulled", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
+    id
+}
 
 #[test]
-fn salesforce_changes_arrive_through_the_change_stream() {
-    // Timed polls are an hour apart: only the stream can bring changes in time.
-    let env = common::start_with(&[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")]);
+fn events_are_applied_directly_changed_fields_only_without_a_query() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    contacts_table(&mut db);
+    env.worker_pid();
+    let id =
+        streamed_account(&env, &mut db, json!({"Name": "Acme", "Industry": "Energy", "AnnualRevenue": 5, "Website": "https://sf.example"}));
+    let q0 = queries_settled(&env);
+
+    // Postgres's website differs from Salesforce's (written with capture off, so nothing is
+    // pending): a pull would overwrite it with Salesforce's whole record, an event that
+    // didn't change the website must not touch it.
+    db.batch_execute(&format!(
+        "SET session_replication_role = replica;
+         UPDATE accounts SET website = 'https://local.example' WHERE sfid = '{id}';
+         RESET session_replication_role;"
+    ))
+    .unwrap();
+    env.emu.sf().update("Account", &id, json!({"Industry": "Banking", "AnnualRevenue": null}));
+    until(&mut db, "update applied", &format!("SELECT industry = 'Banking' AND annual_revenue IS NULL FROM accounts WHERE sfid = '{id}'"));
+    assert_eq!(query_calls(&env), q0, "the update landed from its event, without a query");
+    let website: Option<String> = scalar(&mut db, &format!("SELECT website FROM accounts WHERE sfid = '{id}'"));
+    assert_eq!(website.as_deref(), Some("https://local.example"), "a column the event did not change keeps its value");
+
+    // Create (with compound Name parts on a Contact) and delete.
+    let c = env.emu.sf().create("Contact", json!({"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"}));
+    until(
+        &mut db,
+        "contact created",
+        &format!("SELECT EXISTS (SELECT 1 FROM contacts WHERE sfid = '{c}' AND first_name = 'Ada' AND last_name = 'Lovelace')"),
+    );
+    env.emu.sf().update("Contact", &c, json!({"LastName": "King"}));
+    until(&mut db, "name part updated", &format!("SELECT last_name = 'King' AND first_name = 'Ada' FROM contacts WHERE sfid = '{c}'"));
+    let gone = env.emu.sf().create("Account", json!({"Name": "Globex"}));
+    until(&mut db, "account created", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}' AND name = 'Globex')"));
+    env.emu.sf().delete("Account", &gone);
+    until(&mut db, "account deleted", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}')"));
+
+    assert_eq!(query_calls(&env), q0, "creates and deletes landed from their events, without a query");
+    // Nothing the sync wrote was captured: no echo on its way back to Salesforce.
+    let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+    assert_eq!(outbox, 0);
+    // The stream's position is saved with the applied rows.
+    let saved: bool = scalar(&mut db, "SELECT count(*) = 2 FROM sfsync.cdc_state WHERE replay_id > 0");
+    assert!(saved, "replay ids saved for both channels");
+}
+
+#[test]
+fn a_created_record_carrying_our_key_links_to_its_row() {
+    let env = common::start_with(STREAM_ONLY);
     let mut db = env.db();
     accounts_table(&mut db);
     env.worker_pid();
-    // Subscribing triggers one catch-up poll; let it pass.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let id = env.emu.sf().create("Account", json!({"Name": "Streamed", "Industry": "Energy"}));
+    queries_settled(&env);
+    // A local row whose Salesforce Id never came back (as after a crash between the push and
+    // its write-back), and the record Salesforce has for it.
+    db.batch_execute(
+        "SET session_replication_role = replica;
+         INSERT INTO accounts (id, name) VALUES (41, 'Initech');
+         RESET session_replication_role;",
+    )
+    .unwrap();
+    let id = env.emu.sf().create("Account", json!({"Name": "Initech", "Industry": "Tech", "Postgres_Id__c": "41"}));
+    until(&mut db, "linked", &format!("SELECT sfid = '{id}' AND industry = 'Tech' FROM accounts WHERE id = 41"));
+    let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts");
+    assert_eq!(n, 1, "linked, not duplicated");
+}
+
+#[test]
+fn changes_made_while_the_stream_is_down_all_arrive() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    let a = streamed_account(&env, &mut db, json!({"Name": "A", "Industry": "Energy"}));
+    let c = streamed_account(&env, &mut db, json!({"Name": "C"}));
+
+    // The stream drops (every client forgotten) and CometD answers 503 for a while.
+    let fault = env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
+    env.emu.admin("POST", "cdc/drop", Value::Null);
+    env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
+    env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
+    let b = env.emu.sf().create("Account", json!({"Name": "B", "Industry": "Retail"}));
+    env.emu.sf().delete("Account", &c);
+    let hits = env.emu.admin("GET", "faults", Value::Null)[0]["hits"].as_u64().unwrap_or(0);
+    assert!(hits > 0, "the stream was refused: {fault}");
+    env.emu.admin("DELETE", "faults", Value::Null);
+
+    until(&mut db, "update during the outage", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    until(
+        &mut db,
+        "create during the outage",
+        &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{b}' AND industry = 'Retail')"),
+    );
+    until(&mut db, "delete during the outage", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{c}')"));
+    // And the stream is back.
+    env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
+    until(&mut db, "update after the outage", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
+}
+
+#[test]
+fn a_replay_id_past_retention_falls_back_to_a_catch_up_poll() {
+    let mut env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    let a = streamed_account(&env, &mut db, json!({"Name": "A", "Industry": "Energy"}));
+    env.emu.sf().update("Account", &a, json!({"Industry": "Retail"}));
+    until(&mut db, "streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
+    until(&mut db, "replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
+    let saved: i64 = scalar(&mut db, "SELECT replay_id FROM sfsync.cdc_state");
+    drop(db);
+
+    // Down while Salesforce changes; then the events age out of the 72 h retention, so the
+    // saved replay id is no longer valid when the worker comes back.
+    env.cluster.stop();
+    env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
+    let b = env.emu.sf().create("Account", json!({"Name": "B"}));
+    env.emu.admin("POST", "clock", json!({"advance_ms": 73 * 3_600_000_i64}));
+    env.cluster.start_again();
+    let mut db = env.db();
+
+    until(&mut db, "update while down", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    until(&mut db, "create while down", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{b}')"));
+    // Those changes were no longer in the stream: only the catch-up poll could bring them.
+    let cdc = env.emu.admin("GET", "cdc", Value::Null);
+    assert!(cdc["first_replay_id"].is_null() || cdc["first_replay_id"].as_i64() > Some(saved + 2), "events aged out: {cdc}");
+    // The stream continues with new events, and its position moves past the invalid one.
+    env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
+    until(&mut db, "update after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
+    until(&mut db, "position saved", &format!("SELECT replay_id > {saved} FROM sfsync.cdc_state"));
+}
+
+#[test]
+fn an_unknown_replay_id_falls_back_to_a_catch_up_poll() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    let pid = env.worker_pid();
+    let a = streamed_account(&env, &mut db, json!({"Name": "A"}));
+    env.emu.sf().update("Account", &a, json!({"Industry": "Retail"}));
+    until(&mut db, "streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
+    until(&mut db, "replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
+    // A position the org never gave, then a worker restart while Salesforce changes.
+    db.batch_execute("UPDATE sfsync.cdc_state SET replay_id = 987654321").unwrap();
+    env.cluster.signal_backend(pid, "TERM");
+    env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{id}' AND industry = 'Energy'"));
-        (n == 1).then_some(()).ok_or("create not streamed".to_string())
+        let now: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
+        now.filter(|p| *p != pid).ok_or("worker not restarted".to_string())
     });
-    env.emu.sf().update("Account", &id, json!({"Industry": "Banking"}));
+    until(&mut db, "change while restarting", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    env.emu.sf().update("Account", &a, json!({"Industry": "Media"}));
+    until(&mut db, "change after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
+    until(&mut db, "valid position saved", "SELECT replay_id < 987654321 FROM sfsync.cdc_state");
+}
+
+#[test]
+fn gap_events_make_a_catch_up_poll() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    let a = streamed_account(&env, &mut db, json!({"Name": "A", "Industry": "Energy"}));
+    let q0 = queries_settled(&env);
+
+    // A change the stream doesn't carry, then the gap event Salesforce sends instead.
+    let events = |on: bool| env.emu.admin("POST", "cdc", json!({"object": "Account", "enabled": on}));
+    events(false);
+    env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
+    events(true);
+    env.emu.admin("POST", "cdc/gap", json!({"object": "Account", "ids": [a]}));
+    until(&mut db, "gap caught up", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    assert!(query_calls(&env) > q0, "a gap is caught up by polling");
+
+    // GAP_OVERFLOW names no records: the object is polled.
+    events(false);
+    env.emu.sf().update("Account", &a, json!({"Industry": "Media"}));
+    events(true);
+    env.emu.admin("POST", "cdc/overflow", json!({"object": "Account"}));
+    until(&mut db, "overflow caught up", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
+}
+
+#[test]
+fn an_event_for_a_record_with_a_local_change_pending_goes_to_the_conflict_policy() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    contacts_table(&mut db);
+    env.worker_pid();
+    db.batch_execute("INSERT INTO contacts (id, first_name, last_name, email) VALUES (1, 'Ada', 'Lovelace', 'ada@example.com')").unwrap();
+    let sfid: String = eventually(WAIT, || {
+        let sfid: Option<String> = scalar(&mut db, "SELECT sfid::text FROM contacts WHERE id = 1");
+        let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        sfid.filter(|_| outbox == 0).ok_or("not pushed yet".to_string())
+    });
+
+    // The worker is paused (the stream keeps listening): both sides change the email.
+    let lock = pause(&env);
+    env.emu.sf().update("Contact", &sfid, json!({"Email": "sf@example.com"}));
+    db.batch_execute("UPDATE contacts SET email = 'pg@example.com', first_name = 'Augusta' WHERE id = 1").unwrap();
+    resume(&env, lock);
+
+    // salesforce_wins (the default): Salesforce's email stays on both sides, the local
+    // first name still goes out, and the lost local email is recorded.
     eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{id}' AND industry = 'Banking'"));
-        (n == 1).then_some(()).ok_or("update not streamed".to_string())
+        let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        let pg: Option<String> = scalar(&mut db, "SELECT email FROM contacts WHERE id = 1");
+        let sf = env.emu.sf().get("Contact", &sfid).unwrap();
+        (outbox == 0 && pg.as_deref() == Some("sf@example.com") && sf["Email"] == "sf@example.com" && sf["FirstName"] == "Augusta")
+            .then_some(())
+            .ok_or(format!("outbox {outbox}, postgres {pg:?}, salesforce {} / {}", sf["Email"], sf["FirstName"]))
     });
-    env.emu.sf().delete("Account", &id);
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{id}'"));
-        (n == 0).then_some(()).ok_or("delete not streamed".to_string())
-    });
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.cdc_state WHERE channel = '/data/AccountChangeEvent' AND replay_id > 0");
-        (n == 1).then_some(()).ok_or("replay id not saved".to_string())
-    });
+    let row = db.query_one("SELECT winner, columns, postgres_values::text FROM sfsync.conflicts WHERE key = '1'", &[]).unwrap();
+    assert_eq!(row.get::<_, String>(0), "salesforce");
+    assert_eq!(row.get::<_, Vec<String>>(1), vec!["email".to_string()]);
+    assert_eq!(row.get::<_, String>(2), r#"{"email": "pg@example.com"}"#);
+}
+
+#[test]
+fn a_child_created_in_salesforce_gets_its_parents_key_even_when_the_parent_comes_by_the_pull() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    // Accounts have a filter, so their events always go to the pull; contacts apply directly.
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE contacts (id bigserial PRIMARY KEY, last_name text NOT NULL, account_id bigint REFERENCES accounts (id));
+         SELECT sfsync.sync_table('accounts', 'Account', filter => 'Name != null');
+         SELECT sfsync.sync_table('contacts', 'Contact');",
+    )
+    .unwrap();
+    env.worker_pid();
+    queries_settled(&env);
+    let sf = env.emu.sf();
+    // Both events in one drain: the child is applied while its parent is not here yet.
+    let lock = pause(&env);
+    let parent = sf.create("Account", json!({"Name": "Parent"}));
+    let child = sf.create("Contact", json!({"LastName": "Child", "AccountId": parent}));
+    resume(&env, lock);
+    until(
+        &mut db,
+        "child linked to its parent",
+        &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{child}'"),
+    );
+    // A child whose parent is already here: straight from the event.
+    let q0 = queries_settled(&env);
+    let second = sf.create("Contact", json!({"LastName": "Second", "AccountId": parent}));
+    until(
+        &mut db,
+        "second child linked",
+        &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{second}'"),
+    );
+    assert_eq!(query_calls(&env), q0, "applied from the event");
 }

@@ -2,44 +2,50 @@
 //!
 //! One listener thread per connection long-polls CometD for the change events of the
 //! objects the connection's tables pull. The thread only does HTTP — it never calls into
-//! Postgres — and wakes the worker by writing a byte to a socket pair whose other end the
-//! worker's wait watches (`WaitLatchOrSocket`). An event makes the worker poll that object
-//! at once, through the same SystemModstamp pull as always; so a Salesforce change lands
-//! within a poll's round trip, and while the stream is healthy the timed poll is only a slow
-//! safety net (`sfsync.cdc_safety_interval`) that catches anything the stream missed.
+//! Postgres — and hands the parsed events to the worker through a bounded inbox, waking it
+//! by writing a byte to a socket pair whose other end the worker's wait watches
+//! (`WaitLatchOrSocket`). The worker applies the events directly (`sync::cdc_apply`: the
+//! changed fields only) and leaves what it can't apply faithfully to the ordinary
+//! SystemModstamp pull. When the inbox is full, events are dropped and their objects
+//! reported as missed, so memory stays bounded and a catch-up poll reads what was dropped.
+//! While the stream is healthy the timed poll is only a slow safety net
+//! (`sfsync.cdc_safety_interval`) that catches anything the stream missed.
 
-use salesforce::cdc::{channel_for, CdcError, ReplayFrom};
+use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
 use salesforce::{Client, ClientOptions, Credentials};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest a listener holds one CometD connect; also how long it takes to notice a stop.
 const HOLD: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(5);
+/// Events a connection's inbox holds before it drops new ones (and reports them missed).
+pub const INBOX_EVENTS: usize = 10_000;
 
-/// What a listener tells the worker.
-#[derive(Debug)]
-enum Note {
-    /// Subscribed (again): events from now on arrive.
-    Subscribed,
-    /// A change of this object; the replay id to resume after.
-    Changed { object: String, channel: String, replay_id: i64 },
-    /// Events may have been missed (invalid replay id, gap events): poll these objects.
-    Missed(Vec<String>),
-    /// The stream is down (and retrying).
-    Down(String),
+/// What a listener has for the worker; shared by the two, bounded.
+#[derive(Default)]
+struct Inbox {
+    events: VecDeque<ChangeEvent>,
+    /// Objects whose events may have been missed (invalid replay id, gap events, a full
+    /// inbox, a new subscription): poll them.
+    missed: BTreeSet<String>,
+    /// (channel -> replay id) of events dropped because the inbox was full: the position
+    /// still moves on, the catch-up poll reads what they said.
+    dropped: HashMap<String, i64>,
+    /// Latest stream state: Some(true) subscribed, Some(false) down; None: no news.
+    up: Option<bool>,
+    down: Option<String>,
 }
 
 struct Listener {
     objects: BTreeSet<String>,
     stop: Arc<AtomicBool>,
-    rx: Receiver<Note>,
+    inbox: Arc<Mutex<Inbox>>,
     healthy: bool,
 }
 
@@ -53,10 +59,12 @@ impl Drop for Listener {
 /// What the worker learns from one drain.
 #[derive(Default, Debug)]
 pub struct Drained {
+    /// Change events by connection, in delivery order.
+    pub events: Vec<(String, ChangeEvent)>,
     /// (connection, object) pairs to poll now.
-    pub changed: BTreeSet<(String, String)>,
-    /// (connection, channel) -> replay id to persist.
-    pub replay: HashMap<(String, String), i64>,
+    pub missed: BTreeSet<(String, String)>,
+    /// (connection, channel) -> replay id of events not delivered (dropped), to persist.
+    pub dropped: HashMap<(String, String), i64>,
     /// Connections whose stream went down, with why.
     pub down: Vec<(String, String)>,
 }
@@ -101,7 +109,8 @@ impl Cdc {
                 })
                 .collect();
             let stop = Arc::new(AtomicBool::new(false));
-            let (tx, rx) = channel();
+            let inbox = Arc::new(Mutex::new(Inbox::default()));
+            let tx = inbox.clone();
             let wake = match self.wake_tx.try_clone() {
                 Ok(w) => w,
                 Err(_) => continue,
@@ -115,7 +124,7 @@ impl Cdc {
                     .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake))
             });
             if spawned.is_ok() {
-                self.listeners.insert(conn, Listener { objects, stop, rx, healthy: false });
+                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false });
             }
         }
     }
@@ -131,20 +140,16 @@ impl Cdc {
         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
         let mut out = Drained::default();
         for (conn, l) in self.listeners.iter_mut() {
-            while let Ok(note) = l.rx.try_recv() {
-                match note {
-                    Note::Subscribed => l.healthy = true,
-                    Note::Changed { object, channel, replay_id } => {
-                        out.changed.insert((conn.clone(), object));
-                        out.replay.insert((conn.clone(), channel), replay_id);
-                    }
-                    Note::Missed(objects) => out.changed.extend(objects.into_iter().map(|o| (conn.clone(), o))),
-                    Note::Down(why) => {
-                        l.healthy = false;
-                        out.down.push((conn.clone(), why));
-                    }
-                }
+            let taken = std::mem::take(&mut *l.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+            if let Some(up) = taken.up {
+                l.healthy = up;
             }
+            if let Some(why) = taken.down {
+                out.down.push((conn.clone(), why));
+            }
+            out.events.extend(taken.events.into_iter().map(|e| (conn.clone(), e)));
+            out.missed.extend(taken.missed.into_iter().map(|o| (conn.clone(), o)));
+            out.dropped.extend(taken.dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
         }
         out
     }
@@ -163,6 +168,45 @@ pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
+pub fn object_of(channel: &str) -> String {
+    let name = channel.trim_start_matches("/data/").trim_end_matches("ChangeEvent");
+    match name.strip_suffix("__") {
+        Some(base) => format!("{base}__c"),
+        None => name.to_string(),
+    }
+}
+
+/// What the listener thread tells the worker.
+enum Note {
+    Subscribed,
+    Event(Box<ChangeEvent>),
+    Missed(Vec<String>),
+    Down(String),
+}
+
+/// Puts a note in the inbox (dropping an event when it is full) and wakes the worker.
+fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
+    {
+        let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
+        match note {
+            Note::Subscribed => b.up = Some(true),
+            Note::Down(why) => {
+                b.up = Some(false);
+                b.down = Some(why);
+            }
+            Note::Missed(objects) => b.missed.extend(objects),
+            Note::Event(e) if b.events.len() >= INBOX_EVENTS => {
+                b.missed.insert(if e.header.entity_name.is_empty() { object_of(&e.channel) } else { e.header.entity_name.clone() });
+                let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
+                *id = (*id).max(e.replay_id);
+            }
+            Note::Event(e) => b.events.push_back(*e),
+        }
+    }
+    let _ = wake.write(&[1]);
+}
+
 /// The listener thread: log in, subscribe, long-poll; on any failure report it, wait and
 /// start over from the last delivered replay ids. HTTP only — no Postgres calls here.
 fn listen(
@@ -170,42 +214,28 @@ fn listen(
     opts: ClientOptions,
     mut subs: Vec<(String, ReplayFrom)>,
     stop: Arc<AtomicBool>,
-    tx: Sender<Note>,
+    inbox: Arc<Mutex<Inbox>>,
     mut wake: UnixStream,
 ) {
-    let object_of = |channel: &str| -> String {
-        let name = channel.trim_start_matches("/data/").trim_end_matches("ChangeEvent");
-        match name.strip_suffix("__") {
-            Some(base) => format!("{base}__c"),
-            None => name.to_string(),
-        }
-    };
     let all_objects = |subs: &[(String, ReplayFrom)]| subs.iter().map(|(c, _)| object_of(c)).collect::<Vec<_>>();
-    let notify = |note: Note, wake: &mut UnixStream| {
-        let _ = tx.send(note);
-        let _ = wake.write(&[1]);
-    };
     while !stop.load(Ordering::Relaxed) {
         let outcome: Result<(), String> = (|| {
             let client = Client::login(creds.clone(), opts.clone()).map_err(|e| e.to_string())?;
             let mut stream = client.cdc_subscribe_each(&subs).map_err(|e| e.to_string())?;
-            notify(Note::Subscribed, &mut wake);
+            deliver(&inbox, &mut wake, Note::Subscribed);
             // Whatever happened while we were not subscribed is caught by a poll.
-            notify(Note::Missed(all_objects(&subs)), &mut wake);
+            deliver(&inbox, &mut wake, Note::Missed(all_objects(&subs)));
             while !stop.load(Ordering::Relaxed) {
                 match stream.poll(HOLD) {
                     Ok(events) => {
                         for e in events {
-                            let object = if e.header.entity_name.is_empty() { object_of(&e.channel) } else { e.header.entity_name.clone() };
-                            if e.header.change_type.is_gap() {
-                                notify(Note::Missed(vec![object.clone()]), &mut wake);
-                            }
                             for (ch, from) in subs.iter_mut() {
                                 if *ch == e.channel {
                                     *from = ReplayFrom::After(e.replay_id);
                                 }
                             }
-                            notify(Note::Changed { object, channel: e.channel.clone(), replay_id: e.replay_id }, &mut wake);
+                            // Gap events go to the worker too: their records are polled.
+                            deliver(&inbox, &mut wake, Note::Event(Box::new(e)));
                         }
                     }
                     Err(CdcError::ReplayInvalid { channel, .. }) => {
@@ -214,7 +244,7 @@ fn listen(
                                 *from = ReplayFrom::New;
                             }
                         }
-                        notify(Note::Missed(vec![object_of(&channel)]), &mut wake);
+                        deliver(&inbox, &mut wake, Note::Missed(vec![object_of(&channel)]));
                     }
                     Err(e) => return Err(e.to_string()),
                 }
@@ -223,12 +253,49 @@ fn listen(
             Ok(())
         })();
         if let Err(why) = outcome {
-            notify(Note::Down(why), &mut wake);
+            deliver(&inbox, &mut wake, Note::Down(why));
             let mut waited = Duration::ZERO;
             while waited < RETRY && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
                 waited += Duration::from_millis(100);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use salesforce::cdc::parse_event;
+    use serde_json::json;
+
+    fn event(replay_id: i64) -> ChangeEvent {
+        parse_event(&json!({
+            "channel": "/data/AccountChangeEvent",
+            "data": {"event": {"replayId": replay_id}, "payload": {"ChangeEventHeader": {
+                "entityName": "Account", "recordIds": ["001000000000001AAA"], "changeType": "UPDATE"}}}
+        }))
+        .expect("a change event")
+    }
+
+    #[test]
+    fn a_full_inbox_drops_events_and_reports_their_object_missed() {
+        let inbox = Mutex::new(Inbox::default());
+        let (mut wake, _rx) = UnixStream::pair().unwrap();
+        wake.set_nonblocking(true).unwrap();
+        for i in 1..=(INBOX_EVENTS as i64 + 5) {
+            deliver(&inbox, &mut wake, Note::Event(Box::new(event(i))));
+        }
+        let b = inbox.lock().unwrap();
+        assert_eq!(b.events.len(), INBOX_EVENTS, "bounded");
+        assert_eq!(b.events.back().map(|e| e.replay_id), Some(INBOX_EVENTS as i64), "the oldest are kept, in order");
+        assert!(b.missed.contains("Account"), "the dropped ones are polled");
+        assert_eq!(b.dropped.get("/data/AccountChangeEvent"), Some(&(INBOX_EVENTS as i64 + 5)), "the position still moves on");
+    }
+
+    #[test]
+    fn channels_name_their_objects() {
+        assert_eq!(object_of("/data/AccountChangeEvent"), "Account");
+        assert_eq!(object_of("/data/Invoice__ChangeEvent"), "Invoice__c");
     }
 }

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod backfill;
 pub mod bulk_write;
 pub mod cdc;
+pub mod cdc_apply;
 pub mod clients;
 pub mod conflicts;
 pub mod deletes;

@@ -127,24 +127,23 @@ struct Stream {
     cdc: Option<sync::cdc::Cdc>,
     /// connection -> objects listened to.
     wanted: BTreeMap<String, BTreeSet<String>>,
+    /// Last applied replay ids, where a restarted listener resumes.
     replay: HashMap<(String, String), i64>,
-    unsaved: bool,
-    saved_at: Instant,
 }
 
 impl Stream {
     fn new() -> Stream {
         let cdc = sync::cdc::Cdc::new().map_err(|e| warning!("sfsync: change data capture disabled: {e}")).ok();
         let replay = crate::worker::tx::run(load_replay).unwrap_or_default();
-        Stream { cdc, wanted: BTreeMap::new(), replay, unsaved: false, saved_at: Instant::now() }
+        Stream { cdc, wanted: BTreeMap::new(), replay }
     }
 
     fn healthy(&self, conn: &str) -> bool {
         guc::CDC.get() && self.cdc.as_ref().is_some_and(|c| c.healthy(conn))
     }
 
-    /// Keeps the listeners in line with the pulled objects, turns events into immediate
-    /// polls, and saves replay ids every few seconds.
+    /// Keeps the listeners in line with the pulled objects, applies the events (with their
+    /// replay ids), and makes due at once the pulls of what they could not apply.
     fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
         let Some(cdc) = self.cdc.as_mut() else { return };
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -171,38 +170,33 @@ impl Stream {
             }
         }
         let drained = cdc.drain();
-        for (conn, object) in &drained.changed {
+        // Objects whose events may have been missed: their pulls are due now.
+        for (conn, object) in &drained.missed {
             for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
-                next_pull.remove(&m.id); // due now
+                next_pull.remove(&m.id);
             }
         }
         for (conn, why) in &drained.down {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
         }
-        if !drained.replay.is_empty() {
-            self.replay.extend(drained.replay);
-            self.unsaved = true;
+        let mut dropped = drained.dropped;
+        let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
+        for id in due {
+            next_pull.remove(&id); // what the events could not apply: pulled now
         }
-        if self.unsaved && self.saved_at.elapsed() >= Duration::from_secs(5) {
-            let rows: Vec<serde_json::Value> = self
-                .replay
-                .iter()
-                .map(|((conn, ch), id)| serde_json::json!({"connection": conn, "channel": ch, "replay_id": id}))
-                .collect();
+        self.replay.extend(applied);
+        // Positions of channels whose events were all dropped (their objects are polled).
+        if !dropped.is_empty() {
             let saved = crate::worker::tx::run(|| {
-                crate::spi_util::exec(
-                    "INSERT INTO sfsync.cdc_state AS s (connection, channel, replay_id)
-                     SELECT r.connection, r.channel, r.replay_id FROM jsonb_to_recordset($1) AS r(connection text, channel text, replay_id bigint)
-                     WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = r.connection)
-                     ON CONFLICT (connection, channel) DO UPDATE SET replay_id = EXCLUDED.replay_id, updated_at = now()
-                     WHERE s.replay_id IS DISTINCT FROM EXCLUDED.replay_id",
-                    &[crate::spi_util::jsonb(serde_json::Value::Array(rows))],
-                )
+                for ((conn, ch), id) in &dropped {
+                    sync::cdc_apply::save_replay(conn, &[(ch.clone(), *id)])?;
+                }
+                Ok(())
             });
-            if saved.is_ok() {
-                self.unsaved = false;
-                self.saved_at = Instant::now();
+            if let Err(e) = saved {
+                warning!("sfsync: could not save change stream positions: {e}");
             }
+            self.replay.extend(dropped);
         }
     }
 }

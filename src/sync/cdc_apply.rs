@@ -1,0 +1,259 @@
+//! Change events applied directly, without a query: the worker's side of the stream.
+//!
+//! A drain's events of one object are applied to every mapping pulling it in one
+//! transaction, together with the channel's replay id, so a crash neither loses them (the
+//! replay id is not saved either, and a restarted listener polls anyway) nor applies them
+//! twice beyond what the IS DISTINCT FROM guards make harmless. The decisions (what applies
+//! as it is, which columns an update touches) are in `plan::cdc`; here data moves.
+//!
+//! - CREATE: applied like a pulled record (`pull::apply`): same guards (not while a local
+//!   delete of it is pending), linked by the external id when it carries our key.
+//! - UPDATE: only the mapped columns the event changed, guarded by IS DISTINCT FROM, so our
+//!   own writes coming back change nothing (and the sync's writes are never captured).
+//! - DELETE: per the mapping's on_delete (`deletes::pulled`).
+//! - Anything else (undelete, gaps, a filtered mapping, a record with a local change
+//!   pending, a record we don't have, compound columns) is left to the mapping's pull,
+//!   which runs the conflict policy. So is a mapping whose apply fails: the pull applies
+//!   record by record and reports the ones that fail in sfsync.errors.
+
+use super::{deletes, pull, Mapping};
+use crate::capture::Applying;
+use crate::error::{Result, SyncError};
+use crate::plan::cdc::{coalesce, lookups, route, Local, Target, Update};
+use crate::spi_util;
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::{quote_identifier, quote_literal};
+use salesforce::cdc::ChangeEvent;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Key listing an update row's touched columns (not a column name).
+const TOUCHED: &str = "__sfsync_touched";
+
+/// A stream's position: (connection, channel) and replay id.
+pub type Position = ((String, String), i64);
+
+/// Applies a drain's events (by connection, delivery order): per (connection, object), parents'
+/// objects first so a child's lookup finds a parent created in the same drain. `dropped`
+/// holds the positions of events the listener dropped; those of the applied channels are
+/// saved with them (and removed). Returns the mappings to pull now and the saved positions.
+pub fn apply_drain(
+    events: Vec<(String, ChangeEvent)>,
+    dropped: &mut HashMap<(String, String), i64>,
+    mappings: &[Mapping],
+) -> (Vec<i32>, Vec<Position>) {
+    let mut groups: Vec<((String, String), Vec<ChangeEvent>)> = Vec::new();
+    for (conn, e) in events {
+        let object = if e.header.entity_name.is_empty() { super::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
+        match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
+            Some((_, evs)) => evs.push(e),
+            None => groups.push(((conn, object), vec![e])),
+        }
+    }
+    let pulling = |m: &Mapping, conn: &str, object: &str| m.pulls() && m.connection == conn && m.sobject.eq_ignore_ascii_case(object);
+    let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
+    let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
+    let order = crate::plan::relations::parents_first(&ids, &parents);
+    groups.sort_by_key(|((conn, object), _)| {
+        order.iter().position(|id| mappings.iter().any(|m| m.id == *id && pulling(m, conn, object))).unwrap_or(usize::MAX)
+    });
+    let (mut due, mut saved) = (Vec::new(), Vec::new());
+    for ((conn, object), events) in groups {
+        // The channel's position: the last event delivered (or dropped after it).
+        let mut replay: HashMap<String, i64> = HashMap::new();
+        for e in &events {
+            let id = replay.entry(e.channel.clone()).or_insert(e.replay_id);
+            *id = (*id).max(e.replay_id);
+        }
+        for (ch, id) in replay.iter_mut() {
+            if let Some(d) = dropped.remove(&(conn.clone(), ch.clone())) {
+                *id = (*id).max(d);
+            }
+        }
+        let replay: Vec<(String, i64)> = replay.into_iter().collect();
+        let targets: Vec<&Mapping> = mappings.iter().filter(|m| pulling(m, &conn, &object)).collect();
+        due.extend(apply(&conn, &events, &targets, mappings, &replay));
+        saved.extend(replay.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+    }
+    (due, saved)
+}
+
+/// Applies the events of one object of connection `conn` (delivery order) to `targets`, the
+/// mappings that pull it, and saves `replay` ((channel, replay id) pairs) in the same
+/// transaction. Returns the ids of the mappings to pull now.
+pub fn apply(conn: &str, events: &[ChangeEvent], targets: &[&Mapping], all: &[Mapping], replay: &[(String, i64)]) -> Vec<i32> {
+    let outcome = crate::worker::tx::run(|| {
+        let mut poll = Vec::new();
+        for m in targets {
+            // A subtransaction: a mapping that fails leaves the others (and the replay id) alone.
+            match deletes::subtransaction(|| apply_mapping(m, all, events)) {
+                Ok(false) => {}
+                Ok(true) => poll.push(m.id),
+                Err(f) => {
+                    pgrx::log!("sfsync: change events for {} not applied directly ({}); pulling instead", m.table, f.message);
+                    poll.push(m.id);
+                }
+            }
+        }
+        save_replay(conn, replay)?;
+        Ok(poll)
+    });
+    outcome.unwrap_or_else(|e| {
+        pgrx::warning!("sfsync: could not apply change events of connection \"{conn}\" ({e}); pulling instead");
+        targets.iter().map(|m| m.id).collect()
+    })
+}
+
+/// Saves replay ids ((channel, id) of connection `conn`).
+pub fn save_replay(conn: &str, replay: &[(String, i64)]) -> Result<()> {
+    if replay.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = replay.iter().map(|(ch, id)| json!({"channel": ch, "replay_id": id})).collect();
+    spi_util::exec(
+        "INSERT INTO sfsync.cdc_state AS s (connection, channel, replay_id)
+         SELECT $1, r.channel, r.replay_id FROM jsonb_to_recordset($2) AS r(channel text, replay_id bigint)
+         WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = $1)
+         ON CONFLICT (connection, channel) DO UPDATE SET replay_id = EXCLUDED.replay_id, updated_at = now()
+         WHERE s.replay_id IS DISTINCT FROM EXCLUDED.replay_id",
+        &[conn.into(), spi_util::jsonb(Value::Array(rows))],
+    )?;
+    Ok(())
+}
+
+#[derive(Deserialize, Default)]
+struct State {
+    known: Vec<String>,
+    pending: Vec<String>,
+    backfilling: bool,
+}
+
+/// One mapping's share of the events, inside the transaction. True: pull it now.
+pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]) -> Result<bool> {
+    let _applying = Applying::start();
+    let target = Target { columns: &m.columns, external_id: &m.external_id, filtered: m.filter.is_some() };
+    let coalesced = coalesce(&target, events);
+    if coalesced.poll_all {
+        return Ok(true);
+    }
+    let look = lookups(&target, &coalesced);
+    let state = if look.is_empty() { State::default() } else { local_state(m, &look)? };
+    if state.backfilling {
+        // The backfill owns the table until it is done; the pull after it reads these.
+        return Ok(true);
+    }
+    let local = Local { known: state.known.into_iter().collect(), pending: state.pending.into_iter().collect() };
+    let routed = route(&target, coalesced, &local);
+    let mut poll = routed.poll;
+    // Creates and deletes are what the pull applies for a new or deleted record.
+    if !routed.creates.is_empty() {
+        // Lookups of the created records, by column, as Salesforce Ids.
+        let lookups: Vec<Value> = routed
+            .creates
+            .iter()
+            .map(|r| {
+                let ids = m.parents.iter().filter_map(|p| Some((p.column.clone(), r.get(&m.column(&p.column)?.field)?.clone())));
+                Value::Object(ids.collect())
+            })
+            .collect();
+        poll |= unresolved_parents(m, all, lookups)?;
+    }
+    let mut records: Vec<salesforce::Record> = routed.creates;
+    records.extend(routed.deletes.iter().map(|id| json!({"Id": id, "IsDeleted": true}).as_object().cloned().unwrap_or_default()));
+    if !records.is_empty() {
+        pull::apply(m, all, &records, None)?;
+    }
+    if !routed.updates.is_empty() {
+        poll |= update(m, all, &routed.updates)?;
+    }
+    Ok(poll)
+}
+
+/// Which of the records we have, and which have a local change pending (by their row's
+/// key, their Id, or the Postgres key a created record carries; a local delete held for
+/// review counts too).
+fn local_state(m: &Mapping, look: &[(String, Option<String>)]) -> Result<State> {
+    let rows: Vec<Value> = look.iter().map(|(sfid, pgid)| json!({"sfid": sfid, "pgid": pgid})).collect();
+    let sql = format!(
+        "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(sfid text, pgid text)),
+              k AS (SELECT r.sfid, t.{pk}::text AS pk FROM r JOIN {tbl} t ON t.sfid = r.sfid)
+         SELECT jsonb_build_object(
+             'known', COALESCE((SELECT jsonb_agg(sfid) FROM k), '[]'),
+             'pending', COALESCE((SELECT jsonb_agg(DISTINCT x.sfid) FROM (
+                  SELECT k.sfid FROM k JOIN sfsync.outbox o ON o.mapping_id = $2 AND o.pk = k.pk AND o.state = 'pending'
+                  UNION ALL
+                  SELECT r.sfid FROM r JOIN sfsync.outbox o ON o.mapping_id = $2 AND o.pk = r.pgid AND o.state = 'pending'
+                  UNION ALL
+                  SELECT r.sfid FROM r JOIN sfsync.outbox o ON o.mapping_id = $2 AND o.sfid = r.sfid AND o.state = 'pending'
+                  UNION ALL
+                  SELECT r.sfid FROM r JOIN sfsync.delete_review d ON d.mapping_id = $2 AND d.decided_at IS NULL
+                         AND d.origin = 'postgres' AND (d.sfid = r.sfid OR d.key = r.pgid)
+              ) x), '[]'),
+             'backfilling', EXISTS (SELECT 1 FROM sfsync.backfills b WHERE b.mapping_id = $2 AND b.state IN ('pending', 'running')))",
+        pk = m.pk_ident(),
+        tbl = m.table
+    );
+    let v = spi_util::json(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?.unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the local state of change events: {e}")))
+}
+
+/// Partial updates in one statement: each row sets only the columns its events changed.
+/// True when a record gained a pending local change meanwhile (its update was skipped: the
+/// pull and the conflict policy decide for it), or a lookup points at a parent we don't have.
+fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
+    let mut rows: Vec<Value> = updates.iter().map(|u| u.row(TOUCHED)).collect();
+    let unresolved = unresolved_parents(m, all, rows.clone())?;
+    pull::translate_parents(m, all, &mut rows)?;
+    let mut touched: Vec<&String> = updates.iter().flat_map(|u| u.values.keys()).collect();
+    touched.sort();
+    touched.dedup();
+    // Only mapped columns reach here (plan::cdc::route): identifiers are the mapping's.
+    let cols: Vec<String> = touched.iter().map(|c| quote_identifier(c.as_str())).collect();
+    let new: Vec<String> = touched
+        .iter()
+        .zip(&cols)
+        .map(|(name, q)| format!("CASE WHEN p.touched ? {} THEN (p.r).{q} ELSE t.{q} END", quote_literal(name)))
+        .collect();
+    let old: Vec<String> = cols.iter().map(|q| format!("t.{q}")).collect();
+    let (tbl, pk) = (&m.table, m.pk_ident());
+    let sql = format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({new})
+         FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p
+         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new})
+           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')",
+        set = cols.join(", "),
+        new = new.join(", "),
+        old = old.join(", "),
+    );
+    let n = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?;
+    let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
+    // Applied records clear their earlier pull errors, as the pull does.
+    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.clone().into()];
+    spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)", &args)?;
+    let args: Vec<DatumWithOid> = vec![m.id.into(), (n as i64).into()];
+    spi_util::exec("UPDATE sfsync.sync_state SET pulled_total = pulled_total + $2 WHERE mapping_id = $1", &args)?;
+    // A local change committed after we looked: the guard above skipped the row.
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {tbl} t JOIN sfsync.outbox o ON o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending'
+                        WHERE t.sfid = ANY($2))"
+    );
+    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
+    let raced = pgrx::prelude::Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(false);
+    Ok(raced || unresolved)
+}
+
+/// Whether a lookup (rows keyed by column, lookups as Salesforce Ids) points at a parent we
+/// don't have (yet): the column is left NULL, as the pull does, and the pull runs after the
+/// parent's (parents first), which fills it in when the parent arrives with it — as when the
+/// parent's own events were left to its pull.
+fn unresolved_parents(m: &Mapping, all: &[Mapping], rows: Vec<Value>) -> Result<bool> {
+    if m.parents.is_empty() {
+        return Ok(false);
+    }
+    let mut translated = rows.clone();
+    pull::translate_parents(m, all, &mut translated)?;
+    Ok(rows.iter().zip(&translated).any(|(sf, pg)| {
+        m.parents.iter().any(|p| sf.get(&p.column).is_some_and(Value::is_string) && pg.get(&p.column).is_some_and(Value::is_null))
+    }))
+}
