@@ -112,7 +112,7 @@ fn the_recycle_bin_purge_moves_earliest_date_available() {
     // 16 days after A's deletion (6 after B's): A is purged, B still in the bin.
     org.admin("POST", "clock", json!({"advance_ms": 6 * 86_400_000_i64}));
     let (ids, earliest) = deleted(&org, t0 - 60_000);
-    assert_eq!(ids, [b.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&b));
     let earliest = sf_emulator::clock::parse_datetime(&earliest).unwrap();
     assert!(earliest >= t0 && earliest < t0 + 60_000, "the purged deletion's time, not 30 days back");
     let r = org.get(&format!("queryAll?q={}", enc(&format!("SELECT Id FROM Account WHERE Id = '{a}'"))));

@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn statements_name_every_column_once() {
-        let cols = vec![col("name", "string", "text"), col("Annual Revenue", "currency", "numeric")];
+        let cols = [col("name", "string", "text"), col("Annual Revenue", "currency", "numeric")];
         let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1), None)).collect();
         let s = statements("public.t", "id", &["name".into(), "\"Annual Revenue\"".into()], &exprs);
         assert!(s.insert.starts_with("INSERT INTO public.t (name, \"Annual Revenue\", sfid) SELECT p.v1, CAST(p.v2 AS numeric), p.sfid"));

@@ -374,7 +374,8 @@ pub fn apply_batch(
 fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<PullSummary> {
     let _applying = Applying::start();
     if batch.ids.len() > 0 && local_changes_waiting(m)? {
-        let ids: Vec<&str> = (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err()).map(|i| shape.id(&batch.rows[i])).collect();
+        let ids: Vec<&str> =
+            (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err()).map(|i| shape.id(&batch.rows[i])).collect();
         if held_back(m, &ids)? {
             // Rare (a local change to a row being loaded): the pull's apply decides per row.
             return pull::apply(m, all, &batch.records(shape, 0..batch.len()), None);
