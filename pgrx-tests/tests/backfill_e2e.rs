@@ -401,9 +401,7 @@ fn a_mass_update_is_caught_up_through_one_bulk_job() {
     assert_eq!(wait_done(&mut db, "accounts", LONG), N as i64);
     let ids: Vec<String> = db.query("SELECT sfid FROM accounts ORDER BY sfid", &[]).unwrap().iter().map(|r| r.get(0)).collect();
 
-    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    std::thread::sleep(Duration::from_secs(1));
+    let paused = common::pause(&env);
     let sf = env.emu.sf();
     for chunk in ids[..2100].chunks(200) {
         let records: Vec<Value> =
@@ -413,8 +411,7 @@ fn a_mass_update_is_caught_up_through_one_bulk_job() {
     }
     sf.delete("Account", &ids[N - 1]);
     env.emu.admin("DELETE", "counters", Value::Null);
-    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    common::resume(&env, paused);
 
     eventually(LONG, || {
         let r = db.query_one("SELECT count(*) FILTER (WHERE industry = 'Energy'), count(*) FROM accounts", &[]).unwrap();

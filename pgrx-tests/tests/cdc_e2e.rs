@@ -8,14 +8,11 @@
 
 mod common;
 
-use common::{accounts_table, contacts_table, scalar, Env, WAIT};
+use common::{accounts_table, contacts_table, pause, scalar, Env, WAIT};
 use sfsync_e2e::{eventually, json, postgres, Value};
 use std::time::Duration;
 
 const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
-
-/// sync::PASS_LOCK: held by the worker during a pass.
-const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
 
 /// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
 fn query_calls(env: &Env) -> u64 {
@@ -44,24 +41,11 @@ fn until(db: &mut postgres::Client, what: &str, sql: &str) {
     });
 }
 
-/// Stops the worker's passes (the stream keeps listening, its events wait in the inbox):
-/// disabled, and the pass lock held by the returned session, until `resume`.
-fn pause(env: &Env) -> postgres::Client {
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    let mut lock = env.db();
-    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
-    lock
-}
-
-fn resume(env: &Env, mut lock: postgres::Client) {
-    // Let the events reach the worker's inbox before it runs again.
+/// `common::resume` once the events have reached the worker's inbox (the stream keeps
+/// listening while passes are paused).
+fn resume(env: &Env, lock: postgres::Client) {
     std::thread::sleep(Duration::from_secs(2));
-    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    common::resume(env, lock);
 }
 
 /// An Account created in Salesforce, once it is in `accounts`.

@@ -6,30 +6,13 @@
 
 mod common;
 
-use common::{scalar, Env, WAIT};
+use common::{pause, resume, scalar, Env, PASS_LOCK, WAIT};
 use sfsync_e2e::{eventually, json, postgres, serde_json, SfRest, Value};
 
-const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
 const DAY_MS: i64 = 86_400_000;
 
 fn start() -> Env {
     common::start_with(&[("sfsync.delete_check_interval", "1s")])
-}
-
-fn pause(env: &Env) -> postgres::Client {
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
-    let mut lock = env.db();
-    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
-    lock
-}
-
-fn resume(env: &Env, mut lock: postgres::Client) {
-    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
 }
 
 /// Bulk API 2.0 `hardDelete` of these records: not in the recycle bin, so queryAll no longer

@@ -103,3 +103,24 @@ pub fn contacts_table(db: &mut postgres::Client) {
     )
     .unwrap();
 }
+
+/// sync::PASS_LOCK: held by the worker during a pass.
+pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
+
+/// Stops the worker: disabled, and the pass lock held by the returned session (taking it
+/// waits for a pass in progress), so nothing syncs until `resume`.
+pub fn pause(env: &Env) -> postgres::Client {
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let mut lock = env.db();
+    lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
+    lock
+}
+
+pub fn resume(env: &Env, mut lock: postgres::Client) {
+    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
+    let mut db = env.db();
+    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+}
