@@ -228,11 +228,8 @@ fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
     );
     let n = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?;
     let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
-    // Applied records clear their earlier pull errors, as the pull does.
-    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.clone().into()];
-    spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)", &args)?;
-    let args: Vec<DatumWithOid> = vec![m.id.into(), (n as i64).into()];
-    spi_util::exec("UPDATE sfsync.sync_state SET pulled_total = pulled_total + $2 WHERE mapping_id = $1", &args)?;
+    pull::clear_errors(m, ids.clone().into())?;
+    pull::advance(m, None, n)?;
     // A local change committed after we looked: the guard above skipped the row.
     let sql = format!(
         "SELECT EXISTS (SELECT 1 FROM {tbl} t JOIN sfsync.outbox o ON o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending'

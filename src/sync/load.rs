@@ -486,10 +486,7 @@ fn copy_in(m: &Mapping, batch: &Batch, bytes: &[u8]) -> Result<PullSummary> {
 
 /// Bookkeeping of applied plain rows: their earlier pull errors go, the counter moves.
 fn applied(m: &Mapping, batch: &Batch, s: &PullSummary) -> Result<()> {
-    spi_util::exec(
-        "DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)",
-        &[m.id.into(), batch.ids.datum()],
-    )?;
+    pull::clear_errors(m, batch.ids.datum())?;
     pull::advance(m, None, s.inserted + s.updated)
 }
 

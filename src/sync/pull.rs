@@ -261,10 +261,8 @@ pub(crate) fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Opti
         s.inserted += spi_util::exec(&insert(true), &[spi_util::jsonb(rows.clone()), m.id.into()])?;
         s.inserted += spi_util::exec(&insert(false), &[spi_util::jsonb(rows), m.id.into()])?;
     }
-    // Applied records clear their earlier pull errors.
     let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();
-    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
-    spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)", &args)?;
+    clear_errors(m, ids.into())?;
     // Deleted in Salesforce: per on_delete; a delete blocked locally is reported, not fatal.
     s.deleted = deletes::pulled(m, &gone)?;
     advance(m, mark, s.inserted + s.updated + s.deleted)?;
@@ -298,6 +296,15 @@ pub(crate) fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]
             }
         }
     }
+    Ok(())
+}
+
+/// Applied records clear their earlier pull errors. `sfids`: a text[] of their Ids.
+pub(crate) fn clear_errors(m: &Mapping, sfids: DatumWithOid) -> Result<()> {
+    spi_util::exec(
+        "DELETE FROM sfsync.record_errors WHERE mapping_id = $1 AND direction = 'pull' AND sfid = ANY($2)",
+        &[m.id.into(), sfids],
+    )?;
     Ok(())
 }
 
