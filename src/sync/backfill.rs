@@ -203,10 +203,6 @@ fn start(ctx: Ctx, m: &Mapping, client: &salesforce::Client) -> Result<Method> {
     Ok(method)
 }
 
-fn batch_size() -> usize {
-    guc::BACKFILL_BATCH_SIZE.get().max(1) as usize
-}
-
 fn fields(m: &Mapping) -> Vec<&str> {
     m.columns.iter().map(|c| c.field.as_str()).collect()
 }
@@ -273,14 +269,14 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     let q = resume_query(m, row)?;
     let started = Instant::now();
     let mut iter = client.query_iter(&q, false);
-    let mut batch = Vec::with_capacity(batch_size());
+    let mut batch = Vec::with_capacity(load::batch_size());
     loop {
         let next = iter.next().transpose()?;
         let end = next.is_none();
         if let Some(r) = next {
             batch.push(r);
         }
-        if batch.len() >= batch_size() || (end && !batch.is_empty()) {
+        if batch.len() >= load::batch_size() || (end && !batch.is_empty()) {
             apply(ctx, m, all, Rows::Records(&batch), &load::Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > CHUNK || crate::worker::shutdown_requested()) {
@@ -296,7 +292,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
 /// Bulk: reopen the job's page at its locator (skipping what is in), or start a job after
 /// the last applied record; read for up to CHUNK.
 fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, row: &Row) -> Result<bool> {
-    let opts = BulkOptions { max_records: Some((batch_size() * 10).min(u32::MAX as usize) as u32), ..BulkOptions::default() };
+    let opts = BulkOptions { max_records: Some((load::batch_size() * 10).min(u32::MAX as usize) as u32), ..BulkOptions::default() };
     let resumed = row.job_id.as_deref().and_then(|job| {
         let info = client.bulk_job_info(true, job).ok().filter(|j| j.state == "JobComplete")?;
         match client.bulk_query_results(info, row.locator.as_deref(), &opts) {
@@ -328,15 +324,14 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         }
     };
     let job_id = reader.job().id.clone();
-    let shape = load::Shape::new(m, reader.headers())
-        .ok_or_else(|| SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject)))?;
+    let shape = load::Shape::new(m, reader.headers())?;
     let start = load::Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
     // The CSV is read and laid out in columns by a thread of its own (HTTP and Rust only,
     // every signal blocked) while this one applies the previous batch. Two batches in flight
     // at most: memory stays bounded whatever the size of the object.
     let copy = load::copy_mode(m);
     let started = Instant::now();
-    load::stream(reader, &shape, skip, start, (batch_size(), copy), |read| {
+    load::stream(reader, &shape, skip, start, (load::batch_size(), copy), |read| {
         if !read.batch.is_empty() {
             apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
         }

@@ -20,7 +20,7 @@
 use super::pull::{self, PullSummary};
 use super::{Ctx, Mapping};
 use crate::capture::Applying;
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::plan::load::{self as plan, ParentKey};
 use crate::spi_util;
 use pgrx::datum::DatumWithOid;
@@ -159,10 +159,11 @@ pub struct Shape {
 }
 
 impl Shape {
-    pub fn new(m: &Mapping, headers: &StringRecord) -> Option<Shape> {
+    pub fn new(m: &Mapping, headers: &StringRecord) -> Result<Shape> {
         let at = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
-        Some(Shape {
-            id: at("Id")?,
+        let missing = || SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject));
+        Ok(Shape {
+            id: at("Id").ok_or_else(missing)?,
             stamp: at("SystemModstamp"),
             pgid: at(&m.external_id),
             deleted: at("IsDeleted"),
@@ -173,10 +174,7 @@ impl Shape {
 
     /// The row as the pull's field map (empty = null, flags as booleans).
     pub fn record(&self, row: &StringRecord) -> Record {
-        let mut r = Record::new();
-        for (h, v) in self.headers.iter().zip(row.iter()) {
-            r.insert(h.to_string(), if v.is_empty() { Value::Null } else { Value::String(v.to_string()) });
-        }
+        let mut r = salesforce::client::bulk::record_of(&self.headers, row);
         if let Some(v) = r.get_mut("IsDeleted") {
             *v = Value::Bool(v.as_str() == Some("true"));
         }
@@ -320,6 +318,11 @@ impl Batch {
     fn records(&self, shape: &Shape, which: impl Iterator<Item = usize>) -> Vec<Record> {
         which.map(|i| shape.record(&self.rows[i])).collect()
     }
+}
+
+/// Records per batch of a load (`sfsync.backfill_batch_size`).
+pub fn batch_size() -> usize {
+    crate::guc::BACKFILL_BATCH_SIZE.get().max(1) as usize
 }
 
 /// A new load of the mapping starts: inserts look first only if the table has rows.

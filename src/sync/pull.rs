@@ -87,12 +87,10 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<PullSummary> {
 /// batches (see `load`); each batch advances the mark in its own transaction.
 fn bulk_catch_up(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, q: &str) -> Result<PullSummary> {
     let reader = client.bulk_query_with(q, true, &salesforce::BulkOptions::default())?;
-    let shape = load::Shape::new(m, reader.headers())
-        .ok_or_else(|| SyncError::Invalid(format!("Bulk query results of {} have no Id column", m.sobject)))?;
+    let shape = load::Shape::new(m, reader.headers())?;
     let job = reader.job().id.clone();
     let mut total = PullSummary::default();
-    let size = guc::BACKFILL_BATCH_SIZE.get().max(1) as usize;
-    load::stream(reader, &shape, 0, load::Position::default(), (size, false), |read| {
+    load::stream(reader, &shape, 0, load::Position::default(), (load::batch_size(), false), |read| {
         let mark = shape.newest_stamp(&read.batch.rows);
         total.add(load::apply_batch(ctx, m, all, &shape, &read.batch, &|_| advance(m, mark.as_deref(), 0))?);
         Ok(if crate::worker::shutdown_requested() { load::Flow::Stop } else { load::Flow::Continue })

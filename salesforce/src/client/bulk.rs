@@ -613,12 +613,17 @@ impl BulkQueryReader<'_> {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
-        let mut m = Record::new();
-        for (h, v) in self.headers.iter().zip(rec.iter()) {
-            m.insert(h.to_string(), if v.is_empty() { Value::Null } else { Value::String(v.to_string()) });
-        }
-        Some(Ok(m))
+        Some(Ok(record_of(&self.headers, &rec)))
     }
+}
+
+/// A result row as a field map, by the page's `headers` (empty = `null`).
+pub fn record_of(headers: &csv::StringRecord, row: &csv::StringRecord) -> Record {
+    headers
+        .iter()
+        .zip(row.iter())
+        .map(|(h, v)| (h.to_string(), if v.is_empty() { Value::Null } else { Value::String(v.to_string()) }))
+        .collect()
 }
 
 impl Iterator for BulkQueryReader<'_> {
