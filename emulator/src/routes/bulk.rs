@@ -310,8 +310,13 @@ fn abort_unstarted(st: &AppState, id: &str) {
 }
 
 pub async fn delete_ingest(State(st): St, api: Api) -> Result<Response, ApiError> {
-    let id = with_job(&st, api.param("id"), Kind::Ingest, |job| {
-        if matches!(job.state, JobState::Open | JobState::InProgress) {
+    delete_job(&st, &api, Kind::Ingest, |s| !matches!(s, JobState::Open | JobState::InProgress))
+}
+
+/// DELETE of a job in a state that allows it (204), else a state conflict.
+fn delete_job(st: &AppState, api: &Api, kind: Kind, deletable: fn(JobState) -> bool) -> Result<Response, ApiError> {
+    let id = with_job(st, api.param("id"), kind, |job| {
+        if !deletable(job.state) {
             return Err(state_conflict(format!("Job {} can't be deleted in state {}", job.id, job.state.as_str())));
         }
         job.cancel.store(true, Ordering::Relaxed);
@@ -421,15 +426,7 @@ pub async fn patch_query(State(st): St, api: Api, body: Bytes) -> Result<Respons
 }
 
 pub async fn delete_query(State(st): St, api: Api) -> Result<Response, ApiError> {
-    let id = with_job(&st, api.param("id"), Kind::Query, |job| {
-        if !job.state.finished() {
-            return Err(state_conflict(format!("Job {} can't be deleted in state {}", job.id, job.state.as_str())));
-        }
-        job.cancel.store(true, Ordering::Relaxed);
-        Ok(job.id.clone())
-    })?;
-    st.bulk.map.lock().remove(&id);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_job(&st, &api, Kind::Query, JobState::finished)
 }
 
 /// Streams one result page: header row, then rows rendered a chunk at a time under short read
