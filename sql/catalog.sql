@@ -30,6 +30,10 @@ CREATE TABLE sfsync.connection_state (
     api_max       bigint,
     last_error    text,
     last_error_at timestamptz,
+    -- The Change Data Capture stream, as the worker last saw it: 'connecting', 'live' or
+    -- 'down: <why>'; NULL when none runs (sfsync.cdc off, nothing pulled, no worker yet).
+    stream        text,
+    stream_since  timestamptz,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 
@@ -125,6 +129,8 @@ CREATE TABLE sfsync.sync_state (
     formulas_refreshed_at timestamptz,
     last_push_at  timestamptz,
     last_pull_at  timestamptz,
+    -- Change events last applied to the table (or handed to its pull).
+    last_event_at timestamptz,
     pushed_total  bigint NOT NULL DEFAULT 0,
     pulled_total  bigint NOT NULL DEFAULT 0,
     last_error    text,

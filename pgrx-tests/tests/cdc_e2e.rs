@@ -65,6 +65,7 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     let id =
         streamed_account(&env, &mut db, json!({"Name": "Acme", "Industry": "Energy", "AnnualRevenue": 5, "Website": "https://sf.example"}));
     let q0 = queries_settled(&env);
+    until(&mut db, "stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
 
     // Postgres's website differs from Salesforce's (written with capture off, so nothing is
     // pending): a pull would overwrite it with Salesforce's whole record, an event that
@@ -78,6 +79,9 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     env.emu.sf().update("Account", &id, json!({"Industry": "Banking", "AnnualRevenue": null}));
     until(&mut db, "update applied", &format!("SELECT industry = 'Banking' AND annual_revenue IS NULL FROM accounts WHERE sfid = '{id}'"));
     assert_eq!(query_calls(&env), q0, "the update landed from its event, without a query");
+    let seen: bool =
+        scalar(&mut db, "SELECT last_change_event > now() - interval '1 minute' FROM sfsync.status WHERE \"table\" = 'accounts'::regclass");
+    assert!(seen, "status shows when the table last had change events");
     let website: Option<String> = scalar(&mut db, &format!("SELECT website FROM accounts WHERE sfid = '{id}'"));
     assert_eq!(website.as_deref(), Some("https://local.example"), "a column the event did not change keeps its value");
 
@@ -138,6 +142,7 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     let fault = env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
+    until(&mut db, "stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     let b = env.emu.sf().create("Account", json!({"Name": "B", "Industry": "Retail"}));
     env.emu.sf().delete("Account", &c);
@@ -153,6 +158,7 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     );
     until(&mut db, "delete during the outage", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{c}')"));
     // And the stream is back.
+    until(&mut db, "stream shown live again", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
     env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
     until(&mut db, "update after the outage", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
 }

@@ -154,6 +154,8 @@ fn settled_sync_rewrites_nothing() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
     let pulls: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.status WHERE last_pull_at > now() - interval '2 seconds'");
     assert_eq!(pulls, 2, "the worker kept polling both tables meanwhile");
+    let streams: String = scalar(&mut db, "SELECT string_agg(DISTINCT change_stream, ',') FROM sfsync.status");
+    assert_eq!(streams, "off", "status says the tables poll, with no change stream");
 }
 
 #[test]

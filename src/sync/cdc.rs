@@ -13,7 +13,7 @@
 
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
 use salesforce::{Client, ClientOptions, Credentials};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -47,6 +47,8 @@ struct Listener {
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
     healthy: bool,
+    /// Why the stream last went down, until it is up again.
+    down: Option<String>,
 }
 
 impl Drop for Listener {
@@ -124,7 +126,7 @@ impl Cdc {
                     .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake))
             });
             if spawned.is_ok() {
-                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false });
+                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false, down: None });
             }
         }
     }
@@ -132,6 +134,18 @@ impl Cdc {
     /// Whether the connection's stream is subscribed and up: its timed polls can slow down.
     pub fn healthy(&self, conn: &str) -> bool {
         self.listeners.get(conn).is_some_and(|l| l.healthy)
+    }
+
+    /// What each listening connection's stream is doing, as `sfsync.status` shows it:
+    /// `live`, `down: <why>` (polling meanwhile) or `connecting`. Connections without a
+    /// listener are absent (their tables poll).
+    pub fn states(&self) -> BTreeMap<String, String> {
+        let state = |l: &Listener| match (l.healthy, &l.down) {
+            (true, _) => "live".to_string(),
+            (false, Some(why)) => format!("down: {why}"),
+            (false, None) => "connecting".to_string(),
+        };
+        self.listeners.iter().map(|(conn, l)| (conn.clone(), state(l))).collect()
     }
 
     /// Everything the listeners said since the last drain.
@@ -143,8 +157,12 @@ impl Cdc {
             let taken = std::mem::take(&mut *l.inbox.lock().unwrap_or_else(|p| p.into_inner()));
             if let Some(up) = taken.up {
                 l.healthy = up;
+                if up {
+                    l.down = None;
+                }
             }
             if let Some(why) = taken.down {
+                l.down = Some(why.clone());
                 out.down.push((conn.clone(), why));
             }
             out.events.extend(taken.events.into_iter().map(|e| (conn.clone(), e)));

@@ -96,6 +96,8 @@ pub fn apply(conn: &str, events: &[ChangeEvent], targets: &[&Mapping], all: &[Ma
                 }
             }
         }
+        let ids: Vec<i32> = targets.iter().map(|m| m.id).collect();
+        spi_util::exec("UPDATE sfsync.sync_state SET last_event_at = now() WHERE mapping_id = ANY($1)", &[ids.into()])?;
         save_replay(conn, replay)?;
         Ok(poll)
     });

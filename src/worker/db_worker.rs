@@ -129,13 +129,20 @@ struct Stream {
     wanted: BTreeMap<String, BTreeSet<String>>,
     /// Last applied replay ids, where a restarted listener resumes.
     replay: HashMap<(String, String), i64>,
+    /// The streams' states as last written to sfsync.connection_state.
+    shown: BTreeMap<String, String>,
 }
 
 impl Stream {
     fn new() -> Stream {
         let cdc = sync::cdc::Cdc::new().map_err(|e| warning!("sfsync: change data capture disabled: {e}")).ok();
-        let replay = crate::worker::tx::run(load_replay).unwrap_or_default();
-        Stream { cdc, wanted: BTreeMap::new(), replay }
+        // What an earlier worker showed of its streams is no longer true.
+        let replay = crate::worker::tx::run(|| {
+            crate::spi_util::exec("UPDATE sfsync.connection_state SET stream = NULL, stream_since = NULL WHERE stream IS NOT NULL", &[])?;
+            load_replay()
+        })
+        .unwrap_or_default();
+        Stream { cdc, wanted: BTreeMap::new(), replay, shown: BTreeMap::new() }
     }
 
     fn healthy(&self, conn: &str) -> bool {
@@ -179,6 +186,7 @@ impl Stream {
         for (conn, why) in &drained.down {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
         }
+        self.show();
         let mut dropped = drained.dropped;
         let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
         for id in due {
@@ -197,6 +205,33 @@ impl Stream {
                 warning!("sfsync: could not save change stream positions: {e}");
             }
             self.replay.extend(dropped);
+        }
+    }
+
+    /// Writes the streams' states that changed since the last call (a transaction only then).
+    fn show(&mut self) {
+        let Some(cdc) = self.cdc.as_ref() else { return };
+        let states = cdc.states();
+        if states == self.shown {
+            return;
+        }
+        let mut changes: Vec<(&str, Option<&str>)> =
+            states.iter().filter(|(c, s)| self.shown.get(*c) != Some(s)).map(|(c, s)| (c.as_str(), Some(s.as_str()))).collect();
+        changes.extend(self.shown.keys().filter(|c| !states.contains_key(*c)).map(|c| (c.as_str(), None)));
+        let written = crate::worker::tx::run(|| {
+            for (conn, state) in &changes {
+                crate::spi_util::exec(
+                    "INSERT INTO sfsync.connection_state AS s (connection, stream, stream_since)
+                     SELECT $1, $2, now() WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = $1)
+                     ON CONFLICT (connection) DO UPDATE SET stream = EXCLUDED.stream, stream_since = EXCLUDED.stream_since",
+                    &[(*conn).into(), (*state).into()],
+                )?;
+            }
+            Ok(())
+        });
+        match written {
+            Ok(()) => self.shown = states,
+            Err(e) => warning!("sfsync: could not record the change streams' states: {e}"),
         }
     }
 }
