@@ -76,8 +76,10 @@ fn rollups_changed_by_other_records_arrive_through_the_refresh_and_are_never_pus
     assert_eq!(stamp(&sf), before, "a roll-up change does not move the parent's SystemModstamp");
     let writes = env.sf_writes();
     eventually(WAIT, || {
-        let v: Option<String> =
-            scalar(&mut db, "SELECT (SELECT concat_ws('/', pipeline::numeric(12,0), deals::numeric(12,0)) FROM accounts WHERE name = 'Acme')");
+        let v: Option<String> = scalar(
+            &mut db,
+            "SELECT (SELECT concat_ws('/', pipeline::numeric(12,0), deals::numeric(12,0)) FROM accounts WHERE name = 'Acme')",
+        );
         if v.as_deref() == Some("500/2") {
             Ok(())
         } else {
