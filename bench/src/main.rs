@@ -224,33 +224,13 @@ fn latency(samples: usize) {
         .iter()
         .filter_map(|r| {
             let id: usize = r["Postgres_Id__c"].as_str()?.parse().ok()?;
-            let created = parse_sf_datetime(r["CreatedDate"].as_str()?)?;
+            let created = salesforce::soql::parse_datetime(r["CreatedDate"].as_str()?)?.as_millis();
             Some(created - committed[id - 1])
         })
         .collect();
     lat.sort();
     let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
     println!("latency commit->Salesforce over {} samples: p50 {} ms, p99 {} ms, max {} ms", lat.len(), p(0.5), p(0.99), lat[lat.len() - 1]);
-}
-
-/// `2024-05-20T20:49:32.123+0000` -> epoch ms.
-fn parse_sf_datetime(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let hms = &time[..12];
-    let h: i64 = hms[0..2].parse().ok()?;
-    let mi: i64 = hms[3..5].parse().ok()?;
-    let sec: i64 = hms[6..8].parse().ok()?;
-    let ms: i64 = hms[9..12].parse().ok()?;
-    // days from civil (Howard Hinnant's algorithm)
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
 /// A backlog of `n` captured inserts (made while the worker was off), then drained:

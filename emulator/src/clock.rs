@@ -1,8 +1,12 @@
 //! The emulator clock (real time plus an admin-settable offset) and Salesforce's date/datetime
-//! wire formats. Kept dependency-free: civil-date math is a few lines.
+//! wire formats. The store keeps dates as days and datetimes as milliseconds since the Unix epoch;
+//! the calendar behind them (validation, epoch conversion, formatting) is the `time` crate's.
 
 use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -48,65 +52,47 @@ impl Clock {
     }
 }
 
-/// Days since 1970-01-01 for a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Julian day number of 1970-01-01, day 0 of the store's dates.
+const EPOCH_JULIAN_DAY: i32 = OffsetDateTime::UNIX_EPOCH.to_julian_day();
+
+/// `YYYY-MM-DD`.
+const DATE: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
+
+/// Days since 1970-01-01.
+pub fn epoch_day(date: Date) -> i64 {
+    i64::from(date.to_julian_day() - EPOCH_JULIAN_DAY)
 }
 
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+/// The date `day` days after 1970-01-01, saturating at the `time` crate's range (years ±9999).
+pub fn date_of(day: i64) -> Date {
+    let julian = i32::try_from(day.saturating_add(i64::from(EPOCH_JULIAN_DAY))).ok();
+    julian.and_then(|j| Date::from_julian_day(j).ok()).unwrap_or(if day < 0 { Date::MIN } else { Date::MAX })
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// `2024-05-20T20:49:32.000+0000`, the format Salesforce returns.
+/// `2024-05-20T20:49:32.000+0000`, the format Salesforce returns. Saturates at the `time`
+/// crate's range (years ±9999).
 pub fn format_datetime(ms: i64) -> String {
-    let days = ms.div_euclid(DAY_MS);
-    let rem = ms.rem_euclid(DAY_MS);
-    let (y, m, d) = civil_from_days(days);
-    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}+0000")
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(if ms < 0 {
+        PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        PrimitiveDateTime::MAX.assume_utc()
+    });
+    at.format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"))
+        .expect("an OffsetDateTime has every component of the format")
 }
 
+/// `YYYY-MM-DD` of day `days` since the epoch, saturating like [`format_datetime`].
 pub fn format_date(days: i32) -> String {
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    date_of(days.into()).format(DATE).expect("a Date has every component of the format")
 }
 
 /// `YYYY-MM-DD` → days since epoch.
 pub fn parse_date(s: &str) -> Option<i32> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    // Ten bytes exactly: `[year]` would also take a sign, which no ten-byte input can fit.
+    if s.len() != 10 {
         return None;
     }
-    let y: i64 = num(&s[0..4])?;
-    let m: u32 = num(&s[5..7])?;
-    let d: u32 = num(&s[8..10])?;
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d) as i32)
+    Date::parse(s, DATE).ok().map(|d| epoch_day(d) as i32)
 }
 
 fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
@@ -123,17 +109,11 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     if s.len() < 19 || s.as_bytes()[10] != b'T' && s.as_bytes()[10] != b' ' {
         return None;
     }
-    let days = parse_date(&s[..10])? as i64;
-    let t = &s[11..];
-    let tb = t.as_bytes();
-    if tb.len() < 8 || tb[2] != b':' || tb[5] != b':' {
-        return None;
-    }
-    let (h, mi, sec): (i64, i64, i64) = (num(&t[0..2])?, num(&t[3..5])?, num(&t[6..8])?);
-    if h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let mut rest = &t[8..];
+    let date = Date::parse(&s[..10], DATE).ok()?;
+    let time = Time::parse(s.get(11..19)?, format_description!("[hour]:[minute]:[second]")).ok()?;
+    // Any number of fractional digits and a loosely written zone: past `time`'s format
+    // descriptions, so scanned here.
+    let mut rest = &s[19..];
     let mut millis = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
         let n = frac.bytes().take_while(|b| b.is_ascii_digit()).count();
@@ -158,11 +138,12 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
             if z.len() != 4 {
                 return None;
             }
-            let (oh, om): (i64, i64) = (num(&z[0..2])?, num(&z[2..4])?);
+            let (oh, om): (i64, i64) = (num(z.get(0..2)?)?, num(z.get(2..4)?)?);
             sign * (oh * 60 + om)
         }
     };
-    Some(days * DAY_MS + (h * 3600 + mi * 60 + sec) * 1000 + millis - offset_min * 60_000)
+    let secs = PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp();
+    Some(secs * 1000 + millis - offset_min * 60_000)
 }
 
 #[cfg(test)]
@@ -189,5 +170,33 @@ mod tests {
         assert_eq!(format_date(parse_date("2024-02-29").unwrap()), "2024-02-29");
         assert!(parse_date("2023-02-29").is_none());
         assert_eq!(format_date(-1), "1969-12-31");
+        assert_eq!(parse_date("2000-02-29"), Some(11_016));
+        assert!(parse_date("1900-02-29").is_none());
+        assert!(parse_date("+202-01-01").is_none());
+        assert!(parse_date("2024-5-20").is_none());
+        assert_eq!(epoch_day(date_of(19_858)), 19_858);
+        // Past the calendar's range (years ±9999) formatting saturates.
+        assert_eq!(format_date(i32::MAX), "9999-12-31");
+        assert_eq!(format_date(i32::MIN), "-9999-01-01");
+        assert_eq!(format_datetime(i64::MAX), "9999-12-31T23:59:59.999+0000");
+    }
+
+    #[test]
+    fn datetime_edges() {
+        let ms = 1_716_238_172_000;
+        assert_eq!(parse_datetime("2024-05-20 20:49:32z"), Some(ms));
+        assert_eq!(parse_datetime("2024-05-20T13:49:32-0700"), Some(ms));
+        assert_eq!(parse_datetime("2024-05-20T20:49:32.1234567890123Z"), Some(ms + 123));
+        for bad in [
+            "2024-05-20t20:49:32Z",
+            "2024-05-20T20:49:60Z",
+            "2024-05-20T24:00:00Z",
+            "2024-05-20T20:49:32.Z",
+            "2024-05-20T20:49:32+05",
+            "2024-05-20T20:49:3é",
+            "2024-05-20T20:49:32+0é0",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! [`is_valid_identifier`] to check object/field names (which cannot be quoted).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::macros::format_description;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 /// Escapes a value for use inside a SOQL string literal (without the quotes).
 pub fn escape(s: &str) -> String {
@@ -114,54 +116,26 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
-// Howard Hinnant's civil-from-days / days-from-civil algorithms.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
+/// `ts` in UTC, saturating at the `time` crate's range (years -9999..=9999; SOQL's is narrower).
+fn utc(ts: Timestamp) -> OffsetDateTime {
+    let nanos = i128::from(ts.secs) * 1_000_000_000 + i128::from(ts.millis) * 1_000_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(if ts.secs < 0 {
+        PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        PrimitiveDateTime::MAX.assume_utc()
+    })
 }
 
 /// SOQL datetime literal in UTC, e.g. `2024-05-20T20:49:32.000Z` (no quotes).
 /// Accepts a [`SystemTime`], a [`Timestamp`] or `(unix_secs, millis)`.
 pub fn datetime(ts: impl Into<Timestamp>) -> String {
-    let ts: Timestamp = ts.into();
-    let days = ts.secs.div_euclid(86_400);
-    let sod = ts.secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", y, m, d, sod / 3600, (sod % 3600) / 60, sod % 60, ts.millis)
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    utc(ts.into()).format(format).expect("an OffsetDateTime has every component of the format")
 }
 
 /// SOQL date literal `YYYY-MM-DD` of the UTC day containing `ts`.
 pub fn date(ts: impl Into<Timestamp>) -> String {
-    let ts: Timestamp = ts.into();
-    let (y, m, d) = civil_from_days(ts.secs.div_euclid(86_400));
-    format!("{y:04}-{m:02}-{d:02}")
+    utc(ts.into()).date().format(format_description!("[year]-[month]-[day]")).expect("a Date has every component of the format")
 }
 
 fn digits(s: &[u8], at: usize, n: usize) -> Option<u32> {
@@ -173,27 +147,30 @@ fn digits(s: &[u8], at: usize, n: usize) -> Option<u32> {
 }
 
 /// Parses Salesforce datetimes: `2024-05-20T20:49:32.000+0000` (REST JSON),
-/// `2024-05-20T20:49:32Z`, `...+00:00`, `...-0700`, with 0-9 fractional
-/// digits (truncated to milliseconds). Returns `None` for anything else.
+/// `2024-05-20T20:49:32Z`, `...+00:00`, `...-0700`, `...+05`, with 0-9 fractional
+/// digits (truncated to milliseconds), `T`, `t` or a space before the time and UTC
+/// when there is no zone; second 60 reads as the next minute's :00. Returns `None`
+/// for anything else.
+///
+/// Scanned by hand rather than with a `time` format description, which can't say
+/// "zone optional", `+HH` or second 60; `time` validates and converts the fields.
 pub fn parse_datetime(s: &str) -> Option<Timestamp> {
     let b = s.trim().as_bytes();
     if b.len() < 19 {
         return None;
     }
-    let y = digits(b, 0, 4)? as i64;
-    let mo = digits(b, 5, 2)?;
-    let d = digits(b, 8, 2)?;
-    let h = digits(b, 11, 2)?;
-    let mi = digits(b, 14, 2)?;
-    let sec = digits(b, 17, 2)?;
     if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 60 {
+    let month = Month::try_from(digits(b, 5, 2)? as u8).ok()?;
+    let date = Date::from_calendar_date(digits(b, 0, 4)? as i32, month, digits(b, 8, 2)? as u8).ok()?;
+    // `Time` stops at 59: a leap second is built as :59 and the second added back below.
+    let sec = digits(b, 17, 2)?;
+    if sec > 60 {
         return None;
     }
     let mut i = 19;
-    let mut millis = 0u32;
+    let mut millis = 0u16;
     if b.get(i) == Some(&b'.') {
         i += 1;
         let start = i;
@@ -205,11 +182,12 @@ pub fn parse_datetime(s: &str) -> Option<Timestamp> {
             return None;
         }
         for k in 0..3 {
-            millis = millis * 10 + frac.get(k).map_or(0, |c| u32::from(c - b'0'));
+            millis = millis * 10 + frac.get(k).map_or(0, |c| u16::from(c - b'0'));
         }
     }
-    let offset_secs: i64 = match &b[i..] {
-        [] | [b'Z'] | [b'z'] => 0,
+    let time = Time::from_hms_milli(digits(b, 11, 2)? as u8, digits(b, 14, 2)? as u8, sec.min(59) as u8, millis).ok()?;
+    let offset = match &b[i..] {
+        [] | [b'Z'] | [b'z'] => UtcOffset::UTC,
         [sign @ (b'+' | b'-'), rest @ ..] => {
             let (oh, om) = match rest.len() {
                 4 => (digits(rest, 0, 2)?, digits(rest, 2, 2)?),
@@ -217,20 +195,21 @@ pub fn parse_datetime(s: &str) -> Option<Timestamp> {
                 2 => (digits(rest, 0, 2)?, 0),
                 _ => return None,
             };
-            if oh > 23 || om > 59 {
+            // Hours past 23 stay rejected, though `UtcOffset` would take up to 25.
+            if oh > 23 {
                 return None;
             }
-            let v = i64::from(oh) * 3600 + i64::from(om) * 60;
+            let (oh, om) = (oh as i8, om as i8);
             if *sign == b'-' {
-                -v
+                UtcOffset::from_hms(-oh, -om, 0).ok()?
             } else {
-                v
+                UtcOffset::from_hms(oh, om, 0).ok()?
             }
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec) - offset_secs;
-    Some(Timestamp { secs, millis })
+    let at = PrimitiveDateTime::new(date, time).assume_offset(offset);
+    Some(Timestamp { secs: at.unix_timestamp() + i64::from(sec == 60), millis: u32::from(millis) })
 }
 
 /// Object and field API names (and relationship paths such as
@@ -344,6 +323,38 @@ mod tests {
             assert_eq!(parse_datetime(&datetime(t)), Some(t), "{ms}");
         }
         assert_eq!(Timestamp::from(want.to_system_time()), want);
+    }
+
+    #[test]
+    fn datetime_edges() {
+        let want = Timestamp { secs: 1_716_238_172, millis: 0 };
+        assert_eq!(parse_datetime("2024-05-20t20:49:32z"), Some(want));
+        assert_eq!(parse_datetime(" 2024-05-20 20:49:32+00 "), Some(want));
+        assert_eq!(parse_datetime("2024-05-21T05:49:32+09"), Some(want));
+        assert_eq!(parse_datetime("2024-05-20T20:19:32-00:30"), Some(want));
+        assert_eq!(parse_datetime("2024-05-20T20:49:32.123456789Z").unwrap().millis, 123);
+        // Gregorian leap years: 2000 has a February 29th, 1900 not.
+        assert_eq!(datetime(parse_datetime("2000-02-29T00:00:00Z").unwrap()), "2000-02-29T00:00:00.000Z");
+        // A leap second is the next minute's :00.
+        assert_eq!(parse_datetime("2016-12-31T23:59:60.250Z"), Some(Timestamp::from_millis(1_483_228_800_250)));
+        for bad in [
+            "1900-02-29T00:00:00Z",
+            "2023-04-31T00:00:00Z",
+            "2024-05-20T24:00:00Z",
+            "2024-05-20T20:60:00Z",
+            "2024-05-20T20:49:61Z",
+            "2024-05-20T20:49:32.1234567890Z",
+            "2024-05-20T20:49:32+2400",
+            "2024-05-20T20:49:32+0060",
+            "2024-05-20T20:49:32+05:",
+            "+2024-05-20T20:49:32Z",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+        // Past the calendar's range (years ±9999) formatting saturates.
+        assert_eq!(datetime((i64::MAX, 0u32)), "9999-12-31T23:59:59.999Z");
+        assert_eq!(datetime((i64::MIN, 0u32)), "-9999-01-01T00:00:00.000Z");
+        assert_eq!(date((i64::MAX, 0u32)), "9999-12-31");
     }
 
     #[test]

@@ -2,28 +2,36 @@
 //! `[start, end)` on the emulator clock, in UTC (the integration user's time zone is GMT), weeks
 //! starting on Sunday (en_US) and calendar quarters (the default fiscal year).
 
-use crate::clock::{civil_from_days, days_from_civil};
+use crate::clock::{date_of, epoch_day};
+use time::{Date, Month};
+
+/// Day number of the first of `month` in `year`, saturating at the `time` crate's range (years
+/// ±9999) for absurd `N`s.
+fn first_of(year: i64, month: Month) -> i64 {
+    let date = i32::try_from(year).ok().and_then(|y| Date::from_calendar_date(y, month, 1).ok());
+    epoch_day(date.unwrap_or(if year < 0 { Date::MIN } else { Date::MAX }))
+}
 
 /// First day of the month `k` months after the one holding `day`.
 fn month_start(day: i64, k: i64) -> i64 {
-    let (y, m, _) = civil_from_days(day);
-    let idx = y * 12 + (m as i64 - 1) + k;
-    days_from_civil(idx.div_euclid(12), (idx.rem_euclid(12) + 1) as u32, 1)
+    let date = date_of(day);
+    // Months counted from January of year 0, so one division gives the target year and month.
+    let index = (i64::from(date.year()) * 12 + i64::from(u8::from(date.month())) - 1).saturating_add(k);
+    first_of(index.div_euclid(12), Month::January.nth_next(index.rem_euclid(12) as u8))
 }
 
 fn quarter_start(day: i64, k: i64) -> i64 {
-    let (_, m, _) = civil_from_days(day);
-    month_start(day, -((m as i64 - 1) % 3) + 3 * k)
+    let months_in = i64::from(u8::from(date_of(day).month()) - 1) % 3;
+    month_start(day, k.saturating_mul(3).saturating_sub(months_in))
 }
 
 fn year_start(day: i64, k: i64) -> i64 {
-    let (y, _, _) = civil_from_days(day);
-    days_from_civil(y + k, 1, 1)
+    first_of(i64::from(date_of(day).year()).saturating_add(k), Month::January)
 }
 
-/// Sunday on or before `day` (1970-01-01 was a Thursday).
+/// Sunday on or before `day`.
 fn week_start(day: i64) -> i64 {
-    day - (day + 4).rem_euclid(7)
+    day - i64::from(date_of(day).weekday().number_days_from_sunday())
 }
 
 /// The day range a literal covers, relative to `today` (days since the epoch).
@@ -105,6 +113,16 @@ mod tests {
         assert_eq!(r("THIS_YEAR", 0, "2024-05-15"), d("2024-01-01", "2025-01-01"));
         assert_eq!(r("LAST_N_YEARS", 2, "2024-05-15"), d("2022-01-01", "2024-01-01"));
         assert_eq!(r("NEXT_N_YEARS", 1, "2024-05-15"), d("2025-01-01", "2026-01-01"));
+        // Across year ends and on quarter and leap-day edges.
+        assert_eq!(r("THIS_WEEK", 0, "2025-01-01"), d("2024-12-29", "2025-01-05"));
+        assert_eq!(r("THIS_QUARTER", 0, "2024-12-31"), d("2024-10-01", "2025-01-01"));
+        assert_eq!(r("N_QUARTERS_AGO", 5, "2024-03-31"), d("2022-10-01", "2023-01-01"));
+        assert_eq!(r("N_MONTHS_AGO", 12, "2024-02-29"), d("2023-02-01", "2023-03-01"));
+        assert_eq!(r("NEXT_N_MONTHS", 14, "2024-01-15"), d("2024-02-01", "2025-04-01"));
+        assert_eq!(r("N_YEARS_AGO", 1, "2024-02-29"), d("2023-01-01", "2024-01-01"));
+        // Absurd `N`s saturate at the calendar's range (years ±9999).
+        assert_eq!(r("LAST_N_YEARS", 1_000_000, "2024-05-15"), d("-9999-01-01", "2024-01-01"));
+        assert_eq!(r("NEXT_N_MONTHS", 1 << 40, "2024-05-15"), d("2024-06-01", "9999-12-31"));
         assert!(range("FOO", 0, 0).is_none());
     }
 }
