@@ -7,6 +7,7 @@ pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static API_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.5);
 pub static CDC: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static CDC_SAFETY_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+pub static CDC_POLL_SPACING_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static BATCH_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static PULL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
@@ -68,6 +69,14 @@ pub fn register() {
         &CDC_SAFETY_INTERVAL_MS,
         50,
         86_400_000,
+        ms,
+    );
+    int(
+        c"sfsync.cdc_poll_spacing",
+        c"Least time between two polls of a table asked for by change events the worker cannot apply directly (mirrors, filters, formulas).",
+        &CDC_POLL_SPACING_MS,
+        0,
+        3_600_000,
         ms,
     );
     int(

@@ -6,6 +6,9 @@
 //!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
 //!   sfsync-bench pull-latency [N]    Salesforce-to-Postgres latency p50/p99, change stream vs polling only
 //!   sfsync-bench idle [seconds]      API calls per idle hour per table, change stream vs polling only
+//!   sfsync-bench stream-load [rate] [seconds]
+//!                                    query calls while Salesforce changes `rate` records/s, with the
+//!                                    change stream: a directly applied table vs a mirror
 //!   sfsync-bench backfill [N]        sfsync.mirror of N seeded Accounts (Bulk backfill): rows/s vs
 //!                                    COPY of the same rows into the same table, worker peak memory
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
@@ -68,6 +71,63 @@ fn pull_latency(n: usize) {
         let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
         let mode = if cdc { "change stream" } else { "polling only (5 s)" };
         println!("Salesforce->Postgres latency, {mode}, {n} samples: p50 {} ms, p99 {} ms", p(0.5), p(0.99));
+    }
+}
+
+/// Query calls (SOQL pages, Bulk query jobs) the emulator has served: what the pull costs.
+fn query_calls(env: &Env) -> u64 {
+    let c = env.emu.admin("GET", "counters", Value::Null);
+    c["by_endpoint"]
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| k.to_ascii_lowercase().contains("query")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0)
+}
+
+/// Salesforce updates at a steady `rate` per second for `seconds`, with the change stream on:
+/// query calls the pull spends, for a table whose events apply directly (`sync_table` of a
+/// few fields) and for a mirror (its SystemModstamp and compound columns need a query).
+fn stream_load(rate: u64, seconds: u64) {
+    for mirror in [false, true] {
+        let env = start_pull(true);
+        let sf = env.emu.sf();
+        let ids: Vec<String> = (0..50).map(|i| sf.create("Account", serde_json::json!({"Name": format!("Load {i}")}))).collect();
+        let table = if mirror {
+            env.cluster.psql("bench", "SELECT sfsync.mirror('Account', 'sf_accounts')");
+            "sf_accounts"
+        } else {
+            "accounts"
+        };
+        let mut db = env.cluster.connect("bench");
+        let count = format!("SELECT count(*) FROM {table} WHERE sfid IS NOT NULL");
+        eventually(Duration::from_secs(60), || {
+            let n: i64 = db.query_one(count.as_str(), &[]).unwrap().get(0);
+            (n >= 50).then_some(()).ok_or(format!("{n} of 50 rows"))
+        });
+        std::thread::sleep(Duration::from_secs(2)); // settled: the catch-up polls are over
+        let before = query_calls(&env);
+        let started = Instant::now();
+        let total = rate * seconds;
+        for i in 0..total {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            sf.update("Account", &ids[i as usize % ids.len()], serde_json::json!({"Industry": format!("Industry {i}")}));
+        }
+        let last = format!("Industry {}", total - 1);
+        let sent = Instant::now();
+        let check = format!("SELECT count(*) FROM {table} WHERE industry = $1");
+        eventually(Duration::from_secs(60), || {
+            let n: i64 = db.query_one(check.as_str(), &[&last]).unwrap().get(0);
+            (n == 1).then_some(()).ok_or("last change not there yet".to_string())
+        });
+        let settle = sent.elapsed().as_millis();
+        let calls = query_calls(&env) - before;
+        let what = if mirror { "mirror (events trigger a query)" } else { "sync_table (events applied directly)" };
+        println!(
+            "{total} Salesforce updates at {rate}/s, {what}: {calls} query calls = {:.0} per hour of such load; last change visible {settle} ms after it was made",
+            calls as f64 * 3600.0 / seconds as f64
+        );
     }
 }
 
@@ -405,6 +465,7 @@ fn main() {
         Some("drain") => drain(num(1, 1_000_000)),
         Some("pull-latency") => pull_latency(num(1, 50)),
         Some("idle") => idle(num(1, 60) as u64),
+        Some("stream-load") => stream_load(num(1, 10) as u64, num(2, 30) as u64),
         Some("backfill") => backfill(num(1, 1_000_000)),
         Some("all") | None => {
             capture(5);
@@ -413,7 +474,9 @@ fn main() {
             client(200_000);
         }
         Some(other) => {
-            eprintln!("unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, backfill, client or all");
+            eprintln!(
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, client or all"
+            );
             std::process::exit(2);
         }
     }

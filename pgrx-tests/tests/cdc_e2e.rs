@@ -316,3 +316,33 @@ fn a_child_created_in_salesforce_gets_its_parents_key_even_when_the_parent_comes
     );
     assert_eq!(query_calls(&env), q0, "applied from the event");
 }
+
+#[test]
+fn events_a_mirror_cannot_apply_directly_are_read_by_spaced_polls_not_one_each() {
+    // A mirror maps SystemModstamp and compound fields, which events don't carry: its events
+    // ask for a poll. A burst of them must cost a poll per sfsync.cdc_poll_spacing, not one
+    // per event.
+    let mut gucs = STREAM_ONLY.to_vec();
+    gucs.push(("sfsync.cdc_poll_spacing", "3s"));
+    let env = common::start_with(&gucs);
+    let sf = env.emu.sf();
+    let id = sf.create("Account", json!({"Name": "Busy"}));
+    let mut db = env.db();
+    db.batch_execute("SELECT sfsync.mirror('Account', 'sf_accounts')").unwrap();
+    env.worker_pid();
+    until(&mut db, "mirrored", &format!("SELECT EXISTS (SELECT 1 FROM sf_accounts WHERE sfid = '{id}')"));
+    let q0 = queries_settled(&env);
+    let started = std::time::Instant::now();
+    let n = 40;
+    // A steady stream: each change event arrives on its own.
+    for i in 0..n {
+        sf.update("Account", &id, json!({"Industry": format!("Industry {i}")}));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    until(&mut db, "last change mirrored", &format!("SELECT industry = 'Industry {}' FROM sf_accounts WHERE sfid = '{id}'", n - 1));
+    let calls = query_calls(&env) - q0;
+    // At most one poll per spacing while it lasted, plus the one a quiet table gets at once.
+    let allowed = 2 + started.elapsed().as_secs() / 3;
+    println!("{calls} query calls for {n} change events in {:?}", started.elapsed());
+    assert!(calls <= allowed, "{calls} query calls for {n} change events in {:?} (at most {allowed})", started.elapsed());
+}

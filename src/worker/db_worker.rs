@@ -35,6 +35,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     }
 
     let mut next_pull: HashMap<i32, Instant> = HashMap::new();
+    // When each table's last pull started: the polls change events ask for are spaced from it.
+    let mut pulled_at: HashMap<i32, Instant> = HashMap::new();
     let mut busy = false;
     let mut last_pass: Option<Instant> = None;
     let mut stream = Stream::new();
@@ -74,12 +76,12 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 continue;
             }
         };
-        stream.follow(&mappings, &mut next_pull);
+        stream.follow(&mappings, &mut next_pull, &pulled_at);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
         let backfill = sync::backfill::step(&mappings);
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
-        pull_due(&mappings, &mut next_pull, &stream, &backfill.active);
+        pull_due(&mappings, &mut next_pull, &mut pulled_at, &stream, &backfill.active);
         // Deletes getDeleted reports (or a full reconciliation) and formula refreshes, when due.
         sync::periodic::run_due(&mappings, &backfill.active);
         busy = match push::pass(Ctx::Worker, &mappings, None) {
@@ -151,7 +153,7 @@ impl Stream {
 
     /// Keeps the listeners in line with the pulled objects, applies the events (with their
     /// replay ids), and makes due at once the pulls of what they could not apply.
-    fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>) {
+    fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, pulled_at: &HashMap<i32, Instant>) {
         let Some(cdc) = self.cdc.as_mut() else { return };
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if guc::CDC.get() {
@@ -189,8 +191,16 @@ impl Stream {
         self.show();
         let mut dropped = drained.dropped;
         let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
+        // What the events could not apply is pulled now, but a table is not queried more
+        // than once per sfsync.cdc_poll_spacing for them: under a steady stream of changes
+        // to a mirror, one poll reads them all instead of one poll each.
+        let now = Instant::now();
+        let spacing = guc::ms(&guc::CDC_POLL_SPACING_MS);
         for id in due {
-            next_pull.remove(&id); // what the events could not apply: pulled now
+            let at = pulled_at.get(&id).map_or(now, |t| (*t + spacing).max(now));
+            if next_pull.get(&id).is_none_or(|t| at < *t) {
+                next_pull.insert(id, at);
+            }
         }
         self.replay.extend(applied);
         // Positions of channels whose events were all dropped (their objects are polled).
@@ -283,8 +293,15 @@ thread_local! {
     static FILTERS: std::cell::RefCell<HashMap<i32, Option<String>>> = std::cell::RefCell::new(HashMap::new());
 }
 
-fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, stream: &Stream, backfilling: &[i32]) {
+fn pull_due(
+    mappings: &[sync::Mapping],
+    next_pull: &mut HashMap<i32, Instant>,
+    pulled_at: &mut HashMap<i32, Instant>,
+    stream: &Stream,
+    backfilling: &[i32],
+) {
     next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
+    pulled_at.retain(|id, _| mappings.iter().any(|m| m.id == *id));
     FILTERS.with(|f| {
         let mut f = f.borrow_mut();
         for m in mappings {
@@ -314,6 +331,7 @@ fn pull_due(mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, s
             guc::ms(&guc::PULL_INTERVAL_MS)
         };
         next_pull.insert(m.id, Instant::now() + interval);
+        pulled_at.insert(m.id, Instant::now());
         if let Err(e) = sync::pull::pass(Ctx::Worker, m, mappings) {
             let delay = sync::clients::failed(&m.connection, &e);
             warning!("sfsync: pull of {} into {} failed, retrying in {delay:?}: {e}", m.sobject, m.table);
