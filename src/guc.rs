@@ -73,7 +73,7 @@ pub fn register() {
     );
     int(
         c"sfsync.cdc_poll_spacing",
-        c"Least time between two polls of a table asked for by change events the worker cannot apply directly (mirrors, filters, formulas).",
+        c"Least time between two polls of a pull-only table (a mirror) asked for by change events the worker cannot apply directly.",
         &CDC_POLL_SPACING_MS,
         0,
         3_600_000,

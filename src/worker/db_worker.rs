@@ -191,13 +191,16 @@ impl Stream {
         self.show();
         let mut dropped = drained.dropped;
         let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
-        // What the events could not apply is pulled now, but a table is not queried more
-        // than once per sfsync.cdc_poll_spacing for them: under a steady stream of changes
-        // to a mirror, one poll reads them all instead of one poll each.
+        // What the events could not apply is pulled now. A table that only pulls (a mirror)
+        // is not queried more than once per sfsync.cdc_poll_spacing for them: under a steady
+        // stream of changes one poll reads them all instead of one poll each. A table that
+        // also pushes is pulled at once, before this pass's push, so a Salesforce change of a
+        // record with a local change pending meets the conflict policy, not the push.
         let now = Instant::now();
         let spacing = guc::ms(&guc::CDC_POLL_SPACING_MS);
         for id in due {
-            let at = pulled_at.get(&id).map_or(now, |t| (*t + spacing).max(now));
+            let pushes = mappings.iter().find(|m| m.id == id).is_none_or(|m| m.pushes());
+            let at = if pushes { now } else { pulled_at.get(&id).map_or(now, |t| (*t + spacing).max(now)) };
             if next_pull.get(&id).is_none_or(|t| at < *t) {
                 next_pull.insert(id, at);
             }
