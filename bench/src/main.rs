@@ -85,10 +85,15 @@ fn query_calls(env: &Env) -> u64 {
 
 /// Salesforce updates at a steady `rate` per second for `seconds`, with the change stream on:
 /// query calls the pull spends, for a table whose events apply directly (`sync_table` of a
-/// few fields) and for a mirror (its SystemModstamp and compound columns need a query).
+/// few fields) and for a mirror (its SystemModstamp and compound columns need a query), with
+/// its event-asked polls unspaced (`sfsync.cdc_poll_spacing = 0`) and at the default spacing.
 fn stream_load(rate: u64, seconds: u64) {
-    for mirror in [false, true] {
+    for (mirror, spacing) in [(false, None), (true, Some("0")), (true, None)] {
         let env = start_pull(true);
+        if let Some(s) = spacing {
+            env.cluster.psql("bench", &format!("ALTER SYSTEM SET sfsync.cdc_poll_spacing = '{s}'"));
+            env.cluster.psql("bench", "SELECT pg_reload_conf()");
+        }
         let sf = env.emu.sf();
         let ids: Vec<String> = (0..50).map(|i| sf.create("Account", serde_json::json!({"Name": format!("Load {i}")}))).collect();
         let table = if mirror {
@@ -123,7 +128,11 @@ fn stream_load(rate: u64, seconds: u64) {
         });
         let settle = sent.elapsed().as_millis();
         let calls = query_calls(&env) - before;
-        let what = if mirror { "mirror (events trigger a query)" } else { "sync_table (events applied directly)" };
+        let what = match (mirror, spacing) {
+            (false, _) => "sync_table (events applied directly)".to_string(),
+            (true, Some(s)) => format!("mirror (events ask for a poll), cdc_poll_spacing = {s}"),
+            (true, None) => "mirror (events ask for a poll), cdc_poll_spacing default (1s)".to_string(),
+        };
         println!(
             "{total} Salesforce updates at {rate}/s, {what}: {calls} query calls = {:.0} per hour of such load; last change visible {settle} ms after it was made",
             calls as f64 * 3600.0 / seconds as f64
