@@ -135,6 +135,17 @@ mod tests {
         assert_eq!(depth, Some(5));
     }
 
+    #[pg_test]
+    fn status_shows_no_stream_without_a_worker_and_none_for_push_only_tables() {
+        fixture();
+        // What a stopped worker left behind is not shown as the current state.
+        Spi::run("INSERT INTO sfsync.connection_state (connection, stream, stream_since) VALUES ('default', 'live', now())").unwrap();
+        let stream = || Spi::get_one::<String>("SELECT change_stream FROM sfsync.status WHERE \"table\" = 'contacts'::regclass").unwrap();
+        assert_eq!(stream().as_deref(), Some("off"));
+        Spi::run("UPDATE sfsync.mappings SET direction = 'push'").unwrap();
+        assert_eq!(stream(), None, "a push-only table has no change stream");
+    }
+
     #[pg_test(error = "table public.pairs has a composite primary key (a, b); sfsync needs a single-column primary key")]
     fn composite_keys_are_refused() {
         Spi::run("CREATE TABLE pairs (a int, b int, PRIMARY KEY (a, b))").unwrap();
