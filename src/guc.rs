@@ -73,7 +73,7 @@ pub fn register() {
     );
     int(
         c"sfsync.cdc_poll_spacing",
-        c"Least time between two polls of a pull-only table (a mirror) asked for by change events the worker cannot apply directly.",
+        c"Least time between two polls of a table asked for by change events the worker cannot apply directly (a table with local changes to push is pulled at once).",
         &CDC_POLL_SPACING_MS,
         0,
         3_600_000,

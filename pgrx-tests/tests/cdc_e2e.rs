@@ -346,3 +346,41 @@ fn events_a_mirror_cannot_apply_directly_are_read_by_spaced_polls_not_one_each()
     println!("{calls} query calls for {n} change events in {:?}", started.elapsed());
     assert!(calls <= allowed, "{calls} query calls for {n} change events in {:?} (at most {allowed})", started.elapsed());
 }
+
+#[test]
+fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed() {
+    // A filtered two-way table: its events ask for a poll (an event can't say whether the
+    // record still matches the filter), spaced out here for an hour.
+    let mut gucs = STREAM_ONLY.to_vec();
+    gucs.push(("sfsync.cdc_poll_spacing", "1h"));
+    let env = common::start_with(&gucs);
+    let sf = env.emu.sf();
+    let id = sf.create("Account", json!({"Name": "Acme", "Industry": "Energy"}));
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text);
+         SELECT sfsync.sync_table('accounts', 'Account', filter => 'Name != null');",
+    )
+    .unwrap();
+    env.worker_pid();
+    until(&mut db, "pulled", &format!("SELECT industry = 'Energy' FROM accounts WHERE sfid = '{id}'"));
+    let q0 = queries_settled(&env);
+    sf.update("Account", &id, json!({"Industry": "Banking"}));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(query_calls(&env), q0, "the event's poll waits for its spacing");
+    // A local change of the same field now waits to be pushed: the table is pulled first,
+    // so the conflict policy (salesforce_wins) settles it instead of the push overwriting
+    // Salesforce's change.
+    db.batch_execute(&format!("UPDATE accounts SET industry = 'Retail' WHERE sfid = '{id}'")).unwrap();
+    until(
+        &mut db,
+        "conflict settled",
+        &format!(
+            "SELECT a.industry = 'Banking' AND EXISTS (SELECT 1 FROM sfsync.conflicts WHERE winner = 'salesforce')
+               AND NOT EXISTS (SELECT 1 FROM sfsync.outbox)
+             FROM accounts a WHERE a.sfid = '{id}'"
+        ),
+    );
+    let industry = sf.get("Account", &id).unwrap_or(Value::Null)["Industry"].clone();
+    assert_eq!(industry, "Banking", "Salesforce's change was not overwritten");
+}

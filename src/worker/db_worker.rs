@@ -6,7 +6,7 @@ use crate::sync::{self, push, Ctx};
 use crate::{guc, registry};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 #[pg_guard]
@@ -34,9 +34,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         Err(e) => warning!("sfsync: could not release stale claims: {e}"),
     }
 
-    let mut next_pull: HashMap<i32, Instant> = HashMap::new();
-    // When each table's last pull started: the polls change events ask for are spaced from it.
-    let mut pulled_at: HashMap<i32, Instant> = HashMap::new();
+    let mut pulls = Pulls::default();
     let mut busy = false;
     let mut last_pass: Option<Instant> = None;
     let mut stream = Stream::new();
@@ -44,7 +42,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     loop {
         // After a full batch, go straight on; otherwise sleep until woken (commit, change
         // event, signal) or due.
-        let timeout = if busy { Duration::ZERO } else { next_wake(&next_pull) };
+        let timeout = if busy { Duration::ZERO } else { pulls.next_wake() };
         if !wait(timeout, stream.cdc.as_ref().map(|c| c.wake_fd())) || crate::worker::shutdown_requested() {
             break;
         }
@@ -76,14 +74,20 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 continue;
             }
         };
-        stream.follow(&mappings, &mut next_pull, &pulled_at);
+        stream.follow(&mappings, &mut pulls);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
         let backfill = sync::backfill::step(&mappings);
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
-        pull_due(&mappings, &mut next_pull, &mut pulled_at, &stream, &backfill.active);
+        pull_due(&mappings, &mut pulls, &stream, &backfill.active);
         // Deletes getDeleted reports (or a full reconciliation) and formula refreshes, when due.
         sync::periodic::run_due(&mappings, &backfill.active);
+        // A table whose event-asked poll is still spaced out but that now has local changes
+        // to send is pulled first: the conflict policy, not the push, must meet Salesforce's
+        // change of a record with a local change pending.
+        if pulls.hurry_for_pending_changes() {
+            pull_due(&mappings, &mut pulls, &stream, &backfill.active);
+        }
         busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
             Err(e) => {
@@ -152,8 +156,8 @@ impl Stream {
     }
 
     /// Keeps the listeners in line with the pulled objects, applies the events (with their
-    /// replay ids), and makes due at once the pulls of what they could not apply.
-    fn follow(&mut self, mappings: &[sync::Mapping], next_pull: &mut HashMap<i32, Instant>, pulled_at: &HashMap<i32, Instant>) {
+    /// replay ids), and asks for the pulls of what they could not apply (`Pulls::asked`).
+    fn follow(&mut self, mappings: &[sync::Mapping], pulls: &mut Pulls) {
         let Some(cdc) = self.cdc.as_mut() else { return };
         let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if guc::CDC.get() {
@@ -182,7 +186,7 @@ impl Stream {
         // Objects whose events may have been missed: their pulls are due now.
         for (conn, object) in &drained.missed {
             for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
-                next_pull.remove(&m.id);
+                pulls.now(m.id);
             }
         }
         for (conn, why) in &drained.down {
@@ -191,19 +195,8 @@ impl Stream {
         self.show();
         let mut dropped = drained.dropped;
         let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
-        // What the events could not apply is pulled now. A table that only pulls (a mirror)
-        // is not queried more than once per sfsync.cdc_poll_spacing for them: under a steady
-        // stream of changes one poll reads them all instead of one poll each. A table that
-        // also pushes is pulled at once, before this pass's push, so a Salesforce change of a
-        // record with a local change pending meets the conflict policy, not the push.
-        let now = Instant::now();
-        let spacing = guc::ms(&guc::CDC_POLL_SPACING_MS);
         for id in due {
-            let pushes = mappings.iter().find(|m| m.id == id).is_none_or(|m| m.pushes());
-            let at = if pushes { now } else { pulled_at.get(&id).map_or(now, |t| (*t + spacing).max(now)) };
-            if next_pull.get(&id).is_none_or(|t| at < *t) {
-                next_pull.insert(id, at);
-            }
+            pulls.asked(id);
         }
         self.replay.extend(applied);
         // Positions of channels whose events were all dropped (their objects are polled).
@@ -285,10 +278,83 @@ fn sleep(d: Duration) {
     }
 }
 
-fn next_wake(next_pull: &HashMap<i32, Instant>) -> Duration {
-    let poll = guc::ms(&guc::POLL_INTERVAL_MS);
-    let now = Instant::now();
-    next_pull.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
+/// When each table is pulled next, and why early.
+#[derive(Default)]
+struct Pulls {
+    next: HashMap<i32, Instant>,
+    /// When each table's last pull started: the polls change events ask for are spaced from it.
+    started: HashMap<i32, Instant>,
+    /// Tables whose event-asked poll waits for its spacing.
+    asked: HashSet<i32>,
+}
+
+impl Pulls {
+    fn next_wake(&self) -> Duration {
+        let poll = guc::ms(&guc::POLL_INTERVAL_MS);
+        let now = Instant::now();
+        self.next.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
+    }
+
+    fn is_due(&self, id: i32) -> bool {
+        self.next.get(&id).is_none_or(|t| Instant::now() >= *t)
+    }
+
+    /// Due at once (a changed filter, events that may have been missed).
+    fn now(&mut self, id: i32) {
+        self.next.remove(&id);
+    }
+
+    /// Change events ask for a poll (what they could not apply). It runs at once on a quiet
+    /// table, else sfsync.cdc_poll_spacing after the table's last pull: under a steady stream
+    /// of changes one poll reads them all instead of one poll each.
+    fn asked(&mut self, id: i32) {
+        let now = Instant::now();
+        let at = self.started.get(&id).map_or(now, |t| (*t + guc::ms(&guc::CDC_POLL_SPACING_MS)).max(now));
+        if self.next.get(&id).is_none_or(|t| at < *t) {
+            self.next.insert(id, at);
+        }
+        if at > now {
+            self.asked.insert(id);
+        }
+    }
+
+    fn started(&mut self, id: i32, interval: Duration) {
+        let now = Instant::now();
+        self.started.insert(id, now);
+        self.next.insert(id, now + interval);
+        self.asked.remove(&id);
+    }
+
+    fn retain(&mut self, mappings: &[sync::Mapping]) {
+        let live = |id: &i32| mappings.iter().any(|m| m.id == *id);
+        self.next.retain(|id, _| live(id));
+        self.started.retain(|id, _| live(id));
+        self.asked.retain(live);
+    }
+
+    /// Makes due at once the waiting event-asked polls of tables with local changes pending
+    /// (one indexed probe per such table). True when there are any.
+    fn hurry_for_pending_changes(&mut self) -> bool {
+        if self.asked.is_empty() {
+            return false;
+        }
+        let ids: Vec<i32> = self.asked.iter().copied().collect();
+        let pending = crate::worker::tx::run(|| {
+            let args: Vec<pgrx::datum::DatumWithOid> = vec![ids.clone().into()];
+            Ok(Spi::get_one_with_args::<Vec<i32>>(
+                "SELECT COALESCE(array_agg(id), '{}') FROM unnest($1::int[]) AS id
+                 WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = id AND o.state = 'pending')",
+                &args,
+            )?
+            .unwrap_or_default())
+        });
+        // If we can't tell, pull them all: a poll too early costs a call, a push too early a conflict.
+        let pending = pending.unwrap_or(ids);
+        for id in &pending {
+            self.now(*id);
+        }
+        !pending.is_empty()
+    }
 }
 
 thread_local! {
@@ -296,20 +362,13 @@ thread_local! {
     static FILTERS: std::cell::RefCell<HashMap<i32, Option<String>>> = std::cell::RefCell::new(HashMap::new());
 }
 
-fn pull_due(
-    mappings: &[sync::Mapping],
-    next_pull: &mut HashMap<i32, Instant>,
-    pulled_at: &mut HashMap<i32, Instant>,
-    stream: &Stream,
-    backfilling: &[i32],
-) {
-    next_pull.retain(|id, _| mappings.iter().any(|m| m.id == *id));
-    pulled_at.retain(|id, _| mappings.iter().any(|m| m.id == *id));
+fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, backfilling: &[i32]) {
+    pulls.retain(mappings);
     FILTERS.with(|f| {
         let mut f = f.borrow_mut();
         for m in mappings {
             if f.insert(m.id, m.filter.clone()).is_some_and(|old| old != m.filter) {
-                next_pull.remove(&m.id);
+                pulls.now(m.id);
             }
         }
     });
@@ -321,7 +380,7 @@ fn pull_due(
         if crate::worker::shutdown_requested() {
             break;
         }
-        if next_pull.get(&m.id).is_some_and(|t| Instant::now() < *t) {
+        if !pulls.is_due(m.id) {
             continue;
         }
         if !sync::clients::available(&m.connection) {
@@ -333,8 +392,7 @@ fn pull_due(
         } else {
             guc::ms(&guc::PULL_INTERVAL_MS)
         };
-        next_pull.insert(m.id, Instant::now() + interval);
-        pulled_at.insert(m.id, Instant::now());
+        pulls.started(m.id, interval);
         if let Err(e) = sync::pull::pass(Ctx::Worker, m, mappings) {
             let delay = sync::clients::failed(&m.connection, &e);
             warning!("sfsync: pull of {} into {} failed, retrying in {delay:?}: {e}", m.sobject, m.table);
