@@ -342,8 +342,8 @@ impl Pulls {
         let pending = crate::worker::tx::run(|| {
             let args: Vec<pgrx::datum::DatumWithOid> = vec![ids.clone().into()];
             Ok(Spi::get_one_with_args::<Vec<i32>>(
-                "SELECT COALESCE(array_agg(id), '{}') FROM unnest($1::int[]) AS id
-                 WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = id AND o.state = 'pending')",
+                "SELECT COALESCE(array_agg(t.mapping), '{}') FROM unnest($1::int[]) AS t(mapping)
+                 WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = t.mapping AND o.state = 'pending')",
                 &args,
             )?
             .unwrap_or_default())
