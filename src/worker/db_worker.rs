@@ -196,7 +196,8 @@ impl Stream {
         let mut dropped = drained.dropped;
         let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
         for id in due {
-            pulls.asked(id);
+            let pushes = mappings.iter().find(|m| m.id == id).is_none_or(|m| m.pushes());
+            pulls.asked(id, pushes);
         }
         self.replay.extend(applied);
         // Positions of channels whose events were all dropped (their objects are polled).
@@ -284,7 +285,7 @@ struct Pulls {
     next: HashMap<i32, Instant>,
     /// When each table's last pull started: the polls change events ask for are spaced from it.
     started: HashMap<i32, Instant>,
-    /// Tables whose event-asked poll waits for its spacing.
+    /// Tables that push whose event-asked poll waits for its spacing.
     asked: HashSet<i32>,
 }
 
@@ -306,14 +307,15 @@ impl Pulls {
 
     /// Change events ask for a poll (what they could not apply). It runs at once on a quiet
     /// table, else sfsync.cdc_poll_spacing after the table's last pull: under a steady stream
-    /// of changes one poll reads them all instead of one poll each.
-    fn asked(&mut self, id: i32) {
+    /// of changes one poll reads them all instead of one poll each. A table that `pushes`
+    /// is remembered for `hurry_for_pending_changes`.
+    fn asked(&mut self, id: i32, pushes: bool) {
         let now = Instant::now();
         let at = self.started.get(&id).map_or(now, |t| (*t + guc::ms(&guc::CDC_POLL_SPACING_MS)).max(now));
         if self.next.get(&id).is_none_or(|t| at < *t) {
             self.next.insert(id, at);
         }
-        if at > now {
+        if at > now && pushes {
             self.asked.insert(id);
         }
     }
