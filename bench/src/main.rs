@@ -74,15 +74,6 @@ fn pull_latency(n: usize) {
     }
 }
 
-/// Query calls (SOQL pages, Bulk query jobs) the emulator has served: what the pull costs.
-fn query_calls(env: &Env) -> u64 {
-    let c = env.emu.admin("GET", "counters", Value::Null);
-    c["by_endpoint"]
-        .as_object()
-        .map(|m| m.iter().filter(|(k, _)| k.to_ascii_lowercase().contains("query")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
-        .unwrap_or(0)
-}
-
 /// Salesforce updates at a steady `rate` per second for `seconds`, with the change stream on:
 /// query calls the pull spends, for a table whose events apply directly (`sync_table` of a
 /// few fields) and for a mirror (its SystemModstamp and compound columns need a query), with
@@ -109,7 +100,7 @@ fn stream_load(rate: u64, seconds: u64) {
             (n >= 50).then_some(()).ok_or(format!("{n} of 50 rows"))
         });
         std::thread::sleep(Duration::from_secs(2)); // settled: the catch-up polls are over
-        let before = query_calls(&env);
+        let before = env.emu.query_calls();
         let started = Instant::now();
         let total = rate * seconds;
         for i in 0..total {
@@ -127,7 +118,7 @@ fn stream_load(rate: u64, seconds: u64) {
             (n == 1).then_some(()).ok_or("last change not there yet".to_string())
         });
         let settle = sent.elapsed().as_millis();
-        let calls = query_calls(&env) - before;
+        let calls = env.emu.query_calls() - before;
         let what = match (mirror, spacing) {
             (false, _) => "sync_table (events applied directly)".to_string(),
             (true, Some(s)) => format!("mirror (events ask for a poll), cdc_poll_spacing = {s}"),

@@ -155,6 +155,15 @@ impl Emulator {
         http_json(&self.agent, method, &format!("{}{path}", self.url), None, body.as_ref())
     }
 
+    /// Query calls served so far (SOQL query/queryAll pages, Bulk query jobs): what a pull costs.
+    pub fn query_calls(&self) -> u64 {
+        let c = self.admin("GET", "counters", Value::Null);
+        c["by_endpoint"]
+            .as_object()
+            .map(|m| m.iter().filter(|(k, _)| k.to_ascii_lowercase().contains("query")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    }
+
     /// A REST client logged in with the default connected app (client_credentials flow).
     pub fn sf(&self) -> SfRest {
         SfRest::login(&self.url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)

@@ -16,11 +16,7 @@ const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.
 
 /// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
 fn query_calls(env: &Env) -> u64 {
-    let c = env.emu.admin("GET", "counters", Value::Null);
-    c["by_endpoint"]
-        .as_object()
-        .map(|m| m.iter().filter(|(k, _)| k.to_ascii_lowercase().contains("query")).map(|(_, v)| v.as_u64().unwrap_or(0)).sum())
-        .unwrap_or(0)
+    env.emu.query_calls()
 }
 
 /// Waits until no query has been made for a while (the catch-up poll after subscribing is
