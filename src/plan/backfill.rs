@@ -1,7 +1,7 @@
 //! Backfill decisions: REST or Bulk, the (resumable) query, and progress arithmetic.
 
-use super::soql::pull_query;
-use salesforce::soql::{is_valid_identifier, quote};
+use super::soql::{pull_query, select_from};
+use salesforce::soql::quote;
 
 /// How a backfill reads Salesforce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,23 +66,13 @@ pub fn query(
 /// `SELECT COUNT() FROM X [WHERE filter]`: the estimate that picks REST or Bulk, and the
 /// Salesforce side of `sfsync.verify`.
 pub fn count_query(sobject: &str, filter: Option<&str>) -> Result<String, String> {
-    if !is_valid_identifier(sobject) {
-        return Err(format!("invalid Salesforce name {sobject:?}"));
-    }
-    Ok(match filter.filter(|f| !f.trim().is_empty()) {
-        Some(f) => format!("SELECT COUNT() FROM {sobject} WHERE ({f})"),
-        None => format!("SELECT COUNT() FROM {sobject}"),
-    })
+    select_from("COUNT()", sobject, filter, "")
 }
 
 /// The newest SystemModstamp before the load starts: after the load, polling goes on from
 /// there (minus `sfsync.pull_overlap`), so changes made during the load are not missed.
 pub fn start_mark_query(sobject: &str, filter: Option<&str>) -> Result<String, String> {
-    if !is_valid_identifier(sobject) {
-        return Err(format!("invalid Salesforce name {sobject:?}"));
-    }
-    let cond = filter.filter(|f| !f.trim().is_empty()).map(|f| format!(" WHERE ({f})")).unwrap_or_default();
-    Ok(format!("SELECT SystemModstamp FROM {sobject}{cond} ORDER BY SystemModstamp DESC LIMIT 1"))
+    select_from("SystemModstamp", sobject, filter, " ORDER BY SystemModstamp DESC LIMIT 1")
 }
 
 fn is_sf_id(s: &str) -> bool {

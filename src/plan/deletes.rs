@@ -33,13 +33,7 @@ pub fn must_reconcile(mark: i64, earliest_available: Option<i64>) -> bool {
 /// Ids of every live record of the object matching the mapping's filter (the reconciliation's
 /// listing; query, not queryAll: the recycle bin does not count as present).
 pub fn ids_query(sobject: &str, filter: Option<&str>) -> Result<String, String> {
-    if !is_valid_identifier(sobject) {
-        return Err(format!("invalid Salesforce name {sobject:?}"));
-    }
-    Ok(match filter.filter(|f| !f.trim().is_empty()) {
-        Some(f) => format!("SELECT Id FROM {sobject} WHERE ({f})"),
-        None => format!("SELECT Id FROM {sobject}"),
-    })
+    super::soql::select_from("Id", sobject, filter, "")
 }
 
 /// Which of these Ids still exist (live), whatever the filter: a local row missing from a

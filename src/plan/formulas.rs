@@ -23,11 +23,7 @@ pub fn refresh_query(sobject: &str, fields: &[&str], filter: Option<&str>) -> Re
     }
     let mut select = vec!["Id"];
     select.extend(fields.iter().copied().filter(|f| !f.eq_ignore_ascii_case("Id")));
-    let mut q = format!("SELECT {} FROM {sobject}", select.join(", "));
-    if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
-        q.push_str(&format!(" WHERE ({f})"));
-    }
-    Ok(q)
+    super::soql::select_from(&select.join(", "), sobject, filter, "")
 }
 
 /// Whether a refresh (or a delete check) is due: `age_secs` since the last one (None: never),

@@ -3,6 +3,17 @@
 
 use salesforce::soql::{is_valid_identifier, quote};
 
+/// `SELECT {select} FROM {sobject}`, restricted to the mapping's `filter` when it has one:
+/// the shape of every whole-object read (count, Id listing, refresh, start mark). `select`
+/// and `rest` (ORDER BY, LIMIT) are ours; `sobject` is checked.
+pub fn select_from(select: &str, sobject: &str, filter: Option<&str>, rest: &str) -> Result<String, String> {
+    if !is_valid_identifier(sobject) {
+        return Err(format!("invalid Salesforce name {sobject:?}"));
+    }
+    let cond = filter.filter(|f| !f.trim().is_empty()).map(|f| format!(" WHERE ({f})")).unwrap_or_default();
+    Ok(format!("SELECT {select} FROM {sobject}{cond}{rest}"))
+}
+
 /// Incremental pull of one mapping: every record (deleted ones included, via queryAll)
 /// modified at or after `since`, oldest first, with the fields the mapping needs.
 /// `since` is a SOQL datetime literal such as `2024-05-20T20:49:32.000Z`.
