@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{lock, transport_failure, Client, Method, Request, Target};
-use crate::error::{parse_error_body, Error, RecordError};
-use crate::http::{backoff_delay, encode_query, encode_segment, parse_limit_info, parse_retry_after};
+use super::request::{Method, Request, Target};
+use super::Client;
+use crate::error::{Error, RecordError};
+use crate::http::{encode_query, encode_segment};
 use crate::types::{null_default, Record};
 
 /// Value that sets a field to null in Bulk ingest CSV (an empty value leaves it unchanged).
@@ -456,83 +457,6 @@ impl Client {
         };
         reader.open_page(locator)?;
         Ok(reader)
-    }
-
-    /// GET of a CSV page, returning the `Sforce-Locator` and the body as a reader (streamed).
-    /// Same retry and re-login policy as other GETs; the page body has no overall timeout, only
-    /// `request_timeout` per network read, so a slow consumer can take its time.
-    fn open_csv_stream(&self, path: &str) -> Result<(Option<String>, Box<dyn Read + Send>), Error> {
-        let started = Instant::now();
-        let mut retries = 0u32;
-        let mut relogged = false;
-        loop {
-            let (token, url) = {
-                let s = lock(&self.session);
-                (s.token.clone(), format!("{}{}", s.instance_url, path))
-            };
-            let res = self
-                .agent
-                .get(&url)
-                .config()
-                .timeout_global(None)
-                .timeout_recv_response(Some(self.opts.request_timeout))
-                .timeout_per_read(Some(self.opts.request_timeout))
-                .build()
-                .header("Accept", "text/csv")
-                .header("Authorization", format!("Bearer {}", token.expose()))
-                .call();
-            let (err, retry_after) = match res {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-                    let limit = header("Sforce-Limit-Info");
-                    let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
-                    let locator = header("Sforce-Locator");
-                    {
-                        let mut st = lock(&self.stats);
-                        st.calls += 1;
-                        if let Some((used, max)) = limit.as_deref().and_then(parse_limit_info) {
-                            st.api_used = Some(used);
-                            st.api_max = Some(max);
-                        }
-                    }
-                    if status < 300 {
-                        let body = resp.into_body().into_with_config().limit(u64::MAX).reader();
-                        return Ok((locator, Box::new(body)));
-                    }
-                    let text = resp.into_body().read_to_string().unwrap_or_default();
-                    if status == 401 && !relogged {
-                        relogged = true;
-                        self.relogin(&token)?;
-                        continue;
-                    }
-                    let e = parse_error_body(status, &text, retry_after);
-                    if !(status >= 500 || status == 429 || e.is_transient()) {
-                        return Err(e);
-                    }
-                    (e, retry_after)
-                }
-                Err(e) => {
-                    let f = transport_failure(e, self.opts.request_timeout);
-                    if !f.not_sent {
-                        lock(&self.stats).calls += 1;
-                    }
-                    if !f.retryable {
-                        return Err(Error::Transport(f.message));
-                    }
-                    (Error::Transport(f.message), None)
-                }
-            };
-            if retries >= self.opts.max_retries {
-                return Err(err);
-            }
-            let delay = retry_after.unwrap_or_else(|| backoff_delay(retries, fastrand::f64()));
-            if started.elapsed() + delay > self.opts.max_retry_time {
-                return Err(err);
-            }
-            std::thread::sleep(delay);
-            retries += 1;
-        }
     }
 }
 

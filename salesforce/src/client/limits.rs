@@ -1,0 +1,60 @@
+//! API usage accounting: [`ApiStats`] (requests sent, the org's usage from the
+//! `Sforce-Limit-Info` header) and the per-client budget pacer ([`crate::budget`]) that the
+//! request core consults before each call and pauses on `REQUEST_LIMIT_EXCEEDED`.
+
+use std::time::Instant;
+
+use super::{lock, Client};
+use crate::budget::LIMIT_PAUSE;
+use crate::error::Error;
+use crate::http::parse_limit_info;
+
+/// API usage seen by this client.
+#[derive(Clone, Debug, Default)]
+pub struct ApiStats {
+    /// REST requests sent, including retries and requests that timed out
+    /// (OAuth token requests and connections that never opened do not count).
+    pub calls: u64,
+    /// From the last `Sforce-Limit-Info: api-usage=N/M` header.
+    pub api_used: Option<u64>,
+    pub api_max: Option<u64>,
+}
+
+impl Client {
+    pub fn stats(&self) -> ApiStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Counts one request sent (when `counted`) and records the org's usage from a
+    /// `Sforce-Limit-Info` header value, if any.
+    pub(super) fn record_usage(&self, counted: bool, limit_info: Option<&str>) {
+        let mut st = lock(&self.stats);
+        if counted {
+            st.calls += 1;
+        }
+        if let Some((used, max)) = limit_info.and_then(parse_limit_info) {
+            st.api_used = Some(used);
+            st.api_max = Some(max);
+        }
+    }
+
+    /// Fails fast with `Error::Budget` when this client is over its share of the org's
+    /// daily allocation (no pacer configured: always Ok).
+    pub(super) fn check_budget(&self) -> Result<(), Error> {
+        let st = self.stats();
+        if let Some(p) = lock(&self.pacer).as_mut() {
+            p.check(Instant::now(), st.api_used, st.api_max).map_err(|(wait, reason)| Error::Budget { wait, reason })?;
+        }
+        Ok(())
+    }
+
+    /// After a call failed with REQUEST_LIMIT_EXCEEDED, pauses the budget for the server's
+    /// `Retry-After` (or [`LIMIT_PAUSE`]) so the next calls fail fast instead of adding to it.
+    pub(super) fn pause_on_limit(&self, e: &Error) {
+        if e.code() == "REQUEST_LIMIT_EXCEEDED" {
+            if let Some(p) = lock(&self.pacer).as_mut() {
+                p.pause(Instant::now(), e.retry_after().unwrap_or(LIMIT_PAUSE));
+            }
+        }
+    }
+}
