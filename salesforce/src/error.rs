@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::null_default;
+use crate::de::null_default;
 
 /// Error codes (request- or record-level) worth retrying later: the same
 /// request may succeed once the lock, the server or the quota frees up.

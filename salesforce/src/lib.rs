@@ -36,6 +36,7 @@ pub mod budget;
 pub mod cdc;
 pub mod client;
 pub mod composite;
+mod de;
 pub mod error;
 mod http;
 pub mod replication;

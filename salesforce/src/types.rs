@@ -2,19 +2,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::de::null_default;
 use crate::error::RecordError;
 
 /// A record: field API name -> JSON value (the `attributes` key removed).
 pub type Record = serde_json::Map<String, serde_json::Value>;
-
-/// Deserializes `null` (or a missing key, with `#[serde(default)]`) as `T::default()`.
-pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
 
 /// Numbers that may come as `null` or as floats (`255.0`).
 fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {

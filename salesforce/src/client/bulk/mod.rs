@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use super::request::{Method, Request, Target};
 use super::Client;
+use crate::de::null_default;
 use crate::error::Error;
 use crate::http::encode_segment;
-use crate::types::null_default;
 
 pub use ingest::{build_csv, map_results, parse_sf_error, BulkIngestResult, BulkOperation, BulkRowOutcome, BULK_NULL};
 pub use query::{record_of, BulkQueryReader};
