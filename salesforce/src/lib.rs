@@ -5,6 +5,10 @@
 //! retries and API usage accounting, and a CometD client for Change Data
 //! Capture ([`cdc`]).
 //!
+//! [`Client`]'s methods are grouped by API area in the submodules of [`client`]
+//! (request core, limits, records, collections, query, describe, bulk); its
+//! public types are re-exported at the crate root.
+//!
 //! No async runtime and no pgrx: every call blocks the calling thread for at
 //! most `ClientOptions::request_timeout` per attempt and
 //! `ClientOptions::max_retry_time` across retries.
