@@ -1,25 +1,7 @@
 //! Conflict resolution: what the pull does with a Salesforce change of a record that also
 //! has a local change waiting in the outbox.
 
-/// The mapping's `conflict` policy (named as in SQL: `salesforce_wins`, ...).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(clippy::enum_variant_names)]
-pub enum Policy {
-    SalesforceWins,
-    PostgresWins,
-    LastModifiedWins,
-}
-
-impl Policy {
-    pub fn parse(s: &str) -> Option<Policy> {
-        match s {
-            "salesforce_wins" => Some(Policy::SalesforceWins),
-            "postgres_wins" => Some(Policy::PostgresWins),
-            "last_modified_wins" => Some(Policy::LastModifiedWins),
-            _ => None,
-        }
-    }
-}
+use super::options::Conflict;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Winner {
@@ -72,7 +54,7 @@ pub struct Decision {
 /// or when a time is unknown). When Salesforce wins, its values are applied and the columns
 /// leave the pending local change; when Postgres wins, the local values stay and the push
 /// sends them. A re-read or our own echo is no conflict: the local change simply goes out.
-pub fn decide(policy: Policy, b: &Both) -> Decision {
+pub fn decide(policy: Conflict, b: &Both) -> Decision {
     let touched = |c: &String| b.pending.is_none_or(|p| p.contains(c));
     let (touched, untouched): (Vec<String>, Vec<String>) = b.differing.iter().cloned().partition(touched);
     let clashing: Vec<String> = touched.into_iter().filter(|c| !b.salesforce_kept.contains(c)).collect();
@@ -81,9 +63,9 @@ pub fn decide(policy: Policy, b: &Both) -> Decision {
         return d;
     }
     let winner = match policy {
-        Policy::SalesforceWins => Winner::Salesforce,
-        Policy::PostgresWins => Winner::Postgres,
-        Policy::LastModifiedWins => match (b.salesforce_modified, b.postgres_modified) {
+        Conflict::SalesforceWins => Winner::Salesforce,
+        Conflict::PostgresWins => Winner::Postgres,
+        Conflict::LastModifiedWins => match (b.salesforce_modified, b.postgres_modified) {
             (Some(sf), Some(pg)) if pg > sf => Winner::Postgres,
             _ => Winner::Salesforce,
         },
@@ -118,7 +100,7 @@ mod tests {
     #[test]
     fn salesforce_wins_takes_its_values_and_drops_them_from_the_local_change() {
         let (diff, pend) = (cols(&["email", "phone"]), cols(&["email"]));
-        let d = decide(Policy::SalesforceWins, &both(&diff, Some(&pend)));
+        let d = decide(Conflict::SalesforceWins, &both(&diff, Some(&pend)));
         assert_eq!(d.take_salesforce, cols(&["phone", "email"]));
         assert_eq!(d.drop_local, cols(&["email"]));
         assert_eq!(d.conflict, Some((Winner::Salesforce, cols(&["email"]))));
@@ -127,7 +109,7 @@ mod tests {
     #[test]
     fn postgres_wins_keeps_the_local_columns_but_takes_the_others() {
         let (diff, pend) = (cols(&["email", "phone"]), cols(&["email"]));
-        let d = decide(Policy::PostgresWins, &both(&diff, Some(&pend)));
+        let d = decide(Conflict::PostgresWins, &both(&diff, Some(&pend)));
         assert_eq!(d.take_salesforce, cols(&["phone"]), "only Salesforce changed phone");
         assert!(d.drop_local.is_empty());
         assert_eq!(d.conflict, Some((Winner::Postgres, cols(&["email"]))));
@@ -137,15 +119,15 @@ mod tests {
     fn last_modified_wins_compares_times() {
         let (diff, pend) = (cols(&["email"]), cols(&["email"]));
         let mut b = both(&diff, Some(&pend));
-        assert_eq!(decide(Policy::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "Salesforce later");
+        assert_eq!(decide(Conflict::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "Salesforce later");
         b.postgres_modified = Some(3_000);
-        let d = decide(Policy::LastModifiedWins, &b);
+        let d = decide(Conflict::LastModifiedWins, &b);
         assert_eq!(d.conflict.unwrap().0, Winner::Postgres, "Postgres later");
         assert!(d.take_salesforce.is_empty() && d.drop_local.is_empty());
         b.postgres_modified = Some(2_000);
-        assert_eq!(decide(Policy::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "a tie goes to Salesforce");
+        assert_eq!(decide(Conflict::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "a tie goes to Salesforce");
         b.salesforce_modified = None;
-        assert_eq!(decide(Policy::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "unknown time: the default side");
+        assert_eq!(decide(Conflict::LastModifiedWins, &b).conflict.unwrap().0, Winner::Salesforce, "unknown time: the default side");
     }
 
     #[test]
@@ -154,20 +136,20 @@ mod tests {
         let (diff, pend, kept) = (cols(&["email", "first_name"]), cols(&["email", "first_name"]), cols(&["first_name"]));
         let mut b = both(&diff, Some(&pend));
         b.salesforce_kept = &kept;
-        let d = decide(Policy::SalesforceWins, &b);
+        let d = decide(Conflict::SalesforceWins, &b);
         assert_eq!(d.take_salesforce, cols(&["email"]));
         assert_eq!(d.drop_local, cols(&["email"]));
         assert_eq!(d.conflict, Some((Winner::Salesforce, cols(&["email"]))));
         // Nothing but such columns: no conflict at all.
         let only = cols(&["first_name"]);
         b.differing = &only;
-        assert_eq!(decide(Policy::SalesforceWins, &b), Decision::default());
+        assert_eq!(decide(Conflict::SalesforceWins, &b), Decision::default());
     }
 
     #[test]
     fn different_columns_are_no_conflict() {
         let (diff, pend) = (cols(&["phone"]), cols(&["email"]));
-        let d = decide(Policy::SalesforceWins, &both(&diff, Some(&pend)));
+        let d = decide(Conflict::SalesforceWins, &both(&diff, Some(&pend)));
         assert_eq!(d, Decision { take_salesforce: cols(&["phone"]), ..Default::default() });
     }
 
@@ -176,13 +158,13 @@ mod tests {
         let (diff, pend) = (cols(&["email"]), cols(&["email"]));
         let mut b = both(&diff, Some(&pend));
         b.salesforce_changed = false;
-        assert_eq!(decide(Policy::SalesforceWins, &b), Decision::default(), "the pending local change goes out");
+        assert_eq!(decide(Conflict::SalesforceWins, &b), Decision::default(), "the pending local change goes out");
     }
 
     #[test]
     fn a_pending_insert_touches_every_column() {
         let diff = cols(&["email", "phone"]);
-        let d = decide(Policy::SalesforceWins, &both(&diff, None));
+        let d = decide(Conflict::SalesforceWins, &both(&diff, None));
         assert_eq!(d.drop_local, diff);
         assert_eq!(d.conflict, Some((Winner::Salesforce, diff.clone())));
     }
@@ -190,12 +172,12 @@ mod tests {
     #[test]
     fn equal_values_are_no_conflict() {
         let (diff, pend) = (cols(&[]), cols(&["email"]));
-        assert_eq!(decide(Policy::PostgresWins, &both(&diff, Some(&pend))), Decision::default());
+        assert_eq!(decide(Conflict::PostgresWins, &both(&diff, Some(&pend))), Decision::default());
     }
 
     #[test]
     fn policies_parse() {
-        assert_eq!(Policy::parse("last_modified_wins"), Some(Policy::LastModifiedWins));
-        assert_eq!(Policy::parse("whoever"), None);
+        assert_eq!(Conflict::parse("last_modified_wins"), Ok(Conflict::LastModifiedWins));
+        assert!(Conflict::parse("whoever").is_err());
     }
 }

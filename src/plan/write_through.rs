@@ -1,9 +1,10 @@
 //! Write-through mode: which single Salesforce call a row change needs, and how a failure
 //! reads in the error that fails the user's statement. Pure: the trigger (in
-//! `sync::write_through`) feeds it `to_jsonb` of OLD/NEW and performs the call.
+//! `sync::push::write_through`) feeds it `to_jsonb` of OLD/NEW and performs the call.
 
 use super::convert;
 use super::fields::{ColumnMap, SFID_COLUMN};
+use super::options::OnDelete;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +45,7 @@ impl RowImage {
 pub struct Target<'a> {
     pub columns: &'a [ColumnMap],
     pub external_id: &'a str,
-    pub on_delete: &'a str,
+    pub on_delete: OnDelete,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +88,7 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
         }
         RowOp::Delete => {
             let old = old.ok_or("a DELETE trigger without OLD")?;
-            if t.on_delete == "ignore" {
+            if t.on_delete == OnDelete::Ignore {
                 return Ok(Call::Nothing);
             }
             Ok(Call::Delete { id: old.sfid(), key: old.key.clone() })
@@ -162,7 +163,7 @@ mod tests {
     }
 
     fn target(cols: &[ColumnMap]) -> Target<'_> {
-        Target { columns: cols, external_id: "Postgres_Id__c", on_delete: "propagate" }
+        Target { columns: cols, external_id: "Postgres_Id__c", on_delete: OnDelete::Propagate }
     }
 
     #[test]
@@ -254,7 +255,7 @@ mod tests {
         );
         let unlinked = img("7", json!({"sfid": null}));
         assert_eq!(plan(RowOp::Delete, &target(&c), Some(&unlinked), None).unwrap(), Call::Delete { id: None, key: "7".into() });
-        let ignore = Target { on_delete: "ignore", ..target(&c) };
+        let ignore = Target { on_delete: OnDelete::Ignore, ..target(&c) };
         assert_eq!(plan(RowOp::Delete, &ignore, Some(&old), None).unwrap(), Call::Nothing);
     }
 
