@@ -3,9 +3,12 @@
 
 use crate::error::Result;
 use pgrx::datum::DatumWithOid;
+use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::Value;
+use std::panic::AssertUnwindSafe;
 
 /// Runs a statement returning at most one jsonb value (NULL or no row gives None).
 pub fn json(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
@@ -27,4 +30,55 @@ pub fn exec(sql: &str, args: &[DatumWithOid]) -> Result<usize> {
 
 pub fn jsonb(v: Value) -> DatumWithOid<'static> {
     JsonB(v).into()
+}
+
+/// A failed statement: the SQLSTATE's name (FOREIGN_KEY_VIOLATION) and the message.
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+/// Runs `f` in a subtransaction of the current transaction: on a Postgres error only its
+/// work is rolled back, and the error comes back as a value.
+pub fn subtransaction<R>(f: impl FnOnce() -> Result<R>) -> std::result::Result<R, Failure> {
+    let (ctx, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    unsafe {
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(ctx);
+    }
+    let f = AssertUnwindSafe(f);
+    let outcome = PgTryBuilder::new(move || {
+        let f = f;
+        (f.0)().map_err(|e| Failure { code: "APPLY_FAILED".into(), message: e.to_string() })
+    })
+    .catch_others(|e| Err(failure(&e)))
+    .execute();
+    unsafe {
+        if outcome.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(ctx);
+        pg_sys::CurrentResourceOwner = owner;
+    }
+    outcome
+}
+
+fn failure(e: &CaughtError) -> Failure {
+    match e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+            let message = match r.detail() {
+                Some(d) => format!("{} ({d})", r.message()),
+                None => r.message().to_string(),
+            };
+            Failure { code: code_name(r.sql_error_code()), message }
+        }
+    }
+}
+
+/// `ERRCODE_FOREIGN_KEY_VIOLATION` -> `FOREIGN_KEY_VIOLATION`.
+fn code_name(code: PgSqlErrorCode) -> String {
+    let name = format!("{code:?}");
+    name.strip_prefix("ERRCODE_").unwrap_or(&name).to_string()
 }

@@ -527,7 +527,7 @@ mod tests {
             change_event("CREATE", "003000000000003AAA", &[], serde_json::json!({"LastName": "Hopper", "Email": "grace@example.com"})),
             change_event("DELETE", "003000000000002AAA", &[], serde_json::json!({})),
         ];
-        let poll = crate::sync::cdc_apply::apply_mapping(&m[0], &m, &events).unwrap();
+        let poll = crate::sync::source::events::apply_mapping(&m[0], &m, &events).unwrap();
         assert!(!poll, "everything applied directly");
         let row = |sql: &str| Spi::get_one::<String>(sql).unwrap();
         assert_eq!(
@@ -544,7 +544,7 @@ mod tests {
         // A local change pending: the event is left to the pull (and its conflict policy).
         Spi::run("UPDATE contacts SET email = 'local@example.com' WHERE id = 101").unwrap();
         let e = [change_event("UPDATE", "003000000000001AAA", &["LastName"], serde_json::json!({"LastName": "King"}))];
-        assert!(crate::sync::cdc_apply::apply_mapping(&m[0], &m, &e).unwrap(), "left to the pull");
+        assert!(crate::sync::source::events::apply_mapping(&m[0], &m, &e).unwrap(), "left to the pull");
         assert_eq!(row("SELECT last_name FROM contacts WHERE id = 101").as_deref(), Some("Lovelace"));
     }
 }

@@ -3,9 +3,11 @@
 use super::mapping::{self, Options};
 use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::mirror::{self, MirrorField};
+use crate::plan::options::{Direction, Options as MappingOptions};
 use crate::plan::{backfill as plan, compare, convert};
 use crate::spi_util;
-use crate::sync::{self, backfill, clients, Ctx, Mapping};
+use crate::sync::source::backfill;
+use crate::sync::{self, clients, Ctx, Mapping};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{JsonB, PgRelation};
@@ -123,11 +125,8 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
             sobject: &describe.name,
             connection,
             fields: Some(Value::Object(map.clone())),
-            direction: "pull",
+            options: MappingOptions { direction: Direction::Pull, ..MappingOptions::default() },
             filter: None,
-            conflict: "salesforce_wins",
-            on_delete: "propagate",
-            mode: "async",
             external_id: Some(external_id),
         },
     )?;
@@ -135,7 +134,7 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
     Ok(json!({
         "table": synced["table"],
         "sobject": describe.name,
-        "direction": "pull",
+        "direction": Direction::Pull.as_str(),
         "columns": map,
         "types": types,
         "backfill": synced["backfill"],
@@ -187,7 +186,7 @@ fn check(oid: u32, sample: i32) -> Result<Value> {
             }
             converted.push(Value::Object(row));
         }
-        sync::pull::translate_parents(&m, &all, &mut converted)?;
+        sync::apply::records::translate_parents(&m, &all, &mut converted)?;
         for r in converted {
             if let Some(id) = r.get("sfid").and_then(Value::as_str) {
                 remote.insert(id.to_string(), r.clone());

@@ -2,7 +2,9 @@
 
 use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::fields::{self, FieldInfo};
+use crate::plan::options::{Capture, Options as MappingOptions};
 use crate::spi_util;
+use crate::sync::source::backfill;
 use crate::sync::{clients, Ctx};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -10,11 +12,6 @@ use pgrx::spi::{quote_identifier, quote_literal};
 use pgrx::{JsonB, PgRelation};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-const DIRECTIONS: &[&str] = &["bidirectional", "pull", "push"];
-const CONFLICTS: &[&str] = &["salesforce_wins", "postgres_wins", "last_modified_wins"];
-const ON_DELETE: &[&str] = &["propagate", "ignore", "review"];
-const MODES: &[&str] = &["async", "write_through"];
 
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
@@ -30,8 +27,9 @@ fn sync_table(
     mode: default!(&str, "'async'"),
     external_id: default!(Option<&str>, "NULL"),
 ) -> JsonB {
-    let opts = Options { sobject, connection, fields: fields.map(|j| j.0), direction, filter, conflict, on_delete, mode, external_id };
-    JsonB(sync(release(tbl), opts).or_raise())
+    let oid = release(tbl);
+    let options = MappingOptions::parse(direction, mode, conflict, on_delete).map_err(SyncError::Invalid).or_raise();
+    JsonB(sync(oid, Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id }).or_raise())
 }
 
 /// Opts the table out: removes its triggers, mapping, outbox entries and sync state.
@@ -52,11 +50,8 @@ pub(crate) struct Options<'a> {
     pub sobject: &'a str,
     pub connection: &'a str,
     pub fields: Option<Value>,
-    pub direction: &'a str,
+    pub options: MappingOptions,
     pub filter: Option<&'a str>,
-    pub conflict: &'a str,
-    pub on_delete: &'a str,
-    pub mode: &'a str,
     pub external_id: Option<&'a str>,
 }
 
@@ -70,14 +65,6 @@ struct TableInfo {
     columns: Vec<(String, String)>,
     sfid_type: Option<String>,
     sfid_unique: bool,
-}
-
-fn one_of(what: &str, value: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&value) {
-        Ok(())
-    } else {
-        Err(SyncError::Invalid(format!("{what}: \"{value}\" is not one of {}", allowed.join(", "))))
-    }
 }
 
 fn table_info(oid: u32) -> Result<TableInfo> {
@@ -111,15 +98,8 @@ fn table_info(oid: u32) -> Result<TableInfo> {
 }
 
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
-    one_of("direction", o.direction, DIRECTIONS)?;
-    one_of("conflict", o.conflict, CONFLICTS)?;
-    one_of("on_delete", o.on_delete, ON_DELETE)?;
-    one_of("mode", o.mode, MODES)?;
-    if o.mode == "write_through" && o.direction == "pull" {
-        return Err(SyncError::Invalid(
-            "mode => 'write_through' sends local changes to Salesforce; it needs direction => 'bidirectional' or 'push', not 'pull'".into(),
-        ));
-    }
+    o.options.check().map_err(SyncError::Invalid)?;
+    let opts = o.options;
     let explicit = match &o.fields {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m.clone()),
@@ -196,7 +176,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     if !unmatched.is_empty() {
         notice!("sfsync: columns of {} not synced (no matching field on {}): {}", t.qualified, describe.name, unmatched.join(", "));
     }
-    if o.direction != "push" && t.pk_has_default != Some(true) {
+    if opts.direction.pulls() && t.pk_has_default != Some(true) {
         notice!(
             "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if they carry {} ",
             t.qualified,
@@ -230,11 +210,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         ext.name.clone().into(),
         spi_util::jsonb(columns_json),
         o.fields.clone().map(JsonB).into(),
-        o.direction.into(),
+        opts.direction.as_str().into(),
         filter.into(),
-        o.conflict.into(),
-        o.on_delete.into(),
-        o.mode.into(),
+        opts.conflict.as_str().into(),
+        opts.on_delete.as_str().into(),
+        opts.mode.as_str().into(),
     ];
     let (mapping_id, created) = Spi::get_two_with_args::<i32, bool>(
         "INSERT INTO sfsync.mappings AS m (tbl, sobject, connection, pk_column, pk_type, external_id, columns, fields,
@@ -260,11 +240,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     }
 
     let cols: Vec<&str> = columns.iter().map(|c| c.column.as_str()).collect();
-    install_triggers(&t.qualified, mapping_id, &pk, &cols, o.direction, o.mode, o.on_delete)?;
+    install_triggers(&t.qualified, mapping_id, &pk, &cols, &opts)?;
 
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
-    if created && o.direction != "pull" {
+    if created && opts.direction.pushes() {
         let sql = format!(
             "INSERT INTO sfsync.outbox (mapping_id, op, pk) SELECT $1, 'insert', t.{pkq}::text FROM {tbl} t WHERE t.sfid IS NULL ORDER BY t.{pkq}",
             pkq = quote_identifier(&pk),
@@ -276,7 +256,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         }
     }
     // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
-    let backfill = if created && o.direction != "push" { crate::sync::backfill::schedule(mapping_id)? } else { Value::Null };
+    let backfill = if created && opts.direction.pulls() { backfill::schedule(mapping_id)? } else { Value::Null };
     if !crate::registry::available() {
         notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");
     }
@@ -284,7 +264,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "table": t.qualified,
         "sobject": describe.name,
         "connection": o.connection,
-        "direction": o.direction,
+        "direction": opts.direction.as_str(),
         "external_id": ext.name,
         "mapped": columns.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect::<serde_json::Map<_, _>>(),
         "unmatched_columns": unmatched,
@@ -294,10 +274,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     }))
 }
 
-fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], direction: &str, mode: &str, on_delete: &str) -> Result<()> {
+fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], opts: &MappingOptions) -> Result<()> {
     drop_triggers(table)?;
     // With on_delete => 'review' a local delete is held in sfsync.delete_review, not sent.
-    let review = direction != "pull" && on_delete == "review";
+    let review = opts.holds_local_deletes();
     let events = if review { "INSERT OR UPDATE" } else { "INSERT OR UPDATE OR DELETE" };
     if review {
         Spi::run(&format!(
@@ -306,21 +286,23 @@ fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], di
             quote_literal(pk)
         ))?;
     }
-    if direction != "pull" && mode == "write_through" {
+    match opts.capture() {
+        Capture::None => {}
         // Sends each change synchronously; nothing goes through the outbox.
-        Spi::run(&format!(
+        Capture::WriteThrough => Spi::run(&format!(
             "CREATE TRIGGER sfsync_write_through BEFORE {events} ON {table}
              FOR EACH ROW EXECUTE FUNCTION sfsync.write_through({})",
             quote_literal(mapping_id.to_string())
-        ))?;
-    } else if direction != "pull" {
-        let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
-        args.extend(columns.iter().map(quote_literal));
-        Spi::run(&format!(
-            "CREATE TRIGGER sfsync_capture AFTER {events} ON {table}
-             FOR EACH ROW EXECUTE FUNCTION sfsync.capture({})",
-            args.join(", ")
-        ))?;
+        ))?,
+        Capture::Outbox => {
+            let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
+            args.extend(columns.iter().map(quote_literal));
+            Spi::run(&format!(
+                "CREATE TRIGGER sfsync_capture AFTER {events} ON {table}
+                 FOR EACH ROW EXECUTE FUNCTION sfsync.capture({})",
+                args.join(", ")
+            ))?;
+        }
     }
     Spi::run(&format!(
         "CREATE TRIGGER sfsync_no_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION sfsync.refuse_truncate()"

@@ -1,4 +1,5 @@
-//! The SQL API (stable names per DESIGN.md).
+//! The SQL API: the functions and their argument names are the product contract listed in
+//! docs/sql-reference.md; keep them stable.
 
 mod backfill;
 mod connection;

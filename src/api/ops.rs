@@ -1,7 +1,8 @@
 //! Operational functions.
 
 use crate::error::{OrRaise, Result, SyncError};
-use crate::sync::{self, pull, push, Ctx, PASS_LOCK};
+use crate::sync::source::{formulas, poll, reconcile};
+use crate::sync::{self, push, Ctx, PASS_LOCK};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ fn run(oid: Option<u32>) -> Result<Value> {
     // Pull before push, as the worker does: conflicts are resolved before the push sends.
     let mut pulls = Vec::with_capacity(mappings.len());
     for m in &mappings {
-        pulls.push(if m.pulls() { Some(pull::pass(Ctx::Session, m, &all)?) } else { None });
+        pulls.push(if m.pulls() { Some(poll::pass(Ctx::Session, m, &all)?) } else { None });
     }
     let mut pushed = push::PushSummary::default();
     if oid.is_none() {
@@ -47,13 +48,13 @@ fn run(oid: Option<u32>) -> Result<Value> {
 /// mapping's filter) is listed, and linked rows whose record is gone follow `on_delete`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn reconcile(tbl: PgRelation) -> JsonB {
-    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(sync::reconcile::reconcile(Ctx::Session, m)?))).or_raise())
+    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(reconcile::reconcile(Ctx::Session, m)?))).or_raise())
 }
 
 /// Reads the table's formula and roll-up fields again now (see sfsync.formula_refresh_interval).
 #[pg_extern(volatile, parallel_unsafe)]
 fn refresh_formulas(tbl: PgRelation) -> JsonB {
-    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(sync::formulas::refresh(Ctx::Session, m)?))).or_raise())
+    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(formulas::refresh(Ctx::Session, m)?))).or_raise())
 }
 
 fn one(oid: u32, f: impl FnOnce(&sync::Mapping) -> Result<Value>) -> Result<Value> {

@@ -4,7 +4,7 @@
 //! objects the connection's tables pull. The thread only does HTTP — it never calls into
 //! Postgres — and hands the parsed events to the worker through a bounded inbox, waking it
 //! by writing a byte to a socket pair whose other end the worker's wait watches
-//! (`WaitLatchOrSocket`). The worker applies the events directly (`sync::cdc_apply`: the
+//! (`WaitLatchOrSocket`). The worker applies the events directly (`sync::source::events`: the
 //! changed fields only) and leaves what it can't apply faithfully to the ordinary
 //! SystemModstamp pull. When the inbox is full, events are dropped and their objects
 //! reported as missed, so memory stays bounded and a catch-up poll reads what was dropped.

@@ -1,8 +1,10 @@
-//! Logged-in Salesforce clients, one per connection and process, plus the per-connection
-//! backoff after request-level failures and the API-call accounting.
+//! Logged-in Salesforce clients, one per connection and process; the one guarded way a
+//! worker step calls a connection ([`call`]: backoff after request-level failures, Retry-After
+//! and budget pauses); and the API-call accounting.
 
 use super::Ctx;
 use crate::error::{Result, SyncError};
+use crate::plan::retry::Backoff;
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Secret};
@@ -19,14 +21,14 @@ struct Cached {
 }
 
 #[derive(Default)]
-struct Backoff {
+struct Pause {
     failures: u32,
     until: Option<Instant>,
 }
 
 thread_local! {
     static CACHE: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
-    static BACKOFF: RefCell<HashMap<String, Backoff>> = RefCell::new(HashMap::new());
+    static BACKOFF: RefCell<HashMap<String, Pause>> = RefCell::new(HashMap::new());
 }
 
 /// A connection as stored (or about to be): what logging in needs.
@@ -113,9 +115,9 @@ pub fn available(name: &str) -> bool {
     BACKOFF.with(|b| b.borrow().get(name).and_then(|b| b.until).is_none_or(|t| Instant::now() >= t))
 }
 
-/// Records a request-level failure: the delay doubles up to 30 s, or is what Salesforce
-/// (Retry-After) or the API budget asked for.
-pub fn failed(name: &str, e: &SyncError) -> Duration {
+/// Records a request-level failure: the delay doubles up to 30 s (`Backoff::CONNECTION`),
+/// or is what Salesforce (Retry-After) or the API budget asked for.
+fn failed(name: &str, e: &SyncError) -> Duration {
     let asked = match e {
         SyncError::Salesforce(e) => e.retry_after(),
         _ => None,
@@ -124,15 +126,48 @@ pub fn failed(name: &str, e: &SyncError) -> Duration {
         let mut b = b.borrow_mut();
         let e = b.entry(name.to_string()).or_default();
         e.failures = e.failures.saturating_add(1);
-        let doubling = Duration::from_millis(500u64.saturating_mul(1 << e.failures.min(6))).min(Duration::from_secs(30));
-        let delay = asked.unwrap_or(doubling);
+        let delay = asked.unwrap_or_else(|| Backoff::CONNECTION.after(e.failures));
         e.until = Some(Instant::now() + delay);
         delay
     })
 }
 
-pub fn succeeded(name: &str) {
+fn succeeded(name: &str) {
     BACKOFF.with(|b| b.borrow_mut().remove(name));
+}
+
+/// What became of a step run through [`call`].
+pub enum Call<T> {
+    /// The connection is backing off after a failure: nothing was tried.
+    Waiting,
+    Done(T),
+    /// The step failed; the connection waits `retry_in` before the worker calls it again.
+    Failed {
+        error: SyncError,
+        retry_in: Duration,
+    },
+}
+
+/// Runs one step that talks to connection `name` (a pull, a push, a backfill chunk, a delete
+/// check...) the way every such step must: not while the connection backs off (in the worker;
+/// a person's `run_once` always tries), the backoff cleared by a success, and set by a
+/// failure from the error itself — Retry-After and the API budget's pause
+/// (REQUEST_LIMIT_EXCEEDED) when Salesforce gave one, else `Backoff::CONNECTION`. The budget's
+/// pacing of single calls happens inside the client (`salesforce::budget`).
+pub fn call<T>(ctx: Ctx, name: &str, step: impl FnOnce() -> Result<T>) -> Call<T> {
+    if ctx == Ctx::Worker && !available(name) {
+        return Call::Waiting;
+    }
+    match step() {
+        Ok(v) => {
+            succeeded(name);
+            Call::Done(v)
+        }
+        Err(error) => {
+            let retry_in = failed(name, &error);
+            Call::Failed { error, retry_in }
+        }
+    }
 }
 
 /// Adds the calls made since the last flush to sfsync.connection_state, with the org's

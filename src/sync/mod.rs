@@ -1,30 +1,30 @@
-//! The push and pull passes. Each pass moves data in and out of SQL in a few set-based
-//! statements and does its HTTP between transactions (in the worker) so no transaction
-//! is ever held open across a network call.
+//! The sync core: how rows move between a mapping's table and Salesforce.
+//!
+//! Data flows one way through it (see docs/architecture.md):
+//!
+//! - **from Salesforce**: a `source` (poll pages, Bulk query batches, change events, the
+//!   backfill, reconciliation, formula refresh) reads records and hands them, with the mark
+//!   they advance, to the one sink, `apply`, which converts, translates lookups, resolves
+//!   conflicts, holds back rows with local changes, applies deletes and records errors;
+//! - **to Salesforce**: `push` claims outbox entries, plans (coalesce, parents first), sends
+//!   and settles them; `push::write_through` does the same inside the user's statement.
+//!
+//! Every step moves data in and out of SQL in a few set-based statements and does its HTTP
+//! between transactions (in the worker), so no transaction is held open across a network
+//! call. Sources depend on `apply`, never the other way; both use `mapping`, `clients` and
+//! `archive`, and the pure decisions in `crate::plan`.
 
+pub mod apply;
 pub mod archive;
-pub mod backfill;
-pub mod bulk_write;
 pub mod cdc;
-pub mod cdc_apply;
 pub mod clients;
-pub mod conflicts;
-pub mod deletes;
-pub mod filter;
-pub mod formulas;
-pub mod load;
+pub mod mapping;
 pub mod periodic;
-pub mod pull;
 pub mod push;
-pub mod reconcile;
-pub mod write_through;
+pub mod source;
 
-use crate::error::{Result, SyncError};
-use crate::plan::fields::ColumnMap;
-use crate::plan::relations::ParentRef;
-use crate::spi_util;
-use pgrx::datum::DatumWithOid;
-use serde::Deserialize;
+use crate::error::Result;
+pub use mapping::{load_mappings, set_mapping_error, Mapping};
 
 /// Advisory lock key held during a pass, so run_once and the worker never overlap.
 pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
@@ -44,88 +44,4 @@ impl Ctx {
             Ctx::Session => f(),
         }
     }
-}
-
-/// A row of sfsync.mappings with its table's qualified name.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Mapping {
-    pub id: i32,
-    /// Schema-qualified, quoted: safe to paste into SQL.
-    pub table: String,
-    pub sobject: String,
-    pub connection: String,
-    pub pk_column: String,
-    pub pk_type: String,
-    pub external_id: String,
-    pub columns: Vec<ColumnMap>,
-    pub direction: String,
-    pub filter: Option<String>,
-    pub on_delete: String,
-    /// Conflict policy: salesforce_wins, postgres_wins or last_modified_wins.
-    #[serde(default)]
-    pub conflict: String,
-    /// Mapped lookup columns that are foreign keys to other synced tables.
-    #[serde(default)]
-    pub parents: Vec<ParentRef>,
-    /// Seconds since the last delete check (None: never), see sync::periodic.
-    #[serde(default)]
-    pub deletes_age: Option<f64>,
-    /// Seconds since the calculated fields were last refreshed (or loaded by the backfill).
-    #[serde(default)]
-    pub formulas_age: Option<f64>,
-}
-
-impl Mapping {
-    pub fn pushes(&self) -> bool {
-        self.direction != "pull"
-    }
-    pub fn pulls(&self) -> bool {
-        self.direction != "push"
-    }
-    pub fn column(&self, name: &str) -> Option<&ColumnMap> {
-        self.columns.iter().find(|c| c.column == name)
-    }
-    /// The key column, quoted.
-    pub fn pk_ident(&self) -> String {
-        pgrx::spi::quote_identifier(&self.pk_column)
-    }
-}
-
-/// Mappings of this database, optionally only the one of table `oid`.
-pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
-    let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
-    let v = spi_util::json(
-        "SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                 'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
-                 'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
-                 'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
-                 'direction', m.direction, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,
-                 'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
-                             FROM pg_catalog.pg_constraint k
-                             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
-                             JOIN sfsync.mappings pm ON pm.tbl = k.confrelid
-                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
-                             WHERE k.conrelid = m.tbl AND k.contype = 'f' AND cardinality(k.conkey) = 1
-                               AND pa.attname = pm.pk_column
-                               AND m.columns @> jsonb_build_array(jsonb_build_object('column', a.attname, 'sf_type', 'reference'))),
-                 'deletes_age', (SELECT extract(epoch FROM now() - s.deletes_checked_at) FROM sfsync.sync_state s WHERE s.mapping_id = m.id),
-                 'formulas_age', (SELECT extract(epoch FROM now() - COALESCE(s.formulas_refreshed_at, b.finished_at, m.created_at))
-                                  FROM sfsync.sync_state s LEFT JOIN sfsync.backfills b ON b.mapping_id = s.mapping_id
-                                  WHERE s.mapping_id = m.id)
-                 ) ORDER BY m.id), '[]')
-         FROM sfsync.mappings m
-         JOIN pg_catalog.pg_class c ON c.oid = m.tbl
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE $1::bigint IS NULL OR m.tbl::oid::bigint = $1",
-        &args,
-    )?
-    .unwrap_or_default();
-    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding sfsync.mappings: {e}")))
-}
-
-/// Stores a mapping-level error for sfsync.status (cleared by the next good pull).
-pub fn set_mapping_error(mapping_id: i32, message: &str) -> Result<()> {
-    let args: Vec<DatumWithOid> = vec![mapping_id.into(), message.into()];
-    spi_util::exec("UPDATE sfsync.sync_state SET last_error = $2, last_error_at = now() WHERE mapping_id = $1", &args)?;
-    Ok(())
 }

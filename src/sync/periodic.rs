@@ -3,7 +3,9 @@
 //! formula and roll-up fields (`sfsync.formula_refresh_interval`). How long ago each last ran
 //! comes from sync_state with the mappings, so a restarted worker keeps the rhythm.
 
-use super::{clients, formulas, reconcile, Ctx, Mapping};
+use super::clients::{self, Call};
+use super::source::{formulas, reconcile};
+use super::{Ctx, Mapping};
 use crate::error::SyncError;
 use crate::guc;
 use crate::plan::formulas::{calculated, due};
@@ -17,33 +19,28 @@ pub fn run_due(mappings: &[Mapping], backfilling: &[i32]) {
         if crate::worker::shutdown_requested() {
             break;
         }
-        if due(m.deletes_age, deletes_every) && clients::available(&m.connection) {
-            match reconcile::check(Ctx::Worker, m) {
-                Ok(s) => {
-                    clients::succeeded(&m.connection);
-                    if s.deleted > 0 || s.reconciled.is_some() {
-                        log!("sfsync: delete check of {}: {}", m.table, serde_json::to_string(&s).unwrap_or_default());
-                    }
+        if due(m.deletes_age, deletes_every) {
+            match clients::call(Ctx::Worker, &m.connection, || reconcile::check(Ctx::Worker, m)) {
+                Call::Done(s) if s.deleted > 0 || s.reconciled.is_some() => {
+                    log!("sfsync: delete check of {}: {}", m.table, serde_json::to_string(&s).unwrap_or_default());
                 }
-                Err(e) => failed(m, "delete check", e),
+                Call::Failed { error, retry_in } => failed(m, "delete check", error, retry_in),
+                Call::Done(_) | Call::Waiting => {}
             }
         }
-        if !calculated(&m.columns).is_empty() && due(m.formulas_age, formulas_every) && clients::available(&m.connection) {
-            match formulas::refresh(Ctx::Worker, m) {
-                Ok(s) => {
-                    clients::succeeded(&m.connection);
-                    if s.updated > 0 {
-                        debug1!("sfsync: formula refresh of {}: {} of {} rows changed", m.table, s.updated, s.fetched);
-                    }
+        if !calculated(&m.columns).is_empty() && due(m.formulas_age, formulas_every) {
+            match clients::call(Ctx::Worker, &m.connection, || formulas::refresh(Ctx::Worker, m)) {
+                Call::Done(s) if s.updated > 0 => {
+                    debug1!("sfsync: formula refresh of {}: {} of {} rows changed", m.table, s.updated, s.fetched);
                 }
-                Err(e) => failed(m, "formula refresh", e),
+                Call::Failed { error, retry_in } => failed(m, "formula refresh", error, retry_in),
+                Call::Done(_) | Call::Waiting => {}
             }
         }
     }
 }
 
-fn failed(m: &Mapping, what: &str, e: SyncError) {
-    let delay = clients::failed(&m.connection, &e);
+fn failed(m: &Mapping, what: &str, e: SyncError, delay: std::time::Duration) {
     warning!("sfsync: {what} of {} failed, retrying in {delay:?}: {e}", m.table);
     let msg = format!("{what}: {e}");
     let _ = crate::worker::tx::run(|| {

@@ -2,11 +2,14 @@
 //! poll timeout), it pushes the outbox and pulls each mapping when its interval is due.
 
 use crate::error::Result;
+use crate::plan::schedule::Pulls;
+use crate::sync::clients::{self, Call};
+use crate::sync::source::{backfill, events, poll};
 use crate::sync::{self, push, Ctx};
 use crate::{guc, registry};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 #[pg_guard]
@@ -42,7 +45,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     loop {
         // After a full batch, go straight on; otherwise sleep until woken (commit, change
         // event, signal) or due.
-        let timeout = if busy { Duration::ZERO } else { pulls.next_wake() };
+        let timeout = if busy { Duration::ZERO } else { pulls.next_wake(Instant::now(), guc::ms(&guc::POLL_INTERVAL_MS)) };
         if !wait(timeout, stream.cdc.as_ref().map(|c| c.wake_fd())) || crate::worker::shutdown_requested() {
             break;
         }
@@ -76,7 +79,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         };
         stream.follow(&mappings, &mut pulls);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
-        let backfill = sync::backfill::step(&mappings);
+        let backfill = backfill::step(&mappings);
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
         pull_due(&mappings, &mut pulls, &stream, &backfill.active);
@@ -85,7 +88,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         // A table whose event-asked poll is still spaced out but that now has local changes
         // to send is pulled first: the conflict policy, not the push, must meet Salesforce's
         // change of a record with a local change pending.
-        if pulls.hurry_for_pending_changes() {
+        if hurry_for_pending_changes(&mut pulls) {
             pull_due(&mappings, &mut pulls, &stream, &backfill.active);
         }
         busy = match push::pass(Ctx::Worker, &mappings, None) {
@@ -169,8 +172,8 @@ impl Stream {
             let specs = crate::worker::tx::run(|| {
                 let mut out = HashMap::new();
                 for (conn, objects) in &wanted {
-                    let creds = sync::clients::load(conn)?.credentials()?;
-                    out.insert(conn.clone(), (creds, sync::clients::options(), objects.clone()));
+                    let creds = clients::load(conn)?.credentials()?;
+                    out.insert(conn.clone(), (creds, clients::options(), objects.clone()));
                 }
                 Ok(out)
             });
@@ -194,17 +197,17 @@ impl Stream {
         }
         self.show();
         let mut dropped = drained.dropped;
-        let (due, applied) = sync::cdc_apply::apply_drain(drained.events, &mut dropped, mappings);
+        let (due, applied) = events::apply_drain(drained.events, &mut dropped, mappings);
         for id in due {
             let pushes = mappings.iter().find(|m| m.id == id).is_none_or(|m| m.pushes());
-            pulls.asked(id, pushes);
+            pulls.asked(id, pushes, Instant::now(), guc::ms(&guc::CDC_POLL_SPACING_MS));
         }
         self.replay.extend(applied);
         // Positions of channels whose events were all dropped (their objects are polled).
         if !dropped.is_empty() {
             let saved = crate::worker::tx::run(|| {
                 for ((conn, ch), id) in &dropped {
-                    sync::cdc_apply::save_replay(conn, &[(ch.clone(), *id)])?;
+                    events::save_replay(conn, &[(ch.clone(), *id)])?;
                 }
                 Ok(())
             });
@@ -279,101 +282,32 @@ fn sleep(d: Duration) {
     }
 }
 
-/// When each table is pulled next, and why early.
-#[derive(Default)]
-struct Pulls {
-    next: HashMap<i32, Instant>,
-    /// When each table's last pull started: the polls change events ask for are spaced from it.
-    started: HashMap<i32, Instant>,
-    /// Tables that push whose event-asked poll waits for its spacing.
-    asked: HashSet<i32>,
-}
-
-impl Pulls {
-    fn next_wake(&self) -> Duration {
-        let poll = guc::ms(&guc::POLL_INTERVAL_MS);
-        let now = Instant::now();
-        self.next.values().map(|t| t.saturating_duration_since(now)).min().map_or(poll, |d| d.min(poll))
+/// Makes due at once the waiting event-asked polls of tables with local changes pending
+/// (one indexed probe per such table, see `plan::schedule`). True when there are any.
+fn hurry_for_pending_changes(pulls: &mut Pulls) -> bool {
+    let ids = pulls.waiting_asked();
+    if ids.is_empty() {
+        return false;
     }
-
-    fn is_due(&self, id: i32) -> bool {
-        self.next.get(&id).is_none_or(|t| Instant::now() >= *t)
+    let pending = crate::worker::tx::run(|| {
+        let args: Vec<pgrx::datum::DatumWithOid> = vec![ids.clone().into()];
+        Ok(Spi::get_one_with_args::<Vec<i32>>(
+            "SELECT COALESCE(array_agg(t.mapping), '{}') FROM unnest($1::int[]) AS t(mapping)
+             WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = t.mapping AND o.state = 'pending')",
+            &args,
+        )?
+        .unwrap_or_default())
+    });
+    // If we can't tell, pull them all: a poll too early costs a call, a push too early a conflict.
+    let pending = pending.unwrap_or(ids);
+    for id in &pending {
+        pulls.now(*id);
     }
-
-    /// Due at once (a changed filter, events that may have been missed).
-    fn now(&mut self, id: i32) {
-        self.next.remove(&id);
-    }
-
-    /// Change events ask for a poll (what they could not apply). It runs at once on a quiet
-    /// table, else sfsync.cdc_poll_spacing after the table's last pull: under a steady stream
-    /// of changes one poll reads them all instead of one poll each. A table that `pushes`
-    /// is remembered for `hurry_for_pending_changes`.
-    fn asked(&mut self, id: i32, pushes: bool) {
-        let now = Instant::now();
-        let at = self.started.get(&id).map_or(now, |t| (*t + guc::ms(&guc::CDC_POLL_SPACING_MS)).max(now));
-        if self.next.get(&id).is_none_or(|t| at < *t) {
-            self.next.insert(id, at);
-        }
-        if at > now && pushes {
-            self.asked.insert(id);
-        }
-    }
-
-    fn started(&mut self, id: i32, interval: Duration) {
-        let now = Instant::now();
-        self.started.insert(id, now);
-        self.next.insert(id, now + interval);
-        self.asked.remove(&id);
-    }
-
-    fn retain(&mut self, mappings: &[sync::Mapping]) {
-        let live = |id: &i32| mappings.iter().any(|m| m.id == *id);
-        self.next.retain(|id, _| live(id));
-        self.started.retain(|id, _| live(id));
-        self.asked.retain(live);
-    }
-
-    /// Makes due at once the waiting event-asked polls of tables with local changes pending
-    /// (one indexed probe per such table). True when there are any.
-    fn hurry_for_pending_changes(&mut self) -> bool {
-        if self.asked.is_empty() {
-            return false;
-        }
-        let ids: Vec<i32> = self.asked.iter().copied().collect();
-        let pending = crate::worker::tx::run(|| {
-            let args: Vec<pgrx::datum::DatumWithOid> = vec![ids.clone().into()];
-            Ok(Spi::get_one_with_args::<Vec<i32>>(
-                "SELECT COALESCE(array_agg(t.mapping), '{}') FROM unnest($1::int[]) AS t(mapping)
-                 WHERE EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = t.mapping AND o.state = 'pending')",
-                &args,
-            )?
-            .unwrap_or_default())
-        });
-        // If we can't tell, pull them all: a poll too early costs a call, a push too early a conflict.
-        let pending = pending.unwrap_or(ids);
-        for id in &pending {
-            self.now(*id);
-        }
-        !pending.is_empty()
-    }
-}
-
-thread_local! {
-    /// The filter each mapping had at its last pull: a changed filter makes it due at once.
-    static FILTERS: std::cell::RefCell<HashMap<i32, Option<String>>> = std::cell::RefCell::new(HashMap::new());
+    !pending.is_empty()
 }
 
 fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, backfilling: &[i32]) {
-    pulls.retain(mappings);
-    FILTERS.with(|f| {
-        let mut f = f.borrow_mut();
-        for m in mappings {
-            if f.insert(m.id, m.filter.clone()).is_some_and(|old| old != m.filter) {
-                pulls.now(m.id);
-            }
-        }
-    });
+    pulls.follow(mappings.iter().map(|m| (m.id, m.filter.as_deref())));
     // Parents first, so a child's lookup finds the parent row it points to.
     let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
     let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
@@ -382,10 +316,7 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
         if crate::worker::shutdown_requested() {
             break;
         }
-        if !pulls.is_due(m.id) {
-            continue;
-        }
-        if !sync::clients::available(&m.connection) {
+        if !pulls.is_due(m.id, Instant::now()) || !clients::available(&m.connection) {
             continue;
         }
         // With a healthy change stream, the timed poll is only a safety net.
@@ -394,14 +325,11 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
         } else {
             guc::ms(&guc::PULL_INTERVAL_MS)
         };
-        pulls.started(m.id, interval);
-        if let Err(e) = sync::pull::pass(Ctx::Worker, m, mappings) {
-            let delay = sync::clients::failed(&m.connection, &e);
-            warning!("sfsync: pull of {} into {} failed, retrying in {delay:?}: {e}", m.sobject, m.table);
-            let msg = e.to_string();
+        pulls.started(m.id, Instant::now(), interval);
+        if let Call::Failed { error, retry_in } = clients::call(Ctx::Worker, &m.connection, || poll::pass(Ctx::Worker, m, mappings)) {
+            warning!("sfsync: pull of {} into {} failed, retrying in {retry_in:?}: {error}", m.sobject, m.table);
+            let msg = error.to_string();
             let _ = crate::worker::tx::run(|| sync::set_mapping_error(m.id, &msg));
-        } else {
-            sync::clients::succeeded(&m.connection);
         }
     }
 }

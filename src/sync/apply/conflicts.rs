@@ -3,11 +3,11 @@
 //! row, by the mapping's policy (plan::conflict). The losing version goes to
 //! sfsync.conflicts.
 
-use super::{archive, Mapping};
 use crate::error::{Result, SyncError};
-use crate::plan::conflict::{decide, Both, Policy, Winner};
+use crate::plan::conflict::{decide, Both, Winner};
 use crate::plan::convert;
 use crate::spi_util;
+use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
 use salesforce::Record;
@@ -41,8 +41,7 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     if live.is_empty() || m.columns.is_empty() {
         return Ok(0);
     }
-    let policy = Policy::parse(&m.conflict)
-        .ok_or_else(|| SyncError::Invalid(format!("mapping of {}: unknown conflict policy {:?}", m.table, m.conflict)))?;
+    let policy = m.options.conflict;
     let meta: Vec<Value> = records
         .iter()
         .filter_map(|r| {
@@ -164,7 +163,7 @@ fn record(m: &Mapping, c: &Candidate, winner: Winner, columns: &[String]) -> Res
         Value::Object(columns.iter().map(|k| (k.clone(), row.get(k).cloned().unwrap_or(Value::Null))).collect())
     };
     let row = json!({
-        "key": c.pk, "sfid": c.sfid, "policy": m.conflict, "winner": winner.as_str(), "columns": columns,
+        "key": c.pk, "sfid": c.sfid, "policy": m.options.conflict.as_str(), "winner": winner.as_str(), "columns": columns,
         "postgres_values": pick(&c.local), "salesforce_values": pick(&c.remote),
         "salesforce_modified": c.sf_modified, "postgres_modified": c.pg_modified,
     });

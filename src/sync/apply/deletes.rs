@@ -1,4 +1,4 @@
-//! Deletes the pull applies: records deleted in Salesforce (per the mapping's `on_delete`)
+//! Deletes the sink applies: records deleted in Salesforce (per the mapping's `on_delete`)
 //! and records that stopped matching the mapping's filter.
 //!
 //! Local rows are deleted set-based inside a subtransaction; if that fails (a foreign key of
@@ -6,15 +6,12 @@
 //! are reported in sfsync.errors (direction `pull`, the SQLSTATE's name as code, e.g.
 //! FOREIGN_KEY_VIOLATION) while the rest of the page applies and the mark advances.
 
-use super::Mapping;
 use crate::error::Result;
-use crate::spi_util;
+use crate::plan::options::OnDelete;
+use crate::spi_util::{self, subtransaction, Failure};
+use crate::sync::Mapping;
 use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys;
-use pgrx::pg_sys::panic::CaughtError;
-use pgrx::prelude::*;
 use serde_json::json;
-use std::panic::AssertUnwindSafe;
 
 /// Records deleted in Salesforce (their Ids). `propagate`: the local rows go; `ignore`:
 /// they stay; `review`: they stay and wait in sfsync.delete_review. Returns rows deleted.
@@ -22,13 +19,13 @@ pub fn pulled(m: &Mapping, sfids: &[String]) -> Result<usize> {
     if sfids.is_empty() {
         return Ok(0);
     }
-    match m.on_delete.as_str() {
-        "ignore" => Ok(0),
-        "review" => {
+    match m.options.on_delete {
+        OnDelete::Ignore => Ok(0),
+        OnDelete::Review => {
             hold(m, sfids)?;
             Ok(0)
         }
-        _ => remove(m, sfids, "delete"),
+        OnDelete::Propagate => remove(m, sfids, "delete"),
     }
 }
 
@@ -72,12 +69,6 @@ pub fn remove(m: &Mapping, sfids: &[String], operation: &str) -> Result<usize> {
     }
 }
 
-/// A failed statement: the SQLSTATE's name (FOREIGN_KEY_VIOLATION) and the message.
-pub struct Failure {
-    pub code: String,
-    pub message: String,
-}
-
 fn report(m: &Mapping, sfid: &str, operation: &str, code: &str, message: &str) -> Result<()> {
     let sql = format!(
         "INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message)
@@ -93,47 +84,18 @@ fn report(m: &Mapping, sfid: &str, operation: &str, code: &str, message: &str) -
     Ok(())
 }
 
-/// Runs `f` in a subtransaction of the current transaction: on a Postgres error only its
-/// work is rolled back, and the error comes back as a value.
-pub fn subtransaction<R>(f: impl FnOnce() -> Result<R>) -> std::result::Result<R, Failure> {
-    let (ctx, owner) = unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
-    unsafe {
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(ctx);
+/// Removes the rows of these records, except those with a local change still pending.
+pub fn remove_unless_pending(m: &Mapping, sfids: &[String]) -> Result<usize> {
+    if sfids.is_empty() {
+        return Ok(0);
     }
-    let f = AssertUnwindSafe(f);
-    let outcome = PgTryBuilder::new(move || {
-        let f = f;
-        (f.0)().map_err(|e| Failure { code: "APPLY_FAILED".into(), message: e.to_string() })
-    })
-    .catch_others(|e| Err(failure(&e)))
-    .execute();
-    unsafe {
-        if outcome.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(ctx);
-        pg_sys::CurrentResourceOwner = owner;
-    }
-    outcome
-}
-
-fn failure(e: &CaughtError) -> Failure {
-    match e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
-            let message = match r.detail() {
-                Some(d) => format!("{} ({d})", r.message()),
-                None => r.message().to_string(),
-            };
-            Failure { code: code_name(r.sql_error_code()), message }
-        }
-    }
-}
-
-/// `ERRCODE_FOREIGN_KEY_VIOLATION` -> `FOREIGN_KEY_VIOLATION`.
-fn code_name(code: PgSqlErrorCode) -> String {
-    let name = format!("{code:?}");
-    name.strip_prefix("ERRCODE_").unwrap_or(&name).to_string()
+    let sql = format!(
+        "SELECT COALESCE(jsonb_agg(t.sfid), '[]') FROM {tbl} t WHERE t.sfid = ANY($1)
+           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text)",
+        tbl = m.table,
+        pk = m.pk_ident()
+    );
+    let args: Vec<DatumWithOid> = vec![sfids.to_vec().into(), m.id.into()];
+    let ids: Vec<String> = spi_util::json(&sql, &args)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    remove(m, &ids, "left filter")
 }

@@ -7,10 +7,10 @@
 //! Trigger arguments: mapping id. SECURITY DEFINER (set in the extension script) so the
 //! writer needs no rights on the catalog or the stored credentials.
 
-use super::{clients, load_mappings, Ctx, Mapping};
 use crate::error::SyncError;
 use crate::plan::soql;
 use crate::plan::write_through::{already_deleted, failure_message, plan, Call, FailureKind, RowImage, RowOp, Target};
+use crate::sync::{clients, load_mappings, Ctx, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, AllocatedByRust, JsonB};
@@ -66,7 +66,7 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         _ => trigger.new().map(|t| image(&m, t, rowtype)).transpose()?,
     };
     let key = new.as_ref().or(old.as_ref()).map(|r| r.key.clone()).unwrap_or_default();
-    let target = Target { columns: &m.columns, external_id: &m.external_id, on_delete: &m.on_delete };
+    let target = Target { columns: &m.columns, external_id: &m.external_id, on_delete: m.options.on_delete };
     let call = plan(op, &target, old.as_ref(), new.as_ref()).map_err(SyncError::Invalid)?;
     if call == Call::Nothing {
         return Ok(proceed());

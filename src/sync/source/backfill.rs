@@ -4,21 +4,24 @@
 //! Start (HTTP, no transaction): `COUNT()` for the estimate and the newest SystemModstamp as
 //! the start mark; below `sfsync.backfill_bulk_threshold` records the load pages through
 //! REST query, above it streams a Bulk API 2.0 query job's CSV. Records are applied
-//! `sfsync.backfill_batch_size` at a time through the pull's own apply
-//! (`pull::apply_batch`), and each batch's transaction also records the resume point in
+//! `sfsync.backfill_batch_size` at a time through the sink (`apply::batch`, which loads
+//! CSV batches columnar or by COPY), and each batch's transaction also records the resume point in
 //! `sfsync.backfills`: the Bulk job, the locator of its result page and how many records of
 //! that page are in, plus the last applied (SystemModstamp, Id). A restarted worker reopens
 //! the job's page and skips what is in; when the job can't be reopened it starts a new query
 //! after the last applied record. When the load is done, incremental polling continues from
 //! the start mark (minus `sfsync.pull_overlap`), so changes made during the load arrive too.
 
-use super::{clients, load, pull, Ctx, Mapping};
+use super::bulk::{self, Flow, Position};
 use crate::error::{Result, SyncError};
 use crate::plan::backfill::{self as plan, Method};
 use crate::plan::convert;
+use crate::sync::apply::{self, columnar, csv::Shape, Mark, Rows, Summary};
+use crate::sync::clients::{self, Call};
+use crate::sync::{Ctx, Mapping};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
-use salesforce::{BulkOptions, Record};
+use salesforce::BulkOptions;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -108,18 +111,18 @@ pub fn step(mappings: &[Mapping]) -> Step {
     let Some(m) = active.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).find(|m| clients::available(&m.connection)) else {
         return Step { active, more: false };
     };
-    match chunk(Ctx::Worker, m, mappings) {
-        Ok(finished) => {
-            clients::succeeded(&m.connection);
+    match clients::call(Ctx::Worker, &m.connection, || chunk(Ctx::Worker, m, mappings)) {
+        Call::Done(finished) => {
             let active: Vec<i32> = if finished { active.into_iter().filter(|id| *id != m.id).collect() } else { active };
             Step { more: !active.is_empty(), active }
         }
-        Err(e) => {
+        // Backing off since `available` was asked: next time.
+        Call::Waiting => Step { active, more: false },
+        Call::Failed { error: e, retry_in } => {
             let transient = matches!(&e, SyncError::Salesforce(se) if se.is_transient());
             let msg = e.to_string();
             if transient {
-                let delay = clients::failed(&m.connection, &e);
-                pgrx::warning!("sfsync: backfill of {} paused for {delay:?}: {msg}", m.table);
+                pgrx::warning!("sfsync: backfill of {} paused for {retry_in:?}: {msg}", m.table);
             } else {
                 pgrx::warning!("sfsync: backfill of {} failed: {msg}", m.table);
             }
@@ -132,7 +135,7 @@ pub fn step(mappings: &[Mapping]) -> Step {
                     &args,
                 )?;
                 // The table's state in sfsync.status says why nothing moves.
-                super::set_mapping_error(m.id, &msg)?;
+                crate::sync::set_mapping_error(m.id, &msg)?;
                 clients::flush_stats()
             });
             let active: Vec<i32> = if transient { active } else { active.into_iter().filter(|id| *id != m.id).collect() };
@@ -155,7 +158,7 @@ fn chunk(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<bool> {
     // The rate is that of this process's run: a restarted worker begins a new one.
     if RUNS.with(|r| r.borrow_mut().insert(m.id)) {
         ctx.tx(|| {
-            load::begin(m)?;
+            columnar::begin(m)?;
             spi_util::exec(
                 "UPDATE sfsync.backfills SET run_started_at = now(), run_rows_start = rows_done, updated_at = now() WHERE mapping_id = $1",
                 &[m.id.into()],
@@ -192,7 +195,7 @@ fn start(ctx: Ctx, m: &Mapping, client: &salesforce::Client) -> Result<Method> {
     };
     let args: Vec<DatumWithOid> = vec![m.id.into(), method.as_str().into(), (estimate as i64).into(), mark.into()];
     ctx.tx(|| {
-        load::begin(m)?;
+        columnar::begin(m)?;
         spi_util::exec(
             "UPDATE sfsync.backfills SET state = 'running', method = $2, rows_total = $3, start_mark = $4::timestamptz,
                     started_at = now(), run_started_at = now(), run_rows_start = rows_done, updated_at = now(), last_error = NULL
@@ -215,14 +218,8 @@ fn resume_query(m: &Mapping, row: &Row) -> Result<String> {
     plan::query(&m.sobject, &fields(m), &m.external_id, m.filter.as_deref(), after).map_err(SyncError::Invalid)
 }
 
-/// The rows of a batch: REST records, or Bulk CSV rows for the columnar load.
-enum Rows<'a> {
-    Records(&'a [Record]),
-    Csv(&'a load::Shape, &'a load::Batch),
-}
-
 /// Applies one batch and records progress in the same transaction.
-fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &load::Position) -> Result<()> {
+fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &Position) -> Result<()> {
     let (n, last) = match &rows {
         Rows::Records(r) => (r.len(), r.last().cloned()),
         Rows::Csv(shape, b) => (b.len(), b.rows.last().map(|r| shape.record(r))),
@@ -230,7 +227,7 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &load::Positio
     let stamp = last.as_ref().and_then(|r| r.get("SystemModstamp")).and_then(Value::as_str).map(convert::colon_offset);
     let id = last.as_ref().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string);
     let n = n as i64;
-    let progress = |_: &pull::PullSummary| {
+    let progress = |_: &Summary| {
         let args: Vec<DatumWithOid> = vec![
             m.id.into(),
             n.into(),
@@ -257,10 +254,7 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &load::Positio
         spi_util::exec("UPDATE sfsync.backfills SET rate = $2, eta_secs = $3 WHERE mapping_id = $1", &args)?;
         Ok(())
     };
-    match rows {
-        Rows::Records(r) => pull::apply_batch(ctx, m, all, r, false, &progress)?,
-        Rows::Csv(shape, r) => load::apply_batch(ctx, m, all, shape, r, &progress)?,
-    };
+    apply::batch(ctx, m, all, rows, Mark::Keep, &progress)?;
     Ok(())
 }
 
@@ -269,15 +263,15 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     let q = resume_query(m, row)?;
     let started = Instant::now();
     let mut iter = client.query_iter(&q, false);
-    let mut batch = Vec::with_capacity(load::batch_size());
+    let mut batch = Vec::with_capacity(bulk::batch_size());
     loop {
         let next = iter.next().transpose()?;
         let end = next.is_none();
         if let Some(r) = next {
             batch.push(r);
         }
-        if batch.len() >= load::batch_size() || (end && !batch.is_empty()) {
-            apply(ctx, m, all, Rows::Records(&batch), &load::Position::default())?;
+        if batch.len() >= bulk::batch_size() || (end && !batch.is_empty()) {
+            apply(ctx, m, all, Rows::Records(&batch), &Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > CHUNK || crate::worker::shutdown_requested()) {
                 return Ok(false);
@@ -292,7 +286,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
 /// Bulk: reopen the job's page at its locator (skipping what is in), or start a job after
 /// the last applied record; read for up to CHUNK.
 fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Client, row: &Row) -> Result<bool> {
-    let opts = BulkOptions { max_records: Some((load::batch_size() * 10).min(u32::MAX as usize) as u32), ..BulkOptions::default() };
+    let opts = BulkOptions { max_records: Some((bulk::batch_size() * 10).min(u32::MAX as usize) as u32), ..BulkOptions::default() };
     let resumed = row.job_id.as_deref().and_then(|job| {
         let info = client.bulk_job_info(true, job).ok().filter(|j| j.state == "JobComplete")?;
         match client.bulk_query_results(info, row.locator.as_deref(), &opts) {
@@ -324,23 +318,23 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         }
     };
     let job_id = reader.job().id.clone();
-    let shape = load::Shape::new(m, reader.headers())?;
-    let start = load::Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
+    let shape = Shape::new(m, reader.headers())?;
+    let start = Position { job_id: Some(job_id), locator: reader.page_locator().map(str::to_string), page_rows: 0 };
     // The CSV is read and laid out in columns by a thread of its own (HTTP and Rust only,
     // every signal blocked) while this one applies the previous batch. Two batches in flight
     // at most: memory stays bounded whatever the size of the object.
-    let copy = load::copy_mode(m);
+    let copy = columnar::copy_mode(m);
     let started = Instant::now();
-    load::stream(reader, &shape, skip, start, (load::batch_size(), copy), |read| {
+    bulk::stream(reader, &shape, skip, start, (bulk::batch_size(), copy), |read| {
         if !read.batch.is_empty() {
             apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
         }
         Ok(if crate::worker::shutdown_requested() {
-            load::Flow::Stop
+            Flow::Stop
         } else if started.elapsed() >= CHUNK {
-            load::Flow::PauseAtPage
+            Flow::PauseAtPage
         } else {
-            load::Flow::Continue
+            Flow::Continue
         })
     })
 }
@@ -354,7 +348,7 @@ fn finish(ctx: Ctx, m: &Mapping) -> Result<()> {
              FROM sfsync.backfills b WHERE b.mapping_id = s.mapping_id AND s.mapping_id = $1",
             &args,
         )?;
-        load::finish(m);
+        columnar::finish(m);
         spi_util::exec(
             "UPDATE sfsync.backfills SET state = 'done', finished_at = now(), eta_secs = 0, job_id = NULL, locator = NULL,
                     page_rows = 0, updated_at = now(), last_error = NULL WHERE mapping_id = $1",

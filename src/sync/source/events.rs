@@ -6,30 +6,26 @@
 //! twice beyond what the IS DISTINCT FROM guards make harmless. The decisions (what applies
 //! as it is, which columns an update touches) are in `plan::cdc`; here data moves.
 //!
-//! - CREATE: applied like a pulled record (`pull::apply`): same guards (not while a local
+//! - CREATE: applied like a pulled record (`apply::records`): same guards (not while a local
 //!   delete of it is pending), linked by the external id when it carries our key.
-//! - UPDATE: only the mapped columns the event changed, guarded by IS DISTINCT FROM, so our
+//! - UPDATE: only the mapped columns the event changed (`apply::partial`), guarded by IS DISTINCT FROM, so our
 //!   own writes coming back change nothing (and the sync's writes are never captured).
-//! - DELETE: per the mapping's on_delete (`deletes::pulled`).
+//! - DELETE: per the mapping's on_delete (`apply::deletes::pulled`).
 //! - Anything else (undelete, gaps, a filtered mapping, a record with a local change
 //!   pending, a record we don't have, compound columns) is left to the mapping's pull,
 //!   which runs the conflict policy. So is a mapping whose apply fails: the pull applies
 //!   record by record and reports the ones that fail in sfsync.errors.
 
-use super::{deletes, pull, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
-use crate::plan::cdc::{coalesce, lookups, route, Local, Target, Update};
-use crate::spi_util;
-use pgrx::datum::DatumWithOid;
-use pgrx::spi::{quote_identifier, quote_literal};
+use crate::plan::cdc::{coalesce, lookups, route, Local, Target};
+use crate::spi_util::{self, subtransaction};
+use crate::sync::apply::{partial, records};
+use crate::sync::Mapping;
 use salesforce::cdc::ChangeEvent;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-
-/// Key listing an update row's touched columns (not a column name).
-const TOUCHED: &str = "__sfsync_touched";
 
 /// A stream's position: (connection, channel) and replay id.
 pub type Position = ((String, String), i64);
@@ -45,7 +41,7 @@ pub fn apply_drain(
 ) -> (Vec<i32>, Vec<Position>) {
     let mut groups: Vec<((String, String), Vec<ChangeEvent>)> = Vec::new();
     for (conn, e) in events {
-        let object = if e.header.entity_name.is_empty() { super::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
+        let object = if e.header.entity_name.is_empty() { crate::sync::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
         match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
             Some((_, evs)) => evs.push(e),
             None => groups.push(((conn, object), vec![e])),
@@ -87,7 +83,7 @@ pub fn apply(conn: &str, events: &[ChangeEvent], targets: &[&Mapping], all: &[Ma
         let mut poll = Vec::new();
         for m in targets {
             // A subtransaction: a mapping that fails leaves the others (and the replay id) alone.
-            match deletes::subtransaction(|| apply_mapping(m, all, events)) {
+            match subtransaction(|| apply_mapping(m, all, events)) {
                 Ok(false) => {}
                 Ok(true) => poll.push(m.id),
                 Err(f) => {
@@ -159,15 +155,15 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
                 Value::Object(ids.collect())
             })
             .collect();
-        poll |= unresolved_parents(m, all, lookups)?;
+        poll |= partial::unresolved_parents(m, all, lookups)?;
     }
     let mut records: Vec<salesforce::Record> = routed.creates;
     records.extend(routed.deletes.iter().map(|id| json!({"Id": id, "IsDeleted": true}).as_object().cloned().unwrap_or_default()));
     if !records.is_empty() {
-        pull::apply(m, all, &records, None)?;
+        records::apply(m, all, &records, None)?;
     }
     if !routed.updates.is_empty() {
-        poll |= update(m, all, &routed.updates)?;
+        poll |= partial::update(m, all, &routed.updates)?;
     }
     Ok(poll)
 }
@@ -198,61 +194,4 @@ fn local_state(m: &Mapping, look: &[(String, Option<String>)]) -> Result<State> 
     );
     let v = spi_util::json(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?.unwrap_or_default();
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the local state of change events: {e}")))
-}
-
-/// Partial updates in one statement: each row sets only the columns its events changed.
-/// True when a record gained a pending local change meanwhile (its update was skipped: the
-/// pull and the conflict policy decide for it), or a lookup points at a parent we don't have.
-fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
-    let mut rows: Vec<Value> = updates.iter().map(|u| u.row(TOUCHED)).collect();
-    let unresolved = unresolved_parents(m, all, rows.clone())?;
-    pull::translate_parents(m, all, &mut rows)?;
-    let mut touched: Vec<&String> = updates.iter().flat_map(|u| u.values.keys()).collect();
-    touched.sort();
-    touched.dedup();
-    // Only mapped columns reach here (plan::cdc::route): identifiers are the mapping's.
-    let cols: Vec<String> = touched.iter().map(|c| quote_identifier(c.as_str())).collect();
-    let new: Vec<String> = touched
-        .iter()
-        .zip(&cols)
-        .map(|(name, q)| format!("CASE WHEN p.touched ? {} THEN (p.r).{q} ELSE t.{q} END", quote_literal(name)))
-        .collect();
-    let old: Vec<String> = cols.iter().map(|q| format!("t.{q}")).collect();
-    let (tbl, pk) = (&m.table, m.pk_ident());
-    let sql = format!(
-        "UPDATE {tbl} t SET ({set}) = ROW({new})
-         FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p
-         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new})
-           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')",
-        set = cols.join(", "),
-        new = new.join(", "),
-        old = old.join(", "),
-    );
-    let n = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?;
-    let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
-    pull::clear_errors(m, ids.clone().into())?;
-    pull::advance(m, None, n)?;
-    // A local change committed after we looked: the guard above skipped the row.
-    let sql = format!(
-        "SELECT EXISTS (SELECT 1 FROM {tbl} t JOIN sfsync.outbox o ON o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending'
-                        WHERE t.sfid = ANY($2))"
-    );
-    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
-    let raced = pgrx::prelude::Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(false);
-    Ok(raced || unresolved)
-}
-
-/// Whether a lookup (rows keyed by column, lookups as Salesforce Ids) points at a parent we
-/// don't have (yet): the column is left NULL, as the pull does, and the pull runs after the
-/// parent's (parents first), which fills it in when the parent arrives with it — as when the
-/// parent's own events were left to its pull.
-fn unresolved_parents(m: &Mapping, all: &[Mapping], rows: Vec<Value>) -> Result<bool> {
-    if m.parents.is_empty() {
-        return Ok(false);
-    }
-    let mut translated = rows.clone();
-    pull::translate_parents(m, all, &mut translated)?;
-    Ok(rows.iter().zip(&translated).any(|(sf, pg)| {
-        m.parents.iter().any(|p| sf.get(&p.column).is_some_and(Value::is_string) && pg.get(&p.column).is_some_and(Value::is_null))
-    }))
 }

@@ -13,10 +13,11 @@
 //! once the check succeeded, so a failed check is repeated rather than skipped. Changing
 //! the filter with `sync_table` resets both marks: a full re-pull, and a full check.
 
-use super::{deletes, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::soql;
+use crate::sync::apply::deletes;
+use crate::sync::{Ctx, Mapping};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -60,7 +61,7 @@ pub fn prune(ctx: Ctx, client: &Client, m: &Mapping) -> Result<usize> {
             removed += ctx.tx(|| {
                 let _applying = Applying::start();
                 deletes::pulled(m, &deleted)?;
-                remove_unless_pending(m, &left)
+                deletes::remove_unless_pending(m, &left)
             })?;
             match (page.done, page.next_records_url.as_deref()) {
                 (false, Some(next)) => page = client.query_more(next)?,
@@ -77,20 +78,4 @@ pub fn prune(ctx: Ctx, client: &Client, m: &Mapping) -> Result<usize> {
         debug1!("sfsync: {removed} rows of {} left the filter and were removed", m.table);
     }
     Ok(removed)
-}
-
-/// Removes the rows of these records, except those with a local change still pending.
-pub(crate) fn remove_unless_pending(m: &Mapping, sfids: &[String]) -> Result<usize> {
-    if sfids.is_empty() {
-        return Ok(0);
-    }
-    let sql = format!(
-        "SELECT COALESCE(jsonb_agg(t.sfid), '[]') FROM {tbl} t WHERE t.sfid = ANY($1)
-           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text)",
-        tbl = m.table,
-        pk = m.pk_ident()
-    );
-    let args: Vec<DatumWithOid> = vec![sfids.to_vec().into(), m.id.into()];
-    let ids: Vec<String> = spi_util::json(&sql, &args)?.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
-    deletes::remove(m, &ids, "left filter")
 }

@@ -15,10 +15,11 @@
 //!
 //! HTTP runs between transactions in the worker, as everywhere in sync.
 
-use super::{clients, deletes, filter, Ctx, Mapping};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::deletes as plan;
+use crate::sync::apply::deletes;
+use crate::sync::{clients, Ctx, Mapping};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -195,7 +196,7 @@ fn reconcile_from(
         let gone: Vec<String> = missing.iter().filter(|id| !left.iter().any(|l| l.eq_ignore_ascii_case(id))).cloned().collect();
         let (d, l) = ctx.tx(|| {
             let _applying = Applying::start();
-            Ok((deletes::pulled(m, &gone)?, filter::remove_unless_pending(m, &left)?))
+            Ok((deletes::pulled(m, &gone)?, deletes::remove_unless_pending(m, &left)?))
         })?;
         out.deleted += d;
         out.left_filter += l;

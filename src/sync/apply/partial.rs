@@ -1,0 +1,72 @@
+//! Updates from change events: each row sets only the mapped columns its events changed,
+//! in one statement, guarded by IS DISTINCT FROM so our own writes coming back change
+//! nothing. Runs inside the events' transaction (`source::events`).
+
+use super::{advance, clear_errors, records::translate_parents};
+use crate::error::Result;
+use crate::plan::cdc::Update;
+use crate::spi_util;
+use crate::sync::Mapping;
+use pgrx::datum::DatumWithOid;
+use pgrx::spi::{quote_identifier, quote_literal};
+use serde_json::Value;
+
+/// Key listing an update row's touched columns (not a column name).
+const TOUCHED: &str = "__sfsync_touched";
+
+/// Partial updates in one statement: each row sets only the columns its events changed.
+/// True when a record gained a pending local change meanwhile (its update was skipped: the
+/// pull and the conflict policy decide for it), or a lookup points at a parent we don't have.
+pub fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> {
+    let mut rows: Vec<Value> = updates.iter().map(|u| u.row(TOUCHED)).collect();
+    let unresolved = unresolved_parents(m, all, rows.clone())?;
+    translate_parents(m, all, &mut rows)?;
+    let mut touched: Vec<&String> = updates.iter().flat_map(|u| u.values.keys()).collect();
+    touched.sort();
+    touched.dedup();
+    // Only mapped columns reach here (plan::cdc::route): identifiers are the mapping's.
+    let cols: Vec<String> = touched.iter().map(|c| quote_identifier(c.as_str())).collect();
+    let new: Vec<String> = touched
+        .iter()
+        .zip(&cols)
+        .map(|(name, q)| format!("CASE WHEN p.touched ? {} THEN (p.r).{q} ELSE t.{q} END", quote_literal(name)))
+        .collect();
+    let old: Vec<String> = cols.iter().map(|q| format!("t.{q}")).collect();
+    let (tbl, pk) = (&m.table, m.pk_ident());
+    let sql = format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({new})
+         FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p
+         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new})
+           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')",
+        set = cols.join(", "),
+        new = new.join(", "),
+        old = old.join(", "),
+    );
+    let n = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?;
+    let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
+    clear_errors(m, ids.clone().into())?;
+    advance(m, None, n)?;
+    // A local change committed after we looked: the guard above skipped the row.
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {tbl} t JOIN sfsync.outbox o ON o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending'
+                        WHERE t.sfid = ANY($2))"
+    );
+    let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
+    let raced = pgrx::prelude::Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(false);
+    Ok(raced || unresolved)
+}
+
+/// Whether a lookup (rows keyed by column, lookups as Salesforce Ids) points at a parent we
+/// don't have (yet): the column is left NULL, as the pull does, and the pull runs after the
+/// parent's (parents first), which fills it in when the parent arrives with it — as when the
+/// parent's own events were left to its pull.
+pub fn unresolved_parents(m: &Mapping, all: &[Mapping], rows: Vec<Value>) -> Result<bool> {
+    if m.parents.is_empty() {
+        return Ok(false);
+    }
+    let mut translated = rows.clone();
+    translate_parents(m, all, &mut translated)?;
+    Ok(rows.iter().zip(&translated).any(|(sf, pg)| {
+        m.parents.iter().any(|p| sf.get(&p.column).is_some_and(Value::is_string) && pg.get(&p.column).is_some_and(Value::is_null))
+    }))
+}

@@ -1,0 +1,153 @@
+//! The set-based apply of whole records (a poll page, a REST backfill batch, created or
+//! deleted records from change events, the rows a columnar batch can't take), inside the
+//! caller's transaction. Every write is guarded by IS DISTINCT FROM, so re-reading a
+//! record changes nothing, and rows with a local change on its way out are left to the
+//! conflict policy (`conflicts`).
+
+use super::{advance, clear_errors, conflicts, deletes, Summary};
+use crate::capture::Applying;
+use crate::error::Result;
+use crate::plan::convert;
+use crate::spi_util;
+use crate::sync::Mapping;
+use pgrx::spi::quote_identifier;
+use salesforce::Record;
+use serde_json::{Map, Value};
+
+/// Key under which a record's Postgres_Id__c travels in the page (not a column name).
+const PGID: &str = "__sfsync_pgid";
+
+fn str_field<'a>(r: &'a Record, f: &str) -> Option<&'a str> {
+    r.get(f).and_then(Value::as_str)
+}
+
+/// The set-based apply of some records, inside the current transaction.
+pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -> Result<Summary> {
+    let _applying = Applying::start();
+    let mut live = Vec::new();
+    let mut gone = Vec::new();
+    for r in records {
+        let Some(id) = str_field(r, "Id") else { continue };
+        if r.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false) {
+            gone.push(id.to_string());
+            continue;
+        }
+        let mut row = Map::new();
+        row.insert("sfid".into(), Value::String(id.to_string()));
+        if let Some(pgid) = r.get(&m.external_id).filter(|v| !v.is_null()) {
+            let pgid = match pgid {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            row.insert(PGID.into(), Value::String(pgid));
+        }
+        for c in &m.columns {
+            let v = r.get(&c.field).map(|v| convert::from_sf(c, v)).unwrap_or(Value::Null);
+            row.insert(c.column.clone(), v);
+        }
+        live.push(Value::Object(row));
+    }
+    translate_parents(m, all, &mut live)?;
+    let mut s = Summary { fetched: records.len(), ..Default::default() };
+    let tbl = &m.table;
+    let pk = m.pk_ident();
+    let ty = &m.pk_type;
+    let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
+    let page = spi_util::jsonb(Value::Array(live.clone()));
+    if !live.is_empty() {
+        // 1. Link rows we pushed whose Id never made it back (crash before the write-back).
+        let sql = format!(
+            "UPDATE {tbl} t SET sfid = p.sfid FROM jsonb_to_recordset($1) AS p(sfid text, {PGID} text)
+             WHERE p.{PGID} IS NOT NULL AND t.sfid IS NULL AND t.{pk} = p.{PGID}::{ty}
+               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)"
+        );
+        spi_util::exec(&sql, &[page])?;
+        // Rows with a pending local change: the mapping's conflict policy decides.
+        s.updated += conflicts::resolve(m, records, &live)?;
+        if !cols.is_empty() {
+            // 2. Update changed rows, except those with a local change still on its way out.
+            let set = cols.join(", ");
+            let src: Vec<String> = cols.iter().map(|c| format!("p.{c}")).collect();
+            let src = src.join(", ");
+            let tgt: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
+            let tgt = tgt.join(", ");
+            let sql = format!(
+                "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
+                 WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src})
+                   AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')"
+            );
+            s.updated += spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(live.clone())), m.id.into()])?;
+        }
+        // 3. Insert records we don't have: with their Postgres key when they carry one,
+        //    else with the key's default. Not while a local delete of them is pending.
+        let mut ins_cols = cols.clone();
+        ins_cols.push("sfid".into());
+        let list = ins_cols.join(", ");
+        let src: Vec<String> = ins_cols.iter().map(|c| format!("p.{c}")).collect();
+        let src = src.join(", ");
+        let with_key: Vec<Value> = live
+            .iter()
+            .map(|r| {
+                let mut r = r.as_object().cloned().unwrap_or_default();
+                if let Some(pgid) = r.get(PGID).cloned() {
+                    r.insert(m.pk_column.clone(), pgid);
+                }
+                Value::Object(r)
+            })
+            .collect();
+        // Keyed rows take the Postgres key they carry; the others get the key's default.
+        let insert = |keyed: bool| {
+            let (keycol, keysrc, test) =
+                if keyed { (format!(", {pk}"), format!(", p.{pk}"), "NOT NULL") } else { (String::new(), String::new(), "NULL") };
+            format!(
+                "INSERT INTO {tbl} ({list}{keycol})
+                 SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
+                 WHERE p.{pk} IS {test}
+                   AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
+                   AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.state = 'pending'
+                                   AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))
+                   AND NOT EXISTS (SELECT 1 FROM sfsync.delete_review r WHERE r.mapping_id = $2 AND r.decided_at IS NULL
+                                   AND r.origin = 'postgres' AND (r.sfid = p.sfid OR r.key = p.{pk}::text))"
+            )
+        };
+        let rows = Value::Array(with_key);
+        s.inserted += spi_util::exec(&insert(true), &[spi_util::jsonb(rows.clone()), m.id.into()])?;
+        s.inserted += spi_util::exec(&insert(false), &[spi_util::jsonb(rows), m.id.into()])?;
+    }
+    let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();
+    clear_errors(m, ids.into())?;
+    // Deleted in Salesforce: per on_delete; a delete blocked locally is reported, not fatal.
+    s.deleted = deletes::pulled(m, &gone)?;
+    advance(m, mark, s.inserted + s.updated + s.deleted)?;
+    Ok(s)
+}
+
+/// Lookup fields arrive as Salesforce Ids; the foreign key columns hold the parent's
+/// Postgres key. A parent we don't have (yet) leaves the column NULL.
+pub fn translate_parents(m: &Mapping, all: &[Mapping], rows: &mut [Value]) -> Result<()> {
+    for p in &m.parents {
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.get(&p.column).and_then(Value::as_str).map(String::from)).collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let Some(parent) = all.iter().find(|x| x.id == p.mapping_id) else { continue };
+        let sql = format!(
+            "SELECT jsonb_object_agg(t.sfid, t.{pk}::text) FROM {tbl} t WHERE t.sfid = ANY($1)",
+            pk = parent.pk_ident(),
+            tbl = parent.table
+        );
+        let keys = match spi_util::json(&sql, &[ids.into()])? {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for r in rows.iter_mut() {
+            if let Some(obj) = r.as_object_mut() {
+                if let Some(Value::String(id)) = obj.get(&p.column) {
+                    let key = keys.get(id).cloned().unwrap_or(Value::Null);
+                    obj.insert(p.column.clone(), key);
+                }
+            }
+        }
+    }
+    Ok(())
+}

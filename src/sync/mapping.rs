@@ -1,0 +1,93 @@
+//! A mapping as the sync reads it: a row of sfsync.mappings with its table's qualified name,
+//! its options parsed (`plan::options`) and what the pass needs about its neighbours.
+
+use crate::error::{Result, SyncError};
+use crate::plan::fields::ColumnMap;
+use crate::plan::options::Options;
+use crate::plan::relations::ParentRef;
+use crate::spi_util;
+use pgrx::datum::DatumWithOid;
+use serde::Deserialize;
+
+/// A row of sfsync.mappings with its table's qualified name.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mapping {
+    pub id: i32,
+    /// Schema-qualified, quoted: safe to paste into SQL.
+    pub table: String,
+    pub sobject: String,
+    pub connection: String,
+    pub pk_column: String,
+    pub pk_type: String,
+    pub external_id: String,
+    pub columns: Vec<ColumnMap>,
+    pub filter: Option<String>,
+    /// direction, mode, conflict and on_delete, parsed: a catalog value this build does not
+    /// know fails the load with the value named, instead of acting on a guess.
+    #[serde(flatten)]
+    pub options: Options,
+    /// Mapped lookup columns that are foreign keys to other synced tables.
+    #[serde(default)]
+    pub parents: Vec<ParentRef>,
+    /// Seconds since the last delete check (None: never), see sync::periodic.
+    #[serde(default)]
+    pub deletes_age: Option<f64>,
+    /// Seconds since the calculated fields were last refreshed (or loaded by the backfill).
+    #[serde(default)]
+    pub formulas_age: Option<f64>,
+}
+
+impl Mapping {
+    pub fn pushes(&self) -> bool {
+        self.options.direction.pushes()
+    }
+    pub fn pulls(&self) -> bool {
+        self.options.direction.pulls()
+    }
+    pub fn column(&self, name: &str) -> Option<&ColumnMap> {
+        self.columns.iter().find(|c| c.column == name)
+    }
+    /// The key column, quoted.
+    pub fn pk_ident(&self) -> String {
+        pgrx::spi::quote_identifier(&self.pk_column)
+    }
+}
+
+/// Mappings of this database, optionally only the one of table `oid`.
+pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
+    let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
+    let v = spi_util::json(
+        "SELECT COALESCE(jsonb_agg(jsonb_build_object(
+                 'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
+                 'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
+                 'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
+                 'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,
+                 'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
+                             FROM pg_catalog.pg_constraint k
+                             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+                             JOIN sfsync.mappings pm ON pm.tbl = k.confrelid
+                             JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = k.confkey[1]
+                             WHERE k.conrelid = m.tbl AND k.contype = 'f' AND cardinality(k.conkey) = 1
+                               AND pa.attname = pm.pk_column
+                               AND m.columns @> jsonb_build_array(jsonb_build_object('column', a.attname, 'sf_type', 'reference'))),
+                 'deletes_age', (SELECT extract(epoch FROM now() - s.deletes_checked_at) FROM sfsync.sync_state s WHERE s.mapping_id = m.id),
+                 'formulas_age', (SELECT extract(epoch FROM now() - COALESCE(s.formulas_refreshed_at, b.finished_at, m.created_at))
+                                  FROM sfsync.sync_state s LEFT JOIN sfsync.backfills b ON b.mapping_id = s.mapping_id
+                                  WHERE s.mapping_id = m.id)
+                 ) ORDER BY m.id), '[]')
+         FROM sfsync.mappings m
+         JOIN pg_catalog.pg_class c ON c.oid = m.tbl
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE $1::bigint IS NULL OR m.tbl::oid::bigint = $1",
+        &args,
+    )?
+    .unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding sfsync.mappings: {e}")))
+}
+
+/// Stores a mapping-level error for sfsync.status (cleared by the next good pull).
+pub fn set_mapping_error(mapping_id: i32, message: &str) -> Result<()> {
+    let args: Vec<DatumWithOid> = vec![mapping_id.into(), message.into()];
+    spi_util::exec("UPDATE sfsync.sync_state SET last_error = $2, last_error_at = now() WHERE mapping_id = $1", &args)?;
+    Ok(())
+}

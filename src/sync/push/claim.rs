@@ -1,0 +1,165 @@
+//! Step 1 of a push: claim a batch of outbox entries and read what to send.
+
+use super::send::plain;
+use crate::error::{Result, SyncError};
+use crate::plan::coalesce::{Entry, Op};
+use crate::plan::relations::Parent;
+use crate::sync::Mapping;
+use crate::{guc, spi_util};
+use pgrx::datum::DatumWithOid;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+struct Claimed {
+    id: i64,
+    mapping_id: i32,
+    op: String,
+    pk: String,
+    sfid: Option<String>,
+    changed: Option<Vec<String>>,
+    attempts: i32,
+}
+
+pub(super) struct Claim {
+    pub entries: Vec<Entry>,
+    pub attempts: HashMap<i64, i32>,
+    /// The claimed rows' Salesforce Ids now.
+    pub sfids: HashMap<(i32, String), String>,
+    /// Parents referenced by the claimed rows: Salesforce Ids known now...
+    pub parent_sfids: HashMap<(i32, String), String>,
+    /// ...and the state of those without one.
+    pub parents: HashMap<(i32, String), Parent>,
+}
+
+/// Claims ready entries, plus every other unclaimed entry of the same records (earlier
+/// failures included) so a record's changes always travel together and in order; then
+/// reads the claimed rows' current values.
+pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
+    let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into()];
+    let rows = spi_util::json(
+        "WITH ready AS (
+             SELECT DISTINCT mapping_id, pk FROM (
+                 SELECT mapping_id, pk FROM sfsync.outbox
+                 WHERE state = 'pending' AND next_attempt_at <= now()
+                   AND (claimed_until IS NULL OR claimed_until < now())
+                   AND ($3::int IS NULL OR mapping_id = $3)
+                 ORDER BY id LIMIT $1) r
+         ), locked AS (
+             SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)
+             WHERE o.claimed_until IS NULL OR o.claimed_until < now()
+             FOR UPDATE OF o SKIP LOCKED
+         ), claimed AS (
+             UPDATE sfsync.outbox o SET claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+             FROM locked WHERE o.id = locked.id
+             RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
+         )
+         SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
+        &args,
+    )?
+    .unwrap_or(Value::Array(vec![]));
+    let rows: Vec<Claimed> = serde_json::from_value(rows).map_err(|e| SyncError::Spi(format!("decoding claimed outbox rows: {e}")))?;
+    let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
+    for r in &rows {
+        keys.entry(r.mapping_id).or_default().push(r.pk.clone());
+    }
+    // The rows as they are now: the values to send, and the sfid the worker may have
+    // written back since the change was captured.
+    let mut current: HashMap<(i32, String), Map<String, Value>> = HashMap::new();
+    for (mid, pks) in keys {
+        let Some(m) = mappings.get(&mid) else { continue };
+        let sql = format!(
+            "SELECT jsonb_object_agg(t.{pk}::text, to_jsonb(t)) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[])",
+            pk = m.pk_ident(),
+            tbl = m.table,
+            ty = m.pk_type
+        );
+        if let Some(Value::Object(map)) = spi_util::json(&sql, &[pks.into()])? {
+            for (pk, row) in map {
+                if let Value::Object(row) = row {
+                    current.insert((mid, pk), row);
+                }
+            }
+        }
+    }
+    let mut attempts = HashMap::new();
+    let mut sfids = HashMap::new();
+    let mut entries = Vec::with_capacity(rows.len());
+    for r in rows {
+        attempts.insert(r.id, r.attempts);
+        let op = Op::parse(&r.op).ok_or_else(|| SyncError::Spi(format!("outbox entry {} has unknown op {:?}", r.id, r.op)))?;
+        let row = current.get(&(r.mapping_id, r.pk.clone()));
+        if let Some(Value::String(s)) = row.and_then(|row| row.get("sfid")) {
+            sfids.insert((r.mapping_id, r.pk.clone()), s.clone());
+        }
+        let payload = match (op, row, mappings.get(&r.mapping_id)) {
+            (Op::Delete, _, _) | (_, None, _) | (_, _, None) => Map::new(),
+            (_, Some(row), Some(m)) => m
+                .columns
+                .iter()
+                .filter(|c| r.changed.as_ref().is_none_or(|ch| ch.contains(&c.column)))
+                .map(|c| (c.column.clone(), row.get(&c.column).cloned().unwrap_or(Value::Null)))
+                .collect(),
+        };
+        let gone = op != Op::Delete && row.is_none();
+        entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });
+    }
+    let (parent_sfids, parents) = parent_states(&entries, mappings)?;
+    Ok(Claim { entries, attempts, sfids, parent_sfids, parents })
+}
+
+type ParentStates = (HashMap<(i32, String), String>, HashMap<(i32, String), Parent>);
+
+/// For every parent key the entries refer to: its Salesforce Id, or whether a change of it
+/// is pending or was rejected.
+fn parent_states(entries: &[Entry], mappings: &HashMap<i32, Mapping>) -> Result<ParentStates> {
+    let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
+    for e in entries {
+        let Some(m) = mappings.get(&e.mapping_id) else { continue };
+        for p in &m.parents {
+            match e.payload.get(&p.column) {
+                None | Some(Value::Null) => {}
+                Some(v) => keys.entry(p.mapping_id).or_default().push(plain(v)),
+            }
+        }
+    }
+    let mut sfids = HashMap::new();
+    let mut states = HashMap::new();
+    for (pm, mut pks) in keys {
+        let Some(parent) = mappings.get(&pm) else { continue };
+        pks.sort();
+        pks.dedup();
+        let sql = format!(
+            "SELECT jsonb_object_agg(t.{pk}::text, t.sfid) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[]) AND t.sfid IS NOT NULL",
+            pk = parent.pk_ident(),
+            tbl = parent.table,
+            ty = parent.pk_type
+        );
+        if let Some(Value::Object(map)) = spi_util::json(&sql, &[pks.clone().into()])? {
+            for (k, v) in map {
+                sfids.insert((pm, k), plain(&v));
+            }
+        }
+        let args: Vec<DatumWithOid> = vec![pm.into(), pks.into()];
+        let pending = spi_util::json(
+            "SELECT jsonb_object_agg(x.pk, x.why) FROM (
+                 SELECT o.pk, CASE WHEN bool_or(o.state = 'failed')
+                                   THEN COALESCE(max(e.error_code || ': ' || e.message), 'rejected') END AS why
+                 FROM sfsync.outbox o
+                 LEFT JOIN sfsync.record_errors e ON e.mapping_id = o.mapping_id AND e.direction = 'push' AND e.pk = o.pk
+                 WHERE o.mapping_id = $1 AND o.pk = ANY($2) GROUP BY o.pk) x",
+            &args,
+        )?;
+        if let Some(Value::Object(map)) = pending {
+            for (k, why) in map {
+                let state = match why {
+                    Value::String(w) => Parent::Failed(w),
+                    _ => Parent::Pending,
+                };
+                states.insert((pm, k), state);
+            }
+        }
+    }
+    Ok((sfids, states))
+}

@@ -1,0 +1,162 @@
+//! Step 2 of a push: one mapping's planned changes to Salesforce, outside any transaction.
+//! sObject Collections (≤200 records a call) for small batches, one Bulk API 2.0 ingest job
+//! from `sfsync.bulk_threshold`; update by Id when the Salesforce Id is known, else upsert on
+//! the external id holding the Postgres key.
+
+use super::{bulk_write, Outcome, Result_};
+use crate::error::{Result, SyncError};
+use crate::guc;
+use crate::plan::coalesce::{Change, Write};
+use crate::plan::options::OnDelete;
+use crate::plan::{convert, soql};
+use crate::sync::Mapping;
+use salesforce::{BulkOperation, Client, Record, SaveResult};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// Sends one mapping's changes. Err means the request as a whole failed (nothing known
+/// about individual records); record-level rejections come back as outcomes.
+pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result_>> {
+    let mut out = Vec::with_capacity(changes.len());
+    let mut updates: Vec<(Change, (String, Record))> = Vec::new();
+    let mut upserts: Vec<(Change, Record)> = Vec::new();
+    let mut deletes: Vec<(Change, String)> = Vec::new();
+    let mut unknown_deletes: Vec<Change> = Vec::new();
+    for c in changes {
+        match &c.write {
+            Write::Skip => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
+            Write::Upsert(payload) => match c.sfid.clone() {
+                Some(id) => {
+                    let rec = to_record(m, &c.pk, payload, true);
+                    updates.push((c, (id, rec)));
+                }
+                None => {
+                    let rec = to_record(m, &c.pk, payload, false);
+                    upserts.push((c, rec));
+                }
+            },
+            Write::Delete if m.options.on_delete == OnDelete::Ignore => {
+                out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } })
+            }
+            Write::Delete => match c.sfid.clone() {
+                Some(id) => deletes.push((c, id)),
+                None => unknown_deletes.push(c),
+            },
+        }
+    }
+    // A delete of a row whose Id we never learned (e.g. a crash before the write-back):
+    // find the record by external id; if there is none, there is nothing to delete.
+    for chunk in unknown_deletes.chunks(200) {
+        let values: Vec<&str> = chunk.iter().map(|c| c.pk.as_str()).collect();
+        let q = soql::by_external_ids(&m.sobject, &m.external_id, &values).map_err(SyncError::Invalid)?;
+        let mut found: HashMap<String, String> = HashMap::new();
+        for rec in client.query_iter(&q, false) {
+            let rec = rec?;
+            if let (Some(Value::String(id)), Some(ext)) = (rec.get("Id"), rec.get(&m.external_id)) {
+                found.insert(plain(ext), id.clone());
+            }
+        }
+        for c in chunk {
+            match found.get(&c.pk) {
+                Some(id) => deletes.push((c.clone(), id.clone())),
+                None => out.push(Result_ { change: c.clone(), operation: "delete", outcome: Outcome::Done { sfid: None } }),
+            }
+        }
+    }
+    // Past the threshold one Bulk API job replaces many Collections calls.
+    let bulk = |n: usize| n >= guc::BULK_THRESHOLD.get().max(1) as usize;
+    if !upserts.is_empty() {
+        let recs: Vec<Record> = upserts.iter().map(|(_, r)| r.clone()).collect();
+        let res = if bulk(recs.len()) {
+            bulk_write::write(client, &m.sobject, BulkOperation::Upsert, Some(&m.external_id), &recs)?
+        } else {
+            client.collections_upsert(&m.sobject, &m.external_id, &recs)?
+        };
+        out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
+    }
+    if !updates.is_empty() {
+        let recs: Vec<(String, Record)> = updates.iter().map(|(_, r)| r.clone()).collect();
+        let res = if bulk(recs.len()) {
+            let with_ids: Vec<Record> = recs
+                .into_iter()
+                .map(|(id, mut r)| {
+                    r.insert("Id".into(), Value::String(id));
+                    r
+                })
+                .collect();
+            bulk_write::write(client, &m.sobject, BulkOperation::Update, None, &with_ids)?
+        } else {
+            client.collections_update(&m.sobject, &recs)?
+        };
+        out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
+    }
+    if !deletes.is_empty() {
+        let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
+        let res = if bulk(ids.len()) {
+            let recs: Vec<Record> = ids.iter().map(|id| json!({"Id": id}).as_object().cloned().unwrap_or_default()).collect();
+            bulk_write::write(client, &m.sobject, BulkOperation::Delete, None, &recs)?
+        } else {
+            client.collections_delete(&ids)?
+        };
+        let results = zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete");
+        // Already gone in Salesforce is what we wanted.
+        out.extend(results.into_iter().map(|mut r| {
+            if let Outcome::Rejected { code, .. } = &r.outcome {
+                if code == "ENTITY_IS_DELETED" || code == "INVALID_CROSS_REFERENCE_KEY" || code == "NOT_FOUND" {
+                    r.outcome = Outcome::Done { sfid: None };
+                }
+            }
+            r
+        }));
+    }
+    Ok(out)
+}
+
+pub(super) fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Mapped fields of a payload as a Salesforce record, plus the external id = the key.
+fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> Record {
+    let mut rec = Record::new();
+    for (col, v) in payload {
+        let Some(cm) = m.column(col) else { continue }; // unmapped since capture
+        if (update && !cm.updateable) || (!update && !cm.createable) {
+            continue;
+        }
+        rec.insert(cm.field.clone(), convert::to_sf(cm, v));
+    }
+    rec.insert(m.external_id.clone(), Value::String(pk.to_string()));
+    rec
+}
+
+fn zip_results(changes: impl Iterator<Item = Change>, results: Vec<SaveResult>, operation: &'static str) -> Vec<Result_> {
+    let mut results = results.into_iter();
+    changes
+        .map(|change| {
+            let outcome = match results.next() {
+                Some(r) if r.success => Outcome::Done { sfid: r.id.or_else(|| change.sfid.clone()) },
+                Some(r) => {
+                    let transient = !r.errors.is_empty() && r.errors.iter().all(|e| e.is_transient());
+                    let first = r.errors.first();
+                    Outcome::Rejected {
+                        code: first.map(|e| e.status_code.clone()).unwrap_or_else(|| "UNKNOWN_ERROR".into()),
+                        message: r.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "),
+                        fields: r.errors.iter().flat_map(|e| e.fields.clone()).collect(),
+                        transient,
+                    }
+                }
+                None => Outcome::Rejected {
+                    code: "MISSING_RESULT".into(),
+                    message: "Salesforce returned fewer results than records sent".into(),
+                    fields: vec![],
+                    transient: true,
+                },
+            };
+            Result_ { change, operation, outcome }
+        })
+        .collect()
+}

@@ -1,0 +1,156 @@
+//! Step 3 of a push: record what became of each change, in one transaction.
+
+use super::{Outcome, PushSummary, Result_};
+use crate::capture::Applying;
+use crate::error::Result;
+use crate::plan::coalesce::Write;
+use crate::plan::retry::{self, Rejection, PARENT_WAIT};
+use crate::sync::{archive, Mapping};
+use crate::{guc, spi_util};
+use pgrx::datum::DatumWithOid;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub(super) fn settle(
+    results: &[Result_],
+    attempts: &HashMap<i64, i32>,
+    mappings: &HashMap<i32, Mapping>,
+    summary: &mut PushSummary,
+) -> Result<()> {
+    let _applying = Applying::start();
+    let max_attempts = guc::MAX_ATTEMPTS.get();
+    let mut done: Vec<Value> = Vec::new(); // settled entries, archived as they leave the outbox
+    let mut cleared = Vec::new();
+    let mut writeback: HashMap<i32, Vec<Value>> = HashMap::new();
+    let mut parked = Vec::new();
+    let mut retry = Vec::new();
+    let mut deferred: Vec<i64> = Vec::new();
+    let mut blocked: Vec<Value> = Vec::new();
+    let mut pushed: HashMap<i32, i64> = HashMap::new();
+    for r in results {
+        let c = &r.change;
+        let tries = c.entry_ids.iter().filter_map(|id| attempts.get(id)).copied().max().unwrap_or(1);
+        match &r.outcome {
+            Outcome::Done { sfid } => {
+                summary.succeeded += 1;
+                done.push(json!({"ids": c.entry_ids, "outcome": archive::outcome(r.operation), "sfid": sfid}));
+                cleared.push(json!({"mapping_id": c.mapping_id, "pk": c.pk}));
+                *pushed.entry(c.mapping_id).or_default() += 1;
+                if let (Write::Upsert(_), Some(sfid)) = (&c.write, sfid) {
+                    writeback.entry(c.mapping_id).or_default().push(json!({"pk": c.pk, "sfid": sfid}));
+                }
+            }
+            Outcome::Rejected { code, message, fields, transient } => {
+                let decision = retry::rejected(*transient, tries, max_attempts, message);
+                let (message, after) = match &decision {
+                    Rejection::Retry { after } => (message.clone(), Some(after.as_secs_f64())),
+                    Rejection::Park { message: why } => (why.clone().unwrap_or_else(|| message.clone()), None),
+                };
+                let row = json!({
+                    "mapping_id": c.mapping_id, "pk": c.pk, "sfid": c.sfid, "operation": r.operation,
+                    "code": code, "message": message, "fields": fields, "attempts": tries, "ids": c.entry_ids,
+                    "retry_secs": after,
+                });
+                match decision {
+                    Rejection::Park { .. } => {
+                        summary.failed += 1;
+                        parked.push(row);
+                    }
+                    Rejection::Retry { .. } => {
+                        summary.retrying += 1;
+                        retry.push(row);
+                    }
+                }
+            }
+            Outcome::Deferred => {
+                summary.deferred += 1;
+                deferred.extend(&c.entry_ids);
+            }
+            Outcome::Blocked { code, message } => {
+                summary.deferred += 1;
+                deferred.extend(&c.entry_ids);
+                blocked.push(json!({"mapping_id": c.mapping_id, "pk": c.pk, "sfid": c.sfid, "operation": r.operation, "code": code, "message": message}));
+            }
+        }
+    }
+    if !done.is_empty() {
+        archive::settle(done)?;
+        spi_util::exec(
+            "DELETE FROM sfsync.record_errors e USING jsonb_to_recordset($1) AS r(mapping_id int, pk text)
+             WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk",
+            &[spi_util::jsonb(Value::Array(cleared))],
+        )?;
+    }
+    for (mid, rows) in writeback {
+        let Some(m) = mappings.get(&mid) else { continue };
+        // Skip an Id another row already holds rather than fail the whole batch.
+        let sql = format!(
+            "UPDATE {tbl} t SET sfid = s.sfid FROM jsonb_to_recordset($1) AS s(pk text, sfid text)
+             WHERE t.{pk} = s.pk::{ty} AND t.sfid IS DISTINCT FROM s.sfid
+               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)",
+            tbl = m.table,
+            pk = m.pk_ident(),
+            ty = m.pk_type
+        );
+        spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows))])?;
+    }
+    for (rows, park) in [(parked, true), (retry, false)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(rows)), park.into()];
+        spi_util::exec(
+            "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(mapping_id int, pk text, sfid text, operation text,
+                         code text, message text, fields text[], attempts int, ids bigint[], retry_secs float8)),
+             upd AS (
+                 UPDATE sfsync.outbox o SET claimed_until = NULL,
+                        state = CASE WHEN $2 THEN 'failed' ELSE 'pending' END,
+                        next_attempt_at = CASE WHEN $2 THEN o.next_attempt_at ELSE now() + make_interval(secs => r.retry_secs) END
+                 FROM r WHERE o.id = ANY(r.ids)
+             )
+             INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message, fields, attempts, next_retry_at)
+             SELECT r.mapping_id, 'push', r.pk, r.sfid, r.operation, r.code, r.message, COALESCE(r.fields, '{}'), r.attempts,
+                    CASE WHEN $2 THEN NULL ELSE now() + make_interval(secs => r.retry_secs) END
+             FROM r
+             ON CONFLICT (mapping_id, direction, pk) DO UPDATE SET sfid = EXCLUDED.sfid, operation = EXCLUDED.operation,
+                 error_code = EXCLUDED.error_code, message = EXCLUDED.message, fields = EXCLUDED.fields,
+                 attempts = EXCLUDED.attempts, next_retry_at = EXCLUDED.next_retry_at, last_seen = now()",
+            &args,
+        )?;
+    }
+    if !deferred.is_empty() {
+        spi_util::exec(
+            "UPDATE sfsync.outbox SET claimed_until = NULL, attempts = greatest(attempts - 1, 0) WHERE id = ANY($1)",
+            &[deferred.into()],
+        )?;
+    }
+    if !blocked.is_empty() {
+        // Held back by a parent: say so, and look again in a few seconds.
+        let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(blocked)), PARENT_WAIT.as_secs_f64().into()];
+        spi_util::exec(
+            "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(mapping_id int, pk text, sfid text, operation text, code text, message text)),
+             upd AS (UPDATE sfsync.outbox o SET next_attempt_at = now() + make_interval(secs => $2)
+                     FROM r WHERE o.mapping_id = r.mapping_id AND o.pk = r.pk)
+             INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message, next_retry_at)
+             SELECT r.mapping_id, 'push', r.pk, r.sfid, r.operation, r.code, r.message, now() + make_interval(secs => $2) FROM r
+             ON CONFLICT (mapping_id, direction, pk) DO UPDATE SET error_code = EXCLUDED.error_code, message = EXCLUDED.message,
+                 next_retry_at = EXCLUDED.next_retry_at, last_seen = now()",
+            &args,
+        )?;
+    }
+    if !pushed.is_empty() {
+        let rows: Vec<Value> = pushed.iter().map(|(m, n)| json!({"mapping_id": m, "n": n})).collect();
+        spi_util::exec(
+            "UPDATE sfsync.sync_state s SET last_push_at = now(), pushed_total = s.pushed_total + r.n
+             FROM jsonb_to_recordset($1) AS r(mapping_id int, n bigint) WHERE s.mapping_id = r.mapping_id",
+            &[spi_util::jsonb(Value::Array(rows))],
+        )?;
+    }
+    Ok(())
+}
+
+/// Startup recovery: claims left by a worker that died are released at once (there is
+/// only one worker per database, and run_once never commits a claim).
+pub fn release_stale_claims() -> Result<usize> {
+    spi_util::exec("UPDATE sfsync.outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL", &[])
+}
