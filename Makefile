@@ -1,7 +1,7 @@
 # sfsync — build, test and demo entry points.
 #
 #   make demo   build + install sfsync, start a demo cluster and sf-emulator, show sync both ways
-#   make test   every test: client + emulator, the extension's #[pg_test]s, end-to-end tests
+#   make test   every test: rustfmt + clippy, client + emulator, the extension's #[pg_test]s, end-to-end tests
 #
 # Both install what they need first (scripts/setup.sh) and are safe to run again.
 
@@ -30,7 +30,7 @@ export SF_EMULATOR_BIN
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
-	@echo "make test        run every test (unit, emulator, #[pg_test], end-to-end)"
+	@echo "make test        run every test (fmt + clippy, unit, emulator, #[pg_test], end-to-end)"
 	@echo "make setup       install Debian packages, cargo-pgrx 0.18.1, cargo pgrx init"
 	@echo "make install     build sfsync (release) and install it into PostgreSQL 15"
 	@echo "make emulator    build sf-emulator (release)"
@@ -59,6 +59,7 @@ clean-demo:
 
 test: setup emulator
 	@$(MAKE) --no-print-directory fmt-check
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-compat
 	@$(MAKE) --no-print-directory test-pg
@@ -101,5 +102,7 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# Clippy on the whole workspace, warnings are errors (part of `make test`).
 lint:
+	@echo "==> cargo clippy --workspace -D warnings"
 	$(CARGO) clippy --workspace --all-targets --features sfsync/pg_test -- -D warnings
