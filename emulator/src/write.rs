@@ -472,8 +472,8 @@ impl Drop for Writer<'_> {
             crate::schema::calc::recompute(self.schema, self.store);
         }
         if self.change_events && !self.undo.is_empty() {
-            let hub = self.store.cdc.clone();
-            hub.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);
+            let sink = self.store.changes.clone();
+            sink.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);
         }
     }
 }
