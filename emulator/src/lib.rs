@@ -14,6 +14,7 @@ pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod out;
+pub mod recalc;
 pub mod routes;
 pub mod rules;
 pub mod schema;
