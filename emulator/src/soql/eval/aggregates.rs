@@ -9,7 +9,7 @@ use super::predicates::{cmp_value, compare, lit_value, CCond};
 use super::relationships::{leaf_def, resolve, FieldRef};
 use crate::out::Out;
 use crate::schema::{FieldDef, FieldType, Schema};
-use crate::soql::parser::{Agg, AggFn, Cond, Lit, OrderItem, Path};
+use crate::soql::ast::{Agg, AggFn, Cond, Lit, OrderItem, Path};
 use crate::soql::SoqlError;
 use crate::store::Store;
 use crate::value::Value;

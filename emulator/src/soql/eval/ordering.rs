@@ -5,7 +5,7 @@ use super::plan::Plan;
 use super::predicates::compare;
 use super::relationships::{leaf_def, resolve, FieldRef};
 use crate::schema::Schema;
-use crate::soql::parser::OrderItem;
+use crate::soql::ast::OrderItem;
 use crate::soql::SoqlError;
 use crate::store::{Record, Store};
 use crate::value::Value;

@@ -7,7 +7,7 @@ use super::predicates::{compile_cond, CCond};
 use super::relationships::{add_col, compile_child, resolve, Col, FieldRef};
 use crate::clock::DAY_MS;
 use crate::schema::Schema;
-use crate::soql::parser::{FieldsKind, Path, Query, SelectItem};
+use crate::soql::ast::{FieldsKind, Path, Query, SelectItem};
 use crate::soql::SoqlError;
 
 /// A query compiled against the schema; cheap to keep with a cursor (query locators, Bulk jobs).

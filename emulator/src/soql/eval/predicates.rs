@@ -8,7 +8,7 @@ use super::relationships::{compile_semi_join, leaf_def, resolve, FieldRef, SemiJ
 use crate::clock::DAY_MS;
 use crate::ids;
 use crate::schema::{FieldType, Schema};
-use crate::soql::parser::{CmpOp, Cond, Lit};
+use crate::soql::ast::{CmpOp, Cond, Lit};
 use crate::soql::SoqlError;
 use crate::store::{Record, Store};
 use crate::value::Value;

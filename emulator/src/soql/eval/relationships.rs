@@ -4,7 +4,7 @@
 
 use super::plan::{compile_in, compile_on, Ctx, Plan};
 use crate::schema::{FieldDef, FieldType, ObjectDef, Schema};
-use crate::soql::parser::{Path, Query, SelectItem};
+use crate::soql::ast::{Path, Query, SelectItem};
 use crate::soql::SoqlError;
 use crate::store::{Record, Store};
 use crate::value::{Value, NULL};
