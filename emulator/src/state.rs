@@ -2,6 +2,7 @@
 
 use crate::cdc::Hub;
 use crate::clock::{Clock, DAY_MS};
+use crate::config::Config;
 use crate::faults::Faults;
 use crate::ids;
 use crate::rules::Rules;
@@ -10,7 +11,6 @@ use crate::soql::eval::Plan;
 use crate::store::Store;
 use crate::value::Value;
 use crate::write::Writer;
-use crate::Config;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
