@@ -2,9 +2,10 @@
 //!
 //! Every committed save becomes a change event. The hook is `Writer`'s `Drop` (write.rs): a
 //! `Writer` is one transaction, its undo log lists every save it applied (rolled-back saves are
-//! gone from it), so dropping it "commits" them here. Several saves of one record within a
-//! transaction give one event with the first change type and the final values, as Salesforce
-//! does. Events of one transaction share a `transactionKey` and number `sequenceNumber` 1, 2, ….
+//! gone from it), so dropping it "commits" them by handing them to the store's `ChangeSink`,
+//! which is [`Hub`]. The store owns that trait so the dependency runs one way (cdc → store).
+//! Several saves of one record within a transaction give one event with the first change type
+//! and the final values, as Salesforce does. Events of one transaction share a `transactionKey` and number `sequenceNumber` 1, 2, ….
 //!
 //! Events are kept for 72 hours of emulator time and at most [`MAX_EVENTS`]; a transaction's
 //! changes beyond [`MAX_TXN_EVENTS`] become one `GAP_OVERFLOW` event per object.
@@ -12,7 +13,7 @@
 use crate::clock::{format_datetime, Clock};
 use crate::out::Out;
 use crate::schema::{Derived, ObjectDef, Schema};
-use crate::store::{is_deleted, Record, Store};
+use crate::store::{is_deleted, ChangeSink, Record, Store};
 use crate::value::Value;
 use parking_lot::Mutex;
 use serde_json::Value as Json;
@@ -372,62 +373,6 @@ impl Hub {
         }
     }
 
-    /// Turns one transaction's applied saves (a writer's undo log: object, seq, version before
-    /// that save) into change events.
-    pub fn commit(&self, schema: &Schema, store: &Store, journal: &[(usize, u64, Option<Record>)], clock: &Clock, user: &str) {
-        if journal.is_empty() {
-            return;
-        }
-        // The first entry per record carries the version before the transaction.
-        let mut seen: HashSet<(usize, u64)> = HashSet::with_capacity(journal.len().min(MAX_TXN_EVENTS + 1));
-        let mut inner = self.inner.lock();
-        let txn = Self::begin(&mut inner, clock, user);
-        let mut seq = 0i64;
-        let mut overflow: Vec<usize> = vec![];
-        let mut produced = 0usize;
-        for (obj, rseq, old) in journal {
-            if inner.disabled.contains(obj) {
-                continue;
-            }
-            if produced >= MAX_TXN_EVENTS {
-                // Past the cap only the objects matter (an event each), not which records.
-                if !overflow.contains(obj) {
-                    overflow.push(*obj);
-                }
-                continue;
-            }
-            if !seen.insert((*obj, *rseq)) {
-                continue;
-            }
-            let def = &schema.objects[*obj];
-            let Some(new) = store.tables[*obj].recs.get(rseq) else { continue };
-            let kind = match old {
-                None if is_deleted(def, new) => continue,
-                None => ChangeType::Create,
-                Some(o) => match (is_deleted(def, o), is_deleted(def, new)) {
-                    (false, true) => ChangeType::Delete,
-                    (true, false) => ChangeType::Undelete,
-                    (true, true) => continue,
-                    (false, false) => ChangeType::Update,
-                },
-            };
-            produced += 1;
-            let id = new.get(0).as_str().unwrap_or("").to_string();
-            let (snapshot, changed) = match (kind, old) {
-                (ChangeType::Delete, _) => (None, vec![]),
-                (ChangeType::Update, Some(o)) => (Some(new.clone()), diff(def, o, new)),
-                _ => (Some(new.clone()), vec![]),
-            };
-            Self::push(&mut inner, &txn, &mut seq, *obj, kind.as_str(), vec![id], snapshot, changed);
-        }
-        for obj in overflow {
-            Self::push(&mut inner, &txn, &mut seq, obj, "GAP_OVERFLOW", vec![], None, vec![]);
-        }
-        Self::trim(&mut inner, clock.now_ms());
-        drop(inner);
-        self.notify.notify_waiters();
-    }
-
     /// Header-only gap events (admin): `GAP_<kind>` per record, or one `GAP_OVERFLOW`.
     pub fn gap(&self, obj: usize, ids: &[String], kind: Option<ChangeType>, clock: &Clock, user: &str) -> Vec<i64> {
         let mut inner = self.inner.lock();
@@ -479,6 +424,64 @@ impl Hub {
             r#"{{"data":{{"schema":"{}","payload":{},"event":{{"replayId":{}}}}},"channel":"{}"}}"#,
             self.schema_ids[ev.obj], payload, ev.replay_id, channel
         )
+    }
+}
+
+impl ChangeSink for Hub {
+    /// Turns one transaction's applied saves (a writer's undo log: object, seq, version before
+    /// that save) into change events.
+    fn commit(&self, schema: &Schema, store: &Store, journal: &[(usize, u64, Option<Record>)], clock: &Clock, user: &str) {
+        if journal.is_empty() {
+            return;
+        }
+        // The first entry per record carries the version before the transaction.
+        let mut seen: HashSet<(usize, u64)> = HashSet::with_capacity(journal.len().min(MAX_TXN_EVENTS + 1));
+        let mut inner = self.inner.lock();
+        let txn = Hub::begin(&mut inner, clock, user);
+        let mut seq = 0i64;
+        let mut overflow: Vec<usize> = vec![];
+        let mut produced = 0usize;
+        for (obj, rseq, old) in journal {
+            if inner.disabled.contains(obj) {
+                continue;
+            }
+            if produced >= MAX_TXN_EVENTS {
+                // Past the cap only the objects matter (an event each), not which records.
+                if !overflow.contains(obj) {
+                    overflow.push(*obj);
+                }
+                continue;
+            }
+            if !seen.insert((*obj, *rseq)) {
+                continue;
+            }
+            let def = &schema.objects[*obj];
+            let Some(new) = store.tables[*obj].recs.get(rseq) else { continue };
+            let kind = match old {
+                None if is_deleted(def, new) => continue,
+                None => ChangeType::Create,
+                Some(o) => match (is_deleted(def, o), is_deleted(def, new)) {
+                    (false, true) => ChangeType::Delete,
+                    (true, false) => ChangeType::Undelete,
+                    (true, true) => continue,
+                    (false, false) => ChangeType::Update,
+                },
+            };
+            produced += 1;
+            let id = new.get(0).as_str().unwrap_or("").to_string();
+            let (snapshot, changed) = match (kind, old) {
+                (ChangeType::Delete, _) => (None, vec![]),
+                (ChangeType::Update, Some(o)) => (Some(new.clone()), diff(def, o, new)),
+                _ => (Some(new.clone()), vec![]),
+            };
+            Hub::push(&mut inner, &txn, &mut seq, *obj, kind.as_str(), vec![id], snapshot, changed);
+        }
+        for obj in overflow {
+            Hub::push(&mut inner, &txn, &mut seq, obj, "GAP_OVERFLOW", vec![], None, vec![]);
+        }
+        Hub::trim(&mut inner, clock.now_ms());
+        drop(inner);
+        self.notify.notify_waiters();
     }
 }
 

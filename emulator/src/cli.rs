@@ -1,6 +1,6 @@
 //! Command-line options.
 
-use crate::Config;
+use crate::config::Config;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;

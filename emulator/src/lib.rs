@@ -9,11 +9,13 @@ pub mod bulk;
 pub mod cdc;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod errors;
 pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod out;
+pub mod recalc;
 pub mod routes;
 pub mod rules;
 pub mod schema;
@@ -24,48 +26,11 @@ pub mod tls;
 pub mod value;
 pub mod write;
 
+pub use config::Config;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-#[derive(Clone, Debug)]
-pub struct Config {
-    pub listen: SocketAddr,
-    /// Newest API version served, e.g. "62.0".
-    pub api_version: String,
-    pub token_ttl_secs: u64,
-    /// JSON file with custom objects/fields.
-    pub schema_file: Option<PathBuf>,
-    /// Default query page size (Sforce-Query-Options batchSize overrides, within 200..=2000).
-    pub batch_size: usize,
-    pub daily_api_limit: u64,
-    /// How long a CometD `/meta/connect` is held waiting for events (ms).
-    pub cometd_timeout_ms: u64,
-    /// PEM certificate / public key of the connected app for the JWT bearer flow
-    /// (default: the bundled test certificate, testdata/jwt-test-cert.pem).
-    pub jwt_cert: Option<PathBuf>,
-    /// Serve HTTPS with this PEM certificate chain and `tls_key` (both or neither).
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            api_version: "62.0".into(),
-            token_ttl_secs: 7200,
-            schema_file: None,
-            batch_size: 2000,
-            daily_api_limit: 100_000,
-            cometd_timeout_ms: 110_000,
-            jwt_cert: None,
-            tls_cert: None,
-            tls_key: None,
-        }
-    }
-}
 
 /// Builds the schema (default org + optional schema file) and the app state.
 pub fn build_state(cfg: Config) -> Result<Arc<state::AppState>, String> {

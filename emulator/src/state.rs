@@ -1,6 +1,8 @@
 //! Shared server state: configuration, schema, data, sessions, counters, open query cursors.
 
+use crate::cdc::Hub;
 use crate::clock::{Clock, DAY_MS};
+use crate::config::Config;
 use crate::faults::Faults;
 use crate::ids;
 use crate::rules::Rules;
@@ -9,7 +11,6 @@ use crate::soql::eval::Plan;
 use crate::store::Store;
 use crate::value::Value;
 use crate::write::Writer;
-use crate::Config;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,8 +59,8 @@ pub struct AppState {
     pub tokens: Mutex<HashMap<String, i64>>,
     pub cursors: Mutex<HashMap<String, Cursor>>,
     pub cursor_tick: std::sync::atomic::AtomicU64,
-    /// Change Data Capture events and CometD clients (shared with the store's writers).
-    pub cdc: Arc<crate::cdc::Hub>,
+    /// Change Data Capture events and CometD clients (also the store's change sink).
+    pub cdc: Arc<Hub>,
     /// Bulk API 2.0 jobs.
     pub bulk: crate::bulk::Jobs,
     /// JWT bearer key and refresh tokens.
@@ -72,9 +73,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(cfg: Config, schema: Schema) -> AppState {
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
-        let store = Store::new(&schema);
+        let cdc = Arc::new(Hub::new(&schema));
+        let store = Store::new(&schema, cdc.clone());
         let st = AppState {
-            cdc: store.cdc.clone(),
+            cdc,
             store: RwLock::new(store),
             counters: Mutex::new(Counters {
                 total: 0,

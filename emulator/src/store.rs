@@ -3,10 +3,12 @@
 //! (only non-null slots, sorted by field position): most fields of most records are null, and
 //! this keeps a million records within a few hundred MB.
 
+use crate::clock::Clock;
 use crate::ids;
 use crate::schema::{ObjectDef, Schema};
 use crate::value::{Value, NULL};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Salesforce empties the recycle bin of records deleted more than 15 days ago.
 pub const RECYCLE_BIN_MS: i64 = 15 * crate::clock::DAY_MS;
@@ -109,11 +111,20 @@ pub fn is_deleted(def: &ObjectDef, r: &Record) -> bool {
     matches!(r.get(def.sys.is_deleted), Value::Bool(true))
 }
 
+/// Where committed transactions go: the Change Data Capture hub (`cdc::Hub`) implements it.
+/// The store owns this trait and only carries the sink to its writers, so it need not know the
+/// event log (which reads the store to build events).
+pub trait ChangeSink: Send + Sync {
+    /// Called once per committed transaction with its applied saves (a writer's undo log:
+    /// object, seq, version before that save); `store` already holds the committed versions.
+    fn commit(&self, schema: &Schema, store: &Store, journal: &[(usize, u64, Option<Record>)], clock: &Clock, user: &str);
+}
+
 pub struct Store {
     pub tables: Vec<Table>,
     next_seq: u64,
-    /// Change Data Capture: committed saves become change events here (see write.rs `Drop`).
-    pub cdc: std::sync::Arc<crate::cdc::Hub>,
+    /// Committed saves are published here (see write.rs `Drop`); survives resets.
+    pub changes: Arc<dyn ChangeSink>,
     /// Deletions in time order (deletion ms, object, seq), for the recycle bin purge.
     pub bin: BTreeSet<(i64, usize, u64)>,
 }
@@ -122,17 +133,13 @@ pub struct Store {
 const FIRST_SEQ: u64 = 62u64.pow(5) * 17;
 
 impl Store {
-    pub fn new(schema: &Schema) -> Store {
-        Store {
-            tables: schema.objects.iter().map(|_| Table::default()).collect(),
-            next_seq: FIRST_SEQ,
-            cdc: std::sync::Arc::new(crate::cdc::Hub::new(schema)),
-            bin: BTreeSet::new(),
-        }
+    pub fn new(schema: &Schema, changes: Arc<dyn ChangeSink>) -> Store {
+        Store { tables: schema.objects.iter().map(|_| Table::default()).collect(), next_seq: FIRST_SEQ, changes, bin: BTreeSet::new() }
     }
-    /// An empty store that keeps minting after `old`'s IDs: IDs are never reused, even across resets.
+    /// An empty store that keeps minting after `old`'s IDs (IDs are never reused, even across
+    /// resets) and publishes to the same sink.
     pub fn new_after(schema: &Schema, old: &Store) -> Store {
-        Store { next_seq: old.next_seq, cdc: old.cdc.clone(), ..Store::new(schema) }
+        Store { next_seq: old.next_seq, ..Store::new(schema, old.changes.clone()) }
     }
     pub fn next_seq(&mut self) -> u64 {
         self.next_seq += 1;

@@ -1,6 +1,5 @@
 //! The connection loop (plain HTTP and HTTPS: rustls, ring provider), one task per connection.
 
-use crate::routes::DropConnection;
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
@@ -12,6 +11,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
+
+/// Response extension: [`serve`] closes the connection instead of sending this response (the
+/// `drop` fault; see `routes::dropped`). Defined here, by the loop that acts on it, so this module
+/// does not depend on the routes.
+#[derive(Clone, Copy, Debug)]
+pub struct DropConnection;
 
 /// Loads a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) into an acceptor.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {

@@ -467,13 +467,13 @@ impl<'a> Writer<'a> {
 /// it) becomes a change event. This is the single CDC hook for all write paths.
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
-        // Formula and roll-up fields follow their inputs (no stamp, no event), see schema::calc.
-        if !self.undo.is_empty() && crate::schema::calc::has_calculated(self.schema) {
-            crate::schema::calc::recompute(self.schema, self.store);
+        // Formula and roll-up fields follow their inputs (no stamp, no event), see recalc.rs.
+        if !self.undo.is_empty() && crate::recalc::has_calculated(self.schema) {
+            crate::recalc::recompute(self.schema, self.store);
         }
         if self.change_events && !self.undo.is_empty() {
-            let hub = self.store.cdc.clone();
-            hub.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);
+            let sink = self.store.changes.clone();
+            sink.commit(self.schema, self.store, &self.undo, self.clock, self.user_id);
         }
     }
 }

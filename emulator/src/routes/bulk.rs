@@ -4,14 +4,15 @@
 use super::{json_body, Api, St};
 use crate::bulk::{
     decode_locator, delimiter_byte, encode_locator, render_header, render_rows, run_ingest, run_query, Job, JobState, Kind, LineEnding, Op,
-    QueryCol, DEFAULT_MAX_RECORDS, MAX_UPLOAD,
+    Org, QueryCol, DEFAULT_MAX_RECORDS, MAX_UPLOAD,
 };
 use crate::clock::format_datetime;
 use crate::errors::ApiError;
 use crate::out::Out;
 use crate::schema::FieldType;
+use crate::soql::ast::SelectItem;
 use crate::soql::eval::{compile, resolve};
-use crate::soql::parser::{parse, SelectItem};
+use crate::soql::parser::parse;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -288,7 +289,7 @@ pub async fn patch_ingest(State(st): St, api: Api, body: Bytes) -> Result<Respon
     })?;
     if start {
         let (st2, id) = (st.clone(), crate::ids::normalize(api.param("id")).unwrap_or_default());
-        tokio::task::spawn_blocking(move || run_ingest(st2, id));
+        tokio::task::spawn_blocking(move || run_ingest(&org(&st2), &id));
     } else if matches!(was, JobState::Open | JobState::UploadComplete) {
         // Aborted before processing started: every uploaded row is unprocessed.
         let id = crate::ids::normalize(api.param("id")).unwrap_or_default();
@@ -330,6 +331,11 @@ fn csv_response(body: Vec<u8>) -> Response {
     let mut r = Response::new(Body::from(body));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
     r
+}
+
+/// The parts of the org a job's background work uses.
+fn org(st: &AppState) -> Org<'_> {
+    Org { schema: &st.schema, clock: &st.clock, store: &st.store, rules: &st.rules, user_id: &st.user_id, jobs: &st.bulk }
 }
 
 fn result_set(st: &AppState, api: &Api, pick: fn(&crate::bulk::IngestResults) -> &Vec<u8>) -> Result<Response, ApiError> {
@@ -396,8 +402,7 @@ pub async fn create_query(State(st): St, api: Api, body: Bytes) -> Result<Respon
     let id = job.id.clone();
     st.bulk.map.lock().insert(id.clone(), job);
     let st2 = st.clone();
-    let plan = Arc::new(plan);
-    tokio::task::spawn_blocking(move || run_query(st2, id, plan, op == Op::QueryAll));
+    tokio::task::spawn_blocking(move || run_query(&org(&st2), &id, &plan, op == Op::QueryAll));
     Ok(ok_json(out))
 }
 

@@ -14,6 +14,7 @@ pub mod rest;
 use crate::errors::ApiError;
 use crate::faults::{status_body, FaultKind};
 use crate::state::AppState;
+use crate::tls::DropConnection;
 use axum::extract::{FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
@@ -30,11 +31,6 @@ pub type St = State<Arc<AppState>>;
 /// Set on requests hit by a `lock` fault: saves fail with UNABLE_TO_LOCK_ROW.
 #[derive(Clone, Copy, Default)]
 pub struct LockFault(pub bool);
-
-/// Response extension: the server closes the connection instead of sending this response
-/// (see `serve_connections` in tls.rs).
-#[derive(Clone, Copy, Debug)]
-pub struct DropConnection;
 
 /// A response the connection loop turns into a closed connection.
 pub fn dropped() -> Response {

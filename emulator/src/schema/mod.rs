@@ -121,9 +121,9 @@ pub enum Derived {
     FullName,
     /// Compound address read from `{prefix}Street`, `{prefix}City`, ...; never stored.
     Address(String),
-    /// Formula field (source as written, parsed form), kept current by `calc::recompute`.
+    /// Formula field (source as written, parsed form), kept current by `recalc::recompute`.
     Formula(String, calc::Expr),
-    /// Roll-up summary field, kept current by `calc::recompute`.
+    /// Roll-up summary field, kept current by `recalc::recompute`.
     Rollup(calc::Rollup),
 }
 

@@ -1,5 +1,6 @@
-//! SOQL: lexer → parser (AST) → evaluator compiled against the schema.
+//! SOQL: lexer → parser → syntax tree (`ast`) → evaluator compiled against the schema.
 
+pub mod ast;
 pub mod dates;
 pub mod eval;
 pub mod lexer;
