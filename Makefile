@@ -102,7 +102,10 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-# Clippy on the whole workspace, warnings are errors (part of `make test`).
+# Clippy on the whole workspace, warnings are errors, and the layering rules of
+# docs/architecture.md (no import cycles, no oversized module without a reason). Part of `make test`.
 lint:
 	@echo "==> cargo clippy --workspace -D warnings"
 	$(CARGO) clippy --workspace --all-targets --features sfsync/pg_test -- -D warnings
+	@echo "==> scripts/check-layers.py"
+	python3 scripts/check-layers.py

@@ -14,7 +14,7 @@ PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config}"
 PGRX_VERSION=0.18.1
 DEB_PACKAGES=(
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}"
-    clang libclang-dev pkg-config sudo curl jq ca-certificates
+    clang libclang-dev pkg-config sudo curl jq ca-certificates python3
 )
 
 say() { printf '==> setup: %s\n' "$*"; }
