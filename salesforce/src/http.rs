@@ -131,6 +131,27 @@ pub(crate) fn version_key(v: &str) -> Option<(u32, u32)> {
 mod tests {
     use super::*;
 
+    fn blocks(sig: i32) -> bool {
+        // SAFETY: reads this thread's mask.
+        unsafe {
+            let mut cur: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut cur);
+            libc::sigismember(&cur, sig) == 1
+        }
+    }
+
+    #[test]
+    fn threads_started_with_signals_blocked_never_take_the_hosts_signals() {
+        assert!(!blocks(libc::SIGTERM), "the test thread starts with SIGTERM deliverable");
+        let (inside, child) = with_signals_blocked(|| {
+            let child = std::thread::spawn(|| [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGUSR1].map(blocks));
+            (blocks(libc::SIGTERM), child.join().unwrap())
+        });
+        assert!(inside);
+        assert_eq!(child, [true; 4], "a thread started meanwhile (ureq's resolver) blocks every signal");
+        assert!(!blocks(libc::SIGTERM), "the caller's mask is restored");
+    }
+
     #[test]
     fn segments_and_queries_are_encoded() {
         assert_eq!(encode_segment("abc-1_2.3~"), "abc-1_2.3~");
@@ -204,5 +225,42 @@ mod tests {
         assert!(normalize_version("62.0/../x").is_err());
         assert!(version_key("62.0") > version_key("9.0"));
         assert!(version_key("62.0") > version_key("61.5"));
+    }
+}
+
+/// ureq's own resolver, called with every signal blocked on the calling thread.
+///
+/// With a timeout set, ureq resolves each new connection's host on a short-lived thread of
+/// its own, which inherits the caller's signal mask. Inside a PostgreSQL backend that thread
+/// could then take SIGTERM or SIGHUP, whose handlers must only run on the backend's thread:
+/// a shutdown at that moment aborted the process and made the postmaster restart the whole
+/// cluster. Blocked while the lookup runs (bounded by the request's timeout), the signals
+/// stay pending and are handled by the caller as soon as the mask is restored.
+#[derive(Debug, Default)]
+pub(crate) struct SignalSafeResolver(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for SignalSafeResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        with_signals_blocked(|| self.0.resolve(uri, config, timeout))
+    }
+}
+
+/// Runs `f` with every signal blocked on this thread (threads it starts inherit the mask);
+/// the previous mask is restored afterwards, which delivers what arrived meanwhile.
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: pthread_sigmask on this thread's own mask, restored before returning.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
     }
 }

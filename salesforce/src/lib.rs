@@ -43,6 +43,7 @@ pub mod composite;
 mod de;
 pub mod error;
 mod http;
+pub use http::with_signals_blocked;
 pub mod replication;
 pub mod soql;
 pub mod types;

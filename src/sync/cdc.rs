@@ -12,7 +12,7 @@
 //! (`sfsync.cdc_safety_interval`) that catches anything the stream missed.
 
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
-use salesforce::{Client, ClientOptions, Credentials};
+use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -170,19 +170,6 @@ impl Cdc {
             out.dropped.extend(taken.dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
         }
         out
-    }
-}
-
-pub(crate) fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: plain pthread_sigmask calls on this thread's mask, restored before returning.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let r = f();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        r
     }
 }
 

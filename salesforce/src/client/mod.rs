@@ -130,7 +130,11 @@ impl Client {
             .max_redirects_will_error(false)
             .user_agent(concat!("sfsync-salesforce/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent: ureq::Agent = config.into();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            crate::http::SignalSafeResolver::default(),
+        );
         let pacer = opts.api_share.map(Pacer::new);
         let mut client = Client {
             agent,

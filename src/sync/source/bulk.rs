@@ -51,7 +51,7 @@ pub fn stream(
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::result::Result<Read, salesforce::Error>>(2);
         let pause = &pause;
-        crate::sync::cdc::with_signals_blocked(|| scope.spawn(move || read(reader, shape, skip, start, (size, copy), pause, tx)));
+        salesforce::with_signals_blocked(|| scope.spawn(move || read(reader, shape, skip, start, (size, copy), pause, tx)));
         for read in rx.iter() {
             let read = read?;
             let end = read.end;
