@@ -254,16 +254,25 @@ impl Client {
                 }
                 Err(f) => (Error::Transport(f.message), f.retryable, f.not_sent, None),
             };
-            if !retryable || !(req.idempotent || safe) || retries >= self.opts.max_retries {
+            if !retryable || !(req.idempotent || safe) || !self.pause_before_retry(retries, started, retry_after) {
                 return Err(err);
             }
-            let delay = retry_after.unwrap_or_else(|| backoff_delay(retries, fastrand::f64()));
-            if started.elapsed() + delay > self.opts.max_retry_time {
-                return Err(err);
-            }
-            std::thread::sleep(delay);
             retries += 1;
         }
+    }
+
+    /// Sleeps before retry number `retries + 1` (Retry-After, else jittered backoff); false
+    /// when the retry budget is spent: `max_retries`, or `max_retry_time` since `started`.
+    fn pause_before_retry(&self, retries: u32, started: Instant, retry_after: Option<Duration>) -> bool {
+        if retries >= self.opts.max_retries {
+            return false;
+        }
+        let delay = retry_after.unwrap_or_else(|| backoff_delay(retries, fastrand::f64()));
+        if started.elapsed() + delay > self.opts.max_retry_time {
+            return false;
+        }
+        std::thread::sleep(delay);
+        true
     }
 
     pub(super) fn data_path(&self, rest: &str) -> String {
@@ -357,14 +366,9 @@ impl Client {
                     (Error::Transport(f.message), None)
                 }
             };
-            if retries >= self.opts.max_retries {
+            if !self.pause_before_retry(retries, started, retry_after) {
                 return Err(err);
             }
-            let delay = retry_after.unwrap_or_else(|| backoff_delay(retries, fastrand::f64()));
-            if started.elapsed() + delay > self.opts.max_retry_time {
-                return Err(err);
-            }
-            std::thread::sleep(delay);
             retries += 1;
         }
     }
