@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{scalar, WAIT};
-use sfsync_e2e::{eventually, json, postgres, Value};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -35,8 +34,9 @@ fn progress(db: &mut postgres::Client, table: &str) -> (String, i64, Option<i64>
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
+/// Waits until the backfill of `table` is done and returns its rows; panics if it failed.
 fn wait_done(db: &mut postgres::Client, table: &str, timeout: Duration) -> i64 {
-    eventually(timeout, || {
+    until(&format!("the backfill of {table} done"), timeout, || {
         let (state, done, _, err) = progress(db, table);
         match state.as_str() {
             "done" => Ok(done),
@@ -104,10 +104,7 @@ fn mirror_creates_a_typed_table_and_loads_every_record() {
 
     // Incremental polling takes over from the backfill.
     let id = env.emu.sf().create("Account", json!({"Name": "After the backfill"}));
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM sf_accounts WHERE sfid = '{id}'"));
-        (n == 1).then_some(()).ok_or("new record not pulled yet".to_string())
-    });
+    db.until_count(&format!("SELECT count(*) FROM sf_accounts WHERE sfid = '{id}'"), 1);
 
     // Refusals name the problem.
     let e = err(&mut db, "SELECT sfsync.mirror('Account', 'sf_accounts')");
@@ -133,16 +130,13 @@ fn bulk_backfill_resumes_after_a_restart_without_starting_over() {
     const N: i64 = 30_000;
     let seeded = seed(&env, N as u64);
     let last_id = seeded["last_id"].as_str().unwrap().to_string();
-    for sql in [
-        "ALTER SYSTEM SET sfsync.backfill_bulk_threshold = 1000",
-        "ALTER SYSTEM SET sfsync.backfill_batch_size = 500",
+    db.set_system(&[
+        ("sfsync.backfill_bulk_threshold", "1000"),
+        ("sfsync.backfill_batch_size", "500"),
         // The records were seeded within the default 1 s overlap of the load's start: the
         // first poll after the load would re-read them all (through a second Bulk job).
-        "ALTER SYSTEM SET sfsync.pull_overlap = '10ms'",
-        "SELECT pg_reload_conf()",
-    ] {
-        db.execute(sql, &[]).unwrap();
-    }
+        ("sfsync.pull_overlap", "'10ms'"),
+    ]);
     // Slow result pages, so the restart lands in the middle of the load.
     env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 2000, "path_prefix": "/services/data/v62.0/jobs/query/"}));
     db.batch_execute(
@@ -150,7 +144,7 @@ fn bulk_backfill_resumes_after_a_restart_without_starting_over() {
          SELECT sfsync.sync_table('accounts', 'Account', direction => 'pull');",
     )
     .unwrap();
-    let before = eventually(LONG, || {
+    let before = until("the backfill running, 2000 rows in", LONG, || {
         let (state, done, total, err) = progress(&mut db, "accounts");
         (state == "running" && done >= 2000).then_some((done, total)).ok_or(format!("{state} {done} {err:?}"))
     });
@@ -180,10 +174,7 @@ fn bulk_backfill_resumes_after_a_restart_without_starting_over() {
     assert_eq!((n, distinct), (N, N), "exact count, no duplicates");
     let counters = env.emu.admin("GET", "counters", Value::Null);
     assert_eq!(counters["by_endpoint"]["POST /jobs/query"], 1, "the same Bulk job was resumed, not a new query: {counters}");
-    eventually(WAIT, || {
-        let name: Option<String> = scalar(&mut db, &format!("SELECT name FROM accounts WHERE sfid = '{last_id}'"));
-        (name.as_deref() == Some("Changed during the backfill")).then_some(()).ok_or(format!("name is {name:?}"))
-    });
+    db.until_value(&format!("SELECT name FROM accounts WHERE sfid = '{last_id}'"), Some("Changed during the backfill".to_string()));
 }
 
 #[test]
@@ -200,7 +191,7 @@ fn verify_reports_ok_then_a_mismatch_by_key() {
     .unwrap();
     db.batch_execute("INSERT INTO accounts (name, annual_revenue) VALUES ('Local', 1200000.00)").unwrap();
     wait_done(&mut db, "accounts", LONG);
-    eventually(WAIT, || {
+    until("501 rows synced, the outbox drained", WAIT, || {
         let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NOT NULL");
         let o: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
         (n == 501 && o == 0).then_some(()).ok_or(format!("{n} synced, outbox {o}"))
@@ -213,13 +204,8 @@ fn verify_reports_ok_then_a_mismatch_by_key() {
     assert_eq!(v["matching"], 501);
 
     // Pause the worker, then change a record directly in Salesforce.
-    db.execute("ALTER SYSTEM SET sfsync.enabled = off", &[]).unwrap();
-    db.execute("SELECT pg_reload_conf()", &[]).unwrap();
-    eventually(WAIT, || {
-        let mut fresh = env.db();
-        let s: String = scalar(&mut fresh, "SHOW sfsync.enabled");
-        (s == "off").then_some(()).ok_or(s)
-    });
+    db.set_system(&[("sfsync.enabled", "off")]);
+    env.db().until_value("SHOW sfsync.enabled", "off".to_string());
     std::thread::sleep(Duration::from_secs(1)); // a pass already under way finishes
     let (key, sfid): (i64, String) = {
         let r = db.query_one("SELECT id, sfid::text FROM accounts WHERE name = 'Local'", &[]).unwrap();
@@ -246,8 +232,7 @@ fn verify_reports_ok_then_a_mismatch_by_key() {
 
 /// Sets sfsync.backfill_bulk_threshold and lets the worker see it.
 fn bulk_threshold(db: &mut postgres::Client, value: &str) {
-    db.batch_execute(&format!("ALTER SYSTEM SET sfsync.backfill_bulk_threshold = {value}")).unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    db.set_system(&[("sfsync.backfill_bulk_threshold", value)]);
     std::thread::sleep(Duration::from_millis(500));
 }
 
@@ -413,7 +398,7 @@ fn a_mass_update_is_caught_up_through_one_bulk_job() {
     env.emu.admin("DELETE", "counters", Value::Null);
     common::resume(&env, paused);
 
-    eventually(LONG, || {
+    until("the mass update and the delete pulled", LONG, || {
         let r = db.query_one("SELECT count(*) FILTER (WHERE industry = 'Energy'), count(*) FROM accounts", &[]).unwrap();
         let (energy, n): (i64, i64) = (r.get(0), r.get(1));
         (energy == 2100 && n == N as i64 - 1).then_some(()).ok_or(format!("{energy} updated, {n} rows"))

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sfsync_e2e::{eventually, json, wait_until, Cluster, ClusterOpts, Emulator};
+use sfsync_e2e::{json, until, Cluster, ClusterOpts, Emulator};
 
 #[test]
 fn cluster_start_restart_stop() {
@@ -39,7 +39,7 @@ fn cluster_start_restart_stop() {
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     cluster.kill_backend(pid);
     assert!(c.query_one("SELECT 1", &[]).is_err());
-    let v: String = eventually(Duration::from_secs(30), || {
+    let v: String = until("the server back after a killed backend", Duration::from_secs(30), || {
         let mut c = cluster.try_connect("smoke").map_err(|e| e.to_string())?;
         c.query_one("SELECT v FROM t", &[]).map(|r| r.get(0)).map_err(|e| e.to_string())
     });
@@ -86,10 +86,13 @@ fn emulator_round_trip() {
     emu.try_admin("GET", "counters", sfsync_e2e::Value::Null).expect("admin call");
     assert!(emu.log_contents().contains("listening on"), "emulator log: {}", emu.log_contents());
 
-    // Polling helper sanity.
+    // Polling helper sanity: it polls until done, and gives up naming what it waited for.
     let mut n = 0;
-    wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+    until("a third attempt", Duration::from_secs(2), || {
         n += 1;
         n >= 3
     });
+    let gave_up = std::panic::catch_unwind(|| until("what never comes", Duration::from_millis(300), || None::<()>)).unwrap_err();
+    let msg = gave_up.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("what never comes") && msg.contains("last seen: nothing yet"), "{msg}");
 }
