@@ -35,7 +35,7 @@ pub use emulator::{
     Credentials, Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_USERNAME,
 };
 pub use util::{is_root, keep_artifacts, workspace_root};
-pub use wait::{eventually, until, wait_until, Probe, WAIT};
+pub use wait::{until, Probe, WAIT};
 
 /// Re-exported so tests don't need their own dependency entries.
 pub use postgres;

@@ -77,19 +77,3 @@ pub fn until<P: Probe>(what: &str, timeout: Duration, mut probe: impl FnMut() ->
         interval = (interval * 3 / 2).min(Duration::from_millis(500));
     }
 }
-
-/// Old name of [`until`] without a description; kept until every caller says what it waits for.
-pub fn eventually<T>(timeout: Duration, f: impl FnMut() -> Result<T, String>) -> T {
-    until("a condition", timeout, f)
-}
-
-/// Old polling helper; kept until every caller uses [`until`].
-pub fn wait_until(timeout: Duration, interval: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        if Instant::now() >= deadline {
-            panic!("condition not met within {timeout:?}");
-        }
-        std::thread::sleep(interval);
-    }
-}
