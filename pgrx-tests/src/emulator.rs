@@ -158,6 +158,23 @@ impl Emulator {
         http_json(&self.agent, method, &format!("{}{path}", self.url), None, body.as_ref())
     }
 
+    /// Injects a fault (`POST /__emulator/faults`, e.g. `{"kind": "status", "status": 503,
+    /// "path_prefix": "/services/data"}`) and returns it as the emulator recorded it.
+    pub fn add_fault(&self, spec: Value) -> Value {
+        self.admin("POST", "faults", spec)
+    }
+
+    /// Removes every injected fault: Salesforce answers normally again.
+    pub fn clear_faults(&self) {
+        self.admin("DELETE", "faults", Value::Null);
+    }
+
+    /// Moves the org's clock forward by `ms` milliseconds (sessions, retention and recycle
+    /// bin age with it).
+    pub fn advance_clock(&self, ms: i64) {
+        self.admin("POST", "clock", serde_json::json!({"advance_ms": ms}));
+    }
+
     /// Query calls served so far (SOQL query/queryAll pages, Bulk query jobs): what a pull costs.
     pub fn query_calls(&self) -> u64 {
         let c = self.admin("GET", "counters", Value::Null);

@@ -127,7 +127,7 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     let c = streamed_account(&env, &mut db, json!({"Name": "C"}));
 
     // The stream drops (every client forgotten) and CometD answers 503 for a while.
-    let fault = env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
+    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
     db.until_true("stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
@@ -136,7 +136,7 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     env.emu.sf().delete("Account", &c);
     let hits = env.emu.admin("GET", "faults", Value::Null)[0]["hits"].as_u64().unwrap_or(0);
     assert!(hits > 0, "the stream was refused: {fault}");
-    env.emu.admin("DELETE", "faults", Value::Null);
+    env.emu.clear_faults();
 
     db.until_true("update during the outage", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
     db.until_true(
@@ -168,7 +168,7 @@ fn a_replay_id_past_retention_falls_back_to_a_catch_up_poll() {
     env.cluster.stop();
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     let b = env.emu.sf().create("Account", json!({"Name": "B"}));
-    env.emu.admin("POST", "clock", json!({"advance_ms": 73 * 3_600_000_i64}));
+    env.emu.advance_clock(73 * 3_600_000_i64);
     env.cluster.start_again();
     let mut db = env.db();
 

@@ -47,10 +47,6 @@ fn hard_delete(sf: &SfRest, object: &str, ids: &[&str]) {
     });
 }
 
-fn advance_clock(env: &Env, ms: i64) {
-    env.emu.admin("POST", "clock", json!({"advance_ms": ms}));
-}
-
 #[test]
 fn hard_deletes_arrive_through_get_deleted_per_on_delete_policy() {
     let env = start();
@@ -73,7 +69,7 @@ fn hard_deletes_arrive_through_get_deleted_per_on_delete_policy() {
     hard_delete(&sf, "Account", &[&gone]);
     assert!(sf.query_all(&format!("SELECT Id FROM Account WHERE Id = '{gone}'")).is_empty(), "hard-deleted: queryAll no longer sees it");
     // getDeleted takes whole minutes: the deletion is reported once its minute is over.
-    advance_clock(&env, 2 * 60_000);
+    env.emu.advance_clock(2 * 60_000);
     until("the hard delete propagated and held for review", WAIT, || {
         let left: i64 = db.query_one("SELECT count(*) FROM acc_propagate WHERE sfid = $1", &[&gone]).unwrap().get(0);
         let held: i64 = db
@@ -134,7 +130,7 @@ fn a_missed_window_reconciles_exactly_the_gone_rows_and_respects_the_filter() {
     let lock = pause(&env);
     sf.delete("Account", &deleted);
     sf.update("Account", &moved, json!({"Industry": "Banking"}));
-    advance_clock(&env, 16 * DAY_MS);
+    env.emu.advance_clock(16 * DAY_MS);
     let sf = env.emu.sf(); // sessions do not live 16 days
     assert!(sf.query_all(&format!("SELECT Id FROM Account WHERE Id = '{deleted}'")).is_empty(), "purged from the recycle bin");
     resume(&env, lock);

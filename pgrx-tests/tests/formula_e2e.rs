@@ -46,7 +46,7 @@ fn rollups_changed_by_other_records_arrive_through_the_refresh_and_are_never_pus
     // Move the pull's mark well past Acme (the poll re-reads the records within
     // sfsync.pull_overlap of its mark, and would bring their current roll-ups): from here on
     // only the refresh reads Acme again.
-    env.emu.admin("POST", "clock", json!({"advance_ms": 60_000}));
+    env.emu.advance_clock(60_000);
     sf.create("Account", json!({"Name": "Later"}));
     db.until_count("SELECT count(*) FROM accounts", 2);
     let stamp =

@@ -30,7 +30,7 @@ fn changes_made_during_an_outage_arrive_once_after_a_restart() {
     accounts_table(&mut db);
     env.worker_pid();
     // Salesforce answers nothing but 503 for now.
-    env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Outage ' || g FROM generate_series(1, 25) g").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
@@ -39,7 +39,7 @@ fn changes_made_during_an_outage_arrive_once_after_a_restart() {
     assert!(last_error.is_some(), "the outage is visible in sfsync.status");
     drop(db);
     env.cluster.restart();
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 25);
     env.db().until_count("SELECT count(*) FROM accounts WHERE sfid IS NULL", 0);
 }
@@ -51,14 +51,14 @@ fn a_crash_mid_push_neither_loses_nor_duplicates() {
     accounts_table(&mut db);
     env.worker_pid();
     // Slow Salesforce: the push is in flight when Postgres goes down hard.
-    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Crash ' || g FROM generate_series(1, 40) g").unwrap();
     db.until_true("a batch claimed", "SELECT count(*) > 0 FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
     drop(db);
     env.cluster.crash();
     std::thread::sleep(Duration::from_millis(1600)); // let the in-flight request land
     env.cluster.start_again();
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 40);
     env.db().until_outbox_drained();
 }
@@ -82,7 +82,7 @@ fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
     let mut db = env.db();
     accounts_table(&mut db);
     let pid = env.worker_pid();
-    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Killed ' || g FROM generate_series(1, 30) g").unwrap();
     db.until_true("a batch claimed", "SELECT count(*) > 0 FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
     drop(db);
@@ -90,7 +90,7 @@ fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
     // starts a new worker, which finds the claimed batch and sends it again.
     env.cluster.signal_backend(pid, "KILL");
     std::thread::sleep(Duration::from_millis(1600));
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 30);
     let mut db = until("a connection after the crash", WAIT, || env.cluster.try_connect("app"));
     let new_pid = db.until_worker_replaced(pid);
@@ -106,12 +106,12 @@ fn a_hanging_salesforce_times_out_and_nothing_is_lost_or_doubled() {
     env.worker_pid();
     // Requests are held and never answered: every push times out (sfsync.http_timeout = 3s
     // here) after Salesforce may or may not have written the records.
-    env.emu.admin("POST", "faults", json!({"kind": "timeout", "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "timeout", "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Hang ' || g FROM generate_series(1, 20) g").unwrap();
     std::thread::sleep(Duration::from_secs(5));
     let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
     assert_eq!(pending, 20, "timed-out pushes stay pending, not parked");
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 20);
 }
 
