@@ -18,7 +18,7 @@
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
-use sfsync_e2e::{until, Cluster, ClusterOpts, Emulator, Value};
+use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -175,13 +175,7 @@ fn api_calls(env: &Env) -> u64 {
 
 /// The database's worker pid, once it is up.
 fn worker_pid(env: &Env) -> i32 {
-    until("the worker of bench", Duration::from_secs(30), || {
-        env.cluster
-            .try_psql("bench", "SELECT sfsync.worker_pid()")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| "no worker".to_string())
-    })
+    env.cluster.connect("bench").until_worker()
 }
 
 /// A `/proc/<pid>/status` figure in kB (`RssAnon:`, `VmHWM:` ...), 0 when unreadable.
