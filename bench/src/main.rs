@@ -18,7 +18,7 @@
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
-use sfsync_e2e::{eventually, Cluster, ClusterOpts, Emulator, Value};
+use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -95,7 +95,7 @@ fn stream_load(rate: u64, seconds: u64) {
         };
         let mut db = env.cluster.connect("bench");
         let count = format!("SELECT count(*) FROM {table} WHERE sfid IS NOT NULL");
-        eventually(Duration::from_secs(60), || {
+        until("50 records pulled", Duration::from_secs(60), || {
             let n: i64 = db.query_one(count.as_str(), &[]).unwrap().get(0);
             (n >= 50).then_some(()).ok_or(format!("{n} of 50 rows"))
         });
@@ -113,7 +113,7 @@ fn stream_load(rate: u64, seconds: u64) {
         let last = format!("Industry {}", total - 1);
         let sent = Instant::now();
         let check = format!("SELECT count(*) FROM {table} WHERE industry = $1");
-        eventually(Duration::from_secs(60), || {
+        until("the last change pulled", Duration::from_secs(60), || {
             let n: i64 = db.query_one(check.as_str(), &[&last]).unwrap().get(0);
             (n == 1).then_some(()).ok_or("last change not there yet".to_string())
         });
@@ -158,12 +158,7 @@ fn start_with(enabled: bool, durable: bool) -> Env {
             .guc("sfsync.launcher_interval", "500ms")
             .guc("max_connections", "50"),
     );
-    cluster.create_database("bench");
-    cluster.psql("bench", "CREATE EXTENSION sfsync");
-    cluster.psql(
-        "bench",
-        &format!("SELECT sfsync.add_connection('default', '{}', 'sfsync-local', client_secret => 'sfsync-local-secret')", emu.url()),
-    );
+    cluster.create_sfsync_database("bench", &emu);
     Env { emu, cluster }
 }
 
@@ -175,18 +170,12 @@ fn table(env: &Env, name: &str, synced: bool) {
 }
 
 fn api_calls(env: &Env) -> u64 {
-    env.emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap_or(0)
+    env.emu.api_calls()
 }
 
 /// The database's worker pid, once it is up.
 fn worker_pid(env: &Env) -> i32 {
-    eventually(Duration::from_secs(30), || {
-        env.cluster
-            .try_psql("bench", "SELECT sfsync.worker_pid()")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| "no worker".to_string())
-    })
+    env.cluster.connect("bench").until_worker()
 }
 
 /// A `/proc/<pid>/status` figure in kB (`RssAnon:`, `VmHWM:` ...), 0 when unreadable.
@@ -247,7 +236,7 @@ fn push(sizes: &[usize]) {
                 "INSERT INTO contacts (last_name, email) SELECT 'Row ' || g, 'r' || g || '@example.com' FROM generate_series(1, {n}) g"
             ),
         );
-        eventually(Duration::from_secs(600), || {
+        until("the outbox drained", Duration::from_secs(600), || {
             let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
             (left == 0).then_some(()).ok_or(format!("{left} left"))
         });
@@ -272,7 +261,7 @@ fn latency(samples: usize) {
         c.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Latency')", &[&(i as i64 + 1)]).unwrap();
         let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         committed.push(t);
-        eventually(Duration::from_secs(30), || {
+        until("the outbox drained", Duration::from_secs(30), || {
             let n: i64 = c.query_one("SELECT count(*) FROM sfsync.outbox", &[]).unwrap().get(0);
             (n == 0).then_some(()).ok_or_else(|| "pending".to_string())
         });
@@ -311,7 +300,7 @@ fn drain(n: usize) {
     env.cluster.psql("bench", "ALTER SYSTEM SET sfsync.enabled = on");
     env.cluster.psql("bench", "SELECT pg_reload_conf()");
     let mut peak = 0;
-    eventually(Duration::from_secs(3600), || {
+    until("the backlog drained", Duration::from_secs(3600), || {
         peak = peak.max(proc_kb(pid, "RssAnon:"));
         let left: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sfsync.outbox").trim().parse().unwrap_or(-1);
         std::thread::sleep(Duration::from_millis(500));
@@ -348,7 +337,7 @@ fn backfill(n: usize) {
     env.cluster.psql("bench", "SELECT sfsync.mirror('Account', 'sf_accounts')");
     let mut peak = 0;
     let mut last = String::new();
-    eventually(Duration::from_secs(7200), || {
+    until("the backfill done", Duration::from_secs(7200), || {
         peak = peak.max(proc_kb(pid, "RssAnon:"));
         let p = env.cluster.psql(
             "bench",
@@ -395,8 +384,9 @@ fn backfill(n: usize) {
 fn client(n: usize) {
     use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Record, Secret};
     let emu = Emulator::start_with_args(&["--daily-api-limit", "100000000"]);
-    let mut creds = Credentials::new(AuthFlow::ClientCredentials, emu.url().to_string(), "sfsync-local");
-    creds.client_secret = Some(Secret::new("sfsync-local-secret".into()));
+    let login = emu.credentials();
+    let mut creds = Credentials::new(AuthFlow::ClientCredentials, login.login_url, &login.client_id);
+    creds.client_secret = login.client_secret.map(Secret::new);
     let c = Client::login(creds, ClientOptions::default()).expect("login");
     let records: Vec<Record> = (0..1000)
         .map(|i| serde_json::json!({"LastName": format!("Bench {i}"), "Email": format!("b{i}@example.com")}).as_object().unwrap().clone())

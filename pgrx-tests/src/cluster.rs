@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::emulator::Emulator;
 use crate::util::{env_flag, free_port, is_root, keep_artifacts, make_temp_dir, run, tail};
+use crate::wait::until;
 
 const PG_MAJOR: &str = "15";
 /// The superuser every harness cluster has (initdb -U postgres), whatever the OS user.
@@ -156,6 +158,16 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
     }
 
+    /// `CREATE DATABASE name`, `CREATE EXTENSION sfsync` in it, and a connection `default`
+    /// to `emu` (client_credentials flow): what the tests and the bench sync through.
+    pub fn create_sfsync_database(&self, name: &str, emu: &Emulator) {
+        self.create_database(name);
+        let mut db = self.connect(name);
+        db.batch_execute("CREATE EXTENSION sfsync").unwrap_or_else(|e| panic!("CREATE EXTENSION sfsync in {name}: {e}"));
+        let sql = emu.connect_sql("default");
+        db.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Runs `sql` with `psql -X -A -t -v ON_ERROR_STOP=1` and returns its stdout. Panics on error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         self.try_psql(db, sql).unwrap_or_else(|e| panic!("{e}"))
@@ -221,13 +233,14 @@ impl Cluster {
 
     /// Waits until the server log contains `needle`; panics with the log tail after `timeout`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
-        let deadline = std::time::Instant::now() + timeout;
-        while !self.log_contents().contains(needle) {
-            if std::time::Instant::now() >= deadline {
-                panic!("{needle:?} not in server log after {timeout:?}:\n{}", tail(&self.log_contents(), 40));
+        until(&format!("{needle:?} in the server log"), timeout, || {
+            let log = self.log_contents();
+            if log.contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("\n{}", tail(&log, 40)))
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn start_server(&mut self) {

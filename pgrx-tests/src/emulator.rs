@@ -11,10 +11,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::{keep_artifacts, make_temp_dir, tail, workspace_root};
+use crate::wait::{until, WAIT};
 
-/// Default connected app of the emulator (see emulator/README.md).
+/// The emulator's org (see emulator/README.md): its connected app and its integration user.
 pub const DEFAULT_CLIENT_ID: &str = "sfsync-local";
 pub const DEFAULT_CLIENT_SECRET: &str = "sfsync-local-secret";
+pub const DEFAULT_USERNAME: &str = "integration@sfsync.local";
+pub const DEFAULT_PASSWORD: &str = "sfsync";
 /// REST API version used by [`SfRest`] when `SF_API_VERSION` is unset and the org's
 /// `GET /services/data/` does not answer (normally the newest listed version is used).
 pub const DEFAULT_API_VERSION: &str = "v61.0";
@@ -155,6 +158,23 @@ impl Emulator {
         http_json(&self.agent, method, &format!("{}{path}", self.url), None, body.as_ref())
     }
 
+    /// Injects a fault (`POST /__emulator/faults`, e.g. `{"kind": "status", "status": 503,
+    /// "path_prefix": "/services/data"}`) and returns it as the emulator recorded it.
+    pub fn add_fault(&self, spec: Value) -> Value {
+        self.admin("POST", "faults", spec)
+    }
+
+    /// Removes every injected fault: Salesforce answers normally again.
+    pub fn clear_faults(&self) {
+        self.admin("DELETE", "faults", Value::Null);
+    }
+
+    /// Moves the org's clock forward by `ms` milliseconds (sessions, retention and recycle
+    /// bin age with it).
+    pub fn advance_clock(&self, ms: i64) {
+        self.admin("POST", "clock", serde_json::json!({"advance_ms": ms}));
+    }
+
     /// Query calls served so far (SOQL query/queryAll pages, Bulk query jobs): what a pull costs.
     pub fn query_calls(&self) -> u64 {
         let c = self.admin("GET", "counters", Value::Null);
@@ -164,9 +184,47 @@ impl Emulator {
             .unwrap_or(0)
     }
 
+    /// Calls the emulator has served so far (its `total` counter, logins included).
+    pub fn api_calls(&self) -> u64 {
+        self.admin("GET", "counters", Value::Null)["total"].as_u64().expect("counters without a total")
+    }
+
+    /// Writes (POST/PATCH/DELETE, logins left out) the emulator has served so far.
+    pub fn write_calls(&self) -> u64 {
+        let c = self.admin("GET", "counters", Value::Null);
+        c["by_endpoint"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
+                    .filter(|(k, _)| !k.contains("oauth2"))
+                    .map(|(_, v)| v.as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// How to log in to this emulator: its URL with the default connected app
+    /// (client_credentials flow); [`Credentials::password_flow`] adds the integration user.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            login_url: self.url.clone(),
+            client_id: DEFAULT_CLIENT_ID.to_string(),
+            client_secret: Some(DEFAULT_CLIENT_SECRET.to_string()),
+            username: None,
+            password: None,
+        }
+    }
+
+    /// `SELECT sfsync.add_connection(name, <this emulator>, ...)` with [`credentials`](Self::credentials).
+    pub fn connect_sql(&self, name: &str) -> String {
+        self.credentials().add_connection_sql(name)
+    }
+
     /// A REST client logged in with the default connected app (client_credentials flow).
     pub fn sf(&self) -> SfRest {
-        SfRest::login(&self.url, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+        let c = self.credentials();
+        SfRest::login(&c.login_url, &c.client_id, c.client_secret.as_deref().unwrap_or_default())
             .unwrap_or_else(|e| panic!("login to emulator failed: {e}\n{}", tail(&self.log_contents(), 30)))
     }
 
@@ -198,6 +256,49 @@ impl Drop for Emulator {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// A login to the emulator's org, and the `sfsync.add_connection` call that stores it.
+/// Fields are public so a test can vary one (a wrong secret, a missing password).
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// The emulator's base URL (login and instance URL at once).
+    pub login_url: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    /// Set for the OAuth username-password flow.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Credentials {
+    /// The username-password flow as the emulator's integration user.
+    pub fn password_flow(self) -> Self {
+        Credentials { username: Some(DEFAULT_USERNAME.to_string()), password: Some(DEFAULT_PASSWORD.to_string()), ..self }
+    }
+
+    /// `SELECT sfsync.add_connection('name', 'login_url', 'client_id', client_secret => ...,
+    /// username => ..., password => ..., auth_flow => 'password')`, the optional arguments
+    /// only when set (`auth_flow => 'password'` when there is a username).
+    pub fn add_connection_sql(&self, name: &str) -> String {
+        let mut sql = format!("SELECT sfsync.add_connection({}, {}, {}", literal(name), literal(&self.login_url), literal(&self.client_id));
+        if let Some(s) = &self.client_secret {
+            sql.push_str(&format!(", client_secret => {}", literal(s)));
+        }
+        if let Some(u) = &self.username {
+            sql.push_str(&format!(", auth_flow => 'password', username => {}", literal(u)));
+        }
+        if let Some(p) = &self.password {
+            sql.push_str(&format!(", password => {}", literal(p)));
+        }
+        sql.push(')');
+        sql
+    }
+}
+
+/// A SQL string literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 fn fail_start(child: &mut Child, log_path: &Path, msg: &str) -> ! {
@@ -395,6 +496,43 @@ impl SfRest {
         if !(200..300).contains(&status) {
             panic!("delete {sobject}/{id} -> HTTP {status}: {body}");
         }
+    }
+
+    /// Waits until `soql` returns a record, and returns the first one.
+    pub fn until_record(&self, soql: &str) -> Value {
+        until(&format!("a record of `{soql}`"), WAIT, || self.query(soql).into_iter().next())
+    }
+
+    /// Waits until `soql` returns exactly `n` records, and returns them.
+    pub fn until_records(&self, soql: &str, n: usize) -> Vec<Value> {
+        until(&format!("{n} records of `{soql}`"), WAIT, || {
+            let records = self.query(soql);
+            if records.len() == n {
+                Ok(records)
+            } else {
+                Err(format!("{} records", records.len()))
+            }
+        })
+    }
+
+    /// Waits until the record `id` is gone (`query` no longer returns it: deleted, or in the
+    /// recycle bin).
+    pub fn until_gone(&self, sobject: &str, id: &str) {
+        let soql = format!("SELECT Id FROM {sobject} WHERE Id = '{id}'");
+        until(&format!("{sobject} {id} gone from Salesforce"), WAIT, || self.query(&soql).is_empty());
+    }
+
+    /// Waits until field `field` of record `id` equals `expected`.
+    pub fn until_field(&self, sobject: &str, id: &str, field: &str, expected: impl Into<Value>) {
+        let expected = expected.into();
+        until(&format!("{sobject} {id} with {field} = {expected}"), WAIT, || {
+            let actual = self.get(sobject, id).map(|r| r[field].clone());
+            match actual {
+                Some(v) if v == expected => Ok(()),
+                Some(v) => Err(format!("{field} = {v}")),
+                None => Err("no such record".to_string()),
+            }
+        })
     }
 
     /// Fetches a record by Id (`None` on 404).

@@ -6,7 +6,12 @@
 //!   `/__emulator/...` surface and a small Salesforce REST client ([`SfRest`]).
 //! * [`Cluster`]: a throwaway PostgreSQL 15 cluster in `/tmp/sfsync-e2e-*`, with `sfsync` in
 //!   `shared_preload_libraries` (the extension must be installed: `make install`).
-//! * [`wait_until`] / [`eventually`]: polling helpers for asynchronous sync.
+//! * [`until`]: the polling helper for asynchronous sync, and the waits built on it:
+//!   [`DbExt`] on a `postgres::Client` (`until_count`, `until_value`, `until_true`,
+//!   `until_outbox_drained`, `until_worker` ...) and on [`SfRest`] (`until_record`,
+//!   `until_records`, `until_gone`, `until_field`). They give up after [`WAIT`].
+//! * [`Credentials`]: the emulator's connected app and user, and the `sfsync.add_connection`
+//!   call for them ([`Emulator::connect_sql`]).
 //!
 //! Environment variables:
 //!
@@ -19,14 +24,18 @@
 //! | `SF_API_VERSION` | REST API version used by [`SfRest`] (default: newest from `GET /services/data/`, else `v61.0`) |
 
 mod cluster;
+mod db;
 mod emulator;
 mod util;
 mod wait;
 
 pub use cluster::{Cluster, ClusterOpts};
-pub use emulator::{Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+pub use db::{scalar, DbExt};
+pub use emulator::{
+    Credentials, Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_USERNAME,
+};
 pub use util::{is_root, keep_artifacts, workspace_root};
-pub use wait::{eventually, wait_until};
+pub use wait::{until, Probe, WAIT};
 
 /// Re-exported so tests don't need their own dependency entries.
 pub use postgres;

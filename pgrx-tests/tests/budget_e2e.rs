@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{accounts_table, scalar, WAIT};
-use sfsync_e2e::{eventually, json, Value};
+use common::accounts_table;
+use sfsync_e2e::{json, scalar, DbExt};
 use std::time::Duration;
 
 #[test]
@@ -16,16 +16,11 @@ fn the_api_budget_pauses_the_connection_and_says_so() {
     env.worker_pid();
     // 960 requests a day at the default 50% share: 20 an hour, then one every 3 minutes.
     env.emu.admin("POST", "limits", json!({"daily_api_limit": 960, "api_usage": 0}));
-    let state = eventually(WAIT, || {
-        let s: String = scalar(&mut db, "SELECT state FROM sfsync.status");
-        (s == "paused: API budget").then_some(s.clone()).ok_or(format!("state is {s}"))
-    });
-    assert_eq!(state, "paused: API budget");
-    let counters = |emu: &sfsync_e2e::Emulator| emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap();
-    let before = counters(&env.emu);
+    db.until_value("SELECT state FROM sfsync.status", "paused: API budget".to_string());
+    let before = env.emu.api_calls();
     db.batch_execute("INSERT INTO accounts (name) VALUES ('Waits for budget')").unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(counters(&env.emu) - before <= 1, "calls went on past the budget");
+    assert!(env.emu.api_calls() - before <= 1, "calls went on past the budget");
     let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
     assert_eq!(pending, 1, "the change waits, it is not dropped or parked");
     let used: i64 = scalar(&mut db, "SELECT api_calls FROM sfsync.status");

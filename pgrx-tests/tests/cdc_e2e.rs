@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::{accounts_table, contacts_table, pause, scalar, Env, WAIT};
-use sfsync_e2e::{eventually, json, postgres, Value};
+use common::{accounts_table, contacts_table, pause, Env};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::time::Duration;
 
 const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
@@ -22,19 +22,12 @@ fn query_calls(env: &Env) -> u64 {
 /// Waits until no query has been made for a while (the catch-up poll after subscribing is
 /// over) and returns the count.
 fn queries_settled(env: &Env) -> u64 {
-    eventually(WAIT, || {
+    until("no more queries for 1.5 s", WAIT, || {
         let before = query_calls(env);
         std::thread::sleep(Duration::from_millis(1500));
         let after = query_calls(env);
-        (before == after).then_some(after).ok_or(format!("still querying ({before} -> {after})"))
+        (before == after).then_some(after).ok_or(format!("{before} -> {after} query calls"))
     })
-}
-
-fn until(db: &mut postgres::Client, what: &str, sql: &str) {
-    eventually(WAIT, || {
-        let ok: bool = scalar(db, &format!("SELECT COALESCE(({sql}), false)"));
-        ok.then_some(()).ok_or(format!("{what}: not yet"))
-    });
 }
 
 /// `common::resume` once the events have reached the worker's inbox (the stream keeps
@@ -47,7 +40,7 @@ fn resume(env: &Env, lock: postgres::Client) {
 /// An Account created in Salesforce, once it is in `accounts`.
 fn streamed_account(env: &Env, db: &mut postgres::Client, fields: Value) -> String {
     let id = env.emu.sf().create("Account", fields);
-    until(db, "account pulled", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
+    db.until_true("account pulled", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
     id
 }
 
@@ -61,7 +54,7 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     let id =
         streamed_account(&env, &mut db, json!({"Name": "Acme", "Industry": "Energy", "AnnualRevenue": 5, "Website": "https://sf.example"}));
     let q0 = queries_settled(&env);
-    until(&mut db, "stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
 
     // Postgres's website differs from Salesforce's (written with capture off, so nothing is
     // pending): a pull would overwrite it with Salesforce's whole record, an event that
@@ -73,7 +66,7 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
     ))
     .unwrap();
     env.emu.sf().update("Account", &id, json!({"Industry": "Banking", "AnnualRevenue": null}));
-    until(&mut db, "update applied", &format!("SELECT industry = 'Banking' AND annual_revenue IS NULL FROM accounts WHERE sfid = '{id}'"));
+    db.until_true("update applied", &format!("SELECT industry = 'Banking' AND annual_revenue IS NULL FROM accounts WHERE sfid = '{id}'"));
     assert_eq!(query_calls(&env), q0, "the update landed from its event, without a query");
     let seen: bool =
         scalar(&mut db, "SELECT last_change_event > now() - interval '1 minute' FROM sfsync.status WHERE \"table\" = 'accounts'::regclass");
@@ -83,17 +76,16 @@ fn events_are_applied_directly_changed_fields_only_without_a_query() {
 
     // Create (with compound Name parts on a Contact) and delete.
     let c = env.emu.sf().create("Contact", json!({"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"}));
-    until(
-        &mut db,
+    db.until_true(
         "contact created",
         &format!("SELECT EXISTS (SELECT 1 FROM contacts WHERE sfid = '{c}' AND first_name = 'Ada' AND last_name = 'Lovelace')"),
     );
     env.emu.sf().update("Contact", &c, json!({"LastName": "King"}));
-    until(&mut db, "name part updated", &format!("SELECT last_name = 'King' AND first_name = 'Ada' FROM contacts WHERE sfid = '{c}'"));
+    db.until_true("name part updated", &format!("SELECT last_name = 'King' AND first_name = 'Ada' FROM contacts WHERE sfid = '{c}'"));
     let gone = env.emu.sf().create("Account", json!({"Name": "Globex"}));
-    until(&mut db, "account created", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}' AND name = 'Globex')"));
+    db.until_true("account created", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}' AND name = 'Globex')"));
     env.emu.sf().delete("Account", &gone);
-    until(&mut db, "account deleted", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}')"));
+    db.until_true("account deleted", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{gone}')"));
 
     assert_eq!(query_calls(&env), q0, "creates and deletes landed from their events, without a query");
     // Nothing the sync wrote was captured: no echo on its way back to Salesforce.
@@ -120,7 +112,7 @@ fn a_created_record_carrying_our_key_links_to_its_row() {
     )
     .unwrap();
     let id = env.emu.sf().create("Account", json!({"Name": "Initech", "Industry": "Tech", "Postgres_Id__c": "41"}));
-    until(&mut db, "linked", &format!("SELECT sfid = '{id}' AND industry = 'Tech' FROM accounts WHERE id = 41"));
+    db.until_true("linked", &format!("SELECT sfid = '{id}' AND industry = 'Tech' FROM accounts WHERE id = 41"));
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts");
     assert_eq!(n, 1, "linked, not duplicated");
 }
@@ -135,28 +127,27 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     let c = streamed_account(&env, &mut db, json!({"Name": "C"}));
 
     // The stream drops (every client forgotten) and CometD answers 503 for a while.
-    let fault = env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
+    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
-    until(&mut db, "stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
+    db.until_true("stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     let b = env.emu.sf().create("Account", json!({"Name": "B", "Industry": "Retail"}));
     env.emu.sf().delete("Account", &c);
     let hits = env.emu.admin("GET", "faults", Value::Null)[0]["hits"].as_u64().unwrap_or(0);
     assert!(hits > 0, "the stream was refused: {fault}");
-    env.emu.admin("DELETE", "faults", Value::Null);
+    env.emu.clear_faults();
 
-    until(&mut db, "update during the outage", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
-    until(
-        &mut db,
+    db.until_true("update during the outage", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true(
         "create during the outage",
         &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{b}' AND industry = 'Retail')"),
     );
-    until(&mut db, "delete during the outage", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{c}')"));
+    db.until_true("delete during the outage", &format!("SELECT NOT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{c}')"));
     // And the stream is back.
-    until(&mut db, "stream shown live again", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    db.until_true("stream shown live again", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
     env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
-    until(&mut db, "update after the outage", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
+    db.until_true("update after the outage", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
 }
 
 #[test]
@@ -167,8 +158,8 @@ fn a_replay_id_past_retention_falls_back_to_a_catch_up_poll() {
     env.worker_pid();
     let a = streamed_account(&env, &mut db, json!({"Name": "A", "Industry": "Energy"}));
     env.emu.sf().update("Account", &a, json!({"Industry": "Retail"}));
-    until(&mut db, "streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
-    until(&mut db, "replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
+    db.until_true("streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
     let saved: i64 = scalar(&mut db, "SELECT replay_id FROM sfsync.cdc_state");
     drop(db);
 
@@ -177,19 +168,19 @@ fn a_replay_id_past_retention_falls_back_to_a_catch_up_poll() {
     env.cluster.stop();
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     let b = env.emu.sf().create("Account", json!({"Name": "B"}));
-    env.emu.admin("POST", "clock", json!({"advance_ms": 73 * 3_600_000_i64}));
+    env.emu.advance_clock(73 * 3_600_000_i64);
     env.cluster.start_again();
     let mut db = env.db();
 
-    until(&mut db, "update while down", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
-    until(&mut db, "create while down", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{b}')"));
+    db.until_true("update while down", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("create while down", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{b}')"));
     // Those changes were no longer in the stream: only the catch-up poll could bring them.
     let cdc = env.emu.admin("GET", "cdc", Value::Null);
     assert!(cdc["first_replay_id"].is_null() || cdc["first_replay_id"].as_i64() > Some(saved + 2), "events aged out: {cdc}");
     // The stream continues with new events, and its position moves past the invalid one.
     env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
-    until(&mut db, "update after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
-    until(&mut db, "position saved", &format!("SELECT replay_id > {saved} FROM sfsync.cdc_state"));
+    db.until_true("update after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
+    db.until_true("position saved", &format!("SELECT replay_id > {saved} FROM sfsync.cdc_state"));
 }
 
 #[test]
@@ -200,20 +191,17 @@ fn an_unknown_replay_id_falls_back_to_a_catch_up_poll() {
     let pid = env.worker_pid();
     let a = streamed_account(&env, &mut db, json!({"Name": "A"}));
     env.emu.sf().update("Account", &a, json!({"Industry": "Retail"}));
-    until(&mut db, "streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
-    until(&mut db, "replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
+    db.until_true("streamed", &format!("SELECT industry = 'Retail' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("replay id saved", "SELECT EXISTS (SELECT 1 FROM sfsync.cdc_state WHERE replay_id > 0)");
     // A position the org never gave, then a worker restart while Salesforce changes.
     db.batch_execute("UPDATE sfsync.cdc_state SET replay_id = 987654321").unwrap();
     env.cluster.signal_backend(pid, "TERM");
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
-    eventually(WAIT, || {
-        let now: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
-        now.filter(|p| *p != pid).ok_or("worker not restarted".to_string())
-    });
-    until(&mut db, "change while restarting", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    db.until_worker_replaced(pid);
+    db.until_true("change while restarting", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
     env.emu.sf().update("Account", &a, json!({"Industry": "Media"}));
-    until(&mut db, "change after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
-    until(&mut db, "valid position saved", "SELECT replay_id < 987654321 FROM sfsync.cdc_state");
+    db.until_true("change after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("valid position saved", "SELECT replay_id < 987654321 FROM sfsync.cdc_state");
 }
 
 #[test]
@@ -231,7 +219,7 @@ fn gap_events_make_a_catch_up_poll() {
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     events(true);
     env.emu.admin("POST", "cdc/gap", json!({"object": "Account", "ids": [a]}));
-    until(&mut db, "gap caught up", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("gap caught up", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
     assert!(query_calls(&env) > q0, "a gap is caught up by polling");
 
     // GAP_OVERFLOW names no records: the object is polled.
@@ -239,7 +227,7 @@ fn gap_events_make_a_catch_up_poll() {
     env.emu.sf().update("Account", &a, json!({"Industry": "Media"}));
     events(true);
     env.emu.admin("POST", "cdc/overflow", json!({"object": "Account"}));
-    until(&mut db, "overflow caught up", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("overflow caught up", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
 }
 
 #[test]
@@ -249,10 +237,10 @@ fn an_event_for_a_record_with_a_local_change_pending_goes_to_the_conflict_policy
     contacts_table(&mut db);
     env.worker_pid();
     db.batch_execute("INSERT INTO contacts (id, first_name, last_name, email) VALUES (1, 'Ada', 'Lovelace', 'ada@example.com')").unwrap();
-    let sfid: String = eventually(WAIT, || {
+    let sfid: String = until("contact 1 pushed", WAIT, || {
         let sfid: Option<String> = scalar(&mut db, "SELECT sfid::text FROM contacts WHERE id = 1");
         let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        sfid.filter(|_| outbox == 0).ok_or("not pushed yet".to_string())
+        sfid.filter(|_| outbox == 0).ok_or(format!("outbox {outbox}"))
     });
 
     // The worker is paused (the stream keeps listening): both sides change the email.
@@ -263,7 +251,7 @@ fn an_event_for_a_record_with_a_local_change_pending_goes_to_the_conflict_policy
 
     // salesforce_wins (the default): Salesforce's email stays on both sides, the local
     // first name still goes out, and the lost local email is recorded.
-    eventually(WAIT, || {
+    until("Salesforce's email on both sides, the first name sent", WAIT, || {
         let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
         let pg: Option<String> = scalar(&mut db, "SELECT email FROM contacts WHERE id = 1");
         let sf = env.emu.sf().get("Contact", &sfid).unwrap();
@@ -297,16 +285,14 @@ fn a_child_created_in_salesforce_gets_its_parents_key_even_when_the_parent_comes
     let parent = sf.create("Account", json!({"Name": "Parent"}));
     let child = sf.create("Contact", json!({"LastName": "Child", "AccountId": parent}));
     resume(&env, lock);
-    until(
-        &mut db,
+    db.until_true(
         "child linked to its parent",
         &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{child}'"),
     );
     // A child whose parent is already here: straight from the event.
     let q0 = queries_settled(&env);
     let second = sf.create("Contact", json!({"LastName": "Second", "AccountId": parent}));
-    until(
-        &mut db,
+    db.until_true(
         "second child linked",
         &format!("SELECT c.account_id = a.id FROM contacts c JOIN accounts a ON a.sfid = '{parent}' WHERE c.sfid = '{second}'"),
     );
@@ -326,7 +312,7 @@ fn events_a_mirror_cannot_apply_directly_are_read_by_spaced_polls_not_one_each()
     let mut db = env.db();
     db.batch_execute("SELECT sfsync.mirror('Account', 'sf_accounts')").unwrap();
     env.worker_pid();
-    until(&mut db, "mirrored", &format!("SELECT EXISTS (SELECT 1 FROM sf_accounts WHERE sfid = '{id}')"));
+    db.until_true("mirrored", &format!("SELECT EXISTS (SELECT 1 FROM sf_accounts WHERE sfid = '{id}')"));
     let q0 = queries_settled(&env);
     let started = std::time::Instant::now();
     let n = 40;
@@ -335,7 +321,7 @@ fn events_a_mirror_cannot_apply_directly_are_read_by_spaced_polls_not_one_each()
         sf.update("Account", &id, json!({"Industry": format!("Industry {i}")}));
         std::thread::sleep(Duration::from_millis(50));
     }
-    until(&mut db, "last change mirrored", &format!("SELECT industry = 'Industry {}' FROM sf_accounts WHERE sfid = '{id}'", n - 1));
+    db.until_true("last change mirrored", &format!("SELECT industry = 'Industry {}' FROM sf_accounts WHERE sfid = '{id}'", n - 1));
     let calls = query_calls(&env) - q0;
     // At most one poll per spacing while it lasted, plus the one a quiet table gets at once.
     let allowed = 2 + started.elapsed().as_secs() / 3;
@@ -361,7 +347,7 @@ fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed(
     )
     .unwrap();
     env.worker_pid();
-    until(&mut db, "pulled", &format!("SELECT industry = 'Energy' FROM accounts WHERE sfid = '{id}'"));
+    db.until_true("pulled", &format!("SELECT industry = 'Energy' FROM accounts WHERE sfid = '{id}'"));
     let q0 = queries_settled(&env);
     sf.update("Account", &id, json!({"Industry": "Banking"}));
     std::thread::sleep(Duration::from_secs(2));
@@ -370,8 +356,7 @@ fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed(
     // so the conflict policy (salesforce_wins) settles it instead of the push overwriting
     // Salesforce's change.
     db.batch_execute(&format!("UPDATE accounts SET industry = 'Retail' WHERE sfid = '{id}'")).unwrap();
-    until(
-        &mut db,
+    db.until_true(
         "conflict settled",
         &format!(
             "SELECT a.industry = 'Banking' AND EXISTS (SELECT 1 FROM sfsync.conflicts WHERE winner = 'salesforce')

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{pause, resume, scalar, Env, WAIT};
-use sfsync_e2e::{eventually, json, postgres, Value};
+use common::{pause, resume, Env};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 
 fn contacts(db: &mut postgres::Client, options: &str) {
     db.batch_execute(&format!(
@@ -18,18 +18,19 @@ fn contacts(db: &mut postgres::Client, options: &str) {
 /// Inserts a contact and waits until it is in Salesforce and linked; returns its Id.
 fn pushed_contact(_env: &Env, db: &mut postgres::Client, id: i64, email: &str) -> String {
     db.execute("INSERT INTO contacts (id, first_name, last_name, email) VALUES ($1, 'Ada', 'Lovelace', $2)", &[&id, &email]).unwrap();
-    eventually(WAIT, || {
+    until(&format!("contact {id} pushed and linked"), WAIT, || {
         let sfid: Option<String> = db.query_one("SELECT sfid::text FROM contacts WHERE id = $1", &[&id]).unwrap().get(0);
         let outbox: i64 = scalar(db, "SELECT count(*) FROM sfsync.outbox");
         match sfid {
             Some(s) if outbox == 0 => Ok(s),
-            _ => Err(format!("contact {id} not pushed yet")),
+            _ => Err(format!("sfid {sfid:?}, outbox {outbox}")),
         }
     })
 }
 
+/// Waits until the outbox is drained and `check` holds.
 fn settled(env: &Env, db: &mut postgres::Client, check: impl Fn(&mut postgres::Client, &Env) -> Result<(), String>) {
-    eventually(WAIT, || {
+    until("the outbox drained and the conflict settled", WAIT, || {
         let outbox: i64 = scalar(db, "SELECT count(*) FROM sfsync.outbox");
         if outbox > 0 {
             return Err(format!("{outbox} outbox entries left"));
@@ -167,10 +168,7 @@ fn last_modified_wins_lets_the_later_change_win() {
 /// A record created in Salesforce and pulled; returns its Id once the row is here.
 fn pulled_contact(env: &Env, db: &mut postgres::Client, last_name: &str) -> String {
     let id = env.emu.sf().create("Contact", json!({"LastName": last_name}));
-    eventually(WAIT, || {
-        let n: i64 = scalar(db, &format!("SELECT count(*) FROM contacts WHERE sfid = '{id}'"));
-        (n == 1).then_some(()).ok_or(format!("{last_name} not pulled yet"))
-    });
+    db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{id}'"), 1);
     id
 }
 
@@ -185,10 +183,7 @@ fn local_rows(db: &mut postgres::Client, sfid: &str) -> i64 {
 /// Waits for one full worker round trip: a marker record pushed from Postgres.
 fn round_trip(env: &Env, db: &mut postgres::Client, id: i64) {
     db.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Marker')", &[&id]).unwrap();
-    eventually(WAIT, || {
-        let r = env.sf_query(&format!("SELECT Id FROM Contact WHERE Postgres_Id__c = '{id}'"));
-        (!r.is_empty()).then_some(()).ok_or("marker not pushed yet".to_string())
-    });
+    env.emu.sf().until_record(&format!("SELECT Id FROM Contact WHERE Postgres_Id__c = '{id}'"));
 }
 
 #[test]
@@ -206,29 +201,20 @@ fn on_delete_propagate_and_ignore() {
     // propagate, both ways.
     let sf_deleted = pulled_contact(&env, &mut db, "Gone");
     env.emu.sf().delete("Contact", &sf_deleted);
-    eventually(WAIT, || (local_rows(&mut db, &sf_deleted) == 0).then_some(()).ok_or("row still here".to_string()));
+    db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{sf_deleted}'"), 0);
     let pg_deleted = pushed_contact(&env, &mut db, 1001, "x@example.com");
     db.batch_execute("DELETE FROM contacts WHERE id = 1001").unwrap();
-    eventually(WAIT, || (!exists_in_sf(&env, &pg_deleted)).then_some(()).ok_or("record still in Salesforce".to_string()));
+    env.emu.sf().until_gone("Contact", &pg_deleted);
 
     // ignore, both ways.
     let lead = env.emu.sf().create("Lead", json!({"LastName": "Kept", "Company": "Acme"}));
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM leads WHERE sfid = '{lead}'"));
-        (n == 1).then_some(()).ok_or("lead not pulled yet".to_string())
-    });
+    db.until_count(&format!("SELECT count(*) FROM leads WHERE sfid = '{lead}'"), 1);
     env.emu.sf().delete("Lead", &lead);
     db.batch_execute("INSERT INTO leads (id, last_name, company) VALUES (1001, 'Local', 'Initech')").unwrap();
-    let local = eventually(WAIT, || {
-        let r = env.sf_query("SELECT Id FROM Lead WHERE Postgres_Id__c = '1001'");
-        r.first().map(|r| r["Id"].as_str().unwrap().to_string()).ok_or("lead 1 not pushed".to_string())
-    });
+    let local = env.emu.sf().until_record("SELECT Id FROM Lead WHERE Postgres_Id__c = '1001'")["Id"].as_str().unwrap().to_string();
     db.batch_execute("DELETE FROM leads WHERE id = 1001").unwrap();
     round_trip(&env, &mut db, 2001); // the delete of lead 1001 went through the worker before it
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        (n == 0).then_some(()).ok_or("outbox not empty".to_string())
-    });
+    db.until_outbox_drained();
     let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM leads WHERE sfid = '{lead}'"));
     assert_eq!(n, 1, "a Salesforce delete leaves the local row with on_delete => 'ignore'");
     assert!(!env.sf_query(&format!("SELECT Id FROM Lead WHERE Id = '{local}'")).is_empty(), "a local delete leaves Salesforce alone");
@@ -250,7 +236,7 @@ fn on_delete_review_holds_deletes_until_approved_or_rejected() {
             .first()
             .map(|r| (r.get(0), r.get(1)))
     };
-    let (id, origin) = eventually(WAIT, || review(&mut db, &a).ok_or("not held yet".to_string()));
+    let (id, origin) = until("the Salesforce delete held for review", WAIT, || review(&mut db, &a));
     assert_eq!(origin, "salesforce");
     assert_eq!(local_rows(&mut db, &a), 1, "held, not applied");
     let snapshot = parse(db.query_one("SELECT \"row\"::text FROM sfsync.delete_review WHERE id = $1", &[&id]).unwrap().get(0));
@@ -263,7 +249,7 @@ fn on_delete_review_holds_deletes_until_approved_or_rejected() {
     // From Salesforce, rejected: the row stays, unlinked.
     let r = pulled_contact(&env, &mut db, "Rejected");
     env.emu.sf().delete("Contact", &r);
-    let (id, _) = eventually(WAIT, || review(&mut db, &r).ok_or("not held yet".to_string()));
+    let (id, _) = until("the Salesforce delete held for review", WAIT, || review(&mut db, &r));
     assert!(db.query_one("SELECT sfsync.reject_delete($1)", &[&id]).unwrap().get::<_, bool>(0));
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM contacts WHERE last_name = 'Rejected' AND sfid IS NULL"), 1);
 
@@ -277,7 +263,7 @@ fn on_delete_review_holds_deletes_until_approved_or_rejected() {
     assert!(exists_in_sf(&env, &p), "not deleted while held");
     assert_eq!(local_rows(&mut db, &p), 0, "and not pulled back meanwhile");
     assert!(db.query_one("SELECT sfsync.approve_delete($1)", &[&id]).unwrap().get::<_, bool>(0));
-    eventually(WAIT, || (!exists_in_sf(&env, &p)).then_some(()).ok_or("not deleted in Salesforce yet".to_string()));
+    env.emu.sf().until_gone("Contact", &p);
 
     // From Postgres, rejected: the row comes back, still linked; Salesforce untouched.
     let q = pushed_contact(&env, &mut db, 1002, "q@example.com");
@@ -306,11 +292,9 @@ fn a_pulled_delete_blocked_by_a_foreign_key_is_reported_once() {
     let sfid = pulled_contact(&env, &mut db, "Parent");
     db.batch_execute(&format!("INSERT INTO notes (contact_id, body) SELECT id, 'hello' FROM contacts WHERE sfid = '{sfid}'")).unwrap();
     env.emu.sf().delete("Contact", &sfid);
-    let (code, message, direction, operation) = eventually(WAIT, || {
+    let (code, message, direction, operation) = until("the blocked delete reported in sfsync.errors", WAIT, || {
         let rows = db.query("SELECT error_code, message, direction, operation FROM sfsync.errors WHERE sfid = $1", &[&sfid]).unwrap();
-        rows.first()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
-            .ok_or("not reported yet".to_string())
+        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, String>(2), r.get::<_, String>(3)))
     });
     assert_eq!((code.as_str(), direction.as_str(), operation.as_str()), ("FOREIGN_KEY_VIOLATION", "pull", "delete"));
     assert!(message.contains("notes_contact_id_fkey"), "{message}");
@@ -341,23 +325,23 @@ fn records_leaving_the_filter_leave_postgres_and_a_new_filter_is_applied() {
     let retail = sf.create("Account", json!({"Name": "Shop", "Industry": "Retail"}));
     let count =
         |db: &mut postgres::Client, sfid: &str| -> i64 { scalar(db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'")) };
-    eventually(WAIT, || (count(&mut db, &tech) == 1).then_some(()).ok_or("not pulled yet".to_string()));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{tech}'"), 1);
     assert_eq!(count(&mut db, &retail), 0, "outside the filter");
 
     // Edited in Salesforce until it no longer matches: gone here, still there.
     sf.update("Account", &tech, json!({"Industry": "Banking"}));
-    eventually(WAIT, || (count(&mut db, &tech) == 0).then_some(()).ok_or("still here".to_string()));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{tech}'"), 0);
     assert_eq!(sf.get("Account", &tech).expect("still in Salesforce")["Industry"], "Banking");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0, "not captured as a delete");
 
     // A new filter: pulled again, what no longer matches goes.
     sf.update("Account", &tech, json!({"Industry": "Technology"}));
-    eventually(WAIT, || (count(&mut db, &tech) == 1).then_some(()).ok_or("back in the filter, not pulled yet".to_string()));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{tech}'"), 1);
     let out = parse(
         db.query_one("SELECT sfsync.sync_table('accounts', 'Account', filter => 'Industry = ''Retail''')::text", &[]).unwrap().get(0),
     );
     assert_eq!(out["repull"], true);
-    eventually(WAIT, || {
+    until("only the Retail account left", WAIT, || {
         let (t, r) = (count(&mut db, &tech), count(&mut db, &retail));
         (t == 0 && r == 1).then_some(()).ok_or(format!("technology {t}, retail {r}"))
     });

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{pause, resume, scalar, Env, PASS_LOCK, WAIT};
-use sfsync_e2e::{eventually, json, postgres, serde_json, SfRest, Value};
+use common::{pause, resume, stop_worker, Env};
+use sfsync_e2e::{json, postgres, scalar, serde_json, until, DbExt, SfRest, Value, WAIT};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -38,21 +38,13 @@ fn hard_delete(sf: &SfRest, object: &str, ids: &[&str]) {
     assert_eq!(resp.status().as_u16(), 201);
     let (status, _) = sf.request("PATCH", &format!("jobs/ingest/{job_id}"), Some(&json!({"state": "UploadComplete"})));
     assert_eq!(status, 200);
-    eventually(WAIT, || {
+    until(&format!("hardDelete job {job_id} complete"), WAIT, || {
         let (_, info) = sf.request("GET", &format!("jobs/ingest/{job_id}"), None);
         match info["state"].as_str() {
             Some("JobComplete") => Ok(()),
-            s => Err(format!("hardDelete job {s:?}")),
+            s => Err(format!("state {s:?}")),
         }
     });
-}
-
-fn advance_clock(env: &Env, ms: i64) {
-    env.emu.admin("POST", "clock", json!({"advance_ms": ms}));
-}
-
-fn api_calls(env: &Env) -> u64 {
-    env.emu.admin("GET", "counters", Value::Null)["total"].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -70,22 +62,15 @@ fn hard_deletes_arrive_through_get_deleted_per_on_delete_policy() {
         ))
         .unwrap();
     }
-    eventually(WAIT, || {
-        let n: i64 = scalar(
-            &mut db,
-            "SELECT (SELECT count(*) FROM acc_propagate) + (SELECT count(*) FROM acc_ignore) + (SELECT count(*) FROM acc_review)",
-        );
-        if n == 6 {
-            Ok(())
-        } else {
-            Err(format!("{n} of 6 rows backfilled"))
-        }
-    });
+    db.until_count(
+        "SELECT (SELECT count(*) FROM acc_propagate) + (SELECT count(*) FROM acc_ignore) + (SELECT count(*) FROM acc_review)",
+        6,
+    );
     hard_delete(&sf, "Account", &[&gone]);
     assert!(sf.query_all(&format!("SELECT Id FROM Account WHERE Id = '{gone}'")).is_empty(), "hard-deleted: queryAll no longer sees it");
     // getDeleted takes whole minutes: the deletion is reported once its minute is over.
-    advance_clock(&env, 2 * 60_000);
-    eventually(WAIT, || {
+    env.emu.advance_clock(2 * 60_000);
+    until("the hard delete propagated and held for review", WAIT, || {
         let left: i64 = db.query_one("SELECT count(*) FROM acc_propagate WHERE sfid = $1", &[&gone]).unwrap().get(0);
         let held: i64 = db
             .query_one("SELECT count(*) FROM sfsync.delete_review WHERE \"table\" = 'acc_review'::regclass AND sfid = $1 AND origin = 'salesforce'", &[&gone])
@@ -131,7 +116,7 @@ fn a_missed_window_reconciles_exactly_the_gone_rows_and_respects_the_filter() {
                                   direction => 'pull', filter => 'Industry = ''Energy''', on_delete => 'review');",
     )
     .unwrap();
-    eventually(WAIT, || {
+    until("3 rows loaded and a delete check made", WAIT, || {
         let checked: bool = scalar(&mut db, "SELECT last_delete_check IS NOT NULL FROM sfsync.status");
         let n: i64 = scalar(&mut db, "SELECT count(*) FROM energy");
         if n == 3 && checked {
@@ -145,11 +130,11 @@ fn a_missed_window_reconciles_exactly_the_gone_rows_and_respects_the_filter() {
     let lock = pause(&env);
     sf.delete("Account", &deleted);
     sf.update("Account", &moved, json!({"Industry": "Banking"}));
-    advance_clock(&env, 16 * DAY_MS);
+    env.emu.advance_clock(16 * DAY_MS);
     let sf = env.emu.sf(); // sessions do not live 16 days
     assert!(sf.query_all(&format!("SELECT Id FROM Account WHERE Id = '{deleted}'")).is_empty(), "purged from the recycle bin");
     resume(&env, lock);
-    eventually(WAIT, || {
+    until("a reconciliation that removes the moved row and holds the deleted one", WAIT, || {
         let reconciled: bool = scalar(&mut db, "SELECT last_reconciliation IS NOT NULL FROM sfsync.status");
         let moved_left: i64 = db.query_one("SELECT count(*) FROM energy WHERE sfid = $1", &[&moved]).unwrap().get(0);
         let held: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.delete_review WHERE decided_at IS NULL");
@@ -166,13 +151,9 @@ fn a_missed_window_reconciles_exactly_the_gone_rows_and_respects_the_filter() {
     // After the reconciliation the next checks go on through getDeleted windows.
     let before: Option<String> = scalar(&mut db, "SELECT last_reconciliation::text FROM sfsync.status");
     let checked: String = scalar(&mut db, "SELECT last_delete_check::text FROM sfsync.status");
-    eventually(WAIT, || {
+    until("a later delete check", WAIT, || {
         let now: String = scalar(&mut db, "SELECT last_delete_check::text FROM sfsync.status");
-        if now != checked {
-            Ok(())
-        } else {
-            Err("no later delete check".to_string())
-        }
+        (now != checked).then_some(()).ok_or(now)
     });
     let after: Option<String> = scalar(&mut db, "SELECT last_reconciliation::text FROM sfsync.status");
     assert_eq!(before, after, "one reconciliation, not one per check");
@@ -189,25 +170,17 @@ fn reconcile_on_request_and_what_it_costs() {
          SELECT sfsync.sync_table('accts', 'Account', fields => '{\"name\": \"Name\"}', direction => 'pull');",
     )
     .unwrap();
-    eventually(WAIT, || {
-        let c: i64 = scalar(&mut db, "SELECT count(*) FROM accts");
-        if c == n as i64 {
-            Ok(())
-        } else {
-            Err(format!("{c} of {n}"))
-        }
-    });
+    db.until_count("SELECT count(*) FROM accts", n as i64);
     let victims: Vec<String> =
         db.query("SELECT sfid::text FROM accts ORDER BY id LIMIT 3", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     let ids: Vec<&str> = victims.iter().map(String::as_str).collect();
     hard_delete(&env.emu.sf(), "Account", &ids);
     // The worker stays disabled (after the pass in progress) so only the reconciliation calls.
-    let mut lock = pause(&env);
-    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
-    let before = api_calls(&env);
+    stop_worker(&env);
+    let before = env.emu.api_calls();
     let summary: String = scalar(&mut db, "SELECT sfsync.reconcile('accts')::text");
     let summary: Value = serde_json::from_str(&summary).unwrap();
-    let calls = api_calls(&env) - before;
+    let calls = env.emu.api_calls() - before;
     assert_eq!(summary["listed"], json!(n - 3), "{summary}");
     assert_eq!(summary["deleted"], json!(3), "{summary}");
     let left: i64 = scalar(&mut db, "SELECT count(*) FROM accts");

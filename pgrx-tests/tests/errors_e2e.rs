@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{scalar, WAIT};
-use sfsync_e2e::eventually;
+use sfsync_e2e::{scalar, Credentials};
 
 fn error_of(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> String {
     match db.batch_execute(sql) {
@@ -17,27 +16,23 @@ fn error_of(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> String {
 fn bad_credentials_and_mappings_are_refused_by_name() {
     let env = common::start();
     let mut db = env.db();
-    let url = env.emu.url().to_string();
+    let good = env.emu.credentials();
 
-    let msg = error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', client_secret => 'wrong')"));
+    let wrong_secret = Credentials { client_secret: Some("wrong".into()), ..good.clone() };
+    let msg = error_of(&mut db, &wrong_secret.add_connection_sql("x"));
     assert!(msg.contains("invalid_client"), "{msg}");
     assert!(!msg.contains("wrong"), "the secret must not be echoed: {msg}");
-    let msg = error_of(
-        &mut db,
-        &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', client_secret => 'sfsync-local-secret', username => 'integration@sfsync.local', password => 'nope', auth_flow => 'password')"),
-    );
+    let wrong_password = Credentials { password: Some("nope".into()), ..good.clone().password_flow() };
+    let msg = error_of(&mut db, &wrong_password.add_connection_sql("x"));
     assert!(msg.contains("invalid_grant"), "{msg}");
     assert!(!msg.contains("nope"), "the password must not be echoed: {msg}");
-    let msg =
-        error_of(&mut db, &format!("SELECT sfsync.add_connection('x', '{url}', 'sfsync-local', auth_flow => 'password', username => 'u')"));
+    let no_password = Credentials { client_secret: None, username: Some("u".into()), password: None, ..good.clone() };
+    let msg = error_of(&mut db, &no_password.add_connection_sql("x"));
     assert!(msg.contains("needs password"), "{msg}");
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'x'");
     assert_eq!(n, 0, "refused credentials are not stored");
     // The password flow works with the right password.
-    db.batch_execute(&format!(
-        "SELECT sfsync.add_connection('pw', '{url}', 'sfsync-local', client_secret => 'sfsync-local-secret', username => 'integration@sfsync.local', password => 'sfsync', auth_flow => 'password')"
-    ))
-    .unwrap();
+    db.batch_execute(&good.password_flow().add_connection_sql("pw")).unwrap();
 
     db.batch_execute("CREATE TABLE people (id bigserial PRIMARY KEY, surname text, mail text)").unwrap();
     let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contct')");
@@ -64,10 +59,7 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
     )
     .unwrap();
     db.batch_execute("INSERT INTO people (surname, mail) VALUES ('Hopper', 'grace@example.com')").unwrap();
-    eventually(WAIT, || {
-        let r = env.sf_query("SELECT Email FROM Contact WHERE LastName = 'Hopper'");
-        (r.len() == 1).then_some(()).ok_or("not pushed".to_string())
-    });
+    env.emu.sf().until_records("SELECT Email FROM Contact WHERE LastName = 'Hopper'", 1);
 }
 
 #[test]

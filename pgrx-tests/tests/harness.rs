@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sfsync_e2e::{eventually, json, wait_until, Cluster, ClusterOpts, Emulator};
+use sfsync_e2e::{json, until, Cluster, ClusterOpts, DbExt, Emulator};
 
 #[test]
 fn cluster_start_restart_stop() {
@@ -39,11 +39,20 @@ fn cluster_start_restart_stop() {
     let pid: i32 = c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
     cluster.kill_backend(pid);
     assert!(c.query_one("SELECT 1", &[]).is_err());
-    let v: String = eventually(Duration::from_secs(30), || {
+    let v: String = until("the server back after a killed backend", Duration::from_secs(30), || {
         let mut c = cluster.try_connect("smoke").map_err(|e| e.to_string())?;
         c.query_one("SELECT v FROM t", &[]).map(|r| r.get(0)).map_err(|e| e.to_string())
     });
     assert_eq!(v, "a");
+
+    // The database waits answer at once when the condition already holds.
+    let mut c = cluster.connect("smoke");
+    c.until_count("SELECT count(*) FROM t", 1);
+    c.until_value("SELECT v FROM t WHERE id = 1", "a".to_string());
+    c.until_true("row 1 there", "SELECT EXISTS (SELECT 1 FROM t WHERE id = 1)");
+    c.set_system(&[("work_mem", "'16MB'")]);
+    cluster.connect("smoke").until_value("SHOW work_mem", "16MB".to_string());
+    drop(c);
 
     cluster.restart();
     assert_eq!(cluster.psql("smoke", "SELECT count(*) FROM t").trim(), "1");
@@ -78,18 +87,42 @@ fn emulator_round_trip() {
     sf.update("Account", &id, json!({"Industry": "Banking"}));
     assert_eq!(sf.get("Account", &id).unwrap()["Industry"], "Banking");
 
+    // The Salesforce waits, on records that are already there (or gone).
+    assert_eq!(sf.until_record(&soql)["Id"], id.as_str());
+    assert_eq!(sf.until_records(&soql, 1).len(), 1);
+    sf.until_field("Account", &id, "Industry", "Banking");
+
     sf.delete("Account", &id);
+    sf.until_gone("Account", &id);
     assert!(sf.query(&soql).is_empty());
     assert!(sf.get("Account", &id).is_none());
+
+    // The shared login, as the add_connection call the tests make.
+    let creds = emu.credentials();
+    assert_eq!(
+        creds.add_connection_sql("default"),
+        format!("SELECT sfsync.add_connection('default', '{}', 'sfsync-local', client_secret => 'sfsync-local-secret')", emu.url())
+    );
+    assert_eq!(
+        creds.password_flow().add_connection_sql("pw"),
+        format!(
+            "SELECT sfsync.add_connection('pw', '{}', 'sfsync-local', client_secret => 'sfsync-local-secret', \
+             auth_flow => 'password', username => 'integration@sfsync.local', password => 'sfsync')",
+            emu.url()
+        )
+    );
 
     // The admin surface answers (whatever the route's status, the exchange works).
     emu.try_admin("GET", "counters", sfsync_e2e::Value::Null).expect("admin call");
     assert!(emu.log_contents().contains("listening on"), "emulator log: {}", emu.log_contents());
 
-    // Polling helper sanity.
+    // Polling helper sanity: it polls until done, and gives up naming what it waited for.
     let mut n = 0;
-    wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
+    until("a third attempt", Duration::from_secs(2), || {
         n += 1;
         n >= 3
     });
+    let gave_up = std::panic::catch_unwind(|| until("what never comes", Duration::from_millis(300), || None::<()>)).unwrap_err();
+    let msg = gave_up.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("what never comes") && msg.contains("last seen: nothing yet"), "{msg}");
 }

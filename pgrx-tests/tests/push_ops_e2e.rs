@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{contacts_table, scalar, WAIT};
-use sfsync_e2e::{eventually, json, postgres, Value};
+use common::contacts_table;
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 
 /// SQLSTATE and message of the error `sql` fails with.
 fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
@@ -95,10 +95,7 @@ fn write_through_changes_are_in_salesforce_when_the_statement_returns() {
     // The pull side keeps working, and what it applies is not sent back.
     let writes = env.sf_writes();
     let pulled = env.emu.sf().create("Contact", json!({"LastName": "Pulled", "Postgres_Id__c": "42"}));
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM contacts WHERE id = 42 AND sfid = '{pulled}'"));
-        (n == 1).then_some(()).ok_or("not pulled yet".to_string())
-    });
+    db.until_count(&format!("SELECT count(*) FROM contacts WHERE id = 42 AND sfid = '{pulled}'"), 1);
     assert_eq!(env.sf_writes(), writes + 1, "only our create: the pulled row was not written back");
 
     // Delete: gone from Salesforce when the statement returns.
@@ -116,9 +113,9 @@ fn archive_retry_and_discard() {
 
     // A pushed record is archived as 'sent' with its Salesforce Id.
     db.batch_execute("INSERT INTO contacts (id, first_name, last_name) VALUES (1, 'Ada', 'Lovelace')").unwrap();
-    let (outcome, archived_id) = eventually(WAIT, || {
+    let (outcome, archived_id) = until("contact 1 in the outbox archive", WAIT, || {
         let rows = db.query("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'", &[]).unwrap();
-        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1))).ok_or("not archived yet".to_string())
+        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
     });
     assert_eq!(outcome, "sent");
     let sfid: Option<String> = scalar(&mut db, "SELECT sfid::text FROM contacts WHERE id = 1");
@@ -129,9 +126,9 @@ fn archive_retry_and_discard() {
     // A record the org's validation rule rejects is parked...
     let rule = reject_last_name(&env, "Blocked");
     db.batch_execute("INSERT INTO contacts (id, last_name) VALUES (2, 'Blocked')").unwrap();
-    let code = eventually(WAIT, || {
+    let code = until("contact 2 rejected in sfsync.errors", WAIT, || {
         let rows = db.query("SELECT error_code FROM sfsync.errors WHERE key = '2'", &[]).unwrap();
-        rows.first().map(|r| r.get::<_, String>(0)).ok_or("not rejected yet".to_string())
+        rows.first().map(|r| r.get::<_, String>(0))
     });
     assert_eq!(code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE pk = '2' AND state = 'failed'"), 1);
@@ -139,22 +136,19 @@ fn archive_retry_and_discard() {
     // ...until the rule is fixed and an operator retries it.
     env.emu.admin("DELETE", &format!("validation_rules/{rule}"), Value::Null);
     assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.retry('contacts', '2')"), 1);
-    let rec = eventually(WAIT, || contact_by_key(&env, "2").ok_or("retried record not in Salesforce yet".to_string()));
+    let rec = env.emu.sf().until_record("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '2'");
     assert_eq!(rec["LastName"], "Blocked");
-    eventually(WAIT, || {
+    until("no errors and the outbox drained", WAIT, || {
         let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors");
         let o: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        (n == 0 && o == 0).then_some(()).ok_or(format!("{n} errors, {o} outbox entries left"))
+        (n == 0 && o == 0).then_some(()).ok_or(format!("{n} errors, {o} outbox entries"))
     });
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2' AND outcome = 'sent'"), 1);
 
     // A parked record nobody wants is discarded: gone from the outbox and the errors, archived.
     reject_last_name(&env, "Unwanted");
     db.batch_execute("INSERT INTO contacts (id, last_name) VALUES (3, 'Unwanted')").unwrap();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE pk = '3' AND state = 'failed'");
-        (n == 1).then_some(()).ok_or("not parked yet".to_string())
-    });
+    db.until_count("SELECT count(*) FROM sfsync.outbox WHERE pk = '3' AND state = 'failed'", 1);
     assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.discard('contacts', '3')"), 1);
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);

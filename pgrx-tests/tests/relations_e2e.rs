@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{scalar, WAIT};
-use sfsync_e2e::{eventually, json, Value};
+use sfsync_e2e::{json, until, DbExt, Value, WAIT};
 
 fn tables(db: &mut sfsync_e2e::postgres::Client) {
     db.batch_execute(
@@ -31,25 +30,17 @@ fn children_carry_their_parents_salesforce_id_both_ways() {
          COMMIT;",
     )
     .unwrap();
-    let account = eventually(WAIT, || {
-        let r = env.sf_query("SELECT Id FROM Account WHERE Postgres_Id__c = '1'");
-        r.first().and_then(|r| r["Id"].as_str().map(String::from)).ok_or("account not pushed".to_string())
-    });
-    let contacts = eventually(WAIT, || {
-        let r = env.sf_query("SELECT LastName, AccountId FROM Contact ORDER BY LastName");
-        (r.len() == 3).then_some(r.clone()).ok_or(format!("{} contacts", r.len()))
-    });
+    let sf = env.emu.sf();
+    let account = sf.until_record("SELECT Id FROM Account WHERE Postgres_Id__c = '1'")["Id"].as_str().unwrap().to_string();
+    let contacts = sf.until_records("SELECT LastName, AccountId FROM Contact ORDER BY LastName", 3);
     assert_eq!(contacts[0]["LastName"], "Doe");
     assert_eq!(contacts[0]["AccountId"].as_str(), Some(account.as_str()));
     assert_eq!(contacts[1]["AccountId"].as_str(), Some(account.as_str()));
     assert_eq!(contacts[2]["AccountId"], Value::Null);
 
     // Salesforce -> Postgres: a contact created there lands with the parent's Postgres key.
-    let id = env.emu.sf().create("Contact", json!({"LastName": "FromSalesforce", "AccountId": account}));
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM contacts WHERE sfid = '{id}' AND account_id = 1"));
-        (n == 1).then_some(()).ok_or("not pulled with its parent key".to_string())
-    });
+    let id = sf.create("Contact", json!({"LastName": "FromSalesforce", "AccountId": account}));
+    db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{id}' AND account_id = 1"), 1);
 }
 
 #[test]
@@ -68,7 +59,7 @@ fn a_child_of_a_rejected_parent_waits_and_says_why() {
          INSERT INTO contacts (id, last_name, account_id) VALUES (10, 'Orphan', 1), (11, 'Fine', 2), (12, $$x$$ || repeat('y', 90), 2);",
     )
     .unwrap();
-    let errors = eventually(WAIT, || {
+    let errors = until("3 errors in sfsync.errors", WAIT, || {
         let rows = db.query("SELECT \"table\"::text, key, error_code, message FROM sfsync.errors ORDER BY 1, 2", &[]).unwrap();
         let v: Vec<(String, String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
         (v.len() == 3).then_some(v.clone()).ok_or(format!("errors so far: {v:?}"))
@@ -82,36 +73,27 @@ fn a_child_of_a_rejected_parent_waits_and_says_why() {
 
     // Fix the parent: it goes, and the waiting child follows with the right lookup.
     db.batch_execute("UPDATE accounts SET name = 'Renamed' WHERE id = 1").unwrap();
-    let account = eventually(WAIT, || {
-        let r = env.sf_query("SELECT Id FROM Account WHERE Postgres_Id__c = '1'");
-        r.first().and_then(|r| r["Id"].as_str().map(String::from)).ok_or("parent not pushed".to_string())
+    let sf = env.emu.sf();
+    let account = sf.until_record("SELECT Id FROM Account WHERE Postgres_Id__c = '1'")["Id"].as_str().unwrap().to_string();
+    until("the orphan linked to its parent", WAIT, || {
+        let r = sf.query("SELECT AccountId FROM Contact WHERE LastName = 'Orphan'");
+        (r.first().and_then(|r| r["AccountId"].as_str()) == Some(account.as_str())).then_some(()).ok_or(format!("{r:?}"))
     });
-    eventually(WAIT, || {
-        let r = env.sf_query("SELECT AccountId FROM Contact WHERE LastName = 'Orphan'");
-        (r.first().and_then(|r| r["AccountId"].as_str()) == Some(account.as_str())).then_some(()).ok_or(format!("orphan: {r:?}"))
-    });
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors WHERE key IN ('1', '10')");
-        (n == 0).then_some(()).ok_or(format!("{n} errors left"))
-    });
+    db.until_count("SELECT count(*) FROM sfsync.errors WHERE key IN ('1', '10')", 0);
 }
 
 #[test]
 fn a_large_batch_goes_through_bulk_api() {
     let env = common::start();
     let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM SET sfsync.bulk_threshold = 100").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    db.set_system(&[("sfsync.bulk_threshold", "100")]);
     db.batch_execute(
         "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL); SELECT sfsync.sync_table('accounts', 'Account');",
     )
     .unwrap();
     env.worker_pid();
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Bulk ' || g FROM generate_series(1, 450) g").unwrap();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NOT NULL");
-        (n == 450).then_some(()).ok_or(format!("{n} of 450 have an sfid"))
-    });
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 450);
     let counters = env.emu.admin("GET", "counters", Value::Null);
     let jobs = counters["by_endpoint"]["POST /jobs/ingest"].as_u64().unwrap_or(0);
     assert!(jobs >= 1, "no Bulk ingest job: {counters}");

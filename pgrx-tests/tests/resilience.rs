@@ -3,17 +3,18 @@
 
 mod common;
 
-use common::{accounts_table, scalar, WAIT};
-use sfsync_e2e::{eventually, json};
+use common::accounts_table;
+use sfsync_e2e::{json, scalar, until, DbExt, WAIT};
 use std::time::Duration;
 
 /// Every account row reached Salesforce exactly once (one record per Postgres key).
 fn assert_exactly_once(env: &common::Env, n: usize) {
-    eventually(WAIT, || {
-        let recs = env.sf_query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
-        (recs.len() >= n).then_some(()).ok_or(format!("{} of {n} in Salesforce", recs.len()))
+    let sf = env.emu.sf();
+    until(&format!("{n} accounts in Salesforce"), WAIT, || {
+        let recs = sf.query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
+        (recs.len() >= n).then_some(()).ok_or(format!("{} of {n}", recs.len()))
     });
-    let recs = env.sf_query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
+    let recs = sf.query("SELECT Postgres_Id__c FROM Account WHERE Postgres_Id__c != null");
     let mut keys: Vec<String> = recs.iter().map(|r| r["Postgres_Id__c"].as_str().unwrap().to_string()).collect();
     keys.sort();
     let total = keys.len();
@@ -29,7 +30,7 @@ fn changes_made_during_an_outage_arrive_once_after_a_restart() {
     accounts_table(&mut db);
     env.worker_pid();
     // Salesforce answers nothing but 503 for now.
-    env.emu.admin("POST", "faults", json!({"kind": "status", "status": 503, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Outage ' || g FROM generate_series(1, 25) g").unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
@@ -38,13 +39,9 @@ fn changes_made_during_an_outage_arrive_once_after_a_restart() {
     assert!(last_error.is_some(), "the outage is visible in sfsync.status");
     drop(db);
     env.cluster.restart();
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 25);
-    let mut db = env.db();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NULL");
-        (n == 0).then_some(()).ok_or(format!("{n} rows without sfid"))
-    });
+    env.db().until_count("SELECT count(*) FROM accounts WHERE sfid IS NULL", 0);
 }
 
 #[test]
@@ -54,23 +51,16 @@ fn a_crash_mid_push_neither_loses_nor_duplicates() {
     accounts_table(&mut db);
     env.worker_pid();
     // Slow Salesforce: the push is in flight when Postgres goes down hard.
-    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Crash ' || g FROM generate_series(1, 40) g").unwrap();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
-        (n > 0).then_some(()).ok_or("not claimed yet".to_string())
-    });
+    db.until_true("a batch claimed", "SELECT count(*) > 0 FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
     drop(db);
     env.cluster.crash();
     std::thread::sleep(Duration::from_millis(1600)); // let the in-flight request land
     env.cluster.start_again();
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 40);
-    let mut db = env.db();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
-    });
+    env.db().until_outbox_drained();
 }
 
 #[test]
@@ -80,16 +70,10 @@ fn a_killed_worker_is_restarted_and_sync_goes_on() {
     accounts_table(&mut db);
     let first = env.worker_pid();
     env.cluster.signal_backend(first, "TERM");
-    let second = eventually(WAIT, || {
-        let pid: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
-        pid.filter(|p| *p != first).ok_or("no new worker yet".to_string())
-    });
+    let second = db.until_worker_replaced(first);
     assert_ne!(first, second);
     db.batch_execute("INSERT INTO accounts (name) VALUES ('After restart')").unwrap();
-    eventually(WAIT, || {
-        let r = env.sf_query("SELECT Id FROM Account WHERE Name = 'After restart'");
-        (r.len() == 1).then_some(()).ok_or("not pushed".to_string())
-    });
+    env.emu.sf().until_records("SELECT Id FROM Account WHERE Name = 'After restart'", 1);
 }
 
 #[test]
@@ -98,29 +82,20 @@ fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
     let mut db = env.db();
     accounts_table(&mut db);
     let pid = env.worker_pid();
-    env.emu.admin("POST", "faults", json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "latency", "latency_ms": 1500, "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Killed ' || g FROM generate_series(1, 30) g").unwrap();
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
-        (n > 0).then_some(()).ok_or("not claimed yet".to_string())
-    });
+    db.until_true("a batch claimed", "SELECT count(*) > 0 FROM sfsync.outbox WHERE claimed_until IS NOT NULL");
     drop(db);
     // SIGKILL: Postgres treats it as a crash and restarts every backend; the launcher then
     // starts a new worker, which finds the claimed batch and sends it again.
     env.cluster.signal_backend(pid, "KILL");
     std::thread::sleep(Duration::from_millis(1600));
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 30);
-    let mut db = eventually(WAIT, || env.cluster.try_connect("app").map_err(|e| e.to_string()));
-    let new_pid = eventually(WAIT, || {
-        let p: Option<i32> = scalar(&mut db, "SELECT sfsync.worker_pid()");
-        p.filter(|p| *p != pid).ok_or("no new worker".to_string())
-    });
+    let mut db = until("a connection after the crash", WAIT, || env.cluster.try_connect("app"));
+    let new_pid = db.until_worker_replaced(pid);
     assert_ne!(new_pid, pid);
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
-    });
+    db.until_outbox_drained();
 }
 
 #[test]
@@ -131,12 +106,12 @@ fn a_hanging_salesforce_times_out_and_nothing_is_lost_or_doubled() {
     env.worker_pid();
     // Requests are held and never answered: every push times out (sfsync.http_timeout = 3s
     // here) after Salesforce may or may not have written the records.
-    env.emu.admin("POST", "faults", json!({"kind": "timeout", "path_prefix": "/services/data"}));
+    env.emu.add_fault(json!({"kind": "timeout", "path_prefix": "/services/data"}));
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Hang ' || g FROM generate_series(1, 20) g").unwrap();
     std::thread::sleep(Duration::from_secs(5));
     let pending: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'");
     assert_eq!(pending, 20, "timed-out pushes stay pending, not parked");
-    env.emu.admin("DELETE", "faults", json!(null));
+    env.emu.clear_faults();
     assert_exactly_once(&env, 20);
 }
 
@@ -149,9 +124,7 @@ fn the_worker_steps_aside_for_drop_database_and_template_copies() {
     let mut admin = env.cluster.connect("postgres");
     admin.batch_execute("CREATE DATABASE app_copy TEMPLATE app").unwrap();
     let mut copy = env.cluster.connect("app_copy");
-    let copy_worker = eventually(WAIT, || {
-        copy.query_one("SELECT sfsync.worker_pid()", &[]).unwrap().get::<_, Option<i32>>(0).ok_or("no worker in the copy yet".to_string())
-    });
+    let copy_worker = copy.until_worker();
     assert_ne!(copy_worker, first);
     let back = env.worker_pid();
     assert_ne!(back, first, "the template's worker was stopped for the copy, then started again");

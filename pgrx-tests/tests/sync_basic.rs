@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{accounts_table, contacts_table, scalar, WAIT};
-use sfsync_e2e::{eventually, json, wait_until};
+use common::{accounts_table, contacts_table};
+use sfsync_e2e::{json, scalar, until, DbExt, WAIT};
 use std::time::Duration;
 
 #[test]
@@ -16,55 +16,31 @@ fn changes_flow_both_ways() {
 
     // Postgres -> Salesforce: insert, with the new Id written back.
     db.batch_execute("INSERT INTO accounts (id, name, industry, annual_revenue) VALUES (1, 'Acme', 'Energy', 1200000)").unwrap();
-    let rec = eventually(WAIT, || {
-        let r = env.sf_query("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '1'");
-        r.first().cloned().ok_or_else(|| "Acme not in Salesforce yet".to_string())
-    });
+    let sf = env.emu.sf();
+    let rec = sf.until_record("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '1'");
     assert_eq!(rec["Name"], "Acme");
     assert_eq!(rec["Industry"], "Energy");
     assert_eq!(rec["AnnualRevenue"].as_f64(), Some(1_200_000.0));
     let sfid = rec["Id"].as_str().unwrap().to_string();
     assert_eq!(sfid.len(), 18);
-    eventually(WAIT, || {
-        let got: Option<String> = scalar(&mut db, "SELECT sfid::text FROM accounts WHERE id = 1");
-        (got.as_deref() == Some(sfid.as_str())).then_some(()).ok_or(format!("sfid not written back: {got:?}"))
-    });
+    db.until_value("SELECT sfid::text FROM accounts WHERE id = 1", Some(sfid.clone()));
 
     // Update.
     db.batch_execute("UPDATE accounts SET industry = 'Banking' WHERE id = 1").unwrap();
-    eventually(WAIT, || {
-        let r = env.emu.sf().get("Account", &sfid).unwrap();
-        (r["Industry"] == "Banking").then_some(()).ok_or(format!("industry is {}", r["Industry"]))
-    });
+    sf.until_field("Account", &sfid, "Industry", "Banking");
 
     // Salesforce -> Postgres: update, create, delete.
-    env.emu.sf().update("Account", &sfid, json!({"Website": "https://acme.example"}));
-    eventually(WAIT, || {
-        let w: Option<String> = scalar(&mut db, "SELECT website FROM accounts WHERE id = 1");
-        (w.as_deref() == Some("https://acme.example")).then_some(()).ok_or(format!("website is {w:?}"))
-    });
-    let new_id = env.emu.sf().create("Account", json!({"Name": "Globex", "Industry": "Retail"}));
-    eventually(WAIT, || {
-        let n: i64 =
-            scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}' AND name = 'Globex' AND industry = 'Retail'"));
-        (n == 1).then_some(()).ok_or("Globex not pulled yet".to_string())
-    });
-    env.emu.sf().delete("Account", &new_id);
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}'"));
-        (n == 0).then_some(()).ok_or("Globex not deleted yet".to_string())
-    });
+    sf.update("Account", &sfid, json!({"Website": "https://acme.example"}));
+    db.until_value("SELECT website FROM accounts WHERE id = 1", Some("https://acme.example".to_string()));
+    let new_id = sf.create("Account", json!({"Name": "Globex", "Industry": "Retail"}));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}' AND name = 'Globex' AND industry = 'Retail'"), 1);
+    sf.delete("Account", &new_id);
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{new_id}'"), 0);
 
     // Postgres delete -> Salesforce delete.
     db.batch_execute("DELETE FROM accounts WHERE id = 1").unwrap();
-    eventually(WAIT, || {
-        let r = env.sf_query(&format!("SELECT Id FROM Account WHERE Id = '{sfid}'"));
-        r.is_empty().then_some(()).ok_or("Acme still in Salesforce".to_string())
-    });
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
-        (n == 0).then_some(()).ok_or(format!("outbox still has {n}"))
-    });
+    sf.until_gone("Account", &sfid);
+    db.until_outbox_drained();
     let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'accounts'::regclass");
     assert_eq!(state, "running");
 }
@@ -81,11 +57,9 @@ fn rejected_record_is_reported_and_the_rest_go_through() {
         &[&long],
     )
     .unwrap();
-    let err = eventually(WAIT, || {
+    let err = until("an error recorded in sfsync.errors", WAIT, || {
         let rows = db.query("SELECT key, operation, error_code, message, fields FROM sfsync.errors", &[]).unwrap();
-        rows.first()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(2), r.get::<_, String>(3), r.get::<_, Vec<String>>(4)))
-            .ok_or("no error recorded yet".to_string())
+        rows.first().map(|r| (r.get::<_, String>(0), r.get::<_, String>(2), r.get::<_, String>(3), r.get::<_, Vec<String>>(4)))
     });
     assert_eq!(err.0, "2");
     assert_eq!(err.1, "STRING_TOO_LONG");
@@ -102,18 +76,10 @@ fn rejected_record_is_reported_and_the_rest_go_through() {
 
     // Fixing the row sends it, with the fields captured before, and clears the error.
     db.batch_execute("UPDATE contacts SET last_name = 'Goodname' WHERE id = 2").unwrap();
-    let rec = eventually(WAIT, || {
-        env.sf_query("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '2'")
-            .first()
-            .cloned()
-            .ok_or("fixed record not in Salesforce yet".to_string())
-    });
+    let rec = env.emu.sf().until_record("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '2'");
     assert_eq!(rec["FirstName"], "Bad");
     assert_eq!(rec["LastName"], "Goodname");
-    eventually(WAIT, || {
-        let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors");
-        (n == 0).then_some(()).ok_or(format!("{n} errors left"))
-    });
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
 }
 
 #[test]
@@ -129,7 +95,7 @@ fn settled_sync_rewrites_nothing() {
     )
     .unwrap();
     let id = env.emu.sf().create("Account", json!({"Name": "From Salesforce"}));
-    eventually(WAIT, || {
+    until("every row pushed and the Salesforce one pulled", WAIT, || {
         let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts WHERE sfid IS NOT NULL");
         let m: i64 = scalar(&mut db, "SELECT count(*) FROM contacts WHERE sfid IS NOT NULL");
         let o: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
@@ -143,8 +109,7 @@ fn settled_sync_rewrites_nothing() {
         &mut db,
         "SELECT string_agg(xmin::text, ',' ORDER BY id) FROM (SELECT id, xmin FROM accounts UNION ALL SELECT id, xmin FROM contacts) t",
     );
-    let started = std::time::Instant::now();
-    wait_until(Duration::from_secs(3), Duration::from_millis(500), || started.elapsed() > Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(env.sf_writes(), writes, "Salesforce saw writes after the sync settled");
     let after: String = scalar(
         &mut db,
@@ -170,10 +135,7 @@ fn an_automation_rewriting_a_synced_field_settles_after_one_round_trip() {
         json!({"object": "Account", "name": "Normalise", "when_field": "Industry", "set_field": "Industry", "value": "Energy"}),
     );
     db.batch_execute("INSERT INTO accounts (id, name, industry) VALUES (1, 'Acme', 'Banking')").unwrap();
-    eventually(WAIT, || {
-        let i: Option<String> = scalar(&mut db, "SELECT industry FROM accounts WHERE id = 1");
-        (i.as_deref() == Some("Energy")).then_some(()).ok_or(format!("industry is {i:?}"))
-    });
+    db.until_value("SELECT industry FROM accounts WHERE id = 1", Some("Energy".to_string()));
     // Settled: Salesforce's value won once, and neither side writes again.
     std::thread::sleep(Duration::from_secs(1));
     let writes = env.sf_writes();

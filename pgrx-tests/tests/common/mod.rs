@@ -3,10 +3,7 @@
 
 #![allow(dead_code)]
 
-use sfsync_e2e::{eventually, postgres, Cluster, ClusterOpts, Emulator, Value};
-use std::time::Duration;
-
-pub const WAIT: Duration = Duration::from_secs(30);
+use sfsync_e2e::{postgres, Cluster, ClusterOpts, DbExt, Emulator, Value};
 
 pub struct Env {
     pub emu: Emulator,
@@ -37,13 +34,8 @@ pub fn start_full(emulator_args: &[&str], gucs: &[(&str, &str)]) -> Env {
     }
     let cluster = Cluster::start(opts);
     // The database does not exist when the server starts: the launcher must cope.
-    cluster.create_database("app");
-    let env = Env { emu, cluster };
-    let mut db = env.db();
-    db.batch_execute("CREATE EXTENSION sfsync").unwrap();
-    db.execute("SELECT sfsync.add_connection('default', $1, 'sfsync-local', client_secret => 'sfsync-local-secret')", &[&env.emu.url()])
-        .unwrap();
-    env
+    cluster.create_sfsync_database("app", &emu);
+    Env { emu, cluster }
 }
 
 impl Env {
@@ -53,13 +45,7 @@ impl Env {
 
     /// The worker of `app` is up (it appears in sfsync.worker_pid()).
     pub fn worker_pid(&self) -> i32 {
-        let mut db = self.db();
-        eventually(WAIT, || {
-            db.query_one("SELECT sfsync.worker_pid()", &[])
-                .map_err(|e| e.to_string())?
-                .get::<_, Option<i32>>(0)
-                .ok_or_else(|| "no worker yet".to_string())
-        })
+        self.db().until_worker()
     }
 
     pub fn sf_query(&self, soql: &str) -> Vec<Value> {
@@ -68,22 +54,8 @@ impl Env {
 
     /// Writes (POST/PATCH/DELETE) the emulator has served so far, by its counters.
     pub fn sf_writes(&self) -> u64 {
-        let c = self.emu.admin("GET", "counters", Value::Null);
-        c["by_endpoint"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
-                    .filter(|(k, _)| !k.contains("oauth2"))
-                    .map(|(_, v)| v.as_u64().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
+        self.emu.write_calls()
     }
-}
-
-pub fn scalar<T: for<'a> postgres::types::FromSql<'a>>(db: &mut postgres::Client, sql: &str) -> T {
-    db.query_one(sql, &[]).unwrap().get(0)
 }
 
 pub fn accounts_table(db: &mut postgres::Client) {
@@ -110,9 +82,7 @@ pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
 /// Stops the worker: disabled, and the pass lock held by the returned session (taking it
 /// waits for a pass in progress), so nothing syncs until `resume`.
 pub fn pause(env: &Env) -> postgres::Client {
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    env.db().set_system(&[("sfsync.enabled", "off")]);
     let mut lock = env.db();
     lock.execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK]).unwrap();
     lock
@@ -120,7 +90,11 @@ pub fn pause(env: &Env) -> postgres::Client {
 
 pub fn resume(env: &Env, mut lock: postgres::Client) {
     lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
-    let mut db = env.db();
-    db.batch_execute("ALTER SYSTEM RESET sfsync.enabled").unwrap();
-    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    env.db().set_system(&[("sfsync.enabled", "DEFAULT")]);
+}
+
+/// Stops the worker for good: disabled, after the pass in progress (if any) is over.
+pub fn stop_worker(env: &Env) {
+    let mut lock = pause(env);
+    lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
 }
