@@ -76,6 +76,28 @@ fn a_killed_worker_is_restarted_and_sync_goes_on() {
     env.emu.sf().until_records("SELECT Id FROM Account WHERE Name = 'After restart'", 1);
 }
 
+/// A shutdown can reach the worker at any moment: while it logs in, resolves a host, pushes.
+/// It must stop cleanly. A signal handled off the backend's thread aborts the worker, and the
+/// postmaster then restarts every backend of the cluster (ureq's resolver thread once took it).
+#[test]
+fn a_sigterm_at_any_moment_never_takes_the_cluster_down() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    let mut pid = env.worker_pid();
+    for i in 0..20u64 {
+        db.batch_execute(&format!("INSERT INTO accounts (name) SELECT 'Term {i}.' || g FROM generate_series(1, 5) g")).unwrap();
+        // From just after the new worker started (login, first calls) to the middle of a pass.
+        std::thread::sleep(Duration::from_millis(i * 17 % 300));
+        env.cluster.signal_backend(pid, "TERM");
+        pid = db.until_worker_replaced(pid);
+    }
+    let log = env.cluster.log_contents();
+    assert!(!log.contains("terminating any other active server processes"), "a worker's shutdown crashed the cluster");
+    assert!(!log.contains("multiple threads"), "a signal was handled off the worker's thread");
+    assert_exactly_once(&env, 100);
+}
+
 #[test]
 fn killing_the_worker_mid_batch_neither_loses_nor_duplicates() {
     let env = common::start();

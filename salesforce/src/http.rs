@@ -140,6 +140,36 @@ mod tests {
         }
     }
 
+    /// A resolver that starts a thread, as ureq's own does with a timeout set, and notes
+    /// which signals that thread blocks.
+    #[derive(Debug, Default)]
+    struct ThreadedProbe(std::sync::Arc<std::sync::Mutex<Option<[bool; 4]>>>);
+
+    impl ureq::unversioned::resolver::Resolver for ThreadedProbe {
+        fn resolve(
+            &self,
+            _: &ureq::http::Uri,
+            _: &ureq::config::Config,
+            _: ureq::unversioned::transport::NextTimeout,
+        ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+            let mask = std::thread::spawn(|| [libc::SIGTERM, libc::SIGHUP, libc::SIGINT, libc::SIGUSR1].map(blocks)).join().unwrap();
+            *self.0.lock().unwrap() = Some(mask);
+            Err(ureq::Error::HostNotFound)
+        }
+    }
+
+    #[test]
+    fn the_clients_resolver_threads_never_take_the_hosts_signals() {
+        let probe = ThreadedProbe::default();
+        let seen = probe.0.clone();
+        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(1))).build();
+        let agent = ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), SignalSafeResolver(probe));
+        assert!(agent.get("http://sfsync-test.invalid/").call().is_err());
+        let seen = seen.lock().unwrap().expect("the agent asked the resolver");
+        assert_eq!(seen, [true; 4], "the resolver's thread blocks SIGTERM, SIGHUP, SIGINT and SIGUSR1");
+        assert!(!blocks(libc::SIGTERM), "the caller's mask is restored");
+    }
+
     #[test]
     fn threads_started_with_signals_blocked_never_take_the_hosts_signals() {
         assert!(!blocks(libc::SIGTERM), "the test thread starts with SIGTERM deliverable");
@@ -236,10 +266,10 @@ mod tests {
 /// a shutdown at that moment aborted the process and made the postmaster restart the whole
 /// cluster. Blocked while the lookup runs (bounded by the request's timeout), the signals
 /// stay pending and are handled by the caller as soon as the mask is restored.
-#[derive(Debug, Default)]
-pub(crate) struct SignalSafeResolver(ureq::unversioned::resolver::DefaultResolver);
+#[derive(Debug)]
+pub(crate) struct SignalSafeResolver<R = ureq::unversioned::resolver::DefaultResolver>(pub R);
 
-impl ureq::unversioned::resolver::Resolver for SignalSafeResolver {
+impl<R: ureq::unversioned::resolver::Resolver> ureq::unversioned::resolver::Resolver for SignalSafeResolver<R> {
     fn resolve(
         &self,
         uri: &ureq::http::Uri,

@@ -133,7 +133,7 @@ impl Client {
         let agent = ureq::Agent::with_parts(
             config,
             ureq::unversioned::transport::DefaultConnector::default(),
-            crate::http::SignalSafeResolver::default(),
+            crate::http::SignalSafeResolver(ureq::unversioned::resolver::DefaultResolver::default()),
         );
         let pacer = opts.api_share.map(Pacer::new);
         let mut client = Client {
