@@ -5,6 +5,10 @@
 #   scripts/demo.sh          (re)start the demo from scratch (what `make demo` runs)
 #   scripts/demo.sh stop     stop the demo cluster and emulator, remove .demo/ (`make clean-demo`)
 #
+# The cluster (data, socket, server log) lives in .demo/ when the OS user running Postgres can
+# reach it; a clone under a directory that user cannot enter (a mode-700 home, as root) gets
+# its cluster in a directory of its own under /tmp instead, recorded in .demo/cluster-dir.
+#
 # Assumes sfsync is installed (`make install`) and the emulator is built (`make emulator`).
 # Environment: DEMO_PORT (54329), DEMO_EMULATOR_PORT (18443), SF_EMULATOR_BIN,
 #              DEMO_TIMEOUT (seconds to wait for each sync step, 20), PG_CONFIG.
@@ -12,6 +16,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO="$ROOT/.demo"
+# Where the cluster is: .demo/ itself, or what .demo/cluster-dir names (see above).
+PGDIR="$DEMO"
+[ -f "$DEMO/cluster-dir" ] && PGDIR="$(cat "$DEMO/cluster-dir")"
 PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
 PGBIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)"
 TIMEOUT="${DEMO_TIMEOUT:-20}"
@@ -27,9 +34,9 @@ step() { printf '\n%s==> %s%s\n' "$B$G" "$*" "$N"; }
 info() { printf '    %s\n' "$*"; }
 die() {
     printf '\n%sdemo failed: %s%s\n' "$B$R" "$*" "$N" >&2
-    if [ -f "$DEMO/postgres.log" ]; then
-        printf '%s--- last lines of %s ---%s\n' "$DIM" "$DEMO/postgres.log" "$N" >&2
-        tail -n 25 "$DEMO/postgres.log" >&2 || true
+    if [ -f "$PGDIR/postgres.log" ]; then
+        printf '%s--- last lines of %s ---%s\n' "$DIM" "$PGDIR/postgres.log" "$N" >&2
+        tail -n 25 "$PGDIR/postgres.log" >&2 || true
     fi
     if [ -f "$DEMO/emulator.log" ]; then
         printf '%s--- last lines of %s ---%s\n' "$DIM" "$DEMO/emulator.log" "$N" >&2
@@ -56,11 +63,11 @@ free_port_from() {
 }
 
 stop_demo() {
-    if [ -f "$DEMO/pgdata/postmaster.pid" ]; then
+    if [ -f "$PGDIR/pgdata/postmaster.pid" ]; then
         info "stopping demo cluster"
-        if ! as_pg "$PGBIN/pg_ctl" stop -D "$DEMO/pgdata" -m fast -w -t 30 >/dev/null 2>&1; then
+        if ! as_pg "$PGBIN/pg_ctl" stop -D "$PGDIR/pgdata" -m fast -w -t 30 >/dev/null 2>&1; then
             local pid
-            pid="$(head -n1 "$DEMO/pgdata/postmaster.pid" 2>/dev/null || true)"
+            pid="$(head -n1 "$PGDIR/pgdata/postmaster.pid" 2>/dev/null || true)"
             [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
         fi
     fi
@@ -74,7 +81,9 @@ stop_demo() {
             kill -9 "$pid" 2>/dev/null || true
         fi
     fi
+    [ "$PGDIR" = "$DEMO" ] || rm -rf "$PGDIR"
     rm -rf "$DEMO"
+    PGDIR="$DEMO"
 }
 
 if [ "${1:-}" = "stop" ]; then
@@ -97,7 +106,13 @@ fi
 mkdir -p "$DEMO"
 if [ "$(id -u)" -eq 0 ]; then
     chown postgres: "$DEMO"
-    as_pg test -w "$DEMO" || die "the OS user postgres cannot write $DEMO (check permissions of the repo's parent directories)"
+    if ! as_pg test -w "$DEMO"; then
+        # The clone is somewhere postgres cannot enter: the cluster goes to /tmp.
+        PGDIR="$(mktemp -d /tmp/sfsync-demo.XXXXXX)"
+        chown postgres: "$PGDIR"
+        echo "$PGDIR" >"$DEMO/cluster-dir"
+        as_pg test -w "$PGDIR" || die "the OS user postgres cannot write $PGDIR either"
+    fi
 fi
 
 PORT="$(free_port_from "${DEMO_PORT:-54329}")"
@@ -121,15 +136,15 @@ SF_URL="${SF_URL%/}"
 info "org at $SF_URL"
 
 # ---- PostgreSQL ---------------------------------------------------------------------------------
-step "Starting PostgreSQL 15 with sfsync preloaded (data: .demo/pgdata, port $PORT, runs as $PGUSER_OS)"
-as_pg "$PGBIN/initdb" -D "$DEMO/pgdata" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+step "Starting PostgreSQL 15 with sfsync preloaded (data: $PGDIR/pgdata, port $PORT, runs as $PGUSER_OS)"
+as_pg "$PGBIN/initdb" -D "$PGDIR/pgdata" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
     >"$DEMO/initdb.log" 2>&1 || { cat "$DEMO/initdb.log" >&2; die "initdb failed"; }
-as_pg tee -a "$DEMO/pgdata/postgresql.conf" >/dev/null <<EOF
+as_pg tee -a "$PGDIR/pgdata/postgresql.conf" >/dev/null <<EOF
 
 # --- sfsync demo ---
 listen_addresses = '127.0.0.1'
 port = $PORT
-unix_socket_directories = '$DEMO'
+unix_socket_directories = '$PGDIR'
 shared_preload_libraries = 'sfsync'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
@@ -138,10 +153,10 @@ sfsync.poll_interval = '500ms'
 sfsync.pull_interval = '1s'
 sfsync.launcher_interval = '500ms'
 EOF
-(cd "$DEMO" && as_pg "$PGBIN/pg_ctl" start -D "$DEMO/pgdata" -l "$DEMO/postgres.log" -w -t 60 >/dev/null) \
+(cd "$PGDIR" && as_pg "$PGBIN/pg_ctl" start -D "$PGDIR/pgdata" -l "$PGDIR/postgres.log" -w -t 60 >/dev/null) \
     || die "PostgreSQL did not start"
 
-PSQL=("$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$DEMO" -p "$PORT" -U postgres)
+PSQL=("$PGBIN/psql" -X -v ON_ERROR_STOP=1 -h "$PGDIR" -p "$PORT" -U postgres)
 "${PSQL[@]}" -q -d postgres -c "CREATE DATABASE demo" >/dev/null || die "CREATE DATABASE demo failed"
 
 # run_sql "title" <<'SQL' ... SQL  — shows the statements and their output.
@@ -286,8 +301,8 @@ step "Sync status"
     || die "SELECT * FROM sfsync.status failed"
 
 step "Done. The demo cluster and emulator are still running:"
-info "psql:      psql -h $DEMO -p $PORT -U postgres demo"
+info "psql:      psql -h $PGDIR -p $PORT -U postgres demo"
 info "           (or: psql -h 127.0.0.1 -p $PORT -U postgres demo)"
 info "emulator:  $SF_URL  (client_id sfsync-local, client_secret sfsync-local-secret)"
-info "logs:      .demo/postgres.log, .demo/emulator.log"
+info "logs:      $PGDIR/postgres.log, $DEMO/emulator.log"
 info "stop:      make clean-demo"
