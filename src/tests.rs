@@ -386,6 +386,24 @@ mod tests {
         Spi::run("SELECT sfsync.sync_table('t5', 'Account', mode => 'sync')").unwrap();
     }
 
+    #[pg_test(
+        error = "filter: unexpected \")\" at position 11; a filter is one condition, as it would follow WHERE: balanced parentheses and no further clause (ORDER BY, LIMIT …)"
+    )]
+    fn a_filter_that_escapes_its_parentheses_is_refused_before_salesforce_is_asked() {
+        // No connection exists: the refusal comes from the local parse, not from Salesforce.
+        Spi::run("CREATE TABLE t6 (id int PRIMARY KEY, name text)").unwrap();
+        Spi::run("SELECT sfsync.sync_table('t6', 'Account', filter => $$Name = 'x') OR (Name != ''$$)").unwrap();
+    }
+
+    #[pg_test]
+    fn a_refused_filter_leaves_no_mapping() {
+        Spi::run("CREATE TABLE t7 (id int PRIMARY KEY, name text)").unwrap();
+        let e = error_of("SELECT sfsync.sync_table('t7', 'Account', filter => 'Name = ''x'' LIMIT 1')");
+        assert!(e.contains("unexpected \"LIMIT\" at position 12"), "{e}");
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM sfsync.mappings").unwrap().unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+
     // ---- on_delete => 'review' -------------------------------------------------------------
 
     /// `contacts` with on_delete => 'review', triggers as sync_table installs them; row 1 is

@@ -43,7 +43,16 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
         &mut db,
         "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', filter => 'Bogus__c = 1')",
     );
-    assert!(msg.starts_with("filter:"), "{msg}");
+    assert_eq!(msg, "filter: Contact has no field \"Bogus__c\" (position 1)");
+    // A filter closing the parentheses every query puts around it never reaches Salesforce.
+    let calls = env.emu.api_calls();
+    let msg = error_of(
+        &mut db,
+        "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}',
+                                  filter => $$LastName = 'x') OR (LastName != ''$$)",
+    );
+    assert!(msg.starts_with("filter: unexpected \")\" at position 15"), "{msg}");
+    assert_eq!(env.emu.api_calls(), calls, "refused before any call to Salesforce");
     let msg =
         error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')");
     assert!(msg.contains("not marked External ID"), "{msg}");

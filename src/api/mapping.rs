@@ -2,6 +2,7 @@
 
 use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::fields::{self, FieldInfo};
+use crate::plan::filter;
 use crate::plan::options::{Capture, Options as MappingOptions};
 use crate::spi_util;
 use crate::sync::source::backfill;
@@ -100,6 +101,11 @@ fn table_info(oid: u32) -> Result<TableInfo> {
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     o.options.check().map_err(SyncError::Invalid)?;
     let opts = o.options;
+    // The filter's shape is checked before anything reaches Salesforce (its fields, below).
+    let filter = o.filter.filter(|f| !f.trim().is_empty());
+    if let Some(f) = filter {
+        filter::check(f, None).map_err(SyncError::Invalid)?;
+    }
     let explicit = match &o.fields {
         None | Some(Value::Null) => None,
         Some(Value::Object(m)) => Some(m.clone()),
@@ -168,7 +174,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             t.qualified, describe.name
         )));
     }
-    if let Some(f) = o.filter.filter(|f| !f.trim().is_empty()) {
+    if let Some(f) = filter {
+        let names: Vec<&str> = describe.fields.iter().map(|f| f.name.as_str()).collect();
+        let relationships: Vec<&str> = describe.fields.iter().filter_map(|f| f.relationship_name.as_deref()).collect();
+        filter::check(f, Some(&filter::Known { object: &describe.name, fields: &names, relationships: &relationships }))
+            .map_err(SyncError::Invalid)?;
         // Let Salesforce judge the condition now rather than on the first poll.
         let q = format!("SELECT Id FROM {} WHERE ({f}) LIMIT 1", describe.name);
         client.query(&q).map_err(|e| SyncError::Invalid(format!("filter: Salesforce rejected it: {e}")))?;
@@ -192,8 +202,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         Spi::run(&format!("ALTER TABLE {} ADD UNIQUE (sfid)", t.qualified))?;
     }
     // A different filter changes which records belong here: re-pull everything, and check
-    // every linked row against the new filter (see sync/filter.rs).
-    let filter = o.filter.filter(|f| !f.trim().is_empty());
+    // every linked row against the new filter (see sync/source/filter.rs).
     let old_filter = spi_util::json(
         "SELECT jsonb_build_array(filter) FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass",
         &[i64::from(oid).into()],

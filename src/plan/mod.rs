@@ -8,6 +8,7 @@ pub mod conflict;
 pub mod convert;
 pub mod deletes;
 pub mod fields;
+pub mod filter;
 pub mod formulas;
 pub mod load;
 pub mod mirror;
