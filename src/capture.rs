@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
+    /// Mapping id -> its table's oid, as checked by `owns`.
+    static MAPPING_TABLES: RefCell<std::collections::HashMap<i32, u32>> = RefCell::new(std::collections::HashMap::new());
     // Process-local: only the process applying remote changes (the worker, or a backend
     // inside run_once) sets it, so user sessions can't switch capture off by accident.
     static APPLYING: Cell<bool> = const { Cell::new(false) };
@@ -112,6 +114,9 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
     }
     let mapping: i32 = args[0].parse().map_err(|_| SyncError::Invalid(format!("sfsync.capture: bad mapping id {:?}", args[0])))?;
     let td = trigger.trigger_data();
+    if !owns(mapping, unsafe { (*td.tg_relation).rd_id }.to_u32())? {
+        return Ok(None); // the mapping is gone (unsynced meanwhile): nothing to send for it
+    }
     let desc = unsafe { (*td.tg_relation).rd_att };
     let row = Row { desc };
     let pk = row.attnum(&args[1])?;
@@ -149,6 +154,36 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
     }
     WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
     Ok(None)
+}
+
+/// The trigger runs with the extension owner's rights (SECURITY DEFINER) on whatever table it
+/// is attached to, and its arguments name the mapping: a trigger made by hand on another table
+/// with another mapping's id would queue pushes (deletes too) of that mapping's records. Only
+/// the mapping's own table may capture for it. A mapping never changes tables (ids are not
+/// reused), so each process asks once per mapping. False: no such mapping (any more).
+fn owns(mapping: i32, table: u32) -> Result<bool, SyncError> {
+    let known = MAPPING_TABLES.with(|m| m.borrow().get(&mapping).copied());
+    let tbl = match known {
+        Some(t) => t,
+        None => {
+            let args: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into()];
+            let t = Spi::get_one_with_args::<i64>("SELECT tbl::oid::bigint FROM sfsync.mappings WHERE id = $1", &args)?
+                .map(|t| t as u32)
+                .unwrap_or(0);
+            if t != 0 {
+                MAPPING_TABLES.with(|m| m.borrow_mut().insert(mapping, t));
+            }
+            t
+        }
+    };
+    if tbl == table || tbl == 0 {
+        Ok(tbl != 0)
+    } else {
+        Err(SyncError::Invalid(format!(
+            "sfsync.capture: this table is not the one of mapping {mapping}; the capture trigger is installed by sfsync.sync_table, \
+             not by hand (drop trigger sfsync_capture, or run sfsync.sync_table on the table)"
+        )))
+    }
 }
 
 /// Column access on the trigger's tuples.

@@ -68,6 +68,23 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_capture_trigger_made_by_hand_on_another_table_queues_nothing() {
+        let id = fixture();
+        Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (7, 'Doe', '003000000000001AAA')").unwrap();
+        // Any role may create a trigger on its own table; with the mapping's id the capture
+        // would queue a delete of contact 7's Salesforce record.
+        Spi::run("CREATE ROLE sfsync_forger; CREATE TABLE decoy (id bigint PRIMARY KEY, last_name text, sfid text)").unwrap();
+        Spi::run("ALTER TABLE decoy OWNER TO sfsync_forger").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_forger").unwrap();
+        Spi::run(&format!("CREATE TRIGGER t AFTER INSERT OR DELETE ON decoy FOR EACH ROW EXECUTE FUNCTION sfsync.capture('{id}', 'id')"))
+            .unwrap();
+        let e = error_of("INSERT INTO decoy VALUES (7, 'Doe', '003000000000001AAA')");
+        Spi::run("RESET ROLE").unwrap();
+        assert!(e.contains(&format!("this table is not the one of mapping {id}")), "{e}");
+        assert_eq!(outbox().len(), 1, "only the real table's insert");
+    }
+
+    #[pg_test]
     fn update_of_unmapped_columns_captures_nothing() {
         fixture();
         Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe')").unwrap();
