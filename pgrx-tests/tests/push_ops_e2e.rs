@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::contacts_table;
+use common::{accounts_table, contacts_table};
 use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
+use std::time::Duration;
 
 /// SQLSTATE and message of the error `sql` fails with.
 fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
@@ -161,4 +162,35 @@ fn archive_retry_and_discard() {
     // Bad input is named.
     let (_, msg) = error_of(&mut db, "SELECT sfsync.retry('contacts', '999')");
     assert_eq!(msg, "contacts has no queued or failed change for key '999' (see sfsync.errors)");
+}
+
+/// A table whose requests Salesforce refuses as a whole backs off alone: the other tables on
+/// the connection keep syncing at their pace. Only a failure of the connection itself (network,
+/// login, limits) holds them all up.
+#[test]
+fn a_refused_table_does_not_hold_up_the_other_tables_on_its_connection() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    contacts_table(&mut db);
+    env.worker_pid();
+    let sf = env.emu.sf();
+    env.emu.add_fault(json!({"kind": "status", "status": 400, "path_prefix": format!("{}/composite/sobjects/Contact", sf.data_path())}));
+    db.batch_execute("INSERT INTO contacts (last_name) VALUES ('Refused')").unwrap();
+    db.until_true(
+        "the refusal shown on the table",
+        "SELECT last_error LIKE 'push: %' FROM sfsync.status WHERE \"table\" = 'contacts'::regclass",
+    );
+    // Long enough for a backoff of the whole connection to have grown past 8 s.
+    std::thread::sleep(Duration::from_secs(8));
+    db.batch_execute("INSERT INTO accounts (name) VALUES ('Unaffected')").unwrap();
+    until("the account in Salesforce while the contacts are refused", Duration::from_secs(4), || {
+        !sf.query("SELECT Id FROM Account WHERE Name = 'Unaffected'").is_empty()
+    });
+    let connection_error: Option<String> =
+        scalar(&mut db, "SELECT max(last_error) FROM sfsync.connection_state WHERE connection = 'default'");
+    assert_eq!(connection_error, None, "the connection itself is fine");
+    env.emu.clear_faults();
+    sf.until_record("SELECT Id FROM Contact WHERE LastName = 'Refused'");
+    db.until_true("the table's push error cleared", "SELECT last_error IS NULL FROM sfsync.status WHERE \"table\" = 'contacts'::regclass");
 }

@@ -28,7 +28,10 @@ struct Pause {
 
 thread_local! {
     static CACHE: RefCell<HashMap<String, Cached>> = RefCell::new(HashMap::new());
+    /// Connections backing off after a failure that was theirs.
     static BACKOFF: RefCell<HashMap<String, Pause>> = RefCell::new(HashMap::new());
+    /// Steps of mappings backing off after a failure of their own.
+    static STEP_BACKOFF: RefCell<HashMap<Step, Pause>> = RefCell::new(HashMap::new());
 }
 
 /// A connection as stored (or about to be): what logging in needs.
@@ -112,60 +115,105 @@ pub fn forget(name: &str) {
 
 /// Whether the worker may call this connection now (it backs off after request failures).
 pub fn available(name: &str) -> bool {
-    BACKOFF.with(|b| b.borrow().get(name).and_then(|b| b.until).is_none_or(|t| Instant::now() >= t))
+    !BACKOFF.with(|b| waiting(&b.borrow(), &name.to_string()))
 }
 
-/// Records a request-level failure: the delay doubles up to 30 s (`Backoff::CONNECTION`),
-/// or is what Salesforce (Retry-After) or the API budget asked for.
-fn failed(name: &str, e: &SyncError) -> Duration {
+/// Records a failure of `who` (a connection, or one step of one mapping): the delay doubles up
+/// to 30 s (`Backoff::CONNECTION`), or is what Salesforce (Retry-After) or the API budget
+/// asked for.
+fn failed<K: std::hash::Hash + Eq>(pauses: &mut HashMap<K, Pause>, who: K, e: &SyncError) -> Duration {
     let asked = match e {
         SyncError::Salesforce(e) => e.retry_after(),
         _ => None,
     };
-    BACKOFF.with(|b| {
-        let mut b = b.borrow_mut();
-        let e = b.entry(name.to_string()).or_default();
-        e.failures = e.failures.saturating_add(1);
-        let delay = asked.unwrap_or_else(|| Backoff::CONNECTION.after(e.failures));
-        e.until = Some(Instant::now() + delay);
-        delay
-    })
+    let p = pauses.entry(who).or_default();
+    p.failures = p.failures.saturating_add(1);
+    let delay = asked.unwrap_or_else(|| Backoff::CONNECTION.after(p.failures));
+    p.until = Some(Instant::now() + delay);
+    delay
 }
 
-fn succeeded(name: &str) {
-    BACKOFF.with(|b| b.borrow_mut().remove(name));
+fn waiting<K: std::hash::Hash + Eq>(pauses: &HashMap<K, Pause>, who: &K) -> bool {
+    pauses.get(who).and_then(|p| p.until).is_some_and(|t| Instant::now() < t)
+}
+
+/// One kind of work of one mapping, for the backoff of failures that are its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Step {
+    pub mapping: i32,
+    pub what: &'static str,
+}
+
+impl Step {
+    pub fn new(mapping: i32, what: &'static str) -> Step {
+        Step { mapping, what }
+    }
 }
 
 /// What became of a step run through [`call`].
 pub enum Call<T> {
-    /// The connection is backing off after a failure: nothing was tried.
+    /// The connection, or this step of this mapping, is backing off after a failure: nothing
+    /// was tried.
     Waiting,
     Done(T),
-    /// The step failed; the connection waits `retry_in` before the worker calls it again.
+    /// The step failed; it is not tried again for `retry_in`. `connection_wide`: the failure
+    /// was the connection's (network, login, limits), and every step on it waits.
     Failed {
         error: SyncError,
         retry_in: Duration,
+        connection_wide: bool,
     },
 }
 
-/// Runs one step that talks to connection `name` (a pull, a push, a backfill chunk, a delete
-/// check...) the way every such step must: not while the connection backs off (in the worker;
-/// a person's `run_once` always tries), the backoff cleared by a success, and set by a
-/// failure from the error itself — Retry-After and the API budget's pause
+/// Whether a failure says the connection itself is unusable for now — the network, the
+/// login, Salesforce's availability or the org's limits — rather than something about one
+/// mapping's request (an unknown field, a malformed query, a record Salesforce refuses, a
+/// local database error), which must not hold up the other mappings on the connection.
+pub fn connection_wide(e: &SyncError) -> bool {
+    const CONNECTION_CODES: &[&str] =
+        &["INVALID_SESSION_ID", "REQUEST_LIMIT_EXCEEDED", "API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED", "SERVER_UNAVAILABLE"];
+    match e {
+        SyncError::Salesforce(se) => match se {
+            salesforce::Error::Api { status, .. } => {
+                *status == 401 || *status == 429 || *status >= 500 || CONNECTION_CODES.contains(&se.code().as_str())
+            }
+            salesforce::Error::Transport(_)
+            | salesforce::Error::Auth { .. }
+            | salesforce::Error::Budget { .. }
+            | salesforce::Error::Decode(_)
+            | salesforce::Error::Config(_) => true,
+        },
+        SyncError::Unreachable(_) => true,
+        SyncError::Invalid(_) | SyncError::NotFound(_) | SyncError::Spi(_) | SyncError::External(_) => false,
+    }
+}
+
+/// Runs one step of one mapping that talks to connection `name` (a pull, a push, a backfill
+/// chunk, a delete check...) the way every such step must: not while the connection or this
+/// step backs off (in the worker; a person's `run_once` always tries); a success clears both
+/// backoffs; a failure backs off the connection when it is the connection's
+/// ([`connection_wide`]), else only this step of this mapping, so one broken table never
+/// delays the others. The delay is Retry-After or the API budget's pause
 /// (REQUEST_LIMIT_EXCEEDED) when Salesforce gave one, else `Backoff::CONNECTION`. The budget's
 /// pacing of single calls happens inside the client (`salesforce::budget`).
-pub fn call<T>(ctx: Ctx, name: &str, step: impl FnOnce() -> Result<T>) -> Call<T> {
-    if ctx == Ctx::Worker && !available(name) {
+pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>) -> Call<T> {
+    if ctx == Ctx::Worker && (!available(name) || STEP_BACKOFF.with(|b| waiting(&b.borrow(), &step))) {
         return Call::Waiting;
     }
-    match step() {
+    match run() {
         Ok(v) => {
-            succeeded(name);
+            BACKOFF.with(|b| b.borrow_mut().remove(name));
+            STEP_BACKOFF.with(|b| b.borrow_mut().remove(&step));
             Call::Done(v)
         }
         Err(error) => {
-            let retry_in = failed(name, &error);
-            Call::Failed { error, retry_in }
+            let connection_wide = connection_wide(&error);
+            let retry_in = if connection_wide {
+                BACKOFF.with(|b| failed(&mut b.borrow_mut(), name.to_string(), &error))
+            } else {
+                STEP_BACKOFF.with(|b| failed(&mut b.borrow_mut(), step, &error))
+            };
+            Call::Failed { error, retry_in, connection_wide }
         }
     }
 }
@@ -213,4 +261,39 @@ pub fn set_connection_error(name: &str, error: Option<&str>) -> Result<()> {
         &args,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use salesforce::{ApiError, Error};
+
+    fn api(status: u16, code: &str) -> SyncError {
+        SyncError::Salesforce(Error::Api { status, errors: vec![ApiError::new(code, "m")] })
+    }
+
+    #[test]
+    fn only_the_connections_own_troubles_hold_up_its_other_tables() {
+        for e in [
+            api(503, "SERVER_UNAVAILABLE"),
+            api(500, "UNKNOWN_EXCEPTION"),
+            api(401, "INVALID_SESSION_ID"),
+            api(403, "REQUEST_LIMIT_EXCEEDED"),
+            SyncError::Salesforce(Error::Transport("connection refused".into())),
+            SyncError::Salesforce(Error::Auth { error: "invalid_grant".into(), description: "expired".into() }),
+            SyncError::Salesforce(Error::Budget { wait: Duration::from_secs(5), reason: "share used".into() }),
+        ] {
+            assert!(connection_wide(&e), "{e}");
+        }
+        for e in [
+            api(400, "INVALID_FIELD"),
+            api(400, "MALFORMED_QUERY"),
+            api(400, "JSON_PARSER_ERROR"),
+            api(404, "NOT_FOUND"),
+            SyncError::Spi("violates check constraint".into()),
+            SyncError::Invalid("filter: …".into()),
+        ] {
+            assert!(!connection_wide(&e), "{e}");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! formula and roll-up fields (`sfsync.formula_refresh_interval`). How long ago each last ran
 //! comes from sync_state with the mappings, so a restarted worker keeps the rhythm.
 
-use super::clients::{self, Call};
+use super::clients::{self, Call, Step};
 use super::source::{formulas, reconcile};
 use super::{Ctx, Mapping};
 use crate::error::SyncError;
@@ -20,20 +20,20 @@ pub fn run_due(mappings: &[Mapping], backfilling: &[i32]) {
             break;
         }
         if due(m.deletes_age, deletes_every) {
-            match clients::call(Ctx::Worker, &m.connection, || reconcile::check(Ctx::Worker, m)) {
+            match clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "delete check"), || reconcile::check(Ctx::Worker, m)) {
                 Call::Done(s) if s.deleted > 0 || s.reconciled.is_some() => {
                     log!("sfsync: delete check of {}: {}", m.table, serde_json::to_string(&s).unwrap_or_default());
                 }
-                Call::Failed { error, retry_in } => failed(m, "delete check", error, retry_in),
+                Call::Failed { error, retry_in, .. } => failed(m, "delete check", error, retry_in),
                 Call::Done(_) | Call::Waiting => {}
             }
         }
         if !calculated(&m.columns).is_empty() && due(m.formulas_age, formulas_every) {
-            match clients::call(Ctx::Worker, &m.connection, || formulas::refresh(Ctx::Worker, m)) {
+            match clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "formula refresh"), || formulas::refresh(Ctx::Worker, m)) {
                 Call::Done(s) if s.updated > 0 => {
                     debug1!("sfsync: formula refresh of {}: {} of {} rows changed", m.table, s.updated, s.fetched);
                 }
-                Call::Failed { error, retry_in } => failed(m, "formula refresh", error, retry_in),
+                Call::Failed { error, retry_in, .. } => failed(m, "formula refresh", error, retry_in),
                 Call::Done(_) | Call::Waiting => {}
             }
         }

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::plan::schedule::Pulls;
-use crate::sync::clients::{self, Call};
+use crate::sync::clients::{self, Call, Step};
 use crate::sync::source::{backfill, events, poll};
 use crate::sync::{self, push, Ctx};
 use crate::{guc, registry};
@@ -326,7 +326,8 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
             guc::ms(&guc::PULL_INTERVAL_MS)
         };
         pulls.started(m.id, Instant::now(), interval);
-        if let Call::Failed { error, retry_in } = clients::call(Ctx::Worker, &m.connection, || poll::pass(Ctx::Worker, m, mappings)) {
+        let pull = clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull"), || poll::pass(Ctx::Worker, m, mappings));
+        if let Call::Failed { error, retry_in, .. } = pull {
             warning!("sfsync: pull of {} into {} failed, retrying in {retry_in:?}: {error}", m.sobject, m.table);
             let msg = error.to_string();
             let _ = crate::worker::tx::run(|| sync::set_mapping_error(m.id, &msg));

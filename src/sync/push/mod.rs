@@ -21,7 +21,7 @@ pub mod write_through;
 use crate::error::Result;
 use crate::plan::coalesce::{coalesce, Change, Write};
 use crate::plan::relations::{parents_first, resolve, Parent, Resolution};
-use crate::sync::clients::{self, Call};
+use crate::sync::clients::{self, Call, Step};
 use crate::sync::{Ctx, Mapping};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -94,6 +94,8 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
 
     let mut results: Vec<Result_> = Vec::new();
     let mut conn_errors: HashMap<String, Option<String>> = HashMap::new();
+    // (mapping, its push failure; None: its push went through, clearing an earlier one)
+    let mut table_errors: Vec<(i32, Option<String>)> = Vec::new();
     for mid in parents_first(&ids, &parents) {
         let Some(changes) = by_mapping.remove(&mid) else { continue };
         let Some(m) = mappings.get(&mid) else { continue };
@@ -133,16 +135,24 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
         let mut sent_results = if ready.is_empty() {
             Vec::new()
         } else {
-            match clients::call(ctx, &m.connection, || send::send(&*clients::client(ctx, &m.connection)?, m, ready.clone())) {
+            let step = Step::new(m.id, "push");
+            match clients::call(ctx, &m.connection, step, || send::send(&*clients::client(ctx, &m.connection)?, m, ready.clone())) {
                 Call::Done(r) => {
                     conn_errors.insert(m.connection.clone(), None);
+                    table_errors.push((m.id, None));
                     r
                 }
                 Call::Waiting => deferred(ready),
-                Call::Failed { error, retry_in } => {
+                Call::Failed { error, retry_in, connection_wide } => {
                     let msg = error.to_string();
                     pgrx::warning!("sfsync: push to {} for {} failed, retrying in {retry_in:?}: {msg}", m.sobject, m.table);
-                    conn_errors.insert(m.connection.clone(), Some(msg));
+                    // The connection's trouble shows on the connection; a refusal of this
+                    // table's request shows on the table (and holds up only its records).
+                    if connection_wide {
+                        conn_errors.insert(m.connection.clone(), Some(msg));
+                    } else {
+                        table_errors.push((m.id, Some(format!("push: {msg}"))));
+                    }
                     deferred(ready)
                 }
             }
@@ -169,6 +179,9 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
     ctx.tx(|| {
         for (name, err) in &conn_errors {
             clients::set_connection_error(name, err.as_deref())?;
+        }
+        for (id, err) in &table_errors {
+            settle::set_push_error(*id, err.as_deref())?;
         }
         settle::settle(&results, &claimed.attempts, &mappings, &mut summary)?;
         clients::flush_stats()

@@ -149,6 +149,21 @@ pub(super) fn settle(
     Ok(())
 }
 
+/// Shows (or, with None, clears) a table's push failure in sfsync.status. Only a push error
+/// is cleared: an error of the table's pull stays until its next good pull.
+pub(super) fn set_push_error(mapping_id: i32, error: Option<&str>) -> Result<()> {
+    match error {
+        Some(e) => crate::sync::set_mapping_error(mapping_id, e),
+        None => {
+            spi_util::exec(
+                "UPDATE sfsync.sync_state SET last_error = NULL WHERE mapping_id = $1 AND last_error LIKE 'push: %'",
+                &[mapping_id.into()],
+            )?;
+            Ok(())
+        }
+    }
+}
+
 /// Startup recovery: claims left by a worker that died are released at once (there is
 /// only one worker per database, and run_once never commits a claim).
 pub fn release_stale_claims() -> Result<usize> {

@@ -111,14 +111,14 @@ pub fn step(mappings: &[Mapping]) -> Step {
     let Some(m) = active.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).find(|m| clients::available(&m.connection)) else {
         return Step { active, more: false };
     };
-    match clients::call(Ctx::Worker, &m.connection, || chunk(Ctx::Worker, m, mappings)) {
+    match clients::call(Ctx::Worker, &m.connection, clients::Step::new(m.id, "backfill"), || chunk(Ctx::Worker, m, mappings)) {
         Call::Done(finished) => {
             let active: Vec<i32> = if finished { active.into_iter().filter(|id| *id != m.id).collect() } else { active };
             Step { more: !active.is_empty(), active }
         }
         // Backing off since `available` was asked: next time.
         Call::Waiting => Step { active, more: false },
-        Call::Failed { error: e, retry_in } => {
+        Call::Failed { error: e, retry_in, .. } => {
             let transient = matches!(&e, SyncError::Salesforce(se) if se.is_transient());
             let msg = e.to_string();
             if transient {
