@@ -175,7 +175,10 @@ fn a_refused_table_does_not_hold_up_the_other_tables_on_its_connection() {
     contacts_table(&mut db);
     env.worker_pid();
     let sf = env.emu.sf();
-    env.emu.add_fault(json!({"kind": "status", "status": 400, "path_prefix": format!("{}/composite/sobjects/Contact", sf.data_path())}));
+    // The newest API version, which the worker's client negotiates.
+    let (_, versions) = sf.request("GET", "/services/data/", None);
+    let newest = versions.as_array().and_then(|v| v.last()).and_then(|v| v["url"].as_str()).expect("the versions resource").to_string();
+    env.emu.add_fault(json!({"kind": "status", "status": 400, "path_prefix": format!("{newest}/composite/sobjects/Contact")}));
     db.batch_execute("INSERT INTO contacts (last_name) VALUES ('Refused')").unwrap();
     db.until_true(
         "the refusal shown on the table",
