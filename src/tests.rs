@@ -413,6 +413,15 @@ mod tests {
     }
 
     #[pg_test]
+    fn a_temporary_table_is_refused() {
+        Spi::run("CREATE TEMP TABLE scratch (id int PRIMARY KEY, name text)").unwrap();
+        let e = error_of("SELECT sfsync.sync_table('scratch', 'Account')");
+        assert!(e.contains(".scratch is a temporary table; sfsync syncs permanent tables only"), "{e}");
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM sfsync.mappings").unwrap().unwrap_or(0);
+        assert_eq!(n, 0, "no mapping is left behind");
+    }
+
+    #[pg_test]
     fn a_refused_filter_leaves_no_mapping() {
         Spi::run("CREATE TABLE t7 (id int PRIMARY KEY, name text)").unwrap();
         let e = error_of("SELECT sfsync.sync_table('t7', 'Account', filter => 'Name = ''x'' LIMIT 1')");

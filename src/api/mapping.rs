@@ -60,6 +60,8 @@ pub(crate) struct Options<'a> {
 struct TableInfo {
     qualified: String,
     kind: String,
+    /// `t` for a temporary table.
+    persistence: String,
     pk: Option<Vec<String>>,
     pk_type: Option<String>,
     pk_has_default: Option<bool>,
@@ -74,6 +76,7 @@ fn table_info(oid: u32) -> Result<TableInfo> {
         "SELECT jsonb_build_object(
              'qualified', format('%I.%I', n.nspname, c.relname),
              'kind', c.relkind,
+             'persistence', c.relpersistence,
              'pk', (SELECT jsonb_agg(a.attname ORDER BY k.ord)
                     FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -116,6 +119,13 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     let t = table_info(oid)?;
     if t.kind != "r" && t.kind != "p" {
         return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
+    }
+    if t.persistence == "t" {
+        // The worker runs in its own session: it can never see this session's temporary table.
+        return Err(SyncError::Invalid(format!(
+            "{} is a temporary table; sfsync syncs permanent tables only (the worker cannot see another session's temporary tables)",
+            t.qualified
+        )));
     }
     let pk = match t.pk.as_deref() {
         Some([one]) => one.clone(),
@@ -331,8 +341,18 @@ fn unsync(oid: u32) -> Result<bool> {
 }
 
 fn drop_triggers(table: &str) -> Result<()> {
-    for name in ["sfsync_capture", "sfsync_write_through", "sfsync_hold_delete", "sfsync_no_truncate"] {
-        Spi::run(&format!("DROP TRIGGER IF EXISTS {name} ON {table}"))?;
+    // Only those that exist: DROP TRIGGER IF EXISTS would print a NOTICE for each missing one.
+    let present = spi_util::json(
+        "SELECT COALESCE(jsonb_agg(tgname), '[]') FROM pg_catalog.pg_trigger
+         WHERE tgrelid = $1::regclass AND NOT tgisinternal AND tgname = ANY($2)",
+        &[table.into(), TRIGGERS.iter().map(|t| t.to_string()).collect::<Vec<_>>().into()],
+    )?;
+    let present: Vec<String> = present.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    for name in present {
+        Spi::run(&format!("DROP TRIGGER {} ON {table}", quote_identifier(&name)))?;
     }
     Ok(())
 }
+
+/// The triggers sync_table installs.
+const TRIGGERS: [&str; 4] = ["sfsync_capture", "sfsync_write_through", "sfsync_hold_delete", "sfsync_no_truncate"];
