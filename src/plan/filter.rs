@@ -100,29 +100,16 @@ fn lex(s: &str) -> Result<Vec<Token>, String> {
                 i += 1;
                 Tok::Str
             }
-            '(' => {
+            '(' | ')' | ',' | '.' | ':' | '=' => {
                 i += 1;
-                Tok::Open
-            }
-            ')' => {
-                i += 1;
-                Tok::Close
-            }
-            ',' => {
-                i += 1;
-                Tok::Comma
-            }
-            '.' => {
-                i += 1;
-                Tok::Dot
-            }
-            ':' => {
-                i += 1;
-                Tok::Colon
-            }
-            '=' => {
-                i += 1;
-                Tok::Op("=")
+                match c {
+                    '(' => Tok::Open,
+                    ')' => Tok::Close,
+                    ',' => Tok::Comma,
+                    '.' => Tok::Dot,
+                    ':' => Tok::Colon,
+                    _ => Tok::Op("="),
+                }
             }
             '!' if chars.get(i + 1) == Some(&'=') => {
                 i += 2;
@@ -289,7 +276,7 @@ impl Parser {
             return self.expect(Tok::Close, "\")\"");
         }
         self.field(known)?;
-        self.comparison(known)
+        self.comparison()
     }
 
     /// A field, a relationship path, or a date function of one (CALENDAR_YEAR(CreatedDate)).
@@ -323,27 +310,27 @@ impl Parser {
         Ok(())
     }
 
-    fn comparison(&mut self, known: Option<&Known>) -> Result<(), String> {
+    fn comparison(&mut self) -> Result<(), String> {
         const WANTED: &str = "an operator (=, !=, <, <=, >, >=, LIKE, IN, NOT IN, INCLUDES, EXCLUDES)";
         let t = self.next(WANTED)?;
         match &t.tok {
             Tok::Op(_) => self.value(),
             Tok::Ident(_) if t.keyword("LIKE") => self.value(),
-            Tok::Ident(_) if t.keyword("IN") => self.set(known, true),
+            Tok::Ident(_) if t.keyword("IN") => self.set(true),
             Tok::Ident(_) if t.keyword("NOT") => {
                 let inn = self.next("IN after NOT")?;
                 if !inn.keyword("IN") {
                     return Err(Self::unexpected(&inn, "IN after NOT"));
                 }
-                self.set(known, true)
+                self.set(true)
             }
-            Tok::Ident(_) if t.keyword("INCLUDES") || t.keyword("EXCLUDES") => self.set(known, false),
+            Tok::Ident(_) if t.keyword("INCLUDES") || t.keyword("EXCLUDES") => self.set(false),
             _ => Err(Self::unexpected(&t, WANTED)),
         }
     }
 
     /// `( values )`, or with `subquery` a semi-join `( SELECT field FROM object [WHERE …] )`.
-    fn set(&mut self, _known: Option<&Known>, subquery: bool) -> Result<(), String> {
+    fn set(&mut self, subquery: bool) -> Result<(), String> {
         self.expect(Tok::Open, "\"(\"")?;
         if subquery && self.eat_keyword("SELECT") {
             // The inner query is on another object: its fields are Salesforce's to check.
