@@ -6,9 +6,7 @@ use serde_json::json;
 use sf_emulator::Config;
 
 fn org() -> Org {
-    let path = std::env::temp_dir().join(format!("sf-emulator-formulas-{}.json", std::process::id()));
-    std::fs::write(
-        &path,
+    let path = common::schema_file(
         r#"{"fields": {"Account": [
             {"name": "Revenue_K__c", "type": "currency", "scale": 2, "formula": "AnnualRevenue / 1000"},
             {"name": "Pipeline__c", "type": "currency", "rollup": {"function": "SUM", "object": "Opportunity", "field": "Amount", "via": "AccountId"}},
@@ -16,8 +14,7 @@ fn org() -> Org {
             {"name": "Deals__c", "type": "double", "scale": 0, "rollup": {"function": "COUNT", "object": "Opportunity", "via": "AccountId"}}],
           "Opportunity": [
             {"name": "Account_Revenue__c", "type": "currency", "formula": "Account.AnnualRevenue * 2"}]}}"#,
-    )
-    .unwrap();
+    );
     Org::with(Config { schema_file: Some(path), ..Config::default() })
 }
 

@@ -182,10 +182,7 @@ fn datetime_and_date_inputs() {
     assert_eq!(r.code(), "JSON_PARSER_ERROR");
 
     // Custom datetime field via a schema file.
-    let dir = std::env::temp_dir().join(format!("sfemu-schema-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("schema.json");
-    std::fs::write(&path, r#"{"fields":{"Account":[{"name":"Seen__c","type":"datetime"}]}}"#).unwrap();
+    let path = common::schema_file(r#"{"fields":{"Account":[{"name":"Seen__c","type":"datetime"}]}}"#);
     let org = Org::with(sf_emulator::Config { schema_file: Some(path), ..Default::default() });
     for input in [
         "2024-05-20T20:49:32.000+0000",

@@ -130,15 +130,12 @@ fn aggregate_errors() {
 }
 
 fn schema_org() -> Org {
-    let path = std::env::temp_dir().join(format!("sf-emulator-soql-{}.json", std::process::id()));
-    std::fs::write(
-        &path,
+    let path = common::schema_file(
         r#"{"fields": {"Account": [
             {"name": "Interests__c", "type": "multipicklist", "picklistValues": ["a", "b", "c", "d"]},
             {"name": "Score__c", "type": "double"}
         ]}}"#,
-    )
-    .unwrap();
+    );
     Org::with(sf_emulator::Config { schema_file: Some(path), ..Default::default() })
 }
 

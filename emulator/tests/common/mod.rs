@@ -114,3 +114,13 @@ pub fn enc(s: &str) -> String {
         })
         .collect()
 }
+
+/// Writes `json` to a schema file no other test in this process shares: tests run in
+/// parallel threads, and one test truncating a shared path while another reads it fails both.
+pub fn schema_file(json: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("sf-emulator-test-{}-{n}.json", std::process::id()));
+    std::fs::write(&path, json).expect("write schema file");
+    path
+}
