@@ -42,6 +42,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let mut last_pass: Option<Instant> = None;
     let mut stream = Stream::new();
     let mut last_purge: Option<Instant> = None;
+    let mut warned_outdated = false;
     loop {
         // After a full batch, go straight on; otherwise sleep until woken (commit, change
         // event, signal) or due.
@@ -63,6 +64,18 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         let mappings = match crate::worker::tx::run(begin_pass) {
             Ok(Pass::Run(m)) => m,
             Ok(Pass::Skip) => {
+                busy = false;
+                continue;
+            }
+            Ok(Pass::Outdated(version)) => {
+                if !warned_outdated {
+                    warning!(
+                        "sfsync: the extension in this database is version {version} but the installed library is {}; \
+                         nothing is synced until ALTER EXTENSION sfsync UPDATE is run",
+                        env!("CARGO_PKG_VERSION")
+                    );
+                    warned_outdated = true;
+                }
                 busy = false;
                 continue;
             }
@@ -113,6 +126,9 @@ enum Pass {
     /// Disabled, or run_once holds the pass lock.
     Skip,
     NoExtension,
+    /// The extension's catalog is of another version than this library (new binaries
+    /// installed, `ALTER EXTENSION sfsync UPDATE` not run yet): touching it could misread it.
+    Outdated(String),
 }
 
 /// One transaction: is the extension still there, are we enabled, take the pass lock
@@ -120,6 +136,10 @@ enum Pass {
 fn begin_pass() -> Result<Pass> {
     if !Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'sfsync')")?.unwrap_or(false) {
         return Ok(Pass::NoExtension);
+    }
+    let version = Spi::get_one::<String>("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sfsync'")?.unwrap_or_default();
+    if version != env!("CARGO_PKG_VERSION") {
+        return Ok(Pass::Outdated(version));
     }
     if !guc::ENABLED.get() {
         return Ok(Pass::Skip);
