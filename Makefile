@@ -44,6 +44,9 @@ setup:
 install: setup
 	@echo "==> cargo pgrx install --release"
 	$(CARGO) pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_SUDO)
+	@# Earlier releases' install scripts: CREATE EXTENSION sfsync VERSION '<old>' then
+	@# ALTER EXTENSION sfsync UPDATE is how the upgrade scripts are tested.
+	$(if $(IS_ROOT),,sudo) install -m 644 sql/releases/sfsync--*.sql "$$($(PG_CONFIG) --sharedir)/extension/"
 
 emulator:
 	@echo "==> building sf-emulator (release)"

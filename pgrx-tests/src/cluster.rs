@@ -182,6 +182,28 @@ impl Cluster {
             .env_remove("PGSERVICE"))
     }
 
+    /// Runs the SQL script `path` with psql (stops at the first error); its stdout.
+    pub fn psql_file(&self, db: &str, path: &Path) -> String {
+        run(Command::new(self.bindir.join("psql"))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", self.dir.to_str().unwrap(), "-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
+            .arg("-f")
+            .arg(path)
+            .env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE"))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `pg_dump` of `db` with extra arguments (e.g. `--schema-only`); its stdout. Panics on error.
+    pub fn pg_dump(&self, db: &str, args: &[&str]) -> String {
+        run(Command::new(self.bindir.join("pg_dump"))
+            .args(["-h", self.dir.to_str().unwrap(), "-p", &self.port.to_string(), "-U", SUPERUSER, "-d", db])
+            .args(args)
+            .env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE"))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// `pg_ctl stop -m fast` then start again (the preloaded worker restarts with it).
     pub fn restart(&mut self) {
         self.stop();
