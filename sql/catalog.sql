@@ -53,7 +53,23 @@ CREATE TABLE sfsync.mappings (
     conflict    text NOT NULL DEFAULT 'salesforce_wins' CHECK (conflict IN ('salesforce_wins', 'postgres_wins', 'last_modified_wins')),
     on_delete   text NOT NULL DEFAULT 'propagate' CHECK (on_delete IN ('propagate', 'ignore', 'review')),
     mode        text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'write_through')),
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- What this mapping's external ID values start with: '<namespace>:<key>' (see
+    -- docs/guide.md, "Whose record is it"). '' for mappings made before 0.2.0: bare keys.
+    namespace   text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$')
+);
+CREATE UNIQUE INDEX mappings_namespace ON sfsync.mappings (namespace) WHERE namespace <> '';
+
+-- Which database owns the mappings' namespaces: the cluster (system identifier) and the
+-- database (oid) that made or adopted them. A copy (CREATE DATABASE ... TEMPLATE, a
+-- restored dump, a pg_upgrade) finds another identity here and pauses until an admin
+-- calls sfsync.adopt(); a promoted physical replica has the same identity and goes on.
+CREATE TABLE sfsync.instance (
+    singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    system_identifier numeric NOT NULL,
+    database_oid      oid NOT NULL,
+    database_name     text NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now()
 );
 
 -- Captured local changes not yet confirmed by Salesforce: which record and, for an update,
@@ -211,8 +227,11 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.cdc_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_archive', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;
 -- The outbox, its archive and error rows carry row data of synced tables: owner only.
 GRANT SELECT ON sfsync.connections, sfsync.mappings, sfsync.sync_state, sfsync.connection_state TO PUBLIC;
+-- Which database owns the namespaces: no secret, and sfsync.status reads it as its caller.
+GRANT SELECT ON sfsync.instance TO PUBLIC;

@@ -62,6 +62,7 @@ SELECT m.tbl AS "table",
        m.direction,
        m.mode,
        CASE
+           WHEN cp.message IS NOT NULL THEN 'paused: copy of another database'
            WHEN w.pid IS NULL THEN 'no worker'
            WHEN concat(s.last_error, cs.last_error) LIKE '%API budget%' THEN 'paused: API budget'
            WHEN s.last_error IS NOT NULL THEN 'error'
@@ -84,7 +85,7 @@ SELECT m.tbl AS "table",
        cs.api_calls,
        cs.api_used,
        cs.api_max,
-       COALESCE(s.last_error, cs.last_error) AS last_error,
+       COALESCE(cp.message, s.last_error, cs.last_error) AS last_error,
        COALESCE(c.conflicts, 0) AS conflicts,
        COALESCE(r.reviews, 0) AS pending_delete_reviews,
        s.deletes_checked_at AS last_delete_check,
@@ -95,6 +96,7 @@ FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
 LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
+LEFT JOIN LATERAL (SELECT sfsync.paused_copy() AS message) cp ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS depth, min(captured_at) AS oldest
     FROM sfsync.outbox ob WHERE ob.mapping_id = m.id AND ob.state = 'pending'
@@ -110,6 +112,9 @@ LEFT JOIN LATERAL (
 ) r ON true;
 
 GRANT SELECT ON sfsync.status TO PUBLIC;
+
+-- Taking over a copy's records is for admins (see docs/privileges.md).
+REVOKE EXECUTE ON FUNCTION sfsync.adopt(boolean) FROM PUBLIC;
 
 -- A dropped synced table takes its mapping (and outbox, state, errors) with it.
 CREATE FUNCTION sfsync.on_sql_drop() RETURNS event_trigger

@@ -15,6 +15,9 @@ pub enum SyncError {
     /// Salesforce refused or failed the request.
     #[error("Salesforce: {0}")]
     Salesforce(#[from] salesforce::Error),
+    /// The caller lacks a privilege; the message names the function and the grant needed.
+    #[error("{0}")]
+    Privilege(String),
     /// An SPI statement failed.
     #[error("database: {0}")]
     Spi(String),
@@ -46,6 +49,7 @@ impl SyncError {
                 salesforce::Error::Config(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
+            SyncError::Privilege(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

@@ -17,7 +17,9 @@ fn changes_flow_both_ways() {
     // Postgres -> Salesforce: insert, with the new Id written back.
     db.batch_execute("INSERT INTO accounts (id, name, industry, annual_revenue) VALUES (1, 'Acme', 'Energy', 1200000)").unwrap();
     let sf = env.emu.sf();
-    let rec = sf.until_record("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '1'");
+    let ext = db.external_key("accounts", "1");
+    assert!(ext.ends_with(":1") && ext.len() == 14, "namespaced: {ext}");
+    let rec = sf.until_record(&format!("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '{ext}'"));
     assert_eq!(rec["Name"], "Acme");
     assert_eq!(rec["Industry"], "Energy");
     assert_eq!(rec["AnnualRevenue"].as_f64(), Some(1_200_000.0));
@@ -76,7 +78,8 @@ fn rejected_record_is_reported_and_the_rest_go_through() {
 
     // Fixing the row sends it, with the fields captured before, and clears the error.
     db.batch_execute("UPDATE contacts SET last_name = 'Goodname' WHERE id = 2").unwrap();
-    let rec = env.emu.sf().until_record("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '2'");
+    let ext = db.external_key("contacts", "2");
+    let rec = env.emu.sf().until_record(&format!("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '{ext}'"));
     assert_eq!(rec["FirstName"], "Bad");
     assert_eq!(rec["LastName"], "Goodname");
     db.until_count("SELECT count(*) FROM sfsync.errors", 0);
@@ -143,7 +146,7 @@ fn an_automation_rewriting_a_synced_field_settles_after_one_round_trip() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(env.sf_writes(), writes, "the automation and the sync are looping");
     assert_eq!(scalar::<String>(&mut db, "SELECT xmin::text FROM accounts WHERE id = 1"), version);
-    let rec = env.sf_query("SELECT Industry FROM Account WHERE Postgres_Id__c = '1'");
+    let rec = env.sf_query(&format!("SELECT Industry FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")));
     assert_eq!(rec[0]["Industry"], "Energy");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
 }

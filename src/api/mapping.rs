@@ -116,6 +116,8 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     };
     let external_id = o.external_id.unwrap_or("Postgres_Id__c");
 
+    // A copy of another database must not start writing into the original's records.
+    crate::sync::identity::require_original()?;
     let t = table_info(oid)?;
     if t.kind != "r" && t.kind != "p" {
         return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
@@ -198,10 +200,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     }
     if opts.direction.pulls() && t.pk_has_default != Some(true) {
         notice!(
-            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if they carry {} ",
+            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
             t.qualified,
             pk,
-            ext.name
+            ext.name,
+            t.qualified.replace('\'', "''")
         );
     }
 
@@ -234,11 +237,12 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         opts.conflict.as_str().into(),
         opts.on_delete.as_str().into(),
         opts.mode.as_str().into(),
+        super::identity::new_namespace(&t.qualified)?.into(),
     ];
     let (mapping_id, created) = Spi::get_two_with_args::<i32, bool>(
         "INSERT INTO sfsync.mappings AS m (tbl, sobject, connection, pk_column, pk_type, external_id, columns, fields,
-                                           direction, filter, conflict, on_delete, mode)
-         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                           direction, filter, conflict, on_delete, mode, namespace)
+         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (tbl) DO UPDATE SET sobject = EXCLUDED.sobject, connection = EXCLUDED.connection,
              pk_column = EXCLUDED.pk_column, pk_type = EXCLUDED.pk_type, external_id = EXCLUDED.external_id,
              columns = EXCLUDED.columns, fields = EXCLUDED.fields, direction = EXCLUDED.direction,

@@ -3,6 +3,7 @@
 
 mod backfill;
 mod connection;
+mod identity;
 mod mapping;
 mod ops;
 mod outbox;

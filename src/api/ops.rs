@@ -15,6 +15,7 @@ fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
 }
 
 fn run(oid: Option<u32>) -> Result<Value> {
+    sync::identity::require_original()?;
     Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
     // All mappings: a table's parents are needed to push it.
     let all = sync::load_mappings(None)?;
@@ -58,6 +59,7 @@ fn refresh_formulas(tbl: PgRelation) -> JsonB {
 }
 
 fn one(oid: u32, f: impl FnOnce(&sync::Mapping) -> Result<Value>) -> Result<Value> {
+    sync::identity::require_original()?;
     Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
     let m = sync::load_mappings(Some(oid))?;
     let m = m.first().ok_or_else(|| SyncError::NotFound(format!("table with oid {oid} is not synced")))?;

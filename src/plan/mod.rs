@@ -12,6 +12,7 @@ pub mod filter;
 pub mod formulas;
 pub mod load;
 pub mod mirror;
+pub mod namespace;
 pub mod options;
 pub mod relations;
 pub mod retry;

@@ -171,7 +171,7 @@ pub fn advance(m: &Mapping, mark: Option<&str>, applied: usize) -> Result<()> {
 
 fn record_failure(m: &Mapping, rec: &Record, message: &str, mark: Option<&str>) -> Result<()> {
     let sfid = rec.get("Id").and_then(Value::as_str).unwrap_or_default();
-    let key = rec.get(&m.external_id).and_then(Value::as_str).unwrap_or(sfid);
+    let key = rec.get(&m.external_id).and_then(Value::as_str).and_then(|v| m.key_of(v)).unwrap_or(sfid);
     let row = json!({"sfid": sfid, "pk": key, "message": message});
     let args: Vec<DatumWithOid> = vec![m.id.into(), spi_util::jsonb(row)];
     spi_util::exec(

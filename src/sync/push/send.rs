@@ -47,13 +47,16 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
     // A delete of a row whose Id we never learned (e.g. a crash before the write-back):
     // find the record by external id; if there is none, there is nothing to delete.
     for chunk in unknown_deletes.chunks(200) {
-        let values: Vec<&str> = chunk.iter().map(|c| c.pk.as_str()).collect();
+        let values: Vec<String> = chunk.iter().map(|c| m.external_value(&c.pk)).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
         let q = soql::by_external_ids(&m.sobject, &m.external_id, &values).map_err(SyncError::Invalid)?;
         let mut found: HashMap<String, String> = HashMap::new();
         for rec in client.query_iter(&q, false) {
             let rec = rec?;
             if let (Some(Value::String(id)), Some(ext)) = (rec.get("Id"), rec.get(&m.external_id)) {
-                found.insert(plain(ext), id.clone());
+                if let Some(key) = m.key_of(&plain(ext)) {
+                    found.insert(key.to_string(), id.clone());
+                }
             }
         }
         for c in chunk {
@@ -119,7 +122,10 @@ pub(super) fn plain(v: &Value) -> String {
     }
 }
 
-/// Mapped fields of a payload as a Salesforce record, plus the external id = the key.
+/// Mapped fields of a payload as a Salesforce record; a new record (upsert) also gets the
+/// external ID that marks it as this mapping's. An update by Id leaves the external ID as
+/// it is: a record created in Salesforce stays nobody's, and one mapping never takes over
+/// a record another one made.
 fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> Record {
     let mut rec = Record::new();
     for (col, v) in payload {
@@ -129,7 +135,9 @@ fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) 
         }
         rec.insert(cm.field.clone(), convert::to_sf(cm, v));
     }
-    rec.insert(m.external_id.clone(), Value::String(pk.to_string()));
+    if !update {
+        rec.insert(m.external_id.clone(), Value::String(m.external_value(pk)));
+    }
     rec
 }
 
