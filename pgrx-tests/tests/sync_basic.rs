@@ -48,6 +48,44 @@ fn changes_flow_both_ways() {
 }
 
 #[test]
+fn a_request_refused_for_one_value_is_split_down_to_that_record() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, last_name text NOT NULL, birthdate text);
+         SELECT sfsync.sync_table('people', 'Contact', fields => '{\"last_name\": \"LastName\", \"birthdate\": \"Birthdate\"}');",
+    )
+    .unwrap();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // Salesforce refuses a whole Collections request when one record's date does not parse.
+    db.batch_execute(
+        "INSERT INTO people (id, last_name, birthdate) VALUES
+             (1, 'Early', '2001-02-03'), (2, 'Vague', 'tomorrow'), (3, 'Late', '1999-09-09'), (4, 'Plain', NULL)",
+    )
+    .unwrap();
+    let (code, message): (String, String) = until("person 2 in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT error_code, message FROM sfsync.errors WHERE key = '2'", &[]).unwrap();
+        rows.first().map(|r| (r.get(0), r.get(1)))
+    });
+    assert_eq!(code, "JSON_PARSER_ERROR");
+    assert!(message.contains("tomorrow"), "{message}");
+    let sf = env.emu.sf();
+    sf.until_records("SELECT LastName FROM Contact WHERE LastName IN ('Early', 'Late', 'Plain')", 3);
+    assert!(sf.query("SELECT Id FROM Contact WHERE LastName = 'Vague'").is_empty());
+    // Not the connection's trouble: another table on it goes on at once.
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (1, 'Acme')").unwrap();
+    sf.until_record(&format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")));
+    let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'people'::regclass");
+    assert_eq!(state, "running");
+    // Fixing the value sends it and clears the error.
+    db.batch_execute("UPDATE people SET birthdate = '2000-01-01' WHERE id = 2").unwrap();
+    let rec = sf.until_record("SELECT Birthdate FROM Contact WHERE LastName = 'Vague'");
+    assert_eq!(rec["Birthdate"], "2000-01-01");
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
+}
+
+#[test]
 fn rejected_record_is_reported_and_the_rest_go_through() {
     let env = common::start();
     let mut db = env.db();

@@ -1,6 +1,7 @@
 //! Pure decisions, free of pgrx: unit-tested with plain `cargo test`.
 
 pub mod backfill;
+pub mod bisect;
 pub mod cdc;
 pub mod coalesce;
 pub mod compare;

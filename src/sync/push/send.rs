@@ -1,11 +1,13 @@
 //! Step 2 of a push: one mapping's planned changes to Salesforce, outside any transaction.
 //! sObject Collections (≤200 records a call) for small batches, one Bulk API 2.0 ingest job
 //! from `sfsync.bulk_threshold`; update by Id when the Salesforce Id is known, else upsert on
-//! the external id holding the Postgres key.
+//! the external id holding the Postgres key. A Collections request refused as a whole for one
+//! record's value is split until that record carries the error (`plan::bisect`).
 
 use super::{bulk_write, Outcome, Result_};
 use crate::error::{Result, SyncError};
 use crate::guc;
+use crate::plan::bisect::bisect;
 use crate::plan::coalesce::{Change, Write};
 use crate::plan::options::OnDelete;
 use crate::plan::{convert, soql};
@@ -73,7 +75,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
         let res = if bulk(recs.len()) {
             bulk_write::write(client, &m.sobject, BulkOperation::Upsert, Some(&m.external_id), &recs)?
         } else {
-            client.collections_upsert(&m.sobject, &m.external_id, &recs)?
+            bisect(&recs, &mut |chunk| client.collections_upsert(&m.sobject, &m.external_id, chunk))?
         };
         out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
     }
@@ -89,7 +91,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
                 .collect();
             bulk_write::write(client, &m.sobject, BulkOperation::Update, None, &with_ids)?
         } else {
-            client.collections_update(&m.sobject, &recs)?
+            bisect(&recs, &mut |chunk| client.collections_update(&m.sobject, chunk))?
         };
         out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
     }
@@ -99,7 +101,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
             let recs: Vec<Record> = ids.iter().map(|id| json!({"Id": id}).as_object().cloned().unwrap_or_default()).collect();
             bulk_write::write(client, &m.sobject, BulkOperation::Delete, None, &recs)?
         } else {
-            client.collections_delete(&ids)?
+            bisect(&ids, &mut |chunk| client.collections_delete(chunk))?
         };
         let results = zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete");
         // Already gone in Salesforce is what we wanted.
