@@ -86,6 +86,29 @@ fn a_request_refused_for_one_value_is_split_down_to_that_record() {
 }
 
 #[test]
+fn a_pulled_record_that_fails_to_apply_arrives_once_the_cause_is_fixed() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    db.batch_execute("ALTER TABLE accounts ADD CONSTRAINT no_forbidden CHECK (name <> 'Forbidden')").unwrap();
+    env.worker_pid();
+    let sf = env.emu.sf();
+    let bad = sf.create("Account", json!({"Name": "Forbidden"}));
+    let good = sf.create("Account", json!({"Name": "Fine"}));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{good}'"), 1);
+    let message: String = until("the failed apply in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT message FROM sfsync.errors WHERE sfid = $1 AND direction = 'pull'", &[&bad]).unwrap();
+        rows.first().map(|r| r.get(0))
+    });
+    assert!(message.contains("no_forbidden"), "{message}");
+    // The mark has moved on; the record is not forgotten: fixed, it arrives with no new
+    // change in Salesforce.
+    db.batch_execute("ALTER TABLE accounts DROP CONSTRAINT no_forbidden").unwrap();
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{bad}' AND name = 'Forbidden'"), 1);
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
+}
+
+#[test]
 fn rejected_record_is_reported_and_the_rest_go_through() {
     let env = common::start();
     let mut db = env.db();
