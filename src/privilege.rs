@@ -9,6 +9,7 @@
 //! `SET ROLE` / `SET SESSION AUTHORIZATION` inside it; an error unwinds through the guard,
 //! and a transaction abort restores the user anyway.
 
+use crate::error::{Result, SyncError};
 use pgrx::pg_sys::{self, Oid};
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -38,6 +39,84 @@ pub fn is_admin(role: Oid) -> bool {
 /// Superuser, or has the privileges of `owner` (is it or a member of it), as ALTER TABLE asks.
 pub fn acts_as(role: Oid, owner: Oid) -> bool {
     is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
+}
+
+/// The caller may act on the table (the rule of the table-level functions and of the rows
+/// the views show): an admin, or one with the privileges of the table's owner.
+pub fn may_act_on(role: Oid, table: Oid) -> bool {
+    is_admin(role) || table_owner(table).is_some_and(|owner| acts_as(role, owner))
+}
+
+/// The mappings the caller may act on, for the functions that act on "every table": None
+/// when that is every mapping (an admin).
+pub fn permitted_mappings() -> Result<Option<Vec<i32>>> {
+    let me = current_user();
+    if is_admin(me) {
+        return Ok(None);
+    }
+    let all = Spi::connect(|c| {
+        c.select("SELECT id, tbl::oid FROM sfsync.mappings", None, &[])?
+            .map(|r| Ok((r.get::<i32>(1)?.unwrap_or_default(), r.get::<Oid>(2)?.unwrap_or(pg_sys::InvalidOid))))
+            .collect::<std::result::Result<Vec<_>, pgrx::spi::Error>>()
+    })?;
+    Ok(Some(all.into_iter().filter(|(_, table)| may_act_on(me, *table)).map(|(id, _)| id).collect()))
+}
+
+/// For an admin-only function: the caller is an admin, else a 42501 error naming the fix.
+pub fn require_admin(function: &str) -> Result<()> {
+    let me = current_user();
+    if is_admin(me) {
+        return Ok(());
+    }
+    Err(SyncError::Denied(format!(
+        "permission denied: {function} needs membership in {ADMIN_ROLE} (GRANT {ADMIN_ROLE} TO {})",
+        quote(&role_name(me))
+    )))
+}
+
+/// For a table-level function: the caller acts as the table's owner or is an admin, else a
+/// 42501 error naming the function, the table, its owner and the fix.
+pub fn require_table(table: Oid, function: &str) -> Result<()> {
+    let me = current_user();
+    if may_act_on(me, table) {
+        return Ok(());
+    }
+    Err(denied(table, function, true))
+}
+
+/// For sync_table: the caller acts as the table's owner (as ALTER TABLE and CREATE TRIGGER
+/// ask); being an admin is not enough, syncing sends the table's rows to Salesforce.
+pub fn require_owner(table: Oid, function: &str) -> Result<()> {
+    let me = current_user();
+    if table_owner(table).is_some_and(|owner| acts_as(me, owner)) {
+        return Ok(());
+    }
+    Err(denied(table, function, false))
+}
+
+fn denied(table: Oid, function: &str, or_admin: bool) -> SyncError {
+    let owner = table_owner(table).map(role_name).unwrap_or_else(|| "unknown".into());
+    SyncError::Denied(format!(
+        "permission denied: {function} on table {} needs ownership of the table (owner: {owner}){}",
+        table_name(table),
+        if or_admin { format!(" or membership in {ADMIN_ROLE}") } else { String::new() }
+    ))
+}
+
+/// The table's schema-qualified, quoted name, for messages.
+pub fn table_name(table: Oid) -> String {
+    Spi::get_one_with_args::<String>(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[table.into()],
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| format!("with oid {}", table.to_u32()))
+}
+
+fn quote(name: &str) -> String {
+    pgrx::spi::quote_identifier(name)
 }
 
 /// The role's name, for messages.
