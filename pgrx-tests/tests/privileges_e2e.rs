@@ -211,6 +211,12 @@ fn a_table_owner_granted_sync_table_syncs_its_table_and_manages_only_its_own() {
         "permission denied: sfsync.sync_table on table public.app_accounts needs ownership of the table (owner: app)"
     );
 
+    // An admin mirrors an object into a table it then owns.
+    db.batch_execute("GRANT CREATE ON SCHEMA public TO ops").unwrap();
+    ops.batch_execute("SELECT sfsync.mirror('Contact', 'ops_contacts', fields => ARRAY['LastName'])").unwrap();
+    assert_eq!(scalar::<String>(&mut db, "SELECT relowner::regrole::text FROM pg_class WHERE oid = 'ops_contacts'::regclass"), "ops");
+    assert_eq!(refused(&mut app, "SELECT sfsync.mirror('Contact', 'app_contacts')"), "permission denied for function mirror");
+
     // Salesforce's error text: a table's to its owner and admins, a connection's to admins.
     common::stop_worker(&env); // so that no pass clears the errors set below
     db.batch_execute(
@@ -220,7 +226,8 @@ fn a_table_owner_granted_sync_table_syncs_its_table_and_manages_only_its_own() {
     .unwrap();
     let errors =
         "SELECT string_agg(format('%s=%s', \"table\", COALESCE(last_error, '-')), ' ' ORDER BY \"table\"::text) FROM sfsync.status";
-    assert_eq!(scalar::<String>(&mut app, errors), "app_accounts=- contacts=-");
-    assert_eq!(scalar::<String>(&mut ops, errors), "app_accounts=connection detail contacts=INVALID_FIELD: contact detail");
-    assert_eq!(scalar::<String>(&mut db, errors), "app_accounts=connection detail contacts=INVALID_FIELD: contact detail");
+    assert_eq!(scalar::<String>(&mut app, errors), "app_accounts=- contacts=- ops_contacts=-");
+    let all = "app_accounts=connection detail contacts=INVALID_FIELD: contact detail ops_contacts=connection detail";
+    assert_eq!(scalar::<String>(&mut ops, errors), all);
+    assert_eq!(scalar::<String>(&mut db, errors), all);
 }
