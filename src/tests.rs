@@ -71,9 +71,8 @@ mod tests {
     fn a_capture_trigger_made_by_hand_on_another_table_queues_nothing() {
         let id = fixture();
         Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (7, 'Doe', '003000000000001AAA')").unwrap();
-        // A role may create triggers on its own table, but not with sfsync.capture (not
-        // executable by PUBLIC); with the mapping's id it would queue a delete of contact 7's
-        // Salesforce record.
+        // Not by a role on its own table (capture is not executable by PUBLIC): with the
+        // mapping's id it would queue a delete of contact 7's Salesforce record.
         Spi::run("CREATE ROLE sfsync_forger; CREATE TABLE decoy (id bigint PRIMARY KEY, last_name text, sfid text)").unwrap();
         Spi::run("ALTER TABLE decoy OWNER TO sfsync_forger").unwrap();
         let trigger =
@@ -82,8 +81,7 @@ mod tests {
         let e = error_of(&trigger);
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(e, "42501: permission denied for function sfsync.capture");
-        // Made by a superuser, the trigger still cannot capture for another table's mapping.
-        Spi::run(&trigger).unwrap();
+        Spi::run(&trigger).unwrap(); // made by a superuser, it still cannot capture for the mapping
         Spi::run("SET LOCAL ROLE sfsync_forger").unwrap();
         let e = error_of("INSERT INTO decoy VALUES (7, 'Doe', '003000000000001AAA')");
         Spi::run("RESET ROLE").unwrap();
