@@ -1,6 +1,21 @@
 -- sfsync catalog. Created first (bootstrap); functions follow, views and triggers last.
--- Privileges: the schema is usable by everyone, the catalog is readable, but credentials
--- live in connection_secrets, readable only by the extension owner and superusers.
+-- Privileges (docs/privileges.md): the schema is usable by everyone, connections and
+-- mappings are readable; state, errors and row data are shown by the views in views.sql
+-- to those who may act on the table; credentials live in connection_secrets, readable only
+-- by the extension owner and superusers.
+
+-- Members of sfsync_admin administer sfsync. A role belongs to the cluster, not to this
+-- database: an earlier install, another database or a DBA may have made it already, and it
+-- outlives DROP EXTENSION.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'sfsync_admin') THEN
+        CREATE ROLE sfsync_admin NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL; -- made meanwhile by a concurrent install in another database
+END
+$$;
 
 CREATE TABLE sfsync.connections (
     name         text PRIMARY KEY,
@@ -232,6 +247,7 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;
 -- The outbox, its archive and error rows carry row data of synced tables: owner only.
-GRANT SELECT ON sfsync.connections, sfsync.mappings, sfsync.sync_state, sfsync.connection_state TO PUBLIC;
+-- sync_state and connection_state carry Salesforce's error text: sfsync.status shows them.
+GRANT SELECT ON sfsync.connections, sfsync.mappings TO PUBLIC;
 -- Which database owns the namespaces: no secret, and sfsync.status reads it as its caller.
 GRANT SELECT ON sfsync.instance TO PUBLIC;

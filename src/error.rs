@@ -9,15 +9,15 @@ pub enum SyncError {
     /// A bad argument from the caller: says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// The caller lacks a privilege: the message names the function and the grant needed.
+    #[error("{0}")]
+    Denied(String),
     /// Something named doesn't exist (connection, table, field...).
     #[error("{0}")]
     NotFound(String),
     /// Salesforce refused or failed the request.
     #[error("Salesforce: {0}")]
     Salesforce(#[from] salesforce::Error),
-    /// The caller lacks a privilege; the message names the function and the grant needed.
-    #[error("{0}")]
-    Privilege(String),
     /// An SPI statement failed.
     #[error("database: {0}")]
     Spi(String),
@@ -43,13 +43,13 @@ impl SyncError {
         match self {
             SyncError::Invalid(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             SyncError::NotFound(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            SyncError::Denied(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             SyncError::Salesforce(e) => match e {
                 salesforce::Error::Auth { .. } => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
                 salesforce::Error::Transport(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
                 salesforce::Error::Config(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 _ => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             },
-            SyncError::Privilege(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

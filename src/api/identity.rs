@@ -21,14 +21,7 @@ fn adopt(fresh_namespace: default!(bool, false)) -> JsonB {
 }
 
 fn adopt_as(fresh: bool) -> Result<Value> {
-    let caller = privilege::current_user();
-    if !privilege::is_admin(caller) {
-        return Err(SyncError::Privilege(format!(
-            "permission denied: sfsync.adopt needs membership in {} (role \"{}\" is not a member)",
-            privilege::ADMIN_ROLE,
-            privilege::role_name(caller)
-        )));
-    }
+    privilege::require_admin("sfsync.adopt")?;
     privilege::as_extension_owner(|| {
         let origin = match identity::standing()? {
             Standing::Copy(origin) => origin,

@@ -4,6 +4,7 @@ use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::fields::{self, FieldInfo};
 use crate::plan::filter;
 use crate::plan::options::{Capture, Options as MappingOptions};
+use crate::privilege;
 use crate::spi_util;
 use crate::sync::source::backfill;
 use crate::sync::{clients, Ctx};
@@ -29,15 +30,21 @@ fn sync_table(
     external_id: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     let oid = release(tbl);
+    privilege::require_owner(oid.into(), "sfsync.sync_table").or_raise();
     let options = MappingOptions::parse(direction, mode, conflict, on_delete).map_err(SyncError::Invalid).or_raise();
-    JsonB(sync(oid, Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id }).or_raise())
+    let o = Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id };
+    // The connection's secrets, the catalog, the sfid column and the triggers (whose
+    // functions PUBLIC may not use) are the extension owner's to touch.
+    JsonB(privilege::as_extension_owner(|| sync(oid, o)).or_raise())
 }
 
 /// Opts the table out: removes its triggers, mapping, outbox entries and sync state.
 /// The table, its data and its sfid column stay.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unsync_table(tbl: PgRelation) -> bool {
-    unsync(release(tbl)).or_raise()
+    let oid = release(tbl);
+    privilege::require_table(oid.into(), "sfsync.unsync_table").or_raise();
+    privilege::as_extension_owner(|| unsync(oid)).or_raise()
 }
 
 /// The relation's oid, closing our reference to it so ALTER TABLE is allowed afterwards.
@@ -101,6 +108,7 @@ fn table_info(oid: u32) -> Result<TableInfo> {
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
 }
 
+/// Syncs table `oid`; the caller's right to was checked, and this runs as the extension's owner.
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     o.options.check().map_err(SyncError::Invalid)?;
     let opts = o.options;

@@ -1,6 +1,7 @@
 //! The SQL API: the functions and their argument names are the product contract listed in
 //! docs/sql-reference.md; keep them stable.
 
+mod access;
 mod backfill;
 mod connection;
 mod identity;
