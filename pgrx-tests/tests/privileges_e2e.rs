@@ -76,6 +76,7 @@ fn a_plain_role_is_refused_by_every_function_and_changes_nothing() {
         // Her own table, but nobody granted her sync_table.
         ("SELECT sfsync.sync_table('mine', 'Account')", "permission denied for function sync_table".to_string()),
         ("SELECT sfsync.mirror('Account', 'mirrored')", "permission denied for function mirror".to_string()),
+        ("SELECT sfsync.adopt()", "permission denied for function adopt".to_string()),
         ("SELECT sfsync.unsync_table('accounts')", table_level("unsync_table", "accounts")),
         ("SELECT sfsync.backfill('accounts')", table_level("backfill", "accounts")),
         ("SELECT sfsync.verify('accounts')", table_level("verify", "accounts")),
