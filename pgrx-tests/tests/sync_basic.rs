@@ -101,11 +101,22 @@ fn a_pulled_record_that_fails_to_apply_arrives_once_the_cause_is_fixed() {
         rows.first().map(|r| r.get(0))
     });
     assert!(message.contains("no_forbidden"), "{message}");
+    // An operator may ask for it at once (it waits out its backoff otherwise).
+    assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.retry('accounts')"), 1);
     // The mark has moved on; the record is not forgotten: fixed, it arrives with no new
     // change in Salesforce.
     db.batch_execute("ALTER TABLE accounts DROP CONSTRAINT no_forbidden").unwrap();
     db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{bad}' AND name = 'Forbidden'"), 1);
     db.until_count("SELECT count(*) FROM sfsync.errors", 0);
+    // Or gives up on one: discard drops its error, it is not read again.
+    db.batch_execute("ALTER TABLE accounts ADD CONSTRAINT no_banned CHECK (name <> 'Banned')").unwrap();
+    let banned = sf.create("Account", json!({"Name": "Banned"}));
+    let key: String = until("the second failed apply", WAIT, || {
+        let rows = db.query("SELECT key FROM sfsync.errors WHERE sfid = $1", &[&banned]).unwrap();
+        rows.first().map(|r| r.get(0))
+    });
+    assert_eq!(scalar::<i64>(&mut db, &format!("SELECT sfsync.discard('accounts', '{key}')")), 1);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
 }
 
 #[test]

@@ -8,9 +8,9 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::PgRelation;
 
-/// Sends parked (`failed`) entries, and entries waiting out a backoff, again now: of one
-/// record (`tbl` and `key`), one table, or every table (the caller may act on). Returns how
-/// many entries.
+/// Sends parked (`failed`) entries, and entries waiting out a backoff, again now, and has
+/// pulled records whose apply failed read again: of one record (`tbl` and `key`), one table,
+/// or every table (the caller may act on). Returns how many entries and records.
 #[pg_extern(volatile, parallel_unsafe)]
 fn retry(tbl: default!(Option<PgRelation>, "NULL"), key: default!(Option<&str>, "NULL")) -> i64 {
     let oid = tbl.map(release);
@@ -22,7 +22,8 @@ fn retry(tbl: default!(Option<PgRelation>, "NULL"), key: default!(Option<&str>, 
 }
 
 /// Drops the parked entries of one record (or of a whole table) without sending them;
-/// they are archived as 'discarded' and their rows in sfsync.errors go. Returns how many.
+/// they are archived as 'discarded' and their rows in sfsync.errors go. Pulled records whose
+/// apply failed are given up on (their error rows go). Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn discard(tbl: PgRelation, key: default!(Option<&str>, "NULL")) -> i64 {
     let oid = release(tbl);
@@ -51,7 +52,7 @@ fn record_known(mapping_id: i32, key: &str) -> Result<bool> {
     let args: Vec<DatumWithOid> = vec![mapping_id.into(), key.into()];
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM sfsync.outbox WHERE mapping_id = $1 AND pk = $2)
-             OR EXISTS (SELECT 1 FROM sfsync.record_errors WHERE mapping_id = $1 AND pk = $2 AND direction = 'push')",
+             OR EXISTS (SELECT 1 FROM sfsync.record_errors WHERE mapping_id = $1 AND pk = $2)",
         &args,
     )?
     .unwrap_or(false))
@@ -81,8 +82,14 @@ pub(crate) fn retry_entries(oid: Option<u32>, key: Option<&str>, scope_ids: Opti
              UPDATE sfsync.record_errors e SET next_retry_at = now()
              FROM (SELECT DISTINCT mapping_id, pk FROM moved) r
              WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk
+         ), pulls AS (
+             -- Records whose apply failed: read again by the worker's next pass.
+             UPDATE sfsync.record_errors e SET next_retry_at = now()
+             WHERE e.direction = 'pull' AND ($1::int IS NULL OR e.mapping_id = $1) AND ($2::text IS NULL OR e.pk = $2)
+               AND ($3::int[] IS NULL OR e.mapping_id = ANY ($3))
+             RETURNING 1
          )
-         SELECT to_jsonb(count(*)) FROM moved",
+         SELECT to_jsonb((SELECT count(*) FROM moved) + (SELECT count(*) FROM pulls))",
         &args,
     )?
     .and_then(|v| v.as_i64())
@@ -119,8 +126,13 @@ pub(crate) fn discard_entries(oid: u32, key: Option<&str>) -> Result<i64> {
              ), cleared AS (
                  DELETE FROM sfsync.record_errors e USING (SELECT DISTINCT pk FROM gone) g
                  WHERE e.mapping_id = $1 AND e.direction = 'push' AND e.pk = g.pk
+             ), pulls AS (
+                 -- Records whose apply failed: given up on, not read again.
+                 DELETE FROM sfsync.record_errors e
+                 WHERE e.mapping_id = $1 AND e.direction = 'pull' AND ($2::text IS NULL OR e.pk = $2)
+                 RETURNING 1
              )
-             SELECT to_jsonb(count(*)) FROM gone",
+             SELECT to_jsonb((SELECT count(*) FROM gone) + (SELECT count(*) FROM pulls))",
             cols = archive::ARCHIVE_COLUMNS,
             table_name = archive::table_name_of("g.mapping_id"),
         ),

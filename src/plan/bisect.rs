@@ -4,27 +4,26 @@
 //! gets the error as its result; the other records go through in the same pass. k bad
 //! records among n cost at most about 2·k·log2(n) extra calls; a clean batch costs nothing.
 //!
-//! Refusals about the request itself — the object or a field does not exist, the session,
-//! the org's limits — are the same for every record: they stay one error of the whole
-//! request (the mapping's, or the connection's), never bisected.
+//! Only refusals Salesforce gives for what a record holds are bisected; any other refusal of
+//! a whole request (an unknown object or field, the session, the org's limits, or a code we
+//! cannot tell) stays one error of the request — the mapping's, or the connection's — and is
+//! retried as a whole: splitting it would only park good records under someone else's error.
 
 use salesforce::{Error, RecordError, SaveResult};
 
-/// Codes Salesforce answers a whole request with that say nothing about one record.
-const ABOUT_THE_REQUEST: &[&str] = &[
-    "INVALID_TYPE",
-    "INVALID_FIELD",
-    "NOT_FOUND",
-    "MALFORMED_QUERY",
-    "INVALID_SESSION_ID",
-    "API_DISABLED_FOR_ORG",
-    "REQUEST_LIMIT_EXCEEDED",
-    "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+/// Codes of a whole-request refusal caused by one record's value.
+const ABOUT_A_VALUE: &[&str] = &[
+    "JSON_PARSER_ERROR",
+    "MALFORMED_ID",
+    "INVALID_ID_FIELD",
+    "INVALID_TYPE_ON_FIELD_IN_RECORD",
+    "STRING_TOO_LONG",
+    "NUMBER_OUTSIDE_VALID_RANGE",
 ];
 
-/// Whether a whole-request failure may be one record's doing (and worth splitting).
+/// Whether a whole-request failure is one record's doing (and worth splitting).
 pub fn about_a_record(e: &Error) -> bool {
-    matches!(e, Error::Api { status: 400, .. }) && !ABOUT_THE_REQUEST.contains(&e.code().as_str())
+    matches!(e, Error::Api { status: 400, .. }) && ABOUT_A_VALUE.contains(&e.code().as_str())
 }
 
 /// One request for a batch: a result per item, or the failure of the whole request.
@@ -110,6 +109,7 @@ mod tests {
         assert_eq!(calls, 1);
         assert!(!about_a_record(&Error::Transport("reset".into())));
         assert!(!about_a_record(&Error::Api { status: 503, errors: vec![] }));
+        assert!(!about_a_record(&refused("BAD_REQUEST")), "a refusal we cannot tell is the request's");
         assert!(about_a_record(&refused("JSON_PARSER_ERROR")));
     }
 }
