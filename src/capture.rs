@@ -129,23 +129,30 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
     } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
         let (old, new) = (td.tg_trigtuple, td.tg_newtuple);
         if !row.same(old, new, pk) {
-            // A key change is a different record to Salesforce: the old one goes, a new one comes.
-            record(mapping, "delete", row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None)?;
-            record(mapping, "insert", row.text(new, pk)?, None, None)?;
-        } else {
-            let mut changed = Vec::new();
-            let mut base = serde_json::Map::new();
-            for col in &args[2..] {
-                let n = row.attnum(col)?;
-                if !row.same(old, new, n) {
-                    changed.push(col.clone());
-                    base.insert(col.clone(), row.text(old, n).map_or(serde_json::Value::Null, serde_json::Value::String));
+            let (old_key, new_key) = (row.text(old, pk)?, row.text(new, pk)?);
+            match sfid.and_then(|n| row.text(new, n).ok().or_else(|| row.text(old, n).ok())) {
+                // A linked row re-keys its record: the same Salesforce Id, its external ID
+                // rewritten (the key column among `changed` says so), nothing deleted. What
+                // was queued under the old key follows the row.
+                Some(id) => {
+                    let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
+                    Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
+                    let (mut changed, base) = changed_columns(&row, old, new, &args[2..])?;
+                    changed.insert(0, args[1].clone());
+                    record_with_base(mapping, "update", new_key, Some(id), Some(changed), base)?;
+                }
+                // Never linked: Salesforce knows it (if at all) by the old key; that record
+                // goes and one under the new key comes.
+                None => {
+                    record(mapping, "delete", old_key, None, None)?;
+                    record(mapping, "insert", new_key, None, None)?;
                 }
             }
+        } else {
+            let (changed, base) = changed_columns(&row, old, new, &args[2..])?;
             if changed.is_empty() {
                 return Ok(None); // no mapped column changed: nothing to send
             }
-            let base = Some(pgrx::JsonB(serde_json::Value::Object(base)));
             record_with_base(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base)?;
         }
     } else if op == pg_sys::TRIGGER_EVENT_DELETE {
@@ -154,6 +161,21 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
     }
     WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
     Ok(None)
+}
+
+/// The mapped columns an UPDATE changed, and their values before it (text form) for the
+/// conflict check of the pull.
+fn changed_columns(row: &Row, old: HeapTuple, new: HeapTuple, columns: &[String]) -> Result<(Vec<String>, Option<pgrx::JsonB>), SyncError> {
+    let mut changed = Vec::new();
+    let mut base = serde_json::Map::new();
+    for col in columns {
+        let n = row.attnum(col)?;
+        if !row.same(old, new, n) {
+            changed.push(col.clone());
+            base.insert(col.clone(), row.text(old, n).map_or(serde_json::Value::Null, serde_json::Value::String));
+        }
+    }
+    Ok((changed, Some(pgrx::JsonB(serde_json::Value::Object(base)))))
 }
 
 /// The trigger runs with the extension owner's rights (SECURITY DEFINER) on whatever table it

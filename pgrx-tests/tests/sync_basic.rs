@@ -120,6 +120,30 @@ fn a_pulled_record_that_fails_to_apply_arrives_once_the_cause_is_fixed() {
 }
 
 #[test]
+fn a_key_change_re_keys_the_same_record() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    env.worker_pid();
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (1, 'Acme')").unwrap();
+    let sf = env.emu.sf();
+    let sfid = sf.until_record(&format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")))["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.until_value("SELECT sfid::text FROM accounts WHERE id = 1", Some(sfid.clone()));
+    db.batch_execute("UPDATE accounts SET id = 100, name = 'Acme Corp' WHERE id = 1").unwrap();
+    sf.until_field("Account", &sfid, "Postgres_Id__c", db.external_key("accounts", "100"));
+    db.until_outbox_drained();
+    assert_eq!(sf.get("Account", &sfid).unwrap()["Name"], "Acme Corp");
+    assert_eq!(sf.query("SELECT Id FROM Account").len(), 1, "the same record, nothing deleted or created");
+    // The row goes on syncing under its new key, both ways.
+    sf.update("Account", &sfid, json!({"Industry": "Energy"}));
+    db.until_count("SELECT count(*) FROM accounts WHERE id = 100 AND industry = 'Energy'", 1);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM accounts"), 1);
+}
+
+#[test]
 fn rejected_record_is_reported_and_the_rest_go_through() {
     let env = common::start();
     let mut db = env.db();

@@ -155,3 +155,127 @@ pub(crate) fn discard_entries(oid: u32, key: Option<&str>) -> Result<i64> {
     }
     Ok(n)
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::tests::{count, fixture};
+    use pgrx::prelude::*;
+
+    /// Two captured records: key 1 parked with an error, key 2 waiting out a backoff.
+    fn parked_fixture() -> i32 {
+        let id = fixture();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe'), (2, 'Roe'), (3, 'Poe')").unwrap();
+        Spi::run(&format!(
+            "UPDATE sfsync.outbox SET state = 'failed', attempts = 1 WHERE pk = '1';
+             UPDATE sfsync.outbox SET attempts = 3, next_attempt_at = now() + interval '1 hour' WHERE pk = '2';
+             INSERT INTO sfsync.record_errors (mapping_id, direction, pk, operation, error_code, message, fields)
+             VALUES ({id}, 'push', '1', 'upsert', 'FIELD_CUSTOM_VALIDATION_EXCEPTION', 'No Does allowed', '{{LastName}}'),
+                    ({id}, 'push', '2', 'upsert', 'UNABLE_TO_LOCK_ROW', 'locked', '{{}}');"
+        ))
+        .unwrap();
+        id
+    }
+
+    #[pg_test]
+    fn retry_sends_parked_and_backed_off_entries_now() {
+        parked_fixture();
+        assert_eq!(count("SELECT sfsync.retry('contacts', '1')"), 1);
+        assert_eq!(
+            count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1' AND state = 'pending' AND attempts = 0 AND next_attempt_at <= now()"),
+            1
+        );
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '2' AND next_attempt_at > now()"), 1, "other records untouched");
+        assert_eq!(
+            count("SELECT count(*) FROM sfsync.errors WHERE key = '1' AND next_retry_at <= now()"),
+            1,
+            "the error shows it is retried"
+        );
+        assert_eq!(count("SELECT sfsync.retry()"), 1, "all tables: the backed-off record 2");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE state = 'pending' AND next_attempt_at <= now()"), 3);
+        assert_eq!(count("SELECT sfsync.retry('contacts')"), 0, "nothing left to retry");
+        assert_eq!(count("SELECT sfsync.retry('contacts', '3')"), 0, "a pending record is known, just not waiting");
+    }
+
+    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    fn retry_of_an_unknown_key_is_named() {
+        parked_fixture();
+        Spi::run("SELECT sfsync.retry('contacts', '99')").unwrap();
+    }
+
+    #[pg_test(error = "retry: key needs tbl, the table the key belongs to")]
+    fn retry_of_a_key_without_table_is_refused() {
+        Spi::run("SELECT sfsync.retry(key => '1')").unwrap();
+    }
+
+    #[pg_test(error = "table plain is not synced")]
+    fn retry_of_an_unsynced_table_is_named() {
+        Spi::run("CREATE TABLE plain (id int PRIMARY KEY)").unwrap();
+        Spi::run("SELECT sfsync.retry('plain')").unwrap();
+    }
+
+    #[pg_test]
+    fn discard_drops_a_parked_record_archives_it_and_clears_its_error() {
+        parked_fixture();
+        assert_eq!(count("SELECT sfsync.discard('contacts', '1')"), 1);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '1'"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '1'"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.errors WHERE key = '2'"), 1, "other records keep theirs");
+        let (outcome, error) = Spi::get_two::<String, String>("SELECT outcome, error FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
+        assert_eq!(outcome.as_deref(), Some("discarded"));
+        assert_eq!(error.as_deref(), Some("FIELD_CUSTOM_VALIDATION_EXCEPTION: No Does allowed"));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE table_name = 'public.contacts'"), 1);
+        // Whole table: only parked entries go; the backed-off record 2 is still being retried.
+        assert_eq!(count("SELECT sfsync.discard('contacts')"), 0);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 2);
+    }
+
+    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    fn discard_of_an_unknown_key_is_named() {
+        parked_fixture();
+        Spi::run("SELECT sfsync.discard('contacts', '99')").unwrap();
+    }
+
+    // ---- archive ------------------------------------------------------------------------------
+
+    #[pg_test]
+    fn settled_entries_move_to_the_archive() {
+        fixture();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe'), (2, 'Roe')").unwrap();
+        let ids: Vec<i64> = Spi::connect(|c| {
+            c.select("SELECT id FROM sfsync.outbox ORDER BY id", None, &[]).unwrap().map(|r| r.get::<i64>(1).unwrap().unwrap()).collect()
+        });
+        let rows = vec![
+            serde_json::json!({"ids": [ids[0]], "outcome": "sent", "sfid": "003000000000001AAA"}),
+            serde_json::json!({"ids": [ids[1]], "outcome": "skipped", "sfid": null}),
+        ];
+        assert_eq!(crate::sync::archive::settle(rows).unwrap(), 2);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0);
+        let (outcome, sfid) =
+            Spi::get_two::<String, String>("SELECT outcome, salesforce_id::text FROM sfsync.outbox_archive WHERE pk = '1'").unwrap();
+        assert_eq!((outcome.as_deref(), sfid.as_deref()), (Some("sent"), Some("003000000000001AAA")));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2' AND outcome = 'skipped' AND op = 'insert'"), 1);
+    }
+
+    #[pg_test]
+    fn archive_purge_keeps_the_retention_window() {
+        let id = fixture();
+        Spi::run(&format!(
+            "INSERT INTO sfsync.outbox_archive (id, mapping_id, op, pk, txid, captured_at, attempts, processed_at, outcome)
+             VALUES (1, {id}, 'insert', '1', pg_current_xact_id(), now(), 1, now() - interval '8 days', 'sent'),
+                    (2, {id}, 'insert', '2', pg_current_xact_id(), now(), 1, now() - interval '1 hour', 'sent')"
+        ))
+        .unwrap();
+        assert_eq!(crate::sync::archive::purge(7 * 86_400).unwrap(), 1, "older than 7 days");
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox_archive WHERE pk = '2'"), 1);
+        assert_eq!(crate::sync::archive::purge(0).unwrap(), 1, "0: archiving off, nothing kept");
+    }
+
+    #[pg_test]
+    fn the_archive_is_not_readable_by_other_roles() {
+        Spi::run("CREATE ROLE sfsync_auditor LOGIN").unwrap();
+        Spi::run("SET LOCAL ROLE sfsync_auditor").unwrap();
+        let denied = std::panic::catch_unwind(|| Spi::get_one::<i64>("SELECT count(*) FROM sfsync.outbox_archive"));
+        assert!(denied.is_err() || denied.unwrap().is_err());
+    }
+}

@@ -98,12 +98,20 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
         }
         let payload = match (op, row, mappings.get(&r.mapping_id)) {
             (Op::Delete, _, _) | (_, None, _) | (_, _, None) => Map::new(),
-            (_, Some(row), Some(m)) => m
-                .columns
-                .iter()
-                .filter(|c| r.changed.as_ref().is_none_or(|ch| ch.contains(&c.column)))
-                .map(|c| (c.column.clone(), row.get(&c.column).cloned().unwrap_or(Value::Null)))
-                .collect(),
+            (_, Some(row), Some(m)) => {
+                let mut p: Map<String, Value> = m
+                    .columns
+                    .iter()
+                    .filter(|c| r.changed.as_ref().is_none_or(|ch| ch.contains(&c.column)))
+                    .map(|c| (c.column.clone(), row.get(&c.column).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                // A re-keyed row (capture lists the key column as changed): the push
+                // rewrites the record's external ID.
+                if r.changed.as_ref().is_some_and(|ch| ch.contains(&m.pk_column)) {
+                    p.insert(m.pk_column.clone(), row.get(&m.pk_column).cloned().unwrap_or(Value::Null));
+                }
+                p
+            }
         };
         let gone = op != Op::Delete && row.is_none();
         entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });

@@ -126,8 +126,8 @@ pub(super) fn plain(v: &Value) -> String {
 
 /// Mapped fields of a payload as a Salesforce record; a new record (upsert) also gets the
 /// external ID that marks it as this mapping's. An update by Id leaves the external ID as
-/// it is: a record created in Salesforce stays nobody's, and one mapping never takes over
-/// a record another one made.
+/// it is (a record created in Salesforce stays nobody's, and one mapping never takes over
+/// a record another one made), unless the row was re-keyed.
 fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> Record {
     let mut rec = Record::new();
     for (col, v) in payload {
@@ -137,7 +137,8 @@ fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) 
         }
         rec.insert(cm.field.clone(), convert::to_sf(cm, v));
     }
-    if !update {
+    // The key column in the payload: the row was re-keyed, its record follows.
+    if !update || payload.contains_key(&m.pk_column) {
         rec.insert(m.external_id.clone(), Value::String(m.external_value(pk)));
     }
     rec
