@@ -3,7 +3,7 @@
 //! sfsync's SQL functions run as their caller (SECURITY INVOKER) so that they can see who
 //! called them; after checking that the caller may act on what it names, the catalog work
 //! runs as the extension's owner (`as_extension_owner`). The worker applies rows as the
-//! table's owner (`as_role`), so a table owner's triggers, defaults and index expressions
+//! table's owner (`as_table_owner`), so a table owner's triggers, defaults and index expressions
 //! never run with the worker's superuser rights. The switch is PostgreSQL's own
 //! `SetUserIdAndSecContext` with `SECURITY_LOCAL_USERID_CHANGE`, which also forbids
 //! `SET ROLE` / `SET SESSION AUTHORIZATION` inside it; an error unwinds through the guard,
@@ -89,4 +89,27 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
         Some(owner) => as_role(owner, f),
         None => f(),
     }
+}
+
+/// Undoes the GUC changes made since it was made, when dropped normally (a transaction or
+/// subtransaction abort undoes them anyway while an error unwinds).
+struct GucLevel(i32);
+
+impl Drop for GucLevel {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(false, self.0) };
+        }
+    }
+}
+
+/// Runs code the table's owner controls (its triggers, defaults, casts, index expressions)
+/// as `owner`, the way PostgreSQL 16+ applies a subscription's rows: `as_role`, plus any
+/// setting changed inside (a trigger's `SET search_path`, say) is undone on the way out, so
+/// nothing the owner's code did outlives the call into the worker's own statements.
+pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
+    as_role(owner, || {
+        let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
+        f()
+    })
 }
