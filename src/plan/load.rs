@@ -3,7 +3,8 @@
 //! instead of going through jsonb.
 //!
 //! Parameters: `$1` the Salesforce Ids, `$2..` one array per mapped column (in mapping
-//! order), then the mapping id.
+//! order), then (for the update) the keys, as text, of rows with a local change pending:
+//! the statements run as the table's owner, who cannot read sfsync's outbox.
 
 use super::fields::ColumnMap;
 
@@ -64,14 +65,12 @@ pub struct LoadSql {
 pub fn statements(table: &str, pk: &str, cols: &[String], exprs: &[String]) -> LoadSql {
     let n = cols.len();
     let src = source(n);
-    let mapping_param = n + 2;
+    let pending_param = n + 2;
     let update = (n > 0).then(|| {
         let tcols: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
         format!(
             "UPDATE {table} t SET ({cols}) = ROW({vals}) FROM {src}
-             WHERE t.sfid = p.sfid AND ROW({tcols}) IS DISTINCT FROM ROW({vals})
-               AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = ${mapping_param} AND o.pk = t.{pk}::text
-                               AND o.state = 'pending')",
+             WHERE t.sfid = p.sfid AND ROW({tcols}) IS DISTINCT FROM ROW({vals}) AND t.{pk}::text <> ALL(${pending_param})",
             cols = cols.join(", "),
             vals = exprs.join(", "),
             tcols = tcols.join(", "),
@@ -123,13 +122,6 @@ pub fn cell(kind: Cell, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
         }
     }
     Some(raw.into())
-}
-
-/// `COPY table (columns..., sfid) FROM 'path'` in text format (the path is quoted).
-pub fn copy_statement(table: &str, cols: &[String], path_literal: &str) -> String {
-    let mut list = cols.to_vec();
-    list.push("sfid".into());
-    format!("COPY {table} ({}) FROM {path_literal} WITH (FORMAT text, ENCODING 'UTF8')", list.join(", "))
 }
 
 /// Appends one row in COPY text format: the mapped columns' values, then the Id.
@@ -206,7 +198,8 @@ mod tests {
         assert!(s.insert_checked.ends_with("WHERE NOT EXISTS (SELECT 1 FROM public.t x WHERE x.sfid = p.sfid)"));
         let u = s.update.unwrap();
         assert!(u.contains("SET (name, \"Annual Revenue\") = ROW(p.v1, CAST(p.v2 AS numeric))"));
-        assert!(u.contains("o.mapping_id = $4"), "the mapping id follows the arrays: {u}");
+        assert!(u.contains("<> ALL($4)"), "the pending keys follow the arrays: {u}");
+        assert!(!u.contains("sfsync."), "the table's owner cannot read the catalog: {u}");
         assert!(u.contains("IS DISTINCT FROM"));
     }
 
@@ -248,10 +241,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "tab\\there, back\\\\slash\tline\\nbreak\\r\t\\N\t2024-05-20T20:49:32.000+00:00\t{\"a\",\"b \\\\\"c\\\\\"\",\"d\\\\\\\\e\"}\t\"say \\\\\"hi\\\\\"\\\\n\"\t001000000000001AAA\n"
-        );
-        assert_eq!(
-            copy_statement("public.t", &["a".into(), "\"B\"".into()], "'base/x'"),
-            "COPY public.t (a, \"B\", sfid) FROM 'base/x' WITH (FORMAT text, ENCODING 'UTF8')"
         );
     }
 }
