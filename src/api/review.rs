@@ -94,11 +94,13 @@ fn decide(id: i64, approve: bool) -> Result<bool> {
     match (held.origin.as_str(), approve) {
         ("salesforce", true) => {
             let _applying = Applying::start();
-            spi_util::exec(&format!("DELETE FROM {} WHERE sfid = $1", m.table), &[held.sfid.clone().into()])?;
+            let sql = format!("DELETE FROM {} WHERE sfid = $1", m.table);
+            m.as_owner(|| spi_util::exec(&sql, &[held.sfid.clone().into()]))?;
         }
         ("salesforce", false) => {
             let _applying = Applying::start();
-            spi_util::exec(&format!("UPDATE {} SET sfid = NULL WHERE sfid = $1", m.table), &[held.sfid.clone().into()])?;
+            let sql = format!("UPDATE {} SET sfid = NULL WHERE sfid = $1", m.table);
+            m.as_owner(|| spi_util::exec(&sql, &[held.sfid.clone().into()]))?;
         }
         ("postgres", true) => queue_delete(&m, &held)?,
         (_, _) => restore(&m, &held)?,
@@ -124,6 +126,6 @@ fn restore(m: &Mapping, held: &Held) -> Result<()> {
         "INSERT INTO {tbl} OVERRIDING SYSTEM VALUE SELECT * FROM jsonb_populate_record(NULL::{tbl}, $1) ON CONFLICT DO NOTHING",
         tbl = m.table
     );
-    spi_util::exec(&sql, &[spi_util::jsonb(row)])?;
+    m.as_owner(|| spi_util::exec(&sql, &[spi_util::jsonb(row)]))?;
     Ok(())
 }
