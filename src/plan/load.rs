@@ -8,7 +8,7 @@
 
 use super::fields::ColumnMap;
 
-/// Where a lookup column's Salesforce Id is turned into the parent row's key.
+/// Where a lookup column's Salesforce Ids are turned into the parent rows' keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParentKey {
     /// The parent table, schema-qualified and quoted.
@@ -17,13 +17,22 @@ pub struct ParentKey {
     pub pk: String,
 }
 
-/// The SQL expression that turns the CSV text `src` into the column's value.
-pub fn value_expr(col: &ColumnMap, src: &str, parent: Option<&ParentKey>) -> String {
+/// A lookup column's values (`$1`, Salesforce Ids) as the parent rows' keys, in text and in
+/// the same order: the worker runs it before the load, which runs as the child table's owner
+/// and so may not read the parent table. Same rule as the JSON path: a parent we don't have
+/// leaves the column NULL.
+pub fn parent_keys(p: &ParentKey) -> String {
+    format!(
+        "SELECT array_agg((SELECT x.{pk}::text FROM {tbl} x WHERE x.sfid = u.v) ORDER BY u.n) FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n)",
+        pk = p.pk,
+        tbl = p.table
+    )
+}
+
+/// The SQL expression that turns the CSV text `src` into the column's value (a lookup's
+/// text is already the parent's key, see [`parent_keys`]).
+pub fn value_expr(col: &ColumnMap, src: &str) -> String {
     let ty = &col.pg_type;
-    if let Some(p) = parent {
-        // Same rule as the JSON path: a parent we don't have leaves the column NULL.
-        return format!("CAST((SELECT x.{pk} FROM {tbl} x WHERE x.sfid = {src}) AS {ty})", pk = p.pk, tbl = p.table);
-    }
     if col.sf_type == "multipicklist" && ty.ends_with("[]") {
         return format!("CAST(array_remove(string_to_array({src}, ';'), '') AS {ty})");
     }
@@ -169,29 +178,30 @@ mod tests {
 
     #[test]
     fn values_are_cast_by_postgres_input_functions() {
-        assert_eq!(value_expr(&col("n", "double", "numeric(18,2)"), "p.v1", None), "CAST(p.v1 AS numeric(18,2))");
-        assert_eq!(value_expr(&col("n", "string", "text"), "p.v1", None), "p.v1");
-        assert_eq!(value_expr(&col("n", "boolean", "boolean"), "p.v2", None), "CAST(p.v2 AS boolean)");
+        assert_eq!(value_expr(&col("n", "double", "numeric(18,2)"), "p.v1"), "CAST(p.v1 AS numeric(18,2))");
+        assert_eq!(value_expr(&col("n", "string", "text"), "p.v1"), "p.v1");
+        assert_eq!(value_expr(&col("n", "boolean", "boolean"), "p.v2"), "CAST(p.v2 AS boolean)");
         assert_eq!(
-            value_expr(&col("n", "multipicklist", "text[]"), "p.v1", None),
+            value_expr(&col("n", "multipicklist", "text[]"), "p.v1"),
             "CAST(array_remove(string_to_array(p.v1, ';'), '') AS text[])"
         );
-        assert_eq!(value_expr(&col("n", "string", "jsonb"), "p.v1", None), "to_jsonb(p.v1)::jsonb");
+        assert_eq!(value_expr(&col("n", "string", "jsonb"), "p.v1"), "to_jsonb(p.v1)::jsonb");
     }
 
     #[test]
     fn lookups_become_the_parents_key() {
         let p = ParentKey { table: "public.accounts".into(), pk: "id".into() };
         assert_eq!(
-            value_expr(&col("account_id", "reference", "bigint"), "p.v3", Some(&p)),
-            "CAST((SELECT x.id FROM public.accounts x WHERE x.sfid = p.v3) AS bigint)"
+            parent_keys(&p),
+            "SELECT array_agg((SELECT x.id::text FROM public.accounts x WHERE x.sfid = u.v) ORDER BY u.n) FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n)"
         );
+        assert_eq!(value_expr(&col("account_id", "reference", "bigint"), "p.v3"), "CAST(p.v3 AS bigint)");
     }
 
     #[test]
     fn statements_name_every_column_once() {
         let cols = [col("name", "string", "text"), col("Annual Revenue", "currency", "numeric")];
-        let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1), None)).collect();
+        let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1))).collect();
         let s = statements("public.t", "id", &["name".into(), "\"Annual Revenue\"".into()], &exprs);
         assert!(s.insert.starts_with("INSERT INTO public.t (name, \"Annual Revenue\", sfid) SELECT p.v1, CAST(p.v2 AS numeric), p.sfid"));
         assert!(s.insert.contains("FROM (SELECT unnest($1::text[]) AS sfid, unnest($2::text[]) AS v1, unnest($3::text[]) AS v2) AS p"));

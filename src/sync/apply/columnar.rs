@@ -18,7 +18,7 @@
 //! through the record path, and from then on every batch looks first (one index probe per
 //! record) through the columnar insert.
 
-use super::csv::{Batch, Shape, TextColumn};
+use super::csv::{Batch, Shape};
 use super::{advance, clear_errors, copy_from, held, records, Summary};
 use crate::capture::Applying;
 use crate::error::Result;
@@ -122,24 +122,26 @@ fn columnar(m: &Mapping, all: &[Mapping], batch: &Batch) -> Result<Summary> {
     if n == 0 {
         return Ok(s);
     }
-    let exprs: Vec<String> = m
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let parent = m
-                .parents
-                .iter()
-                .find(|p| p.column == c.column)
-                .and_then(|p| all.iter().find(|x| x.id == p.mapping_id))
-                .map(|x| ParentKey { table: x.table.clone(), pk: x.pk_ident() });
-            plan::value_expr(c, &format!("p.v{}", i + 1), parent.as_ref())
-        })
-        .collect();
+    let exprs: Vec<String> = m.columns.iter().enumerate().map(|(i, c)| plan::value_expr(c, &format!("p.v{}", i + 1))).collect();
     let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
     let sql = plan::statements(&m.table, &m.pk_ident(), &cols, &exprs);
     let mut args: Vec<DatumWithOid> = vec![batch.ids.datum()];
-    args.extend(batch.columns.iter().map(TextColumn::datum));
+    for (c, values) in m.columns.iter().zip(&batch.columns) {
+        let parent = m
+            .parents
+            .iter()
+            .find(|p| p.column == c.column)
+            .and_then(|p| all.iter().find(|x| x.id == p.mapping_id))
+            .map(|x| ParentKey { table: x.table.clone(), pk: x.pk_ident() });
+        match parent {
+            // Lookups are translated by the worker: the child's owner may not read the parent.
+            Some(p) => {
+                let keys = Spi::get_one_with_args::<Vec<Option<String>>>(&plan::parent_keys(&p), &[values.datum()])?;
+                args.push(keys.unwrap_or_default().into());
+            }
+            None => args.push(values.datum()),
+        }
+    }
     let present = look_first(m) && Spi::get_one_with_args::<i64>(&plan::count_present(&m.table), &args[..1])?.unwrap_or(0) > 0;
     if present {
         if let Some(update) = &sql.update {
