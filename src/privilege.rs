@@ -75,11 +75,15 @@ impl Drop for Restore {
 /// Runs `f` as `role` (as `SET ROLE` would, but SET ROLE and SET SESSION AUTHORIZATION are
 /// refused inside), then switches back.
 pub fn as_role<T>(role: Oid, f: impl FnOnce() -> T) -> T {
+    switch(role, pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32, f)
+}
+
+fn switch<T>(role: Oid, flags: i32, f: impl FnOnce() -> T) -> T {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let _restore = Restore { user, context };
-    unsafe { pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
+    unsafe { pg_sys::SetUserIdAndSecContext(role, context | flags) };
     f()
 }
 
@@ -104,11 +108,13 @@ impl Drop for GucLevel {
 }
 
 /// Runs code the table's owner controls (its triggers, defaults, casts, index expressions)
-/// as `owner`, the way PostgreSQL 16+ applies a subscription's rows: `as_role`, plus any
-/// setting changed inside (a trigger's `SET search_path`, say) is undone on the way out, so
-/// nothing the owner's code did outlives the call into the worker's own statements.
+/// as `owner`, the way PostgreSQL 16+ applies a subscription's rows: `as_role` as a
+/// security-restricted operation (no temporary objects, cursors or deferred triggers that
+/// would outlive it and later run or be found by the worker's own statements), and any
+/// setting changed inside (a trigger's `SET search_path`, say) is undone on the way out.
 pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
-    as_role(owner, || {
+    let flags = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    switch(owner, flags, || {
         let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
         f()
     })

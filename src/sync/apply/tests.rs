@@ -89,6 +89,22 @@ mod tests {
     }
 
     #[pg_test]
+    fn deferred_triggers_fire_as_the_owner_not_at_commit_as_the_worker() {
+        owned_fixture();
+        Spi::run(
+            "CREATE CONSTRAINT TRIGGER log_deferred AFTER INSERT ON accounts DEFERRABLE INITIALLY DEFERRED
+             FOR EACH ROW EXECUTE FUNCTION log_applier()",
+        )
+        .unwrap();
+        let m = load_mappings(None).unwrap().remove(0);
+        assert!(m.deferrable);
+        super::super::records::apply(&m, &[], &[record("001000000000001AAA", "Deferred", None)], None).unwrap();
+        let log = log();
+        assert_eq!(log.len(), 2, "the BEFORE trigger and the deferred one, before any commit: {log:?}");
+        assert!(log.iter().all(|(_, who, sup, _)| who == "app_owner" && !sup), "{log:?}");
+    }
+
+    #[pg_test]
     fn copy_loads_a_buffer_as_the_owner() {
         let m = owned_fixture();
         let n =
@@ -119,6 +135,8 @@ mod tests {
         let refused = crate::spi_util::subtransaction(|| m.as_owner(|| crate::spi_util::exec("SET ROLE postgres", &[])));
         let Err(f) = refused else { panic!("SET ROLE was allowed as the table's owner") };
         assert!(f.message.contains("role"), "{}", f.message);
+        let temp = crate::spi_util::subtransaction(|| m.as_owner(|| crate::spi_util::exec("CREATE TEMP TABLE planted (x int)", &[])));
+        assert!(temp.is_err(), "no temporary object can be left for the worker's statements to find");
         let catalog = crate::spi_util::subtransaction(|| m.as_owner(|| crate::spi_util::exec("SELECT 1 FROM sfsync.outbox", &[])));
         assert!(catalog.is_err(), "the owner has no rights on the catalog, so no table statement may read it");
     }
