@@ -26,21 +26,6 @@ CREATE TABLE sfsync.backfills (
     updated_at     timestamptz NOT NULL DEFAULT now(),
     last_error     text
 );
-GRANT SELECT ON sfsync.backfills TO PUBLIC;
-
-CREATE VIEW sfsync.backfill_progress AS
-SELECT m.tbl AS "table",
-       m.sobject,
-       b.state,
-       b.method,
-       b.rows_done,
-       b.rows_total,
-       round(b.rate::numeric, 1) AS rate,
-       CASE WHEN b.state = 'running' THEN make_interval(secs => round(b.eta_secs)) END AS eta,
-       b.started_at,
-       b.finished_at,
-       b.updated_at,
-       b.last_error
-FROM sfsync.backfills b
-JOIN sfsync.mappings m ON m.id = b.mapping_id;
-GRANT SELECT ON sfsync.backfill_progress TO PUBLIC;
+-- Not readable by PUBLIC (last_error carries Salesforce's text): sfsync.backfill_progress
+-- (views.sql) shows it.
+REVOKE ALL ON sfsync.backfills FROM PUBLIC;

@@ -1,6 +1,21 @@
 -- sfsync catalog. Created first (bootstrap); functions follow, views and triggers last.
--- Privileges: the schema is usable by everyone, the catalog is readable, but credentials
--- live in connection_secrets, readable only by the extension owner and superusers.
+-- Privileges (docs/privileges.md): the schema is usable by everyone, connections and
+-- mappings are readable; state, errors and row data are shown by the views in views.sql
+-- to those who may act on the table; credentials live in connection_secrets, readable only
+-- by the extension owner and superusers.
+
+-- Members of sfsync_admin administer sfsync. A role belongs to the cluster, not to this
+-- database: an earlier install, another database or a DBA may have made it already, and it
+-- outlives DROP EXTENSION.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'sfsync_admin') THEN
+        CREATE ROLE sfsync_admin NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL; -- made meanwhile by a concurrent install in another database
+END
+$$;
 
 CREATE TABLE sfsync.connections (
     name         text PRIMARY KEY,
@@ -53,7 +68,23 @@ CREATE TABLE sfsync.mappings (
     conflict    text NOT NULL DEFAULT 'salesforce_wins' CHECK (conflict IN ('salesforce_wins', 'postgres_wins', 'last_modified_wins')),
     on_delete   text NOT NULL DEFAULT 'propagate' CHECK (on_delete IN ('propagate', 'ignore', 'review')),
     mode        text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'write_through')),
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- What this mapping's external ID values start with: '<namespace>:<key>' (see
+    -- docs/guide.md, "Whose record is it"). '' for mappings made before 0.2.0: bare keys.
+    namespace   text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$')
+);
+CREATE UNIQUE INDEX mappings_namespace ON sfsync.mappings (namespace) WHERE namespace <> '';
+
+-- Which database owns the mappings' namespaces: the cluster (system identifier) and the
+-- database (oid) that made or adopted them. A copy (CREATE DATABASE ... TEMPLATE, a
+-- restored dump, a pg_upgrade) finds another identity here and pauses until an admin
+-- calls sfsync.adopt(); a promoted physical replica has the same identity and goes on.
+CREATE TABLE sfsync.instance (
+    singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    system_identifier numeric NOT NULL,
+    database_oid      oid NOT NULL,
+    database_name     text NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now()
 );
 
 -- Captured local changes not yet confirmed by Salesforce: which record and, for an update,
@@ -211,8 +242,12 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.cdc_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_archive', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;
 -- The outbox, its archive and error rows carry row data of synced tables: owner only.
-GRANT SELECT ON sfsync.connections, sfsync.mappings, sfsync.sync_state, sfsync.connection_state TO PUBLIC;
+-- sync_state and connection_state carry Salesforce's error text: sfsync.status shows them.
+GRANT SELECT ON sfsync.connections, sfsync.mappings TO PUBLIC;
+-- Which database owns the namespaces: no secret, and sfsync.status reads it as its caller.
+GRANT SELECT ON sfsync.instance TO PUBLIC;

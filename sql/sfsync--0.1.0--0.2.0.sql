@@ -2,3 +2,229 @@
 -- upgrade e2e test (pgrx-tests/tests/upgrade_e2e.rs) checks that an upgraded database has
 -- the same schema as a fresh 0.2.0 install.
 \echo Use "ALTER EXTENSION sfsync UPDATE TO '0.2.0'" to load this file. \quit
+
+-- privileges (docs/privileges.md): the sfsync_admin role, who may read what, which
+-- functions PUBLIC may execute, and trigger helpers that check their table.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'sfsync_admin') THEN
+        CREATE ROLE sfsync_admin NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL; -- made meanwhile by a concurrent install in another database
+END
+$$;
+
+-- Salesforce's error texts are shown by the views below, to those who may act on the table.
+REVOKE SELECT ON sfsync.sync_state, sfsync.connection_state FROM PUBLIC;
+REVOKE ALL ON sfsync.backfills FROM PUBLIC;
+GRANT SELECT ON sfsync.conflicts, sfsync.delete_review TO sfsync_admin;
+
+-- src/api/access.rs
+CREATE FUNCTION sfsync."is_admin"() RETURNS bool /* bool */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_admin_wrapper';
+CREATE FUNCTION sfsync."may_act_on"(
+	"tbl" oid /* Oid */
+) RETURNS bool /* bool */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'may_act_on_wrapper';
+
+ALTER FUNCTION sfsync.capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE OR REPLACE FUNCTION sfsync.refuse_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF sfsync.is_applying() THEN
+        RETURN NULL;
+    END IF;
+    RAISE EXCEPTION 'TRUNCATE of synced table % is refused by sfsync', TG_RELID::regclass
+        USING ERRCODE = 'feature_not_supported',
+              HINT = 'Use DELETE to delete the rows in Salesforce too, or call sfsync.unsync_table() first to keep Salesforce as it is.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sfsync.hold_delete() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r jsonb;
+    mapped regclass;
+BEGIN
+    IF sfsync.is_applying() THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP <> 'DELETE' OR TG_LEVEL <> 'ROW' OR TG_NARGS <> 2 THEN
+        RAISE EXCEPTION 'sfsync.hold_delete is an AFTER DELETE row trigger with (mapping id, key column) arguments, installed by sfsync.sync_table'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT m.tbl INTO mapped FROM sfsync.mappings m WHERE m.id::text = TG_ARGV[0];
+    IF mapped IS NULL THEN
+        RETURN NULL; -- the mapping is gone (unsynced meanwhile): nothing to hold for it
+    END IF;
+    IF mapped::oid <> TG_RELID THEN
+        RAISE EXCEPTION 'sfsync.hold_delete: table % is not the one of mapping %', TG_RELID::regclass, TG_ARGV[0]
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The trigger is installed by sfsync.sync_table, not by hand (drop trigger sfsync_hold_delete, or run sfsync.sync_table on the table).';
+    END IF;
+    r := to_jsonb(OLD);
+    INSERT INTO sfsync.delete_review (mapping_id, "table", key, sfid, origin, "row")
+    VALUES (TG_ARGV[0]::int, TG_RELID::regclass, r ->> TG_ARGV[1], r ->> 'sfid', 'postgres', r)
+    ON CONFLICT (mapping_id, origin, key) WHERE decided_at IS NULL
+    DO UPDATE SET sfid = EXCLUDED.sfid, "row" = EXCLUDED."row", requested_at = now();
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE VIEW sfsync.errors WITH (security_barrier) AS
+SELECT e.id,
+       m.tbl AS "table",
+       e.pk AS key,
+       e.sfid,
+       e.direction,
+       e.operation,
+       e.error_code,
+       e.message,
+       e.fields,
+       e.attempts,
+       e.next_retry_at,
+       e.first_seen,
+       e.last_seen
+FROM sfsync.record_errors e
+JOIN sfsync.mappings m ON m.id = e.mapping_id
+WHERE sfsync.may_act_on(m.tbl);
+GRANT SELECT ON sfsync.errors TO PUBLIC;
+
+CREATE OR REPLACE VIEW sfsync.backfill_progress AS
+SELECT m.tbl AS "table",
+       m.sobject,
+       b.state,
+       b.method,
+       b.rows_done,
+       b.rows_total,
+       round(b.rate::numeric, 1) AS rate,
+       CASE WHEN b.state = 'running' THEN make_interval(secs => round(b.eta_secs)) END AS eta,
+       b.started_at,
+       b.finished_at,
+       b.updated_at,
+       CASE WHEN sfsync.may_act_on(m.tbl) THEN b.last_error END AS last_error
+FROM sfsync.backfills b
+JOIN sfsync.mappings m ON m.id = b.mapping_id;
+GRANT SELECT ON sfsync.backfill_progress TO PUBLIC;
+
+-- Namespaced external IDs and copies of a database (plan::namespace, sync::identity) ------
+-- Mappings made before 0.2.0 keep an empty namespace: they go on writing bare keys.
+ALTER TABLE sfsync.mappings ADD COLUMN namespace text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$');
+CREATE UNIQUE INDEX mappings_namespace ON sfsync.mappings (namespace) WHERE namespace <> '';
+
+CREATE TABLE sfsync.instance (
+    singleton         boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    system_identifier numeric NOT NULL,
+    database_oid      oid NOT NULL,
+    database_name     text NOT NULL,
+    recorded_at       timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
+GRANT SELECT ON sfsync.instance TO PUBLIC;
+
+CREATE FUNCTION sfsync."adopt"(
+	"fresh_namespace" bool DEFAULT false /* bool */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'adopt_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.adopt(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.adopt(boolean) TO sfsync_admin;
+
+CREATE FUNCTION sfsync."external_key"(
+	"tbl" regclass, /* PgRelation */
+	"key" TEXT /* & str */
+) RETURNS TEXT /* String */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'external_key_wrapper';
+
+CREATE FUNCTION sfsync."paused_copy"() RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'paused_copy_wrapper';
+
+
+GRANT SELECT ON sfsync.status TO PUBLIC;
+
+REVOKE EXECUTE ON FUNCTION sfsync.capture(), sfsync.write_through(), sfsync.hold_delete(), sfsync.refuse_truncate(),
+    sfsync.mappings_removed(), sfsync.on_sql_drop() FROM PUBLIC;
+-- Called by sfsync's own code and install script only.
+REVOKE EXECUTE ON FUNCTION sfsync.wake_at_commit(), sfsync.notify_launcher() FROM PUBLIC;
+-- Opting a table in sends its rows to Salesforce: admins, and the roles a DBA grants it to;
+-- sync_table also requires the privileges of the table's owner.
+REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admin;
+
+-- This database owns the namespaces of its mappings (it is where they were made).
+INSERT INTO sfsync.instance (system_identifier, database_oid, database_name)
+SELECT c.system_identifier, d.oid, d.datname
+FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d
+WHERE d.datname = pg_catalog.current_database() AND EXISTS (SELECT 1 FROM sfsync.mappings);
+
+-- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
+CREATE OR REPLACE VIEW sfsync.status AS
+SELECT m.tbl AS "table",
+       m.sobject,
+       m.connection,
+       m.direction,
+       m.mode,
+       CASE
+           WHEN cp.message IS NOT NULL THEN 'paused: copy of another database'
+           WHEN w.pid IS NULL THEN 'no worker'
+           WHEN concat(s.last_error, cs.last_error) LIKE '%API budget%' THEN 'paused: API budget'
+           WHEN s.last_error IS NOT NULL THEN 'error'
+           WHEN cs.last_error IS NOT NULL THEN 'connection error'
+           ELSE 'running'
+       END AS state,
+       w.pid AS worker_pid,
+       s.last_push_at,
+       s.last_pull_at,
+       -- What a stopped worker left in connection_state no longer holds.
+       CASE WHEN m.direction <> 'push' THEN CASE WHEN w.pid IS NULL THEN 'off'
+            ELSE COALESCE(CASE WHEN p.admin THEN cs.stream ELSE split_part(cs.stream, ':', 1) END, 'off') END END AS change_stream,
+       CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_since END AS change_stream_since,
+       s.last_event_at AS last_change_event,
+       COALESCE(o.depth, 0) AS outbox_depth,
+       now() - o.oldest AS lag,
+       COALESCE(e.errors, 0) AS error_count,
+       s.pushed_total,
+       s.pulled_total,
+       s.hwm_modstamp AS pulled_through,
+       cs.api_calls,
+       cs.api_used,
+       cs.api_max,
+       COALESCE(cp.message, CASE WHEN p.may_act THEN s.last_error END, CASE WHEN p.admin THEN cs.last_error END) AS last_error,
+       COALESCE(c.conflicts, 0) AS conflicts,
+       COALESCE(r.reviews, 0) AS pending_delete_reviews,
+       s.deletes_checked_at AS last_delete_check,
+       s.reconciled_at AS last_reconciliation,
+       s.reconciled_missing,
+       s.formulas_refreshed_at AS last_formula_refresh
+FROM sfsync.mappings m
+LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
+LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
+LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
+LEFT JOIN LATERAL (SELECT sfsync.paused_copy() AS message) cp ON true
+LEFT JOIN LATERAL (SELECT sfsync.may_act_on(m.tbl) AS may_act, sfsync.is_admin() AS admin) p ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS depth, min(captured_at) AS oldest
+    FROM sfsync.outbox ob WHERE ob.mapping_id = m.id AND ob.state = 'pending'
+) o ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS errors FROM sfsync.record_errors re WHERE re.mapping_id = m.id
+) e ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS conflicts FROM sfsync.conflicts cf WHERE cf.mapping_id = m.id
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS reviews FROM sfsync.delete_review dr WHERE dr.mapping_id = m.id AND dr.decided_at IS NULL
+) r ON true;

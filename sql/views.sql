@@ -1,19 +1,21 @@
 -- Capture trigger functions and the operational views (created after the Rust functions).
 
 -- The capture trigger (Rust) inserts into sfsync.outbox on behalf of whoever writes the table.
-ALTER FUNCTION sfsync.capture() SECURITY DEFINER;
+-- It checks that the table it fires on is its mapping's (src/capture.rs).
+ALTER FUNCTION sfsync.capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- The write-through trigger reads the mapping and the stored credentials for whoever writes.
 ALTER FUNCTION sfsync.write_through() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- TRUNCATE bypasses row triggers; turning it into a mass delete in Salesforce would be a
 -- disaster nobody asked for, so it is refused on synced tables.
+-- Runs as the caller (is_applying is per process); the search_path is pinned all the same.
 CREATE FUNCTION sfsync.refuse_truncate() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF sfsync.is_applying() THEN
         RETURN NULL;
     END IF;
-    RAISE EXCEPTION 'TRUNCATE of synced table % is refused by sfsync', TG_TABLE_NAME::regclass
+    RAISE EXCEPTION 'TRUNCATE of synced table % is refused by sfsync', TG_RELID::regclass
         USING ERRCODE = 'feature_not_supported',
               HINT = 'Use DELETE to delete the rows in Salesforce too, or call sfsync.unsync_table() first to keep Salesforce as it is.';
 END
@@ -21,15 +23,33 @@ $$;
 
 -- on_delete => 'review': a local DELETE is held in sfsync.delete_review (with the row as it
 -- was) instead of being sent. Rows the sync deletes itself are not held. Arguments: the
--- mapping id and the key column. SECURITY DEFINER: writers need no rights on the queue.
+-- mapping id and the key column. SECURITY DEFINER: writers need no rights on the queue;
+-- so it trusts no argument: a trigger made by hand on another table with this mapping's id
+-- would hold (and an approval would send) deletes of the mapping's records. Only the
+-- mapping's own table may hold deletes for it, as in capture().
 CREATE FUNCTION sfsync.hold_delete() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r jsonb := to_jsonb(OLD);
+    r jsonb;
+    mapped regclass;
 BEGIN
     IF sfsync.is_applying() THEN
         RETURN NULL;
     END IF;
+    IF TG_OP <> 'DELETE' OR TG_LEVEL <> 'ROW' OR TG_NARGS <> 2 THEN
+        RAISE EXCEPTION 'sfsync.hold_delete is an AFTER DELETE row trigger with (mapping id, key column) arguments, installed by sfsync.sync_table'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT m.tbl INTO mapped FROM sfsync.mappings m WHERE m.id::text = TG_ARGV[0];
+    IF mapped IS NULL THEN
+        RETURN NULL; -- the mapping is gone (unsynced meanwhile): nothing to hold for it
+    END IF;
+    IF mapped::oid <> TG_RELID THEN
+        RAISE EXCEPTION 'sfsync.hold_delete: table % is not the one of mapping %', TG_RELID::regclass, TG_ARGV[0]
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The trigger is installed by sfsync.sync_table, not by hand (drop trigger sfsync_hold_delete, or run sfsync.sync_table on the table).';
+    END IF;
+    r := to_jsonb(OLD);
     INSERT INTO sfsync.delete_review (mapping_id, "table", key, sfid, origin, "row")
     VALUES (TG_ARGV[0]::int, TG_RELID::regclass, r ->> TG_ARGV[1], r ->> 'sfid', 'postgres', r)
     ON CONFLICT (mapping_id, origin, key) WHERE decided_at IS NULL
@@ -38,7 +58,10 @@ BEGIN
 END
 $$;
 
-CREATE VIEW sfsync.errors AS
+-- Rejected records of the tables the reader may act on (sfsync.may_act_on: the table's
+-- owner, or an admin); their messages carry Salesforce's text and values of the rows.
+-- security_barrier: a reader's own WHERE functions never see the rows filtered out.
+CREATE VIEW sfsync.errors WITH (security_barrier) AS
 SELECT e.id,
        m.tbl AS "table",
        e.pk AS key,
@@ -53,7 +76,31 @@ SELECT e.id,
        e.first_seen,
        e.last_seen
 FROM sfsync.record_errors e
-JOIN sfsync.mappings m ON m.id = e.mapping_id;
+JOIN sfsync.mappings m ON m.id = e.mapping_id
+WHERE sfsync.may_act_on(m.tbl);
+GRANT SELECT ON sfsync.errors TO PUBLIC;
+
+-- Every table's progress; its error text only to those who may act on the table.
+CREATE VIEW sfsync.backfill_progress AS
+SELECT m.tbl AS "table",
+       m.sobject,
+       b.state,
+       b.method,
+       b.rows_done,
+       b.rows_total,
+       round(b.rate::numeric, 1) AS rate,
+       CASE WHEN b.state = 'running' THEN make_interval(secs => round(b.eta_secs)) END AS eta,
+       b.started_at,
+       b.finished_at,
+       b.updated_at,
+       CASE WHEN sfsync.may_act_on(m.tbl) THEN b.last_error END AS last_error
+FROM sfsync.backfills b
+JOIN sfsync.mappings m ON m.id = b.mapping_id;
+GRANT SELECT ON sfsync.backfill_progress TO PUBLIC;
+
+-- Readable by everyone; Salesforce's text (a table's last_error, a connection's error and
+-- why its change stream is down) only to those who may act on the table, a connection's
+-- only to admins.
 
 CREATE VIEW sfsync.status AS
 SELECT m.tbl AS "table",
@@ -62,6 +109,7 @@ SELECT m.tbl AS "table",
        m.direction,
        m.mode,
        CASE
+           WHEN cp.message IS NOT NULL THEN 'paused: copy of another database'
            WHEN w.pid IS NULL THEN 'no worker'
            WHEN concat(s.last_error, cs.last_error) LIKE '%API budget%' THEN 'paused: API budget'
            WHEN s.last_error IS NOT NULL THEN 'error'
@@ -72,7 +120,8 @@ SELECT m.tbl AS "table",
        s.last_push_at,
        s.last_pull_at,
        -- What a stopped worker left in connection_state no longer holds.
-       CASE WHEN m.direction <> 'push' THEN CASE WHEN w.pid IS NULL THEN 'off' ELSE COALESCE(cs.stream, 'off') END END AS change_stream,
+       CASE WHEN m.direction <> 'push' THEN CASE WHEN w.pid IS NULL THEN 'off'
+            ELSE COALESCE(CASE WHEN p.admin THEN cs.stream ELSE split_part(cs.stream, ':', 1) END, 'off') END END AS change_stream,
        CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_since END AS change_stream_since,
        s.last_event_at AS last_change_event,
        COALESCE(o.depth, 0) AS outbox_depth,
@@ -84,7 +133,7 @@ SELECT m.tbl AS "table",
        cs.api_calls,
        cs.api_used,
        cs.api_max,
-       COALESCE(s.last_error, cs.last_error) AS last_error,
+       COALESCE(cp.message, CASE WHEN p.may_act THEN s.last_error END, CASE WHEN p.admin THEN cs.last_error END) AS last_error,
        COALESCE(c.conflicts, 0) AS conflicts,
        COALESCE(r.reviews, 0) AS pending_delete_reviews,
        s.deletes_checked_at AS last_delete_check,
@@ -95,6 +144,8 @@ FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
 LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
+LEFT JOIN LATERAL (SELECT sfsync.paused_copy() AS message) cp ON true
+LEFT JOIN LATERAL (SELECT sfsync.may_act_on(m.tbl) AS may_act, sfsync.is_admin() AS admin) p ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS depth, min(captured_at) AS oldest
     FROM sfsync.outbox ob WHERE ob.mapping_id = m.id AND ob.state = 'pending'
@@ -111,6 +162,16 @@ LEFT JOIN LATERAL (
 
 GRANT SELECT ON sfsync.status TO PUBLIC;
 
+-- Conflicts and held deletes carry rows of every synced table: admins read them (a table's
+-- owner sees their counts in sfsync.status and decides with approve_deletes/reject_deletes).
+-- Not row-level security: pg_dump would dump an extension table's policies, and a restore
+-- would then fail on the ones CREATE EXTENSION already made.
+GRANT SELECT ON sfsync.conflicts, sfsync.delete_review TO sfsync_admin;
+
+-- Taking over a copy's records is for admins (see docs/privileges.md).
+REVOKE EXECUTE ON FUNCTION sfsync.adopt(boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.adopt(boolean) TO sfsync_admin;
+
 -- A dropped synced table takes its mapping (and outbox, state, errors) with it.
 CREATE FUNCTION sfsync.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -121,6 +182,22 @@ BEGIN
 END
 $$;
 CREATE EVENT TRIGGER sfsync_sql_drop ON sql_drop EXECUTE FUNCTION sfsync.on_sql_drop();
+
+-- Function privileges (docs/privileges.md). Functions not named here stay executable by
+-- PUBLIC and check their caller themselves (src/privilege.rs).
+-- Trigger functions: EXECUTE is checked when a trigger is created, never when it fires;
+-- sync_table creates the triggers as the extension owner, so no other role can attach
+-- them to a table.
+REVOKE EXECUTE ON FUNCTION sfsync.capture(), sfsync.write_through(), sfsync.hold_delete(), sfsync.refuse_truncate(),
+    sfsync.mappings_removed(), sfsync.on_sql_drop() FROM PUBLIC;
+-- Called by sfsync's own code and install script only.
+REVOKE EXECUTE ON FUNCTION sfsync.wake_at_commit(), sfsync.notify_launcher() FROM PUBLIC;
+-- Opting a table in sends its rows to Salesforce: admins, and the roles a DBA grants it to;
+-- sync_table also requires the privileges of the table's owner.
+REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admin;
 
 -- Tell the launcher (if preloaded) that this database now needs a worker.
 SELECT sfsync.notify_launcher();

@@ -9,6 +9,9 @@ pub enum SyncError {
     /// A bad argument from the caller: says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// The caller lacks a privilege: the message names the function and the grant needed.
+    #[error("{0}")]
+    Denied(String),
     /// Something named doesn't exist (connection, table, field...).
     #[error("{0}")]
     NotFound(String),
@@ -40,6 +43,7 @@ impl SyncError {
         match self {
             SyncError::Invalid(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             SyncError::NotFound(_) => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            SyncError::Denied(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             SyncError::Salesforce(e) => match e {
                 salesforce::Error::Auth { .. } => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
                 salesforce::Error::Transport(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,

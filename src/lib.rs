@@ -12,7 +12,6 @@ mod capture;
 mod error;
 mod guc;
 mod plan;
-#[allow(dead_code)] // until its callers land (isolation and privileges)
 mod privilege;
 mod registry;
 mod spi_util;

@@ -71,13 +71,18 @@ mod tests {
     fn a_capture_trigger_made_by_hand_on_another_table_queues_nothing() {
         let id = fixture();
         Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (7, 'Doe', '003000000000001AAA')").unwrap();
-        // Any role may create a trigger on its own table; with the mapping's id the capture
-        // would queue a delete of contact 7's Salesforce record.
+        // Not by a role on its own table (capture is not executable by PUBLIC): with the
+        // mapping's id it would queue a delete of contact 7's Salesforce record.
         Spi::run("CREATE ROLE sfsync_forger; CREATE TABLE decoy (id bigint PRIMARY KEY, last_name text, sfid text)").unwrap();
         Spi::run("ALTER TABLE decoy OWNER TO sfsync_forger").unwrap();
+        let trigger =
+            format!("CREATE TRIGGER t AFTER INSERT OR DELETE ON decoy FOR EACH ROW EXECUTE FUNCTION sfsync.capture('{id}', 'id')");
         Spi::run("SET LOCAL ROLE sfsync_forger").unwrap();
-        Spi::run(&format!("CREATE TRIGGER t AFTER INSERT OR DELETE ON decoy FOR EACH ROW EXECUTE FUNCTION sfsync.capture('{id}', 'id')"))
-            .unwrap();
+        let e = error_of(&trigger);
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(e, "42501: permission denied for function sfsync.capture");
+        Spi::run(&trigger).unwrap(); // made by a superuser, it still cannot capture for the mapping
+        Spi::run("SET LOCAL ROLE sfsync_forger").unwrap();
         let e = error_of("INSERT INTO decoy VALUES (7, 'Doe', '003000000000001AAA')");
         Spi::run("RESET ROLE").unwrap();
         assert!(e.contains(&format!("this table is not the one of mapping {id}")), "{e}");
@@ -113,7 +118,7 @@ mod tests {
         assert_eq!(sfid.as_deref(), Some("003000000000001AAA"));
     }
 
-    #[pg_test(error = "TRUNCATE of synced table contacts is refused by sfsync")]
+    #[pg_test(error = "TRUNCATE of synced table public.contacts is refused by sfsync")]
     fn truncate_is_refused() {
         fixture();
         Spi::run("TRUNCATE contacts").unwrap();

@@ -272,7 +272,8 @@ fn latency(samples: usize) {
     let mut lat: Vec<i64> = recs
         .iter()
         .filter_map(|r| {
-            let id: usize = r["Postgres_Id__c"].as_str()?.parse().ok()?;
+            // '<namespace>:<key>' (sfsync.external_key).
+            let id: usize = r["Postgres_Id__c"].as_str()?.rsplit(':').next()?.parse().ok()?;
             let created = salesforce::soql::parse_datetime(r["CreatedDate"].as_str()?)?.as_millis();
             Some(created - committed[id - 1])
         })

@@ -151,6 +151,19 @@ impl Cluster {
             .connect(postgres::NoTls)
     }
 
+    /// Connects as role `user` (made by the test, with LOGIN; local connections are trusted).
+    pub fn connect_as(&self, db: &str, user: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host_path(&self.dir)
+            .port(self.port)
+            .user(user)
+            .dbname(db)
+            .application_name("sfsync-e2e")
+            .connect_timeout(Duration::from_secs(10))
+            .connect(postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db} as {user}: {e}\n{}", tail(&self.log_contents(), 30)))
+    }
+
     /// `CREATE DATABASE name`.
     pub fn create_database(&self, name: &str) {
         let mut c = self.connect("postgres");

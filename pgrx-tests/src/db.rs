@@ -39,12 +39,23 @@ pub trait DbExt {
     /// Waits until a worker other than `old` runs the database and returns its pid.
     fn until_worker_replaced(&mut self, old: i32) -> i32;
 
+    /// The external ID value of the row with `key` in synced `table`
+    /// (`sfsync.external_key`): what to look its Salesforce record up by.
+    fn external_key(&mut self, table: &str, key: &str) -> String;
+
     /// `ALTER SYSTEM SET name = value` for each setting (values are SQL as written:
     /// `off`, `'10ms'`, `DEFAULT`), then `pg_reload_conf()`.
     fn set_system(&mut self, settings: &[(&str, &str)]);
 }
 
 impl DbExt for Client {
+    fn external_key(&mut self, table: &str, key: &str) -> String {
+        let row = self
+            .query_one("SELECT sfsync.external_key($1::text::regclass, $2)", &[&table, &key])
+            .unwrap_or_else(|e| panic!("sfsync.external_key({table}, {key}): {e}"));
+        row.get(0)
+    }
+
     fn until_value<T: FromSqlOwned + PartialEq + Debug>(&mut self, sql: &str, expected: T) {
         let what = format!("`{sql}` = {expected:?}");
         until(&what, WAIT, || {

@@ -111,7 +111,8 @@ fn a_created_record_carrying_our_key_links_to_its_row() {
          RESET session_replication_role;",
     )
     .unwrap();
-    let id = env.emu.sf().create("Account", json!({"Name": "Initech", "Industry": "Tech", "Postgres_Id__c": "41"}));
+    let ext = db.external_key("accounts", "41");
+    let id = env.emu.sf().create("Account", json!({"Name": "Initech", "Industry": "Tech", "Postgres_Id__c": ext}));
     db.until_true("linked", &format!("SELECT sfid = '{id}' AND industry = 'Tech' FROM accounts WHERE id = 41"));
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM accounts");
     assert_eq!(n, 1, "linked, not duplicated");

@@ -183,7 +183,8 @@ fn local_rows(db: &mut postgres::Client, sfid: &str) -> i64 {
 /// Waits for one full worker round trip: a marker record pushed from Postgres.
 fn round_trip(env: &Env, db: &mut postgres::Client, id: i64) {
     db.execute("INSERT INTO contacts (id, last_name) VALUES ($1, 'Marker')", &[&id]).unwrap();
-    env.emu.sf().until_record(&format!("SELECT Id FROM Contact WHERE Postgres_Id__c = '{id}'"));
+    let ext = db.external_key("contacts", &id.to_string());
+    env.emu.sf().until_record(&format!("SELECT Id FROM Contact WHERE Postgres_Id__c = '{ext}'"));
 }
 
 #[test]
@@ -211,7 +212,8 @@ fn on_delete_propagate_and_ignore() {
     db.until_count(&format!("SELECT count(*) FROM leads WHERE sfid = '{lead}'"), 1);
     env.emu.sf().delete("Lead", &lead);
     db.batch_execute("INSERT INTO leads (id, last_name, company) VALUES (1001, 'Local', 'Initech')").unwrap();
-    let local = env.emu.sf().until_record("SELECT Id FROM Lead WHERE Postgres_Id__c = '1001'")["Id"].as_str().unwrap().to_string();
+    let soql = format!("SELECT Id FROM Lead WHERE Postgres_Id__c = '{}'", db.external_key("leads", "1001"));
+    let local = env.emu.sf().until_record(&soql)["Id"].as_str().unwrap().to_string();
     db.batch_execute("DELETE FROM leads WHERE id = 1001").unwrap();
     round_trip(&env, &mut db, 2001); // the delete of lead 1001 went through the worker before it
     db.until_outbox_drained();

@@ -31,7 +31,8 @@ fn reject_last_name(env: &common::Env, value: &str) -> u64 {
 }
 
 fn contact_by_key(env: &common::Env, key: &str) -> Option<Value> {
-    env.sf_query(&format!("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{key}'")).first().cloned()
+    let ext = env.db().external_key("contacts", key);
+    env.sf_query(&format!("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{ext}'")).first().cloned()
 }
 
 #[test]
@@ -95,7 +96,8 @@ fn write_through_changes_are_in_salesforce_when_the_statement_returns() {
 
     // The pull side keeps working, and what it applies is not sent back.
     let writes = env.sf_writes();
-    let pulled = env.emu.sf().create("Contact", json!({"LastName": "Pulled", "Postgres_Id__c": "42"}));
+    // Created in Salesforce under the key sfsync.external_key gives: it lands as row 42.
+    let pulled = env.emu.sf().create("Contact", json!({"LastName": "Pulled", "Postgres_Id__c": db.external_key("contacts", "42")}));
     db.until_count(&format!("SELECT count(*) FROM contacts WHERE id = 42 AND sfid = '{pulled}'"), 1);
     assert_eq!(env.sf_writes(), writes + 1, "only our create: the pulled row was not written back");
 
@@ -137,7 +139,10 @@ fn archive_retry_and_discard() {
     // ...until the rule is fixed and an operator retries it.
     env.emu.admin("DELETE", &format!("validation_rules/{rule}"), Value::Null);
     assert_eq!(scalar::<i64>(&mut db, "SELECT sfsync.retry('contacts', '2')"), 1);
-    let rec = env.emu.sf().until_record("SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '2'");
+    let rec = env.emu.sf().until_record(&format!(
+        "SELECT Id, FirstName, LastName, Email FROM Contact WHERE Postgres_Id__c = '{}'",
+        db.external_key("contacts", "2")
+    ));
     assert_eq!(rec["LastName"], "Blocked");
     until("no errors and the outbox drained", WAIT, || {
         let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.errors");

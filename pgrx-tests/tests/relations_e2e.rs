@@ -31,7 +31,8 @@ fn children_carry_their_parents_salesforce_id_both_ways() {
     )
     .unwrap();
     let sf = env.emu.sf();
-    let account = sf.until_record("SELECT Id FROM Account WHERE Postgres_Id__c = '1'")["Id"].as_str().unwrap().to_string();
+    let soql = format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1"));
+    let account = sf.until_record(&soql)["Id"].as_str().unwrap().to_string();
     let contacts = sf.until_records("SELECT LastName, AccountId FROM Contact ORDER BY LastName", 3);
     assert_eq!(contacts[0]["LastName"], "Doe");
     assert_eq!(contacts[0]["AccountId"].as_str(), Some(account.as_str()));
@@ -74,7 +75,8 @@ fn a_child_of_a_rejected_parent_waits_and_says_why() {
     // Fix the parent: it goes, and the waiting child follows with the right lookup.
     db.batch_execute("UPDATE accounts SET name = 'Renamed' WHERE id = 1").unwrap();
     let sf = env.emu.sf();
-    let account = sf.until_record("SELECT Id FROM Account WHERE Postgres_Id__c = '1'")["Id"].as_str().unwrap().to_string();
+    let soql = format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1"));
+    let account = sf.until_record(&soql)["Id"].as_str().unwrap().to_string();
     until("the orphan linked to its parent", WAIT, || {
         let r = sf.query("SELECT AccountId FROM Contact WHERE LastName = 'Orphan'");
         (r.first().and_then(|r| r["AccountId"].as_str()) == Some(account.as_str())).then_some(()).ok_or(format!("{r:?}"))

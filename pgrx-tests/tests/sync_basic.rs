@@ -17,7 +17,9 @@ fn changes_flow_both_ways() {
     // Postgres -> Salesforce: insert, with the new Id written back.
     db.batch_execute("INSERT INTO accounts (id, name, industry, annual_revenue) VALUES (1, 'Acme', 'Energy', 1200000)").unwrap();
     let sf = env.emu.sf();
-    let rec = sf.until_record("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '1'");
+    let ext = db.external_key("accounts", "1");
+    assert!(ext.ends_with(":1") && ext.len() == 14, "namespaced: {ext}");
+    let rec = sf.until_record(&format!("SELECT Id, Name, Industry, AnnualRevenue FROM Account WHERE Postgres_Id__c = '{ext}'"));
     assert_eq!(rec["Name"], "Acme");
     assert_eq!(rec["Industry"], "Energy");
     assert_eq!(rec["AnnualRevenue"].as_f64(), Some(1_200_000.0));
@@ -43,6 +45,67 @@ fn changes_flow_both_ways() {
     db.until_outbox_drained();
     let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'accounts'::regclass");
     assert_eq!(state, "running");
+}
+
+#[test]
+fn a_request_refused_for_one_value_is_split_down_to_that_record() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, last_name text NOT NULL, birthdate text);
+         SELECT sfsync.sync_table('people', 'Contact', fields => '{\"last_name\": \"LastName\", \"birthdate\": \"Birthdate\"}');",
+    )
+    .unwrap();
+    accounts_table(&mut db);
+    env.worker_pid();
+    // Salesforce refuses a whole Collections request when one record's date does not parse.
+    db.batch_execute(
+        "INSERT INTO people (id, last_name, birthdate) VALUES
+             (1, 'Early', '2001-02-03'), (2, 'Vague', 'tomorrow'), (3, 'Late', '1999-09-09'), (4, 'Plain', NULL)",
+    )
+    .unwrap();
+    let (code, message): (String, String) = until("person 2 in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT error_code, message FROM sfsync.errors WHERE key = '2'", &[]).unwrap();
+        rows.first().map(|r| (r.get(0), r.get(1)))
+    });
+    assert_eq!(code, "JSON_PARSER_ERROR");
+    assert!(message.contains("tomorrow"), "{message}");
+    let sf = env.emu.sf();
+    sf.until_records("SELECT LastName FROM Contact WHERE LastName IN ('Early', 'Late', 'Plain')", 3);
+    assert!(sf.query("SELECT Id FROM Contact WHERE LastName = 'Vague'").is_empty());
+    // Not the connection's trouble: another table on it goes on at once.
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (1, 'Acme')").unwrap();
+    sf.until_record(&format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")));
+    let state: String = scalar(&mut db, "SELECT state FROM sfsync.status WHERE \"table\" = 'people'::regclass");
+    assert_eq!(state, "running");
+    // Fixing the value sends it and clears the error.
+    db.batch_execute("UPDATE people SET birthdate = '2000-01-01' WHERE id = 2").unwrap();
+    let rec = sf.until_record("SELECT Birthdate FROM Contact WHERE LastName = 'Vague'");
+    assert_eq!(rec["Birthdate"], "2000-01-01");
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
+}
+
+#[test]
+fn a_pulled_record_that_fails_to_apply_arrives_once_the_cause_is_fixed() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    db.batch_execute("ALTER TABLE accounts ADD CONSTRAINT no_forbidden CHECK (name <> 'Forbidden')").unwrap();
+    env.worker_pid();
+    let sf = env.emu.sf();
+    let bad = sf.create("Account", json!({"Name": "Forbidden"}));
+    let good = sf.create("Account", json!({"Name": "Fine"}));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{good}'"), 1);
+    let message: String = until("the failed apply in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT message FROM sfsync.errors WHERE sfid = $1 AND direction = 'pull'", &[&bad]).unwrap();
+        rows.first().map(|r| r.get(0))
+    });
+    assert!(message.contains("no_forbidden"), "{message}");
+    // The mark has moved on; the record is not forgotten: fixed, it arrives with no new
+    // change in Salesforce.
+    db.batch_execute("ALTER TABLE accounts DROP CONSTRAINT no_forbidden").unwrap();
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{bad}' AND name = 'Forbidden'"), 1);
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
 }
 
 #[test]
@@ -76,7 +139,8 @@ fn rejected_record_is_reported_and_the_rest_go_through() {
 
     // Fixing the row sends it, with the fields captured before, and clears the error.
     db.batch_execute("UPDATE contacts SET last_name = 'Goodname' WHERE id = 2").unwrap();
-    let rec = env.emu.sf().until_record("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '2'");
+    let ext = db.external_key("contacts", "2");
+    let rec = env.emu.sf().until_record(&format!("SELECT FirstName, LastName FROM Contact WHERE Postgres_Id__c = '{ext}'"));
     assert_eq!(rec["FirstName"], "Bad");
     assert_eq!(rec["LastName"], "Goodname");
     db.until_count("SELECT count(*) FROM sfsync.errors", 0);
@@ -143,7 +207,7 @@ fn an_automation_rewriting_a_synced_field_settles_after_one_round_trip() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(env.sf_writes(), writes, "the automation and the sync are looping");
     assert_eq!(scalar::<String>(&mut db, "SELECT xmin::text FROM accounts WHERE id = 1"), version);
-    let rec = env.sf_query("SELECT Industry FROM Account WHERE Postgres_Id__c = '1'");
+    let rec = env.sf_query(&format!("SELECT Industry FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")));
     assert_eq!(rec[0]["Industry"], "Energy");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.outbox"), 0);
 }

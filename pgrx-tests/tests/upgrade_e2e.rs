@@ -73,6 +73,8 @@ fn a_0_1_0_database_upgrades_to_the_fresh_catalog_and_syncs() {
     old.batch_execute("ALTER EXTENSION sfsync UPDATE").unwrap();
     let version: String = scalar(&mut old, "SELECT extversion FROM pg_extension WHERE extname = 'sfsync'");
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    // The mappings made here are this database's: a later copy of it will be told apart.
+    assert_eq!(scalar::<String>(&mut old, "SELECT database_name FROM sfsync.instance"), "old");
     let upgraded: String = scalar(&mut old, CATALOG);
     let fresh: String = scalar(&mut env.db(), CATALOG);
     if upgraded != fresh {

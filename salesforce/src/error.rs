@@ -83,14 +83,18 @@ impl RecordError {
         code_is_transient(&self.status_code)
     }
 
-    /// Turns a request-level failure into a per-record error (used when a
-    /// later collections chunk fails as a whole).
-    pub(crate) fn from_error(e: &Error) -> RecordError {
-        let fields = match e {
-            Error::Api { errors, .. } => errors.first().map(|a| a.fields.clone()).unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        RecordError { status_code: e.code(), message: e.to_string(), fields }
+    /// Turns a request-level failure into a per-record error (a later collections chunk
+    /// that fails as a whole; a request refused for one record's value, once isolated).
+    /// For an API error: its code, message(s) and fields, as a record error carries them.
+    pub fn from_error(e: &Error) -> RecordError {
+        match e {
+            Error::Api { errors, .. } if !errors.is_empty() => RecordError {
+                status_code: e.code(),
+                message: errors.iter().map(|a| a.message.as_str()).collect::<Vec<_>>().join("; "),
+                fields: errors.iter().flat_map(|a| a.fields.iter().cloned()).collect(),
+            },
+            _ => RecordError { status_code: e.code(), message: e.to_string(), fields: Vec::new() },
+        }
     }
 }
 
@@ -349,6 +353,15 @@ mod tests {
         assert_eq!(r.status_code, "REQUIRED_FIELD_MISSING");
         let r: RecordError = serde_json::from_str(r#"{"errorCode":"X","message":"m"}"#).unwrap();
         assert_eq!(r.status_code, "X");
+        let api = Error::Api {
+            status: 400,
+            errors: vec![ApiError { fields: vec!["Birthdate".into()], ..ApiError::new("JSON_PARSER_ERROR", "bad date") }],
+        };
+        let from = RecordError::from_error(&api);
+        assert_eq!(
+            (from.status_code.as_str(), from.message.as_str(), from.fields.as_slice()),
+            ("JSON_PARSER_ERROR", "bad date", &["Birthdate".to_string()][..])
+        );
         let from = RecordError::from_error(&Error::Transport("timed out".into()));
         assert_eq!(from.status_code, "TRANSPORT");
         assert!(from.is_transient());

@@ -155,7 +155,7 @@ pub struct SaveResult {
 }
 
 impl SaveResult {
-    pub(crate) fn failed(err: RecordError) -> SaveResult {
+    pub fn failed(err: RecordError) -> SaveResult {
         SaveResult { id: None, success: false, created: None, errors: vec![err] }
     }
 

@@ -5,6 +5,7 @@ use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::mirror::{self, MirrorField};
 use crate::plan::options::{Direction, Options as MappingOptions};
 use crate::plan::{backfill as plan, compare, convert};
+use crate::privilege;
 use crate::spi_util;
 use crate::sync::source::backfill;
 use crate::sync::{self, clients, Ctx, Mapping};
@@ -17,6 +18,8 @@ use serde_json::{json, Map, Value};
 const REPORT_CAP: usize = 100;
 
 /// Creates table `into` from the object's describe, syncs it pull-only and starts its backfill.
+/// EXECUTE is granted to sfsync_admin only; the table is created as the caller (who owns it
+/// and needs CREATE on its schema).
 #[pg_extern(volatile, parallel_unsafe)]
 fn mirror(sobject: &str, into: &str, connection: default!(&str, "'default'"), fields: default!(Option<Vec<String>>, "NULL")) -> JsonB {
     JsonB(make_mirror(sobject, into, connection, fields).or_raise())
@@ -25,17 +28,19 @@ fn mirror(sobject: &str, into: &str, connection: default!(&str, "'default'"), fi
 /// Schedules a full load of a synced table from Salesforce; progress in sfsync.backfill_progress.
 #[pg_extern(volatile, parallel_unsafe)]
 fn backfill(tbl: PgRelation) -> JsonB {
-    let oid = tbl.oid().to_u32();
+    let oid = tbl.oid();
     drop(tbl);
-    JsonB(schedule(oid).or_raise())
+    privilege::require_table(oid, "sfsync.backfill").or_raise();
+    JsonB(privilege::as_extension_owner(|| schedule(oid.to_u32())).or_raise())
 }
 
 /// Shadow check of a synced table against Salesforce: counts and a sampled field-by-field comparison.
 #[pg_extern(volatile, parallel_unsafe)]
 fn verify(tbl: PgRelation, sample: default!(i32, "1000")) -> JsonB {
-    let oid = tbl.oid().to_u32();
+    let oid = tbl.oid();
     drop(tbl);
-    JsonB(check(oid, sample).or_raise())
+    privilege::require_table(oid, "sfsync.verify").or_raise();
+    JsonB(privilege::as_extension_owner(|| check(oid.to_u32(), sample)).or_raise())
 }
 
 fn mapping_of(oid: u32) -> Result<Mapping> {
@@ -92,12 +97,15 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
             "into: table {qualified} already exists; mirror creates a new table (use sfsync.sync_table to sync an existing one)"
         )));
     }
-    let client = clients::client(Ctx::Session, connection)?;
-    let describe = client.describe(sobject).map_err(|e| match &e {
-        salesforce::Error::Api { status: 404, .. } => {
-            SyncError::NotFound(format!("Salesforce object \"{sobject}\" does not exist (connection \"{connection}\")"))
-        }
-        _ => SyncError::from(e),
+    // The connection's secrets are the extension owner's; the table is the caller's.
+    let describe = privilege::as_extension_owner(|| {
+        let client = clients::client(Ctx::Session, connection)?;
+        client.describe(sobject).map_err(|e| match &e {
+            salesforce::Error::Api { status: 404, .. } => {
+                SyncError::NotFound(format!("Salesforce object \"{sobject}\" does not exist (connection \"{connection}\")"))
+            }
+            _ => SyncError::from(e),
+        })
     })?;
     let external_id = "Postgres_Id__c";
     let fields: Vec<MirrorField> = describe
@@ -119,17 +127,15 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
     let oid = Spi::get_one_with_args::<i64>("SELECT $1::regclass::oid::bigint", &[qualified.as_str().into()])?
         .ok_or_else(|| SyncError::Spi("created table not found".into()))? as u32;
     let map: Map<String, Value> = cols.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect();
-    let synced = mapping::sync(
-        oid,
-        Options {
-            sobject: &describe.name,
-            connection,
-            fields: Some(Value::Object(map.clone())),
-            options: MappingOptions { direction: Direction::Pull, ..MappingOptions::default() },
-            filter: None,
-            external_id: Some(external_id),
-        },
-    )?;
+    let options = Options {
+        sobject: &describe.name,
+        connection,
+        fields: Some(Value::Object(map.clone())),
+        options: MappingOptions { direction: Direction::Pull, ..MappingOptions::default() },
+        filter: None,
+        external_id: Some(external_id),
+    };
+    let synced = privilege::as_extension_owner(|| mapping::sync(oid, options))?;
     let types: Map<String, Value> = cols.iter().map(|c| (c.column.clone(), Value::String(c.ddl_type.clone()))).collect();
     Ok(json!({
         "table": synced["table"],

@@ -4,6 +4,7 @@ use crate::error::{OrRaise, Result, SyncError};
 use crate::plan::fields::{self, FieldInfo};
 use crate::plan::filter;
 use crate::plan::options::{Capture, Options as MappingOptions};
+use crate::privilege;
 use crate::spi_util;
 use crate::sync::source::backfill;
 use crate::sync::{clients, Ctx};
@@ -29,15 +30,21 @@ fn sync_table(
     external_id: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     let oid = release(tbl);
+    privilege::require_owner(oid.into(), "sfsync.sync_table").or_raise();
     let options = MappingOptions::parse(direction, mode, conflict, on_delete).map_err(SyncError::Invalid).or_raise();
-    JsonB(sync(oid, Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id }).or_raise())
+    let o = Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id };
+    // The connection's secrets, the catalog, the sfid column and the triggers (whose
+    // functions PUBLIC may not use) are the extension owner's to touch.
+    JsonB(privilege::as_extension_owner(|| sync(oid, o)).or_raise())
 }
 
 /// Opts the table out: removes its triggers, mapping, outbox entries and sync state.
 /// The table, its data and its sfid column stay.
 #[pg_extern(volatile, parallel_unsafe)]
 fn unsync_table(tbl: PgRelation) -> bool {
-    unsync(release(tbl)).or_raise()
+    let oid = release(tbl);
+    privilege::require_table(oid.into(), "sfsync.unsync_table").or_raise();
+    privilege::as_extension_owner(|| unsync(oid)).or_raise()
 }
 
 /// The relation's oid, closing our reference to it so ALTER TABLE is allowed afterwards.
@@ -101,6 +108,7 @@ fn table_info(oid: u32) -> Result<TableInfo> {
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
 }
 
+/// Syncs table `oid`; the caller's right to was checked, and this runs as the extension's owner.
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     o.options.check().map_err(SyncError::Invalid)?;
     let opts = o.options;
@@ -116,6 +124,8 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     };
     let external_id = o.external_id.unwrap_or("Postgres_Id__c");
 
+    // A copy of another database must not start writing into the original's records.
+    crate::sync::identity::require_original()?;
     let t = table_info(oid)?;
     if t.kind != "r" && t.kind != "p" {
         return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
@@ -198,10 +208,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     }
     if opts.direction.pulls() && t.pk_has_default != Some(true) {
         notice!(
-            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if they carry {} ",
+            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
             t.qualified,
             pk,
-            ext.name
+            ext.name,
+            t.qualified.replace('\'', "''")
         );
     }
 
@@ -234,11 +245,12 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         opts.conflict.as_str().into(),
         opts.on_delete.as_str().into(),
         opts.mode.as_str().into(),
+        super::identity::new_namespace(&t.qualified)?.into(),
     ];
     let (mapping_id, created) = Spi::get_two_with_args::<i32, bool>(
         "INSERT INTO sfsync.mappings AS m (tbl, sobject, connection, pk_column, pk_type, external_id, columns, fields,
-                                           direction, filter, conflict, on_delete, mode)
-         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                           direction, filter, conflict, on_delete, mode, namespace)
+         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (tbl) DO UPDATE SET sobject = EXCLUDED.sobject, connection = EXCLUDED.connection,
              pk_column = EXCLUDED.pk_column, pk_type = EXCLUDED.pk_type, external_id = EXCLUDED.external_id,
              columns = EXCLUDED.columns, fields = EXCLUDED.fields, direction = EXCLUDED.direction,

@@ -1,6 +1,7 @@
 //! Operational functions.
 
 use crate::error::{OrRaise, Result, SyncError};
+use crate::privilege;
 use crate::sync::source::{formulas, poll, reconcile};
 use crate::sync::{self, push, Ctx, PASS_LOCK};
 use pgrx::prelude::*;
@@ -8,20 +9,29 @@ use pgrx::{JsonB, PgRelation};
 use serde_json::{json, Value};
 
 /// One synchronous push and pull pass (of one table, or all), in this transaction.
-/// Returns what was done per table.
+/// Returns what was done per table. Without a table: every table the caller may act on.
 #[pg_extern(volatile, parallel_unsafe)]
 fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
-    JsonB(run(tbl.map(|t| t.oid().to_u32())).or_raise()) // the relation closes here, before any pass
+    let oid = tbl.map(|t| t.oid()); // the relation closes here, before any pass
+    if let Some(oid) = oid {
+        privilege::require_table(oid, "sfsync.run_once").or_raise();
+    }
+    let scope = if oid.is_none() { privilege::permitted_mappings().or_raise() } else { None };
+    JsonB(privilege::as_extension_owner(|| run(oid.map(|o| o.to_u32()), scope)).or_raise())
 }
 
-fn run(oid: Option<u32>) -> Result<Value> {
+/// `scope`: the mappings a pass over "all" covers (None: every one).
+fn run(oid: Option<u32>, scope: Option<Vec<i32>>) -> Result<Value> {
+    sync::identity::require_original()?;
     Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
     // All mappings: a table's parents are needed to push it.
     let all = sync::load_mappings(None)?;
     let mappings: Vec<sync::Mapping> = match oid {
-        None => all.clone(),
+        None => all.iter().filter(|m| scope.as_ref().is_none_or(|ids| ids.contains(&m.id))).cloned().collect(),
         Some(oid) => sync::load_mappings(Some(oid))?,
     };
+    // One push pass over everything, or one per table in scope.
+    let whole = oid.is_none() && scope.is_none();
     if let (Some(oid), true) = (oid, mappings.is_empty()) {
         return Err(SyncError::NotFound(format!("table with oid {oid} is not synced")));
     }
@@ -32,34 +42,39 @@ fn run(oid: Option<u32>) -> Result<Value> {
         pulls.push(if m.pulls() { Some(poll::pass(Ctx::Session, m, &all)?) } else { None });
     }
     let mut pushed = push::PushSummary::default();
-    if oid.is_none() {
+    if whole {
         pushed = push::pass(Ctx::Session, &all, None)?;
     }
     for (m, pulled) in mappings.iter().zip(pulls) {
-        let p = if oid.is_some() && m.pushes() { push::pass(Ctx::Session, &all, Some(m.id))? } else { push::PushSummary::default() };
-        out.insert(m.table.clone(), json!({"push": if oid.is_some() { json!(p) } else { Value::Null }, "pull": pulled}));
+        let p = if !whole && m.pushes() { push::pass(Ctx::Session, &all, Some(m.id))? } else { push::PushSummary::default() };
+        out.insert(m.table.clone(), json!({"push": if whole { Value::Null } else { json!(p) }, "pull": pulled}));
     }
     // Without a worker nobody else purges the archive.
     sync::archive::purge(crate::guc::ARCHIVE_RETENTION_S.get())?;
-    Ok(json!({"push": if oid.is_none() { json!(pushed) } else { Value::Null }, "tables": out}))
+    Ok(json!({"push": if whole { json!(pushed) } else { Value::Null }, "tables": out}))
 }
 
 /// A full delete reconciliation of one table now: every Id of the object (matching the
 /// mapping's filter) is listed, and linked rows whose record is gone follow `on_delete`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn reconcile(tbl: PgRelation) -> JsonB {
-    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(reconcile::reconcile(Ctx::Session, m)?))).or_raise())
+    JsonB(one(tbl.oid(), "sfsync.reconcile", |m| Ok(json!(reconcile::reconcile(Ctx::Session, m)?))).or_raise())
 }
 
 /// Reads the table's formula and roll-up fields again now (see sfsync.formula_refresh_interval).
 #[pg_extern(volatile, parallel_unsafe)]
 fn refresh_formulas(tbl: PgRelation) -> JsonB {
-    JsonB(one(tbl.oid().to_u32(), |m| Ok(json!(formulas::refresh(Ctx::Session, m)?))).or_raise())
+    JsonB(one(tbl.oid(), "sfsync.refresh_formulas", |m| Ok(json!(formulas::refresh(Ctx::Session, m)?))).or_raise())
 }
 
-fn one(oid: u32, f: impl FnOnce(&sync::Mapping) -> Result<Value>) -> Result<Value> {
-    Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
-    let m = sync::load_mappings(Some(oid))?;
-    let m = m.first().ok_or_else(|| SyncError::NotFound(format!("table with oid {oid} is not synced")))?;
-    f(m)
+/// `f` on the mapping of table `oid`, for a caller who may act on it.
+fn one(oid: pgrx::pg_sys::Oid, function: &str, f: impl FnOnce(&sync::Mapping) -> Result<Value>) -> Result<Value> {
+    privilege::require_table(oid, function)?;
+    privilege::as_extension_owner(|| {
+        sync::identity::require_original()?;
+        Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+        let m = sync::load_mappings(Some(oid.to_u32()))?;
+        let m = m.first().ok_or_else(|| SyncError::NotFound(format!("table {} is not synced", privilege::table_name(oid))))?;
+        f(m)
+    })
 }

@@ -1,6 +1,7 @@
 //! sfsync.retry / sfsync.discard: what an operator does with parked records.
 
 use crate::error::{OrRaise, Result, SyncError};
+use crate::privilege;
 use crate::spi_util;
 use crate::sync::archive;
 use pgrx::datum::DatumWithOid;
@@ -8,11 +9,16 @@ use pgrx::prelude::*;
 use pgrx::PgRelation;
 
 /// Sends parked (`failed`) entries, and entries waiting out a backoff, again now: of one
-/// record (`tbl` and `key`), one table, or every table. Returns how many entries.
+/// record (`tbl` and `key`), one table, or every table (the caller may act on). Returns how
+/// many entries.
 #[pg_extern(volatile, parallel_unsafe)]
 fn retry(tbl: default!(Option<PgRelation>, "NULL"), key: default!(Option<&str>, "NULL")) -> i64 {
     let oid = tbl.map(release);
-    retry_entries(oid, key).or_raise()
+    if let Some(oid) = oid {
+        privilege::require_table(oid.into(), "sfsync.retry").or_raise();
+    }
+    let scope = if oid.is_none() { privilege::permitted_mappings().or_raise() } else { None };
+    privilege::as_extension_owner(|| retry_entries(oid, key, scope)).or_raise()
 }
 
 /// Drops the parked entries of one record (or of a whole table) without sending them;
@@ -20,7 +26,8 @@ fn retry(tbl: default!(Option<PgRelation>, "NULL"), key: default!(Option<&str>, 
 #[pg_extern(volatile, parallel_unsafe)]
 fn discard(tbl: PgRelation, key: default!(Option<&str>, "NULL")) -> i64 {
     let oid = release(tbl);
-    discard_entries(oid, key).or_raise()
+    privilege::require_table(oid.into(), "sfsync.discard").or_raise();
+    privilege::as_extension_owner(|| discard_entries(oid, key)).or_raise()
 }
 
 /// The relation's oid, closing our reference to it.
@@ -54,17 +61,19 @@ fn unknown_key(table: &str, key: &str) -> SyncError {
     SyncError::NotFound(format!("{table} has no queued or failed change for key '{key}' (see sfsync.errors)"))
 }
 
-pub(crate) fn retry_entries(oid: Option<u32>, key: Option<&str>) -> Result<i64> {
+/// `scope_ids`: without a table, the mappings whose entries are retried (None: every one).
+pub(crate) fn retry_entries(oid: Option<u32>, key: Option<&str>, scope_ids: Option<Vec<i32>>) -> Result<i64> {
     let scope = match (oid, key) {
         (None, Some(_)) => return Err(SyncError::Invalid("retry: key needs tbl, the table the key belongs to".into())),
         (None, None) => None,
         (Some(oid), _) => Some(mapping_of(oid)?),
     };
-    let args: Vec<DatumWithOid> = vec![scope.as_ref().map(|s| s.0).into(), key.into()];
+    let args: Vec<DatumWithOid> = vec![scope.as_ref().map(|s| s.0).into(), key.into(), scope_ids.into()];
     let n = spi_util::json(
         "WITH moved AS (
              UPDATE sfsync.outbox o SET state = 'pending', next_attempt_at = '-infinity', attempts = 0
              WHERE ($1::int IS NULL OR o.mapping_id = $1) AND ($2::text IS NULL OR o.pk = $2)
+               AND ($3::int[] IS NULL OR o.mapping_id = ANY ($3))
                AND (o.state = 'failed' OR o.next_attempt_at > now())
                AND (o.claimed_until IS NULL OR o.claimed_until < now())
              RETURNING o.mapping_id, o.pk

@@ -3,6 +3,7 @@
 
 use crate::capture::Applying;
 use crate::error::{OrRaise, Result, SyncError};
+use crate::privilege;
 use crate::spi_util;
 use crate::sync::{load_mappings, Mapping};
 use pgrx::datum::DatumWithOid;
@@ -16,7 +17,7 @@ use serde_json::Value;
 /// it was applied, false when it had already been decided.
 #[pg_extern(volatile, parallel_unsafe)]
 fn approve_delete(id: i64) -> bool {
-    decide(id, true).or_raise()
+    decide_one(id, true, "sfsync.approve_delete").or_raise()
 }
 
 /// Drops held delete `id`, keeping the record: after a Salesforce-side delete the local row
@@ -25,23 +26,25 @@ fn approve_delete(id: i64) -> bool {
 /// false when it had already been decided.
 #[pg_extern(volatile, parallel_unsafe)]
 fn reject_delete(id: i64) -> bool {
-    decide(id, false).or_raise()
+    decide_one(id, false, "sfsync.reject_delete").or_raise()
 }
 
 /// approve_delete for every undecided delete of one table. Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn approve_deletes(tbl: PgRelation) -> i64 {
-    let oid = tbl.oid().to_u32();
+    let oid = tbl.oid();
     drop(tbl);
-    decide_all(oid, true).or_raise()
+    privilege::require_table(oid, "sfsync.approve_deletes").or_raise();
+    privilege::as_extension_owner(|| decide_all(oid.to_u32(), true)).or_raise()
 }
 
 /// reject_delete for every undecided delete of one table. Returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
 fn reject_deletes(tbl: PgRelation) -> i64 {
-    let oid = tbl.oid().to_u32();
+    let oid = tbl.oid();
     drop(tbl);
-    decide_all(oid, false).or_raise()
+    privilege::require_table(oid, "sfsync.reject_deletes").or_raise();
+    privilege::as_extension_owner(|| decide_all(oid.to_u32(), false)).or_raise()
 }
 
 #[derive(Deserialize)]
@@ -52,6 +55,20 @@ struct Held {
     origin: String,
     row: Option<Value>,
     decided: bool,
+}
+
+/// One held delete, for a caller who may act on its table.
+fn decide_one(id: i64, approve: bool, function: &str) -> Result<bool> {
+    let table = privilege::as_extension_owner(|| {
+        Spi::get_one_with_args::<pgrx::pg_sys::Oid>("SELECT (SELECT \"table\"::oid FROM sfsync.delete_review WHERE id = $1)", &[id.into()])
+    })?
+    .ok_or_else(|| unknown(id))?;
+    privilege::require_table(table, function)?;
+    privilege::as_extension_owner(|| decide(id, approve))
+}
+
+fn unknown(id: i64) -> SyncError {
+    SyncError::NotFound(format!("held delete {id} does not exist (see sfsync.delete_review)"))
 }
 
 fn decide_all(oid: u32, approve: bool) -> Result<i64> {
@@ -82,7 +99,7 @@ fn decide(id: i64, approve: bool) -> Result<bool> {
          FROM sfsync.delete_review WHERE id = $1 FOR UPDATE",
         &args,
     )?
-    .ok_or_else(|| SyncError::NotFound(format!("held delete {id} does not exist (see sfsync.delete_review)")))?;
+    .ok_or_else(|| unknown(id))?;
     let held: Held = serde_json::from_value(held).map_err(|e| SyncError::Spi(format!("decoding sfsync.delete_review: {e}")))?;
     if held.decided {
         return Ok(false);
@@ -91,20 +108,21 @@ fn decide(id: i64, approve: bool) -> Result<bool> {
         .into_iter()
         .find(|m| m.id == held.mapping_id)
         .ok_or_else(|| SyncError::NotFound(format!("held delete {id}: its table is no longer synced")))?;
-    match (held.origin.as_str(), approve) {
-        ("salesforce", true) => {
+    let _rows = match (held.origin.as_str(), approve) {
+        ("salesforce", true) => m.as_owner(|| {
             let _applying = Applying::start();
-            let sql = format!("DELETE FROM {} WHERE sfid = $1", m.table);
-            m.as_owner(|| spi_util::exec(&sql, &[held.sfid.clone().into()]))?;
-        }
-        ("salesforce", false) => {
+            spi_util::exec(&format!("DELETE FROM {} WHERE sfid = $1", m.table), &[held.sfid.clone().into()])
+        })?,
+        ("salesforce", false) => m.as_owner(|| {
             let _applying = Applying::start();
-            let sql = format!("UPDATE {} SET sfid = NULL WHERE sfid = $1", m.table);
-            m.as_owner(|| spi_util::exec(&sql, &[held.sfid.clone().into()]))?;
+            spi_util::exec(&format!("UPDATE {} SET sfid = NULL WHERE sfid = $1", m.table), &[held.sfid.clone().into()])
+        })?,
+        ("postgres", true) => {
+            queue_delete(&m, &held)?;
+            0
         }
-        ("postgres", true) => queue_delete(&m, &held)?,
-        (_, _) => restore(&m, &held)?,
-    }
+        (_, _) => m.as_owner(|| restore(&m, &held))?,
+    };
     let args: Vec<DatumWithOid> = vec![id.into(), (if approve { "approved" } else { "rejected" }).into()];
     spi_util::exec("UPDATE sfsync.delete_review SET decided_at = now(), decision = $2 WHERE id = $1", &args)?;
     Ok(true)
@@ -119,13 +137,12 @@ fn queue_delete(m: &Mapping, held: &Held) -> Result<()> {
 }
 
 /// Puts the deleted row back as it was (not captured), unless its key or sfid is taken again.
-fn restore(m: &Mapping, held: &Held) -> Result<()> {
-    let Some(row) = held.row.clone() else { return Ok(()) };
+fn restore(m: &Mapping, held: &Held) -> Result<usize> {
+    let Some(row) = held.row.clone() else { return Ok(0) };
     let _applying = Applying::start();
     let sql = format!(
         "INSERT INTO {tbl} OVERRIDING SYSTEM VALUE SELECT * FROM jsonb_populate_record(NULL::{tbl}, $1) ON CONFLICT DO NOTHING",
         tbl = m.table
     );
-    m.as_owner(|| spi_util::exec(&sql, &[spi_util::jsonb(row)]))?;
-    Ok(())
+    spi_util::exec(&sql, &[spi_util::jsonb(row)])
 }

@@ -9,6 +9,7 @@
 
 use super::convert;
 use super::fields::ColumnMap;
+use super::namespace;
 use salesforce::cdc::{ChangeEvent, ChangeType};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Target<'a> {
     pub columns: &'a [ColumnMap],
     pub external_id: &'a str,
+    /// The mapping's namespace: which external ID values are its keys (plan::namespace).
+    pub namespace: &'a str,
     /// The mapping has a SOQL filter: whether a record matches it can't be told locally.
     pub filtered: bool,
 }
@@ -237,11 +240,17 @@ pub fn lookups(t: &Target, c: &Coalesced) -> Vec<(String, Option<String>)> {
         .filter(|(_, o)| matches!(o, Outcome::Full(_) | Outcome::Partial(_)))
         .map(|(id, o)| {
             let pgid = match o {
-                Outcome::Full(f) => f.get(t.external_id).and_then(|v| match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    other => Some(other.to_string()),
-                }),
+                Outcome::Full(f) => f
+                    .get(t.external_id)
+                    .and_then(|v| match v {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        other => Some(other.to_string()),
+                    })
+                    .and_then(|v| match namespace::decode(t.namespace, &v) {
+                        namespace::Owner::Ours(key) => Some(key.to_string()),
+                        namespace::Owner::Other => None,
+                    }),
                 _ => None,
             };
             (id.clone(), pgid)
@@ -308,7 +317,7 @@ mod tests {
     }
 
     fn target(cols: &[ColumnMap]) -> Target<'_> {
-        Target { columns: cols, external_id: "Postgres_Id__c", filtered: false }
+        Target { columns: cols, external_id: "Postgres_Id__c", namespace: "", filtered: false }
     }
 
     fn event(kind: &str, ids: &[&str], changed: &[&str], nulled: &[&str], fields: Value) -> ChangeEvent {

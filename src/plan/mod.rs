@@ -1,6 +1,7 @@
 //! Pure decisions, free of pgrx: unit-tested with plain `cargo test`.
 
 pub mod backfill;
+pub mod bisect;
 pub mod cdc;
 pub mod coalesce;
 pub mod compare;
@@ -12,6 +13,7 @@ pub mod filter;
 pub mod formulas;
 pub mod load;
 pub mod mirror;
+pub mod namespace;
 pub mod options;
 pub mod relations;
 pub mod retry;

@@ -48,6 +48,15 @@ pub fn pull_query(sobject: &str, fields: &[&str], external_id: &str, since: Opti
     Ok(q)
 }
 
+/// The records with these Ids (deleted ones too, through queryAll), with what the pull reads
+/// of them: to apply again the records whose earlier apply failed.
+pub fn by_ids(sobject: &str, fields: &[&str], external_id: &str, ids: &[&str]) -> Result<String, String> {
+    let base = pull_query(sobject, fields, external_id, None, None)?;
+    let select = base.split(" ORDER BY ").next().unwrap_or(&base);
+    let list: Vec<String> = ids.iter().map(|id| quote(id)).collect();
+    Ok(format!("{select} WHERE Id IN ({})", list.join(", ")))
+}
+
 /// Records changed at or after `since` (all when None) that do **not** match the mapping's
 /// filter: those that left it, for the pull to remove locally. Deleted ones too (queryAll).
 pub fn left_filter_query(sobject: &str, since: Option<&str>, filter: &str) -> Result<String, String> {
@@ -126,6 +135,15 @@ mod tests {
         let q = left_filter_query("Account", None, "Industry = 'Tech'").unwrap();
         assert_eq!(q, "SELECT Id, IsDeleted FROM Account WHERE (NOT (Industry = 'Tech')) ORDER BY SystemModstamp ASC, Id ASC");
         assert!(left_filter_query("Account", Some("now'"), "x = 1").is_err());
+    }
+
+    #[test]
+    fn by_ids_reads_what_the_pull_reads() {
+        let q = by_ids("Contact", &["LastName"], "Postgres_Id__c", &["003A", "003'B"]).unwrap();
+        assert_eq!(
+            q,
+            "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE Id IN ('003A', '003\\'B')"
+        );
     }
 
     #[test]

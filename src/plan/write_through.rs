@@ -4,6 +4,7 @@
 
 use super::convert;
 use super::fields::{ColumnMap, SFID_COLUMN};
+use super::namespace;
 use super::options::OnDelete;
 use serde_json::{Map, Value};
 
@@ -45,6 +46,8 @@ impl RowImage {
 pub struct Target<'a> {
     pub columns: &'a [ColumnMap],
     pub external_id: &'a str,
+    /// The mapping's namespace (plan::namespace): the external ID is `encode(namespace, key)`.
+    pub namespace: &'a str,
     pub on_delete: OnDelete,
 }
 
@@ -52,11 +55,11 @@ pub struct Target<'a> {
 pub enum Call {
     /// Nothing to send (no mapped column changed, or deletes are ignored).
     Nothing,
-    /// Upsert on the external id = `key`; the Id Salesforce returns goes into NEW.sfid.
+    /// Upsert on the external id value `key`; the Id Salesforce returns goes into NEW.sfid.
     Upsert { key: String, record: Map<String, Value> },
-    /// Update the record with this Id (changed fields, plus the external id = the key).
+    /// Update the record with this Id (changed fields, plus the external id when re-keyed).
     Update { id: String, record: Map<String, Value> },
-    /// Delete the record with this Id, or (None) the one whose external id is `key`.
+    /// Delete the record with this Id, or (None) the one whose external id value is `key`.
     Delete { id: Option<String>, key: String },
 }
 
@@ -67,8 +70,11 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
             let new = new.ok_or("an INSERT trigger without NEW")?;
             Ok(match new.sfid() {
                 // Inserted already linked to a Salesforce record: bring that record up to date.
-                Some(id) => Call::Update { id, record: record(t, &new.row, &new.key, None, true) },
-                None => Call::Upsert { key: new.key.clone(), record: record(t, &new.row, &new.key, None, false) },
+                Some(id) => Call::Update { id, record: record(t, &new.row, None, None, true) },
+                None => {
+                    let key = namespace::encode(t.namespace, &new.key);
+                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false), key }
+                }
             })
         }
         RowOp::Update => {
@@ -81,9 +87,15 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
             }
             Ok(match new.sfid().or_else(|| old.sfid()) {
                 // A new key re-keys the same Salesforce record (its external id changes).
-                Some(id) => Call::Update { id, record: record(t, &new.row, &new.key, Some(&changed), true) },
+                Some(id) => {
+                    let key = rekeyed.then(|| namespace::encode(t.namespace, &new.key));
+                    Call::Update { id, record: record(t, &new.row, key.as_deref(), Some(&changed), true) }
+                }
                 // Never linked: create or update it by key, with every mapped value.
-                None => Call::Upsert { key: new.key.clone(), record: record(t, &new.row, &new.key, None, false) },
+                None => {
+                    let key = namespace::encode(t.namespace, &new.key);
+                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false), key }
+                }
             })
         }
         RowOp::Delete => {
@@ -91,14 +103,15 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
             if t.on_delete == OnDelete::Ignore {
                 return Ok(Call::Nothing);
             }
-            Ok(Call::Delete { id: old.sfid(), key: old.key.clone() })
+            Ok(Call::Delete { id: old.sfid(), key: namespace::encode(t.namespace, &old.key) })
         }
     }
 }
 
 /// Mapped values (only `only` columns when given) shaped for Salesforce, plus the external
-/// id. Fields Salesforce won't take on this kind of write (createable / updateable) are left out.
-fn record(t: &Target, row: &Map<String, Value>, key: &str, only: Option<&[&str]>, update: bool) -> Map<String, Value> {
+/// id value when given. Fields Salesforce won't take on this kind of write (createable /
+/// updateable) are left out.
+fn record(t: &Target, row: &Map<String, Value>, external: Option<&str>, only: Option<&[&str]>, update: bool) -> Map<String, Value> {
     let mut rec = Map::new();
     for c in t.columns {
         if only.is_some_and(|o| !o.contains(&c.column.as_str())) {
@@ -109,7 +122,9 @@ fn record(t: &Target, row: &Map<String, Value>, key: &str, only: Option<&[&str]>
         }
         rec.insert(c.field.clone(), convert::to_sf(c, row.get(&c.column).unwrap_or(&Value::Null)));
     }
-    rec.insert(t.external_id.to_string(), Value::String(key.to_string()));
+    if let Some(value) = external {
+        rec.insert(t.external_id.to_string(), Value::String(value.to_string()));
+    }
     rec
 }
 
@@ -163,7 +178,7 @@ mod tests {
     }
 
     fn target(cols: &[ColumnMap]) -> Target<'_> {
-        Target { columns: cols, external_id: "Postgres_Id__c", on_delete: OnDelete::Propagate }
+        Target { columns: cols, external_id: "Postgres_Id__c", namespace: "0123456789ab", on_delete: OnDelete::Propagate }
     }
 
     #[test]
@@ -174,8 +189,11 @@ mod tests {
         assert_eq!(
             call,
             Call::Upsert {
-                key: "7".into(),
-                record: json!({"LastName": "Doe", "Email": null, "OwnerId": "005", "Postgres_Id__c": "7"}).as_object().unwrap().clone()
+                key: "0123456789ab:7".into(),
+                record: json!({"LastName": "Doe", "Email": null, "OwnerId": "005", "Postgres_Id__c": "0123456789ab:7"})
+                    .as_object()
+                    .unwrap()
+                    .clone()
             }
         );
     }
@@ -203,7 +221,8 @@ mod tests {
             call,
             Call::Update {
                 id: "003000000000001AAA".into(),
-                record: json!({"Email": "b@x", "Postgres_Id__c": "7"}).as_object().unwrap().clone()
+                // The external ID is not rewritten: it is whoever's created the record.
+                record: json!({"Email": "b@x"}).as_object().unwrap().clone()
             }
         );
     }
@@ -223,7 +242,7 @@ mod tests {
         let new = img("7", json!({"last_name": "Roe", "email": null, "sfid": null}));
         match plan(RowOp::Update, &target(&c), Some(&old), Some(&new)).unwrap() {
             Call::Upsert { key, record } => {
-                assert_eq!(key, "7");
+                assert_eq!(key, "0123456789ab:7");
                 assert_eq!(record.get("LastName"), Some(&json!("Roe")));
                 assert!(record.contains_key("Email"));
             }
@@ -239,7 +258,7 @@ mod tests {
         match plan(RowOp::Update, &target(&c), Some(&old), Some(&new)).unwrap() {
             Call::Update { id, record } => {
                 assert_eq!(id, "003000000000001AAA");
-                assert_eq!(record, json!({"Postgres_Id__c": "8"}).as_object().unwrap().clone());
+                assert_eq!(record, json!({"Postgres_Id__c": "0123456789ab:8"}).as_object().unwrap().clone());
             }
             other => panic!("{other:?}"),
         }
@@ -251,10 +270,13 @@ mod tests {
         let old = img("7", json!({"sfid": "003000000000001AAA"}));
         assert_eq!(
             plan(RowOp::Delete, &target(&c), Some(&old), None).unwrap(),
-            Call::Delete { id: Some("003000000000001AAA".into()), key: "7".into() }
+            Call::Delete { id: Some("003000000000001AAA".into()), key: "0123456789ab:7".into() }
         );
         let unlinked = img("7", json!({"sfid": null}));
-        assert_eq!(plan(RowOp::Delete, &target(&c), Some(&unlinked), None).unwrap(), Call::Delete { id: None, key: "7".into() });
+        assert_eq!(
+            plan(RowOp::Delete, &target(&c), Some(&unlinked), None).unwrap(),
+            Call::Delete { id: None, key: "0123456789ab:7".into() }
+        );
         let ignore = Target { on_delete: OnDelete::Ignore, ..target(&c) };
         assert_eq!(plan(RowOp::Delete, &ignore, Some(&old), None).unwrap(), Call::Nothing);
     }

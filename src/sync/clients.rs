@@ -184,7 +184,7 @@ pub fn connection_wide(e: &SyncError) -> bool {
             | salesforce::Error::Config(_) => true,
         },
         SyncError::Unreachable(_) => true,
-        SyncError::Invalid(_) | SyncError::NotFound(_) | SyncError::Spi(_) | SyncError::External(_) => false,
+        SyncError::Invalid(_) | SyncError::NotFound(_) | SyncError::Denied(_) | SyncError::Spi(_) | SyncError::External(_) => false,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::{Result, SyncError};
 use crate::plan::fields::ColumnMap;
+use crate::plan::namespace;
 use crate::plan::options::Options;
 use crate::plan::relations::ParentRef;
 use crate::spi_util;
@@ -29,6 +30,10 @@ pub struct Mapping {
     pub pk_column: String,
     pub pk_type: String,
     pub external_id: String,
+    /// What the external ID values of this mapping's records start with (plan::namespace);
+    /// empty for mappings made before 0.2.0, which write bare keys.
+    #[serde(default)]
+    pub namespace: String,
     pub columns: Vec<ColumnMap>,
     pub filter: Option<String>,
     /// direction, mode, conflict and on_delete, parsed: a catalog value this build does not
@@ -55,6 +60,17 @@ impl Mapping {
     }
     pub fn column(&self, name: &str) -> Option<&ColumnMap> {
         self.columns.iter().find(|c| c.column == name)
+    }
+    /// The external ID value that marks the row with key `pk` as this mapping's record.
+    pub fn external_value(&self, pk: &str) -> String {
+        namespace::encode(&self.namespace, pk)
+    }
+    /// The Postgres key a pulled external ID value carries, if it is this mapping's record.
+    pub fn key_of<'v>(&self, value: &'v str) -> Option<&'v str> {
+        match namespace::decode(&self.namespace, value) {
+            namespace::Owner::Ours(key) => Some(key),
+            namespace::Owner::Other => None,
+        }
     }
     /// The key column, quoted.
     pub fn pk_ident(&self) -> String {
@@ -87,7 +103,7 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                  'id', m.id, 'table', format('%I.%I', n.nspname, c.relname), 'owner', c.relowner::bigint, 'oid', c.oid::bigint,
                  'deferrable', EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgdeferrable),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
-                 'pk_type', m.pk_type, 'external_id', m.external_id, 'columns', m.columns,
+                 'pk_type', m.pk_type, 'external_id', m.external_id, 'namespace', m.namespace, 'columns', m.columns,
                  'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,
                  'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
                              FROM pg_catalog.pg_constraint k

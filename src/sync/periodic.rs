@@ -1,10 +1,11 @@
 //! Per-mapping work on a timer rather than on changes: the delete check (getDeleted windows,
-//! full reconciliation when one was missed; `sfsync.delete_check_interval`) and the refresh of
-//! formula and roll-up fields (`sfsync.formula_refresh_interval`). How long ago each last ran
+//! full reconciliation when one was missed; `sfsync.delete_check_interval`), records whose
+//! apply failed (read again when their backoff is over) and the refresh of formula and
+//! roll-up fields (`sfsync.formula_refresh_interval`). How long ago each last ran
 //! comes from sync_state with the mappings, so a restarted worker keeps the rhythm.
 
 use super::clients::{self, Call, Step};
-use super::source::{formulas, reconcile};
+use super::source::{formulas, reconcile, retry};
 use super::{Ctx, Mapping};
 use crate::error::SyncError;
 use crate::guc;
@@ -27,6 +28,20 @@ pub fn run_due(mappings: &[Mapping], backfilling: &[i32]) {
                 Call::Failed { error, retry_in, .. } => failed(m, "delete check", error, retry_in),
                 Call::Done(_) | Call::Waiting => {}
             }
+        }
+        // Records whose apply failed, read again by Id when their backoff is over.
+        match clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull retry"), || retry::pass(Ctx::Worker, m, mappings)) {
+            Call::Done(s) if s.fetched > 0 => {
+                log!(
+                    "sfsync: {} failed record(s) of {} read again: {} applied, {} still failing",
+                    s.fetched,
+                    m.table,
+                    s.fetched - s.failed,
+                    s.failed
+                );
+            }
+            Call::Failed { error, retry_in, .. } => failed(m, "pull retry", error, retry_in),
+            Call::Done(_) | Call::Waiting => {}
         }
         if !calculated(&m.columns).is_empty() && due(m.formulas_age, formulas_every) {
             match clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "formula refresh"), || formulas::refresh(Ctx::Worker, m)) {

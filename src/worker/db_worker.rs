@@ -43,6 +43,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let mut stream = Stream::new();
     let mut last_purge: Option<Instant> = None;
     let mut warned_outdated = false;
+    let mut warned_copy = false;
     loop {
         // After a full batch, go straight on; otherwise sleep until woken (commit, change
         // event, signal) or due.
@@ -75,6 +76,14 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                         env!("CARGO_PKG_VERSION")
                     );
                     warned_outdated = true;
+                }
+                busy = false;
+                continue;
+            }
+            Ok(Pass::Copy(origin)) => {
+                if !warned_copy {
+                    warning!("sfsync: {}", sync::identity::copy_message(&origin));
+                    warned_copy = true;
                 }
                 busy = false;
                 continue;
@@ -129,6 +138,8 @@ enum Pass {
     /// The extension's catalog is of another version than this library (new binaries
     /// installed, `ALTER EXTENSION sfsync UPDATE` not run yet): touching it could misread it.
     Outdated(String),
+    /// A copy of another database not adopted yet (sync::identity): says of what.
+    Copy(String),
 }
 
 /// One transaction: is the extension still there, are we enabled, take the pass lock
@@ -143,6 +154,11 @@ fn begin_pass() -> Result<Pass> {
     }
     if !guc::ENABLED.get() {
         return Ok(Pass::Skip);
+    }
+    // The worker never records the identity itself (sync_table and adopt do): while a dump
+    // is being restored, its own identity row may not have arrived yet.
+    if let sync::identity::Standing::Copy(origin) = sync::identity::standing()? {
+        return Ok(Pass::Copy(origin));
     }
     if !Spi::get_one::<bool>(&format!("SELECT pg_try_advisory_lock({})", sync::PASS_LOCK))?.unwrap_or(false) {
         return Ok(Pass::Skip);

@@ -9,7 +9,8 @@
 //! - CSV rows go in columnar (`text[]` per column) or through `COPY` into a table loaded
 //!   from empty (`columnar`), except the rows that need the record treatment;
 //! - a batch that fails is applied record by record, each in its own transaction, so one bad
-//!   record lands in sfsync.errors and the rest goes in; the mark still moves past it.
+//!   record lands in sfsync.errors and the rest goes in; the mark moves past it, and
+//!   `source::retry` reads the failed record again by Id until it applies.
 //!
 //! Change events apply inside their own transaction through the same pieces (`records`,
 //! `partial` for changed-fields-only updates, `deletes`); the formula refresh writes its
@@ -175,13 +176,19 @@ pub fn advance(m: &Mapping, mark: Option<&str>, applied: usize) -> Result<()> {
 
 fn record_failure(m: &Mapping, rec: &Record, message: &str, mark: Option<&str>) -> Result<()> {
     let sfid = rec.get("Id").and_then(Value::as_str).unwrap_or_default();
-    let key = rec.get(&m.external_id).and_then(Value::as_str).unwrap_or(sfid);
+    let key = rec.get(&m.external_id).and_then(Value::as_str).and_then(|v| m.key_of(v)).unwrap_or(sfid);
     let row = json!({"sfid": sfid, "pk": key, "message": message});
-    let args: Vec<DatumWithOid> = vec![m.id.into(), spi_util::jsonb(row)];
+    // Read again by Id (source::retry) after the record backoff of plan::retry, until it
+    // applies or an operator discards it: the mark moves on, the record is not forgotten.
+    let backoff = crate::plan::retry::Backoff::RECORD;
+    let args: Vec<DatumWithOid> =
+        vec![m.id.into(), spi_util::jsonb(row), backoff.base.as_secs_f64().into(), backoff.cap.as_secs_f64().into()];
     spi_util::exec(
-        "INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message)
-         SELECT $1, 'pull', r.pk, r.sfid, 'apply', 'APPLY_FAILED', r.message FROM jsonb_to_record($2) AS r(pk text, sfid text, message text)
-         ON CONFLICT (mapping_id, direction, pk) DO UPDATE SET message = EXCLUDED.message, attempts = e.attempts + 1, last_seen = now()",
+        "INSERT INTO sfsync.record_errors AS e (mapping_id, direction, pk, sfid, operation, error_code, message, next_retry_at)
+         SELECT $1, 'pull', r.pk, r.sfid, 'apply', 'APPLY_FAILED', r.message, now() + make_interval(secs => least($4, $3 * 2))
+         FROM jsonb_to_record($2) AS r(pk text, sfid text, message text)
+         ON CONFLICT (mapping_id, direction, pk) DO UPDATE SET message = EXCLUDED.message, attempts = e.attempts + 1,
+             last_seen = now(), next_retry_at = now() + make_interval(secs => least($4, $3 * 2 ^ least(e.attempts + 1, 20)))",
         &args,
     )?;
     advance(m, mark, 0)

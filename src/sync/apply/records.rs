@@ -35,12 +35,22 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
         }
         let mut row = Map::new();
         row.insert("sfid".into(), Value::String(id.to_string()));
-        if let Some(pgid) = r.get(&m.external_id).filter(|v| !v.is_null()) {
-            let pgid = match pgid {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            row.insert(PGID.into(), Value::String(pgid));
+        let ext = match r.get(&m.external_id) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Null) | Some(Value::String(_)) | None => None,
+            Some(other) => Some(other.to_string()),
+        };
+        if let Some(ext) = ext {
+            match m.key_of(&ext) {
+                Some(key) => {
+                    row.insert(PGID.into(), Value::String(key.to_string()));
+                }
+                // Another table's or database's record (plan::namespace): a table that
+                // pushes leaves it alone; a pull-only table (a mirror) still holds it, but
+                // never under the key that other mapping wrote.
+                None if m.pushes() => continue,
+                None => {}
+            }
         }
         for c in &m.columns {
             let v = r.get(&c.field).map(|v| convert::from_sf(c, v)).unwrap_or(Value::Null);

@@ -37,14 +37,17 @@ pub(super) struct Claim {
 /// failures included) so a record's changes always travel together and in order; then
 /// reads the claimed rows' current values.
 pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
-    let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into()];
+    // Only entries of the mappings this pass knows: one made after the pass read the
+    // mappings would be claimed and never sent, stuck until its claim timed out.
+    let known: Vec<i32> = mappings.keys().copied().collect();
+    let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into(), known.into()];
     let rows = spi_util::json(
         "WITH ready AS (
              SELECT DISTINCT mapping_id, pk FROM (
                  SELECT mapping_id, pk FROM sfsync.outbox
                  WHERE state = 'pending' AND next_attempt_at <= now()
                    AND (claimed_until IS NULL OR claimed_until < now())
-                   AND ($3::int IS NULL OR mapping_id = $3)
+                   AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
                  ORDER BY id LIMIT $1) r
          ), locked AS (
              SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)

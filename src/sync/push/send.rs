@@ -1,11 +1,13 @@
 //! Step 2 of a push: one mapping's planned changes to Salesforce, outside any transaction.
 //! sObject Collections (≤200 records a call) for small batches, one Bulk API 2.0 ingest job
 //! from `sfsync.bulk_threshold`; update by Id when the Salesforce Id is known, else upsert on
-//! the external id holding the Postgres key.
+//! the external id holding the Postgres key. A Collections request refused as a whole for one
+//! record's value is split until that record carries the error (`plan::bisect`).
 
 use super::{bulk_write, Outcome, Result_};
 use crate::error::{Result, SyncError};
 use crate::guc;
+use crate::plan::bisect::bisect;
 use crate::plan::coalesce::{Change, Write};
 use crate::plan::options::OnDelete;
 use crate::plan::{convert, soql};
@@ -47,13 +49,16 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
     // A delete of a row whose Id we never learned (e.g. a crash before the write-back):
     // find the record by external id; if there is none, there is nothing to delete.
     for chunk in unknown_deletes.chunks(200) {
-        let values: Vec<&str> = chunk.iter().map(|c| c.pk.as_str()).collect();
+        let values: Vec<String> = chunk.iter().map(|c| m.external_value(&c.pk)).collect();
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
         let q = soql::by_external_ids(&m.sobject, &m.external_id, &values).map_err(SyncError::Invalid)?;
         let mut found: HashMap<String, String> = HashMap::new();
         for rec in client.query_iter(&q, false) {
             let rec = rec?;
             if let (Some(Value::String(id)), Some(ext)) = (rec.get("Id"), rec.get(&m.external_id)) {
-                found.insert(plain(ext), id.clone());
+                if let Some(key) = m.key_of(&plain(ext)) {
+                    found.insert(key.to_string(), id.clone());
+                }
             }
         }
         for c in chunk {
@@ -70,7 +75,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
         let res = if bulk(recs.len()) {
             bulk_write::write(client, &m.sobject, BulkOperation::Upsert, Some(&m.external_id), &recs)?
         } else {
-            client.collections_upsert(&m.sobject, &m.external_id, &recs)?
+            bisect(&recs, &mut |chunk| client.collections_upsert(&m.sobject, &m.external_id, chunk))?
         };
         out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
     }
@@ -86,7 +91,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
                 .collect();
             bulk_write::write(client, &m.sobject, BulkOperation::Update, None, &with_ids)?
         } else {
-            client.collections_update(&m.sobject, &recs)?
+            bisect(&recs, &mut |chunk| client.collections_update(&m.sobject, chunk))?
         };
         out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
     }
@@ -96,7 +101,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
             let recs: Vec<Record> = ids.iter().map(|id| json!({"Id": id}).as_object().cloned().unwrap_or_default()).collect();
             bulk_write::write(client, &m.sobject, BulkOperation::Delete, None, &recs)?
         } else {
-            client.collections_delete(&ids)?
+            bisect(&ids, &mut |chunk| client.collections_delete(chunk))?
         };
         let results = zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete");
         // Already gone in Salesforce is what we wanted.
@@ -119,7 +124,10 @@ pub(super) fn plain(v: &Value) -> String {
     }
 }
 
-/// Mapped fields of a payload as a Salesforce record, plus the external id = the key.
+/// Mapped fields of a payload as a Salesforce record; a new record (upsert) also gets the
+/// external ID that marks it as this mapping's. An update by Id leaves the external ID as
+/// it is: a record created in Salesforce stays nobody's, and one mapping never takes over
+/// a record another one made.
 fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> Record {
     let mut rec = Record::new();
     for (col, v) in payload {
@@ -129,7 +137,9 @@ fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) 
         }
         rec.insert(cm.field.clone(), convert::to_sf(cm, v));
     }
-    rec.insert(m.external_id.clone(), Value::String(pk.to_string()));
+    if !update {
+        rec.insert(m.external_id.clone(), Value::String(m.external_value(pk)));
+    }
     rec
 }
 

@@ -66,10 +66,18 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         _ => trigger.new().map(|t| image(&m, t, rowtype)).transpose()?,
     };
     let key = new.as_ref().or(old.as_ref()).map(|r| r.key.clone()).unwrap_or_default();
-    let target = Target { columns: &m.columns, external_id: &m.external_id, on_delete: m.options.on_delete };
+    let target = Target { columns: &m.columns, external_id: &m.external_id, namespace: &m.namespace, on_delete: m.options.on_delete };
     let call = plan(op, &target, old.as_ref(), new.as_ref()).map_err(SyncError::Invalid)?;
     if call == Call::Nothing {
         return Ok(proceed());
+    }
+    // A copy of another database (sync::identity) must not write the original's records;
+    // refusing the statement loses nothing, the caller sees why.
+    if let crate::sync::identity::Standing::Copy(origin) = crate::sync::identity::standing()? {
+        return Err(SyncError::Invalid(format!(
+            "sfsync: {table} is synced write-through, and {}",
+            crate::sync::identity::copy_message(&origin)
+        )));
     }
     let fail = |kind: FailureKind, e: &dyn std::fmt::Display| {
         let msg = failure_message(op, &table, &key, kind, &e.to_string());

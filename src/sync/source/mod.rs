@@ -11,6 +11,7 @@
 //! | `filter` | Ids that left the mapping's filter | after each poll |
 //! | `reconcile` | getDeleted windows; every Id when one was missed | `sfsync.delete_check_interval`, `sfsync.reconcile()` |
 //! | `formulas` | Id + calculated fields | `sfsync.formula_refresh_interval`, `sfsync.refresh_formulas()` |
+//! | `retry` | records whose apply failed, by Id | when their backoff is over (`record_errors.next_retry_at`) |
 
 pub mod backfill;
 pub mod bulk;
@@ -19,3 +20,4 @@ pub mod filter;
 pub mod formulas;
 pub mod poll;
 pub mod reconcile;
+pub mod retry;
