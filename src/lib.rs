@@ -12,7 +12,6 @@ mod capture;
 mod error;
 mod guc;
 mod plan;
-#[allow(dead_code)] // as_role: until its callers land (apply as the table's owner)
 mod privilege;
 mod registry;
 mod spi_util;

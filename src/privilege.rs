@@ -3,7 +3,7 @@
 //! sfsync's SQL functions run as their caller (SECURITY INVOKER) so that they can see who
 //! called them; after checking that the caller may act on what it names, the catalog work
 //! runs as the extension's owner (`as_extension_owner`). The worker applies rows as the
-//! table's owner (`as_role`), so a table owner's triggers, defaults and index expressions
+//! table's owner (`as_table_owner`), so a table owner's triggers, defaults and index expressions
 //! never run with the worker's superuser rights. The switch is PostgreSQL's own
 //! `SetUserIdAndSecContext` with `SECURITY_LOCAL_USERID_CHANGE`, which also forbids
 //! `SET ROLE` / `SET SESSION AUTHORIZATION` inside it; an error unwinds through the guard,
@@ -154,11 +154,15 @@ impl Drop for Restore {
 /// Runs `f` as `role` (as `SET ROLE` would, but SET ROLE and SET SESSION AUTHORIZATION are
 /// refused inside), then switches back.
 pub fn as_role<T>(role: Oid, f: impl FnOnce() -> T) -> T {
+    switch(role, pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32, f)
+}
+
+fn switch<T>(role: Oid, flags: i32, f: impl FnOnce() -> T) -> T {
     let mut user = pg_sys::InvalidOid;
     let mut context = 0;
     unsafe { pg_sys::GetUserIdAndSecContext(&mut user, &mut context) };
     let _restore = Restore { user, context };
-    unsafe { pg_sys::SetUserIdAndSecContext(role, context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
+    unsafe { pg_sys::SetUserIdAndSecContext(role, context | flags) };
     f()
 }
 
@@ -168,6 +172,31 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
         Some(owner) => as_role(owner, f),
         None => f(),
     }
+}
+
+/// Undoes the GUC changes made since it was made, when dropped normally (a transaction or
+/// subtransaction abort undoes them anyway while an error unwinds).
+struct GucLevel(i32);
+
+impl Drop for GucLevel {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(false, self.0) };
+        }
+    }
+}
+
+/// Runs code the table's owner controls (its triggers, defaults, casts, index expressions)
+/// as `owner`, the way PostgreSQL 16+ applies a subscription's rows: `as_role` as a
+/// security-restricted operation (no temporary objects, cursors or deferred triggers that
+/// would outlive it and later run or be found by the worker's own statements), and any
+/// setting changed inside (a trigger's `SET search_path`, say) is undone on the way out.
+pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
+    let flags = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
+    switch(owner, flags, || {
+        let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
+        f()
+    })
 }
 
 #[cfg(any(test, feature = "pg_test"))]

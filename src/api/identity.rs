@@ -60,7 +60,8 @@ fn renamespace(m: &Mapping) -> Result<Value> {
     spi_util::exec("DELETE FROM sfsync.record_errors WHERE mapping_id = $1", &[m.id.into()])?;
     {
         let _applying = Applying::start();
-        Spi::run(&format!("UPDATE {} SET sfid = NULL WHERE sfid IS NOT NULL", m.table))?;
+        let sql = format!("UPDATE {} SET sfid = NULL WHERE sfid IS NOT NULL", m.table);
+        m.as_owner(|| Spi::run(&sql))?;
     }
     let queued = spi_util::exec(
         &format!(

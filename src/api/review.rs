@@ -109,11 +109,11 @@ fn decide(id: i64, approve: bool) -> Result<bool> {
         .find(|m| m.id == held.mapping_id)
         .ok_or_else(|| SyncError::NotFound(format!("held delete {id}: its table is no longer synced")))?;
     let _rows = match (held.origin.as_str(), approve) {
-        ("salesforce", true) => as_owner(&m, || {
+        ("salesforce", true) => m.as_owner(|| {
             let _applying = Applying::start();
             spi_util::exec(&format!("DELETE FROM {} WHERE sfid = $1", m.table), &[held.sfid.clone().into()])
         })?,
-        ("salesforce", false) => as_owner(&m, || {
+        ("salesforce", false) => m.as_owner(|| {
             let _applying = Applying::start();
             spi_util::exec(&format!("UPDATE {} SET sfid = NULL WHERE sfid = $1", m.table), &[held.sfid.clone().into()])
         })?,
@@ -121,7 +121,7 @@ fn decide(id: i64, approve: bool) -> Result<bool> {
             queue_delete(&m, &held)?;
             0
         }
-        (_, _) => as_owner(&m, || restore(&m, &held))?,
+        (_, _) => m.as_owner(|| restore(&m, &held))?,
     };
     let args: Vec<DatumWithOid> = vec![id.into(), (if approve { "approved" } else { "rejected" }).into()];
     spi_util::exec("UPDATE sfsync.delete_review SET decided_at = now(), decision = $2 WHERE id = $1", &args)?;
@@ -134,17 +134,6 @@ fn queue_delete(m: &Mapping, held: &Held) -> Result<()> {
     spi_util::exec("INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid) VALUES ($1, 'delete', $2, $3)", &args)?;
     Spi::run("SELECT sfsync.wake_at_commit()")?;
     Ok(())
-}
-
-/// Rows of the synced table are written as its owner, so that the owner's triggers and
-/// defaults never run with the extension owner's (superuser) rights.
-fn as_owner<T>(m: &Mapping, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let owner = Spi::get_one_with_args::<pgrx::pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid = $1::regclass",
-        &[m.table.as_str().into()],
-    )?
-    .ok_or_else(|| SyncError::NotFound(format!("table {} does not exist", m.table)))?;
-    privilege::as_role(owner, f)
 }
 
 /// Puts the deleted row back as it was (not captured), unless its key or sfid is taken again.

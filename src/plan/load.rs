@@ -3,11 +3,12 @@
 //! instead of going through jsonb.
 //!
 //! Parameters: `$1` the Salesforce Ids, `$2..` one array per mapped column (in mapping
-//! order), then the mapping id.
+//! order), then (for the update) the keys, as text, of rows with a local change pending:
+//! the statements run as the table's owner, who cannot read sfsync's outbox.
 
 use super::fields::ColumnMap;
 
-/// Where a lookup column's Salesforce Id is turned into the parent row's key.
+/// Where a lookup column's Salesforce Ids are turned into the parent rows' keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParentKey {
     /// The parent table, schema-qualified and quoted.
@@ -16,13 +17,22 @@ pub struct ParentKey {
     pub pk: String,
 }
 
-/// The SQL expression that turns the CSV text `src` into the column's value.
-pub fn value_expr(col: &ColumnMap, src: &str, parent: Option<&ParentKey>) -> String {
+/// A lookup column's values (`$1`, Salesforce Ids) as the parent rows' keys, in text and in
+/// the same order: the worker runs it before the load, which runs as the child table's owner
+/// and so may not read the parent table. Same rule as the JSON path: a parent we don't have
+/// leaves the column NULL.
+pub fn parent_keys(p: &ParentKey) -> String {
+    format!(
+        "SELECT array_agg((SELECT x.{pk}::text FROM {tbl} x WHERE x.sfid = u.v) ORDER BY u.n) FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n)",
+        pk = p.pk,
+        tbl = p.table
+    )
+}
+
+/// The SQL expression that turns the CSV text `src` into the column's value (a lookup's
+/// text is already the parent's key, see [`parent_keys`]).
+pub fn value_expr(col: &ColumnMap, src: &str) -> String {
     let ty = &col.pg_type;
-    if let Some(p) = parent {
-        // Same rule as the JSON path: a parent we don't have leaves the column NULL.
-        return format!("CAST((SELECT x.{pk} FROM {tbl} x WHERE x.sfid = {src}) AS {ty})", pk = p.pk, tbl = p.table);
-    }
     if col.sf_type == "multipicklist" && ty.ends_with("[]") {
         return format!("CAST(array_remove(string_to_array({src}, ';'), '') AS {ty})");
     }
@@ -64,14 +74,12 @@ pub struct LoadSql {
 pub fn statements(table: &str, pk: &str, cols: &[String], exprs: &[String]) -> LoadSql {
     let n = cols.len();
     let src = source(n);
-    let mapping_param = n + 2;
+    let pending_param = n + 2;
     let update = (n > 0).then(|| {
         let tcols: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
         format!(
             "UPDATE {table} t SET ({cols}) = ROW({vals}) FROM {src}
-             WHERE t.sfid = p.sfid AND ROW({tcols}) IS DISTINCT FROM ROW({vals})
-               AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = ${mapping_param} AND o.pk = t.{pk}::text
-                               AND o.state = 'pending')",
+             WHERE t.sfid = p.sfid AND ROW({tcols}) IS DISTINCT FROM ROW({vals}) AND t.{pk}::text <> ALL(${pending_param})",
             cols = cols.join(", "),
             vals = exprs.join(", "),
             tcols = tcols.join(", "),
@@ -125,13 +133,6 @@ pub fn cell(kind: Cell, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     Some(raw.into())
 }
 
-/// `COPY table (columns..., sfid) FROM 'path'` in text format (the path is quoted).
-pub fn copy_statement(table: &str, cols: &[String], path_literal: &str) -> String {
-    let mut list = cols.to_vec();
-    list.push("sfid".into());
-    format!("COPY {table} ({}) FROM {path_literal} WITH (FORMAT text, ENCODING 'UTF8')", list.join(", "))
-}
-
 /// Appends one row in COPY text format: the mapped columns' values, then the Id.
 pub fn copy_row<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = (Cell, &'a str)>, id: &str) {
     for (kind, raw) in values {
@@ -177,36 +178,38 @@ mod tests {
 
     #[test]
     fn values_are_cast_by_postgres_input_functions() {
-        assert_eq!(value_expr(&col("n", "double", "numeric(18,2)"), "p.v1", None), "CAST(p.v1 AS numeric(18,2))");
-        assert_eq!(value_expr(&col("n", "string", "text"), "p.v1", None), "p.v1");
-        assert_eq!(value_expr(&col("n", "boolean", "boolean"), "p.v2", None), "CAST(p.v2 AS boolean)");
+        assert_eq!(value_expr(&col("n", "double", "numeric(18,2)"), "p.v1"), "CAST(p.v1 AS numeric(18,2))");
+        assert_eq!(value_expr(&col("n", "string", "text"), "p.v1"), "p.v1");
+        assert_eq!(value_expr(&col("n", "boolean", "boolean"), "p.v2"), "CAST(p.v2 AS boolean)");
         assert_eq!(
-            value_expr(&col("n", "multipicklist", "text[]"), "p.v1", None),
+            value_expr(&col("n", "multipicklist", "text[]"), "p.v1"),
             "CAST(array_remove(string_to_array(p.v1, ';'), '') AS text[])"
         );
-        assert_eq!(value_expr(&col("n", "string", "jsonb"), "p.v1", None), "to_jsonb(p.v1)::jsonb");
+        assert_eq!(value_expr(&col("n", "string", "jsonb"), "p.v1"), "to_jsonb(p.v1)::jsonb");
     }
 
     #[test]
     fn lookups_become_the_parents_key() {
         let p = ParentKey { table: "public.accounts".into(), pk: "id".into() };
         assert_eq!(
-            value_expr(&col("account_id", "reference", "bigint"), "p.v3", Some(&p)),
-            "CAST((SELECT x.id FROM public.accounts x WHERE x.sfid = p.v3) AS bigint)"
+            parent_keys(&p),
+            "SELECT array_agg((SELECT x.id::text FROM public.accounts x WHERE x.sfid = u.v) ORDER BY u.n) FROM unnest($1::text[]) WITH ORDINALITY AS u(v, n)"
         );
+        assert_eq!(value_expr(&col("account_id", "reference", "bigint"), "p.v3"), "CAST(p.v3 AS bigint)");
     }
 
     #[test]
     fn statements_name_every_column_once() {
         let cols = [col("name", "string", "text"), col("Annual Revenue", "currency", "numeric")];
-        let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1), None)).collect();
+        let exprs: Vec<String> = cols.iter().enumerate().map(|(i, c)| value_expr(c, &format!("p.v{}", i + 1))).collect();
         let s = statements("public.t", "id", &["name".into(), "\"Annual Revenue\"".into()], &exprs);
         assert!(s.insert.starts_with("INSERT INTO public.t (name, \"Annual Revenue\", sfid) SELECT p.v1, CAST(p.v2 AS numeric), p.sfid"));
         assert!(s.insert.contains("FROM (SELECT unnest($1::text[]) AS sfid, unnest($2::text[]) AS v1, unnest($3::text[]) AS v2) AS p"));
         assert!(s.insert_checked.ends_with("WHERE NOT EXISTS (SELECT 1 FROM public.t x WHERE x.sfid = p.sfid)"));
         let u = s.update.unwrap();
         assert!(u.contains("SET (name, \"Annual Revenue\") = ROW(p.v1, CAST(p.v2 AS numeric))"));
-        assert!(u.contains("o.mapping_id = $4"), "the mapping id follows the arrays: {u}");
+        assert!(u.contains("<> ALL($4)"), "the pending keys follow the arrays: {u}");
+        assert!(!u.contains("sfsync."), "the table's owner cannot read the catalog: {u}");
         assert!(u.contains("IS DISTINCT FROM"));
     }
 
@@ -248,10 +251,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "tab\\there, back\\\\slash\tline\\nbreak\\r\t\\N\t2024-05-20T20:49:32.000+00:00\t{\"a\",\"b \\\\\"c\\\\\"\",\"d\\\\\\\\e\"}\t\"say \\\\\"hi\\\\\"\\\\n\"\t001000000000001AAA\n"
-        );
-        assert_eq!(
-            copy_statement("public.t", &["a".into(), "\"B\"".into()], "'base/x'"),
-            "COPY public.t (a, \"B\", sfid) FROM 'base/x' WITH (FORMAT text, ENCODING 'UTF8')"
         );
     }
 }

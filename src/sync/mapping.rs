@@ -16,6 +16,15 @@ pub struct Mapping {
     pub id: i32,
     /// Schema-qualified, quoted: safe to paste into SQL.
     pub table: String,
+    /// The table's owner (pg_class.relowner) when the mappings were loaded: rows are applied
+    /// as this role (`as_owner`), read afresh each pass so an ALTER TABLE OWNER is followed.
+    pub owner: u32,
+    /// The table's Oid.
+    pub oid: u32,
+    /// Whether the table has deferrable triggers (deferrable foreign keys or constraint
+    /// triggers): see `as_owner`.
+    #[serde(default)]
+    pub deferrable: bool,
     pub sobject: String,
     pub connection: String,
     pub pk_column: String,
@@ -67,6 +76,23 @@ impl Mapping {
     pub fn pk_ident(&self) -> String {
         pgrx::spi::quote_identifier(&self.pk_column)
     }
+    /// Runs `f` as the table's owner: every statement that writes the table (or runs its
+    /// owner's code) goes through here, so a trigger, default, cast or index expression never
+    /// runs with the worker's superuser rights. Only the table's own statements belong
+    /// inside: the owner has no rights on sfsync's catalog.
+    ///
+    /// A deferred trigger would fire at commit, as the worker, so a table with deferrable
+    /// triggers has them fire at the end of each statement (`SET CONSTRAINTS ALL IMMEDIATE`
+    /// for the rest of the transaction), inside the switch; a failing deferred check is then
+    /// that statement's failure, reported per record like any other.
+    pub fn as_owner<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.deferrable {
+            if let Err(e) = pgrx::prelude::Spi::run("SET CONSTRAINTS ALL IMMEDIATE") {
+                pgrx::error!("sfsync: SET CONSTRAINTS ALL IMMEDIATE before writing {}: {e}", self.table);
+            }
+        }
+        crate::privilege::as_table_owner(pgrx::pg_sys::Oid::from(self.owner), f)
+    }
 }
 
 /// Mappings of this database, optionally only the one of table `oid`.
@@ -74,7 +100,8 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
     let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
     let v = spi_util::json(
         "SELECT COALESCE(jsonb_agg(jsonb_build_object(
-                 'id', m.id, 'table', format('%I.%I', n.nspname, c.relname),
+                 'id', m.id, 'table', format('%I.%I', n.nspname, c.relname), 'owner', c.relowner::bigint, 'oid', c.oid::bigint,
+                 'deferrable', EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgdeferrable),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'namespace', m.namespace, 'columns', m.columns,
                  'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,

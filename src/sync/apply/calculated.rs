@@ -50,5 +50,5 @@ pub fn apply(m: &Mapping, cols: &[&ColumnMap], records: &[Record]) -> Result<usi
         tgt = tgt.join(", ")
     );
     let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(rows))];
-    spi_util::exec(&sql, &args)
+    m.as_owner(|| spi_util::exec(&sql, &args))
 }

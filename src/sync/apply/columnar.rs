@@ -18,8 +18,8 @@
 //! through the record path, and from then on every batch looks first (one index probe per
 //! record) through the columnar insert.
 
-use super::csv::{Batch, Shape, TextColumn};
-use super::{advance, clear_errors, records, Summary};
+use super::csv::{Batch, Shape};
+use super::{advance, clear_errors, copy_from, held, records, Summary};
 use crate::capture::Applying;
 use crate::error::Result;
 use crate::plan::load::{self as plan, ParentKey};
@@ -122,57 +122,52 @@ fn columnar(m: &Mapping, all: &[Mapping], batch: &Batch) -> Result<Summary> {
     if n == 0 {
         return Ok(s);
     }
-    let exprs: Vec<String> = m
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let parent = m
-                .parents
-                .iter()
-                .find(|p| p.column == c.column)
-                .and_then(|p| all.iter().find(|x| x.id == p.mapping_id))
-                .map(|x| ParentKey { table: x.table.clone(), pk: x.pk_ident() });
-            plan::value_expr(c, &format!("p.v{}", i + 1), parent.as_ref())
-        })
-        .collect();
+    let exprs: Vec<String> = m.columns.iter().enumerate().map(|(i, c)| plan::value_expr(c, &format!("p.v{}", i + 1))).collect();
     let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
     let sql = plan::statements(&m.table, &m.pk_ident(), &cols, &exprs);
     let mut args: Vec<DatumWithOid> = vec![batch.ids.datum()];
-    args.extend(batch.columns.iter().map(TextColumn::datum));
-    args.push(m.id.into());
-    let arrays = &args[..args.len() - 1];
+    for (c, values) in m.columns.iter().zip(&batch.columns) {
+        let parent = m
+            .parents
+            .iter()
+            .find(|p| p.column == c.column)
+            .and_then(|p| all.iter().find(|x| x.id == p.mapping_id))
+            .map(|x| ParentKey { table: x.table.clone(), pk: x.pk_ident() });
+        match parent {
+            // Lookups are translated by the worker: the child's owner may not read the parent.
+            Some(p) => {
+                let keys = Spi::get_one_with_args::<Vec<Option<String>>>(&plan::parent_keys(&p), &[values.datum()])?;
+                args.push(keys.unwrap_or_default().into());
+            }
+            None => args.push(values.datum()),
+        }
+    }
     let present = look_first(m) && Spi::get_one_with_args::<i64>(&plan::count_present(&m.table), &args[..1])?.unwrap_or(0) > 0;
     if present {
         if let Some(update) = &sql.update {
-            s.updated += spi_util::exec(update, &args)?;
+            // The catalog side first (the owner cannot read the outbox): rows with a local
+            // change that arrived since `apply` looked.
+            args.push(held::pending_of(m, batch.ids.datum())?.into());
+            s.updated += m.as_owner(|| spi_util::exec(update, &args))?;
+            args.pop();
         }
-        s.inserted += spi_util::exec(&sql.insert_checked, arrays)?;
+        s.inserted += m.as_owner(|| spi_util::exec(&sql.insert_checked, &args))?;
     } else {
-        s.inserted += spi_util::exec(&sql.insert, arrays)?;
+        s.inserted += m.as_owner(|| spi_util::exec(&sql.insert, &args))?;
     }
     applied(m, batch, &s)?;
     Ok(s)
 }
 
-/// The plain rows through `COPY … FROM` a file in the server's temporary-file directory
-/// (its `pgsql_tmp` prefix makes Postgres remove a leftover at its next start). COPY's
-/// batched heap inserts are the fastest way into a table; the worker is a superuser.
+/// The plain rows through COPY's batched heap inserts, the fastest way into a table, as the
+/// table's owner (`copy_from`).
 fn copy_in(m: &Mapping, batch: &Batch, bytes: &[u8]) -> Result<Summary> {
     let mut s = Summary { fetched: batch.ids.len(), ..Default::default() };
     if batch.ids.len() == 0 {
         return Ok(s);
     }
-    let dir = std::path::Path::new("base/pgsql_tmp");
-    let path = dir.join(format!("pgsql_tmp_sfsync_load.{}", std::process::id()));
-    let io = |e: std::io::Error| crate::error::SyncError::Spi(format!("writing {}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    std::fs::write(&path, bytes).map_err(io)?;
-    let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
-    let sql = plan::copy_statement(&m.table, &cols, &pgrx::spi::quote_literal(path.to_string_lossy()));
-    let copied = spi_util::exec(&sql, &[]);
-    let _ = std::fs::remove_file(&path);
-    s.inserted = copied?;
+    let cols: Vec<String> = m.columns.iter().map(|c| c.column.clone()).collect();
+    s.inserted = copy_from::copy(m, &cols, bytes)?;
     applied(m, batch, &s)?;
     Ok(s)
 }

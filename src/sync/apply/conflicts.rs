@@ -135,7 +135,8 @@ fn take_salesforce(m: &Mapping, c: &Candidate, columns: &[String]) -> Result<usi
         set = cols.join(", "),
         src = src.join(", ")
     );
-    spi_util::exec(&sql, &[spi_util::jsonb(Value::Object(c.remote.clone())), c.sfid.clone().into()])
+    let args = [spi_util::jsonb(Value::Object(c.remote.clone())), c.sfid.clone().into()];
+    m.as_owner(|| spi_util::exec(&sql, &args))
 }
 
 /// Removes the columns from the record's pending entries; entries left with nothing to

@@ -19,10 +19,14 @@
 pub mod calculated;
 pub mod columnar;
 pub mod conflicts;
+pub mod copy_from;
 pub mod csv;
 pub mod deletes;
+pub mod held;
 pub mod partial;
 pub mod records;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
 
 use crate::error::Result;
 use crate::plan::convert;

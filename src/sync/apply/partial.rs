@@ -1,8 +1,8 @@
 //! Updates from change events: each row sets only the mapped columns its events changed,
 //! in one statement, guarded by IS DISTINCT FROM so our own writes coming back change
-//! nothing. Runs inside the events' transaction (`source::events`).
+//! nothing. Runs inside the events' transaction (`source::events`), as the table's owner.
 
-use super::{advance, clear_errors, records::translate_parents};
+use super::{advance, clear_errors, held, records::translate_parents};
 use crate::error::Result;
 use crate::plan::cdc::Update;
 use crate::spi_util;
@@ -36,14 +36,14 @@ pub fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> 
     let sql = format!(
         "UPDATE {tbl} t SET ({set}) = ROW({new})
          FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p
-         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new})
-           AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')",
+         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new}) AND t.{pk}::text <> ALL($2)",
         set = cols.join(", "),
         new = new.join(", "),
         old = old.join(", "),
     );
-    let n = spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows)), m.id.into()])?;
     let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
+    let args = [spi_util::jsonb(Value::Array(rows)), held::pending(m, &ids)?.into()];
+    let n = m.as_owner(|| spi_util::exec(&sql, &args))?;
     clear_errors(m, ids.clone().into())?;
     advance(m, None, n)?;
     // A local change committed after we looked: the guard above skipped the row.

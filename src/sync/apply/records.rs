@@ -2,9 +2,10 @@
 //! deleted records from change events, the rows a columnar batch can't take), inside the
 //! caller's transaction. Every write is guarded by IS DISTINCT FROM, so re-reading a
 //! record changes nothing, and rows with a local change on its way out are left to the
-//! conflict policy (`conflicts`).
+//! conflict policy (`conflicts`). The table statements run as the table's owner, with what
+//! the catalog holds back looked up first (`held`).
 
-use super::{advance, clear_errors, conflicts, deletes, Summary};
+use super::{advance, clear_errors, conflicts, deletes, held, Summary};
 use crate::capture::Applying;
 use crate::error::Result;
 use crate::plan::convert;
@@ -71,9 +72,13 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
              WHERE p.{PGID} IS NOT NULL AND t.sfid IS NULL AND t.{pk} = p.{PGID}::{ty}
                AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)"
         );
-        spi_util::exec(&sql, &[page])?;
+        m.as_owner(|| spi_util::exec(&sql, &[page]))?;
         // Rows with a pending local change: the mapping's conflict policy decides.
         s.updated += conflicts::resolve(m, records, &live)?;
+        let text = |r: &Value, k: &str| r.get(k).and_then(Value::as_str).map(String::from);
+        let sfids: Vec<String> = live.iter().filter_map(|r| text(r, "sfid")).collect();
+        let keys: Vec<String> = live.iter().filter_map(|r| text(r, PGID)).collect();
+        let held = held::lookup(m, &sfids, &keys)?;
         if !cols.is_empty() {
             // 2. Update changed rows, except those with a local change still on its way out.
             let set = cols.join(", ");
@@ -83,13 +88,13 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
             let tgt = tgt.join(", ");
             let sql = format!(
                 "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-                 WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src})
-                   AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.pk = t.{pk}::text AND o.state = 'pending')"
+                 WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src}) AND t.{pk}::text <> ALL($2)"
             );
-            s.updated += spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(live.clone())), m.id.into()])?;
+            let args = [spi_util::jsonb(Value::Array(live.clone())), held.pending.clone().into()];
+            s.updated += m.as_owner(|| spi_util::exec(&sql, &args))?;
         }
         // 3. Insert records we don't have: with their Postgres key when they carry one,
-        //    else with the key's default. Not while a local delete of them is pending.
+        //    else with the key's default. Not while a local change or delete of them waits.
         let mut ins_cols = cols.clone();
         ins_cols.push("sfid".into());
         let list = ins_cols.join(", ");
@@ -107,22 +112,24 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
             .collect();
         // Keyed rows take the Postgres key they carry; the others get the key's default.
         let insert = |keyed: bool| {
-            let (keycol, keysrc, test) =
-                if keyed { (format!(", {pk}"), format!(", p.{pk}"), "NOT NULL") } else { (String::new(), String::new(), "NULL") };
+            let (keycol, keysrc, test) = if keyed {
+                (format!(", {pk}"), format!(", p.{pk}"), format!("NOT NULL AND p.{pk}::text <> ALL($3)"))
+            } else {
+                (String::new(), String::new(), "NULL".to_string())
+            };
             format!(
                 "INSERT INTO {tbl} ({list}{keycol})
                  SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-                 WHERE p.{pk} IS {test}
-                   AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
-                   AND NOT EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $2 AND o.state = 'pending'
-                                   AND (o.sfid = p.sfid OR o.pk = p.{pk}::text))
-                   AND NOT EXISTS (SELECT 1 FROM sfsync.delete_review r WHERE r.mapping_id = $2 AND r.decided_at IS NULL
-                                   AND r.origin = 'postgres' AND (r.sfid = p.sfid OR r.key = p.{pk}::text))"
+                 WHERE p.{pk} IS {test} AND p.sfid <> ALL($2)
+                   AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)"
             )
         };
         let rows = Value::Array(with_key);
-        s.inserted += spi_util::exec(&insert(true), &[spi_util::jsonb(rows.clone()), m.id.into()])?;
-        s.inserted += spi_util::exec(&insert(false), &[spi_util::jsonb(rows), m.id.into()])?;
+        for keyed in [true, false] {
+            let args = [spi_util::jsonb(rows.clone()), held.sfids.clone().into(), held.keys.clone().into()];
+            let sql = insert(keyed);
+            s.inserted += m.as_owner(|| spi_util::exec(&sql, &args))?;
+        }
     }
     let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();
     clear_errors(m, ids.into())?;

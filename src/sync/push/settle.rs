@@ -92,7 +92,9 @@ pub(super) fn settle(
             pk = m.pk_ident(),
             ty = m.pk_type
         );
-        spi_util::exec(&sql, &[spi_util::jsonb(Value::Array(rows))])?;
+        // As the table's owner: its triggers run with its rights, not the worker's.
+        let args = [spi_util::jsonb(Value::Array(rows))];
+        m.as_owner(|| spi_util::exec(&sql, &args))?;
     }
     for (rows, park) in [(parked, true), (retry, false)] {
         if rows.is_empty() {

@@ -1,0 +1,75 @@
+//! What sfsync's catalog holds back from a page, looked up before the table statements run.
+//!
+//! The table statements run as the table's owner (`Mapping::as_owner`), who has no rights
+//! on sfsync's catalog, so they cannot ask the outbox or the delete review themselves: the
+//! worker looks once per page (set-based, by the page's Ids and keys) and hands the answers
+//! to the table statements as `text[]` parameters.
+
+use crate::error::{Result, SyncError};
+use crate::spi_util;
+use crate::sync::Mapping;
+use pgrx::datum::DatumWithOid;
+use serde::Deserialize;
+
+/// The page's records the apply must leave alone.
+#[derive(Debug, Default, Deserialize)]
+pub struct Held {
+    /// Keys (as text) of local rows with these Ids and a local change on its way out: their
+    /// update waits for the push (the conflict policy already had its say).
+    pub pending: Vec<String>,
+    /// Ids and Postgres keys not to insert: a local change or delete of them waits in the
+    /// outbox, or a local delete of them is held for review.
+    pub sfids: Vec<String>,
+    pub keys: Vec<String>,
+}
+
+/// Looks up what is held back among records with these Ids (`sfids`) and Postgres keys
+/// (`keys`, the external Id values they carry, compared as the key column's type).
+pub fn lookup(m: &Mapping, sfids: &[String], keys: &[String]) -> Result<Held> {
+    if sfids.is_empty() && keys.is_empty() {
+        return Ok(Held::default());
+    }
+    let sql = format!(
+        "SELECT jsonb_build_object(
+             'pending', (SELECT COALESCE(jsonb_agg(t.{pk}::text), '[]') FROM {tbl} t WHERE t.sfid = ANY($2)
+                           AND EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.pk = t.{pk}::text
+                                       AND o.state = 'pending')),
+             'sfids', (SELECT COALESCE(jsonb_agg(DISTINCT x.sfid), '[]') FROM (
+                           SELECT o.sfid FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.state = 'pending' AND o.sfid = ANY($2)
+                           UNION ALL
+                           SELECT r.sfid FROM sfsync.delete_review r WHERE r.mapping_id = $1 AND r.decided_at IS NULL
+                             AND r.origin = 'postgres' AND r.sfid = ANY($2)) x),
+             'keys', (SELECT COALESCE(jsonb_agg(DISTINCT x.key), '[]') FROM (
+                           SELECT o.pk FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.state = 'pending' AND o.pk = ANY($3::{ty}[]::text[])
+                           UNION ALL
+                           SELECT r.key FROM sfsync.delete_review r WHERE r.mapping_id = $1 AND r.decided_at IS NULL
+                             AND r.origin = 'postgres' AND r.key = ANY($3::{ty}[]::text[])) x(key)))",
+        tbl = m.table,
+        pk = m.pk_ident(),
+        ty = m.pk_type
+    );
+    let args: Vec<DatumWithOid> = vec![m.id.into(), sfids.to_vec().into(), keys.to_vec().into()];
+    let v = spi_util::json(&sql, &args)?.unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the records held back: {e}")))
+}
+
+/// Keys (as text) of local rows with these Ids that have a local change on its way out.
+pub fn pending(m: &Mapping, sfids: &[String]) -> Result<Vec<String>> {
+    if sfids.is_empty() {
+        return Ok(Vec::new());
+    }
+    pending_of(m, sfids.to_vec().into())
+}
+
+/// [`pending`], the Ids given as a `text[]` parameter.
+pub fn pending_of(m: &Mapping, sfids: DatumWithOid) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT COALESCE(jsonb_agg(t.{pk}::text), '[]') FROM {tbl} t WHERE t.sfid = ANY($2)
+           AND EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending')",
+        tbl = m.table,
+        pk = m.pk_ident()
+    );
+    let args: Vec<DatumWithOid> = vec![m.id.into(), sfids];
+    let v = spi_util::json(&sql, &args)?.unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the rows with a local change pending: {e}")))
+}
