@@ -29,3 +29,5 @@ CREATE TABLE sfsync.backfills (
 -- Not readable by PUBLIC (last_error carries Salesforce's text): sfsync.backfill_progress
 -- (views.sql) shows it.
 REVOKE ALL ON sfsync.backfills FROM PUBLIC;
+-- Survives pg_dump / restore, like the rest of the catalog: a restored backfill resumes.
+SELECT pg_catalog.pg_extension_config_dump('sfsync.backfills', '');

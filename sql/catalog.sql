@@ -243,6 +243,13 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_archive', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors', '');
+-- Their sequences too: a restored outbox must not see ids it already holds handed out again.
+SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review_id_seq', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;

@@ -228,3 +228,13 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT count(*) AS reviews FROM sfsync.delete_review dr WHERE dr.mapping_id = m.id AND dr.decided_at IS NULL
 ) r ON true;
+
+-- pg_dump keeps all user state: error rows, backfill progress and the catalog's sequences
+-- (a restored outbox must not see the ids it holds handed out again).
+SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.backfills', '');

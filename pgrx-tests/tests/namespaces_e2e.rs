@@ -98,8 +98,12 @@ fn a_restored_dump_pauses_until_adopted_then_takes_over() {
     let sfid = record_of(&env, &ext);
     db.until_value("SELECT sfid::text FROM accounts WHERE id = 1", Some(sfid.clone()));
 
+    // Changes captured but not sent yet are part of the dump too.
+    let lock = common::pause(&env);
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (2, 'Pending'), (3, 'Pending too')").unwrap();
     // pg_dump | psql into a second database of the same cluster.
     let dump = env.cluster.pg_dump("app", &[]);
+    common::resume(&env, lock);
     let path = env.cluster.dir().join("app.sql");
     std::fs::write(&path, dump).unwrap();
     env.cluster.create_database("restored");
@@ -109,13 +113,15 @@ fn a_restored_dump_pauses_until_adopted_then_takes_over() {
     assert!(why.contains("copy of database \"app\" of this cluster") && why.contains("sfsync.adopt()"), "{why}");
     env.cluster.wait_for_log("this database is a copy of database \"app\"", WAIT);
 
-    // Nothing the copy does reaches Salesforce, nothing is lost either.
+    // Nothing the copy does reaches Salesforce, nothing is lost either: its writes are
+    // captured after the restored ones (the outbox's sequence came with the dump).
     copy.batch_execute("UPDATE accounts SET name = 'Acme (restored)' WHERE id = 1").unwrap();
+    copy.batch_execute("INSERT INTO accounts (id, name) VALUES (4, 'Written in the copy'); DELETE FROM accounts WHERE id = 3").unwrap();
     let err = copy.batch_execute("SELECT sfsync.run_once()").unwrap_err();
     assert!(err.as_db_error().unwrap().message().contains("this database is a copy"), "{err}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(env.emu.sf().get("Account", &sfid).unwrap()["Name"], "Acme");
-    assert_eq!(scalar::<i64>(&mut copy, "SELECT count(*) FROM sfsync.outbox"), 1);
+    assert_eq!(scalar::<i64>(&mut copy, "SELECT count(*) FROM sfsync.outbox"), 5);
 
     // Adopted: the copy is the owner now (the original is retired), and its change goes out.
     let adopted: Value = serde_json::from_str(&scalar::<String>(&mut copy, "SELECT sfsync.adopt()::text")).unwrap();
@@ -123,6 +129,9 @@ fn a_restored_dump_pauses_until_adopted_then_takes_over() {
     env.emu.sf().until_field("Account", &sfid, "Name", "Acme (restored)");
     copy.until_value("SELECT state FROM sfsync.status", "running".to_string());
     assert_eq!(accounts_named(&env, "Acme (restored)").len(), 1, "the same record, not a new one");
+    copy.until_outbox_drained();
+    assert_eq!(accounts_named(&env, "Written in the copy").len(), 1);
+    assert_eq!(accounts_named(&env, "Pending too").len(), 0, "inserted then deleted");
 }
 
 #[test]
