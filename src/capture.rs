@@ -10,7 +10,7 @@ use crate::error::SyncError;
 use pgrx::pg_sys::{self, Datum, HeapTuple, TupleDesc};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
-use pgrx::PgOid;
+use pgrx::{PgOid, PgTupleDesc};
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -241,7 +241,9 @@ impl Row {
         if a_null || b_null {
             return a_null == b_null;
         }
-        let att = unsafe { &*(*self.desc).attrs.as_ptr().add(attnum as usize - 1) };
+        // Through pgrx's accessor: PostgreSQL 18 keeps compact attributes in the TupleDesc.
+        let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc) };
+        let Some(att) = desc.get(attnum as usize - 1) else { return false };
         unsafe { datumIsEqual(va, vb, att.attbyval, att.attlen as i32) }
     }
 }
