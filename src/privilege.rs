@@ -36,6 +36,11 @@ pub fn is_admin(role: Oid) -> bool {
     admin != pg_sys::InvalidOid && unsafe { pg_sys::has_privs_of_role(role, admin) }
 }
 
+/// Superuser, or has the privileges of pg_read_server_files (what COPY FROM a file asks).
+pub fn reads_server_files(role: Oid) -> bool {
+    is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES)) }
+}
+
 /// Superuser, or has the privileges of `owner` (is it or a member of it), as ALTER TABLE asks.
 pub fn acts_as(role: Oid, owner: Oid) -> bool {
     is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
