@@ -22,8 +22,9 @@ const SECRET_TAKING: &[&[u8]] = &[b"add_connection"];
 static mut PREVIOUS: pg_sys::emit_log_hook_type = None;
 
 thread_local! {
-    /// The statement (its `debug_query_string`) inside which a secret was passed last.
-    static CARRIER: Cell<usize> = const { Cell::new(0) };
+    /// A hash of the text of the statement inside which a secret was passed last (by text,
+    /// not address: the next statement's text often sits at the same address).
+    static CARRIER: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 /// Installs the hook (from `_PG_init`, once per process).
@@ -36,7 +37,18 @@ pub fn install() {
 
 /// Marks the statement running now as one that carries a secret, however it is spelled.
 pub fn statement_carries_secret() {
-    CARRIER.with(|c| c.set(unsafe { pg_sys::debug_query_string } as usize));
+    let query = unsafe { pg_sys::debug_query_string };
+    if !query.is_null() {
+        let hash = text_hash(unsafe { CStr::from_ptr(query) }.to_bytes());
+        CARRIER.with(|c| c.set(Some(hash)));
+    }
+}
+
+fn text_hash(text: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 fn names_secret_taking(text: &[u8]) -> bool {
@@ -55,8 +67,8 @@ unsafe extern "C-unwind" fn hook(edata: *mut pg_sys::ErrorData) {
     if let Some(e) = unsafe { edata.as_mut() } {
         let query = unsafe { pg_sys::debug_query_string };
         if !query.is_null() {
-            let carrier = CARRIER.with(|c| c.get()) == query as usize;
-            if carrier || names_secret_taking(unsafe { CStr::from_ptr(query) }.to_bytes()) {
+            let text = unsafe { CStr::from_ptr(query) }.to_bytes();
+            if names_secret_taking(text) || CARRIER.with(|c| c.get()) == Some(text_hash(text)) {
                 e.hide_stmt = true;
             }
         }
