@@ -20,6 +20,8 @@ mod sync;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
+mod connection_tests;
+#[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
 ::pgrx::pg_module_magic!(name, version);
