@@ -335,6 +335,19 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_url_outside_the_allowed_hosts_is_never_called() {
+        let srv = mock::start_naming(Some("https://evil.example"), |_, _| mock::Reply::Json(200, "", "{}".into()));
+        let hosts = HostPolicy::salesforce_and("127.0.0.0/8", "set the allowed hosts").unwrap();
+        let mut c = Credentials::new(crate::AuthFlow::ClientCredentials, srv.url.as_str(), "cid");
+        c.client_secret = Some("shh".into());
+        let e = Client::login(c, ClientOptions { hosts: Some(hosts), max_retries: 0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("instance_url host \"evil.example\" is not a Salesforce domain"), "{e}");
+        assert!(e.to_string().contains("set the allowed hosts"), "{e}");
+        let paths: Vec<String> = srv.seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, ["/services/oauth2/token"], "only the login was made");
+    }
+
+    #[test]
     fn connection_refused_is_transport_error() {
         // Bind then drop a listener to get a port that refuses connections.
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
