@@ -156,9 +156,18 @@ fn a_dump_carries_no_secret_and_a_restored_copy_asks_for_it() {
     common::accounts_table(&mut db);
     db.batch_execute("INSERT INTO accounts (name) VALUES ('Before dump')").unwrap();
     env.emu.sf().until_record("SELECT Id FROM Account WHERE Name = 'Before dump'");
+    // A second connection whose secret is a file on the server: a restore keeps it working.
+    let file = server_file(&env.cluster, "client_secret", sfsync_e2e::DEFAULT_CLIENT_SECRET);
+    db.batch_execute(&add_connection(env.emu.url(), "filed", &format!("client_secret_file => '{}'", file.display()))).unwrap();
+    db.batch_execute(
+        "CREATE TABLE contacts (id bigserial PRIMARY KEY, last_name text NOT NULL);
+         SELECT sfsync.sync_table('contacts', 'Contact', connection => 'filed');",
+    )
+    .unwrap();
 
     let dump = env.cluster.pg_dump("app", &[]);
     assert!(dump.contains(env.emu.url()), "the connection itself is dumped");
+    assert!(dump.contains(&file.display().to_string()), "with its secret file's path");
     assert!(!dump.contains(sfsync_e2e::DEFAULT_CLIENT_SECRET), "the secret is not");
 
     let path = env.cluster.dir().join("app.sql");
@@ -174,6 +183,9 @@ fn a_dump_carries_no_secret_and_a_restored_copy_asks_for_it() {
     assert!(last_error.contains("connection \"default\" has no client_secret stored in this database"), "{last_error}");
     assert!(last_error.contains("sfsync.add_connection('default'"), "says how to enter it again: {last_error}");
     env.cluster.wait_for_log("has no client_secret stored in this database", WAIT);
+    // Meanwhile the connection with a secret file syncs the copy's changes.
+    copy.batch_execute("INSERT INTO contacts (id, last_name) VALUES (1000, 'From the copy')").unwrap();
+    env.emu.sf().until_record("SELECT Id FROM Contact WHERE LastName = 'From the copy'");
 
     copy.batch_execute(&env.emu.connect_sql("default")).unwrap();
     copy.batch_execute("INSERT INTO accounts (name) VALUES ('From the copy')").unwrap();
