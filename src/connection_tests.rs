@@ -51,11 +51,10 @@ mod tests {
         let e = add("http://sf.example.com");
         assert!(e.starts_with("22023: ") && e.contains("http:// to host \"sf.example.com\"; use https://"), "{e}");
         let e = add("https://sf.example.com");
-        assert!(
-            e.starts_with("22023: ")
-                && e.contains("host \"sf.example.com\" is not a Salesforce domain")
-                && e.contains("sfsync.allowed_login_hosts"),
-            "{e}"
+        assert_eq!(
+            e,
+            "22023: login_url host \"sf.example.com\" is not a Salesforce domain (*.salesforce.com, *.force.com, *.cloudforce.com) \
+             nor an allowed host; a superuser can allow it with sfsync.allowed_login_hosts (postgresql.conf or ALTER SYSTEM, then reload)"
         );
         let e = add("https://login.salesforce.com@evil.example");
         assert!(e.contains("\"evil.example\""), "the host that would be called is named: {e}");

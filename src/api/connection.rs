@@ -134,7 +134,11 @@ fn add(
         ..Default::default()
     };
     spec.resolve_secrets(name)?;
-    let client = Client::login(spec.credentials()?, clients::options()?)?;
+    // A refused URL or a missing part is the caller's argument, not Salesforce's answer.
+    let client = Client::login(spec.credentials()?, clients::options()?).map_err(|e| match e {
+        salesforce::Error::Config(m) => SyncError::Invalid(m),
+        e => SyncError::Salesforce(e),
+    })?;
     let stored_url = client.login_url().to_string();
     privilege::as_extension_owner(|| store(name, &stored_url, client_id, auth_flow, username, &client, &inline, &files))?;
     clients::forget(name);
