@@ -39,7 +39,7 @@ mod tests {
         Spi::run("SET LOCAL ROLE sfsync_plain").unwrap();
         assert_eq!(
             error_of(call),
-            "42501: permission denied for function sfsync.add_connection: role \"sfsync_plain\" is not an sfsync administrator (GRANT sfsync_admin TO \"sfsync_plain\")"
+            "42501: permission denied: sfsync.add_connection needs membership in sfsync_admin (GRANT sfsync_admin TO sfsync_plain)"
         );
         Spi::run("RESET ROLE").unwrap();
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM sfsync.connections").unwrap(), Some(0), "nothing stored");

@@ -212,8 +212,7 @@ mod tests {
     /// Functions PUBLIC may execute: those that check their caller themselves, and the
     /// helpers the views and triggers call as the caller. A new function is refused here
     /// until it is classified (docs/privileges.md).
-    const PUBLIC: [&str; 19] = [
-        "add_connection", // until the connections work makes it admin-only
+    const PUBLIC: [&str; 18] = [
         "approve_delete",
         "approve_deletes",
         "backfill",
@@ -248,12 +247,23 @@ mod tests {
         let public = public_functions();
         let unlisted: Vec<&String> = public.iter().filter(|f| !PUBLIC.contains(&f.as_str())).collect();
         assert!(unlisted.is_empty(), "executable by PUBLIC but not classified: {unlisted:?}");
-        for closed in ["sync_table", "mirror", "adopt", "capture", "hold_delete", "write_through", "refuse_truncate", "wake_at_commit"] {
+        for closed in [
+            "add_connection",
+            "sync_table",
+            "mirror",
+            "adopt",
+            "capture",
+            "hold_delete",
+            "write_through",
+            "refuse_truncate",
+            "wake_at_commit",
+        ] {
             assert!(!public.iter().any(|f| f == closed), "{closed} must not be executable by PUBLIC");
         }
         let admin = Spi::get_one::<bool>(
             "SELECT has_function_privilege('sfsync_admin', 'sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text)', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.mirror(text, text, text, text[])', 'EXECUTE')
+                AND has_function_privilege('sfsync_admin', 'sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text)', 'EXECUTE')
                 AND NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sfsync_admin')",
         )
         .unwrap();
