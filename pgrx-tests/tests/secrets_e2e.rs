@@ -55,6 +55,20 @@ fn a_plain_role_cannot_add_a_connection_and_nothing_is_stored() {
     let mut db = env.db();
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'mine'"), 0);
     assert!(!env.cluster.log_contents().contains("plain-secret-77ad"), "the refused statement's secret is not logged");
+
+    // A member of sfsync_admin (no superuser, no rights on the catalog's tables) may.
+    env.cluster.psql("app", "CREATE ROLE app_admin LOGIN IN ROLE sfsync_admin");
+    let mut admin = postgres::Config::new()
+        .host_path(env.cluster.socket_dir())
+        .port(env.cluster.port())
+        .user("app_admin")
+        .dbname("app")
+        .connect(postgres::NoTls)
+        .unwrap();
+    admin.batch_execute(&env.emu.connect_sql("theirs")).unwrap();
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.connection_secrets WHERE connection = 'theirs'"), 1);
+    let e = error_of(&mut admin, "SELECT client_secret FROM sfsync.connection_secrets");
+    assert!(e.starts_with("42501: "), "an admin still cannot read stored secrets: {e}");
 }
 
 #[test]
