@@ -2,7 +2,7 @@
 -- Privileges (docs/privileges.md): the schema is usable by everyone, connections and
 -- mappings are readable; state, errors and row data are shown by the views in views.sql
 -- to those who may act on the table; credentials live in connection_secrets, readable only
--- by the extension owner and superusers.
+-- by the extension owner and superusers, and left out of pg_dump (docs/secrets.md).
 
 -- Members of sfsync_admin administer sfsync. A role belongs to the cluster, not to this
 -- database: an earlier install, another database or a DBA may have made it already, and it
@@ -27,7 +27,9 @@ CREATE TABLE sfsync.connections (
     org_id       text,
     user_id      text,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- Secrets the server reads from files at each login: {"client_secret": "/path", ...}.
+    secret_files jsonb
 );
 
 CREATE TABLE sfsync.connection_secrets (
@@ -232,9 +234,9 @@ CREATE TABLE sfsync.delete_review (
 );
 CREATE UNIQUE INDEX delete_review_undecided ON sfsync.delete_review (mapping_id, origin, key) WHERE decided_at IS NULL;
 
--- Configuration survives pg_dump / restore.
+-- Configuration survives pg_dump / restore; secrets (connection_secrets) do not: a restored
+-- connection says it needs them entered again (docs/secrets.md).
 SELECT pg_catalog.pg_extension_config_dump('sfsync.connections', '');
-SELECT pg_catalog.pg_extension_config_dump('sfsync.connection_secrets', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.sync_state', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox', '');

@@ -238,3 +238,40 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.backfills', '');
+-- connections and secrets
+-- Secrets read from files by the server: only their paths are stored.
+ALTER TABLE sfsync.connections ADD COLUMN secret_files jsonb;
+-- Secrets are no longer part of a pg_dump: take connection_secrets off the extension's
+-- dump list (pg_extension_config_dump has no inverse; this is what ALTER EXTENSION ...
+-- DROP TABLE does to the two arrays, keeping them aligned).
+UPDATE pg_catalog.pg_extension e
+SET extconfig = k.cfgs, extcondition = k.conds
+FROM (
+    SELECT array_agg(u.cfg ORDER BY u.i) AS cfgs, array_agg(u.cond ORDER BY u.i) AS conds
+    FROM pg_catalog.pg_extension x, unnest(x.extconfig, x.extcondition) WITH ORDINALITY AS u(cfg, cond, i)
+    WHERE x.extname = 'sfsync' AND u.cfg <> 'sfsync.connection_secrets'::regclass::oid
+) k
+WHERE e.extname = 'sfsync';
+-- add_connection takes secrets as files too; administrators only.
+DROP FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text);
+-- sfsync::api::connection::add_connection
+CREATE  FUNCTION sfsync."add_connection"(
+	"name" TEXT, /* & str */
+	"login_url" TEXT, /* & str */
+	"client_id" TEXT, /* & str */
+	"client_secret" TEXT DEFAULT NULL, /* Option < & str > */
+	"username" TEXT DEFAULT NULL, /* Option < & str > */
+	"password" TEXT DEFAULT NULL, /* Option < & str > */
+	"private_key" TEXT DEFAULT NULL, /* Option < & str > */
+	"auth_flow" TEXT DEFAULT 'client_credentials', /* & str */
+	"refresh_token" TEXT DEFAULT NULL, /* Option < & str > */
+	"client_secret_file" TEXT DEFAULT NULL, /* Option < & str > */
+	"password_file" TEXT DEFAULT NULL, /* Option < & str > */
+	"private_key_file" TEXT DEFAULT NULL, /* Option < & str > */
+	"refresh_token_file" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'add_connection_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;

@@ -198,6 +198,10 @@ REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, 
 GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) TO sfsync_admin;
 REVOKE EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admin;
+-- Connections and secrets: administrators only (docs/secrets.md). add_connection checks
+-- again inside, so a stray GRANT to PUBLIC does not open it.
+REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
 
 -- Tell the launcher (if preloaded) that this database now needs a worker.
 SELECT sfsync.notify_launcher();

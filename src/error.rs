@@ -28,6 +28,10 @@ pub enum SyncError {
     /// A write-through call that never got an answer (connection refused, timeout).
     #[error("{0}")]
     Unreachable(String),
+    /// A stored connection cannot log in as stored: its secret is missing (not part of a
+    /// dump) or its secret file cannot be read. Says how to enter it again.
+    #[error("{0}")]
+    Credentials(String),
 }
 
 impl From<pgrx::spi::Error> for SyncError {
@@ -53,6 +57,7 @@ impl SyncError {
             SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            SyncError::Credentials(_) => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
         }
     }
 

@@ -24,6 +24,9 @@ pub static BACKFILL_BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(100
 pub static DELETE_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(600);
 pub static FORMULA_REFRESH_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static BACKFILL_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
+/// Hosts besides Salesforce's own that connections may log in to (superuser only).
+pub static ALLOWED_LOGIN_HOSTS: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(Some(c"localhost, 127.0.0.0/8, ::1"));
 
 pub fn register() {
     GucRegistry::define_bool_guc(
@@ -50,6 +53,16 @@ pub fn register() {
         c"Polling on SystemModstamp stays as the safety net (sfsync.cdc_safety_interval).",
         &CDC,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // Superuser only (PGC_SUSET): it decides where the server sends credentials. Set it in
+    // postgresql.conf or with ALTER SYSTEM so the workers see it too.
+    GucRegistry::define_string_guc(
+        c"sfsync.allowed_login_hosts",
+        c"Hosts besides Salesforce's domains that a connection's login and instance URLs may name.",
+        c"Comma-separated: host names, *.domain, IP addresses or networks (127.0.0.0/8). Plain http:// stays limited to loopback hosts.",
+        &ALLOWED_LOGIN_HOSTS,
+        GucContext::Suset,
         GucFlags::default(),
     );
     let ms = GucFlags::UNIT_MS;
@@ -170,4 +183,9 @@ fn int(name: &'static std::ffi::CStr, desc: &'static std::ffi::CStr, s: &'static
 
 pub fn ms(s: &GucSetting<i32>) -> Duration {
     Duration::from_millis(s.get().max(0) as u64)
+}
+
+/// `sfsync.allowed_login_hosts` as set ("" when unset).
+pub fn allowed_login_hosts() -> String {
+    ALLOWED_LOGIN_HOSTS.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
 }

@@ -11,6 +11,7 @@ mod api;
 mod capture;
 mod error;
 mod guc;
+mod log_filter;
 mod plan;
 mod privilege;
 mod registry;
@@ -18,6 +19,8 @@ mod spi_util;
 mod sync;
 mod worker;
 
+#[cfg(any(test, feature = "pg_test"))]
+mod connection_tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
@@ -30,6 +33,7 @@ extension_sql_file!("../sql/views.sql", name = "views", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     guc::register();
+    log_filter::install();
     capture::register_commit_hook();
     // Shared memory and background workers only exist when we are preloaded; a plain
     // `CREATE EXTENSION` in a server without preload still gets a working SQL API.

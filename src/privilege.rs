@@ -36,6 +36,11 @@ pub fn is_admin(role: Oid) -> bool {
     admin != pg_sys::InvalidOid && unsafe { pg_sys::has_privs_of_role(role, admin) }
 }
 
+/// Superuser, or has the privileges of pg_read_server_files (what COPY FROM a file asks).
+pub fn reads_server_files(role: Oid) -> bool {
+    is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, Oid::from(pg_sys::ROLE_PG_READ_SERVER_FILES)) }
+}
+
 /// Superuser, or has the privileges of `owner` (is it or a member of it), as ALTER TABLE asks.
 pub fn acts_as(role: Oid, owner: Oid) -> bool {
     is_superuser(role) || unsafe { pg_sys::has_privs_of_role(role, owner) }
@@ -207,8 +212,7 @@ mod tests {
     /// Functions PUBLIC may execute: those that check their caller themselves, and the
     /// helpers the views and triggers call as the caller. A new function is refused here
     /// until it is classified (docs/privileges.md).
-    const PUBLIC: [&str; 19] = [
-        "add_connection", // until the connections work makes it admin-only
+    const PUBLIC: [&str; 18] = [
         "approve_delete",
         "approve_deletes",
         "backfill",
@@ -243,12 +247,23 @@ mod tests {
         let public = public_functions();
         let unlisted: Vec<&String> = public.iter().filter(|f| !PUBLIC.contains(&f.as_str())).collect();
         assert!(unlisted.is_empty(), "executable by PUBLIC but not classified: {unlisted:?}");
-        for closed in ["sync_table", "mirror", "adopt", "capture", "hold_delete", "write_through", "refuse_truncate", "wake_at_commit"] {
+        for closed in [
+            "add_connection",
+            "sync_table",
+            "mirror",
+            "adopt",
+            "capture",
+            "hold_delete",
+            "write_through",
+            "refuse_truncate",
+            "wake_at_commit",
+        ] {
             assert!(!public.iter().any(|f| f == closed), "{closed} must not be executable by PUBLIC");
         }
         let admin = Spi::get_one::<bool>(
             "SELECT has_function_privilege('sfsync_admin', 'sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text)', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.mirror(text, text, text, text[])', 'EXECUTE')
+                AND has_function_privilege('sfsync_admin', 'sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text)', 'EXECUTE')
                 AND NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sfsync_admin')",
         )
         .unwrap();

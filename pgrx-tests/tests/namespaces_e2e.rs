@@ -126,6 +126,8 @@ fn a_restored_dump_pauses_until_adopted_then_takes_over() {
     // Adopted: the copy is the owner now (the original is retired), and its change goes out.
     let adopted: Value = serde_json::from_str(&scalar::<String>(&mut copy, "SELECT sfsync.adopt()::text")).unwrap();
     assert_eq!(adopted["adopted"], true, "{adopted}");
+    // A dump carries no secret (docs/secrets.md): the connection's is entered again.
+    copy.batch_execute(&env.emu.connect_sql("default")).unwrap();
     env.emu.sf().until_field("Account", &sfid, "Name", "Acme (restored)");
     copy.until_value("SELECT state FROM sfsync.status", "running".to_string());
     assert_eq!(accounts_named(&env, "Acme (restored)").len(), 1, "the same record, not a new one");

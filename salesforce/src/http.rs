@@ -1,7 +1,6 @@
-//! Pure helpers around HTTP: URL checks and encoding, backoff schedule,
-//! header parsing.
+//! Pure helpers around HTTP: encoding, backoff schedule, header parsing (URL checks:
+//! [`crate::hosts`]).
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -29,52 +28,6 @@ pub(crate) fn encode_query(s: &str) -> String {
 /// `application/x-www-form-urlencoded` body.
 pub(crate) fn form_encode(pairs: &[(&str, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", encode_query(k), encode_query(v))).collect::<Vec<_>>().join("&")
-}
-
-/// Splits `scheme://authority/...` and returns (scheme lowercased, host).
-fn scheme_and_host(url: &str) -> Option<(String, String)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(stripped) = hostport.strip_prefix('[') {
-        stripped.split(']').next()?.to_string()
-    } else {
-        hostport.split(':').next().unwrap_or_default().to_string()
-    };
-    if host.is_empty() || scheme.is_empty() {
-        return None;
-    }
-    Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase()))
-}
-
-/// `localhost`, `127.0.0.0/8`, `::1`.
-pub(crate) fn is_loopback_host(host: &str) -> bool {
-    if host == "localhost" || host.ends_with(".localhost") {
-        return true;
-    }
-    host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Validates a base URL (login URL or instance URL) and returns it without a
-/// trailing slash. `https` is required, except for loopback hosts or when
-/// `allow_insecure_http` is set.
-pub(crate) fn check_base_url(url: &str, allow_insecure_http: bool, what: &str) -> Result<String, Error> {
-    let url = url.trim();
-    let (scheme, host) = scheme_and_host(url).ok_or_else(|| Error::Config(format!("{what} '{url}' is not an absolute http(s) URL")))?;
-    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Config(format!("{what} '{url}' must be a plain base URL")));
-    }
-    match scheme.as_str() {
-        "https" => {}
-        "http" if allow_insecure_http || is_loopback_host(&host) => {}
-        "http" => {
-            return Err(Error::Config(format!(
-                "{what} '{url}' uses http:// to a non-loopback host; use https:// (or set allow_insecure_http)"
-            )))
-        }
-        other => return Err(Error::Config(format!("{what} '{url}' has unsupported scheme '{other}'"))),
-    }
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Parses `Sforce-Limit-Info: api-usage=18/5000[, per-app-api-usage=...]`.
@@ -193,24 +146,6 @@ mod tests {
             "SELECT%20Id%20FROM%20Account%20WHERE%20Name%20%3D%20%27a%26b%3Dc%2Bd%27"
         );
         assert_eq!(form_encode(&[("a", "x y".into()), ("b&", "=".into())]), "a=x%20y&b%26=%3D");
-    }
-
-    #[test]
-    fn base_url_policy() {
-        assert_eq!(check_base_url("https://login.salesforce.com/", false, "login_url").unwrap(), "https://login.salesforce.com");
-        assert!(check_base_url("http://127.0.0.1:8080", false, "x").is_ok());
-        assert!(check_base_url("http://127.1.2.3:8080/", false, "x").is_ok());
-        assert!(check_base_url("http://localhost:1", false, "x").is_ok());
-        assert!(check_base_url("http://[::1]:1", false, "x").is_ok());
-        let e = check_base_url("http://example.com", false, "login_url").unwrap_err();
-        assert!(matches!(e, Error::Config(_)) && e.to_string().contains("https"));
-        assert!(check_base_url("http://example.com", true, "x").is_ok());
-        assert!(check_base_url("http://127.0.0.1.evil.com", false, "x").is_err());
-        assert!(check_base_url("http://user@evil.com", false, "x").is_err());
-        assert!(check_base_url("http://localhost@evil.com", false, "x").is_err());
-        assert!(check_base_url("ftp://x", true, "x").is_err());
-        assert!(check_base_url("login.salesforce.com", false, "x").is_err());
-        assert!(check_base_url("https://x/?a", false, "x").is_err());
     }
 
     #[test]

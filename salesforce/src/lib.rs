@@ -42,6 +42,7 @@ pub mod client;
 pub mod composite;
 mod de;
 pub mod error;
+pub mod hosts;
 mod http;
 pub use http::with_signals_blocked;
 pub mod replication;
@@ -59,5 +60,6 @@ pub use composite::{CompositeSubrequest, CompositeSubresponse};
 /// A Bulk query result row (see [`BulkQueryReader`]).
 pub use csv::StringRecord;
 pub use error::{ApiError, Error, RecordError};
+pub use hosts::HostPolicy;
 pub use replication::{DeletedRecord, DeletedResult, UpdatedResult};
 pub use types::{DescribeGlobal, FieldDescribe, PicklistValue, QueryPage, Record, SObjectDescribe, SaveResult, UpsertResult};

@@ -1,8 +1,15 @@
 //! sfsync.add_connection: store an org's credentials after proving they log in.
+//!
+//! Admin only (EXECUTE is granted to sfsync_admin, and checked again inside). The URL must
+//! be https (plain http only to a loopback host) on a Salesforce domain or a host
+//! `sfsync.allowed_login_hosts` names. Secrets given inline are stored in
+//! sfsync.connection_secrets (owner only, not part of a pg_dump); secrets given as files
+//! (`*_file`) are read by the server whenever it logs in, and only their paths are stored.
+//! The statement's text is kept out of the server log (`log_filter`). See docs/secrets.md.
 
 use crate::error::{OrRaise, Result, SyncError};
-use crate::spi_util;
-use crate::sync::clients::{self, ConnectionSpec};
+use crate::sync::clients::{self, ConnectionSpec, SecretFiles};
+use crate::{log_filter, privilege, spi_util};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -23,96 +30,117 @@ fn add_connection(
     private_key: default!(Option<&str>, "NULL"),
     auth_flow: default!(&str, "'client_credentials'"),
     refresh_token: default!(Option<&str>, "NULL"),
+    client_secret_file: default!(Option<&str>, "NULL"),
+    password_file: default!(Option<&str>, "NULL"),
+    private_key_file: default!(Option<&str>, "NULL"),
+    refresh_token_file: default!(Option<&str>, "NULL"),
 ) -> JsonB {
-    JsonB(add(name, login_url, client_id, client_secret, username, password, private_key, auth_flow, refresh_token).or_raise())
+    log_filter::statement_carries_secret();
+    let inline = Inline { client_secret, password, private_key, refresh_token };
+    let files = SecretFiles {
+        client_secret: client_secret_file.map(String::from),
+        password: password_file.map(String::from),
+        private_key: private_key_file.map(String::from),
+        refresh_token: refresh_token_file.map(String::from),
+    };
+    JsonB(add(name, login_url, client_id, username, auth_flow, inline, files).or_raise())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The secrets given in the statement itself.
+struct Inline<'a> {
+    client_secret: Option<&'a str>,
+    password: Option<&'a str>,
+    private_key: Option<&'a str>,
+    refresh_token: Option<&'a str>,
+}
+
 fn add(
     name: &str,
     login_url: &str,
     client_id: &str,
-    client_secret: Option<&str>,
     username: Option<&str>,
-    password: Option<&str>,
-    private_key: Option<&str>,
     auth_flow: &str,
-    refresh_token: Option<&str>,
+    inline: Inline,
+    files: SecretFiles,
 ) -> Result<serde_json::Value> {
+    privilege::require_admin("sfsync.add_connection")?;
     if name.trim().is_empty() {
         return Err(SyncError::Invalid("name: a connection needs a non-empty name".into()));
-    }
-    if !(login_url.starts_with("https://") || login_url.starts_with("http://")) {
-        return Err(SyncError::Invalid(format!("login_url: \"{login_url}\" is not an http(s) URL (e.g. https://login.salesforce.com)")));
     }
     if client_id.trim().is_empty() {
         return Err(SyncError::Invalid("client_id: the connected app's consumer key is required".into()));
     }
-    let need = |v: Option<&str>, what: &str| -> Result<()> {
+    for (what, value, file) in [
+        ("client_secret", inline.client_secret, &files.client_secret),
+        ("password", inline.password, &files.password),
+        ("private_key", inline.private_key, &files.private_key),
+        ("refresh_token", inline.refresh_token, &files.refresh_token),
+    ] {
+        if value.is_some() && file.is_some() {
+            return Err(SyncError::Invalid(format!("give {what} or {what}_file, not both")));
+        }
+        if let Some(path) = file {
+            if !std::path::Path::new(path).is_absolute() {
+                return Err(SyncError::Invalid(format!("{what}_file: \"{path}\" is not an absolute path")));
+            }
+        }
+    }
+    if !files.is_empty() && !privilege::reads_server_files(privilege::current_user()) {
+        return Err(SyncError::Denied(format!(
+            "permission denied to read secret files: role \"{}\" needs to be a superuser or a member of pg_read_server_files, as COPY FROM a file does",
+            privilege::role_name(privilege::current_user())
+        )));
+    }
+    let need = |inline: Option<&str>, file: &Option<String>, what: &str| -> Result<()> {
+        match (inline, file) {
+            (Some(s), _) if !s.is_empty() => Ok(()),
+            (_, Some(_)) => Ok(()),
+            _ => Err(SyncError::Invalid(format!("auth_flow '{auth_flow}' needs {what} (or {what}_file)"))),
+        }
+    };
+    let present = |v: Option<&str>, what: &str| -> Result<()> {
         match v {
             Some(s) if !s.is_empty() => Ok(()),
             _ => Err(SyncError::Invalid(format!("auth_flow '{auth_flow}' needs {what}"))),
         }
     };
     match auth_flow {
-        "client_credentials" => need(client_secret, "client_secret")?,
+        "client_credentials" => need(inline.client_secret, &files.client_secret, "client_secret")?,
         "password" => {
-            need(username, "username")?;
-            need(password, "password")?;
+            present(username, "username")?;
+            need(inline.password, &files.password, "password")?;
         }
         "jwt" => {
-            need(username, "username")?;
-            need(private_key, "private_key (PEM)")?;
+            present(username, "username")?;
+            need(inline.private_key, &files.private_key, "private_key (PEM)")?;
         }
-        "refresh_token" => need(refresh_token, "refresh_token")?,
+        "refresh_token" => need(inline.refresh_token, &files.refresh_token, "refresh_token")?,
         other => {
             return Err(SyncError::Invalid(format!(
                 "auth_flow: unknown flow \"{other}\"; use one of jwt, client_credentials, refresh_token, password"
             )))
         }
     }
-    let spec = ConnectionSpec {
+    let mut spec = ConnectionSpec {
         login_url: login_url.to_string(),
         client_id: client_id.to_string(),
         auth_flow: auth_flow.to_string(),
         username: username.map(String::from),
-        client_secret: client_secret.map(String::from),
-        password: password.map(String::from),
-        private_key: private_key.map(String::from),
-        refresh_token: refresh_token.map(String::from),
+        client_secret: inline.client_secret.map(String::from),
+        password: inline.password.map(String::from),
+        private_key: inline.private_key.map(String::from),
+        refresh_token: inline.refresh_token.map(String::from),
+        secret_files: Some(files.clone()),
         ..Default::default()
     };
-    let client = Client::login(spec.credentials()?, clients::options())?;
-    let args: Vec<DatumWithOid> = vec![
-        name.into(),
-        login_url.trim_end_matches('/').into(),
-        client_id.into(),
-        auth_flow.into(),
-        username.into(),
-        client.instance_url().into(),
-        client.org_id().into(),
-        client.user_id().into(),
-    ];
-    spi_util::exec(
-        "INSERT INTO sfsync.connections (name, login_url, client_id, auth_flow, username, instance_url, org_id, user_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (name) DO UPDATE SET login_url = EXCLUDED.login_url, client_id = EXCLUDED.client_id,
-             auth_flow = EXCLUDED.auth_flow, username = EXCLUDED.username, instance_url = EXCLUDED.instance_url,
-             org_id = EXCLUDED.org_id, user_id = EXCLUDED.user_id, updated_at = clock_timestamp()",
-        &args,
-    )?;
-    let args: Vec<DatumWithOid> = vec![name.into(), client_secret.into(), password.into(), private_key.into(), refresh_token.into()];
-    spi_util::exec(
-        "INSERT INTO sfsync.connection_secrets (connection, client_secret, password, private_key, refresh_token)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (connection) DO UPDATE SET client_secret = EXCLUDED.client_secret, password = EXCLUDED.password,
-             private_key = EXCLUDED.private_key, refresh_token = EXCLUDED.refresh_token",
-        &args,
-    )?;
-    spi_util::exec(
-        "INSERT INTO sfsync.connection_state (connection) VALUES ($1) ON CONFLICT (connection) DO UPDATE SET last_error = NULL",
-        &[name.into()],
-    )?;
+    spec.resolve_secrets(name)?;
+    // A refused URL or a missing part is the caller's argument, not Salesforce's answer.
+    let client = Client::login(spec.credentials()?, clients::options()?).map_err(|e| match e {
+        salesforce::Error::Config(m) => SyncError::Invalid(m),
+        e => SyncError::Salesforce(e),
+    })?;
+    let stored_url = client.login_url().to_string();
+    privilege::as_extension_owner(|| store(name, &stored_url, client_id, auth_flow, username, &client, &inline, &files))?;
     clients::forget(name);
     Ok(json!({
         "name": name,
@@ -121,5 +149,54 @@ fn add(
         "org_id": client.org_id(),
         "user_id": client.user_id(),
         "auth_flow": auth_flow,
+        "secret_files": files.to_json(),
     }))
+}
+
+/// The catalog rows of the connection (as the extension's owner).
+#[allow(clippy::too_many_arguments)]
+fn store(
+    name: &str,
+    login_url: &str,
+    client_id: &str,
+    auth_flow: &str,
+    username: Option<&str>,
+    client: &Client,
+    inline: &Inline,
+    files: &SecretFiles,
+) -> Result<()> {
+    let args: Vec<DatumWithOid> = vec![
+        name.into(),
+        login_url.into(),
+        client_id.into(),
+        auth_flow.into(),
+        username.into(),
+        client.instance_url().into(),
+        client.org_id().into(),
+        client.user_id().into(),
+        spi_util::jsonb(files.to_json()),
+    ];
+    spi_util::exec(
+        "INSERT INTO sfsync.connections (name, login_url, client_id, auth_flow, username, instance_url, org_id, user_id, secret_files)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (name) DO UPDATE SET login_url = EXCLUDED.login_url, client_id = EXCLUDED.client_id,
+             auth_flow = EXCLUDED.auth_flow, username = EXCLUDED.username, instance_url = EXCLUDED.instance_url,
+             org_id = EXCLUDED.org_id, user_id = EXCLUDED.user_id, secret_files = EXCLUDED.secret_files,
+             updated_at = clock_timestamp()",
+        &args,
+    )?;
+    let args: Vec<DatumWithOid> =
+        vec![name.into(), inline.client_secret.into(), inline.password.into(), inline.private_key.into(), inline.refresh_token.into()];
+    // No row when every secret is a file, so no stale inline secret outlives a switch to files.
+    spi_util::exec("DELETE FROM sfsync.connection_secrets WHERE connection = $1", &[name.into()])?;
+    spi_util::exec(
+        "INSERT INTO sfsync.connection_secrets (connection, client_secret, password, private_key, refresh_token)
+         SELECT $1, $2, $3, $4, $5 WHERE num_nonnulls($2, $3, $4, $5) > 0",
+        &args,
+    )?;
+    spi_util::exec(
+        "INSERT INTO sfsync.connection_state (connection) VALUES ($1) ON CONFLICT (connection) DO UPDATE SET last_error = NULL",
+        &[name.into()],
+    )?;
+    Ok(())
 }

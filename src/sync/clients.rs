@@ -7,8 +7,8 @@ use crate::error::{Result, SyncError};
 use crate::plan::retry::Backoff;
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
-use salesforce::{AuthFlow, Client, ClientOptions, Credentials, Secret};
-use serde::Deserialize;
+use salesforce::{AuthFlow, Client, ClientOptions, Credentials, HostPolicy, Secret};
+use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -45,12 +45,91 @@ pub struct ConnectionSpec {
     pub password: Option<String>,
     pub private_key: Option<String>,
     pub refresh_token: Option<String>,
-    /// Changes whenever the stored connection does (its updated_at).
+    /// Secrets the server reads from files whenever it logs in (their paths).
+    #[serde(default)]
+    pub secret_files: Option<SecretFiles>,
+    /// Changes whenever the stored connection does (its updated_at), or a secret file.
     #[serde(default)]
     pub stamp: String,
 }
 
+/// Paths of files holding a connection's secrets, read by the server at each login.
+#[derive(Deserialize, Serialize, Default, Clone, Debug)]
+pub struct SecretFiles {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl SecretFiles {
+    pub fn is_empty(&self) -> bool {
+        self.client_secret.is_none() && self.password.is_none() && self.private_key.is_none() && self.refresh_token.is_none()
+    }
+
+    /// `{"client_secret": "/path", ...}`, or null when there are none.
+    pub fn to_json(&self) -> serde_json::Value {
+        if self.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
 impl ConnectionSpec {
+    /// Reads the secrets kept in files, then checks that the flow has the secret it needs:
+    /// when it has not (the connection came from a dump, which carries no secrets), the
+    /// error says how to enter it again. Messages name paths, never contents.
+    pub fn resolve_secrets(&mut self, name: &str) -> Result<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        if let Some(files) = self.secret_files.clone() {
+            for (what, path, slot) in [
+                ("client_secret", &files.client_secret, &mut self.client_secret),
+                ("password", &files.password, &mut self.password),
+                ("private_key", &files.private_key, &mut self.private_key),
+                ("refresh_token", &files.refresh_token, &mut self.refresh_token),
+            ] {
+                let Some(path) = path else { continue };
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SyncError::Credentials(format!(
+                        "connection \"{name}\": cannot read {what}_file \"{path}\": {e} (the server reads it as the operating system user running PostgreSQL)"
+                    ))
+                })?;
+                let text = text.trim().to_string();
+                if text.is_empty() {
+                    return Err(SyncError::Credentials(format!("connection \"{name}\": {what}_file \"{path}\" is empty")));
+                }
+                text.hash(&mut hasher);
+                *slot = Some(text);
+            }
+        }
+        let has = |v: &Option<String>| v.as_ref().is_some_and(|s| !s.is_empty());
+        let (what, present) = match self.auth_flow.as_str() {
+            "client_credentials" => ("client_secret", has(&self.client_secret)),
+            "password" => ("password", has(&self.password)),
+            "jwt" => ("private_key", has(&self.private_key)),
+            "refresh_token" => ("refresh_token", has(&self.refresh_token)),
+            _ => ("secret", true),
+        };
+        if !present {
+            return Err(SyncError::Credentials(format!(
+                "connection \"{name}\" has no {what} stored in this database (a pg_dump does not carry secrets); enter it again with \
+                 SELECT sfsync.add_connection('{name}', '{}', '{}', auth_flow => '{}', {what} => ...) or {what}_file => '/path' (see docs/secrets.md)",
+                self.login_url, self.client_id, self.auth_flow
+            )));
+        }
+        if self.secret_files.as_ref().is_some_and(|f| !f.is_empty()) {
+            self.stamp = format!("{} {:x}", self.stamp, hasher.finish());
+        }
+        Ok(())
+    }
+
     pub fn credentials(&self) -> Result<Credentials> {
         let flow: AuthFlow = self.auth_flow.parse().map_err(|e: salesforce::Error| SyncError::Invalid(format!("auth_flow: {e}")))?;
         let secret = |v: &Option<String>| v.clone().map(Secret::new);
@@ -67,17 +146,24 @@ impl ConnectionSpec {
     }
 }
 
-pub fn options() -> ClientOptions {
+/// How the worker and the SQL functions call Salesforce; the hosts allowed are Salesforce's
+/// and `sfsync.allowed_login_hosts`.
+pub fn options() -> Result<ClientOptions> {
     let timeout = guc::ms(&guc::HTTP_TIMEOUT_MS);
-    ClientOptions {
+    let hosts = HostPolicy::salesforce_and(
+        &guc::allowed_login_hosts(),
+        "a superuser can allow it with sfsync.allowed_login_hosts (postgresql.conf or ALTER SYSTEM, then reload)",
+    )?;
+    Ok(ClientOptions {
         connect_timeout: timeout.min(Duration::from_secs(5)),
         request_timeout: timeout,
         // Keep retries inside the call short: the outbox retries with its own backoff.
         max_retries: 2,
         max_retry_time: timeout,
         api_share: Some(guc::API_BUDGET.get()),
+        hosts: Some(hosts),
         ..ClientOptions::default()
-    }
+    })
 }
 
 /// The stored connection `name` (inside a transaction).
@@ -86,13 +172,16 @@ pub fn load(name: &str) -> Result<ConnectionSpec> {
     let v = spi_util::json(
         "SELECT jsonb_build_object('login_url', c.login_url, 'client_id', c.client_id, 'auth_flow', c.auth_flow,
                 'username', c.username, 'client_secret', s.client_secret, 'password', s.password,
-                'private_key', s.private_key, 'refresh_token', s.refresh_token, 'stamp', c.updated_at::text)
+                'private_key', s.private_key, 'refresh_token', s.refresh_token, 'stamp', c.updated_at::text,
+                'secret_files', c.secret_files)
          FROM sfsync.connections c LEFT JOIN sfsync.connection_secrets s ON s.connection = c.name
          WHERE c.name = $1",
         &args,
     )?
     .ok_or_else(|| SyncError::NotFound(format!("connection \"{name}\" does not exist (see sfsync.add_connection)")))?;
-    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding connection \"{name}\": {e}")))
+    let mut spec: ConnectionSpec = serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding connection \"{name}\": {e}")))?;
+    spec.resolve_secrets(name)?;
+    Ok(spec)
 }
 
 /// A logged-in client for connection `name`. Reads the stored credentials in a short
@@ -103,7 +192,7 @@ pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
         return Ok(c);
     }
     let creds = stored.credentials()?;
-    let client = Rc::new(Client::login(creds, options())?);
+    let client = Rc::new(Client::login(creds, options()?)?);
     CACHE.with(|c| c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 }));
     Ok(client)
 }
@@ -183,7 +272,7 @@ pub fn connection_wide(e: &SyncError) -> bool {
             | salesforce::Error::Decode(_)
             | salesforce::Error::Config(_) => true,
         },
-        SyncError::Unreachable(_) => true,
+        SyncError::Unreachable(_) | SyncError::Credentials(_) => true,
         SyncError::Invalid(_) | SyncError::NotFound(_) | SyncError::Denied(_) | SyncError::Spi(_) | SyncError::External(_) => false,
     }
 }

@@ -209,7 +209,7 @@ impl Stream {
                 let mut out = HashMap::new();
                 for (conn, objects) in &wanted {
                     let creds = clients::load(conn)?.credentials()?;
-                    out.insert(conn.clone(), (creds, clients::options(), objects.clone()));
+                    out.insert(conn.clone(), (creds, clients::options()?, objects.clone()));
                 }
                 Ok(out)
             });

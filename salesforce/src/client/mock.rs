@@ -28,8 +28,14 @@ pub struct Server {
 
 /// `handler(request, index of non-token requests so far)`.
 pub fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + 'static) -> Server {
+    start_naming(None, handler)
+}
+
+/// `start`, its token responses naming `instance_url` (default: the server itself).
+pub fn start_naming(instance_url: Option<&str>, handler: impl Fn(&Seen, usize) -> Reply + Send + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let instance = instance_url.map_or_else(|| url.clone(), String::from);
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let seen2 = seen.clone();
     let base = url.clone();
@@ -73,7 +79,7 @@ pub fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + 'static) -> Server
                     200,
                     "",
                     format!(
-                        r#"{{"access_token":"tok{token_n}","instance_url":"{base}","id":"{base}/id/00D000000000001AAA/005000000000001AAA","token_type":"Bearer"}}"#
+                        r#"{{"access_token":"tok{token_n}","instance_url":"{instance}","id":"{base}/id/00D000000000001AAA/005000000000001AAA","token_type":"Bearer"}}"#
                     ),
                 )
             } else if req.path == "/services/data/" {

@@ -34,7 +34,8 @@ use serde::Deserialize;
 use crate::auth::{ids_from_identity_url, Credentials, Secret, TokenResponse};
 use crate::budget::Pacer;
 use crate::error::Error;
-use crate::http::{check_base_url, form_encode, normalize_version, version_key};
+use crate::hosts::{check_base_url, HostPolicy};
+use crate::http::{form_encode, normalize_version, version_key};
 use crate::soql::is_valid_identifier;
 use crate::types::SObjectDescribe;
 
@@ -54,6 +55,8 @@ pub struct ClientOptions {
     pub api_version: Option<String>,
     /// Allow `http://` to non-loopback hosts (default false; loopback is always allowed).
     pub allow_insecure_http: bool,
+    /// The hosts the login URL and the instance URL a login returns may name (`None`: any).
+    pub hosts: Option<HostPolicy>,
     /// Transient-failure retries per call (default 3).
     pub max_retries: u32,
     /// Upper bound on the time spent retrying one call (default 30 s).
@@ -71,6 +74,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             api_version: None,
             allow_insecure_http: false,
+            hosts: None,
             max_retries: 3,
             max_retry_time: Duration::from_secs(30),
             api_share: None,
@@ -120,7 +124,7 @@ impl Client {
     /// Logs in (OAuth token request) and negotiates the API version.
     pub fn login(creds: Credentials, opts: ClientOptions) -> Result<Client, Error> {
         creds.validate()?;
-        let login_url = check_base_url(&creds.login_url, opts.allow_insecure_http, "login_url")?;
+        let login_url = check_base_url(&creds.login_url, opts.allow_insecure_http, opts.hosts.as_ref(), "login_url")?;
         let fixed_version = opts.api_version.as_deref().map(normalize_version).transpose()?;
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -166,6 +170,11 @@ impl Client {
         &self.opts
     }
 
+    /// The login URL as checked and normalized (no trailing slash).
+    pub fn login_url(&self) -> &str {
+        &self.login_url
+    }
+
     pub fn instance_url(&self) -> String {
         lock(&self.session).instance_url.clone()
     }
@@ -206,7 +215,7 @@ impl Client {
         if tok.access_token.is_empty() {
             return Err(Error::Decode("token response has an empty access_token".into()));
         }
-        let instance_url = check_base_url(&tok.instance_url, self.opts.allow_insecure_http, "instance_url")?;
+        let instance_url = check_base_url(&tok.instance_url, self.opts.allow_insecure_http, self.opts.hosts.as_ref(), "instance_url")?;
         let (org_id, user_id) = tok.id.as_deref().map(ids_from_identity_url).unwrap_or((None, None));
         Ok(Session { token: Secret::new(tok.access_token), instance_url, org_id, user_id })
     }
@@ -323,6 +332,19 @@ mod tests {
         assert_eq!(st.calls, 2, "version list + query (token call not counted)");
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("tok1") && !dbg.contains("shh"), "{dbg}");
+    }
+
+    #[test]
+    fn an_instance_url_outside_the_allowed_hosts_is_never_called() {
+        let srv = mock::start_naming(Some("https://evil.example"), |_, _| mock::Reply::Json(200, "", "{}".into()));
+        let hosts = HostPolicy::salesforce_and("127.0.0.0/8", "set the allowed hosts").unwrap();
+        let mut c = Credentials::new(crate::AuthFlow::ClientCredentials, srv.url.as_str(), "cid");
+        c.client_secret = Some("shh".into());
+        let e = Client::login(c, ClientOptions { hosts: Some(hosts), max_retries: 0, ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("instance_url host \"evil.example\" is not a Salesforce domain"), "{e}");
+        assert!(e.to_string().contains("set the allowed hosts"), "{e}");
+        let paths: Vec<String> = srv.seen.lock().unwrap().iter().map(|s| s.path.clone()).collect();
+        assert_eq!(paths, ["/services/oauth2/token"], "only the login was made");
     }
 
     #[test]
