@@ -13,6 +13,7 @@
 //! prepared statement's EXECUTE logged before it runs) is in docs/secrets.md.
 
 use pgrx::pg_sys;
+use pgrx::prelude::pg_guard;
 use std::cell::Cell;
 use std::ffi::CStr;
 
@@ -63,6 +64,7 @@ fn quotes_statement(message: &[u8]) -> bool {
 const HIDDEN: &CStr = c"statement text hidden by sfsync: it calls a function whose arguments may be secrets (see docs/secrets.md)";
 
 /// Runs for every message about to be logged; never raises (an error here would recurse).
+#[pg_guard]
 unsafe extern "C-unwind" fn hook(edata: *mut pg_sys::ErrorData) {
     if let Some(e) = unsafe { edata.as_mut() } {
         let query = unsafe { pg_sys::debug_query_string };

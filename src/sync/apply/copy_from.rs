@@ -20,6 +20,7 @@ thread_local! {
 }
 
 /// COPY's data source: the next piece of the buffer, 0 at its end.
+#[pgrx::pg_guard]
 unsafe extern "C-unwind" fn read(out: *mut c_void, _min: c_int, max: c_int) -> c_int {
     SOURCE.with(|s| {
         let (start, len, done) = s.get();
