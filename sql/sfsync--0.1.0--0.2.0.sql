@@ -141,12 +141,12 @@ CREATE FUNCTION sfsync."external_key"(
 	"tbl" regclass, /* PgRelation */
 	"key" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'external_key_wrapper';
 
 CREATE FUNCTION sfsync."paused_copy"() RETURNS TEXT /* Option < String > */
-STRICT STABLE PARALLEL SAFE
+STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'paused_copy_wrapper';
 

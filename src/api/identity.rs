@@ -90,7 +90,7 @@ pub(crate) fn new_namespace(qualified: &str) -> Result<String> {
 
 /// NULL, or why this database does not sync: it is a copy of another one (see adopt).
 /// For sfsync.status.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn paused_copy() -> Option<String> {
     match identity::standing().or_raise() {
         Standing::Copy(origin) => Some(identity::copy_message(&origin)),
@@ -101,7 +101,7 @@ fn paused_copy() -> Option<String> {
 /// The external ID value that marks the row with `key` of synced table `tbl` in Salesforce
 /// (`<namespace>:<key>`): to find its record, or to create one in Salesforce that the pull
 /// files under that key.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn external_key(tbl: PgRelation, key: &str) -> String {
     let oid = tbl.oid().to_u32();
     let m = sync::load_mappings(Some(oid)).or_raise().into_iter().next();
