@@ -31,7 +31,7 @@ export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
 export SF_EMULATOR_BIN
 
-.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
+.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg17 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
@@ -102,9 +102,9 @@ test-e2e:
 
 # The other supported majors (README): the #[pg_test]s on each, the end-to-end suite on the
 # newest as well (15, the oldest, ran above). Each major builds into the same target/.
-test-matrix: test-pg16 test-pg18 test-e2e-pg18
+test-matrix: test-pg16 test-pg17 test-pg18 test-e2e-pg18
 
-test-pg16 test-pg18: test-pg%:
+test-pg16 test-pg17 test-pg18: test-pg%:
 	@echo "==> cargo pgrx test pg$*"
 	@if [ -n "$(IS_ROOT)" ]; then \
 	    mkdir -p $(PGRX_TEST_PGDATA)-$* && chown postgres: $(PGRX_TEST_PGDATA)-$*; \

