@@ -112,7 +112,7 @@ fn add(
         }
         "jwt" => {
             present(username, "username")?;
-            need(inline.private_key, &files.private_key, "private_key (PEM)")?;
+            need(inline.private_key, &files.private_key, "private_key")?;
         }
         "refresh_token" => need(inline.refresh_token, &files.refresh_token, "refresh_token")?,
         other => {

@@ -33,7 +33,7 @@ fn run(oid: Option<u32>, scope: Option<Vec<i32>>) -> Result<Value> {
     // One push pass over everything, or one per table in scope.
     let whole = oid.is_none() && scope.is_none();
     if let (Some(oid), true) = (oid, mappings.is_empty()) {
-        return Err(SyncError::NotFound(format!("table with oid {oid} is not synced")));
+        return Err(SyncError::NotFound(format!("table {} is not synced", crate::privilege::table_name(oid.into()))));
     }
     let mut out = serde_json::Map::new();
     // Pull before push, as the worker does: conflicts are resolved before the push sends.
