@@ -312,6 +312,52 @@ fn a_pulled_delete_blocked_by_a_foreign_key_is_reported_once() {
     assert_eq!(state, "running");
 }
 
+/// A removal that failed locally (a foreign key) is tried again by `sfsync.retry()`, not
+/// read again by Id: a record that left the filter read by Id looks live, and its row would
+/// stay with the error gone.
+#[test]
+fn a_blocked_removal_is_tried_again_by_retry() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text);
+         CREATE TABLE notes (id serial PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts (id), body text);
+         SELECT sfsync.sync_table('accounts', 'Account', filter => 'Industry = ''Technology''');",
+    )
+    .unwrap();
+    env.worker_pid();
+    let sf = env.emu.sf();
+    let left = sf.create("Account", json!({"Name": "Initech", "Industry": "Technology"}));
+    let deleted = sf.create("Account", json!({"Name": "Hooli", "Industry": "Technology"}));
+    db.until_count("SELECT count(*) FROM accounts", 2);
+    db.batch_execute("INSERT INTO notes (account_id, body) SELECT id, 'hello' FROM accounts").unwrap();
+    sf.update("Account", &left, json!({"Industry": "Banking"}));
+    sf.delete("Account", &deleted);
+    let ops = |db: &mut postgres::Client| -> Vec<(String, String)> {
+        db.query("SELECT sfid, operation FROM sfsync.errors ORDER BY operation", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    until("both removals reported", WAIT, || (ops(&mut db).len() == 2).then_some(()));
+    assert_eq!(ops(&mut db), vec![(deleted.clone(), "delete".to_string()), (left.clone(), "left filter".to_string())]);
+
+    // Retried while still blocked: reported again, the rows stay, nothing is lost.
+    let attempts = |db: &mut postgres::Client| -> i64 { scalar(db, "SELECT sum(attempts)::bigint FROM sfsync.errors") };
+    let before = attempts(&mut db);
+    db.batch_execute("SELECT sfsync.retry('accounts')").unwrap();
+    until("the removals tried again", WAIT, || (attempts(&mut db) >= before + 2).then_some(()));
+    assert_eq!(ops(&mut db).len(), 2, "still reported");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM accounts"), 2);
+
+    // The cause fixed, retry removes both rows and clears their errors.
+    db.batch_execute("DELETE FROM notes; SELECT sfsync.retry('accounts')").unwrap();
+    db.until_count("SELECT count(*) FROM accounts", 0);
+    until("the errors cleared", WAIT, || ops(&mut db).is_empty().then_some(()));
+    assert_eq!(sf.get("Account", &left).expect("still in Salesforce")["Industry"], "Banking");
+}
+
 #[test]
 fn records_leaving_the_filter_leave_postgres_and_a_new_filter_is_applied() {
     let env = common::start();

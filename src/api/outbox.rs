@@ -83,7 +83,7 @@ pub(crate) fn retry_entries(oid: Option<u32>, key: Option<&str>, scope_ids: Opti
              FROM (SELECT DISTINCT mapping_id, pk FROM moved) r
              WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk
          ), pulls AS (
-             -- Records whose apply failed: read again by the worker's next pass.
+             -- Records whose apply or removal failed: tried again by the worker's next pass.
              UPDATE sfsync.record_errors e SET next_retry_at = now()
              WHERE e.direction = 'pull' AND ($1::int IS NULL OR e.mapping_id = $1) AND ($2::text IS NULL OR e.pk = $2)
                AND ($3::int[] IS NULL OR e.mapping_id = ANY ($3))
