@@ -32,6 +32,10 @@ pub enum SyncError {
     /// dump) or its secret file cannot be read. Says how to enter it again.
     #[error("{0}")]
     Credentials(String),
+    /// The installed library is newer than this database's catalog (before `ALTER EXTENSION
+    /// sfsync UPDATE`): says so and what to run.
+    #[error("{0}")]
+    Outdated(String),
 }
 
 impl From<pgrx::spi::Error> for SyncError {
@@ -58,6 +62,7 @@ impl SyncError {
             SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             SyncError::Credentials(_) => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
+            SyncError::Outdated(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 

@@ -198,6 +198,22 @@ pub(crate) mod tests {
         Spi::run("SELECT sfsync.sync_table('t2', 'Account', connection => 'nope')").unwrap();
     }
 
+    /// A newer library on the old catalog (before ALTER EXTENSION UPDATE) says so and what to
+    /// run, to write-through and the SQL functions alike, instead of failing on a column.
+    #[pg_test]
+    fn an_outdated_catalog_is_named() {
+        fixture();
+        Spi::run("UPDATE pg_catalog.pg_extension SET extversion = '0.0.9' WHERE extname = 'sfsync'").unwrap();
+        let e = crate::sync::load_mappings(None).unwrap_err().to_string();
+        let lib = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            e,
+            format!(
+                "sfsync: the extension in this database is version 0.0.9 but the installed library is {lib}; run ALTER EXTENSION sfsync UPDATE"
+            )
+        );
+    }
+
     #[pg_test(error = "auth_flow: unknown flow \"magic\"; use one of jwt, client_credentials, refresh_token, password")]
     fn unknown_auth_flow_is_named() {
         Spi::run("SELECT sfsync.add_connection('x', 'https://login.salesforce.com', 'id', 'secret', auth_flow => 'magic')").unwrap();

@@ -273,7 +273,12 @@ pub fn connection_wide(e: &SyncError) -> bool {
             | salesforce::Error::Config(_) => true,
         },
         SyncError::Unreachable(_) | SyncError::Credentials(_) => true,
-        SyncError::Invalid(_) | SyncError::NotFound(_) | SyncError::Denied(_) | SyncError::Spi(_) | SyncError::External(_) => false,
+        SyncError::Invalid(_)
+        | SyncError::NotFound(_)
+        | SyncError::Denied(_)
+        | SyncError::Spi(_)
+        | SyncError::External(_)
+        | SyncError::Outdated(_) => false,
     }
 }
 

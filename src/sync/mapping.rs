@@ -8,6 +8,7 @@ use crate::plan::options::Options;
 use crate::plan::relations::ParentRef;
 use crate::spi_util;
 use pgrx::datum::DatumWithOid;
+use pgrx::Spi;
 use serde::Deserialize;
 
 /// A row of sfsync.mappings with its table's qualified name.
@@ -97,6 +98,7 @@ impl Mapping {
 
 /// Mappings of this database, optionally only the one of table `oid`.
 pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
+    require_current_catalog()?;
     let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
     let v = spi_util::json(
         "SELECT COALESCE(jsonb_agg(jsonb_build_object(
@@ -126,6 +128,22 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
     )?
     .unwrap_or_default();
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding sfsync.mappings: {e}")))
+}
+
+/// The library works only on the catalog it was built for. Between installing a newer
+/// library and `ALTER EXTENSION sfsync UPDATE`, whoever needs the mappings (write-through,
+/// run_once, the SQL functions) gets this error instead of a statement failing on a column
+/// the old catalog lacks; the worker waits (db_worker's `Pass::Outdated`).
+pub fn require_current_catalog() -> Result<()> {
+    let installed = Spi::get_one::<String>("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sfsync'")?.unwrap_or_default();
+    let library = env!("CARGO_PKG_VERSION");
+    if installed == library {
+        return Ok(());
+    }
+    Err(SyncError::Outdated(format!(
+        "sfsync: the extension in this database is version {installed} but the installed library is {library}; \
+         run ALTER EXTENSION sfsync UPDATE"
+    )))
 }
 
 /// Stores a mapping-level error for sfsync.status (cleared by the next good pull).
