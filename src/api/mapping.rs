@@ -108,6 +108,20 @@ fn table_info(oid: u32) -> Result<TableInfo> {
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
 }
 
+/// Why a relation of kind `relkind` cannot be synced; None for a plain table.
+fn refusal(relkind: &str) -> Option<&'static str> {
+    Some(match relkind {
+        "r" => return None,
+        // PostgreSQL allows a unique index on a partitioned table only over its partition key,
+        // and the pull links records through a unique sfid.
+        "p" => "is a partitioned table; sfsync needs a unique sfid column, which a partitioned table cannot have unless it is partitioned by sfid: sync each partition, or a plain table",
+        "v" => "is a view; sfsync syncs tables only (a view has no primary key nor rows of its own to capture)",
+        "m" => "is a materialized view; sfsync syncs tables only (its rows are rewritten by REFRESH, not changed row by row)",
+        "f" => "is a foreign table; sfsync syncs local tables only (its rows live on another server, where sfsync cannot capture their changes)",
+        _ => "is not a table; only tables can be synced",
+    })
+}
+
 /// Syncs table `oid`; the caller's right to was checked, and this runs as the extension's owner.
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     o.options.check().map_err(SyncError::Invalid)?;
@@ -127,8 +141,8 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     // A copy of another database must not start writing into the original's records.
     crate::sync::identity::require_original()?;
     let t = table_info(oid)?;
-    if t.kind != "r" && t.kind != "p" {
-        return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
+    if let Some(why) = refusal(&t.kind) {
+        return Err(SyncError::Invalid(format!("{} {why}", t.qualified)));
     }
     if t.persistence == "t" {
         // The worker runs in its own session: it can never see this session's temporary table.
