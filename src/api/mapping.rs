@@ -217,17 +217,20 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         let q = format!("SELECT Id FROM {} WHERE ({f}) LIMIT 1", describe.name);
         client.query(&q).map_err(|e| SyncError::Invalid(format!("filter: Salesforce rejected it: {e}")))?;
     }
+    // The one line a user must act on (a column they meant to sync is left out); the rest of
+    // what sync_table has to say is in its return value, and at DEBUG1.
     if !unmatched.is_empty() {
         notice!("sfsync: columns of {} not synced (no matching field on {}): {}", t.qualified, describe.name, unmatched.join(", "));
     }
+    let mut notes = Vec::new();
     if opts.direction.pulls() && t.pk_has_default != Some(true) {
-        notice!(
-            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
+        notes.push(format!(
+            "{}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
             t.qualified,
             pk,
             ext.name,
             t.qualified.replace('\'', "''")
-        );
+        ));
     }
 
     // Postgres side.
@@ -280,7 +283,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             "UPDATE sfsync.sync_state SET hwm_modstamp = NULL, hwm_id = NULL, filter_hwm = NULL WHERE mapping_id = $1",
             &[mapping_id.into()],
         )?;
-        notice!("sfsync: the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified);
+        notes.push(format!("the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified));
         Spi::run("SELECT sfsync.wake_at_commit()")?;
     }
 
@@ -303,7 +306,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
     let backfill = if created && opts.direction.pulls() { backfill::schedule(mapping_id)? } else { Value::Null };
     if !crate::registry::available() {
+        // Nothing moves until the user acts: this one is a NOTICE.
         notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");
+    }
+    for n in &notes {
+        debug1!("sfsync: {n}");
     }
     Ok(json!({
         "table": t.qualified,
@@ -316,6 +323,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "queued_for_push": queued,
         "backfill": backfill,
         "repull": refilter,
+        "notes": notes,
     }))
 }
 
