@@ -1,9 +1,10 @@
-//! End to end: what sfsync tells the user is true. sync_table is quiet when all is well.
+//! End to end: what sfsync tells the user is true. sync_table is quiet when all is well; the
+//! errors of a record deleted in Salesforce go away.
 
 mod common;
 
 use common::Env;
-use sfsync_e2e::{json, postgres, Value};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, SfRest, Value, WAIT};
 use std::sync::{Arc, Mutex};
 
 fn start() -> Env {
@@ -53,4 +54,74 @@ fn sync_table_is_quiet_on_success_and_names_left_out_columns_in_one_line() {
         *notices.lock().unwrap(),
         vec!["sfsync: columns of public.extra not synced (no matching field on Account): colour, shade".to_string()]
     );
+}
+
+#[test]
+fn errors_of_a_record_deleted_in_salesforce_are_cleared() {
+    let env = start();
+    env.worker_pid();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\": \"Name\"}');
+         INSERT INTO accounts (name) VALUES ('Soft'), ('Hard'), ('Kept');",
+    )
+    .unwrap();
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 3);
+    let sfid =
+        |db: &mut postgres::Client, name: &str| -> String { scalar(db, &format!("SELECT sfid::text FROM accounts WHERE name = '{name}'")) };
+    let (soft, hard) = (sfid(&mut db, "Soft"), sfid(&mut db, "Hard"));
+    // Salesforce rejects the new name for good: the changes are parked with their errors.
+    env.emu.admin(
+        "POST",
+        "validation_rules",
+        json!({"object": "Account", "name": "no_bad", "field": "Name", "op": "equals", "value": "bad",
+               "message": "bad is not a name", "error_field": "Name"}),
+    );
+    db.batch_execute("UPDATE accounts SET name = 'bad'").unwrap();
+    db.until_count("SELECT count(*) FROM sfsync.errors WHERE direction = 'push' AND next_retry_at IS NULL", 3);
+
+    // Two of the records are deleted in Salesforce: one to the recycle bin (the incremental
+    // pull sees it), one for good (only the getDeleted check does). Their rows go, and with
+    // them their errors and parked changes; the third record's stay.
+    let sf = env.emu.sf();
+    sf.delete("Account", &soft);
+    hard_delete(&sf, "Account", &hard);
+    db.until_count("SELECT count(*) FROM accounts", 1);
+    db.until_count("SELECT count(*) FROM sfsync.errors", 1);
+    let r = db.query_one("SELECT error_count::bigint, (SELECT count(*) FROM sfsync.outbox) FROM sfsync.status", &[]).unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (1, 1), "only the record still there has an error and a change waiting");
+    let kept: String = scalar(&mut db, "SELECT key FROM sfsync.errors");
+    let kept_key: String = scalar(&mut db, "SELECT id::text FROM accounts");
+    assert_eq!(kept, kept_key);
+}
+
+/// Bulk API 2.0 `hardDelete` of a record: not in the recycle bin, so only getDeleted tells.
+fn hard_delete(sf: &SfRest, object: &str, id: &str) {
+    let (status, job) = sf.request(
+        "POST",
+        "jobs/ingest",
+        Some(&json!({"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF"})),
+    );
+    assert_eq!(status, 200, "{job}");
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let url = format!("{}{}/jobs/ingest/{job_id}/batches", sf.instance_url(), sf.data_path());
+    let req = ureq::http::Request::builder()
+        .method("PUT")
+        .uri(&url)
+        .header("Authorization", format!("Bearer {}", sf.token()))
+        .header("Content-Type", "text/csv")
+        .body(format!("Id\n{id}\n"))
+        .unwrap();
+    let resp = ureq::Agent::new_with_defaults().run(req).unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let (status, _) = sf.request("PATCH", &format!("jobs/ingest/{job_id}"), Some(&json!({"state": "UploadComplete"})));
+    assert_eq!(status, 200);
+    until(&format!("hardDelete job {job_id} complete"), WAIT, || {
+        let (_, info) = sf.request("GET", &format!("jobs/ingest/{job_id}"), None);
+        match info["state"].as_str() {
+            Some("JobComplete") => Ok(()),
+            s => Err(format!("state {s:?}")),
+        }
+    });
 }
