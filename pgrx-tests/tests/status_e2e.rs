@@ -1,11 +1,13 @@
 //! End to end: what sfsync tells the user is true. sync_table is quiet when all is well; the
-//! errors of a record deleted in Salesforce go away.
+//! errors of a record deleted in Salesforce go away; backfill progress moves on the REST and
+//! Bulk paths.
 
 mod common;
 
 use common::Env;
 use sfsync_e2e::{json, postgres, scalar, until, DbExt, SfRest, Value, WAIT};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn start() -> Env {
     common::start_with(&[("sfsync.delete_check_interval", "1s")])
@@ -124,4 +126,61 @@ fn hard_delete(sf: &SfRest, object: &str, id: &str) {
             s => Err(format!("state {s:?}")),
         }
     });
+}
+
+/// Loads `n` seeded Accounts into a new pull-only table `name` whose rows take a millisecond
+/// each (a trigger sleeps), and waits until sfsync.backfill_progress shows the load under way:
+/// some rows done, the total, a rate and an ETA. Then waits for the end; returns the method.
+fn watch_a_slow_backfill(db: &mut postgres::Client, name: &str, n: i64) -> String {
+    db.batch_execute(&format!(
+        "CREATE TABLE {name} (id bigserial PRIMARY KEY, name text);
+         CREATE TRIGGER slow BEFORE INSERT ON {name} FOR EACH ROW EXECUTE FUNCTION slow_row();
+         SELECT sfsync.sync_table('{name}', 'Account', fields => '{{\"name\": \"Name\"}}', direction => 'pull');"
+    ))
+    .unwrap();
+    let sql = format!(
+        "SELECT state, rows_done, rows_total, rate::float8, extract(epoch FROM eta)::float8
+         FROM sfsync.backfill_progress WHERE \"table\" = '{name}'::regclass"
+    );
+    let seen = until(&format!("the backfill of {name} under way"), WAIT, || {
+        let r = db.query_one(&sql, &[]).unwrap();
+        let (state, done, total, rate, eta): (String, i64, Option<i64>, Option<f64>, Option<f64>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        assert_ne!(state, "done", "the load ended before its progress was ever shown (last seen: {done} of {total:?})");
+        if state == "running" && done > 0 && done < n && total == Some(n) && rate.is_some_and(|r| r > 0.0) && eta.is_some_and(|e| e > 0.0) {
+            Ok(done)
+        } else {
+            Err(format!("{state}: {done} of {total:?}, rate {rate:?}, eta {eta:?}"))
+        }
+    });
+    until(&format!("the backfill of {name} done"), Duration::from_secs(120), || {
+        let r = db.query_one(&sql, &[]).unwrap();
+        let (state, done): (String, i64) = (r.get(0), r.get(1));
+        if state == "done" && done == n {
+            Ok(())
+        } else {
+            Err(format!("{state}: {done} rows"))
+        }
+    });
+    assert!(seen < n);
+    scalar(db, &format!("SELECT method FROM sfsync.backfill_progress WHERE \"table\" = '{name}'::regclass"))
+}
+
+#[test]
+fn backfill_progress_moves_on_the_rest_and_the_bulk_path() {
+    // Fewer records than one batch (5,000 by default) but three REST pages of 2,000.
+    const N: i64 = 4500;
+    let env = common::start_with(&[("sfsync.backfill_bulk_threshold", "100000")]);
+    env.worker_pid();
+    let mut db = env.db();
+    env.emu.admin("POST", "seed", json!({"object": "Account", "count": N}));
+    db.batch_execute(
+        "CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$;",
+    )
+    .unwrap();
+    assert_eq!(watch_a_slow_backfill(&mut db, "by_rest", N), "rest");
+    // Bulk, into an empty table (the COPY path), in batches of 1,000.
+    db.set_system(&[("sfsync.backfill_bulk_threshold", "1"), ("sfsync.backfill_batch_size", "1000")]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch_a_slow_backfill(&mut db, "by_bulk", N), "bulk");
 }
