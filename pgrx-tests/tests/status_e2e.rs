@@ -1,6 +1,6 @@
 //! End to end: what sfsync tells the user is true. sync_table is quiet when all is well; the
 //! errors of a record deleted in Salesforce go away; backfill progress moves on the REST and
-//! Bulk paths.
+//! Bulk paths; the outbox depth counts what waits, failed entries included.
 
 mod common;
 
@@ -183,4 +183,29 @@ fn backfill_progress_moves_on_the_rest_and_the_bulk_path() {
     db.set_system(&[("sfsync.backfill_bulk_threshold", "1"), ("sfsync.backfill_batch_size", "1000")]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(watch_a_slow_backfill(&mut db, "by_bulk", N), "bulk");
+}
+
+#[test]
+fn outbox_depth_counts_failed_changes_and_says_how_many() {
+    let env = start();
+    env.worker_pid();
+    let mut db = env.db();
+    // Account.Name is required in Salesforce, not here: a row without one is rejected for good.
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text);
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\": \"Name\"}');
+         INSERT INTO accounts (name) VALUES ('Fine'), (NULL);",
+    )
+    .unwrap();
+    db.until_count("SELECT count(*) FROM sfsync.errors WHERE error_code = 'REQUIRED_FIELD_MISSING'", 1);
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 1);
+    let status = "SELECT outbox_depth::bigint, outbox_failed::bigint FROM sfsync.status WHERE \"table\" = 'accounts'::regclass";
+    let r = db.query_one(status, &[]).unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (1, 1), "the parked change waits, and is counted as failed");
+
+    // Fixed: it goes, and nothing waits any more.
+    db.batch_execute("UPDATE accounts SET name = 'Named' WHERE name IS NULL").unwrap();
+    db.until_outbox_drained();
+    let r = db.query_one(status, &[]).unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (0, 0));
 }
