@@ -1,6 +1,7 @@
 //! End to end: what sfsync tells the user is true. sync_table is quiet when all is well; the
 //! errors of a record deleted in Salesforce go away; backfill progress moves on the REST and
-//! Bulk paths; the outbox depth counts what waits, failed entries included.
+//! Bulk paths; the outbox depth counts what waits, failed entries included; a change stream
+//! that stops answering shows `stalled` while polling covers its tables.
 
 mod common;
 
@@ -208,4 +209,35 @@ fn outbox_depth_counts_failed_changes_and_says_how_many() {
     db.until_outbox_drained();
     let r = db.query_one(status, &[]).unwrap();
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (0, 0));
+}
+
+#[test]
+fn a_stream_that_stops_answering_shows_stalled_and_polling_covers() {
+    // Polling is only a safety net once per hour while the stream is live.
+    let env = common::start_with(&[("sfsync.cdc_safety_interval", "1h")]);
+    let mut db = env.db();
+    common::accounts_table(&mut db);
+    env.worker_pid();
+    let stream = "SELECT change_stream FROM sfsync.status WHERE \"table\" = 'accounts'::regclass";
+    db.until_value(stream, "live".to_string());
+    let sf = env.emu.sf();
+    let id = sf.create("Account", json!({"Name": "Before"}));
+    db.until_true("created by its event", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
+
+    // CometD stops answering: every request is held, as behind a proxy that keeps the
+    // connection open to an org that no longer answers. The connect under way ends normally
+    // (within the 10 s it is held), the next one hangs.
+    env.emu.add_fault(json!({"kind": "timeout", "path_prefix": "/cometd"}));
+    until("the stream shown stalled", Duration::from_secs(60), || {
+        let s: Option<String> = scalar(&mut db, stream);
+        if s.as_deref() == Some("stalled") {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    });
+    sf.update("Account", &id, json!({"Name": "During"}));
+    db.until_true("the change arrives by polling", &format!("SELECT name = 'During' FROM accounts WHERE sfid = '{id}'"));
+    let s: Option<String> = scalar(&mut db, stream);
+    assert_ne!(s.as_deref(), Some("live"), "a stream that does not answer is not live");
 }
