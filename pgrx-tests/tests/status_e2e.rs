@@ -1,7 +1,8 @@
 //! End to end: what sfsync tells the user is true. sync_table is quiet when all is well; the
 //! errors of a record deleted in Salesforce go away; backfill progress moves on the REST and
 //! Bulk paths; the outbox depth counts what waits, failed entries included; a change stream
-//! that stops answering shows `stalled` while polling covers its tables.
+//! that stops answering shows `stalled` while polling covers its tables; a key changed in
+//! Salesforce re-keys the row.
 
 mod common;
 
@@ -240,4 +241,54 @@ fn a_stream_that_stops_answering_shows_stalled_and_polling_covers() {
     db.until_true("the change arrives by polling", &format!("SELECT name = 'During' FROM accounts WHERE sfid = '{id}'"));
     let s: Option<String> = scalar(&mut db, stream);
     assert_ne!(s.as_deref(), Some("live"), "a stream that does not answer is not live");
+}
+
+/// A Salesforce-side change of a linked record's external ID (same Id, another key of ours)
+/// re-keys the local row; a key another row holds is that record's error, naming both keys.
+fn salesforce_side_key_change(env: &Env, stream: bool) {
+    env.worker_pid();
+    let mut db = env.db();
+    common::accounts_table(&mut db);
+    if stream {
+        db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    }
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (1, 'One'), (2, 'Two')").unwrap();
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 2);
+    let sfid = |db: &mut postgres::Client, key: i64| -> String { scalar(db, &format!("SELECT sfid::text FROM accounts WHERE id = {key}")) };
+    let (one, two) = (sfid(&mut db, 1), sfid(&mut db, 2));
+    let ext = |db: &mut postgres::Client, key: &str| -> String { scalar(db, &format!("SELECT sfsync.external_key('accounts', '{key}')")) };
+    let sf = env.emu.sf();
+
+    sf.update("Account", &one, json!({"Postgres_Id__c": ext(&mut db, "5"), "Name": "Five"}));
+    db.until_true(
+        "row 1 re-keyed to 5",
+        &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = 5 AND sfid = '{one}' AND name = 'Five')"),
+    );
+    let keys: Vec<i64> = db.query("SELECT id FROM accounts ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(keys, vec![2, 5], "the same row, under its new key; no second row");
+    assert_eq!(sf.get("Account", &one).unwrap()["Name"], "Five", "the record is still there");
+
+    // Key 7 is a local row (never sent): record `two` cannot take it.
+    db.batch_execute(
+        "SET session_replication_role = replica; INSERT INTO accounts (id, name) VALUES (7, 'Local'); RESET session_replication_role;",
+    )
+    .unwrap();
+    sf.update("Account", &two, json!({"Postgres_Id__c": ext(&mut db, "7")}));
+    db.until_count(&format!("SELECT count(*) FROM sfsync.errors WHERE sfid = '{two}' AND direction = 'pull'"), 1);
+    let msg: String = scalar(&mut db, &format!("SELECT message FROM sfsync.errors WHERE sfid = '{two}'"));
+    assert!(msg.contains("key 7") && msg.contains("key 2"), "{msg}");
+    let rows: Vec<(i64, Option<String>)> =
+        db.query("SELECT id, sfid::text FROM accounts ORDER BY id", &[]).unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, vec![(2, Some(two)), (5, Some(one)), (7, None)], "nothing moved");
+}
+
+#[test]
+fn a_salesforce_side_key_change_re_keys_the_row_by_poll() {
+    salesforce_side_key_change(&common::start_with(&[("sfsync.cdc", "off")]), false);
+}
+
+#[test]
+fn a_salesforce_side_key_change_re_keys_the_row_by_change_event() {
+    // Polling only as an hourly safety net: the event brings it.
+    salesforce_side_key_change(&common::start_with(&[("sfsync.cdc_safety_interval", "1h")]), true);
 }
