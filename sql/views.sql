@@ -124,6 +124,7 @@ SELECT m.tbl AS "table",
             ELSE COALESCE(CASE WHEN p.admin THEN cs.stream ELSE split_part(cs.stream, ':', 1) END, 'off') END END AS change_stream,
        CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_since END AS change_stream_since,
        s.last_event_at AS last_change_event,
+       -- Every change still to be sent: pending, and failed ones waiting to be retried.
        COALESCE(o.depth, 0) AS outbox_depth,
        now() - o.oldest AS lag,
        COALESCE(e.errors, 0) AS error_count,
@@ -139,7 +140,8 @@ SELECT m.tbl AS "table",
        s.deletes_checked_at AS last_delete_check,
        s.reconciled_at AS last_reconciliation,
        s.reconciled_missing,
-       s.formulas_refreshed_at AS last_formula_refresh
+       s.formulas_refreshed_at AS last_formula_refresh,
+       COALESCE(o.failed, 0) AS outbox_failed
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
@@ -147,8 +149,9 @@ LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
 LEFT JOIN LATERAL (SELECT sfsync.paused_copy() AS message) cp ON true
 LEFT JOIN LATERAL (SELECT sfsync.may_act_on(m.tbl) AS may_act, sfsync.is_admin() AS admin) p ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) AS depth, min(captured_at) AS oldest
-    FROM sfsync.outbox ob WHERE ob.mapping_id = m.id AND ob.state = 'pending'
+    SELECT count(*) AS depth, count(*) FILTER (WHERE ob.state = 'failed') AS failed,
+           min(captured_at) FILTER (WHERE ob.state = 'pending') AS oldest
+    FROM sfsync.outbox ob WHERE ob.mapping_id = m.id
 ) o ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS errors FROM sfsync.record_errors re WHERE re.mapping_id = m.id

@@ -338,6 +338,35 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn views_foreign_and_partitioned_tables_are_refused_by_name() {
+        Spi::run(
+            "CREATE TABLE base (id int PRIMARY KEY, name text);
+             CREATE VIEW v_base AS SELECT * FROM base;
+             CREATE MATERIALIZED VIEW mv_base AS SELECT * FROM base;
+             CREATE TABLE parted (id int PRIMARY KEY, name text) PARTITION BY RANGE (id);
+             CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+             CREATE FOREIGN DATA WRAPPER sfsync_test_fdw;
+             CREATE SERVER sfsync_test_server FOREIGN DATA WRAPPER sfsync_test_fdw;
+             CREATE FOREIGN TABLE remote (id int, name text) SERVER sfsync_test_server;",
+        )
+        .unwrap();
+        for (tbl, says) in [
+            ("v_base", ".v_base is a view; sfsync syncs tables only"),
+            ("mv_base", ".mv_base is a materialized view; sfsync syncs tables only"),
+            ("parted", ".parted is a partitioned table; sfsync needs a unique sfid column"),
+            ("remote", ".remote is a foreign table; sfsync syncs local tables only"),
+        ] {
+            let e = error_of(&format!("SELECT sfsync.sync_table('{tbl}', 'Account')"));
+            assert!(e.starts_with("22023: ") && e.contains(says), "{tbl}: {e}");
+        }
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM sfsync.mappings").unwrap().unwrap_or(0);
+        assert_eq!(n, 0, "no mapping is left behind");
+        let sfid =
+            Spi::get_one::<i64>("SELECT count(*) FROM pg_attribute WHERE attname = 'sfid' AND attrelid = 'parted'::regclass").unwrap();
+        assert_eq!(sfid, Some(0), "the partitioned table is left as it was");
+    }
+
+    #[pg_test]
     fn a_refused_filter_leaves_no_mapping() {
         Spi::run("CREATE TABLE t7 (id int PRIMARY KEY, name text)").unwrap();
         let e = error_of("SELECT sfsync.sync_table('t7', 'Account', filter => 'Name = ''x'' LIMIT 1')");

@@ -108,6 +108,20 @@ fn table_info(oid: u32) -> Result<TableInfo> {
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("reading table definition: {e}")))
 }
 
+/// Why a relation of kind `relkind` cannot be synced; None for a plain table.
+fn refusal(relkind: &str) -> Option<&'static str> {
+    Some(match relkind {
+        "r" => return None,
+        // PostgreSQL allows a unique index on a partitioned table only over its partition key,
+        // and the pull links records through a unique sfid.
+        "p" => "is a partitioned table; sfsync needs a unique sfid column, which a partitioned table cannot have unless it is partitioned by sfid: sync each partition, or a plain table",
+        "v" => "is a view; sfsync syncs tables only (a view has no primary key nor rows of its own to capture)",
+        "m" => "is a materialized view; sfsync syncs tables only (its rows are rewritten by REFRESH, not changed row by row)",
+        "f" => "is a foreign table; sfsync syncs local tables only (its rows live on another server, where sfsync cannot capture their changes)",
+        _ => "is not a table; only tables can be synced",
+    })
+}
+
 /// Syncs table `oid`; the caller's right to was checked, and this runs as the extension's owner.
 pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     o.options.check().map_err(SyncError::Invalid)?;
@@ -127,8 +141,8 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     // A copy of another database must not start writing into the original's records.
     crate::sync::identity::require_original()?;
     let t = table_info(oid)?;
-    if t.kind != "r" && t.kind != "p" {
-        return Err(SyncError::Invalid(format!("{} is not a table; only tables can be synced", t.qualified)));
+    if let Some(why) = refusal(&t.kind) {
+        return Err(SyncError::Invalid(format!("{} {why}", t.qualified)));
     }
     if t.persistence == "t" {
         // The worker runs in its own session: it can never see this session's temporary table.
@@ -203,17 +217,20 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         let q = format!("SELECT Id FROM {} WHERE ({f}) LIMIT 1", describe.name);
         client.query(&q).map_err(|e| SyncError::Invalid(format!("filter: Salesforce rejected it: {e}")))?;
     }
+    // The one line a user must act on (a column they meant to sync is left out); the rest of
+    // what sync_table has to say is in its return value, and at DEBUG1.
     if !unmatched.is_empty() {
         notice!("sfsync: columns of {} not synced (no matching field on {}): {}", t.qualified, describe.name, unmatched.join(", "));
     }
+    let mut notes = Vec::new();
     if opts.direction.pulls() && t.pk_has_default != Some(true) {
-        notice!(
-            "sfsync: {}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
+        notes.push(format!(
+            "{}.{} has no default; records created in Salesforce can only be pulled if their {} holds sfsync.external_key('{}', <key>)",
             t.qualified,
             pk,
             ext.name,
             t.qualified.replace('\'', "''")
-        );
+        ));
     }
 
     // Postgres side.
@@ -266,7 +283,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             "UPDATE sfsync.sync_state SET hwm_modstamp = NULL, hwm_id = NULL, filter_hwm = NULL WHERE mapping_id = $1",
             &[mapping_id.into()],
         )?;
-        notice!("sfsync: the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified);
+        notes.push(format!("the filter of {} changed; its rows are pulled again and those no longer matching are removed", t.qualified));
         Spi::run("SELECT sfsync.wake_at_commit()")?;
     }
 
@@ -289,7 +306,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
     let backfill = if created && opts.direction.pulls() { backfill::schedule(mapping_id)? } else { Value::Null };
     if !crate::registry::available() {
+        // Nothing moves until the user acts: this one is a NOTICE.
         notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");
+    }
+    for n in &notes {
+        debug1!("sfsync: {n}");
     }
     Ok(json!({
         "table": t.qualified,
@@ -302,6 +323,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "queued_for_push": queued,
         "backfill": backfill,
         "repull": refilter,
+        "notes": notes,
     }))
 }
 

@@ -131,6 +131,10 @@ fn changes(t: &Target, e: &ChangeEvent) -> Option<Map<String, Value>> {
             }
             None => (name.clone(), e.fields.get(name).cloned()),
         };
+        if field.eq_ignore_ascii_case(t.external_id) {
+            // A new external ID re-keys the linked row: the pull does that (apply::records).
+            return None;
+        }
         if mapped(t, &field).is_none() {
             continue;
         }
@@ -346,6 +350,14 @@ mod tests {
 
     fn known(ids: &[&str]) -> Local {
         Local { known: ids.iter().map(|s| s.to_string()).collect(), pending: BTreeSet::new() }
+    }
+
+    #[test]
+    fn a_changed_external_id_is_left_to_the_pull() {
+        let cols = columns();
+        let t = target(&cols);
+        let e = event("UPDATE", &["001A"], &["Postgres_Id__c"], &[], json!({"Postgres_Id__c": "5"}));
+        assert_eq!(coalesce(&t, &[e]).records, vec![("001A".to_string(), Outcome::Poll)]);
     }
 
     #[test]

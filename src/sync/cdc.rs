@@ -10,6 +10,11 @@
 //! reported as missed, so memory stays bounded and a catch-up poll reads what was dropped.
 //! While the stream is healthy the timed poll is only a slow safety net
 //! (`sfsync.cdc_safety_interval`) that catches anything the stream missed.
+//!
+//! A subscribed stream that has not heard from the server for longer than a long-poll can
+//! take ([`KEEPALIVE`]) is `stalled`: a hung connection, an unreachable org. It is not
+//! healthy then, so its tables are polled at once and at the normal interval until the
+//! server answers again (or the request times out and the stream is `down`).
 
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
 use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
@@ -17,13 +22,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest a listener holds one CometD connect; also how long it takes to notice a stop.
 const HOLD: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(5);
+/// Longest silence of a healthy stream: a connect is answered within HOLD (the server's
+/// advised interval and timeout are capped by it), plus a margin for a slow answer.
+pub const KEEPALIVE: Duration = Duration::from_secs(HOLD.as_secs() + 5);
 /// Events a connection's inbox holds before it drops new ones (and reports them missed).
 pub const INBOX_EVENTS: usize = 10_000;
 
@@ -49,6 +57,17 @@ struct Listener {
     healthy: bool,
     /// Why the stream last went down, until it is up again.
     down: Option<String>,
+    /// When the server last answered (ms since the epoch), set by the listener thread.
+    heard: Arc<AtomicU64>,
+    /// Subscribed, but silent for longer than KEEPALIVE.
+    stalled: bool,
+}
+
+impl Listener {
+    /// Subscribed and heard from within KEEPALIVE.
+    fn is_healthy(&self) -> bool {
+        self.healthy && !self.stalled
+    }
 }
 
 impl Drop for Listener {
@@ -118,29 +137,32 @@ impl Cdc {
                 Err(_) => continue,
             };
             let thread_stop = stop.clone();
+            let heard = Arc::new(AtomicU64::new(now_ms()));
+            let thread_heard = heard.clone();
             // Postgres's signal handlers (SIGTERM, SIGHUP, latch wake-ups) must run in the
             // backend's own thread: the listener starts, and stays, with every signal blocked.
             let spawned = with_signals_blocked(|| {
                 std::thread::Builder::new()
                     .name(format!("sfsync-cdc-{conn}"))
-                    .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake))
+                    .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake, thread_heard))
             });
             if spawned.is_ok() {
-                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false, down: None });
+                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false, down: None, heard, stalled: false });
             }
         }
     }
 
     /// Whether the connection's stream is subscribed and up: its timed polls can slow down.
     pub fn healthy(&self, conn: &str) -> bool {
-        self.listeners.get(conn).is_some_and(|l| l.healthy)
+        self.listeners.get(conn).is_some_and(Listener::is_healthy)
     }
 
     /// What each listening connection's stream is doing, as `sfsync.status` shows it:
-    /// `live`, `down: <why>` (polling meanwhile) or `connecting`. Connections without a
-    /// listener are absent (their tables poll).
+    /// `live`, `stalled` (subscribed but silent; polling meanwhile), `down: <why>` (polling
+    /// meanwhile) or `connecting`. Connections without a listener are absent (their tables poll).
     pub fn states(&self) -> BTreeMap<String, String> {
         let state = |l: &Listener| match (l.healthy, &l.down) {
+            (true, _) if l.stalled => "stalled".to_string(),
             (true, _) => "live".to_string(),
             (false, Some(why)) => format!("down: {why}"),
             (false, None) => "connecting".to_string(),
@@ -153,8 +175,10 @@ impl Cdc {
         let mut buf = [0u8; 256];
         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
         let mut out = Drained::default();
+        let now = now_ms();
         for (conn, l) in self.listeners.iter_mut() {
             let taken = std::mem::take(&mut *l.inbox.lock().unwrap_or_else(|p| p.into_inner()));
+            let was_healthy = l.is_healthy();
             if let Some(up) = taken.up {
                 l.healthy = up;
                 if up {
@@ -165,12 +189,27 @@ impl Cdc {
                 l.down = Some(why.clone());
                 out.down.push((conn.clone(), why));
             }
+            l.stalled = l.healthy && silent_too_long(l.heard.load(Ordering::Relaxed), now);
+            // Its tables were polled only as a safety net: poll them now, then at the
+            // normal interval while the stream is not healthy.
+            if was_healthy && !l.is_healthy() {
+                out.missed.extend(l.objects.iter().map(|o| (conn.clone(), o.clone())));
+            }
             out.events.extend(taken.events.into_iter().map(|e| (conn.clone(), e)));
             out.missed.extend(taken.missed.into_iter().map(|o| (conn.clone(), o)));
             out.dropped.extend(taken.dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
         }
         out
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether a stream last heard from at `heard` (ms) is silent for longer than KEEPALIVE.
+fn silent_too_long(heard: u64, now: u64) -> bool {
+    now.saturating_sub(heard) > KEEPALIVE.as_millis() as u64
 }
 
 /// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
@@ -221,17 +260,24 @@ fn listen(
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
     mut wake: UnixStream,
+    heard: Arc<AtomicU64>,
 ) {
+    let hear = || heard.store(now_ms(), Ordering::Relaxed);
     let all_objects = |subs: &[(String, ReplayFrom)]| subs.iter().map(|(c, _)| object_of(c)).collect::<Vec<_>>();
     while !stop.load(Ordering::Relaxed) {
         let outcome: Result<(), String> = (|| {
             let client = Client::login(creds.clone(), opts.clone()).map_err(|e| e.to_string())?;
             let mut stream = client.cdc_subscribe_each(&subs).map_err(|e| e.to_string())?;
+            hear();
             deliver(&inbox, &mut wake, Note::Subscribed);
             // Whatever happened while we were not subscribed is caught by a poll.
             deliver(&inbox, &mut wake, Note::Missed(all_objects(&subs)));
             while !stop.load(Ordering::Relaxed) {
-                match stream.poll(HOLD) {
+                let polled = stream.poll(HOLD);
+                if matches!(polled, Ok(_) | Err(CdcError::ReplayInvalid { .. })) {
+                    hear();
+                }
+                match polled {
                     Ok(events) => {
                         for e in events {
                             for (ch, from) in subs.iter_mut() {
@@ -296,6 +342,15 @@ mod tests {
         assert_eq!(b.events.back().map(|e| e.replay_id), Some(INBOX_EVENTS as i64), "the oldest are kept, in order");
         assert!(b.missed.contains("Account"), "the dropped ones are polled");
         assert_eq!(b.dropped.get("/data/AccountChangeEvent"), Some(&(INBOX_EVENTS as i64 + 5)), "the position still moves on");
+    }
+
+    #[test]
+    fn a_stream_silent_longer_than_a_long_poll_is_stalled() {
+        let heard = 1_000_000;
+        assert!(!silent_too_long(heard, heard + HOLD.as_millis() as u64), "a long-poll held to the end is not a stall");
+        assert!(!silent_too_long(heard, heard + KEEPALIVE.as_millis() as u64));
+        assert!(silent_too_long(heard, heard + KEEPALIVE.as_millis() as u64 + 1));
+        assert!(!silent_too_long(heard + 5, heard), "a clock step back is not a stall");
     }
 
     #[test]

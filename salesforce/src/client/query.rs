@@ -92,6 +92,11 @@ impl QueryIter<'_> {
     pub fn total_size(&self) -> Option<u64> {
         self.total_size
     }
+
+    /// Records of the current page not yet returned: at 0, the next record costs a call.
+    pub fn page_left(&self) -> usize {
+        self.records.len()
+    }
 }
 
 impl Iterator for QueryIter<'_> {

@@ -4,12 +4,13 @@
 //! Local rows are deleted set-based inside a subtransaction; if that fails (a foreign key of
 //! child rows, usually) each row is tried in its own subtransaction and the ones that fail
 //! are reported in sfsync.errors (direction `pull`, the SQLSTATE's name as code, e.g.
-//! FOREIGN_KEY_VIOLATION) while the rest of the page applies and the mark advances.
+//! FOREIGN_KEY_VIOLATION) while the rest of the page applies and the mark advances. A removed
+//! row's errors and parked changes are cleared: nothing is left to retry.
 
 use crate::error::Result;
 use crate::plan::options::OnDelete;
 use crate::spi_util::{self, subtransaction, Failure};
-use crate::sync::Mapping;
+use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use serde_json::json;
 
@@ -53,10 +54,11 @@ pub fn remove(m: &Mapping, sfids: &[String], operation: &str) -> Result<usize> {
     }
     let sql = format!("DELETE FROM {} WHERE sfid = ANY($1)", m.table);
     let all = sfids.to_vec();
+    let keys = keys_of(m, sfids)?;
     // As the table's owner: its triggers and foreign keys' actions run with its rights; what
     // they refuse is that record's error, as a blocking foreign key is.
-    match subtransaction(|| m.as_owner(|| spi_util::exec(&sql, &[all.clone().into()]))) {
-        Ok(n) => Ok(n),
+    let n = match subtransaction(|| m.as_owner(|| spi_util::exec(&sql, &[all.clone().into()]))) {
+        Ok(n) => n,
         Err(_) => {
             let mut n = 0;
             for id in sfids {
@@ -66,9 +68,47 @@ pub fn remove(m: &Mapping, sfids: &[String], operation: &str) -> Result<usize> {
                     Err(Failure { code, message }) => report(m, id, operation, &code, &message)?,
                 }
             }
-            Ok(n)
+            n
         }
-    }
+    };
+    clear_errors_of_removed(m, sfids, keys)?;
+    Ok(n)
+}
+
+/// The local keys of the rows linked to these Salesforce Ids.
+fn keys_of(m: &Mapping, sfids: &[String]) -> Result<Vec<String>> {
+    let sql =
+        format!("SELECT COALESCE(jsonb_agg(t.{pk}::text), '[]') FROM {tbl} t WHERE t.sfid = ANY($1)", pk = m.pk_ident(), tbl = m.table);
+    let keys = spi_util::json(&sql, &[sfids.to_vec().into()])?;
+    Ok(keys.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
+}
+
+/// A removed row has nothing left to retry: the errors of its record (either direction) go,
+/// and so do its changes parked as failed (archived as `skipped`), except where the row is
+/// still here (a delete that failed keeps its error).
+fn clear_errors_of_removed(m: &Mapping, sfids: &[String], keys: Vec<String>) -> Result<()> {
+    let sql = format!(
+        "WITH parked AS (
+             DELETE FROM sfsync.outbox o
+             WHERE o.mapping_id = $1 AND o.pk = ANY($3) AND o.state = 'failed'
+               AND (o.claimed_until IS NULL OR o.claimed_until < now())
+               AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.{pk}::text = o.pk)
+             RETURNING o.*
+         ), archived AS (
+             INSERT INTO sfsync.outbox_archive ({cols})
+             SELECT g.id, g.mapping_id, {table_name}, g.op, g.pk, g.sfid, g.changed, g.txid, g.captured_at, g.attempts,
+                    'skipped', g.sfid, 'the record was deleted in Salesforce'
+             FROM parked g WHERE $4
+         )
+         DELETE FROM sfsync.record_errors e WHERE e.mapping_id = $1 AND (e.sfid = ANY($2) OR e.pk = ANY($3))
+           AND NOT EXISTS (SELECT 1 FROM {tbl} t WHERE t.{pk}::text = e.pk OR t.sfid = e.sfid)",
+        pk = m.pk_ident(),
+        tbl = m.table,
+        cols = archive::ARCHIVE_COLUMNS,
+        table_name = archive::table_name_of("g.mapping_id"),
+    );
+    spi_util::exec(&sql, &[m.id.into(), sfids.to_vec().into(), keys.into(), archive::enabled().into()])?;
+    Ok(())
 }
 
 fn report(m: &Mapping, sfid: &str, operation: &str, code: &str, message: &str) -> Result<()> {

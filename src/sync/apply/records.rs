@@ -7,7 +7,7 @@
 
 use super::{advance, clear_errors, conflicts, deletes, held, Summary};
 use crate::capture::Applying;
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::plan::convert;
 use crate::spi_util;
 use crate::sync::Mapping;
@@ -20,6 +20,46 @@ const PGID: &str = "__sfsync_pgid";
 
 fn str_field<'a>(r: &'a Record, f: &str) -> Option<&'a str> {
     r.get(f).and_then(Value::as_str)
+}
+
+fn page_of(live: &[Value]) -> pgrx::datum::DatumWithOid<'static> {
+    spi_util::jsonb(Value::Array(live.to_vec()))
+}
+
+/// Records whose external ID was changed in Salesforce (same Id, another key of ours): the
+/// linked row takes the new key, as a local key change re-keys the record. A new key held
+/// by another row is that record's error (naming both keys); a row with a local change
+/// pending keeps its key until the change is out.
+fn rekey(m: &Mapping, live: &[Value], pending: &[String]) -> Result<()> {
+    let (tbl, pk, ty) = (&m.table, m.pk_ident(), &m.pk_type);
+    let taken = format!(
+        "SELECT jsonb_agg(jsonb_build_array(p.sfid, t.{pk}::text, p.{PGID})) FROM jsonb_to_recordset($1) AS p(sfid text, {PGID} text)
+         JOIN {tbl} t ON t.sfid = p.sfid AND t.{pk} IS DISTINCT FROM p.{PGID}::{ty}
+         JOIN {tbl} x ON x.{pk} = p.{PGID}::{ty} AND x.sfid IS DISTINCT FROM p.sfid
+         WHERE p.{PGID} IS NOT NULL"
+    );
+    if let Some(Value::Array(clashes)) = spi_util::json(&taken, &[page_of(live)])? {
+        if let Some([sfid, old, new]) = clashes.first().and_then(Value::as_array).map(Vec::as_slice) {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            return Err(SyncError::Invalid(format!(
+                "Salesforce record {} now has {} = key {} (it was key {} here), but key {} is another row of {tbl}; \
+                 the row keeps key {} until the other row's key or the record's {} changes",
+                s(sfid),
+                m.external_id,
+                s(new),
+                s(old),
+                s(new),
+                s(old),
+                m.external_id
+            )));
+        }
+    }
+    let sql = format!(
+        "UPDATE {tbl} t SET {pk} = p.{PGID}::{ty} FROM jsonb_to_recordset($1) AS p(sfid text, {PGID} text)
+         WHERE p.{PGID} IS NOT NULL AND t.sfid = p.sfid AND t.{pk} IS DISTINCT FROM p.{PGID}::{ty} AND t.{pk}::text <> ALL($2)"
+    );
+    m.as_owner(|| spi_util::exec(&sql, &[page_of(live), pending.to_vec().into()]))?;
+    Ok(())
 }
 
 /// The set-based apply of some records, inside the current transaction.
@@ -64,7 +104,7 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
     let pk = m.pk_ident();
     let ty = &m.pk_type;
     let cols: Vec<String> = m.columns.iter().map(|c| quote_identifier(&c.column)).collect();
-    let page = spi_util::jsonb(Value::Array(live.clone()));
+    let page = page_of(&live);
     if !live.is_empty() {
         // 1. Link rows we pushed whose Id never made it back (crash before the write-back).
         let sql = format!(
@@ -79,6 +119,7 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
         let sfids: Vec<String> = live.iter().filter_map(|r| text(r, "sfid")).collect();
         let keys: Vec<String> = live.iter().filter_map(|r| text(r, PGID)).collect();
         let held = held::lookup(m, &sfids, &keys)?;
+        rekey(m, &live, &held.pending)?;
         if !cols.is_empty() {
             // 2. Update changed rows, except those with a local change still on its way out.
             let set = cols.join(", ");

@@ -270,7 +270,10 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         if let Some(r) = next {
             batch.push(r);
         }
-        if batch.len() >= bulk::batch_size() || (end && !batch.is_empty()) {
+        // A page read is applied before the next is fetched, so the progress moves with
+        // every page (2,000 records) even when the whole load fits one batch.
+        let page_done = end || iter.page_left() == 0;
+        if batch.len() >= bulk::batch_size() || (page_done && !batch.is_empty()) {
             apply(ctx, m, all, Rows::Records(&batch), &Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > CHUNK || crate::worker::shutdown_requested()) {
