@@ -7,6 +7,7 @@ use crate::error::{Result, SyncError};
 use crate::plan::conflict::{decide, Both, Winner};
 use crate::plan::convert;
 use crate::spi_util;
+use crate::sync::apply::rewritten;
 use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
@@ -129,14 +130,19 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
 fn take_salesforce(m: &Mapping, c: &Candidate, columns: &[String]) -> Result<usize> {
     let cols: Vec<String> = columns.iter().map(quote_identifier).collect();
     let src: Vec<String> = cols.iter().map(|c| format!("p.{c}")).collect();
-    let sql = format!(
-        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p WHERE t.sfid = $2",
+    // Columns not taken keep the row's value (`o`, as the statement's snapshot saw it).
+    let meant = |q: &str, name: &str| if columns.iter().any(|c| c == name) { format!("p.{q}") } else { format!("o.{q}") };
+    let sql = rewritten::wrap(&format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p, {tbl} o
+         WHERE t.sfid = $2 AND o.{pk} = t.{pk} RETURNING {ret}",
         tbl = m.table,
+        pk = m.pk_ident(),
         set = cols.join(", "),
-        src = src.join(", ")
-    );
+        src = src.join(", "),
+        ret = rewritten::returning(m, "t", meant),
+    ));
     let args = [spi_util::jsonb(Value::Object(c.remote.clone())), c.sfid.clone().into()];
-    m.as_owner(|| spi_util::exec(&sql, &args))
+    rewritten::run(m, &sql, &args)
 }
 
 /// Removes the columns from the record's pending entries; entries left with nothing to
