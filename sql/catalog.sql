@@ -139,7 +139,10 @@ CREATE TABLE sfsync.outbox_archive (
     processed_at  timestamptz NOT NULL DEFAULT now(),
     outcome       text NOT NULL CHECK (outcome IN ('sent', 'discarded', 'skipped')),
     salesforce_id varchar(18),
-    error         text
+    error         text,
+    -- The values sent (column -> value as to_jsonb gives it): a Salesforce value equal to
+    -- one is an echo of our push, not a change of Salesforce's (plan::conflict::echo).
+    sent          jsonb
 );
 CREATE INDEX outbox_archive_processed ON sfsync.outbox_archive (processed_at);
 CREATE INDEX outbox_archive_record ON sfsync.outbox_archive (mapping_id, pk);

@@ -170,6 +170,10 @@ SELECT c.system_identifier, d.oid, d.datname
 FROM pg_catalog.pg_control_system() c, pg_catalog.pg_database d
 WHERE d.datname = pg_catalog.current_database() AND EXISTS (SELECT 1 FROM sfsync.mappings);
 
+-- conflicts only for real conflicts (issue 13)
+-- The values each settled push sent, so that an echo of one is no conflict.
+ALTER TABLE sfsync.outbox_archive ADD COLUMN sent jsonb;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

@@ -20,27 +20,44 @@ thread_local! {
     /// Mapping id -> its table's oid, as checked by `owns`.
     static MAPPING_TABLES: RefCell<std::collections::HashMap<i32, u32>> = RefCell::new(std::collections::HashMap::new());
     // Process-local: only the process applying remote changes (the worker, or a backend
-    // inside run_once) sets it, so user sessions can't switch capture off by accident.
-    static APPLYING: Cell<bool> = const { Cell::new(false) };
+    // inside run_once) sets it, so user sessions can't switch capture off by accident. It
+    // holds the trigger depth at which the sync's own statements run: only their rows are
+    // skipped, writes of user triggers nested under them are captured.
+    static APPLYING: Cell<Option<i32>> = const { Cell::new(None) };
 }
 
 static WAKE_AT_COMMIT: AtomicBool = AtomicBool::new(false);
 static LAUNCHER_AT_COMMIT: AtomicBool = AtomicBool::new(false);
 
-/// True while this process writes rows on behalf of the sync; the trigger skips them.
+/// True while this process writes rows on behalf of the sync.
 #[pg_extern(volatile, parallel_safe)]
 pub(crate) fn is_applying() -> bool {
-    APPLYING.with(|a| a.get())
+    APPLYING.with(|a| a.get()).is_some()
 }
 
-/// RAII guard: rows written while it lives are not captured.
+/// `pg_trigger_depth()`: how many trigger calls the current statement is nested in. The
+/// counter itself is static in trigger.c; its SQL function is the one way to read it.
+fn trigger_depth() -> i32 {
+    unsafe { pgrx::direct_function_call::<i32>(pg_sys::pg_trigger_depth, &[]) }.unwrap_or(0)
+}
+
+/// Whether a row the capture trigger sees now was written by the sync's own statement (the
+/// trigger runs one level below the statement that fired it), not by a user trigger that
+/// statement fired: an enrichment trigger's writes are the user's, and get pushed.
+fn sync_wrote_it() -> bool {
+    APPLYING.with(|a| a.get()).is_some_and(|depth| trigger_depth() <= depth + 1)
+}
+
+/// RAII guard: rows the sync's own statements write while it lives are not captured
+/// (writes of user triggers those statements fire still are).
 pub struct Applying {
-    prev: bool,
+    prev: Option<i32>,
 }
 
 impl Applying {
     pub fn start() -> Self {
-        Applying { prev: APPLYING.with(|a| a.replace(true)) }
+        let depth = trigger_depth();
+        Applying { prev: APPLYING.with(|a| a.replace(Some(a.get().map_or(depth, |outer| outer.min(depth))))) }
     }
 }
 
@@ -54,6 +71,11 @@ impl Drop for Applying {
 /// Called by the capture trigger: the worker's latch is set when this transaction commits.
 #[pg_extern(volatile, parallel_unsafe)]
 fn wake_at_commit() {
+    wake_worker_at_commit();
+}
+
+/// The worker's latch is set when this transaction commits (something was queued).
+pub fn wake_worker_at_commit() {
     WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
 }
 
@@ -105,7 +127,7 @@ extern "C" {
 /// (set in the extension script) so writers need no rights on sfsync.outbox.
 #[pg_trigger]
 fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
-    if APPLYING.with(|a| a.get()) {
+    if sync_wrote_it() {
         return Ok(None);
     }
     let args = trigger.extra_args().map_err(|e| SyncError::Invalid(format!("sfsync.capture trigger arguments: {e}")))?;

@@ -152,6 +152,24 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn writes_of_user_triggers_under_the_syncs_own_are_captured() {
+        fixture();
+        // A user trigger that fills email when a row arrives, by an UPDATE of its own.
+        Spi::run(
+            "CREATE FUNCTION fill_email() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN UPDATE contacts SET email = lower(NEW.last_name) || '@example.com' WHERE id = NEW.id; RETURN NULL; END $$;
+             CREATE TRIGGER fill_email AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION fill_email();",
+        )
+        .unwrap();
+        {
+            let _g = crate::capture::Applying::start();
+            Spi::run("INSERT INTO contacts (id, last_name, sfid) VALUES (1, 'Doe', '003000000000001AAA')").unwrap();
+        }
+        let rows = outbox();
+        assert_eq!(rows, vec![("update".to_string(), "1".to_string(), Some(vec!["email".to_string()]))], "only the trigger's write");
+    }
+
+    #[pg_test]
     fn secrets_are_not_readable_by_other_roles() {
         fixture();
         Spi::run("INSERT INTO sfsync.connection_secrets (connection, client_secret) VALUES ('default', 's3cret')").unwrap();

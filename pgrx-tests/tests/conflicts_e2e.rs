@@ -102,6 +102,64 @@ fn salesforce_wins_by_default_and_the_local_change_is_recorded() {
 }
 
 #[test]
+fn an_echo_of_an_earlier_push_is_no_conflict_and_the_newer_local_value_goes_out() {
+    let env = common::start();
+    let mut db = env.db();
+    contacts(&mut db, "");
+    env.worker_pid();
+    let sfid = pushed_contact(&env, &mut db, 1, "ada@example.com"); // first_name 'Ada' sent
+    db.batch_execute("UPDATE contacts SET first_name = 'Bea' WHERE id = 1").unwrap();
+    settled(&env, &mut db, |_, env| {
+        let first = sf_field(env, &sfid, "FirstName");
+        (first == "Bea").then_some(()).ok_or(format!("salesforce {first}"))
+    });
+
+    let lock = pause(&env);
+    db.batch_execute("UPDATE contacts SET first_name = 'Cy' WHERE id = 1").unwrap();
+    // A stale version of the record: FirstName as we pushed it before 'Bea' (a late event of
+    // our own write, a retried push), and a real Salesforce change of another field.
+    env.emu.sf().update("Contact", &sfid, json!({"FirstName": "Ada", "Email": "sf@example.com"}));
+    resume(&env, lock);
+
+    settled(&env, &mut db, |db, env| {
+        let first: Option<String> = scalar(db, "SELECT first_name FROM contacts WHERE id = 1");
+        let (pg, sf_first, sf_email) = (pg_email(db, 1), sf_field(env, &sfid, "FirstName"), sf_field(env, &sfid, "Email"));
+        (first.as_deref() == Some("Cy") && pg.as_deref() == Some("sf@example.com") && sf_first == "Cy" && sf_email == "sf@example.com")
+            .then_some(())
+            .ok_or(format!("postgres {first:?} {pg:?}, salesforce {sf_first} {sf_email}"))
+    });
+    let c = conflicts(&mut db, "1");
+    assert!(c.is_empty(), "an echo of our own push is no conflict: {c:?}");
+}
+
+#[test]
+fn salesforce_holding_a_value_of_the_pending_chain_is_no_conflict() {
+    let env = common::start();
+    let mut db = env.db();
+    contacts(&mut db, "");
+    env.worker_pid();
+    let sfid = pushed_contact(&env, &mut db, 1, "ada@example.com"); // first_name 'Ada'
+
+    let lock = pause(&env);
+    // Two local changes pending (Ada -> Bea -> Cy). Salesforce holds Bea, as when the push
+    // of Bea landed but its answer was lost, and Email was changed there meanwhile.
+    db.batch_execute("UPDATE contacts SET first_name = 'Bea' WHERE id = 1").unwrap();
+    db.batch_execute("UPDATE contacts SET first_name = 'Cy' WHERE id = 1").unwrap();
+    env.emu.sf().update("Contact", &sfid, json!({"FirstName": "Bea", "Email": "sf@example.com"}));
+    resume(&env, lock);
+
+    settled(&env, &mut db, |db, env| {
+        let first: Option<String> = scalar(db, "SELECT first_name FROM contacts WHERE id = 1");
+        let (pg, sf_first) = (pg_email(db, 1), sf_field(env, &sfid, "FirstName"));
+        (first.as_deref() == Some("Cy") && pg.as_deref() == Some("sf@example.com") && sf_first == "Cy")
+            .then_some(())
+            .ok_or(format!("postgres {first:?} {pg:?}, salesforce {sf_first}"))
+    });
+    let c = conflicts(&mut db, "1");
+    assert!(c.is_empty(), "Salesforce holding an earlier value of ours is no conflict: {c:?}");
+}
+
+#[test]
 fn postgres_wins_overwrites_salesforce_and_records_its_version() {
     let env = common::start();
     let mut db = env.db();

@@ -2,6 +2,7 @@
 //! has a local change waiting in the outbox.
 
 use super::options::Conflict;
+use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Winner {
@@ -25,8 +26,9 @@ pub struct Both<'a> {
     pub differing: &'a [String],
     /// Columns the pending local change touched; None: all of them (a pending insert).
     pub pending: Option<&'a [String]>,
-    /// Columns whose Salesforce value is still the one they had before the local change:
-    /// Salesforce did not change them, so they are no conflict and the local value stays.
+    /// Columns whose Salesforce value is no change of Salesforce's own ([`echo`]): still a
+    /// value the row had before the local change, or one we sent. No conflict: the local
+    /// value stays and goes out.
     pub salesforce_kept: &'a [String],
     /// Salesforce changed the record since the last sync: not a re-read of a version the
     /// pull already saw, and not our own push coming back.
@@ -35,6 +37,26 @@ pub struct Both<'a> {
     /// change, in microseconds since the epoch (for `last_modified_wins`).
     pub salesforce_modified: Option<i64>,
     pub postgres_modified: Option<i64>,
+}
+
+/// What we know of one column's values on our side, to tell Salesforce's own change of it
+/// from an echo of ours.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The values (text form) the row held before each pending local change of the column:
+    /// the chain of values Salesforce may still hold or have been sent.
+    pub bases: &'a [Value],
+    /// Values of the column we sent for the record (jsonb form), settled within the archive's
+    /// retention: a late event, a re-read or a retried push may still carry one.
+    pub sent: &'a [Value],
+}
+
+/// Whether Salesforce's value of a column is no change of Salesforce's own: it is a value
+/// the row held before a pending local change (`remote_text`, text form), or one we sent
+/// (`remote`, jsonb form), or the change event says the field did not change
+/// (`in_changed_fields` false). Anything else is a real Salesforce change of the column.
+pub fn echo(known: Known, remote_text: &Value, remote: &Value, in_changed_fields: Option<bool>) -> bool {
+    in_changed_fields == Some(false) || known.bases.contains(remote_text) || known.sent.contains(remote)
 }
 
 /// What to do with the record.
@@ -81,6 +103,7 @@ pub fn decide(policy: Conflict, b: &Both) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn cols(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -173,6 +196,51 @@ mod tests {
     fn equal_values_are_no_conflict() {
         let (diff, pend) = (cols(&[]), cols(&["email"]));
         assert_eq!(decide(Conflict::PostgresWins, &both(&diff, Some(&pend))), Decision::default());
+    }
+
+    #[test]
+    fn a_value_of_the_local_chain_is_an_echo_not_only_the_first() {
+        // Ada -> Bea (pushed, its response lost: still pending) -> Cy pending: Salesforce
+        // holding Bea is our own write, not a change of Salesforce's.
+        let bases = [json!("Ada"), json!("Bea")];
+        let k = Known { bases: &bases, sent: &[] };
+        assert!(echo(k, &json!("Bea"), &json!("Bea"), None));
+        assert!(echo(k, &json!("Ada"), &json!("Ada"), None));
+        assert!(!echo(k, &json!("Dora"), &json!("Dora"), None), "a value we never had is Salesforce's change");
+    }
+
+    #[test]
+    fn a_value_we_sent_is_an_echo() {
+        // A late event or re-read of a version holding what we pushed before the newest change.
+        let sent = [json!(42.5), json!("x")];
+        let k = Known { bases: &[], sent: &sent };
+        assert!(echo(k, &json!("42.5"), &json!(42.5), None), "compared in the form it was sent");
+        assert!(!echo(k, &json!("42"), &json!(42), None));
+        assert!(!echo(Known::default(), &json!("x"), &json!("x"), None), "nothing known: a change");
+    }
+
+    #[test]
+    fn a_field_the_change_event_did_not_change_is_no_conflict() {
+        assert!(echo(Known::default(), &json!("Dora"), &json!("Dora"), Some(false)));
+        assert!(!echo(Known::default(), &json!("Dora"), &json!("Dora"), Some(true)));
+    }
+
+    #[test]
+    fn only_the_really_changed_column_conflicts() {
+        // Both sides touched name and email; Salesforce's name is our echo, its email is new.
+        let (diff, pend) = (cols(&["name", "email", "phone"]), cols(&["name", "email"]));
+        let bases = [json!("A")];
+        let kept: Vec<String> = [("name", "A"), ("email", "new@sf")]
+            .iter()
+            .filter(|(_, v)| echo(Known { bases: &bases, sent: &[] }, &json!(v), &json!(v), None))
+            .map(|(c, _)| c.to_string())
+            .collect();
+        let mut b = both(&diff, Some(&pend));
+        b.salesforce_kept = &kept;
+        let d = decide(Conflict::SalesforceWins, &b);
+        assert_eq!(d.conflict, Some((Winner::Salesforce, cols(&["email"]))), "name is not named");
+        assert_eq!(d.take_salesforce, cols(&["phone", "email"]), "the local name stays and goes out");
+        assert_eq!(d.drop_local, cols(&["email"]));
     }
 
     #[test]

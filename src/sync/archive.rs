@@ -29,7 +29,8 @@ pub const ARCHIVE_COLUMNS: &str =
     "id, mapping_id, table_name, op, pk, sfid, changed, txid, captured_at, attempts, outcome, salesforce_id, error";
 
 /// Removes settled entries from the outbox and archives them, in one statement.
-/// `rows`: `[{ids: [outbox ids], outcome, sfid}]`. Returns how many entries were removed.
+/// `rows`: `[{ids: [outbox ids], outcome, sfid, sent}]` (`sent`, optional: the values sent,
+/// column -> value). Returns how many entries were removed.
 pub fn settle(rows: Vec<Value>) -> Result<usize> {
     if rows.is_empty() {
         return Ok(0);
@@ -37,16 +38,16 @@ pub fn settle(rows: Vec<Value>) -> Result<usize> {
     let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(rows)), enabled().into()];
     let n = spi_util::json(
         &format!(
-            "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(ids bigint[], outcome text, sfid text)),
+            "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(ids bigint[], outcome text, sfid text, sent jsonb)),
              done AS (
                  DELETE FROM sfsync.outbox o USING r WHERE o.id = ANY(r.ids)
                  RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.txid, o.captured_at, o.attempts,
-                           r.outcome, r.sfid AS salesforce_id
+                           r.outcome, r.sfid AS salesforce_id, r.sent
              ),
              archived AS (
-                 INSERT INTO sfsync.outbox_archive ({ARCHIVE_COLUMNS})
+                 INSERT INTO sfsync.outbox_archive ({ARCHIVE_COLUMNS}, sent)
                  SELECT d.id, d.mapping_id, {table_name}, d.op, d.pk, d.sfid, d.changed, d.txid, d.captured_at, d.attempts,
-                        d.outcome, COALESCE(d.salesforce_id, d.sfid), NULL
+                        d.outcome, COALESCE(d.salesforce_id, d.sfid), NULL, d.sent
                  FROM done d WHERE $2
              )
              SELECT to_jsonb(count(*)) FROM done",

@@ -26,6 +26,11 @@ pub struct Mapping {
     /// triggers): see `as_owner`.
     #[serde(default)]
     pub deferrable: bool,
+    /// Whether the table has BEFORE ROW INSERT or UPDATE triggers of its own (not sfsync's):
+    /// what they write instead of a pulled value is pushed (`apply::rewritten`), which COPY
+    /// and the columnar load can't tell, so such tables take the record path.
+    #[serde(default)]
+    pub before_triggers: bool,
     pub sobject: String,
     pub connection: String,
     pub pk_column: String,
@@ -104,6 +109,11 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
         "SELECT COALESCE(jsonb_agg(jsonb_build_object(
                  'id', m.id, 'table', format('%I.%I', n.nspname, c.relname), 'owner', c.relowner::bigint, 'oid', c.oid::bigint,
                  'deferrable', EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgdeferrable),
+                 -- tgtype bits: 1 ROW, 2 BEFORE, 4 INSERT, 16 UPDATE
+                 'before_triggers', EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_proc f ON f.oid = g.tgfoid
+                                            WHERE g.tgrelid = c.oid AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+                                              AND g.tgtype & 3 = 3 AND g.tgtype & 20 <> 0
+                                              AND f.pronamespace <> 'sfsync'::regnamespace),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'namespace', m.namespace, 'columns', m.columns,
                  'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'on_delete', m.on_delete, 'conflict', m.conflict,

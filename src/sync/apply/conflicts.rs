@@ -4,9 +4,10 @@
 //! sfsync.conflicts.
 
 use crate::error::{Result, SyncError};
-use crate::plan::conflict::{decide, Both, Winner};
+use crate::plan::conflict::{decide, echo, Both, Known, Winner};
 use crate::plan::convert;
 use crate::spi_util;
+use crate::sync::apply::rewritten;
 use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
@@ -23,8 +24,10 @@ struct Candidate {
     entries: Vec<i64>,
     changed: Option<Vec<String>>,
     all_columns: bool,
-    /// Per column, its value (text form) before the first pending local change of it.
-    base: Option<Map<String, Value>>,
+    /// Per column, the values (text form) it had before each pending local change of it.
+    bases: Option<Map<String, Value>>,
+    /// Per column, the values (jsonb form) we sent for the record, as the archive keeps them.
+    sent: Option<Map<String, Value>>,
     /// Salesforce's values in the same text form.
     remote_text: Map<String, Value>,
     salesforce_changed: bool,
@@ -63,7 +66,7 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
               st AS (SELECT hwm_modstamp AS hwm FROM sfsync.sync_state WHERE mapping_id = $2)
          SELECT jsonb_agg(jsonb_build_object(
                     'pk', t.{pk}::text, 'sfid', t.sfid, 'local', to_jsonb(t), 'remote', to_jsonb(p),
-                    'entries', e.ids, 'changed', e.changed, 'all_columns', e.all_columns, 'base', e.base,
+                    'entries', e.ids, 'changed', e.changed, 'all_columns', e.all_columns, 'bases', e.bases, 'sent', a.sent,
                     'remote_text', jsonb_build_object({remote_text}),
                     'salesforce_changed', (st.hwm IS NULL OR meta.sms IS NULL OR meta.sms > st.hwm)
                                           AND (a.pushed IS NULL OR meta.lmd IS NULL OR meta.lmd > a.pushed),
@@ -74,8 +77,11 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
          JOIN LATERAL (
              SELECT array_agg(o.id ORDER BY o.id) AS ids, bool_or(o.changed IS NULL) AS all_columns,
                     max(o.captured_at) AS captured,
-                    (SELECT jsonb_object_agg(b.key, b.value ORDER BY o3.id DESC) FROM sfsync.outbox o3 CROSS JOIN LATERAL jsonb_each(o3.base) AS b
-                     WHERE o3.mapping_id = $2 AND o3.pk = t.{pk}::text AND o3.state = 'pending' AND o3.op <> 'delete') AS base,
+                    (SELECT jsonb_object_agg(x.key, x.vals) FROM (
+                         SELECT b.key, jsonb_agg(DISTINCT b.value) AS vals
+                         FROM sfsync.outbox o3 CROSS JOIN LATERAL jsonb_each(o3.base) AS b
+                         WHERE o3.mapping_id = $2 AND o3.pk = t.{pk}::text AND o3.state = 'pending' AND o3.op <> 'delete'
+                         GROUP BY b.key) x) AS bases,
                     (SELECT array_agg(DISTINCT c) FROM sfsync.outbox o2 CROSS JOIN LATERAL unnest(o2.changed) AS c
                      WHERE o2.mapping_id = $2 AND o2.pk = t.{pk}::text AND o2.state = 'pending' AND o2.op <> 'delete') AS changed
              FROM sfsync.outbox o
@@ -84,7 +90,13 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
          LEFT JOIN meta ON meta.sfid = p.sfid
          LEFT JOIN st ON true
          LEFT JOIN LATERAL (
-             SELECT max(ar.processed_at) AS pushed FROM sfsync.outbox_archive ar
+             SELECT max(ar.processed_at) AS pushed,
+                    (SELECT jsonb_object_agg(y.key, y.vals) FROM (
+                         SELECT v.key, jsonb_agg(DISTINCT v.value) AS vals
+                         FROM sfsync.outbox_archive ar2 CROSS JOIN LATERAL jsonb_each(ar2.sent) AS v
+                         WHERE ar2.mapping_id = $2 AND ar2.pk = t.{pk}::text AND ar2.outcome = 'sent'
+                         GROUP BY v.key) y) AS sent
+             FROM sfsync.outbox_archive ar
              WHERE ar.mapping_id = $2 AND ar.pk = t.{pk}::text AND ar.outcome = 'sent'
          ) a ON true"
     );
@@ -97,11 +109,21 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     for c in candidates {
         let differing: Vec<String> = all.iter().filter(|col| c.local.get(*col) != c.remote.get(*col)).cloned().collect();
         let pending = if c.all_columns { None } else { Some(c.changed.clone().unwrap_or_default()) };
-        // Salesforce kept a column when its value is still the one before the local change.
-        let kept: Vec<String> = match &c.base {
-            Some(base) => all.iter().filter(|col| base.get(*col).is_some_and(|b| Some(b) == c.remote_text.get(*col))).cloned().collect(),
-            None => Vec::new(),
+        // Per column: is Salesforce's value an echo of ours (a value of the local chain, or one
+        // we sent) rather than Salesforce's own change? Change events of records with a local
+        // change pending come here through a poll, so there is no changed-fields list.
+        let values = |m: &Option<Map<String, Value>>, col: &str| -> Vec<Value> {
+            m.as_ref().and_then(|m| m.get(col)).and_then(Value::as_array).cloned().unwrap_or_default()
         };
+        let kept: Vec<String> = all
+            .iter()
+            .filter(|col| {
+                let (bases, sent) = (values(&c.bases, col), values(&c.sent, col));
+                let (text, json) = (c.remote_text.get(*col).unwrap_or(&Value::Null), c.remote.get(*col).unwrap_or(&Value::Null));
+                echo(Known { bases: &bases, sent: &sent }, text, json, None)
+            })
+            .cloned()
+            .collect();
         let d = decide(
             policy,
             &Both {
@@ -129,14 +151,19 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
 fn take_salesforce(m: &Mapping, c: &Candidate, columns: &[String]) -> Result<usize> {
     let cols: Vec<String> = columns.iter().map(quote_identifier).collect();
     let src: Vec<String> = cols.iter().map(|c| format!("p.{c}")).collect();
-    let sql = format!(
-        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p WHERE t.sfid = $2",
+    // Columns not taken keep the row's value (`o`, as the statement's snapshot saw it).
+    let meant = |q: &str, name: &str| if columns.iter().any(|c| c == name) { format!("p.{q}") } else { format!("o.{q}") };
+    let sql = rewritten::wrap(&format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_record(NULL::{tbl}, $1) AS p, {tbl} o
+         WHERE t.sfid = $2 AND o.{pk} = t.{pk} RETURNING {ret}",
         tbl = m.table,
+        pk = m.pk_ident(),
         set = cols.join(", "),
-        src = src.join(", ")
-    );
+        src = src.join(", "),
+        ret = rewritten::returning(m, "t", meant),
+    ));
     let args = [spi_util::jsonb(Value::Object(c.remote.clone())), c.sfid.clone().into()];
-    m.as_owner(|| spi_util::exec(&sql, &args))
+    rewritten::run(m, &sql, &args)
 }
 
 /// Removes the columns from the record's pending entries; entries left with nothing to

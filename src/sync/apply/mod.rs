@@ -25,6 +25,7 @@ pub mod deletes;
 pub mod held;
 pub mod partial;
 pub mod records;
+pub mod rewritten;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
@@ -81,6 +82,8 @@ pub enum Mark {
 pub fn batch(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, mark: Mark, then: &dyn Fn(&Summary) -> Result<()>) -> Result<Summary> {
     let (shape, csv) = match rows {
         Rows::Records(records) => return records_batch(ctx, m, all, records, mark, then),
+        // COPY and the columnar load can't tell what a user's BEFORE trigger wrote instead.
+        Rows::Csv(shape, csv) if m.before_triggers => return records_batch(ctx, m, all, &csv.records(shape, 0..csv.len()), mark, then),
         Rows::Csv(shape, csv) => (shape, csv),
     };
     let stamp = if mark == Mark::Advance { shape.newest_stamp(&csv.rows) } else { None };

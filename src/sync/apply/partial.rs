@@ -2,7 +2,7 @@
 //! in one statement, guarded by IS DISTINCT FROM so our own writes coming back change
 //! nothing. Runs inside the events' transaction (`source::events`), as the table's owner.
 
-use super::{advance, clear_errors, held, records::translate_parents};
+use super::{advance, clear_errors, held, records::translate_parents, rewritten};
 use crate::error::Result;
 use crate::plan::cdc::Update;
 use crate::spi_util;
@@ -33,17 +33,30 @@ pub fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> 
         .collect();
     let old: Vec<String> = cols.iter().map(|q| format!("t.{q}")).collect();
     let (tbl, pk) = (&m.table, m.pk_ident());
-    let sql = format!(
+    // What we meant for each mapped column: the event's value where it changed the column,
+    // else the row's value before (`o`, the same row as the statement's snapshot saw it).
+    // A user's BEFORE trigger that wrote something else gets it queued (`rewritten`).
+    let meant = |q: &str, name: &str| {
+        if touched.iter().any(|t| t.as_str() == name) {
+            format!("CASE WHEN p.touched ? {} THEN (p.r).{q} ELSE o.{q} END", quote_literal(name))
+        } else {
+            format!("o.{q}")
+        }
+    };
+    let sql = rewritten::wrap(&format!(
         "UPDATE {tbl} t SET ({set}) = ROW({new})
-         FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p
-         WHERE t.sfid = (p.r).sfid AND ROW({old}) IS DISTINCT FROM ROW({new}) AND t.{pk}::text <> ALL($2)",
+         FROM (SELECT e -> '{TOUCHED}' AS touched, jsonb_populate_record(NULL::{tbl}, e) AS r FROM jsonb_array_elements($1) AS e) p,
+              {tbl} o
+         WHERE t.sfid = (p.r).sfid AND o.{pk} = t.{pk} AND ROW({old}) IS DISTINCT FROM ROW({new}) AND t.{pk}::text <> ALL($2)
+         RETURNING {ret}",
         set = cols.join(", "),
         new = new.join(", "),
         old = old.join(", "),
-    );
+        ret = rewritten::returning(m, "t", meant),
+    ));
     let ids: Vec<String> = updates.iter().map(|u| u.sfid.clone()).collect();
     let args = [spi_util::jsonb(Value::Array(rows)), held::pending(m, &ids)?.into()];
-    let n = m.as_owner(|| spi_util::exec(&sql, &args))?;
+    let n = rewritten::run(m, &sql, &args)?;
     clear_errors(m, ids.clone().into())?;
     advance(m, None, n)?;
     // A local change committed after we looked: the guard above skipped the row.

@@ -5,7 +5,7 @@
 //! conflict policy (`conflicts`). The table statements run as the table's owner, with what
 //! the catalog holds back looked up first (`held`).
 
-use super::{advance, clear_errors, conflicts, deletes, held, Summary};
+use super::{advance, clear_errors, conflicts, deletes, held, rewritten, Summary};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::convert;
@@ -127,12 +127,16 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
             let src = src.join(", ");
             let tgt: Vec<String> = cols.iter().map(|c| format!("t.{c}")).collect();
             let tgt = tgt.join(", ");
-            let sql = format!(
+            // A user's BEFORE trigger may write other values than ours: those are queued
+            // (`rewritten`).
+            let sql = rewritten::wrap(&format!(
                 "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-                 WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src}) AND t.{pk}::text <> ALL($2)"
-            );
+                 WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src}) AND t.{pk}::text <> ALL($2)
+                 RETURNING {ret}",
+                ret = rewritten::returning(m, "t", |q, _| format!("p.{q}"))
+            ));
             let args = [spi_util::jsonb(Value::Array(live.clone())), held.pending.clone().into()];
-            s.updated += m.as_owner(|| spi_util::exec(&sql, &args))?;
+            s.updated += rewritten::run(m, &sql, &args)?;
         }
         // 3. Insert records we don't have: with their Postgres key when they carry one,
         //    else with the key's default. Not while a local change or delete of them waits.
@@ -158,18 +162,28 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
             } else {
                 (String::new(), String::new(), "NULL".to_string())
             };
-            format!(
-                "INSERT INTO {tbl} ({list}{keycol})
-                 SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-                 WHERE p.{pk} IS {test} AND p.sfid <> ALL($2)
-                   AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)"
+            // Compared with what we meant to write, by Id (an INSERT's RETURNING sees only
+            // the row written).
+            rewritten::wrap_after(
+                &format!(
+                    "ins AS (
+                         INSERT INTO {tbl} ({list}{keycol})
+                         SELECT {src}{keysrc} FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
+                         WHERE p.{pk} IS {test} AND p.sfid <> ALL($2)
+                           AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = p.sfid)
+                         RETURNING *), "
+                ),
+                &format!(
+                    "SELECT {ret} FROM ins JOIN jsonb_populate_recordset(NULL::{tbl}, $1) AS p ON p.sfid = ins.sfid",
+                    ret = rewritten::returning(m, "ins", |q, _| format!("p.{q}"))
+                ),
             )
         };
         let rows = Value::Array(with_key);
         for keyed in [true, false] {
             let args = [spi_util::jsonb(rows.clone()), held.sfids.clone().into(), held.keys.clone().into()];
             let sql = insert(keyed);
-            s.inserted += m.as_owner(|| spi_util::exec(&sql, &args))?;
+            s.inserted += rewritten::run(m, &sql, &args)?;
         }
     }
     let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();

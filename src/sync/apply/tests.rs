@@ -88,6 +88,71 @@ mod tests {
         assert_ne!(me, "app_owner");
     }
 
+    /// An outbox entry: (op, pk, sfid, changed, base).
+    type Entry = (String, String, Option<String>, Vec<String>, serde_json::Value);
+
+    fn queued() -> Vec<Entry> {
+        Spi::connect(|c| {
+            c.select("SELECT op, pk, sfid::text, changed, base FROM sfsync.outbox ORDER BY id", None, &[])
+                .unwrap()
+                .map(|r| {
+                    (
+                        r.get(1).unwrap().unwrap(),
+                        r.get(2).unwrap().unwrap(),
+                        r.get(3).unwrap(),
+                        r.get::<Vec<String>>(4).unwrap().unwrap_or_default(),
+                        r.get::<pgrx::JsonB>(5).unwrap().map(|j| j.0).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn what_a_before_trigger_writes_instead_of_the_pulled_value_is_queued_for_salesforce() {
+        let m = owned_fixture();
+        // An enrichment trigger: names arriving lower case are written title case.
+        Spi::run(
+            "CREATE FUNCTION enrich() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN NEW.name := initcap(NEW.name); RETURN NEW; END $$;
+             ALTER FUNCTION enrich() OWNER TO app_owner;
+             CREATE TRIGGER enrich BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION enrich();
+             INSERT INTO accounts (id, name, sfid) OVERRIDING SYSTEM VALUE VALUES (2, 'Old', '001000000000002AAA');",
+        )
+        .unwrap();
+        let m = Mapping { before_triggers: true, ..m };
+        assert!(load_mappings(None).unwrap()[0].before_triggers, "the mapping knows the table has a BEFORE trigger of its own");
+        let records = [
+            record("001000000000001AAA", "new one", None),
+            record("001000000000002AAA", "changed two", None),
+            record("001000000000003AAA", "As Sent", None),
+        ];
+        let s = super::super::records::apply(&m, &[], &records, None).unwrap();
+        assert_eq!((s.inserted, s.updated), (2, 1), "{s:?}");
+        let q = queued();
+        assert_eq!(q.len(), 2, "only the rows whose value the trigger changed: {q:?}");
+        let by_sfid = |id: &str| q.iter().find(|e| e.2.as_deref() == Some(id)).cloned().unwrap_or_else(|| panic!("{id} not queued: {q:?}"));
+        let one = by_sfid("001000000000001AAA");
+        assert_eq!((one.0.as_str(), one.3.clone()), ("update", vec!["name".to_string()]));
+        assert_eq!(one.4, json!({"name": "new one"}), "the base is the value Salesforce holds");
+        let two = by_sfid("001000000000002AAA");
+        assert_eq!((two.0.as_str(), two.1.as_str(), two.4.clone()), ("update", "2", json!({"name": "changed two"})));
+        let names = Spi::get_one::<String>("SELECT string_agg(name, ',' ORDER BY sfid) FROM accounts").unwrap().unwrap();
+        assert_eq!(names, "New One,Changed Two,As Sent");
+        // A change event of the same record: the rewritten value is queued too.
+        Spi::run("DELETE FROM sfsync.outbox").unwrap();
+        let mut values = serde_json::Map::new();
+        values.insert("name".into(), json!("third name"));
+        let ev = crate::plan::cdc::Update { sfid: "001000000000003AAA".into(), values };
+        super::super::partial::update(&m, &[], &[ev]).unwrap();
+        let q = queued();
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(
+            (q[0].2.as_deref(), q[0].3.clone(), q[0].4.clone()),
+            (Some("001000000000003AAA"), vec!["name".to_string()], json!({"name": "third name"}))
+        );
+    }
+
     #[pg_test]
     fn deferred_triggers_fire_as_the_owner_not_at_commit_as_the_worker() {
         owned_fixture();

@@ -33,7 +33,16 @@ pub(super) fn settle(
         match &r.outcome {
             Outcome::Done { sfid } => {
                 summary.succeeded += 1;
-                done.push(json!({"ids": c.entry_ids, "outcome": archive::outcome(r.operation), "sfid": sfid}));
+                // The mapped values sent, kept with the archived entries: a Salesforce value
+                // equal to one is an echo of this push, not a change (plan::conflict::echo).
+                let sent = match (&c.write, mappings.get(&c.mapping_id)) {
+                    (Write::Upsert(values), Some(m)) => {
+                        let mapped = values.iter().filter(|(k, _)| m.column(k).is_some());
+                        Some(Value::Object(mapped.map(|(k, v)| (k.clone(), v.clone())).collect()))
+                    }
+                    _ => None,
+                };
+                done.push(json!({"ids": c.entry_ids, "outcome": archive::outcome(r.operation), "sfid": sfid, "sent": sent}));
                 cleared.push(json!({"mapping_id": c.mapping_id, "pk": c.pk}));
                 *pushed.entry(c.mapping_id).or_default() += 1;
                 if let (Write::Upsert(_), Some(sfid)) = (&c.write, sfid) {
