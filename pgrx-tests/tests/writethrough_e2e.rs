@@ -7,7 +7,7 @@
 mod common;
 
 use common::Env;
-use sfsync_e2e::{json, postgres, scalar, DbExt, Value};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::collections::BTreeMap;
 
 const TABLE: &str = "CREATE TABLE contacts (id bigint PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
@@ -79,4 +79,90 @@ fn a_fresh_backend_writes_through_with_one_call_and_one_login_serves_all() {
     assert_eq!(after.logins - before.logins, 1, "one login after the expiry, for the backends and the worker: {before:?} -> {after:?}");
     assert_eq!(after.versions, before.versions, "the API version is not asked again");
     assert_eq!(scalar::<i64>(&mut env.db(), "SELECT count(*) FROM contacts"), 11);
+}
+
+/// What one session does: statement `i` of session `s` on keys of its own.
+fn statement(s: i64, i: i64, alive: &mut Vec<i64>, next: &mut i64) -> String {
+    match (i % 5, alive.len()) {
+        (3, n) if n > 0 => {
+            let k = alive[(i as usize * 7) % n];
+            format!("UPDATE contacts SET email = 'u{i}@example.com', first_name = 'F{i}' WHERE id = {k}")
+        }
+        (4, n) if n > 1 => {
+            let k = alive.remove((i as usize * 3) % n);
+            format!("DELETE FROM contacts WHERE id = {k}")
+        }
+        _ => {
+            let k = s * 100_000 + *next;
+            *next += 1;
+            alive.push(k);
+            format!("INSERT INTO contacts (id, first_name, last_name, email) VALUES ({k}, 'S{s}', 'Row {k}', 'r{k}@example.com')")
+        }
+    }
+}
+
+#[test]
+fn eight_short_lived_sessions_never_fail_on_their_own_echo() {
+    const SESSIONS: i64 = 8;
+    const STATEMENTS: i64 = 200;
+    let env = common::start();
+    env.db().batch_execute(TABLE).unwrap();
+    live(&env);
+    // Every backend below is fresh; the first login happens here.
+    env.cluster.connect("app").batch_execute("INSERT INTO contacts VALUES (1, 'Ada', 'Lovelace')").unwrap();
+    let before = calls(&env);
+    let results: Vec<(Vec<String>, Vec<i64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=SESSIONS)
+            .map(|s| {
+                let cluster = &env.cluster;
+                scope.spawn(move || {
+                    let (mut failed, mut alive, mut next) = (Vec::new(), Vec::new(), 0);
+                    for i in 0..STATEMENTS {
+                        let sql = statement(s, i, &mut alive, &mut next);
+                        if let Err(e) = cluster.connect("app").batch_execute(&sql) {
+                            failed.push(format!("{sql}: {}", e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())));
+                        }
+                    }
+                    (failed, alive)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let after = calls(&env);
+    let failed: Vec<&String> = results.iter().flat_map(|(f, _)| f).collect();
+    assert!(failed.is_empty(), "{} statements failed, e.g. {:?}", failed.len(), &failed[..failed.len().min(5)]);
+
+    let statements = (SESSIONS * STATEMENTS) as u64;
+    let made = (after.logins - before.logins) + (after.versions - before.versions) + (after.writes - before.writes);
+    println!("{statements} write-through statements on fresh connections made {made} calls ({before:?} -> {after:?})");
+    assert!(made as f64 <= 1.05 * statements as f64, "{made} calls for {statements} statements");
+
+    // Rows = records, each record once, and the worker's echoes changed nothing.
+    let mut db = env.db();
+    let expected: i64 = 1 + results.iter().map(|(_, a)| a.len() as i64).sum::<i64>();
+    let ns = ext(&mut db, 0);
+    let prefix = ns.trim_end_matches('0');
+    let sf = env.emu.sf();
+    until("Salesforce holds exactly the committed rows", WAIT, || {
+        let rows: i64 = scalar(&mut db, "SELECT count(*) FROM contacts");
+        let recs = sf.query(&format!("SELECT Id, Postgres_Id__c FROM Contact WHERE Postgres_Id__c LIKE '{prefix}%'"));
+        let mut keys: Vec<&str> = recs.iter().filter_map(|r| r["Postgres_Id__c"].as_str()).collect();
+        keys.sort();
+        keys.dedup();
+        (rows == expected && recs.len() as i64 == expected && keys.len() == recs.len()).then_some(()).ok_or(format!(
+            "{rows} rows, {} records ({} keys), {expected} expected",
+            recs.len(),
+            keys.len()
+        ))
+    });
+    for (_, alive) in &results {
+        for k in alive.iter().step_by(17) {
+            let n: i64 = scalar(&mut db, &format!("SELECT count(*) FROM contacts WHERE id = {k} AND sfid IS NOT NULL"));
+            assert_eq!(n, 1, "row {k} is there, linked");
+        }
+    }
+    let v: Value = serde_json::from_str(&scalar::<String>(&mut db, "SELECT (sfsync.verify('contacts', sample => 5000))::text")).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0, "no apply failed");
 }
