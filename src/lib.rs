@@ -7,6 +7,7 @@
 
 use pgrx::prelude::*;
 
+mod abort_queue;
 mod api;
 mod capture;
 mod error;
@@ -41,6 +42,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init_shmem();
         token_cache::init_shmem();
+        abort_queue::init_shmem();
         worker::register_launcher();
         worker::register_database_commands();
     }

@@ -166,3 +166,62 @@ fn eight_short_lived_sessions_never_fail_on_their_own_echo() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0, "no apply failed");
 }
+
+/// The record carrying `key`'s external id: (Id, Email, LastName), if there is one.
+fn record(env: &Env, db: &mut postgres::Client, key: i64) -> Option<(String, Option<String>, String)> {
+    let ext = ext(db, key);
+    env.emu.sf().query(&format!("SELECT Id, Email, LastName FROM Contact WHERE Postgres_Id__c = '{ext}'")).first().map(|r| {
+        (r["Id"].as_str().unwrap().to_string(), r["Email"].as_str().map(String::from), r["LastName"].as_str().unwrap().to_string())
+    })
+}
+
+#[test]
+fn a_rollback_after_salesforce_accepted_ends_with_what_postgres_committed() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(TABLE).unwrap();
+    live(&env);
+    db.batch_execute("INSERT INTO contacts VALUES (1, 'Ada', 'Lovelace', 'ada@example.com'), (2, 'Grace', 'Hopper', 'grace@example.com')")
+        .unwrap();
+
+    // Each change is in Salesforce before its transaction ends, then rolled back.
+    let mut tx = db.transaction().unwrap();
+    tx.batch_execute("INSERT INTO contacts VALUES (3, 'Rolled', 'Back', 'rb@example.com')").unwrap();
+    assert!(record(&env, &mut env.db(), 3).is_some(), "the insert reached Salesforce");
+    tx.batch_execute("UPDATE contacts SET email = 'changed@example.com' WHERE id = 1").unwrap();
+    assert_eq!(record(&env, &mut env.db(), 1).unwrap().1.as_deref(), Some("changed@example.com"));
+    tx.batch_execute("DELETE FROM contacts WHERE id = 2").unwrap();
+    assert!(record(&env, &mut env.db(), 2).is_none(), "the delete reached Salesforce");
+    tx.rollback().unwrap();
+
+    // A savepoint rolled back undoes its own write-through only.
+    db.batch_execute(
+        "BEGIN; INSERT INTO contacts VALUES (4, 'Kept', 'Row', NULL); SAVEPOINT s;
+         INSERT INTO contacts VALUES (5, 'Undone', 'Row', NULL); ROLLBACK TO s; COMMIT;",
+    )
+    .unwrap();
+    // A statement failing after an earlier row of it went through.
+    let err = db.batch_execute("INSERT INTO contacts VALUES (6, 'Six', 'Row', NULL), (7, 'Seven', NULL, NULL)");
+    assert!(err.is_err(), "NOT NULL fails the statement after row 6 was sent");
+
+    until("Salesforce equals what Postgres committed", WAIT, || {
+        let mut db = env.db();
+        let r1 = record(&env, &mut db, 1);
+        let r2 = record(&env, &mut db, 2);
+        let gone: Vec<i64> = [3, 5, 6].into_iter().filter(|k| record(&env, &mut db, *k).is_some()).collect();
+        let ok = r1.as_ref().is_some_and(|r| r.1.as_deref() == Some("ada@example.com"))
+            && r2.as_ref().is_some_and(|r| r.2 == "Hopper")
+            && record(&env, &mut db, 4).is_some()
+            && gone.is_empty();
+        ok.then_some(()).ok_or(format!("1: {r1:?}, 2: {r2:?}, still in Salesforce: {gone:?}"))
+    });
+    // The re-created record of row 2 is linked to it; no rolled-back row came back.
+    let r2 = record(&env, &mut db, 2).unwrap();
+    db.until_value("SELECT sfid::text FROM contacts WHERE id = 2", Some(r2.0.clone()));
+    let v: Value = serde_json::from_str(&scalar::<String>(&mut db, "SELECT (sfsync.verify('contacts'))::text")).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let keys: Vec<i64> = db.query("SELECT id FROM contacts ORDER BY id", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(keys, [1, 2, 4], "what Postgres committed");
+    let email: Option<String> = scalar(&mut db, "SELECT email FROM contacts WHERE id = 1");
+    assert_eq!(email.as_deref(), Some("ada@example.com"), "the rolled-back update's echo did not land");
+}

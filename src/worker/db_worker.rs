@@ -99,6 +99,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 continue;
             }
         };
+        // Rolled-back write-through changes first: their keys' events wait for it.
+        push::rollback::repair(&mappings);
         stream.follow(&mappings, &mut pulls);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
         let backfill = backfill::step(&mappings);

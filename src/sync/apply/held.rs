@@ -76,7 +76,8 @@ pub fn pending_of(m: &Mapping, sfids: DatumWithOid) -> Result<Vec<String>> {
 
 /// Ids of the records (Id, the Postgres key the record carries if any) whose key — the one
 /// it carries, or the key of our row with its Id — a write-through transaction still holds
-/// (`sync::echo_lock`): their change may be that transaction's own echo, so they are deferred,
+/// (`sync::echo_lock`), or whose write-through change rolled back and waits for its repair
+/// (`abort_queue`): their change may be that transaction's own echo, so they are deferred,
 /// neither applied nor lost.
 pub fn locked(m: &Mapping, records: &[(String, Option<String>)]) -> Result<Vec<String>> {
     if records.is_empty() || !m.writes_through() {
@@ -103,7 +104,7 @@ pub fn locked(m: &Mapping, records: &[(String, Option<String>)]) -> Result<Vec<S
     let args: Vec<DatumWithOid> = vec![spi_util::jsonb(serde_json::Value::Array(rows)), m.id.into()];
     let v = spi_util::json(&sql, &args)?.unwrap_or_default();
     let ks: Vec<K> = serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the records a write-through holds: {e}")))?;
-    let mut out: Vec<String> = ks.into_iter().filter(|k| k.locked).map(|k| k.sfid).collect();
+    let mut out: Vec<String> = ks.into_iter().filter(|k| k.locked || crate::abort_queue::awaits(m.id, &k.key)).map(|k| k.sfid).collect();
     out.sort();
     out.dedup();
     Ok(out)

@@ -98,6 +98,11 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         other => fail(FailureKind::Failed, other),
     })?;
     let new_id = send(&client, &m, call).map_err(|e| fail(kind_of(&e), &e))?;
+    // Salesforce has it: should this transaction roll back, the worker puts Salesforce back
+    // to what Postgres committed (abort_queue, push::rollback).
+    for r in old.iter().chain(new.iter()) {
+        crate::abort_queue::sent(m.id, &r.key);
+    }
     let mut out = proceed();
     if let (Some(id), Some(t)) = (new_id, out.as_mut()) {
         if t.get_by_name::<String>("sfid").ok().flatten().as_deref() != Some(id.as_str()) {
