@@ -7,6 +7,7 @@
 
 use pgrx::prelude::*;
 
+mod abort_queue;
 mod api;
 mod capture;
 mod error;
@@ -17,6 +18,7 @@ mod privilege;
 mod registry;
 mod spi_util;
 mod sync;
+mod token_cache;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -39,6 +41,8 @@ pub extern "C-unwind" fn _PG_init() {
     // `CREATE EXTENSION` in a server without preload still gets a working SQL API.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init_shmem();
+        token_cache::init_shmem();
+        abort_queue::init_shmem();
         worker::register_launcher();
         worker::register_database_commands();
     }

@@ -13,10 +13,14 @@
 //!                                    COPY of the same rows into the same table, worker peak memory
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
 //!                                    REST query and Bulk query read throughput (N records)
+//!   sfsync-bench write-through [N]   write-through mode on short connections, 1 and 8 sessions
+//!                                    of N mixed statements: statements/s, p50/p99, calls/statement
 //!   sfsync-bench all                 everything, with small defaults
 //!
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
+
+mod write_through;
 
 use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
 use std::process::Command;
@@ -458,6 +462,7 @@ fn main() {
         Some("idle") => idle(num(1, 60) as u64),
         Some("stream-load") => stream_load(num(1, 10) as u64, num(2, 30) as u64),
         Some("backfill") => backfill(num(1, 1_000_000)),
+        Some("write-through") => write_through::run(num(1, 200) as i64),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -466,7 +471,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, client or all"
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, client or all"
             );
             std::process::exit(2);
         }

@@ -55,7 +55,7 @@ pub use client::bulk::{
     build_csv, map_results, poll_delay, BulkIngestResult, BulkJobInfo, BulkOperation, BulkOptions, BulkQueryReader, BulkRowOutcome,
     BULK_NULL,
 };
-pub use client::{ApiStats, Client, ClientOptions, QueryIter, COLLECTIONS_CHUNK};
+pub use client::{ApiStats, Client, ClientOptions, QueryIter, SessionSeed, SessionShare, COLLECTIONS_CHUNK};
 pub use composite::{CompositeSubrequest, CompositeSubresponse};
 /// A Bulk query result row (see [`BulkQueryReader`]).
 pub use csv::StringRecord;

@@ -1,4 +1,5 @@
-//! Logged-in Salesforce clients, one per connection and process; the one guarded way a
+//! Logged-in Salesforce clients, one per connection and process, their session shared by
+//! the database's processes (`token_cache`); the one guarded way a
 //! worker step calls a connection ([`call`]: backoff after request-level failures, Retry-After
 //! and budget pauses); and the API-call accounting.
 
@@ -185,14 +186,17 @@ pub fn load(name: &str) -> Result<ConnectionSpec> {
 }
 
 /// A logged-in client for connection `name`. Reads the stored credentials in a short
-/// transaction, and logs in (HTTP) only when they changed or there is no client yet.
+/// transaction, and logs in (HTTP) only when they changed or there is no client yet — and
+/// not even then when another process of this database shared its session
+/// (`token_cache`): a fresh backend makes no login and no versions request.
 pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
     let stored = ctx.tx(|| load(name))?;
     if let Some(c) = CACHE.with(|c| c.borrow().get(name).filter(|c| c.stamp == stored.stamp).map(|c| c.client.clone())) {
         return Ok(c);
     }
     let creds = stored.credentials()?;
-    let client = Rc::new(Client::login(creds, options()?)?);
+    let share = crate::token_cache::share(name, &stored.stamp);
+    let client = Rc::new(Client::login_shared(creds, options()?, share)?);
     CACHE.with(|c| c.borrow_mut().insert(name.to_string(), Cached { stamp: stored.stamp, client: client.clone(), reported_calls: 0 }));
     Ok(client)
 }
@@ -200,6 +204,7 @@ pub fn client(ctx: Ctx, name: &str) -> Result<Rc<Client>> {
 /// Forget a connection's client (after it was replaced or removed).
 pub fn forget(name: &str) {
     CACHE.with(|c| c.borrow_mut().remove(name));
+    crate::token_cache::forget(name);
 }
 
 /// Whether the worker may call this connection now (it backs off after request failures).

@@ -64,6 +64,10 @@ impl Mapping {
     pub fn pulls(&self) -> bool {
         self.options.direction.pulls()
     }
+    /// Changes are sent by the write-through trigger (whose echoes `sync::echo_lock` defers).
+    pub fn writes_through(&self) -> bool {
+        self.options.capture() == crate::plan::options::Capture::WriteThrough
+    }
     pub fn column(&self, name: &str) -> Option<&ColumnMap> {
         self.columns.iter().find(|c| c.column == name)
     }

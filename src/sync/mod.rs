@@ -18,6 +18,7 @@ pub mod apply;
 pub mod archive;
 pub mod cdc;
 pub mod clients;
+pub mod echo_lock;
 pub mod identity;
 pub mod mapping;
 pub mod periodic;

@@ -99,6 +99,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
                 continue;
             }
         };
+        // Rolled-back write-through changes first: their keys' events wait for it.
+        push::rollback::repair(&mappings);
         stream.follow(&mappings, &mut pulls);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
         let backfill = backfill::step(&mappings);
@@ -363,6 +365,12 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
         };
         pulls.started(m.id, Instant::now(), interval);
         let pull = clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull"), || poll::pass(Ctx::Worker, m, mappings));
+        if let Call::Done(s) = &pull {
+            // Records a write-through transaction held were left: read them again soon.
+            if s.deferred > 0 {
+                pulls.asked(m.id, m.pushes(), Instant::now(), guc::ms(&guc::CDC_POLL_SPACING_MS));
+            }
+        }
         if let Call::Failed { error, retry_in, .. } = pull {
             warning!("sfsync: pull of {} into {} failed, retrying in {retry_in:?}: {error}", m.sobject, m.table);
             let msg = error.to_string();

@@ -26,7 +26,7 @@ mod request;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -90,6 +90,31 @@ struct Session {
     user_id: Option<String>,
 }
 
+/// A session one client obtained, handed to another client of the same connection (in
+/// sfsync: through shared memory, to every backend of the database) so that it can call
+/// without logging in or reading the versions resource again.
+#[derive(Clone, Debug)]
+pub struct SessionSeed {
+    pub token: Secret,
+    pub instance_url: String,
+    pub api_version: String,
+    pub org_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// Where clients of one connection share their session. Implementations must be cheap and
+/// must never block on the network; `None` answers mean "log in yourself".
+pub trait SessionShare: Send + Sync {
+    /// The session shared now, if any (asked at login).
+    fn current(&self) -> Option<SessionSeed>;
+    /// Asked before logging in again because `stale` was refused: a session someone else
+    /// obtained since (the implementation may wait briefly while another process logs in),
+    /// or `None` when this client is the one to log in.
+    fn newer_than(&self, stale: &Secret) -> Option<SessionSeed>;
+    /// A session this client just obtained.
+    fn publish(&self, seed: &SessionSeed);
+}
+
 /// A logged-in connection to one org. `Send + Sync`; the access token is
 /// cached inside and refreshed transparently on `INVALID_SESSION_ID`.
 pub struct Client {
@@ -104,6 +129,7 @@ pub struct Client {
     stats: Mutex<ApiStats>,
     pacer: Mutex<Option<Pacer>>,
     query_batch_size: AtomicU32,
+    share: Option<Arc<dyn SessionShare>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -123,6 +149,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Client {
     /// Logs in (OAuth token request) and negotiates the API version.
     pub fn login(creds: Credentials, opts: ClientOptions) -> Result<Client, Error> {
+        Client::login_shared(creds, opts, None)
+    }
+
+    /// [`Client::login`], but first takes the session `share` holds (no request at all), and
+    /// publishes every session it obtains itself (login, re-login after a 401) to it.
+    pub fn login_shared(creds: Credentials, opts: ClientOptions, share: Option<Arc<dyn SessionShare>>) -> Result<Client, Error> {
         creds.validate()?;
         let login_url = check_base_url(&creds.login_url, opts.allow_insecure_http, opts.hosts.as_ref(), "login_url")?;
         let fixed_version = opts.api_version.as_deref().map(normalize_version).transpose()?;
@@ -152,13 +184,48 @@ impl Client {
             stats: Mutex::new(ApiStats::default()),
             pacer: Mutex::new(pacer),
             query_batch_size: AtomicU32::new(0),
+            share,
         };
+        if let Some(seed) = client.share.as_ref().and_then(|s| s.current()) {
+            // The shared instance URL is checked like a token response's: the allowed hosts
+            // may have changed since another process logged in.
+            if let Ok(session) = client.adopt(&seed) {
+                *lock(&client.session) = session;
+                if fixed_version.is_none() {
+                    client.api_version = seed.api_version;
+                }
+                return Ok(client);
+            }
+        }
         let session = client.fetch_token()?;
         *lock(&client.session) = session;
         if fixed_version.is_none() {
             client.api_version = client.negotiate_version()?;
         }
+        client.publish();
         Ok(client)
+    }
+
+    /// A shared session as this client's, when its instance URL passes this client's checks.
+    fn adopt(&self, seed: &SessionSeed) -> Result<Session, Error> {
+        if seed.token.is_empty() || (self.opts.api_version.is_none() && version_key(&seed.api_version).is_none()) {
+            return Err(Error::Decode("shared session is incomplete".into()));
+        }
+        let instance_url = check_base_url(&seed.instance_url, self.opts.allow_insecure_http, self.opts.hosts.as_ref(), "instance_url")?;
+        Ok(Session { token: seed.token.clone(), instance_url, org_id: seed.org_id.clone(), user_id: seed.user_id.clone() })
+    }
+
+    fn publish(&self) {
+        if let Some(share) = &self.share {
+            let s = lock(&self.session);
+            share.publish(&SessionSeed {
+                token: s.token.clone(),
+                instance_url: s.instance_url.clone(),
+                api_version: self.api_version.clone(),
+                org_id: s.org_id.clone(),
+                user_id: s.user_id.clone(),
+            });
+        }
     }
 
     /// The API version in use, like `62.0`.
@@ -192,6 +259,7 @@ impl Client {
         let _login = lock(&self.login_lock);
         let s = self.fetch_token()?;
         *lock(&self.session) = s;
+        self.publish();
         Ok(())
     }
 
@@ -227,8 +295,16 @@ impl Client {
         if lock(&self.session).token != *stale {
             return Ok(());
         }
+        // Another process may have met the same expiry and logged in already.
+        if let Some(seed) = self.share.as_ref().and_then(|s| s.newer_than(stale)) {
+            if let Ok(session) = self.adopt(&seed) {
+                *lock(&self.session) = session;
+                return Ok(());
+            }
+        }
         let fresh = self.fetch_token()?;
         *lock(&self.session) = fresh;
+        self.publish();
         Ok(())
     }
 
@@ -384,5 +460,71 @@ mod tests {
         let e = c.delete("Account", "001000000000001AAA").unwrap_err();
         assert!(e.is_invalid_session());
         assert_eq!(srv.seen.lock().unwrap().iter().filter(|s| s.path == "/services/oauth2/token").count(), 2);
+    }
+
+    /// One connection's shared session, as a process-local stand-in for shared memory.
+    #[derive(Default)]
+    struct Shelf(Mutex<Option<SessionSeed>>);
+
+    impl SessionShare for Shelf {
+        fn current(&self) -> Option<SessionSeed> {
+            lock(&self.0).clone()
+        }
+        fn newer_than(&self, stale: &Secret) -> Option<SessionSeed> {
+            lock(&self.0).clone().filter(|s| s.token != *stale)
+        }
+        fn publish(&self, seed: &SessionSeed) {
+            *lock(&self.0) = Some(seed.clone());
+        }
+    }
+
+    #[test]
+    fn a_shared_session_spares_the_login_and_one_relogin_serves_all() {
+        let srv = mock::start(|req, _| {
+            if req.auth.as_deref() == Some("Bearer tok1") && req.method == "DELETE" {
+                mock::Reply::Json(401, "", r#"[{"errorCode":"INVALID_SESSION_ID","message":"Session expired or invalid"}]"#.into())
+            } else {
+                mock::Reply::Json(204, "", "".into())
+            }
+        });
+        let shelf: Arc<dyn SessionShare> = Arc::new(Shelf::default());
+        let creds = || {
+            let mut c = Credentials::new(crate::AuthFlow::ClientCredentials, srv.url.as_str(), "cid");
+            c.client_secret = Some("shh".into());
+            c
+        };
+        let count = |path: &str| srv.seen.lock().unwrap().iter().filter(|s| s.path == path).count();
+        let a = Client::login_shared(creds(), ClientOptions::default(), Some(shelf.clone())).unwrap();
+        assert_eq!((count("/services/oauth2/token"), count("/services/data/")), (1, 1));
+        let b = Client::login_shared(creds(), ClientOptions::default(), Some(shelf.clone())).unwrap();
+        assert_eq!((count("/services/oauth2/token"), count("/services/data/")), (1, 1), "the second client made no request");
+        assert_eq!((b.api_version(), b.instance_url()), (a.api_version(), a.instance_url()));
+        assert_eq!(b.stats().calls, 0);
+
+        // tok1 expires: the first to meet it logs in, the other takes the new token.
+        a.delete("Account", "001000000000001AAA").unwrap();
+        b.delete("Account", "001000000000001AAA").unwrap();
+        assert_eq!(count("/services/oauth2/token"), 2, "one re-login for both clients");
+        let last = srv.seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last.auth.as_deref(), Some("Bearer tok2"));
+    }
+
+    #[test]
+    fn a_shared_instance_url_outside_the_allowed_hosts_is_not_taken() {
+        let srv = mock::start(|_, _| mock::Reply::Json(204, "", "".into()));
+        let seed = SessionSeed {
+            token: Secret::new("stolen".into()),
+            instance_url: "https://evil.example".into(),
+            api_version: "62.0".into(),
+            org_id: None,
+            user_id: None,
+        };
+        let shelf: Arc<dyn SessionShare> = Arc::new(Shelf(Mutex::new(Some(seed))));
+        let hosts = HostPolicy::salesforce_and("127.0.0.0/8", "set the allowed hosts").unwrap();
+        let mut c = Credentials::new(crate::AuthFlow::ClientCredentials, srv.url.as_str(), "cid");
+        c.client_secret = Some("shh".into());
+        let client = Client::login_shared(c, ClientOptions { hosts: Some(hosts), ..Default::default() }, Some(shelf.clone())).unwrap();
+        assert_eq!(client.instance_url(), srv.url, "logged in itself");
+        assert_eq!(shelf.current().unwrap().instance_url, srv.url, "and shared its own session");
     }
 }

@@ -73,3 +73,39 @@ pub fn pending_of(m: &Mapping, sfids: DatumWithOid) -> Result<Vec<String>> {
     let v = spi_util::json(&sql, &args)?.unwrap_or_default();
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the rows with a local change pending: {e}")))
 }
+
+/// Ids of the records (Id, the Postgres key the record carries if any) whose key — the one
+/// it carries, or the key of our row with its Id — a write-through transaction still holds
+/// (`sync::echo_lock`), or whose write-through change rolled back and waits for its repair
+/// (`abort_queue`): their change may be that transaction's own echo, so they are deferred,
+/// neither applied nor lost.
+pub fn locked(m: &Mapping, records: &[(String, Option<String>)]) -> Result<Vec<String>> {
+    if records.is_empty() || !m.writes_through() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = records.iter().map(|(sfid, key)| serde_json::json!({"sfid": sfid, "pgid": key})).collect();
+    let sql = format!(
+        "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(sfid text, pgid text)),
+              k AS (SELECT r.sfid, r.pgid::{ty}::text AS key FROM r WHERE r.pgid IS NOT NULL
+                    UNION
+                    SELECT r.sfid, t.{pk}::text FROM r JOIN {tbl} t ON t.sfid = r.sfid)
+         SELECT COALESCE(jsonb_agg(jsonb_build_object('sfid', k.sfid, 'key', k.key, 'locked', {locked})), '[]') FROM k",
+        ty = m.pk_type,
+        pk = m.pk_ident(),
+        tbl = m.table,
+        locked = crate::sync::echo_lock::locked("$2", "k.key")
+    );
+    #[derive(Deserialize)]
+    struct K {
+        sfid: String,
+        key: String,
+        locked: bool,
+    }
+    let args: Vec<DatumWithOid> = vec![spi_util::jsonb(serde_json::Value::Array(rows)), m.id.into()];
+    let v = spi_util::json(&sql, &args)?.unwrap_or_default();
+    let ks: Vec<K> = serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the records a write-through holds: {e}")))?;
+    let mut out: Vec<String> = ks.into_iter().filter(|k| k.locked || crate::abort_queue::awaits(m.id, &k.key)).map(|k| k.sfid).collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}

@@ -48,6 +48,9 @@ pub struct Summary {
     pub failed: usize,
     /// Rows removed because their record no longer matches the mapping's filter.
     pub left_filter: usize,
+    /// Records not applied because a write-through transaction still holds their key
+    /// (`held::locked`): read again shortly.
+    pub deferred: usize,
 }
 
 impl Summary {
@@ -58,6 +61,7 @@ impl Summary {
         self.deleted += o.deleted;
         self.failed += o.failed;
         self.left_filter += o.left_filter;
+        self.deferred += o.deferred;
     }
 }
 
@@ -86,6 +90,20 @@ pub fn batch(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, mark: Mark, the
         Rows::Csv(shape, csv) if m.before_triggers => return records_batch(ctx, m, all, &csv.records(shape, 0..csv.len()), mark, then),
         Rows::Csv(shape, csv) => (shape, csv),
     };
+    // Rows a write-through transaction holds take the record path, which defers them.
+    let held_back = ctx.tx(|| {
+        if !m.writes_through() {
+            return Ok(None);
+        }
+        let recs = csv.records(shape, 0..csv.len());
+        let ours = |r: &Record| r.get(&m.external_id).and_then(Value::as_str).and_then(|v| m.key_of(v)).map(String::from);
+        let pairs: Vec<(String, Option<String>)> =
+            recs.iter().filter_map(|r| Some((r.get("Id")?.as_str()?.to_string(), ours(r)))).collect();
+        Ok((!held::locked(m, &pairs)?.is_empty()).then_some(recs))
+    })?;
+    if let Some(recs) = held_back {
+        return records_batch(ctx, m, all, &recs, mark, then);
+    }
     let stamp = if mark == Mark::Advance { shape.newest_stamp(&csv.rows) } else { None };
     let whole = ctx.tx(|| {
         let s = columnar::apply(m, all, shape, csv)?;

@@ -65,10 +65,20 @@ fn rekey(m: &Mapping, live: &[Value], pending: &[String]) -> Result<()> {
 /// The set-based apply of some records, inside the current transaction.
 pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str>) -> Result<Summary> {
     let _applying = Applying::start();
+    // Records a write-through transaction still holds are deferred: left out here, their
+    // errors (source::retry reads them again) kept, and the mark not moved past them (the
+    // poll reads the page again).
+    let ours = |r: &Record| str_field(r, &m.external_id).and_then(|v| m.key_of(v)).map(String::from);
+    let pairs: Vec<(String, Option<String>)> = records.iter().filter_map(|r| Some((str_field(r, "Id")?.to_string(), ours(r)))).collect();
+    let deferred = held::locked(m, &pairs)?;
+    let mark = if deferred.is_empty() { mark } else { None };
     let mut live = Vec::new();
     let mut gone = Vec::new();
     for r in records {
         let Some(id) = str_field(r, "Id") else { continue };
+        if deferred.iter().any(|d| d == id) {
+            continue;
+        }
         if r.get("IsDeleted").and_then(Value::as_bool).unwrap_or(false) {
             gone.push(id.to_string());
             continue;
@@ -99,7 +109,7 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
         live.push(Value::Object(row));
     }
     translate_parents(m, all, &mut live)?;
-    let mut s = Summary { fetched: records.len(), ..Default::default() };
+    let mut s = Summary { fetched: records.len(), deferred: deferred.len(), ..Default::default() };
     let tbl = &m.table;
     let pk = m.pk_ident();
     let ty = &m.pk_type;
@@ -186,7 +196,8 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
             s.inserted += rewritten::run(m, &sql, &args)?;
         }
     }
-    let ids: Vec<String> = records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).collect();
+    let ids: Vec<String> =
+        records.iter().filter_map(|r| str_field(r, "Id").map(String::from)).filter(|id| !deferred.contains(id)).collect();
     clear_errors(m, ids.into())?;
     // Deleted in Salesforce: per on_delete; a delete blocked locally is reported, not fatal.
     s.deleted = deletes::pulled(m, &gone)?;

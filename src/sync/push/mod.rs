@@ -14,6 +14,7 @@
 
 pub mod bulk_write;
 mod claim;
+pub mod rollback;
 mod send;
 mod settle;
 pub mod write_through;

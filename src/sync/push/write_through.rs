@@ -10,7 +10,7 @@
 use crate::error::SyncError;
 use crate::plan::soql;
 use crate::plan::write_through::{already_deleted, failure_message, plan, Call, FailureKind, RowImage, RowOp, Target};
-use crate::sync::{clients, load_mappings, Ctx, Mapping};
+use crate::sync::{clients, echo_lock, load_mappings, Ctx, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AllocatedByPostgres, AllocatedByRust, JsonB};
@@ -86,11 +86,23 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
             _ => SyncError::External(msg),
         }
     };
+    // Until this transaction ends, the change's own echo (event, poll) is not applied: the
+    // row it would insert or change is not committed yet (sync::echo_lock).
+    let mut keys: Vec<&str> = old.iter().chain(new.iter()).map(|r| r.key.as_str()).collect();
+    keys.dedup();
+    for k in keys {
+        Spi::run_with_args(echo_lock::TAKE, &[m.id.into(), k.into()])?;
+    }
     let client = clients::client(Ctx::Session, &m.connection).map_err(|e| match &e {
         SyncError::Salesforce(se) => fail(kind_of(se), se),
         other => fail(FailureKind::Failed, other),
     })?;
     let new_id = send(&client, &m, call).map_err(|e| fail(kind_of(&e), &e))?;
+    // Salesforce has it: should this transaction roll back, the worker puts Salesforce back
+    // to what Postgres committed (abort_queue, push::rollback).
+    for r in old.iter().chain(new.iter()) {
+        crate::abort_queue::sent(m.id, &r.key);
+    }
     let mut out = proceed();
     if let (Some(id), Some(t)) = (new_id, out.as_mut()) {
         if t.get_by_name::<String>("sfid").ok().flatten().as_deref() != Some(id.as_str()) {

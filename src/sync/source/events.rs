@@ -20,7 +20,7 @@ use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::cdc::{coalesce, lookups, route, Local, Target};
 use crate::spi_util::{self, subtransaction};
-use crate::sync::apply::{partial, records};
+use crate::sync::apply::{held, partial, records};
 use crate::sync::Mapping;
 use salesforce::cdc::ChangeEvent;
 use serde::Deserialize;
@@ -136,7 +136,10 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
         return Ok(true);
     }
     let look = lookups(&target, &coalesced);
-    let state = if look.is_empty() { State::default() } else { local_state(m, &look)? };
+    let mut state = if look.is_empty() { State::default() } else { local_state(m, &look)? };
+    // A write-through transaction still open on a record: its change may be that
+    // transaction's own echo; the pull reads it again once the transaction ended.
+    state.pending.extend(held::locked(m, &look)?);
     if state.backfilling {
         // The backfill owns the table until it is done; the pull after it reads these.
         return Ok(true);
@@ -160,7 +163,8 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
     let mut records: Vec<salesforce::Record> = routed.creates;
     records.extend(routed.deletes.iter().map(|id| json!({"Id": id, "IsDeleted": true}).as_object().cloned().unwrap_or_default()));
     if !records.is_empty() {
-        records::apply(m, all, &records, None)?;
+        // Deferred records (a write-through transaction holds them) are the pull's.
+        poll |= records::apply(m, all, &records, None)?.deferred > 0;
     }
     if !routed.updates.is_empty() {
         poll |= partial::update(m, all, &routed.updates)?;
