@@ -303,6 +303,7 @@ mod tests {
             createable: true,
             updateable: true,
             calculated: false,
+            limits: Default::default(),
         }
     }
 
