@@ -193,6 +193,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         })
         .collect();
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
+    if opts.direction.pulls() {
+        if let Some(e) = columns.iter().find_map(|c| compat::pull_refusal(&c.column, &c.field, &c.sf_type)) {
+            return Err(SyncError::Invalid(e));
+        }
+    }
     if columns.is_empty() {
         return Err(SyncError::Invalid(format!(
             "no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'",

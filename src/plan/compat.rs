@@ -62,7 +62,9 @@ pub fn incompatibility(pg_type: &str, sf_type: &str) -> Option<&'static str> {
     }
     let ok = match sf_type {
         t if is_text_field(t) => matches!(k, Bool | Int | Num | Date | Timestamp | Time | Json | Uuid | Other),
-        "id" | "reference" => matches!(k, Other),
+        // A lookup column may hold the parent row's key, whatever its type (plan::relations
+        // sends the parent's Salesforce Id).
+        "id" | "reference" => matches!(k, Int | Uuid | Other),
         "multipicklist" => k == TextArray,
         "boolean" => k == Bool,
         "int" | "long" | "double" | "currency" | "percent" => matches!(k, Int | Num),
@@ -84,6 +86,18 @@ pub fn incompatibility(pg_type: &str, sf_type: &str) -> Option<&'static str> {
         Int | Num => "a number is not a value of this field type",
         Date | Timestamp | Time => "a date or time is not a value of this field type",
         Uuid | Other | Text => "its values are not values of this field type",
+    })
+}
+
+/// Why a mapping that pulls cannot take this field, if it cannot. A `base64` field's value in
+/// query results is the URL of its content, one more call per record and value, and Bulk
+/// queries cannot read it at all: such a field is pushed only.
+pub fn pull_refusal(column: &str, field: &str, sf_type: &str) -> Option<String> {
+    (sf_type == "base64").then(|| {
+        format!(
+            "column \"{column}\": field {field} (base64) is sent only: Salesforce's queries return the URL of its content, \
+             not the content; map it with direction => 'push', or leave the column out of fields"
+        )
     })
 }
 
@@ -130,6 +144,8 @@ mod tests {
             ("jsonb", "address"),
             ("bytea", "base64"),
             ("text", "anyType"),
+            ("bigint", "reference"),
+            ("uuid", "reference"),
         ] {
             assert_eq!(incompatibility(pg, sf), None, "{pg} ~ {sf}");
         }
@@ -161,12 +177,17 @@ mod tests {
             ("integer", "date"),
             ("integer[]", "multipicklist"),
             ("text[]", "string"),
-            ("uuid", "reference"),
             ("numeric", "boolean"),
         ] {
             assert!(incompatibility(pg, sf).is_some(), "{pg} ~ {sf} should be refused");
         }
         assert_eq!(incompatibility("jsonb", "currency"), Some("JSON documents are not values of this field type"));
+    }
+
+    #[test]
+    fn base64_fields_are_not_pulled() {
+        assert!(pull_refusal("body", "Body", "base64").unwrap().contains("direction => 'push'"));
+        assert_eq!(pull_refusal("name", "Name", "string"), None);
     }
 
     #[test]
