@@ -48,7 +48,7 @@ fn changes_flow_both_ways() {
 }
 
 #[test]
-fn a_request_refused_for_one_value_is_split_down_to_that_record() {
+fn a_value_refused_for_one_record_holds_up_only_that_record() {
     let env = common::start();
     let mut db = env.db();
     db.batch_execute(
@@ -58,7 +58,9 @@ fn a_request_refused_for_one_value_is_split_down_to_that_record() {
     .unwrap();
     accounts_table(&mut db);
     env.worker_pid();
-    // Salesforce refuses a whole Collections request when one record's date does not parse.
+    // Salesforce would refuse a whole Collections request when one record's date does not
+    // parse (JSON_PARSER_ERROR): the value is checked before sending and only that record
+    // fails (values_e2e.rs; refusals that no local check foresees are bisected, plan/bisect.rs).
     db.batch_execute(
         "INSERT INTO people (id, last_name, birthdate) VALUES
              (1, 'Early', '2001-02-03'), (2, 'Vague', 'tomorrow'), (3, 'Late', '1999-09-09'), (4, 'Plain', NULL)",
@@ -68,7 +70,7 @@ fn a_request_refused_for_one_value_is_split_down_to_that_record() {
         let rows = db.query("SELECT error_code, message FROM sfsync.errors WHERE key = '2'", &[]).unwrap();
         rows.first().map(|r| (r.get(0), r.get(1)))
     });
-    assert_eq!(code, "JSON_PARSER_ERROR");
+    assert_eq!(code, "INVALID_TYPE_ON_FIELD_IN_RECORD");
     assert!(message.contains("tomorrow"), "{message}");
     let sf = env.emu.sf();
     sf.until_records("SELECT LastName FROM Contact WHERE LastName IN ('Early', 'Late', 'Plain')", 3);

@@ -117,6 +117,9 @@ pub struct FieldDescribe {
     pub relationship_name: Option<String>,
     #[serde(default, deserialize_with = "null_default")]
     pub picklist_values: Vec<PicklistValue>,
+    /// Only the listed picklist values are accepted (else INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub restricted_picklist: bool,
 }
 
 impl FieldDescribe {

@@ -1,6 +1,8 @@
 //! sfsync.sync_table / sfsync.unsync_table: opting tables in and out.
 
 use crate::error::{OrRaise, Result, SyncError};
+use crate::plan::check::Limits;
+use crate::plan::compat;
 use crate::plan::fields::{self, FieldInfo};
 use crate::plan::filter;
 use crate::plan::options::{Capture, Options as MappingOptions};
@@ -199,9 +201,17 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             createable: f.createable,
             updateable: f.updateable,
             calculated: f.calculated,
+            limits: limits(f),
+            precision: f.precision,
+            scale: f.scale,
         })
         .collect();
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
+    if opts.direction.pulls() {
+        if let Some(e) = columns.iter().find_map(|c| compat::pull_refusal(&c.column, &c.field, &c.sf_type)) {
+            return Err(SyncError::Invalid(e));
+        }
+    }
     if columns.is_empty() {
         return Err(SyncError::Invalid(format!(
             "no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'",
@@ -325,6 +335,18 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "repull": refilter,
         "notes": notes,
     }))
+}
+
+/// What a field's values must fit, checked before each push (`plan::check`).
+fn limits(f: &salesforce::FieldDescribe) -> Limits {
+    let number = matches!(f.r#type.as_str(), "double" | "currency" | "percent" | "long");
+    let text = compat::is_text_field(&f.r#type) || f.r#type == "multipicklist";
+    Limits {
+        length: if text { f.length.max(0) } else { 0 },
+        precision: if number { f.precision.max(0) } else { 0 },
+        scale: if number { f.scale.max(0) } else { 0 },
+        picklist: f.restricted_picklist.then(|| f.picklist_values.iter().filter(|v| v.active).map(|v| v.value.clone()).collect()),
+    }
 }
 
 fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], opts: &MappingOptions) -> Result<()> {

@@ -307,6 +307,7 @@ mod tests {
             createable: true,
             updateable: true,
             calculated: false,
+            limits: Default::default(),
         }
     }
 

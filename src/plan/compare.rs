@@ -28,8 +28,8 @@ pub fn normalize(col: &ColumnMap, v: &Value) -> Norm {
         Value::String(s) if s.is_empty() => Norm::Null,
         Value::Array(items) if items.is_empty() => Norm::Null,
         _ if pg == "json" || pg == "jsonb" => match v {
-            Value::String(s) => serde_json::from_str(s).map(Norm::Json).unwrap_or_else(|_| Norm::Text(s.clone())),
-            other => Norm::Json(other.clone()),
+            Value::String(s) => serde_json::from_str(s).map(|j| Norm::Json(canonical(&j))).unwrap_or_else(|_| Norm::Text(s.clone())),
+            other => Norm::Json(canonical(other)),
         },
         Value::Array(items) => Norm::List(items.iter().map(text).collect()),
         Value::Bool(b) => Norm::Bool(*b),
@@ -48,7 +48,19 @@ pub fn normalize(col: &ColumnMap, v: &Value) -> Norm {
             "multipicklist" => Norm::List(s.split(';').filter(|p| !p.is_empty()).map(str::to_string).collect()),
             _ => Norm::Text(s.clone()),
         },
-        Value::Object(_) => Norm::Json(v.clone()),
+        Value::Object(_) => Norm::Json(canonical(v)),
+    }
+}
+
+/// A JSON document with its numbers as canonical decimals (`5` = `5.0` = `5e0`), told apart
+/// from strings; objects compare without regard to key order (serde_json's maps are sorted).
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => Value::String(format!("n:{}", decimal(&n.to_string()))),
+        Value::String(s) => Value::String(format!("s:{s}")),
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), canonical(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -59,9 +71,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// `13:30:00.000Z` and `13:30:00` are the same time of day.
+/// `13:30:00.000Z` and `13:30:00` are the same time of day; Salesforce keeps milliseconds,
+/// so `13:30:00.123456` is `13:30:00.123Z`.
 fn time(s: &str) -> String {
     let s = s.trim_end_matches('Z');
+    let s = match s.split_once('.') {
+        Some((hms, frac)) => format!("{hms}.{}", &frac[..frac.len().min(3)]),
+        None => s.to_string(),
+    };
     match s.split_once('.') {
         Some((hms, frac)) if frac.chars().all(|c| c == '0') => hms.to_string(),
         Some((hms, frac)) => format!("{hms}.{}", frac.trim_end_matches('0')),
@@ -155,5 +172,17 @@ mod tests {
         let a = col("address", "jsonb");
         assert!(same(&a, &json!({"city": "X", "street": null}), &json!({"street": null, "city": "X"})));
         assert!(same(&col("address", "text"), &json!("{\"city\":\"X\"}"), &json!("{\"city\":\"X\"}")));
+        let j = col("textarea", "jsonb");
+        assert!(same(&j, &json!({"n": 5, "k": [1.50]}), &json!("{\"k\": [1.5], \"n\": 5.0}")), "5 = 5.0, key order");
+        assert!(!same(&j, &json!({"n": 5}), &json!({"n": "5"})), "a number is not a string");
+        assert!(!same(&j, &json!({"n": 5}), &json!({"n": 6})));
+    }
+
+    #[test]
+    fn times_and_datetimes_compare_at_milliseconds() {
+        let tm = col("time", "time without time zone");
+        assert!(same(&tm, &json!("13:30:00.123456"), &json!("13:30:00.123Z")));
+        let dt = col("datetime", "timestamp with time zone");
+        assert!(same(&dt, &json!("2024-05-20T22:49:32.123456+02:00"), &json!("2024-05-20T20:49:32.123+0000")));
     }
 }

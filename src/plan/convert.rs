@@ -32,6 +32,11 @@ pub fn from_sf(col: &ColumnMap, v: &Value) -> Value {
         // Salesforce writes `+0000`; Postgres wants `+00:00` in every version we support.
         Value::String(s) if col.sf_type == "datetime" => Value::String(colon_offset(s)),
         Value::Object(_) | Value::Array(_) if !is_json_pg(&col.pg_type) => Value::String(v.to_string()),
+        // A JSON document kept in a text field (we push it as its text): the document again,
+        // not a JSON string, so the echo of our own push changes nothing.
+        Value::String(s) if matches!(col.pg_type.as_str(), "json" | "jsonb") && is_text(&col.sf_type) => {
+            serde_json::from_str(s).unwrap_or_else(|_| v.clone())
+        }
         _ => v.clone(),
     }
 }
@@ -103,6 +108,18 @@ mod tests {
         assert_eq!(to_sf(&col("textarea", "jsonb"), &json!({"k": 1})), json!("{\"k\":1}"));
         assert_eq!(from_sf(&col("address", "text"), &json!({"city": "X"})), json!("{\"city\":\"X\"}"));
         assert_eq!(from_sf(&col("address", "jsonb"), &json!({"city": "X"})), json!({"city": "X"}));
+    }
+
+    #[test]
+    fn json_documents_in_text_fields_come_back_as_documents() {
+        let c = col("textarea", "jsonb");
+        let doc = json!({"a": 1, "b": [true, null]});
+        let sent = to_sf(&c, &doc);
+        assert_eq!(from_sf(&c, &sent), doc, "the echo of our push is the same document");
+        assert_eq!(from_sf(&c, &json!("[1, 2]")), json!([1, 2]));
+        assert_eq!(from_sf(&c, &json!("5")), json!(5));
+        assert_eq!(from_sf(&c, &json!("plain words")), json!("plain words"), "not JSON: a JSON string");
+        assert_eq!(from_sf(&col("textarea", "text"), &json!("{\"a\": 1}")), json!("{\"a\": 1}"));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Resolving a table's columns against a Salesforce object's describe.
 
+use super::check::Limits;
+use super::compat;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -19,6 +21,10 @@ pub struct ColumnMap {
     /// changes without SystemModstamp moving, so only the periodic refresh brings it.
     #[serde(default)]
     pub calculated: bool,
+    /// What describe says a value must fit (length, precision, restricted picklist), checked
+    /// before sending (`plan::check`). Empty for mappings made before 0.2.0.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 /// What describe tells us about a field, reduced to what the mapping needs.
@@ -29,6 +35,10 @@ pub struct FieldInfo {
     pub createable: bool,
     pub updateable: bool,
     pub calculated: bool,
+    pub limits: Limits,
+    /// For the suggested column type in a refusal.
+    pub precision: i64,
+    pub scale: i64,
 }
 
 /// `last_name`, `LastName` and `lastname` all normalise to `lastname`.
@@ -58,10 +68,8 @@ pub fn resolve(
     let mut unmatched = Vec::new();
     match explicit {
         Some(map) => {
-            for (col, field) in map {
-                let field = field
-                    .as_str()
-                    .ok_or_else(|| format!("fields: the value for column \"{col}\" must be a Salesforce field name (a string)"))?;
+            for (col, spec) in map {
+                let (field, cast) = field_spec(col, spec)?;
                 let pg_type = pg_type_of(col).ok_or_else(|| format!("fields: column \"{col}\" does not exist in the table"))?;
                 if col == pk || col == SFID_COLUMN {
                     return Err(format!("fields: column \"{col}\" is managed by sfsync and cannot be mapped"));
@@ -71,6 +79,9 @@ pub fn resolve(
                 if info.name.eq_ignore_ascii_case("Id") || info.name.eq_ignore_ascii_case(external_id) {
                     return Err(format!("fields: field \"{}\" is managed by sfsync and cannot be mapped", info.name));
                 }
+                if !cast {
+                    check_types(col, &pg_type, info)?;
+                }
                 out.push(column_map(col, pg_type, info));
             }
         }
@@ -79,12 +90,19 @@ pub fn resolve(
                 if col == pk || col == SFID_COLUMN {
                     continue;
                 }
+                // The field of that very name first (`region__c` is `Region__c`), then one
+                // matching without case, underscores and the `__c` suffix.
                 let wanted = normalize(col);
-                let hit = fields.iter().find(|f| {
-                    normalize_field(&f.name) == wanted && !f.name.eq_ignore_ascii_case("Id") && !f.name.eq_ignore_ascii_case(external_id)
-                });
+                let usable = |f: &&FieldInfo| !f.name.eq_ignore_ascii_case("Id") && !f.name.eq_ignore_ascii_case(external_id);
+                let hit =
+                    fields.iter().filter(usable).find(|f| f.name.eq_ignore_ascii_case(col)).or_else(|| {
+                        fields.iter().filter(usable).find(|f| normalize(&f.name) == wanted || normalize_field(&f.name) == wanted)
+                    });
                 match hit {
-                    Some(info) => out.push(column_map(col, pg_type.clone(), info)),
+                    Some(info) => {
+                        check_types(col, pg_type, info)?;
+                        out.push(column_map(col, pg_type.clone(), info))
+                    }
                     None => unmatched.push(col.clone()),
                 }
             }
@@ -101,6 +119,46 @@ pub fn resolve(
     Ok((out, unmatched))
 }
 
+/// A `fields` entry: `"Field"`, or `{"field": "Field", "cast": true}` to map a column whose
+/// type does not match the field's (its values are then converted one by one).
+fn field_spec<'a>(col: &str, spec: &'a Value) -> Result<(&'a str, bool), String> {
+    let bad = || {
+        format!(
+            "fields: the value for column \"{col}\" must be a Salesforce field name (a string) or {{\"field\": \"Name\", \"cast\": true}}"
+        )
+    };
+    match spec {
+        Value::String(f) => Ok((f, false)),
+        Value::Object(o) => {
+            if o.keys().any(|k| k != "field" && k != "cast") {
+                return Err(bad());
+            }
+            let field = o.get("field").and_then(Value::as_str).ok_or_else(bad)?;
+            let cast = match o.get("cast") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(bad()),
+            };
+            Ok((field, cast))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Refuses a column whose type cannot hold the field's values, naming both and the fixes.
+fn check_types(col: &str, pg_type: &str, info: &FieldInfo) -> Result<(), String> {
+    let Some(why) = compat::incompatibility(pg_type, &info.sf_type) else { return Ok(()) };
+    Err(format!(
+        "column \"{col}\" ({pg_type}) cannot be synced with field {} ({}): {why}; change the column's type (e.g. to {}), \
+         leave the column out of fields, or map it with fields => '{{\"{col}\": {{\"field\": \"{}\", \"cast\": true}}}}' \
+         to convert each value (values that do not convert are refused one by one)",
+        info.name,
+        info.sf_type,
+        compat::suggested_type(&info.sf_type, info.precision, info.scale),
+        info.name
+    ))
+}
+
 /// A mapped column of the given types, for the plan modules' tests.
 #[cfg(test)]
 pub fn test_column(sf_type: &str, pg_type: &str) -> ColumnMap {
@@ -112,6 +170,7 @@ pub fn test_column(sf_type: &str, pg_type: &str) -> ColumnMap {
         createable: true,
         updateable: true,
         calculated: false,
+        limits: Limits::default(),
     }
 }
 
@@ -124,6 +183,7 @@ fn column_map(col: &str, pg_type: String, info: &FieldInfo) -> ColumnMap {
         createable: info.createable,
         updateable: info.updateable,
         calculated: info.calculated,
+        limits: info.limits.clone(),
     }
 }
 
@@ -132,7 +192,16 @@ mod tests {
     use super::*;
 
     fn f(name: &str, createable: bool) -> FieldInfo {
-        FieldInfo { name: name.into(), sf_type: "string".into(), createable, updateable: createable, calculated: false }
+        FieldInfo {
+            name: name.into(),
+            sf_type: "string".into(),
+            createable,
+            updateable: createable,
+            calculated: false,
+            limits: Limits::default(),
+            precision: 0,
+            scale: 0,
+        }
     }
 
     fn cols(names: &[&str]) -> Vec<(String, String)> {
@@ -151,6 +220,14 @@ mod tests {
         let pairs: Vec<_> = m.iter().map(|c| (c.column.as_str(), c.field.as_str())).collect();
         assert_eq!(pairs, vec![("FIRSTNAME", "FirstName"), ("email", "Email"), ("last_name", "LastName"), ("region", "Region__c")]);
         assert_eq!(unmatched, vec!["notes".to_string()]);
+    }
+
+    #[test]
+    fn custom_field_columns_match_with_their_suffix() {
+        let (m, unmatched) = resolve(&cols(&["id", "region__c", "last_name__c"]), "id", None, &sf(), "Postgres_Id__c").unwrap();
+        let pairs: Vec<_> = m.iter().map(|c| (c.column.as_str(), c.field.as_str())).collect();
+        assert_eq!(pairs, vec![("region__c", "Region__c")]);
+        assert_eq!(unmatched, vec!["last_name__c".to_string()], "no custom field LastName__c");
     }
 
     #[test]
@@ -173,6 +250,47 @@ mod tests {
         assert!(resolve(&cols(&["id"]), "id", Some(&map), &sf(), "Postgres_Id__c").is_err());
         let map: Map<String, Value> = serde_json::from_str(r#"{"email":"Postgres_Id__c"}"#).unwrap();
         assert!(resolve(&cols(&["id", "email"]), "id", Some(&map), &sf(), "Postgres_Id__c").is_err());
+    }
+
+    fn typed(name: &str, sf_type: &str) -> FieldInfo {
+        FieldInfo { sf_type: sf_type.into(), precision: 18, scale: 2, ..f(name, true) }
+    }
+
+    #[test]
+    fn an_incompatible_column_type_is_refused_naming_both_and_the_fixes() {
+        let fields = vec![typed("Amount", "currency"), typed("CloseDate", "date")];
+        let cols = vec![("id".to_string(), "bigint".to_string()), ("amount".to_string(), "jsonb".to_string())];
+        let err = resolve(&cols, "id", None, &fields, "X__c").unwrap_err();
+        assert_eq!(
+            err,
+            "column \"amount\" (jsonb) cannot be synced with field Amount (currency): JSON documents are not values of this field type; \
+             change the column's type (e.g. to numeric(18, 2)), leave the column out of fields, or map it with \
+             fields => '{\"amount\": {\"field\": \"Amount\", \"cast\": true}}' to convert each value (values that do not convert are \
+             refused one by one)"
+        );
+        let map: Map<String, Value> = serde_json::from_str(r#"{"amount":"Amount"}"#).unwrap();
+        assert!(resolve(&cols, "id", Some(&map), &fields, "X__c").is_err(), "an explicit mapping is checked too");
+        let cols = vec![("id".to_string(), "bigint".to_string()), ("close_date".to_string(), "text".to_string())];
+        assert!(resolve(&cols, "id", None, &fields, "X__c").is_ok(), "text holds a date; its values are checked one by one");
+    }
+
+    #[test]
+    fn a_cast_the_user_asks_for_is_mapped() {
+        let fields = vec![typed("Amount", "currency")];
+        let cols = vec![("id".to_string(), "bigint".to_string()), ("amount".to_string(), "jsonb".to_string())];
+        let map: Map<String, Value> = serde_json::from_str(r#"{"amount":{"field":"Amount","cast":true}}"#).unwrap();
+        let (m, _) = resolve(&cols, "id", Some(&map), &fields, "X__c").unwrap();
+        assert_eq!((m[0].column.as_str(), m[0].field.as_str()), ("amount", "Amount"));
+        for bad in [
+            r#"{"amount":{"field":"Amount","cast":"yes"}}"#,
+            r#"{"amount":{"cast":true}}"#,
+            r#"{"amount":{"field":"Amount","as":1}}"#,
+            r#"{"amount":1}"#,
+        ] {
+            let map: Map<String, Value> = serde_json::from_str(bad).unwrap();
+            let err = resolve(&cols, "id", Some(&map), &fields, "X__c").unwrap_err();
+            assert!(err.contains("must be a Salesforce field name"), "{bad}: {err}");
+        }
     }
 
     #[test]

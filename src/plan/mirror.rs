@@ -83,13 +83,14 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Whether a field becomes a column when the caller gave no list: every field except the
 /// Id (it is `sfid`), IsDeleted (deleted records are deleted), the external ID field that
-/// carries the Postgres key, and compound fields (addresses, geolocations), whose parts
-/// (`BillingCity`, …) are columns of their own.
+/// carries the Postgres key, compound fields (addresses, geolocations), whose parts
+/// (`BillingCity`, …) are columns of their own, and base64 fields, which a pull cannot read
+/// (`plan::compat::pull_refusal`).
 pub fn default_field(name: &str, sf_type: &str, external_id: &str) -> bool {
     !(name.eq_ignore_ascii_case("Id")
         || name.eq_ignore_ascii_case("IsDeleted")
         || name.eq_ignore_ascii_case(external_id)
-        || matches!(sf_type, "address" | "location"))
+        || matches!(sf_type, "address" | "location" | "base64"))
 }
 
 /// The table's columns for `fields` (in the order given), named by the rule above.
@@ -197,6 +198,7 @@ mod tests {
             f("BillingCity", "string"),
             f("BillingAddress", "address"),
             f("Postgres_Id__c", "string"),
+            f("Body", "base64"),
         ];
         let cols = plan(&d, None, "Postgres_Id__c").unwrap();
         let names: Vec<_> = cols.iter().map(|c| (c.column.as_str(), c.field.as_str())).collect();

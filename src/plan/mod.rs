@@ -3,8 +3,10 @@
 pub mod backfill;
 pub mod bisect;
 pub mod cdc;
+pub mod check;
 pub mod coalesce;
 pub mod compare;
+pub mod compat;
 pub mod conflict;
 pub mod convert;
 pub mod deletes;

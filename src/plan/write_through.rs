@@ -169,6 +169,7 @@ mod tests {
             createable,
             updateable,
             calculated: false,
+            limits: Default::default(),
         };
         vec![c("last_name", "LastName", true, true), c("email", "Email", true, true), c("owner", "OwnerId", true, false)]
     }

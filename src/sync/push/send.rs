@@ -10,7 +10,7 @@ use crate::guc;
 use crate::plan::bisect::bisect;
 use crate::plan::coalesce::{Change, Write};
 use crate::plan::options::OnDelete;
-use crate::plan::{convert, soql};
+use crate::plan::{check, soql};
 use crate::sync::Mapping;
 use salesforce::{BulkOperation, Client, Record, SaveResult};
 use serde_json::{json, Map, Value};
@@ -27,16 +27,15 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
     for c in changes {
         match &c.write {
             Write::Skip => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
-            Write::Upsert(payload) => match c.sfid.clone() {
-                Some(id) => {
-                    let rec = to_record(m, &c.pk, payload, true);
-                    updates.push((c, (id, rec)));
+            Write::Upsert(payload) => {
+                let update = c.sfid.is_some();
+                match (to_record(m, &c.pk, payload, update), c.sfid.clone()) {
+                    // A value Salesforce would refuse: the record's error, no call for it.
+                    (Err(outcome), _) => out.push(Result_ { change: c, operation: if update { "update" } else { "upsert" }, outcome }),
+                    (Ok(rec), Some(id)) => updates.push((c, (id, rec))),
+                    (Ok(rec), None) => upserts.push((c, rec)),
                 }
-                None => {
-                    let rec = to_record(m, &c.pk, payload, false);
-                    upserts.push((c, rec));
-                }
-            },
+            }
             Write::Delete if m.options.on_delete == OnDelete::Ignore => {
                 out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } })
             }
@@ -127,21 +126,28 @@ pub(super) fn plain(v: &Value) -> String {
 /// Mapped fields of a payload as a Salesforce record; a new record (upsert) also gets the
 /// external ID that marks it as this mapping's. An update by Id leaves the external ID as
 /// it is (a record created in Salesforce stays nobody's, and one mapping never takes over
-/// a record another one made), unless the row was re-keyed.
-fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> Record {
+/// a record another one made), unless the row was re-keyed. Values are checked against the
+/// describe first (`plan::check`): the first that Salesforce would refuse rejects the record.
+fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) -> std::result::Result<Record, Outcome> {
     let mut rec = Record::new();
     for (col, v) in payload {
         let Some(cm) = m.column(col) else { continue }; // unmapped since capture
         if (update && !cm.updateable) || (!update && !cm.createable) {
             continue;
         }
-        rec.insert(cm.field.clone(), convert::to_sf(cm, v));
+        let value = check::to_sf(cm, v).map_err(|e| Outcome::Rejected {
+            code: e.code.to_string(),
+            message: e.message,
+            fields: vec![cm.field.clone()],
+            transient: false,
+        })?;
+        rec.insert(cm.field.clone(), value);
     }
     // The key column in the payload: the row was re-keyed, its record follows.
     if !update || payload.contains_key(&m.pk_column) {
         rec.insert(m.external_id.clone(), Value::String(m.external_value(pk)));
     }
-    rec
+    Ok(rec)
 }
 
 fn zip_results(changes: impl Iterator<Item = Change>, results: Vec<SaveResult>, operation: &'static str) -> Vec<Result_> {
