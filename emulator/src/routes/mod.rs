@@ -124,7 +124,8 @@ async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Re
         }
     }
 
-    if !path.starts_with("/services/data") {
+    // The versions list is public on Salesforce: clients read it before they log in.
+    if !path.starts_with("/services/data") || path.trim_end_matches('/') == "/services/data" {
         return next.run(req).await;
     }
     if !bearer(&req).is_some_and(|t| st.session_valid(&t)) {
