@@ -23,6 +23,9 @@ pub const CLIENT_SECRET: &str = "sfsync-local-secret";
 /// Reserved sequence numbers: the org and the integration user keep their IDs across resets.
 const ORG_SEQ: u64 = 1;
 const USER_SEQ: u64 = 2;
+const PROFILE_SEQ: u64 = 3;
+/// The org's name (Organization.Name, SOAP login's userInfo.organizationName).
+pub const ORG_NAME: &str = "sfsync emulator";
 /// Open query cursors kept org-wide; the least recently used is dropped beyond this.
 pub const MAX_CURSORS: usize = 200;
 /// A query locator expires after 15 minutes of emulator time without being used.
@@ -67,6 +70,8 @@ pub struct AppState {
     pub auth: crate::jwt::AuthStore,
     pub org_id: String,
     pub user_id: String,
+    /// The integration user's profile (System Administrator).
+    pub profile_id: String,
     rng: Mutex<u64>,
 }
 
@@ -97,6 +102,7 @@ impl AppState {
             auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
+            profile_id: ids::mint("00e", PROFILE_SEQ),
             rng: Mutex::new(seed),
         };
         st.insert_integration_user();

@@ -10,6 +10,7 @@ pub mod composite;
 pub mod query;
 pub mod replication;
 pub mod rest;
+pub mod soap;
 
 use crate::errors::ApiError;
 use crate::faults::{status_body, FaultKind};
@@ -162,6 +163,8 @@ pub fn router(st: Arc<AppState>) -> Router {
     let services = Router::new()
         .route("/services/oauth2/token", post(auth::token))
         .route("/services/oauth2/userinfo", get(auth::userinfo))
+        .route("/services/Soap/{api}/{version}", post(soap::endpoint))
+        .route("/services/Soap/{api}/{version}/{org}", post(soap::endpoint))
         .route("/services/data", get(rest::versions))
         .route("/services/data/", get(rest::versions))
         .route(d, get(rest::resources))
