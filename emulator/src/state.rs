@@ -110,10 +110,21 @@ impl AppState {
         st
     }
 
+    /// The org's fixed rows: its Organization, the integration user's Profile and the user.
     fn insert_integration_user(&self) {
-        let Some(obj) = self.schema.object("User") else { return };
-        let def = &self.schema.objects[obj];
-        let vals: Vec<(usize, Value)> = [
+        let org: &[(&str, Value)] = &[
+            ("Name", Value::str(ORG_NAME)),
+            ("InstanceName", Value::str("EMU1")),
+            ("IsSandbox", Value::Bool(false)),
+            ("OrganizationType", Value::str("Enterprise Edition")),
+            ("DefaultLocaleSidKey", Value::str("en_US")),
+            ("LanguageLocaleKey", Value::str("en_US")),
+            ("TimeZoneSidKey", Value::str("GMT")),
+        ];
+        self.insert_fixed("Organization", org, ORG_SEQ);
+        let profile = &[("Name", Value::str("System Administrator")), ("UserType", Value::str("Standard"))];
+        self.insert_fixed("Profile", profile, PROFILE_SEQ);
+        let mut user: Vec<(&str, Value)> = [
             ("Username", USERNAME),
             ("LastName", "User"),
             ("FirstName", "Integration"),
@@ -125,15 +136,25 @@ impl AppState {
             ("LanguageLocaleKey", "en_US"),
         ]
         .iter()
-        .filter_map(|(f, v)| def.field(f).map(|i| (i, Value::str(v))))
-        .chain(def.field("IsActive").map(|i| (i, Value::Bool(true))))
+        .map(|(f, v)| (*f, Value::str(v)))
         .collect();
+        user.push(("IsActive", Value::Bool(true)));
+        user.push(("ProfileId", Value::str(&self.profile_id)));
+        self.insert_fixed("User", &user, USER_SEQ);
+    }
+
+    /// Inserts one record with a fixed ID sequence (no rules, no change events); fields the
+    /// schema lacks (a custom schema file may drop them) are skipped.
+    fn insert_fixed(&self, object: &str, fields: &[(&str, Value)], seq: u64) {
+        let Some(obj) = self.schema.object(object) else { return };
+        let def = &self.schema.objects[obj];
+        let vals: Vec<(usize, Value)> = fields.iter().filter_map(|(f, v)| def.field(f).map(|i| (i, v.clone()))).collect();
         let rules = Rules::default();
         let mut store = self.store.write();
         let stamp = self.clock.stamp();
         let mut w = Writer::new(&self.schema, &mut store, &rules, &self.clock, &self.user_id);
         w.change_events = false;
-        w.insert_raw(obj, vals, stamp, Some(USER_SEQ));
+        w.insert_raw(obj, vals, stamp, Some(seq));
     }
 
     /// xorshift64*: good enough for tokens, locators and fault rates; no dependency.

@@ -171,6 +171,8 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/"), get(rest::resources))
         .route(&format!("{d}/limits"), get(rest::limits))
         .route(&format!("{d}/limits/"), get(rest::limits))
+        .route(&format!("{d}/limits/recordCount"), get(rest::record_count))
+        .route("/id/{org}/{user}", get(auth::identity))
         .route(&format!("{d}/sobjects"), get(rest::describe_global))
         .route(&format!("{d}/sobjects/"), get(rest::describe_global))
         .route(&format!("{d}/sobjects/{{object}}"), get(rest::object_info).post(rest::create))
