@@ -332,7 +332,7 @@ impl<'a> Writer<'a> {
         self.locked(None)?;
         let def = &self.schema.objects[obj];
         if !def.createable {
-            return Err(one("INVALID_TYPE", &format!("entity type cannot be inserted: {}", def.name), vec![]));
+            return Err(one("INVALID_TYPE", format!("entity type cannot be inserted: {}", def.name), vec![]));
         }
         if p.id.is_some() {
             return Err(one("INVALID_FIELD", "cannot specify Id in an insert call", vec!["Id".into()]));
@@ -383,7 +383,7 @@ impl<'a> Writer<'a> {
         }
         let def = &self.schema.objects[obj];
         if !def.updateable {
-            return Err(one("INVALID_TYPE", &format!("entity type cannot be updated: {}", def.name), vec![]));
+            return Err(one("INVALID_TYPE", format!("entity type cannot be updated: {}", def.name), vec![]));
         }
         Self::not_writable(def, &p.values, false)?;
         let mut rec = self.store.tables[obj].recs[&seq].clone();
@@ -439,7 +439,7 @@ impl<'a> Writer<'a> {
         self.locked(Some(&id))?;
         let def = &self.schema.objects[obj];
         if !def.deletable {
-            return Err(one("INVALID_TYPE", &format!("entity type cannot be deleted: {}", def.name), vec![]));
+            return Err(one("INVALID_TYPE", format!("entity type cannot be deleted: {}", def.name), vec![]));
         }
         let mut rec = self.store.tables[obj].recs[&seq].clone();
         rec.set(def.sys.is_deleted, Value::Bool(true));

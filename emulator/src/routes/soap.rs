@@ -71,11 +71,7 @@ pub fn parse(xml: &[u8]) -> Result<Call, String> {
             Event::CData(t) if in_body && path.len() == 4 => {
                 push_text(&mut call, &path[3], &t);
             }
-            Event::End(_) => {
-                if path.pop().as_deref() == Some("Body") {
-                    in_body = false;
-                }
-            }
+            Event::End(_) if path.pop().as_deref() == Some("Body") => in_body = false,
             Event::Eof => break,
             _ => {}
         }
@@ -108,7 +104,7 @@ pub fn fault(api: char, code: &str, message: &str) -> Response {
         let kind = if code == "INVALID_LOGIN" { "LoginFault" } else { "UnexpectedErrorFault" };
         (
             format!("sf:{code}"),
-            escape(&format!("{code}: {message}")).to_string(),
+            escape(format!("{code}: {message}")).to_string(),
             format!(
                 "<detail><sf:{kind} xsi:type=\"sf:{kind}\"><sf:exceptionCode>{code}</sf:exceptionCode>\
                  <sf:exceptionMessage>{}</sf:exceptionMessage></sf:{kind}></detail>",
