@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod bulk;
 pub mod collections;
 pub mod cometd;
@@ -190,6 +191,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         )
         .route(&format!("{d}/composite"), post(composite::composite))
         .route(&format!("{d}/composite/"), post(composite::composite))
+        .route(&format!("{d}/composite/batch"), post(batch::batch))
         .route(&format!("{d}/composite/sobjects"), post(collections::create).patch(collections::update).delete(collections::delete))
         .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
