@@ -12,6 +12,7 @@ pub mod query;
 pub mod replication;
 pub mod rest;
 pub mod soap;
+pub mod tree;
 
 use crate::errors::ApiError;
 use crate::faults::{status_body, FaultKind};
@@ -192,6 +193,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/composite"), post(composite::composite))
         .route(&format!("{d}/composite/"), post(composite::composite))
         .route(&format!("{d}/composite/batch"), post(batch::batch))
+        .route(&format!("{d}/composite/tree/{{object}}"), post(tree::create))
         .route(&format!("{d}/composite/sobjects"), post(collections::create).patch(collections::update).delete(collections::delete))
         .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
