@@ -123,6 +123,11 @@ test('SOAP login: conn.login(user, password) without a connected app', async () 
   const me = await c.identity();
   assert.equal(me.username, USERNAME);
   assert.equal(me.organization_id, info.organizationId);
+  // conn.logout() on a SOAP session is SOAP logout: the session ends.
+  const token = c.accessToken;
+  await c.logout();
+  const after = new jsforce.Connection({ instanceUrl: base, accessToken: token, version: VERSION });
+  await expectSfError(after.query('SELECT Id FROM Account'), 'INVALID_SESSION_ID');
   const bad = new jsforce.Connection({ loginUrl: base, version: VERSION });
   await assert.rejects(bad.login(USERNAME, 'wrong'), (err) => {
     // jsforce raises the SOAP faultstring as a plain Error.

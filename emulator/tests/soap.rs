@@ -93,3 +93,22 @@ fn other_operations_bad_xml_and_unknown_versions() {
     assert_eq!(soap(&org, "/services/Soap/u/99.0", &envelope("integration@sfsync.local", "sfsync")).0, 404);
     assert_eq!(soap(&org, "/services/Soap/x/62.0", &envelope("integration@sfsync.local", "sfsync")).0, 404);
 }
+
+#[test]
+fn logout_ends_the_session() {
+    let mut org = Org::start();
+    let (_, _, xml) = soap(&org, "/services/Soap/u/62.0", &envelope("integration@sfsync.local", "sfsync"));
+    org.token = between(&xml, "sessionId").to_string();
+    assert_eq!(org.get("limits").status, 200);
+    let logout = format!(
+        r#"<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/"><se:Header><SessionHeader xmlns="urn:partner.soap.sforce.com"><sessionId>{}</sessionId></SessionHeader></se:Header><se:Body><logout xmlns="urn:partner.soap.sforce.com"/></se:Body></se:Envelope>"#,
+        org.token
+    );
+    let (status, _, xml) = soap(&org, "/services/Soap/u/62.0", &logout);
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<logoutResponse/>"), "{xml}");
+    assert_eq!(org.get("limits").status, 401);
+    let (status, _, xml) = soap(&org, "/services/Soap/u/62.0", &logout);
+    assert_eq!(status, 500);
+    assert_eq!(between(&xml, "faultcode"), "sf:INVALID_SESSION_ID");
+}

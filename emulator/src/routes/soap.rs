@@ -1,6 +1,7 @@
 //! SOAP API login (`/services/Soap/u/<version>` partner, `/services/Soap/c/<version>` enterprise):
 //! the username/password flow jsforce and simple-salesforce use without an OAuth2 client. Only
-//! `login` is served; other operations get Salesforce's "No operation available" fault.
+//! `login` and `logout` are served; other operations get Salesforce's "No operation available"
+//! fault.
 
 use super::St;
 use crate::state::{AppState, PASSWORD, USERNAME};
@@ -21,6 +22,8 @@ pub const INVALID_LOGIN: &str = "Invalid username, password, security token; or 
 pub struct Call {
     pub operation: String,
     pub args: Vec<(String, String)>,
+    /// `SessionHeader/sessionId` from the SOAP Header.
+    pub session: Option<String>,
 }
 
 impl Call {
@@ -55,6 +58,9 @@ pub fn parse(xml: &[u8]) -> Result<Call, String> {
                 } else if in_body && path.len() == 3 {
                     call.args.push((name, String::new()));
                 }
+            }
+            Event::Text(t) if path.len() == 4 && path[1] == "Header" && path[2] == "SessionHeader" && path[3] == "sessionId" => {
+                call.session = Some(t.xml10_content().trim().to_string());
             }
             Event::Text(t) if in_body && path.len() == 4 => {
                 let text = t.xml10_content().to_string();
@@ -191,6 +197,24 @@ pub async fn endpoint(
         Ok(c) => c,
         Err(e) => return fault(api, "soapenv:Client", &format!("Unable to parse the request: {e}")),
     };
+    if call.operation == "logout" {
+        // Ends the session named in the SessionHeader, as Salesforce does.
+        let valid = call.session.as_deref().is_some_and(|t| st.session_valid(t));
+        if !valid {
+            return fault(api, "INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session");
+        }
+        if let Some(t) = &call.session {
+            st.tokens.lock().remove(t);
+        }
+        let ns = if api == 'c' { "urn:enterprise.soap.sforce.com" } else { "urn:partner.soap.sforce.com" };
+        return xml_response(
+            StatusCode::OK,
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"{ENVELOPE}\" xmlns=\"{ns}\">\
+                 <soapenv:Body><logoutResponse/></soapenv:Body></soapenv:Envelope>"
+            ),
+        );
+    }
     if call.operation != "login" {
         let ns = if api == 'c' { "urn:enterprise.soap.sforce.com" } else { "urn:partner.soap.sforce.com" };
         return fault(api, "soapenv:Client", &format!("No operation available for request {{{ns}}}{}", call.operation));
@@ -229,6 +253,11 @@ mod tests {
         assert_eq!(call.arg("username"), Some("a@b.c"));
         assert_eq!(call.arg("password"), Some("p&w!<x>"));
         assert_eq!(call.arg("client"), None);
+        assert_eq!(call.session, None);
+        let xml = br#"<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/"><se:Header><SessionHeader>
+            <sessionId> 00Dx!AQ </sessionId></SessionHeader></se:Header><se:Body><logout/></se:Body></se:Envelope>"#;
+        let call = parse(xml).unwrap();
+        assert_eq!((call.operation.as_str(), call.session.as_deref()), ("logout", Some("00Dx!AQ")));
     }
 
     #[test]
