@@ -11,6 +11,7 @@ pub mod composite;
 pub mod query;
 pub mod replication;
 pub mod rest;
+pub mod search;
 pub mod soap;
 pub mod tree;
 
@@ -197,6 +198,8 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/composite/sobjects"), post(collections::create).patch(collections::update).delete(collections::delete))
         .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
+        .route(&format!("{d}/search"), get(search::search))
+        .route(&format!("{d}/search/"), get(search::search))
         .route(&format!("{d}/query"), get(query::query))
         .route(&format!("{d}/query/"), get(query::query))
         .route(&format!("{d}/query/{{locator}}"), get(query::more))
