@@ -124,6 +124,16 @@ class SimpleSalesforceTest(unittest.TestCase):
         c = self.sf.Contact.get_by_custom_id("Postgres_Id__c", key)
         self.assertEqual(c["LastName"], "Again")
 
+    def test_sosl_search(self):
+        tag = unique("sosl").replace("-", "")
+        self.sf.Account.create({"Name": f"{tag} Rockets"})
+        self.sf.Contact.create({"LastName": "Coyote", "Email": f"{tag}@example.com"})
+        found = self.sf.search(f"FIND {{{tag}}} IN ALL FIELDS RETURNING Account(Name), Contact(LastName)")
+        recs = found["searchRecords"]
+        self.assertEqual([r["attributes"]["type"] for r in recs], ["Account", "Contact"])
+        self.assertEqual(recs[0]["Name"], f"{tag} Rockets")
+        self.assertEqual(len(self.sf.quick_search(tag)["searchRecords"]), 2)
+
     # ------------------------------------------------------------ Bulk 2.0 and query paging
 
     def test_bulk2_insert_query_and_query_all(self):
