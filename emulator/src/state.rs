@@ -178,6 +178,13 @@ impl AppState {
         token
     }
 
+    /// Checks a username-password login: the password, followed by the security token when one
+    /// is configured.
+    pub fn password_ok(&self, username: Option<&str>, password: Option<&str>) -> bool {
+        let want = format!("{PASSWORD}{}", self.cfg.security_token.as_deref().unwrap_or(""));
+        username == Some(USERNAME) && password == Some(want.as_str())
+    }
+
     pub fn session_valid(&self, token: &str) -> bool {
         let now = self.clock.now_ms();
         let mut tokens = self.tokens.lock();

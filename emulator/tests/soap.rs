@@ -112,3 +112,29 @@ fn logout_ends_the_session() {
     assert_eq!(status, 500);
     assert_eq!(between(&xml, "faultcode"), "sf:INVALID_SESSION_ID");
 }
+
+#[test]
+fn security_token_is_appended_to_the_password() {
+    let org = Org::with(sf_emulator::Config { security_token: Some("TOKEN123".into()), ..Default::default() });
+    let (status, _, xml) = soap(&org, "/services/Soap/u/62.0", &envelope("integration@sfsync.local", "sfsync"));
+    assert_eq!(status, 500, "the password alone is refused: {xml}");
+    assert_eq!(between(&xml, "faultcode"), "sf:INVALID_LOGIN");
+    let (status, _, xml) = soap(&org, "/services/Soap/u/62.0", &envelope("integration@sfsync.local", "sfsyncTOKEN123"));
+    assert_eq!(status, 200, "{xml}");
+    // The OAuth username-password flow asks the same.
+    let form = |password: &str| {
+        org.form(
+            "/services/oauth2/token",
+            &[
+                ("grant_type", "password"),
+                ("client_id", "sfsync-local"),
+                ("client_secret", "sfsync-local-secret"),
+                ("username", "integration@sfsync.local"),
+                ("password", password),
+            ],
+        )
+        .status
+    };
+    assert_eq!(form("sfsync"), 400);
+    assert_eq!(form("sfsyncTOKEN123"), 200);
+}

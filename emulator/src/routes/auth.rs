@@ -3,7 +3,7 @@
 
 use super::St;
 use crate::errors::ApiError;
-use crate::state::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use crate::state::{CLIENT_ID, CLIENT_SECRET, USERNAME};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -98,8 +98,7 @@ pub async fn token(
                 return oauth_error("invalid_client", "invalid client credentials");
             }
             if grant == "password" {
-                if form.get("username").map(String::as_str) != Some(USERNAME) || form.get("password").map(String::as_str) != Some(PASSWORD)
-                {
+                if !st.password_ok(form.get("username").map(String::as_str), form.get("password").map(String::as_str)) {
                     return oauth_error("invalid_grant", "authentication failure");
                 }
                 // The connected app's policy allows refresh tokens ("refresh_token" scope).

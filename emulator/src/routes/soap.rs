@@ -4,7 +4,7 @@
 //! fault.
 
 use super::St;
-use crate::state::{AppState, PASSWORD, USERNAME};
+use crate::state::{AppState, USERNAME};
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -219,9 +219,8 @@ pub async fn endpoint(
         let ns = if api == 'c' { "urn:enterprise.soap.sforce.com" } else { "urn:partner.soap.sforce.com" };
         return fault(api, "soapenv:Client", &format!("No operation available for request {{{ns}}}{}", call.operation));
     }
-    // No security token is set for the emulator's user, so the password alone is the credential
-    // (clients append an empty token).
-    if call.arg("username") != Some(USERNAME) || call.arg("password") != Some(PASSWORD) {
+    // Clients send password + security token in one `password` (an empty token when none is set).
+    if !st.password_ok(call.arg("username"), call.arg("password")) {
         return fault(api, "INVALID_LOGIN", INVALID_LOGIN);
     }
     let instance = super::auth::instance_url(&st, &headers);
