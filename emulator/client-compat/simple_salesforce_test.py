@@ -42,26 +42,45 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def start_emulator(*extra):
+    """Starts sf-emulator over TLS; returns (process, https base URL)."""
+    binary = os.environ.get("SF_EMULATOR_BIN")
+    if not binary or not os.path.exists(binary):
+        raise RuntimeError(f"SF_EMULATOR_BIN must point at the sf-emulator binary (got {binary})")
+    emu = subprocess.Popen(
+        [binary, "--listen", "127.0.0.1:0",
+         "--tls-cert", os.path.join(TESTDATA, "tls-test-cert.pem"),
+         "--tls-key", os.path.join(TESTDATA, "tls-test-key.pem"), *extra],
+        stdout=subprocess.PIPE,
+        stderr=None if os.environ.get("SF_EMULATOR_LOG") else subprocess.DEVNULL,
+        text=True,
+    )
+    line = emu.stdout.readline().strip()
+    m = re.match(r"^listening on (https://\S+)$", line)
+    if not m:
+        emu.kill()
+        raise RuntimeError(f"unexpected first line from sf-emulator: {line!r}")
+    return emu, m.group(1)
+
+
+class SecurityTokenTest(unittest.TestCase):
+    def test_password_and_security_token(self):
+        emu, base = start_emulator("--security-token", "TOK3N")
+        try:
+            sf = Salesforce(username=USERNAME, password=PASSWORD, security_token="TOK3N", version=VERSION, session=LoginHost(base))
+            self.assertEqual(sf.query("SELECT COUNT() FROM Organization")["totalSize"], 1)
+            with self.assertRaises(SalesforceAuthenticationFailed) as cm:
+                Salesforce(username=USERNAME, password=PASSWORD, security_token="", version=VERSION, session=LoginHost(base))
+            self.assertEqual(cm.exception.code, "INVALID_LOGIN")
+        finally:
+            emu.terminate()
+            emu.wait()
+
+
 class SimpleSalesforceTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = os.environ.get("SF_EMULATOR_BIN")
-        if not binary or not os.path.exists(binary):
-            raise RuntimeError(f"SF_EMULATOR_BIN must point at the sf-emulator binary (got {binary})")
-        cls.emu = subprocess.Popen(
-            [binary, "--listen", "127.0.0.1:0",
-             "--tls-cert", os.path.join(TESTDATA, "tls-test-cert.pem"),
-             "--tls-key", os.path.join(TESTDATA, "tls-test-key.pem")],
-            stdout=subprocess.PIPE,
-            stderr=None if os.environ.get("SF_EMULATOR_LOG") else subprocess.DEVNULL,
-            text=True,
-        )
-        line = cls.emu.stdout.readline().strip()
-        m = re.match(r"^listening on (https://\S+)$", line)
-        if not m:
-            cls.emu.kill()
-            raise RuntimeError(f"unexpected first line from sf-emulator: {line!r}")
-        cls.base = m.group(1)
+        cls.emu, cls.base = start_emulator()
         cls.session = LoginHost(cls.base)
         # The most common script: username, password, security token (SOAP partner login).
         cls.sf = Salesforce(username=USERNAME, password=PASSWORD, security_token="",
