@@ -81,15 +81,12 @@ class SimpleSalesforceTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.emu, cls.base = start_emulator()
+        # Runs even when the rest of setUpClass fails (tearDownClass would not).
+        cls.addClassCleanup(lambda: (cls.emu.terminate(), cls.emu.wait()))
         cls.session = LoginHost(cls.base)
         # The most common script: username, password, security token (SOAP partner login).
         cls.sf = Salesforce(username=USERNAME, password=PASSWORD, security_token="",
                             version=VERSION, session=cls.session)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.emu.terminate()
-        cls.emu.wait()
 
     # ------------------------------------------------------------ login
 
