@@ -84,7 +84,7 @@ test-unit:
 
 # Unmodified Salesforce client libraries from npm (jsforce) against the emulator.
 test-compat:
-	@echo "==> emulator/client-compat (jsforce against sf-emulator)"
+	@echo "==> emulator/client-compat (jsforce, simple-salesforce against sf-emulator)"
 	emulator/client-compat/run.sh
 
 # The extension's #[pg_test]s (and plain #[test]s of the root crate) in pgrx's test cluster.

@@ -109,6 +109,39 @@ test('OAuth2 password flow through jsforce (conn.login with a connected app)', a
   });
 });
 
+test('SOAP login: conn.login(user, password) without a connected app', async () => {
+  const c = new jsforce.Connection({ loginUrl: base, version: VERSION });
+  const info = await c.login(USERNAME, PASSWORD);
+  assert.equal(c.instanceUrl, base);
+  assert.match(c.accessToken, /^00D\w{12}!AQ/);
+  assert.match(info.id, /^005\w{15}$/);
+  assert.match(info.organizationId, /^00D\w{15}$/);
+  const r = await c.query('SELECT Id, Username, Profile.Name FROM User');
+  assert.equal(r.records[0].Username, USERNAME);
+  assert.equal(r.records[0].Profile.Name, 'System Administrator');
+  // The identity URL behind conn.identity().
+  const me = await c.identity();
+  assert.equal(me.username, USERNAME);
+  assert.equal(me.organization_id, info.organizationId);
+  // conn.logout() on a SOAP session is SOAP logout: the session ends.
+  const token = c.accessToken;
+  await c.logout();
+  const after = new jsforce.Connection({ instanceUrl: base, accessToken: token, version: VERSION });
+  await expectSfError(after.query('SELECT Id FROM Account'), 'INVALID_SESSION_ID');
+  const bad = new jsforce.Connection({ loginUrl: base, version: VERSION });
+  await assert.rejects(bad.login(USERNAME, 'wrong'), (err) => {
+    // jsforce raises the SOAP faultstring as a plain Error.
+    assert.equal(err.message, 'INVALID_LOGIN: Invalid username, password, security token; or user locked out.');
+    return true;
+  });
+});
+
+test('versions resource without a session', async () => {
+  const c = new jsforce.Connection({ instanceUrl: base });
+  const versions = await c.request('/services/data/');
+  assert.ok(versions.some((v) => v.version === VERSION && v.url === `/services/data/v${VERSION}`));
+});
+
 test('token fetched by hand, then new Connection({ instanceUrl, accessToken })', async () => {
   const res = await fetch(`${base}/services/oauth2/token`, {
     method: 'POST',

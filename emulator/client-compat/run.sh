@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the client-compat suite: unmodified Salesforce client libraries from npm against sf-emulator.
+# Runs the client-compat suites: unmodified Salesforce client libraries (jsforce from npm,
+# simple-salesforce from PyPI) against sf-emulator.
 #   SF_EMULATOR_BIN=/path/to/sf-emulator emulator/client-compat/run.sh
 # Without SF_EMULATOR_BIN it uses $CARGO_TARGET_DIR/debug/sf-emulator or target/debug/sf-emulator.
 set -euo pipefail
@@ -16,9 +17,25 @@ if [[ -z "${SF_EMULATOR_BIN:-}" || ! -x "$SF_EMULATOR_BIN" ]]; then
 fi
 export SF_EMULATOR_BIN
 command -v node >/dev/null || { echo "client-compat: node is required (Node.js >= 18)" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "client-compat: python3 (with venv) is required" >&2; exit 2; }
 cd "$here"
 # Reproducible install from package-lock.json (skipped when node_modules is newer than the lock).
 if [[ ! node_modules/.package-lock.json -nt package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
-exec node --test --test-reporter=spec --test-reporter-destination=stdout "$here"/*.test.js
+status=0
+echo "==> jsforce"
+node --test --test-reporter=spec --test-reporter-destination=stdout "$here"/*.test.js || status=1
+
+# simple-salesforce in its own venv, pinned by requirements.txt; reinstalled when the list changes.
+venv="${CARGO_TARGET_DIR:-$root/target}/client-compat-venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+fi
+if [[ ! "$venv/.installed" -nt requirements.txt ]]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r requirements.txt
+  touch "$venv/.installed"
+fi
+echo "==> simple-salesforce"
+"$venv/bin/python" -m unittest -v simple_salesforce_test || status=1
+exit $status

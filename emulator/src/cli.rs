@@ -38,6 +38,10 @@ pub struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The user's security token: username-password logins (SOAP and OAuth) then need the
+    /// password with the token appended, as Salesforce asks from untrusted IP ranges.
+    #[arg(long, value_name = "TOKEN")]
+    pub security_token: Option<String>,
 }
 
 impl Args {
@@ -53,6 +57,7 @@ impl Args {
             jwt_cert: self.jwt_cert,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
+            security_token: self.security_token.filter(|t| !t.is_empty()),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     /// Serve HTTPS with this PEM certificate chain and `tls_key` (both or neither).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// The user's security token; when set, password logins take password + token.
+    pub security_token: Option<String>,
 }
 
 impl Default for Config {
@@ -39,6 +41,7 @@ impl Default for Config {
             jwt_cert: None,
             tls_cert: None,
             tls_key: None,
+            security_token: None,
         }
     }
 }

@@ -23,6 +23,9 @@ pub const CLIENT_SECRET: &str = "sfsync-local-secret";
 /// Reserved sequence numbers: the org and the integration user keep their IDs across resets.
 const ORG_SEQ: u64 = 1;
 const USER_SEQ: u64 = 2;
+const PROFILE_SEQ: u64 = 3;
+/// The org's name (Organization.Name, SOAP login's userInfo.organizationName).
+pub const ORG_NAME: &str = "sfsync emulator";
 /// Open query cursors kept org-wide; the least recently used is dropped beyond this.
 pub const MAX_CURSORS: usize = 200;
 /// A query locator expires after 15 minutes of emulator time without being used.
@@ -67,6 +70,8 @@ pub struct AppState {
     pub auth: crate::jwt::AuthStore,
     pub org_id: String,
     pub user_id: String,
+    /// The integration user's profile (System Administrator).
+    pub profile_id: String,
     rng: Mutex<u64>,
 }
 
@@ -97,6 +102,7 @@ impl AppState {
             auth: crate::jwt::AuthStore::default(),
             org_id: ids::mint("00D", ORG_SEQ),
             user_id: ids::mint("005", USER_SEQ),
+            profile_id: ids::mint("00e", PROFILE_SEQ),
             rng: Mutex::new(seed),
         };
         st.insert_integration_user();
@@ -104,10 +110,21 @@ impl AppState {
         st
     }
 
+    /// The org's fixed rows: its Organization, the integration user's Profile and the user.
     fn insert_integration_user(&self) {
-        let Some(obj) = self.schema.object("User") else { return };
-        let def = &self.schema.objects[obj];
-        let vals: Vec<(usize, Value)> = [
+        let org: &[(&str, Value)] = &[
+            ("Name", Value::str(ORG_NAME)),
+            ("InstanceName", Value::str("EMU1")),
+            ("IsSandbox", Value::Bool(false)),
+            ("OrganizationType", Value::str("Enterprise Edition")),
+            ("DefaultLocaleSidKey", Value::str("en_US")),
+            ("LanguageLocaleKey", Value::str("en_US")),
+            ("TimeZoneSidKey", Value::str("GMT")),
+        ];
+        self.insert_fixed("Organization", org, ORG_SEQ);
+        let profile = &[("Name", Value::str("System Administrator")), ("UserType", Value::str("Standard"))];
+        self.insert_fixed("Profile", profile, PROFILE_SEQ);
+        let mut user: Vec<(&str, Value)> = [
             ("Username", USERNAME),
             ("LastName", "User"),
             ("FirstName", "Integration"),
@@ -119,15 +136,25 @@ impl AppState {
             ("LanguageLocaleKey", "en_US"),
         ]
         .iter()
-        .filter_map(|(f, v)| def.field(f).map(|i| (i, Value::str(v))))
-        .chain(def.field("IsActive").map(|i| (i, Value::Bool(true))))
+        .map(|(f, v)| (*f, Value::str(v)))
         .collect();
+        user.push(("IsActive", Value::Bool(true)));
+        user.push(("ProfileId", Value::str(&self.profile_id)));
+        self.insert_fixed("User", &user, USER_SEQ);
+    }
+
+    /// Inserts one record with a fixed ID sequence (no rules, no change events); fields the
+    /// schema lacks (a custom schema file may drop them) are skipped.
+    fn insert_fixed(&self, object: &str, fields: &[(&str, Value)], seq: u64) {
+        let Some(obj) = self.schema.object(object) else { return };
+        let def = &self.schema.objects[obj];
+        let vals: Vec<(usize, Value)> = fields.iter().filter_map(|(f, v)| def.field(f).map(|i| (i, v.clone()))).collect();
         let rules = Rules::default();
         let mut store = self.store.write();
         let stamp = self.clock.stamp();
         let mut w = Writer::new(&self.schema, &mut store, &rules, &self.clock, &self.user_id);
         w.change_events = false;
-        w.insert_raw(obj, vals, stamp, Some(USER_SEQ));
+        w.insert_raw(obj, vals, stamp, Some(seq));
     }
 
     /// xorshift64*: good enough for tokens, locators and fault rates; no dependency.
@@ -149,6 +176,13 @@ impl AppState {
         let expiry = self.clock.now_ms() + self.cfg.token_ttl_secs as i64 * 1000;
         self.tokens.lock().insert(token.clone(), expiry);
         token
+    }
+
+    /// Checks a username-password login: the password, followed by the security token when one
+    /// is configured.
+    pub fn password_ok(&self, username: Option<&str>, password: Option<&str>) -> bool {
+        let want = format!("{PASSWORD}{}", self.cfg.security_token.as_deref().unwrap_or(""));
+        username == Some(USERNAME) && password == Some(want.as_str())
     }
 
     pub fn session_valid(&self, token: &str) -> bool {

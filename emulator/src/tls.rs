@@ -72,7 +72,8 @@ pub async fn serve(
                     // (admin POSTs, a GET with a body) would leave bytes unread in the socket;
                     // if hyper then closes the connection the kernel resets it, and the client
                     // can lose the response it is reading.
-                    let (parts, body) = req.into_parts();
+                    let (mut parts, body) = req.into_parts();
+                    collapse_slashes(&mut parts.uri);
                     let body = axum::body::to_bytes(axum::body::Body::new(body), usize::MAX).await.map_err(std::io::Error::other)?;
                     let req = hyper::Request::from_parts(parts, axum::body::Body::from(body));
                     let resp = match tower_service::Service::call(&mut app, req).await {
@@ -85,18 +86,89 @@ pub async fn serve(
                     Ok(resp)
                 }
             });
-            let http = hyper::server::conn::http1::Builder::new();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            // Salesforce answers HTTP/1.1 with canonical header names (`Content-Type`,
+            // `Sforce-Locator`); some clients read them into case-sensitive maps.
+            http.title_case_headers(true);
             match acceptor {
                 Some(acceptor) => {
                     let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await else {
                         return;
                     };
-                    let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http.serve_connection(TokioIo::new(MixedCase(stream)), svc).await;
                 }
                 None => {
-                    let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                    let _ = http.serve_connection(TokioIo::new(MixedCase(tcp)), svc).await;
                 }
             }
         });
+    }
+}
+
+/// Salesforce serves `//services/data/...` as `/services/data/...`; some clients (the `sf` CLI
+/// with an instance URL ending in `/`) send such paths.
+fn collapse_slashes(uri: &mut hyper::Uri) {
+    let path = uri.path();
+    if !path.contains("//") {
+        return;
+    }
+    let mut fixed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && fixed.ends_with('/')) {
+            fixed.push(c);
+        }
+    }
+    if let Some(q) = uri.query() {
+        fixed.push('?');
+        fixed.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = fixed.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = hyper::Uri::from_parts(parts) {
+            *uri = u;
+        }
+    }
+}
+
+/// hyper's title case writes `Sforce-Numberofrecords`; Salesforce sends `Sforce-NumberOfRecords`.
+/// hyper offers no public way to give one name its own case, so the head is fixed on its way to
+/// the socket. The replacement has the same length, so byte counts are unchanged; a head split
+/// across two writes keeps the title case (still a valid name).
+struct MixedCase<S>(S);
+
+const TITLE: &[u8] = b"\r\nSforce-Numberofrecords: ";
+const MIXED: &[u8] = b"\r\nSforce-NumberOfRecords: ";
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for MixedCase<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for MixedCase<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match buf.windows(TITLE.len()).position(|w| w == TITLE) {
+            Some(at) => {
+                let mut fixed = buf.to_vec();
+                fixed[at..at + MIXED.len()].copy_from_slice(MIXED);
+                std::pin::Pin::new(&mut self.0).poll_write(cx, &fixed)
+            }
+            None => std::pin::Pin::new(&mut self.0).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }

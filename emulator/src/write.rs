@@ -331,6 +331,9 @@ impl<'a> Writer<'a> {
     pub fn create(&mut self, obj: usize, p: &Parsed) -> Result<String, Vec<RecError>> {
         self.locked(None)?;
         let def = &self.schema.objects[obj];
+        if !def.createable {
+            return Err(one("INVALID_TYPE", format!("entity type cannot be inserted: {}", def.name), vec![]));
+        }
         if p.id.is_some() {
             return Err(one("INVALID_FIELD", "cannot specify Id in an insert call", vec!["Id".into()]));
         }
@@ -379,6 +382,9 @@ impl<'a> Writer<'a> {
             return Err(p.errors.clone());
         }
         let def = &self.schema.objects[obj];
+        if !def.updateable {
+            return Err(one("INVALID_TYPE", format!("entity type cannot be updated: {}", def.name), vec![]));
+        }
         Self::not_writable(def, &p.values, false)?;
         let mut rec = self.store.tables[obj].recs[&seq].clone();
         let mut changed = vec![];
@@ -432,6 +438,9 @@ impl<'a> Writer<'a> {
         let (id, seq) = self.live(obj, raw_id).map_err(|e| vec![e])?;
         self.locked(Some(&id))?;
         let def = &self.schema.objects[obj];
+        if !def.deletable {
+            return Err(one("INVALID_TYPE", format!("entity type cannot be deleted: {}", def.name), vec![]));
+        }
         let mut rec = self.store.tables[obj].recs[&seq].clone();
         rec.set(def.sys.is_deleted, Value::Bool(true));
         self.stamp(def, &mut rec, false);

@@ -3,7 +3,7 @@
 
 use super::St;
 use crate::errors::ApiError;
-use crate::state::{CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
+use crate::state::{CLIENT_ID, CLIENT_SECRET, USERNAME};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -98,8 +98,7 @@ pub async fn token(
                 return oauth_error("invalid_client", "invalid client credentials");
             }
             if grant == "password" {
-                if form.get("username").map(String::as_str) != Some(USERNAME) || form.get("password").map(String::as_str) != Some(PASSWORD)
-                {
+                if !st.password_ok(form.get("username").map(String::as_str), form.get("password").map(String::as_str)) {
                     return oauth_error("invalid_grant", "authentication failure");
                 }
                 // The connected app's policy allows refresh tokens ("refresh_token" scope).
@@ -164,6 +163,61 @@ pub async fn userinfo(axum::extract::State(st): St, headers: HeaderMap) -> Respo
         "email": USERNAME,
         "name": "Integration User",
         "active": true,
+    }))
+    .into_response()
+}
+
+/// The identity URL a token response's `id` names: the user, the org and the API endpoints, with
+/// Salesforce's literal `{version}` placeholders.
+pub async fn identity(
+    axum::extract::State(st): St,
+    axum::extract::Path((org, user)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let token =
+        headers.get("authorization").and_then(|h| h.to_str().ok()).and_then(|h| h.split_once(' ')).map(|(_, t)| t.trim().to_string());
+    if !token.is_some_and(|t| st.session_valid(&t)) {
+        return (StatusCode::FORBIDDEN, "Bad_OAuth_Token").into_response();
+    }
+    let same = |a: &str, b: &str| crate::ids::normalize(a).is_some_and(|a| a == b);
+    if !same(&org, &st.org_id) || !same(&user, &st.user_id) {
+        return (StatusCode::NOT_FOUND, "Bad_Id").into_response();
+    }
+    let base = instance_url(&st, &headers);
+    let (o, u) = (&st.org_id, &st.user_id);
+    let data = format!("{base}/services/data/v{{version}}");
+    Json(json!({
+        "id": format!("{base}/id/{o}/{u}"),
+        "asserted_user": true,
+        "user_id": u,
+        "organization_id": o,
+        "username": USERNAME,
+        "nick_name": "integ",
+        "display_name": "Integration User",
+        "email": USERNAME,
+        "email_verified": true,
+        "first_name": "Integration",
+        "last_name": "User",
+        "timezone": "GMT",
+        "active": true,
+        "user_type": "STANDARD",
+        "language": "en_US",
+        "locale": "en_US",
+        "utcOffset": 0,
+        "is_app_installed": true,
+        "urls": {
+            "enterprise": format!("{base}/services/Soap/c/{{version}}/{o}"),
+            "metadata": format!("{base}/services/Soap/m/{{version}}/{o}"),
+            "partner": format!("{base}/services/Soap/u/{{version}}/{o}"),
+            "rest": format!("{data}/"),
+            "sobjects": format!("{data}/sobjects/"),
+            "search": format!("{data}/search/"),
+            "query": format!("{data}/query/"),
+            "recent": format!("{data}/recent/"),
+            "limits": format!("{data}/limits/"),
+            "profile": format!("{base}/{u}"),
+            "custom_domain": base,
+        },
     }))
     .into_response()
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod bulk;
 pub mod collections;
 pub mod cometd;
@@ -10,6 +11,9 @@ pub mod composite;
 pub mod query;
 pub mod replication;
 pub mod rest;
+pub mod search;
+pub mod soap;
+pub mod tree;
 
 use crate::errors::ApiError;
 use crate::faults::{status_body, FaultKind};
@@ -124,7 +128,8 @@ async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Re
         }
     }
 
-    if !path.starts_with("/services/data") {
+    // The versions list is public on Salesforce: clients read it before they log in.
+    if !path.starts_with("/services/data") || path.trim_end_matches('/') == "/services/data" {
         return next.run(req).await;
     }
     if !bearer(&req).is_some_and(|t| st.session_valid(&t)) {
@@ -161,12 +166,16 @@ pub fn router(st: Arc<AppState>) -> Router {
     let services = Router::new()
         .route("/services/oauth2/token", post(auth::token))
         .route("/services/oauth2/userinfo", get(auth::userinfo))
+        .route("/services/Soap/{api}/{version}", post(soap::endpoint))
+        .route("/services/Soap/{api}/{version}/{org}", post(soap::endpoint))
         .route("/services/data", get(rest::versions))
         .route("/services/data/", get(rest::versions))
         .route(d, get(rest::resources))
         .route(&format!("{d}/"), get(rest::resources))
         .route(&format!("{d}/limits"), get(rest::limits))
         .route(&format!("{d}/limits/"), get(rest::limits))
+        .route(&format!("{d}/limits/recordCount"), get(rest::record_count))
+        .route("/id/{org}/{user}", get(auth::identity))
         .route(&format!("{d}/sobjects"), get(rest::describe_global))
         .route(&format!("{d}/sobjects/"), get(rest::describe_global))
         .route(&format!("{d}/sobjects/{{object}}"), get(rest::object_info).post(rest::create))
@@ -184,9 +193,13 @@ pub fn router(st: Arc<AppState>) -> Router {
         )
         .route(&format!("{d}/composite"), post(composite::composite))
         .route(&format!("{d}/composite/"), post(composite::composite))
+        .route(&format!("{d}/composite/batch"), post(batch::batch))
+        .route(&format!("{d}/composite/tree/{{object}}"), post(tree::create))
         .route(&format!("{d}/composite/sobjects"), post(collections::create).patch(collections::update).delete(collections::delete))
         .route(&format!("{d}/composite/sobjects/{{object}}"), get(collections::retrieve).post(collections::retrieve_post))
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
+        .route(&format!("{d}/search"), get(search::search))
+        .route(&format!("{d}/search/"), get(search::search))
         .route(&format!("{d}/query"), get(query::query))
         .route(&format!("{d}/query/"), get(query::query))
         .route(&format!("{d}/query/{{locator}}"), get(query::more))

@@ -4,7 +4,7 @@
 use super::{Api, St};
 use crate::errors::ApiError;
 use crate::out::Out;
-use crate::soql::eval::{compile, execute, execute_aggregate, render, Plan};
+use crate::soql::eval::{column_metadata, compile, execute, execute_aggregate, render, Plan};
 use crate::soql::parser::parse;
 use crate::state::{AppState, Cursor, CURSOR_IDLE_MS};
 use axum::extract::{Query, State};
@@ -59,6 +59,9 @@ async fn run(
     let parsed = parse(text).map_err(|e| e.to_api(text))?;
     purge(&st);
     let plan = compile(&st.schema, &parsed, st.clock.now_ms()).map_err(|e| e.to_api(text))?;
+    if q.get("columns").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+        return Ok(Json(column_metadata(&plan, &st.schema)).into_response());
+    }
     if plan.is_aggregate() {
         // Aggregate results come in one batch (Salesforce refuses queryMore on them).
         let records = {

@@ -65,6 +65,24 @@ pub async fn limits(State(st): St, _api: Api) -> Response {
     .into_response()
 }
 
+/// `GET limits/recordCount?sObjects=A,B`: live record counts (all objects with records when no
+/// list is given), as `{"sObjects": [{"count", "name"}]}`.
+pub async fn record_count(State(st): St, _api: Api, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    let wanted: Option<Vec<&str>> = q.get("sObjects").map(|s| s.split(',').map(str::trim).filter(|n| !n.is_empty()).collect());
+    let store = st.store.read();
+    let counts: Vec<Json_> = st
+        .schema
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(_, def)| wanted.as_ref().is_none_or(|w| w.iter().any(|n| n.eq_ignore_ascii_case(&def.name))))
+        .map(|(o, def)| (def, store.tables[o].recs.values().filter(|r| !is_deleted(def, r)).count()))
+        .filter(|(_, n)| wanted.is_some() || *n > 0)
+        .map(|(def, n)| json!({"count": n, "name": def.name}))
+        .collect();
+    Json(json!({"sObjects": counts})).into_response()
+}
+
 pub fn object_idx(st: &AppState, name: &str) -> Result<usize, ApiError> {
     st.schema.object(name).ok_or_else(ApiError::not_found)
 }

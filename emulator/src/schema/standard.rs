@@ -275,6 +275,7 @@ fn user() -> ObjectDef {
         f("LocaleSidKey", "Locale", T::Picklist).values(&["en_US", "en_GB", "fr_FR", "de_DE"]).required().restricted(),
         f("EmailEncodingKey", "Email Encoding", T::Picklist).values(&["UTF-8", "ISO-8859-1"]).required().restricted(),
         f("LanguageLocaleKey", "Language", T::Picklist).values(&["en_US", "fr", "de"]).required().restricted(),
+        f("ProfileId", "Profile ID", T::Reference).refs(&["Profile"], "Profile", Some("Users")),
     ]);
     object("User", "User", "Users", "005", own, false)
 }
@@ -340,5 +341,45 @@ fn campaign_member() -> ObjectDef {
 }
 
 pub fn default_schema() -> Schema {
-    Schema::new(vec![account(), contact(), lead(), opportunity(), user(), task(), campaign(), campaign_member()])
+    Schema::new(vec![account(), contact(), lead(), opportunity(), user(), task(), campaign(), campaign_member(), organization(), profile()])
+}
+
+/// Setup objects clients read (the `sf` CLI, `is_sandbox()` in simple-salesforce): queryable and
+/// described, not writable through the API, no sfsync external ID.
+fn setup_object(name: &str, label: &str, plural: &str, prefix: &str, own: Vec<FieldDef>) -> ObjectDef {
+    let own = own.into_iter().map(FieldDef::readonly).collect();
+    let mut o = object(name, label, plural, prefix, own, false);
+    o.fields.retain(|fd| fd.name != "Postgres_Id__c");
+    let mut o = ObjectDef::new(&o.name, &o.label, &o.label_plural, &o.key_prefix, o.fields);
+    (o.createable, o.updateable, o.deletable) = (false, false, false);
+    o
+}
+
+fn organization() -> ObjectDef {
+    let mut name = f("Name", "Name", T::String).len(80).lookup();
+    name.name_field = true;
+    let own = vec![
+        name,
+        f("Division", "Division", T::String).len(80),
+        f("InstanceName", "Instance Name", T::String).len(5),
+        f("IsSandbox", "Is Sandbox", T::Boolean),
+        f("OrganizationType", "Edition", T::Picklist).values(&["Developer Edition", "Enterprise Edition", "Unlimited Edition"]),
+        f("NamespacePrefix", "Namespace Prefix", T::String).len(15),
+        f("TrialExpirationDate", "Trial Expiration Date", T::DateTime),
+        f("DefaultLocaleSidKey", "Locale", T::Picklist).values(&["en_US"]),
+        f("LanguageLocaleKey", "Language", T::Picklist).values(&["en_US"]),
+        f("TimeZoneSidKey", "Time Zone", T::Picklist).values(&["GMT"]),
+    ];
+    setup_object("Organization", "Organization", "Organizations", "00D", own)
+}
+
+fn profile() -> ObjectDef {
+    let mut name = f("Name", "Name", T::String).len(255).lookup();
+    name.name_field = true;
+    let own = vec![
+        name,
+        f("UserType", "User Type", T::Picklist).values(&["Standard", "PowerPartner", "CsnOnly", "Guest"]),
+        f("Description", "Description", T::String).len(255),
+    ];
+    setup_object("Profile", "Profile", "Profiles", "00e", own)
 }

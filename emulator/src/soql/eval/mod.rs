@@ -9,9 +9,11 @@
 //! - `predicates`: WHERE (literals, date literals, LIKE/IN/INCLUDES, SOQL's comparison rules);
 //! - `aggregates`: GROUP BY, HAVING, aggregate functions;
 //! - `ordering`: ORDER BY … NULLS FIRST/LAST, OFFSET/LIMIT;
-//! - `render`: result rows as JSON.
+//! - `render`: result rows as JSON;
+//! - `columns`: the select list's column metadata (`query?columns=true`).
 
 mod aggregates;
+mod columns;
 mod ordering;
 mod plan;
 mod predicates;
@@ -19,6 +21,7 @@ mod relationships;
 mod render;
 
 pub use aggregates::execute_aggregate;
+pub use columns::column_metadata;
 pub use plan::{compile, Plan};
 pub use predicates::{compare, like};
 pub use relationships::{resolve, FieldRef};
