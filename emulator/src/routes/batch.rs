@@ -2,16 +2,15 @@
 //! (no references, no rollback), `haltOnError` stops at the first failure. The batch counts as
 //! one API call; its subrequests don't.
 
-use super::composite::{Internal, MAX_SUBREQUESTS};
+use super::composite::{serve, Answer, MAX_SUBREQUESTS};
 use super::{json_body, Api, LockFault, St};
 use crate::errors::ApiError;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request};
+use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value};
-use tower_service::Service;
 
 fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError::bad("INVALID_BATCH_REQUEST", msg)
@@ -70,33 +69,13 @@ pub async fn batch(
             results.push(json!({"statusCode": 412, "result": [{"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}]}));
             continue;
         }
-        let mut req = Request::builder().method(method).uri(&url);
-        if let Some(a) = &auth {
-            req = req.header("authorization", a.clone());
-        }
-        let payload = match &input {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(b).unwrap_or_default())
-            }
-            None => Body::empty(),
-        };
-        let Ok(mut req) = req.body(payload) else {
+        let Some(Answer { status, body: result, .. }) = serve(&mut app, method, &url, auth.as_ref(), input.as_ref(), lock).await else {
             results.push(
                 json!({"statusCode": 400, "result": [{"errorCode": "INVALID_BATCH_REQUEST", "message": format!("Invalid url '{url}'")}]}),
             );
             has_errors = true;
             continue;
         };
-        req.extensions_mut().insert(Internal);
-        req.extensions_mut().insert(lock);
-        let resp = match app.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let status = resp.status().as_u16();
-        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap_or_default();
-        let result: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         has_errors |= status >= 400;
         results.push(json!({"statusCode": status, "result": result}));
     }

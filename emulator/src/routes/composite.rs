@@ -6,7 +6,7 @@ use super::{json_body, Api, LockFault, St};
 use crate::errors::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
@@ -19,6 +19,49 @@ const ROLLED_BACK: &str = "The transaction was rolled back since another operati
 /// Marks a subrequest dispatched by `composite`: the services layer lets it through unmetered.
 #[derive(Clone, Copy)]
 pub struct Internal;
+
+/// What a subrequest answered: status, its Location header, its JSON body (Null when empty).
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Value,
+}
+
+/// Serves one subrequest of a composite or batch request through `app` as an internal call
+/// (unmetered), with the outer request's authorization and lock fault. None when `url` is
+/// not a valid URI.
+pub async fn serve(
+    app: &mut axum::Router,
+    method: Method,
+    url: &str,
+    auth: Option<&HeaderValue>,
+    body: Option<&Value>,
+    lock: LockFault,
+) -> Option<Answer> {
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(a) = auth {
+        req = req.header("authorization", a.clone());
+    }
+    let payload = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(serde_json::to_vec(b).unwrap_or_default())
+        }
+        None => Body::empty(),
+    };
+    let mut req = req.body(payload).ok()?;
+    req.extensions_mut().insert(Internal);
+    req.extensions_mut().insert(lock);
+    let resp = match app.call(req).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let status = resp.status().as_u16();
+    let location = resp.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap_or_default();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+    Some(Answer { status, location, body })
+}
 
 struct Sub {
     method: Method,
@@ -190,43 +233,22 @@ pub async fn composite(
                 continue;
             }
         };
-        let mut req = Request::builder().method(sub.method.clone()).uri(&url);
-        if let Some(a) = &auth {
-            req = req.header("authorization", a.clone());
-        }
-        let payload = match &body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Body::from(serde_json::to_vec(b).unwrap_or_default())
-            }
-            None => Body::empty(),
+        let Some(Answer { status, location, body: rbody }) =
+            serve(&mut app, sub.method.clone(), &url, auth.as_ref(), body.as_ref(), lock).await
+        else {
+            out.push(sub_response(
+                &sub.reference_id,
+                400,
+                json!([{"errorCode": "INVALID_API_INPUT", "message": format!("Invalid url '{url}'")}]),
+                Map::new(),
+            ));
+            failed = true;
+            continue;
         };
-        let mut req = match req.body(payload) {
-            Ok(r) => r,
-            Err(_) => {
-                out.push(sub_response(
-                    &sub.reference_id,
-                    400,
-                    json!([{"errorCode": "INVALID_API_INPUT", "message": format!("Invalid url '{url}'")}]),
-                    Map::new(),
-                ));
-                failed = true;
-                continue;
-            }
-        };
-        req.extensions_mut().insert(Internal);
-        req.extensions_mut().insert(lock);
-        let resp = match app.call(req).await {
-            Ok(r) => r,
-            Err(never) => match never {},
-        };
-        let status = resp.status().as_u16();
         let mut http_headers = Map::new();
-        if let Some(loc) = resp.headers().get("location").and_then(|v| v.to_str().ok()) {
+        if let Some(loc) = location {
             http_headers.insert("Location".into(), json!(loc));
         }
-        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap_or_default();
-        let rbody: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
         if status == 201 && sub.method == Method::POST && !http_headers.contains_key("Location") {
             if let Some(id) = rbody.get("id").and_then(Value::as_str) {
                 let path = url.split('?').next().unwrap_or(&url).trim_end_matches('/');
