@@ -522,6 +522,37 @@ impl SfRest {
         until(&format!("{sobject} {id} gone from Salesforce"), WAIT, || self.query(&soql).is_empty());
     }
 
+    /// Bulk API 2.0 `hardDelete` of these records, waited for: not in the recycle bin, so
+    /// queryAll no longer returns them and only getDeleted tells.
+    pub fn hard_delete(&self, object: &str, ids: &[&str]) {
+        let (status, job) = self.request(
+            "POST",
+            "jobs/ingest",
+            Some(&serde_json::json!({"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF"})),
+        );
+        assert_eq!(status, 200, "{job}");
+        let job_id = job["id"].as_str().unwrap().to_string();
+        let url = format!("{}{}/jobs/ingest/{job_id}/batches", self.instance_url(), self.data_path());
+        let req = ureq::http::Request::builder()
+            .method("PUT")
+            .uri(&url)
+            .header("Authorization", format!("Bearer {}", self.token()))
+            .header("Content-Type", "text/csv")
+            .body(format!("Id\n{}\n", ids.join("\n")))
+            .unwrap();
+        let resp = ureq::Agent::new_with_defaults().run(req).unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let (status, _) = self.request("PATCH", &format!("jobs/ingest/{job_id}"), Some(&serde_json::json!({"state": "UploadComplete"})));
+        assert_eq!(status, 200);
+        until(&format!("hardDelete job {job_id} complete"), WAIT, || {
+            let (_, info) = self.request("GET", &format!("jobs/ingest/{job_id}"), None);
+            match info["state"].as_str() {
+                Some("JobComplete") => Ok(()),
+                s => Err(format!("state {s:?}")),
+            }
+        });
+    }
+
     /// Waits until field `field` of record `id` equals `expected`.
     pub fn until_field(&self, sobject: &str, id: &str, field: &str, expected: impl Into<Value>) {
         let expected = expected.into();

@@ -7,44 +7,12 @@
 mod common;
 
 use common::{pause, resume, stop_worker, Env};
-use sfsync_e2e::{json, postgres, scalar, serde_json, until, DbExt, SfRest, Value, WAIT};
+use sfsync_e2e::{json, postgres, scalar, serde_json, until, DbExt, Value, WAIT};
 
 const DAY_MS: i64 = 86_400_000;
 
 fn start() -> Env {
     common::start_with(&[("sfsync.delete_check_interval", "1s")])
-}
-
-/// Bulk API 2.0 `hardDelete` of these records: not in the recycle bin, so queryAll no longer
-/// returns them.
-fn hard_delete(sf: &SfRest, object: &str, ids: &[&str]) {
-    let (status, job) = sf.request(
-        "POST",
-        "jobs/ingest",
-        Some(&json!({"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF"})),
-    );
-    assert_eq!(status, 200, "{job}");
-    let job_id = job["id"].as_str().unwrap().to_string();
-    let csv = format!("Id\n{}\n", ids.join("\n"));
-    let url = format!("{}{}/jobs/ingest/{job_id}/batches", sf.instance_url(), sf.data_path());
-    let req = ureq::http::Request::builder()
-        .method("PUT")
-        .uri(&url)
-        .header("Authorization", format!("Bearer {}", sf.token()))
-        .header("Content-Type", "text/csv")
-        .body(csv)
-        .unwrap();
-    let resp = ureq::Agent::new_with_defaults().run(req).unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let (status, _) = sf.request("PATCH", &format!("jobs/ingest/{job_id}"), Some(&json!({"state": "UploadComplete"})));
-    assert_eq!(status, 200);
-    until(&format!("hardDelete job {job_id} complete"), WAIT, || {
-        let (_, info) = sf.request("GET", &format!("jobs/ingest/{job_id}"), None);
-        match info["state"].as_str() {
-            Some("JobComplete") => Ok(()),
-            s => Err(format!("state {s:?}")),
-        }
-    });
 }
 
 #[test]
@@ -66,7 +34,7 @@ fn hard_deletes_arrive_through_get_deleted_per_on_delete_policy() {
         "SELECT (SELECT count(*) FROM acc_propagate) + (SELECT count(*) FROM acc_ignore) + (SELECT count(*) FROM acc_review)",
         6,
     );
-    hard_delete(&sf, "Account", &[&gone]);
+    sf.hard_delete("Account", &[&gone]);
     assert!(sf.query_all(&format!("SELECT Id FROM Account WHERE Id = '{gone}'")).is_empty(), "hard-deleted: queryAll no longer sees it");
     // getDeleted takes whole minutes: the deletion is reported once its minute is over.
     env.emu.advance_clock(2 * 60_000);
@@ -174,7 +142,7 @@ fn reconcile_on_request_and_what_it_costs() {
     let victims: Vec<String> =
         db.query("SELECT sfid::text FROM accts ORDER BY id LIMIT 3", &[]).unwrap().iter().map(|r| r.get(0)).collect();
     let ids: Vec<&str> = victims.iter().map(String::as_str).collect();
-    hard_delete(&env.emu.sf(), "Account", &ids);
+    env.emu.sf().hard_delete("Account", &ids);
     // The worker stays disabled (after the pass in progress) so only the reconciliation calls.
     stop_worker(&env);
     let before = env.emu.api_calls();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::Env;
-use sfsync_e2e::{json, postgres, scalar, until, DbExt, SfRest, Value, WAIT};
+use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,7 +90,7 @@ fn errors_of_a_record_deleted_in_salesforce_are_cleared() {
     // them their errors and parked changes; the third record's stay.
     let sf = env.emu.sf();
     sf.delete("Account", &soft);
-    hard_delete(&sf, "Account", &hard);
+    sf.hard_delete("Account", &[&hard]);
     db.until_count("SELECT count(*) FROM accounts", 1);
     db.until_count("SELECT count(*) FROM sfsync.errors", 1);
     let r = db.query_one("SELECT error_count::bigint, (SELECT count(*) FROM sfsync.outbox) FROM sfsync.status", &[]).unwrap();
@@ -98,36 +98,6 @@ fn errors_of_a_record_deleted_in_salesforce_are_cleared() {
     let kept: String = scalar(&mut db, "SELECT key FROM sfsync.errors");
     let kept_key: String = scalar(&mut db, "SELECT id::text FROM accounts");
     assert_eq!(kept, kept_key);
-}
-
-/// Bulk API 2.0 `hardDelete` of a record: not in the recycle bin, so only getDeleted tells.
-fn hard_delete(sf: &SfRest, object: &str, id: &str) {
-    let (status, job) = sf.request(
-        "POST",
-        "jobs/ingest",
-        Some(&json!({"object": object, "operation": "hardDelete", "contentType": "CSV", "lineEnding": "LF"})),
-    );
-    assert_eq!(status, 200, "{job}");
-    let job_id = job["id"].as_str().unwrap().to_string();
-    let url = format!("{}{}/jobs/ingest/{job_id}/batches", sf.instance_url(), sf.data_path());
-    let req = ureq::http::Request::builder()
-        .method("PUT")
-        .uri(&url)
-        .header("Authorization", format!("Bearer {}", sf.token()))
-        .header("Content-Type", "text/csv")
-        .body(format!("Id\n{id}\n"))
-        .unwrap();
-    let resp = ureq::Agent::new_with_defaults().run(req).unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
-    let (status, _) = sf.request("PATCH", &format!("jobs/ingest/{job_id}"), Some(&json!({"state": "UploadComplete"})));
-    assert_eq!(status, 200);
-    until(&format!("hardDelete job {job_id} complete"), WAIT, || {
-        let (_, info) = sf.request("GET", &format!("jobs/ingest/{job_id}"), None);
-        match info["state"].as_str() {
-            Some("JobComplete") => Ok(()),
-            s => Err(format!("state {s:?}")),
-        }
-    });
 }
 
 /// Loads `n` seeded Accounts into a new pull-only table `name` whose rows take a millisecond
