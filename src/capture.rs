@@ -44,7 +44,7 @@ fn trigger_depth() -> i32 {
 /// Whether a row the capture trigger sees now was written by the sync's own statement (the
 /// trigger runs one level below the statement that fired it), not by a user trigger that
 /// statement fired: an enrichment trigger's writes are the user's, and get pushed.
-fn sync_wrote_it() -> bool {
+pub(crate) fn sync_wrote_it() -> bool {
     APPLYING.with(|a| a.get()).is_some_and(|depth| trigger_depth() <= depth + 1)
 }
 
@@ -139,9 +139,30 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
     if !owns(mapping, unsafe { (*td.tg_relation).rd_id }.to_u32())? {
         return Ok(None); // the mapping is gone (unsynced meanwhile): nothing to send for it
     }
+    queue(mapping, td, &args[1], args[2..].iter().map(String::as_str))?;
+    Ok(None)
+}
+
+/// Whether this process is applying pulled changes now (the worker, or `run_once`): a row
+/// trigger that fires while it does and `sync_wrote_it` is false saw a user trigger's write.
+pub(crate) fn inside_apply() -> bool {
+    APPLYING.with(|a| a.get()).is_some()
+}
+
+/// Queues the row change the trigger `td` saw for the push: op, key, Salesforce Id and the
+/// mapped columns it changed. Also used by the write-through trigger for the writes user
+/// triggers make during an apply, which the worker pushes rather than calling in its
+/// transaction.
+pub(crate) fn queue<'c>(
+    mapping: i32,
+    td: &pg_sys::TriggerData,
+    pk_column: &str,
+    columns: impl Iterator<Item = &'c str>,
+) -> Result<(), SyncError> {
+    let columns: Vec<String> = columns.map(str::to_string).collect();
     let desc = unsafe { (*td.tg_relation).rd_att };
     let row = Row { desc };
-    let pk = row.attnum(&args[1])?;
+    let pk = row.attnum(pk_column)?;
     let sfid = row.attnum("sfid").ok();
     let event = td.tg_event;
     let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
@@ -159,8 +180,8 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
                 Some(id) => {
                     let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
                     Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
-                    let (mut changed, base) = changed_columns(&row, old, new, &args[2..])?;
-                    changed.insert(0, args[1].clone());
+                    let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
+                    changed.insert(0, pk_column.to_string());
                     record_with_base(mapping, "update", new_key, Some(id), Some(changed), base)?;
                 }
                 // Never linked: Salesforce knows it (if at all) by the old key; that record
@@ -171,9 +192,9 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
                 }
             }
         } else {
-            let (changed, base) = changed_columns(&row, old, new, &args[2..])?;
+            let (changed, base) = changed_columns(&row, old, new, &columns)?;
             if changed.is_empty() {
-                return Ok(None); // no mapped column changed: nothing to send
+                return Ok(()); // no mapped column changed: nothing to send
             }
             record_with_base(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base)?;
         }
@@ -182,7 +203,7 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
         record(mapping, "delete", row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None)?;
     }
     WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
-    Ok(None)
+    Ok(())
 }
 
 /// The mapped columns an UPDATE changed, and their values before it (text form) for the

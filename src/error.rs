@@ -25,6 +25,10 @@ pub enum SyncError {
     /// the table, the key and Salesforce's errorCode, message and fields).
     #[error("{0}")]
     External(String),
+    /// A value Salesforce would refuse, found before sending (write-through): the message
+    /// names the table, the key, the field and Salesforce's code for it.
+    #[error("{0}")]
+    BadValue(String),
     /// A write-through call that never got an answer (connection refused, timeout).
     #[error("{0}")]
     Unreachable(String),
@@ -61,6 +65,7 @@ impl SyncError {
             SyncError::Spi(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             SyncError::External(_) => PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+            SyncError::BadValue(_) => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             SyncError::Credentials(_) => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
             SyncError::Outdated(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }

@@ -67,12 +67,17 @@ fn write_through_changes_are_in_salesforce_when_the_statement_returns() {
     db.batch_execute("UPDATE contacts SET email = 'countess@example.com' WHERE id = 7").unwrap();
     assert_eq!(env.emu.sf().get("Contact", &sfid).unwrap()["Email"], "countess@example.com");
 
-    // Rejected: the statement fails with Salesforce's code, and nothing is written locally.
+    // A value Salesforce would refuse is found before sending: the statement fails with
+    // Salesforce's code for it, no call is made, and nothing is written locally.
     let long = "x".repeat(81); // Contact.LastName is 80 long
+    let writes = env.sf_writes();
     let (state, msg) = error_of(&mut db, &format!("INSERT INTO contacts (id, last_name) VALUES (8, '{long}')"));
-    assert_eq!(state, "38000", "external routine exception: {msg}");
-    assert!(msg.starts_with("Salesforce rejected the insert of contacts key 8: STRING_TOO_LONG"), "{msg}");
-    assert!(msg.contains("(fields: LastName)"), "{msg}");
+    assert_eq!(state, "22000", "data exception: {msg}");
+    assert!(
+        msg.starts_with("sfsync refused the insert of contacts key 8 before sending it to Salesforce: STRING_TOO_LONG: LastName"),
+        "{msg}"
+    );
+    assert_eq!(env.sf_writes(), writes, "no call for a value checked locally");
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM contacts WHERE id = 8"), 0);
     assert!(contact_by_key(&env, "8").is_none());
 

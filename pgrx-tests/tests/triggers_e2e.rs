@@ -98,3 +98,40 @@ fn an_after_trigger_writing_another_synced_table_during_a_pull_is_pushed() {
     );
     assert!(households >= 1, "the trigger's insert went out through the outbox");
 }
+
+#[test]
+fn a_trigger_writing_a_write_through_table_during_a_pull_is_queued_and_pushed() {
+    // The worker never calls Salesforce inside its transaction: a write-through table
+    // written by a user trigger while a pull is applied gets the change queued instead, and
+    // the next pass pushes it. Before, the write was skipped as if the sync had made it.
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\":\"Name\"}', mode => 'write_through');
+         CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
+         CREATE FUNCTION household() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.accounts (name) VALUES ('Household ' || NEW.last_name);
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER household AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION household();
+         SELECT sfsync.sync_table('contacts', 'Contact');",
+    )
+    .unwrap();
+    env.worker_pid();
+    let sfid = env.emu.sf().create("Contact", json!({"LastName": "Lovelace"}));
+    db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{sfid}'"), 1);
+    let account = env.emu.sf().until_record("SELECT Id, Name FROM Account WHERE Name = 'Household Lovelace'");
+    db.until_count(
+        &format!("SELECT count(*) FROM accounts WHERE name = 'Household Lovelace' AND sfid = '{}'", account["Id"].as_str().unwrap()),
+        1,
+    );
+    db.until_outbox_drained();
+    let accounts: i64 = scalar(&mut db, "SELECT count(*) FROM accounts");
+    assert_eq!(accounts, 1, "one household, no echo of it pulled back as a second row");
+    // A user's own statement on the table still writes through at once.
+    db.batch_execute("INSERT INTO accounts (name) VALUES ('Direct')").unwrap();
+    let direct: Option<String> = db.query_one("SELECT sfid FROM accounts WHERE name = 'Direct'", &[]).unwrap().get(0);
+    assert!(direct.is_some(), "written through inside the statement");
+}

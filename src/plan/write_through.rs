@@ -1,8 +1,10 @@
 //! Write-through mode: which single Salesforce call a row change needs, and how a failure
 //! reads in the error that fails the user's statement. Pure: the trigger (in
 //! `sync::push::write_through`) feeds it `to_jsonb` of OLD/NEW and performs the call.
+//! Values are checked for their fields first (`plan::check`), as the async push does: a
+//! value Salesforce would refuse fails the statement before any call.
 
-use super::convert;
+use super::check::{self, Invalid};
 use super::fields::{ColumnMap, SFID_COLUMN};
 use super::namespace;
 use super::options::OnDelete;
@@ -63,22 +65,32 @@ pub enum Call {
     Delete { id: Option<String>, key: String },
 }
 
+/// Why no call can be planned for a row change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// The trigger was fired in a way it cannot serve (no NEW or OLD row).
+    Misfired(&'static str),
+    /// A value Salesforce would refuse, found before sending (`plan::check`).
+    Value(Invalid),
+}
+
 /// Decides the call for one row change.
-pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage>) -> Result<Call, String> {
+pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage>) -> Result<Call, Refused> {
+    let misfired = Refused::Misfired;
     match op {
         RowOp::Insert => {
-            let new = new.ok_or("an INSERT trigger without NEW")?;
+            let new = new.ok_or(misfired("an INSERT trigger without NEW"))?;
             Ok(match new.sfid() {
                 // Inserted already linked to a Salesforce record: bring that record up to date.
-                Some(id) => Call::Update { id, record: record(t, &new.row, None, None, true) },
+                Some(id) => Call::Update { id, record: record(t, &new.row, None, None, true)? },
                 None => {
                     let key = namespace::encode(t.namespace, &new.key);
-                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false), key }
+                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false)?, key }
                 }
             })
         }
         RowOp::Update => {
-            let (old, new) = (old.ok_or("an UPDATE trigger without OLD")?, new.ok_or("an UPDATE trigger without NEW")?);
+            let (old, new) = (old.ok_or(misfired("an UPDATE trigger without OLD"))?, new.ok_or(misfired("an UPDATE trigger without NEW"))?);
             let changed: Vec<&str> =
                 t.columns.iter().filter(|c| old.row.get(&c.column) != new.row.get(&c.column)).map(|c| c.column.as_str()).collect();
             let rekeyed = old.key != new.key;
@@ -89,17 +101,17 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
                 // A new key re-keys the same Salesforce record (its external id changes).
                 Some(id) => {
                     let key = rekeyed.then(|| namespace::encode(t.namespace, &new.key));
-                    Call::Update { id, record: record(t, &new.row, key.as_deref(), Some(&changed), true) }
+                    Call::Update { id, record: record(t, &new.row, key.as_deref(), Some(&changed), true)? }
                 }
                 // Never linked: create or update it by key, with every mapped value.
                 None => {
                     let key = namespace::encode(t.namespace, &new.key);
-                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false), key }
+                    Call::Upsert { record: record(t, &new.row, Some(&key), None, false)?, key }
                 }
             })
         }
         RowOp::Delete => {
-            let old = old.ok_or("a DELETE trigger without OLD")?;
+            let old = old.ok_or(misfired("a DELETE trigger without OLD"))?;
             if t.on_delete == OnDelete::Ignore {
                 return Ok(Call::Nothing);
             }
@@ -110,8 +122,14 @@ pub fn plan(op: RowOp, t: &Target, old: Option<&RowImage>, new: Option<&RowImage
 
 /// Mapped values (only `only` columns when given) shaped for Salesforce, plus the external
 /// id value when given. Fields Salesforce won't take on this kind of write (createable /
-/// updateable) are left out.
-fn record(t: &Target, row: &Map<String, Value>, external: Option<&str>, only: Option<&[&str]>, update: bool) -> Map<String, Value> {
+/// updateable) are left out; the first value Salesforce would refuse refuses the record.
+fn record(
+    t: &Target,
+    row: &Map<String, Value>,
+    external: Option<&str>,
+    only: Option<&[&str]>,
+    update: bool,
+) -> Result<Map<String, Value>, Refused> {
     let mut rec = Map::new();
     for c in t.columns {
         if only.is_some_and(|o| !o.contains(&c.column.as_str())) {
@@ -120,12 +138,18 @@ fn record(t: &Target, row: &Map<String, Value>, external: Option<&str>, only: Op
         if (update && !c.updateable) || (!update && !c.createable) {
             continue;
         }
-        rec.insert(c.field.clone(), convert::to_sf(c, row.get(&c.column).unwrap_or(&Value::Null)));
+        let value = check::to_sf(c, row.get(&c.column).unwrap_or(&Value::Null)).map_err(Refused::Value)?;
+        rec.insert(c.field.clone(), value);
     }
     if let Some(value) = external {
         rec.insert(t.external_id.to_string(), Value::String(value.to_string()));
     }
-    rec
+    Ok(rec)
+}
+
+/// The message of the error that fails the statement for a value refused before sending.
+pub fn refusal_message(op: RowOp, table: &str, key: &str, invalid: &Invalid) -> String {
+    format!("sfsync refused the {} of {table} key {key} before sending it to Salesforce: {}: {}", op.word(), invalid.code, invalid.message)
 }
 
 /// Codes Salesforce answers a delete with when the record is already gone: what we wanted.
@@ -280,6 +304,32 @@ mod tests {
         );
         let ignore = Target { on_delete: OnDelete::Ignore, ..target(&c) };
         assert_eq!(plan(RowOp::Delete, &ignore, Some(&old), None).unwrap(), Call::Nothing);
+    }
+
+    #[test]
+    fn a_value_salesforce_would_refuse_refuses_the_call() {
+        let mut c = cols();
+        c[0].limits.length = 5;
+        c[1].sf_type = "date".into();
+        let long = img("7", json!({"last_name": "Longer than five", "sfid": null}));
+        match plan(RowOp::Insert, &target(&c), None, Some(&long)) {
+            Err(Refused::Value(i)) => assert_eq!(i.code, check::TOO_LONG, "{i:?}"),
+            other => panic!("{other:?}"),
+        }
+        let old = img("7", json!({"last_name": "Doe", "email": null, "sfid": "003000000000001AAA"}));
+        let bad_date = img("7", json!({"last_name": "Doe", "email": "tomorrow", "sfid": "003000000000001AAA"}));
+        let Err(Refused::Value(i)) = plan(RowOp::Update, &target(&c), Some(&old), Some(&bad_date)) else { panic!("accepted") };
+        assert_eq!(i.code, check::BAD_TYPE);
+        let m = refusal_message(RowOp::Update, "contacts", "7", &i);
+        assert!(
+            m.starts_with(
+                "sfsync refused the update of contacts key 7 before sending it to Salesforce: INVALID_TYPE_ON_FIELD_IN_RECORD: Email"
+            ),
+            "{m}"
+        );
+        // An unchanged bad value elsewhere in the row does not stop an update of another column.
+        let renamed = img("7", json!({"last_name": "Roe", "email": "tomorrow", "sfid": "003000000000001AAA"}));
+        assert!(plan(RowOp::Update, &target(&c), Some(&bad_date), Some(&renamed)).is_ok());
     }
 
     #[test]

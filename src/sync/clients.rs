@@ -283,6 +283,7 @@ pub fn connection_wide(e: &SyncError) -> bool {
         | SyncError::Denied(_)
         | SyncError::Spi(_)
         | SyncError::External(_)
+        | SyncError::BadValue(_)
         | SyncError::Outdated(_) => false,
     }
 }

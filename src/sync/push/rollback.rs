@@ -15,7 +15,7 @@ use crate::abort_queue;
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::soql;
-use crate::plan::write_through::{already_deleted, plan, Call, RowImage, RowOp, Target};
+use crate::plan::write_through::{already_deleted, plan, refusal_message, Call, Refused, RowImage, RowOp, Target};
 use crate::spi_util;
 use crate::sync::clients::{self, Step};
 use crate::sync::{Ctx, Mapping};
@@ -112,8 +112,10 @@ fn one(m: &Mapping, key: &str, image: Option<&RowImage>) -> Result<()> {
     }
     let mut unlinked = image.clone();
     unlinked.row.remove("sfid");
-    let Ok(Call::Upsert { key: ext, record }) = plan(RowOp::Insert, &target, None, Some(&unlinked)) else {
-        return Err(SyncError::Invalid(format!("sfsync: cannot plan the upsert of {} key {key}", m.table)));
+    let (ext, record) = match plan(RowOp::Insert, &target, None, Some(&unlinked)) {
+        Ok(Call::Upsert { key: ext, record }) => (ext, record),
+        Err(Refused::Value(invalid)) => return Err(SyncError::BadValue(refusal_message(RowOp::Insert, &m.table, key, &invalid))),
+        _ => return Err(SyncError::Invalid(format!("sfsync: cannot plan the upsert of {} key {key}", m.table))),
     };
     let id = client.upsert(&m.sobject, &m.external_id, &ext, &record)?.id;
     if image.sfid().as_deref() != Some(id.as_str()) {

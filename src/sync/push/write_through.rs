@@ -9,7 +9,9 @@
 
 use crate::error::SyncError;
 use crate::plan::soql;
-use crate::plan::write_through::{already_deleted, failure_message, plan, Call, FailureKind, RowImage, RowOp, Target};
+use crate::plan::write_through::{
+    already_deleted, failure_message, plan, refusal_message, Call, FailureKind, Refused, RowImage, RowOp, Target,
+};
 use crate::sync::{clients, echo_lock, load_mappings, Ctx, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -42,7 +44,7 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         _ => trigger.new().map(PgHeapTuple::into_owned),
     };
     // Rows the sync writes itself (pulled from Salesforce, Ids written back) are not sent back.
-    if crate::capture::is_applying() {
+    if crate::capture::sync_wrote_it() {
         return Ok(proceed());
     }
     let args = trigger.extra_args().map_err(|e| SyncError::Invalid(format!("sfsync.write_through trigger arguments: {e}")))?;
@@ -55,6 +57,13 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         .into_iter()
         .find(|m| m.id == mapping_id)
         .ok_or_else(|| SyncError::NotFound(format!("table {table} has an sfsync write-through trigger but is not synced; run sfsync.sync_table or drop trigger sfsync_write_through")))?;
+    // A user trigger writing while the sync applies a pull (enrichment): the change is the
+    // user's and must reach Salesforce, but the worker makes no call inside its transaction.
+    // It is queued like an async mapping's change and pushed by the next pass.
+    if crate::capture::inside_apply() {
+        crate::capture::queue(m.id, td, &m.pk_column, m.columns.iter().map(|c| c.column.as_str()))?;
+        return Ok(proceed());
+    }
     let rowtype = unsafe { (*(*td.tg_relation).rd_rel).reltype };
 
     let old = match op {
@@ -67,7 +76,10 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
     };
     let key = new.as_ref().or(old.as_ref()).map(|r| r.key.clone()).unwrap_or_default();
     let target = Target { columns: &m.columns, external_id: &m.external_id, namespace: &m.namespace, on_delete: m.options.on_delete };
-    let call = plan(op, &target, old.as_ref(), new.as_ref()).map_err(SyncError::Invalid)?;
+    let call = plan(op, &target, old.as_ref(), new.as_ref()).map_err(|r| match r {
+        Refused::Misfired(why) => SyncError::Invalid(format!("sfsync.write_through: {why}")),
+        Refused::Value(invalid) => SyncError::BadValue(refusal_message(op, &table, &key, &invalid)),
+    })?;
     if call == Call::Nothing {
         return Ok(proceed());
     }
