@@ -82,9 +82,9 @@ test-unit:
 	@echo "==> cargo test -p salesforce -p sf-emulator"
 	$(CARGO) test -p salesforce -p sf-emulator
 
-# Unmodified Salesforce client libraries from npm (jsforce) against the emulator.
+# Unmodified Salesforce clients (jsforce, simple-salesforce, the sf CLI) against the emulator.
 test-compat:
-	@echo "==> emulator/client-compat (jsforce, simple-salesforce against sf-emulator)"
+	@echo "==> emulator/client-compat (jsforce, simple-salesforce, sf CLI against sf-emulator)"
 	emulator/client-compat/run.sh
 
 # The extension's #[pg_test]s (and plain #[test]s of the root crate) in pgrx's test cluster.

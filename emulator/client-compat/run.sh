@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the client-compat suites: unmodified Salesforce client libraries (jsforce from npm,
-# simple-salesforce from PyPI) against sf-emulator.
+# Runs the client-compat suites: unmodified Salesforce clients (jsforce from npm,
+# simple-salesforce from PyPI, the Salesforce CLI `sf` from npm) against sf-emulator.
 #   SF_EMULATOR_BIN=/path/to/sf-emulator emulator/client-compat/run.sh
 # Without SF_EMULATOR_BIN it uses $CARGO_TARGET_DIR/debug/sf-emulator or target/debug/sf-emulator.
 set -euo pipefail
@@ -38,4 +38,28 @@ if [[ ! "$venv/.installed" -nt requirements.txt ]]; then
 fi
 echo "==> simple-salesforce"
 "$venv/bin/python" -m unittest -v simple_salesforce_test || status=1
+
+# The Salesforce CLI as its release shipped it (../../../shared/client-tools.md): a plain
+# `npm install @salesforce/cli@X` ignores the release's npm-shrinkwrap.json and floats to
+# dependencies that need node 22, so: npm pack, untar, install inside package/. Cached under the
+# target dir; SF_CLI_BIN (its bin/run.js) skips the install.
+sf_version=2.138.0
+sf_dir="${CARGO_TARGET_DIR:-$root/target}/sf-cli-$sf_version"
+if [[ -z "${SF_CLI_BIN:-}" ]]; then
+  if [[ ! -f "$sf_dir/.installed" ]]; then
+    echo "installing @salesforce/cli $sf_version into $sf_dir"
+    rm -rf "$sf_dir"
+    mkdir -p "$sf_dir"
+    (cd "$sf_dir" \
+      && npm pack "@salesforce/cli@$sf_version" --silent >/dev/null \
+      && tar xzf "salesforce-cli-$sf_version.tgz" \
+      && cd package \
+      && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    touch "$sf_dir/.installed"
+  fi
+  SF_CLI_BIN="$sf_dir/package/bin/run.js"
+fi
+export SF_CLI_BIN
+echo "==> Salesforce CLI (sf $sf_version)"
+"$venv/bin/python" -m unittest -v sf_cli_test || status=1
 exit $status

@@ -4,9 +4,7 @@ Run: SF_EMULATOR_BIN=/path/to/sf-emulator python -m unittest simple_salesforce_t
 """
 import csv
 import io
-import os
 import re
-import subprocess
 import unittest
 import uuid
 
@@ -14,9 +12,8 @@ import requests
 from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceResourceNotFound
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TESTDATA = os.path.join(HERE, "..", "testdata")
-CA = os.path.join(TESTDATA, "tls-test-ca.pem")
+from emulator_proc import CA, start_emulator
+
 USERNAME = "integration@sfsync.local"
 PASSWORD = "sfsync"
 VERSION = "62.0"
@@ -40,27 +37,6 @@ class LoginHost(requests.Session):
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def start_emulator(*extra):
-    """Starts sf-emulator over TLS; returns (process, https base URL)."""
-    binary = os.environ.get("SF_EMULATOR_BIN")
-    if not binary or not os.path.exists(binary):
-        raise RuntimeError(f"SF_EMULATOR_BIN must point at the sf-emulator binary (got {binary})")
-    emu = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0",
-         "--tls-cert", os.path.join(TESTDATA, "tls-test-cert.pem"),
-         "--tls-key", os.path.join(TESTDATA, "tls-test-key.pem"), *extra],
-        stdout=subprocess.PIPE,
-        stderr=None if os.environ.get("SF_EMULATOR_LOG") else subprocess.DEVNULL,
-        text=True,
-    )
-    line = emu.stdout.readline().strip()
-    m = re.match(r"^listening on (https://\S+)$", line)
-    if not m:
-        emu.kill()
-        raise RuntimeError(f"unexpected first line from sf-emulator: {line!r}")
-    return emu, m.group(1)
 
 
 class SecurityTokenTest(unittest.TestCase):
