@@ -126,6 +126,21 @@ class SimpleSalesforceTest(unittest.TestCase):
         self.assertEqual(recs[0]["Name"], f"{tag} Rockets")
         self.assertEqual(len(self.sf.quick_search(tag)["searchRecords"]), 2)
 
+    def test_parameterized_search(self):
+        # simple-salesforce has no helper for it: `restful` is its documented way to any resource.
+        tag = unique("param").replace("-", "")
+        self.sf.Account.create({"Name": f"{tag} Rockets", "Industry": "Energy"})
+        self.sf.Account.create({"Name": f"{tag} Anvils", "Industry": "Banking"})
+        self.sf.Contact.create({"LastName": "Coyote", "Email": f"{tag}@example.com"})
+        got = self.sf.restful("parameterizedSearch/", params={
+            "q": tag, "sobject": "Account", "Account.fields": "Name,Industry",
+            "Account.where": "Industry = 'Energy'"})
+        self.assertEqual([(r["Name"], r["Industry"]) for r in got["searchRecords"]], [(f"{tag} Rockets", "Energy")])
+        body = {"q": tag, "in": "EMAIL", "fields": ["Id"],
+                "sobjects": [{"name": "Account"}, {"name": "Contact", "fields": ["Id", "LastName"]}]}
+        got = self.sf.restful("parameterizedSearch/", method="POST", json=body)
+        self.assertEqual([r["LastName"] for r in got["searchRecords"]], ["Coyote"])
+
     # ------------------------------------------------------------ Bulk 2.0 and query paging
 
     def test_bulk2_insert_query_and_query_all(self):

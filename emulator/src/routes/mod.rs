@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod collections;
 pub mod cometd;
 pub mod composite;
+pub mod parameterized_search;
 pub mod query;
 pub mod replication;
 pub mod rest;
@@ -200,6 +201,8 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/composite/sobjects/{{object}}/{{field}}"), patch(collections::upsert))
         .route(&format!("{d}/search"), get(search::search))
         .route(&format!("{d}/search/"), get(search::search))
+        .route(&format!("{d}/parameterizedSearch"), get(parameterized_search::get_search).post(parameterized_search::post_search))
+        .route(&format!("{d}/parameterizedSearch/"), get(parameterized_search::get_search).post(parameterized_search::post_search))
         .route(&format!("{d}/query"), get(query::query))
         .route(&format!("{d}/query/"), get(query::query))
         .route(&format!("{d}/query/{{locator}}"), get(query::more))

@@ -37,7 +37,19 @@ pub async fn versions(State(st): St) -> Response {
 pub async fn resources(api: Api) -> Response {
     let b = format!("/services/data/v{}", api.version);
     let mut m = serde_json::Map::new();
-    for r in ["sobjects", "query", "queryAll", "composite", "limits", "search", "recent", "tooling", "connect", "analytics"] {
+    for r in [
+        "sobjects",
+        "query",
+        "queryAll",
+        "composite",
+        "limits",
+        "search",
+        "parameterizedSearch",
+        "recent",
+        "tooling",
+        "connect",
+        "analytics",
+    ] {
         m.insert(r.into(), Json_::String(format!("{b}/{r}")));
     }
     Json(m).into_response()

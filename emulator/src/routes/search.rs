@@ -9,6 +9,7 @@ use crate::out::Out;
 use crate::schema::{FieldType, ObjectDef};
 use crate::soql::eval::{compile, execute, render};
 use crate::soql::parser::parse;
+use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -86,6 +87,29 @@ fn item_soql(item: &str) -> Result<(String, String), ApiError> {
     Ok((obj.clone(), format!("SELECT {fields} FROM {obj}{rest}")))
 }
 
+/// The terms of a search string: `AND`/`OR` dropped, wildcards and quotes stripped, lowercased.
+pub fn search_terms(text: &str) -> Result<Vec<String>, ApiError> {
+    let terms: Vec<String> = text
+        .split_whitespace()
+        .filter(|t| !matches!(t.to_ascii_uppercase().as_str(), "AND" | "OR"))
+        .map(|t| t.trim_matches(|c| matches!(c, '"' | '*' | '?' | '(' | ')')).to_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if terms.iter().map(|t| t.chars().count()).sum::<usize>() < 2 {
+        return Err(malformed("search term must be longer than one character"));
+    }
+    Ok(terms)
+}
+
+/// `IN <scope> FIELDS`: ALL, NAME, EMAIL, PHONE or SIDEBAR (searched like ALL).
+pub fn search_scope(word: &str) -> Result<String, ApiError> {
+    let scope = word.to_ascii_uppercase();
+    if !matches!(scope.as_str(), "ALL" | "NAME" | "EMAIL" | "PHONE" | "SIDEBAR") {
+        return Err(malformed(format!("unexpected token: {word}")));
+    }
+    Ok(scope)
+}
+
 pub fn parse_sosl(q: &str) -> Result<Sosl, ApiError> {
     let q = q.trim();
     let rest = q
@@ -95,23 +119,12 @@ pub fn parse_sosl(q: &str) -> Result<Sosl, ApiError> {
         .ok_or_else(|| malformed("SOSL must start with FIND"))?;
     let rest = rest.strip_prefix('{').ok_or_else(|| malformed("the search terms go in braces: FIND {terms}"))?;
     let close = rest.find('}').ok_or_else(|| malformed("missing '}' after the search terms"))?;
-    let terms: Vec<String> = rest[..close]
-        .split_whitespace()
-        .filter(|t| !matches!(t.to_ascii_uppercase().as_str(), "AND" | "OR"))
-        .map(|t| t.trim_matches(|c| matches!(c, '"' | '*' | '?' | '(' | ')')).to_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    if terms.iter().map(|t| t.chars().count()).sum::<usize>() < 2 {
-        return Err(malformed("search term must be longer than one character"));
-    }
+    let terms = search_terms(&rest[..close])?;
     let mut rest = rest[close + 1..].trim();
     let mut scope = "ALL".to_string();
     let words: Vec<&str> = rest.splitn(4, char::is_whitespace).collect();
     if words.len() >= 3 && words[0].eq_ignore_ascii_case("IN") && words[2].eq_ignore_ascii_case("FIELDS") {
-        scope = words[1].to_ascii_uppercase();
-        if !matches!(scope.as_str(), "ALL" | "NAME" | "EMAIL" | "PHONE" | "SIDEBAR") {
-            return Err(malformed(format!("unexpected token: {}", words[1])));
-        }
+        scope = search_scope(words[1])?;
         rest = words.get(3).copied().unwrap_or("").trim();
     }
     let (list, limit) = match rest.get(..9).filter(|r| r.eq_ignore_ascii_case("RETURNING")) {
@@ -141,7 +154,12 @@ fn searched(def: &ObjectDef, scope: &str) -> Vec<usize> {
 
 pub async fn search(State(st): St, api: Api, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
     let text = q.get("q").map(String::as_str).unwrap_or("");
-    let mut sosl = parse_sosl(text)?;
+    run(&st, &api, parse_sosl(text)?)
+}
+
+/// Runs a search (SOSL or parameterized) → `{"searchRecords":[…]}`. Each RETURNING query's
+/// `LIMIT`/`OFFSET` count matching records, so they are applied after the term match.
+pub fn run(st: &AppState, api: &Api, mut sosl: Sosl) -> Result<Response, ApiError> {
     if sosl.returning.is_empty() {
         // Without RETURNING: every searchable object, IDs only.
         sosl.returning =
@@ -149,7 +167,8 @@ pub async fn search(State(st): St, api: Api, Query(q): Query<HashMap<String, Str
     }
     let mut out = vec![];
     for (obj, soql) in &sosl.returning {
-        let parsed = parse(soql).map_err(|e| e.to_api(soql))?;
+        let mut parsed = parse(soql).map_err(|e| e.to_api(soql))?;
+        let (limit, offset) = (parsed.limit.take(), parsed.offset.take());
         let plan = compile(&st.schema, &parsed, st.clock.now_ms()).map_err(|e| e.to_api(soql))?;
         if plan.is_aggregate() || plan.count_only {
             return Err(malformed(format!("aggregate queries are not allowed in RETURNING {obj}")));
@@ -157,15 +176,15 @@ pub async fn search(State(st): St, api: Api, Query(q): Query<HashMap<String, Str
         let def = &st.schema.objects[plan.obj];
         let fields = searched(def, &sosl.scope);
         let store = st.store.read();
-        for seq in execute(&plan, &st.schema, &store, false) {
-            if out.len() >= sosl.limit {
-                break;
-            }
-            let Some(rec) = store.tables[plan.obj].recs.get(&seq) else { continue };
+        let matches = execute(&plan, &st.schema, &store, false).into_iter().filter(|seq| {
+            let Some(rec) = store.tables[plan.obj].recs.get(seq) else { return false };
             let texts: Vec<String> = fields.iter().filter_map(|&f| rec.get(f).as_str().map(str::to_lowercase)).collect();
-            if sosl.terms.iter().all(|t| texts.iter().any(|x| x.contains(t.as_str()))) {
-                out.extend(render(&plan, &st.schema, &store, seq, &api.version));
-            }
+            sosl.terms.iter().all(|t| texts.iter().any(|x| x.contains(t.as_str())))
+        });
+        let room = sosl.limit.saturating_sub(out.len());
+        let take = limit.map_or(room, |l| room.min(l as usize));
+        for seq in matches.skip(offset.unwrap_or(0) as usize).take(take) {
+            out.extend(render(&plan, &st.schema, &store, seq, &api.version));
         }
     }
     Ok(Json(Out::O(vec![("searchRecords".into(), Out::A(out))])).into_response())
