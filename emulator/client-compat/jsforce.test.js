@@ -212,6 +212,16 @@ test('describeGlobal and describe', async () => {
   await expectSfError(conn.sobject('Nope__c').describe(), 'NOT_FOUND');
 });
 
+test('sobject layouts', async () => {
+  const l = await conn.sobject('Contact').layouts();
+  assert.deepEqual(l.recordTypeSelectorRequired, [false]);
+  assert.equal(l.recordTypeMappings[0].layoutId, l.layouts[0].id);
+  const items = l.layouts[0].detailLayoutSections.flatMap((s) => s.layoutRows.flatMap((r) => r.layoutItems));
+  const email = items.find((i) => i.layoutComponents[0].value === 'Email');
+  assert.equal(email.layoutComponents[0].details.type, 'email');
+  assert.equal(email.editableForUpdate, true);
+});
+
 test('limits and the Sforce-Limit-Info header', async () => {
   const l = await conn.limits();
   assert.ok(l.DailyApiRequests.Max > 0);

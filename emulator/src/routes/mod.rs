@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod collections;
 pub mod cometd;
 pub mod composite;
+pub mod layouts;
 pub mod parameterized_search;
 pub mod query;
 pub mod replication;
@@ -183,6 +184,9 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route(&format!("{d}/sobjects/{{object}}/"), get(rest::object_info).post(rest::create))
         .route(&format!("{d}/sobjects/{{object}}/describe"), get(rest::describe))
         .route(&format!("{d}/sobjects/{{object}}/describe/"), get(rest::describe))
+        .route(&format!("{d}/sobjects/{{object}}/describe/layouts"), get(layouts::layouts))
+        .route(&format!("{d}/sobjects/{{object}}/describe/layouts/"), get(layouts::layouts))
+        .route(&format!("{d}/sobjects/{{object}}/describe/layouts/{{record_type}}"), get(layouts::layout_for_record_type))
         .route(&format!("{d}/sobjects/{{object}}/updated"), get(replication::updated))
         .route(&format!("{d}/sobjects/{{object}}/updated/"), get(replication::updated))
         .route(&format!("{d}/sobjects/{{object}}/deleted"), get(replication::deleted))
