@@ -28,3 +28,10 @@ def start_emulator(*extra):
         emu.kill()
         raise RuntimeError(f"unexpected first line from sf-emulator: {line!r}")
     return emu, m.group(1)
+
+
+def stop_emulator(emu):
+    """Stops an emulator from start_emulator and closes its stdout pipe."""
+    emu.terminate()
+    emu.wait()
+    emu.stdout.close()

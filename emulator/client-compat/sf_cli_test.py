@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 import uuid
 
-from emulator_proc import CA, start_emulator
+from emulator_proc import CA, start_emulator, stop_emulator
 
 VERSION = "62.0"
 ALIAS = "emu"
@@ -36,7 +36,7 @@ class SfCliTest(unittest.TestCase):
         if not cls.sf_bin or not os.path.exists(cls.sf_bin):
             raise RuntimeError(f"SF_CLI_BIN must point at the sf CLI's bin/run.js (got {cls.sf_bin})")
         cls.emu, cls.base = start_emulator()
-        cls.addClassCleanup(lambda: (cls.emu.terminate(), cls.emu.wait()))
+        cls.addClassCleanup(stop_emulator, cls.emu)
         # A private HOME: the CLI keeps its auth files, aliases, config and logs there.
         cls.home = tempfile.mkdtemp(prefix="sf-cli-home-")
         cls.addClassCleanup(shutil.rmtree, cls.home, True)

@@ -12,7 +12,7 @@ import requests
 from simple_salesforce import Salesforce, SalesforceLogin
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceResourceNotFound
 
-from emulator_proc import CA, start_emulator
+from emulator_proc import CA, start_emulator, stop_emulator
 
 USERNAME = "integration@sfsync.local"
 PASSWORD = "sfsync"
@@ -49,8 +49,7 @@ class SecurityTokenTest(unittest.TestCase):
                 Salesforce(username=USERNAME, password=PASSWORD, security_token="", version=VERSION, session=LoginHost(base))
             self.assertEqual(cm.exception.code, "INVALID_LOGIN")
         finally:
-            emu.terminate()
-            emu.wait()
+            stop_emulator(emu)
 
 
 class SimpleSalesforceTest(unittest.TestCase):
@@ -58,7 +57,7 @@ class SimpleSalesforceTest(unittest.TestCase):
     def setUpClass(cls):
         cls.emu, cls.base = start_emulator()
         # Runs even when the rest of setUpClass fails (tearDownClass would not).
-        cls.addClassCleanup(lambda: (cls.emu.terminate(), cls.emu.wait()))
+        cls.addClassCleanup(stop_emulator, cls.emu)
         cls.session = LoginHost(cls.base)
         # The most common script: username, password, security token (SOAP partner login).
         cls.sf = Salesforce(username=USERNAME, password=PASSWORD, security_token="",
