@@ -73,7 +73,10 @@ CREATE TABLE sfsync.mappings (
     created_at  timestamptz NOT NULL DEFAULT now(),
     -- What this mapping's external ID values start with: '<namespace>:<key>' (see
     -- docs/guide.md, "Whose record is it"). '' for mappings made before 0.2.0: bare keys.
-    namespace   text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$')
+    namespace   text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$'),
+    -- sync_table(..., match): the natural key a row without a Salesforce Id is linked by
+    -- to an existing record, [{column, field}] (plan::matching); NULL: never matched.
+    match_keys  jsonb
 );
 CREATE UNIQUE INDEX mappings_namespace ON sfsync.mappings (namespace) WHERE namespace <> '';
 

@@ -174,6 +174,30 @@ WHERE d.datname = pg_catalog.current_database() AND EXISTS (SELECT 1 FROM sfsync
 -- The values each settled push sent, so that an echo of one is no conflict.
 ALTER TABLE sfsync.outbox_archive ADD COLUMN sent jsonb;
 
+-- match: link existing records by natural key (issue 14)
+-- The key rows without a Salesforce Id are linked by (plan::matching).
+ALTER TABLE sfsync.mappings ADD COLUMN match_keys jsonb;
+-- sync_table takes match => ...: a new argument, so a new function.
+DROP FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text);
+CREATE FUNCTION sfsync."sync_table"(
+	"tbl" regclass,
+	"sobject" TEXT,
+	"connection" TEXT DEFAULT 'default',
+	"fields" jsonb DEFAULT NULL,
+	"direction" TEXT DEFAULT 'bidirectional',
+	"filter" TEXT DEFAULT NULL,
+	"conflict" TEXT DEFAULT 'salesforce_wins',
+	"on_delete" TEXT DEFAULT 'propagate',
+	"mode" TEXT DEFAULT 'async',
+	"external_id" TEXT DEFAULT NULL,
+	"match" TEXT DEFAULT NULL
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sync_table_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) TO sfsync_admin;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

@@ -197,8 +197,8 @@ REVOKE EXECUTE ON FUNCTION sfsync.capture(), sfsync.write_through(), sfsync.hold
 REVOKE EXECUTE ON FUNCTION sfsync.wake_at_commit(), sfsync.notify_launcher() FROM PUBLIC;
 -- Opting a table in sends its rows to Salesforce: admins, and the roles a DBA grants it to;
 -- sync_table also requires the privileges of the table's owner.
-REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) TO sfsync_admin;
 REVOKE EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admin;
 -- Connections and secrets: administrators only (docs/secrets.md). add_connection checks

@@ -261,7 +261,7 @@ mod tests {
             assert!(!public.iter().any(|f| f == closed), "{closed} must not be executable by PUBLIC");
         }
         let admin = Spi::get_one::<bool>(
-            "SELECT has_function_privilege('sfsync_admin', 'sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text)', 'EXECUTE')
+            "SELECT has_function_privilege('sfsync_admin', 'sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text)', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.mirror(text, text, text, text[])', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text)', 'EXECUTE')
                 AND NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sfsync_admin')",

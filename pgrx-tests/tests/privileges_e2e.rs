@@ -12,7 +12,7 @@ use sfsync_e2e::postgres::error::SqlState;
 use sfsync_e2e::postgres::Client;
 use sfsync_e2e::{scalar, DbExt, Value};
 
-const SYNC_TABLE: &str = "sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text)";
+const SYNC_TABLE: &str = "sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text)";
 
 /// Runs `sql`, which must fail for lack of a privilege (42501); its message.
 fn refused(db: &mut Client, sql: &str) -> String {

@@ -134,6 +134,7 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
         options: MappingOptions { direction: Direction::Pull, ..MappingOptions::default() },
         filter: None,
         external_id: Some(external_id),
+        matching: None,
     };
     let synced = privilege::as_extension_owner(|| mapping::sync(oid, options))?;
     let types: Map<String, Value> = cols.iter().map(|c| (c.column.clone(), Value::String(c.ddl_type.clone()))).collect();

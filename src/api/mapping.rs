@@ -5,6 +5,7 @@ use crate::plan::check::Limits;
 use crate::plan::compat;
 use crate::plan::fields::{self, FieldInfo};
 use crate::plan::filter;
+use crate::plan::matching::{self, MatchKey};
 use crate::plan::options::{Capture, Options as MappingOptions};
 use crate::privilege;
 use crate::spi_util;
@@ -17,8 +18,31 @@ use pgrx::{JsonB, PgRelation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// `match` is a Rust keyword, so the CREATE FUNCTION is written here with the SQL name;
+/// the arguments are passed by position.
 #[allow(clippy::too_many_arguments)]
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(
+    volatile,
+    parallel_unsafe,
+    sql = r#"
+CREATE FUNCTION sfsync."sync_table"(
+	"tbl" regclass,
+	"sobject" TEXT,
+	"connection" TEXT DEFAULT 'default',
+	"fields" jsonb DEFAULT NULL,
+	"direction" TEXT DEFAULT 'bidirectional',
+	"filter" TEXT DEFAULT NULL,
+	"conflict" TEXT DEFAULT 'salesforce_wins',
+	"on_delete" TEXT DEFAULT 'propagate',
+	"mode" TEXT DEFAULT 'async',
+	"external_id" TEXT DEFAULT NULL,
+	"match" TEXT DEFAULT NULL
+) RETURNS jsonb
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'sync_table_wrapper';
+"#
+)]
 fn sync_table(
     tbl: PgRelation,
     sobject: &str,
@@ -30,11 +54,12 @@ fn sync_table(
     on_delete: default!(&str, "'propagate'"),
     mode: default!(&str, "'async'"),
     external_id: default!(Option<&str>, "NULL"),
+    matching: default!(Option<&str>, "NULL"),
 ) -> JsonB {
     let oid = release(tbl);
     privilege::require_owner(oid.into(), "sfsync.sync_table").or_raise();
     let options = MappingOptions::parse(direction, mode, conflict, on_delete).map_err(SyncError::Invalid).or_raise();
-    let o = Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id };
+    let o = Options { sobject, connection, fields: fields.map(|j| j.0), options, filter, external_id, matching };
     // The connection's secrets, the catalog, the sfid column and the triggers (whose
     // functions PUBLIC may not use) are the extension owner's to touch.
     JsonB(privilege::as_extension_owner(|| sync(oid, o)).or_raise())
@@ -63,6 +88,8 @@ pub(crate) struct Options<'a> {
     pub options: MappingOptions,
     pub filter: Option<&'a str>,
     pub external_id: Option<&'a str>,
+    /// `match`: the natural key to link existing records by (`plan::matching::parse`).
+    pub matching: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +166,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         Some(_) => return Err(SyncError::Invalid("fields: expected a JSON object mapping column names to Salesforce field names".into())),
     };
     let external_id = o.external_id.unwrap_or("Postgres_Id__c");
+    let match_spec = match o.matching.filter(|s| !s.trim().is_empty()) {
+        Some(s) => Some(matching::parse(s).map_err(SyncError::Invalid)?),
+        None => None,
+    };
 
     // A copy of another database must not start writing into the original's records.
     crate::sync::identity::require_original()?;
@@ -212,6 +243,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             return Err(SyncError::Invalid(e));
         }
     }
+    let match_keys = match &match_spec {
+        Some(spec) => resolve_match(spec, &columns, &t.qualified)?,
+        None => Vec::new(),
+    };
     if columns.is_empty() {
         return Err(SyncError::Invalid(format!(
             "no column of {} maps to a field of {}; pass fields => '{{\"column\": \"Field\"}}'",
@@ -273,15 +308,17 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         opts.on_delete.as_str().into(),
         opts.mode.as_str().into(),
         super::identity::new_namespace(&t.qualified)?.into(),
+        match_spec.as_ref().map(|_| JsonB(serde_json::to_value(&match_keys).unwrap_or_default())).into(),
     ];
     let (mapping_id, created) = Spi::get_two_with_args::<i32, bool>(
         "INSERT INTO sfsync.mappings AS m (tbl, sobject, connection, pk_column, pk_type, external_id, columns, fields,
-                                           direction, filter, conflict, on_delete, mode, namespace)
-         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                           direction, filter, conflict, on_delete, mode, namespace, match_keys)
+         VALUES ($1::bigint::oid::regclass, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (tbl) DO UPDATE SET sobject = EXCLUDED.sobject, connection = EXCLUDED.connection,
              pk_column = EXCLUDED.pk_column, pk_type = EXCLUDED.pk_type, external_id = EXCLUDED.external_id,
              columns = EXCLUDED.columns, fields = EXCLUDED.fields, direction = EXCLUDED.direction,
-             filter = EXCLUDED.filter, conflict = EXCLUDED.conflict, on_delete = EXCLUDED.on_delete, mode = EXCLUDED.mode
+             filter = EXCLUDED.filter, conflict = EXCLUDED.conflict, on_delete = EXCLUDED.on_delete, mode = EXCLUDED.mode,
+             match_keys = EXCLUDED.match_keys
          RETURNING id, (xmax = 0)",
         &args,
     )?;
@@ -302,7 +339,17 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
 
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
-    if created && opts.direction.pushes() {
+    let mut linked = Value::Null;
+    if created && !match_keys.is_empty() {
+        // Rows that match an existing record are linked to it instead of creating another.
+        let m =
+            crate::sync::load_mappings(Some(oid))?.pop().ok_or_else(|| SyncError::Spi("the new mapping could not be read back".into()))?;
+        linked = super::link::initial(&client, &m)?;
+        queued = linked["created"].as_u64().unwrap_or(0) as usize;
+        if queued > 0 || linked["matched"].as_u64().unwrap_or(0) > 0 {
+            Spi::run("SELECT sfsync.wake_at_commit()")?;
+        }
+    } else if created && opts.direction.pushes() {
         let sql = format!(
             "INSERT INTO sfsync.outbox (mapping_id, op, pk) SELECT $1, 'insert', t.{pkq}::text FROM {tbl} t WHERE t.sfid IS NULL ORDER BY t.{pkq}",
             pkq = quote_identifier(&pk),
@@ -331,10 +378,30 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         "mapped": columns.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect::<serde_json::Map<_, _>>(),
         "unmatched_columns": unmatched,
         "queued_for_push": queued,
+        "match": linked,
         "backfill": backfill,
         "repull": refilter,
         "notes": notes,
     }))
+}
+
+/// The key columns of `match`: each part names a synced column's field (or a column and
+/// the field it is synced to), so a row's key is among the values the push reads.
+fn resolve_match(spec: &[(Option<String>, String)], columns: &[fields::ColumnMap], table: &str) -> Result<Vec<MatchKey>> {
+    spec.iter()
+        .map(|(col, field)| {
+            columns
+                .iter()
+                .find(|c| c.field.eq_ignore_ascii_case(field) && col.as_ref().is_none_or(|col| &c.column == col))
+                .map(|c| MatchKey { column: c.column.clone(), field: c.field.clone() })
+                .ok_or_else(|| {
+                    let what = col.as_ref().map(|c| format!("column \"{c}\" synced to {field}")).unwrap_or_else(|| format!("a column synced to {field}"));
+                    SyncError::Invalid(format!(
+                        "match: {table} has no {what}; the key must be a synced column (map it with fields => '{{\"column\": \"{field}\"}}')"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// What a field's values must fit, checked before each push (`plan::check`).

@@ -5,6 +5,7 @@ mod access;
 mod backfill;
 mod connection;
 mod identity;
+mod link;
 mod mapping;
 mod ops;
 mod outbox;

@@ -14,6 +14,7 @@ pub mod fields;
 pub mod filter;
 pub mod formulas;
 pub mod load;
+pub mod matching;
 pub mod mirror;
 pub mod namespace;
 pub mod options;

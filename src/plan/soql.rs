@@ -85,6 +85,28 @@ pub fn by_external_ids(sobject: &str, external_id: &str, values: &[&str]) -> Res
     Ok(format!("SELECT Id, {external_id} FROM {sobject} WHERE {external_id} IN ({})", list.join(", ")))
 }
 
+/// Records whose natural key (`sync_table(..., match)`) takes one of the given values: per
+/// key field an IN list of that field's values (a composite key is narrowed in memory),
+/// within the mapping's filter. `values[i]` holds the values of `fields[i]`.
+pub fn by_keys(sobject: &str, external_id: &str, fields: &[&str], values: &[Vec<String>], filter: Option<&str>) -> Result<String, String> {
+    for name in [sobject, external_id].iter().chain(fields.iter()) {
+        if !is_valid_identifier(name) {
+            return Err(format!("invalid Salesforce name {name:?}"));
+        }
+    }
+    let mut select = vec!["Id", external_id];
+    select.extend(fields.iter().filter(|f| !f.eq_ignore_ascii_case("Id") && !f.eq_ignore_ascii_case(external_id)));
+    let mut conds: Vec<String> = fields
+        .iter()
+        .zip(values)
+        .map(|(f, vs)| format!("{f} IN ({})", vs.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", ")))
+        .collect();
+    if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
+        conds.push(format!("({f})"));
+    }
+    Ok(format!("SELECT {} FROM {sobject} WHERE {}", select.join(", "), conds.join(" AND ")))
+}
+
 fn is_datetime_literal(s: &str) -> bool {
     // YYYY-MM-DDTHH:MM:SS(.sss)Z
     let b = s.as_bytes();
@@ -144,6 +166,16 @@ mod tests {
             q,
             "SELECT Id, SystemModstamp, LastModifiedDate, IsDeleted, Postgres_Id__c, LastName FROM Contact WHERE Id IN ('003A', '003\\'B')"
         );
+    }
+
+    #[test]
+    fn key_lookups_quote_values_and_keep_the_filter() {
+        let q =
+            by_keys("Contact", "Postgres_Id__c", &["Email"], &[vec!["a@x".into(), "o'b@x".into()]], Some("IsActive__c = true")).unwrap();
+        assert_eq!(q, "SELECT Id, Postgres_Id__c, Email FROM Contact WHERE Email IN ('a@x', 'o\\'b@x') AND (IsActive__c = true)");
+        let q = by_keys("Contact", "Postgres_Id__c", &["FirstName", "LastName"], &[vec!["A".into()], vec!["B".into()]], None).unwrap();
+        assert_eq!(q, "SELECT Id, Postgres_Id__c, FirstName, LastName FROM Contact WHERE FirstName IN ('A') AND LastName IN ('B')");
+        assert!(by_keys("Contact", "Postgres_Id__c", &["Email) OR (1"], &[vec![]], None).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod clients;
 pub mod echo_lock;
 pub mod identity;
 pub mod mapping;
+pub mod matching;
 pub mod periodic;
 pub mod push;
 pub mod source;

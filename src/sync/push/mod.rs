@@ -14,6 +14,7 @@
 
 pub mod bulk_write;
 mod claim;
+mod link;
 pub mod rollback;
 mod send;
 mod settle;
@@ -130,6 +131,14 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
             }
             ready.push(c);
         }
+        // Rows of a mapping with `match` link to the record they match instead of creating.
+        let ready = if m.match_keys.is_empty() || ready.is_empty() {
+            ready
+        } else {
+            let (ready, unsent) = link::link(ctx, m, ready)?;
+            held.extend(unsent);
+            ready
+        };
         let deferred = |ready: Vec<Change>| -> Vec<Result_> {
             ready.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
         };
