@@ -282,3 +282,6 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'add_connection_wrapper';
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
+
+-- Re-mapping (issue 19): sync_table run again with more fields backfills just those columns.
+ALTER TABLE sfsync.backfills ADD COLUMN columns text[];
