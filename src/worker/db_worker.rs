@@ -82,7 +82,20 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
             Ok(Pass::Copy(origin)) => {
                 if !warned_copy {
-                    warning!("sfsync: {}", sync::identity::copy_message(&origin));
+                    let message = sync::identity::copy_message(&origin);
+                    warning!("sfsync: {message}");
+                    let raised = crate::worker::tx::run(|| {
+                        crate::alerts::raise(
+                            None,
+                            None,
+                            crate::alerts::AlertKind::CopyPaused,
+                            &message,
+                            serde_json::json!({"copy_of": origin}),
+                        )
+                    });
+                    if let Err(e) = raised {
+                        warning!("sfsync: could not raise the alert of a paused copy: {e}");
+                    }
                     warned_copy = true;
                 }
                 busy = false;
