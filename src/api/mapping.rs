@@ -324,8 +324,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
     // Run again with more fields: just the new columns, into the rows already here (a
     // changed filter re-pulls everything anyway). Fewer fields: those columns keep their data.
-    let added: Vec<String> =
-        columns.iter().filter(|c| !old_columns.contains(&c.column)).map(|c| c.column.clone()).collect();
+    let added: Vec<String> = columns.iter().filter(|c| !old_columns.contains(&c.column)).map(|c| c.column.clone()).collect();
     let backfill = if created && opts.direction.pulls() {
         backfill::schedule(mapping_id)?
     } else if opts.direction.pulls() && !refilter && !added.is_empty() {

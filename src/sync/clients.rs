@@ -37,6 +37,9 @@ thread_local! {
     /// Connections this process raised a stopping alert for (login, budget) that has not
     /// ended yet: one alert per episode, not one per pass.
     static EPISODES: RefCell<HashSet<(String, AlertKind)>> = RefCell::new(HashSet::new());
+    /// Connections a call of which failed naming an unknown field (INVALID_FIELD, "No such
+    /// column"): sync::sf_schema checks their objects' describes at once.
+    static UNKNOWN_FIELD: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
 
 /// A connection as stored (or about to be): what logging in needs.
@@ -312,6 +315,9 @@ pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>
         }
         Err(error) => {
             episode(ctx, name, &error);
+            if unknown_field(&error) {
+                UNKNOWN_FIELD.with(|u| u.borrow_mut().insert(name.to_string()));
+            }
             let connection_wide = connection_wide(&error);
             let retry_in = if connection_wide {
                 BACKOFF.with(|b| failed(&mut b.borrow_mut(), name.to_string(), &error))
@@ -321,6 +327,21 @@ pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>
             Call::Failed { error, retry_in, connection_wide }
         }
     }
+}
+
+/// Salesforce does not know a field the call named: its schema changed.
+fn unknown_field(e: &SyncError) -> bool {
+    matches!(e, SyncError::Salesforce(se) if se.code() == "INVALID_FIELD") || e.to_string().contains("No such column")
+}
+
+/// The connections whose calls named an unknown field since the last time this was asked.
+pub fn take_unknown_field() -> HashSet<String> {
+    UNKNOWN_FIELD.with(|u| std::mem::take(&mut *u.borrow_mut()))
+}
+
+/// The mapping's steps may run again at once (its cause of failure was dealt with).
+pub fn forgive(mapping: i32) {
+    STEP_BACKOFF.with(|b| b.borrow_mut().retain(|s, _| s.mapping != mapping));
 }
 
 /// The alert a failure of a connection raises: its login fails, or its API budget is used up.
