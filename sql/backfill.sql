@@ -24,7 +24,10 @@ CREATE TABLE sfsync.backfills (
     started_at     timestamptz,
     finished_at    timestamptz,
     updated_at     timestamptz NOT NULL DEFAULT now(),
-    last_error     text
+    last_error     text,
+    -- A column backfill (sync_table run again with more fields): only these columns, into
+    -- the rows already there. NULL: a full load.
+    columns        text[]
 );
 -- Not readable by PUBLIC (last_error carries Salesforce's text): sfsync.backfill_progress
 -- (views.sql) shows it.

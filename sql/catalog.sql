@@ -240,6 +240,34 @@ CREATE TABLE sfsync.delete_review (
 );
 CREATE UNIQUE INDEX delete_review_undecided ON sfsync.delete_review (mapping_id, origin, key) WHERE decided_at IS NULL;
 
+-- Alerts: what a person should know about a mapping or a connection (schema changes, what
+-- stops a mapping), shown by the sfsync.alerts view and announced by NOTIFY sfsync_alerts
+-- (src/alerts.rs). An open alert of the same mapping (or connection) and kind is not
+-- repeated: it gets last_seen and a count. mapping_id is cleared when the mapping goes; the
+-- table's name as it was stays in table_name.
+CREATE TABLE sfsync.alert_log (
+    id              bigserial PRIMARY KEY,
+    mapping_id      integer REFERENCES sfsync.mappings (id) ON DELETE SET NULL,
+    table_name      text,
+    sobject         text,
+    connection      text,
+    kind            text NOT NULL CHECK (kind IN ('column_renamed', 'table_renamed', 'column_dropped', 'field_removed',
+                        'field_added', 'field_changed', 'type_refused', 'copy_paused', 'auth_failed', 'budget_paused',
+                        'out_of_step')),
+    message         text NOT NULL,
+    detail          jsonb NOT NULL DEFAULT '{}',
+    raised_at       timestamptz NOT NULL DEFAULT now(),
+    last_seen       timestamptz NOT NULL DEFAULT now(),
+    count           integer NOT NULL DEFAULT 1,
+    -- The condition ended by itself (the login works again, the budget refilled, the copy
+    -- was adopted): the next occurrence is a new alert.
+    resolved_at     timestamptz,
+    acknowledged_at timestamptz,
+    acknowledged_by text
+);
+CREATE UNIQUE INDEX alert_log_open ON sfsync.alert_log (COALESCE(mapping_id, 0), COALESCE(connection, ''), kind)
+    WHERE acknowledged_at IS NULL AND resolved_at IS NULL;
+
 -- Configuration survives pg_dump / restore; secrets (connection_secrets) do not: a restored
 -- connection says it needs them entered again (docs/secrets.md).
 SELECT pg_catalog.pg_extension_config_dump('sfsync.connections', '');
@@ -252,12 +280,14 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log', '');
 -- Their sequences too: a restored outbox must not see ids it already holds handed out again.
 SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log_id_seq', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;

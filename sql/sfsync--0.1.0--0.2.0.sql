@@ -198,6 +198,61 @@ AS 'MODULE_PATHNAME', 'sync_table_wrapper';
 REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) TO sfsync_admin;
 
+-- alerts (issue 19): sfsync.alert_log, the sfsync.alerts view, sfsync.ack_alert (src/alerts.rs)
+CREATE TABLE sfsync.alert_log (
+    id              bigserial PRIMARY KEY,
+    mapping_id      integer REFERENCES sfsync.mappings (id) ON DELETE SET NULL,
+    table_name      text,
+    sobject         text,
+    connection      text,
+    kind            text NOT NULL CHECK (kind IN ('column_renamed', 'table_renamed', 'column_dropped', 'field_removed',
+                        'field_added', 'field_changed', 'type_refused', 'copy_paused', 'auth_failed', 'budget_paused',
+                        'out_of_step')),
+    message         text NOT NULL,
+    detail          jsonb NOT NULL DEFAULT '{}',
+    raised_at       timestamptz NOT NULL DEFAULT now(),
+    last_seen       timestamptz NOT NULL DEFAULT now(),
+    count           integer NOT NULL DEFAULT 1,
+    -- The condition ended by itself (the login works again, the budget refilled, the copy
+    -- was adopted): the next occurrence is a new alert.
+    resolved_at     timestamptz,
+    acknowledged_at timestamptz,
+    acknowledged_by text
+);
+CREATE UNIQUE INDEX alert_log_open ON sfsync.alert_log (COALESCE(mapping_id, 0), COALESCE(connection, ''), kind)
+    WHERE acknowledged_at IS NULL AND resolved_at IS NULL;
+
+-- Read through the sfsync.alerts view only.
+REVOKE ALL ON sfsync.alert_log FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log_id_seq', '');
+CREATE VIEW sfsync.alerts WITH (security_barrier) AS
+SELECT a.id,
+       a.raised_at,
+       a.last_seen,
+       a.count,
+       COALESCE(m.tbl::text, a.table_name) AS "table",
+       a.sobject,
+       a.connection,
+       a.kind,
+       a.message,
+       a.detail,
+       a.resolved_at,
+       a.acknowledged_at,
+       a.acknowledged_by
+FROM sfsync.alert_log a
+LEFT JOIN sfsync.mappings m ON m.id = a.mapping_id
+WHERE CASE WHEN m.id IS NOT NULL THEN sfsync.may_act_on(m.tbl) ELSE sfsync.is_admin() END;
+GRANT SELECT ON sfsync.alerts TO PUBLIC;
+
+-- sfsync::api::alerts::ack_alert
+CREATE  FUNCTION sfsync."ack_alert"(
+	"id" bigint /* i64 */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",
@@ -306,3 +361,6 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'add_connection_wrapper';
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
+
+-- Re-mapping (issue 19): sync_table run again with more fields backfills just those columns.
+ALTER TABLE sfsync.backfills ADD COLUMN columns text[];

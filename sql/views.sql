@@ -80,6 +80,28 @@ JOIN sfsync.mappings m ON m.id = e.mapping_id
 WHERE sfsync.may_act_on(m.tbl);
 GRANT SELECT ON sfsync.errors TO PUBLIC;
 
+-- Alerts of the tables the reader may act on; those of a connection, of the database (a
+-- paused copy) or of a table that is gone, to admins only. "table" is text: the table's
+-- current name (renames are followed by oid), or its name as it was once it is dropped.
+CREATE VIEW sfsync.alerts WITH (security_barrier) AS
+SELECT a.id,
+       a.raised_at,
+       a.last_seen,
+       a.count,
+       COALESCE(m.tbl::text, a.table_name) AS "table",
+       a.sobject,
+       a.connection,
+       a.kind,
+       a.message,
+       a.detail,
+       a.resolved_at,
+       a.acknowledged_at,
+       a.acknowledged_by
+FROM sfsync.alert_log a
+LEFT JOIN sfsync.mappings m ON m.id = a.mapping_id
+WHERE CASE WHEN m.id IS NOT NULL THEN sfsync.may_act_on(m.tbl) ELSE sfsync.is_admin() END;
+GRANT SELECT ON sfsync.alerts TO PUBLIC;
+
 -- Every table's progress; its error text only to those who may act on the table.
 CREATE VIEW sfsync.backfill_progress AS
 SELECT m.tbl AS "table",

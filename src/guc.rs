@@ -22,6 +22,7 @@ pub static RESTART_DELAY_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static ARCHIVE_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(7 * 86_400);
 pub static BACKFILL_BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10000);
 pub static DELETE_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(600);
+pub static SCHEMA_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static FORMULA_REFRESH_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static BACKFILL_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// Hosts besides Salesforce's own that connections may log in to (superuser only).
@@ -149,6 +150,14 @@ pub fn register() {
         1,
         100_000,
         GucFlags::default(),
+    );
+    int(
+        c"sfsync.schema_check_interval",
+        c"How often each mapped object's describe is checked for field changes in Salesforce (0: only after INVALID_FIELD).",
+        &SCHEMA_CHECK_INTERVAL_S,
+        0,
+        i32::MAX,
+        GucFlags::UNIT_S,
     );
     int(
         c"sfsync.delete_check_interval",

@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 mod abort_queue;
+mod alerts;
 mod api;
 mod capture;
 mod error;

@@ -212,7 +212,8 @@ mod tests {
     /// Functions PUBLIC may execute: those that check their caller themselves, and the
     /// helpers the views and triggers call as the caller. A new function is refused here
     /// until it is classified (docs/privileges.md).
-    const PUBLIC: [&str; 18] = [
+    const PUBLIC: [&str; 19] = [
+        "ack_alert",
         "approve_delete",
         "approve_deletes",
         "backfill",

@@ -15,7 +15,7 @@ use crate::out::Out;
 use crate::schema::{Derived, ObjectDef, Schema};
 use crate::store::{is_deleted, ChangeSink, Record, Store};
 use crate::value::Value;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde_json::Value as Json;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -81,6 +81,8 @@ pub struct Event {
     /// UPDATE: the fields whose value changed.
     changed: Vec<u16>,
     rendered: OnceLock<Arc<str>>,
+    /// Set when the object's fields changed after this event: the schema ID it was committed with.
+    schema_id: OnceLock<String>,
 }
 
 pub struct Sub {
@@ -115,9 +117,9 @@ pub struct Hub {
     pub inner: Mutex<Inner>,
     /// Woken on every commit and client change; held /meta/connect requests wait on it.
     pub notify: Notify,
-    /// Per object: channel suffix (`AccountChangeEvent`, `Invoice__ChangeEvent`) and schema ID.
+    /// Per object: channel suffix (`AccountChangeEvent`, ...) and schema ID (follows field changes).
     pub channels: Vec<String>,
-    pub schema_ids: Vec<String>,
+    pub schema_ids: RwLock<Vec<String>>,
 }
 
 /// 22 URL-safe base64 characters derived from the object's shape, like Salesforce's schema IDs.
@@ -314,7 +316,7 @@ impl Hub {
             }),
             notify: Notify::new(),
             channels: schema.objects.iter().map(channel_name).collect(),
-            schema_ids: schema.objects.iter().map(schema_id).collect(),
+            schema_ids: RwLock::new(schema.objects.iter().map(schema_id).collect()),
         }
     }
 
@@ -359,6 +361,7 @@ impl Hub {
             snapshot,
             changed,
             rendered: OnceLock::new(),
+            schema_id: OnceLock::new(),
         });
     }
 
@@ -397,12 +400,25 @@ impl Hub {
         out
     }
 
-    /// Forgets retained events (admin reset); replay IDs keep increasing.
-    pub fn reset(&self) {
+    /// Forgets retained events (admin reset, which also restores `schema`); replay IDs keep
+    /// increasing.
+    pub fn reset(&self, schema: &Schema) {
+        *self.schema_ids.write() = schema.objects.iter().map(schema_id).collect();
         let mut inner = self.inner.lock();
         inner.events.clear();
         inner.trimmed_upto = inner.last_replay;
         inner.disabled.clear();
+    }
+
+    /// Before `obj`'s fields change: published events keep the field names and schema ID they had.
+    pub fn fields_changing(&self, old: &Schema, obj: usize, new_def: &ObjectDef) {
+        let inner = self.inner.lock();
+        let mut ids = self.schema_ids.write();
+        for ev in inner.events.iter().filter(|e| e.obj == obj) {
+            ev.rendered.get_or_init(|| render(&old.objects[obj], ev));
+            ev.schema_id.get_or_init(|| ids[obj].clone());
+        }
+        ids[obj] = schema_id(new_def);
     }
 
     /// Forgets every CometD client (they must handshake again) and wakes held connects.
@@ -422,7 +438,10 @@ impl Hub {
         let payload = ev.rendered.get_or_init(|| render(&schema.objects[ev.obj], ev));
         format!(
             r#"{{"data":{{"schema":"{}","payload":{},"event":{{"replayId":{}}}}},"channel":"{}"}}"#,
-            self.schema_ids[ev.obj], payload, ev.replay_id, channel
+            ev.schema_id.get().unwrap_or(&self.schema_ids.read()[ev.obj]),
+            payload,
+            ev.replay_id,
+            channel
         )
     }
 }

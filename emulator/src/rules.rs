@@ -96,3 +96,33 @@ pub fn holds(op: RuleOp, v: &Value, rule_value: Option<&Json>) -> bool {
         RuleOp::Lt => !v.is_null() && cmp() == Some(std::cmp::Ordering::Less),
     }
 }
+
+impl Rules {
+    /// The first validation rule or automation naming `object.field` (Setup refuses to delete
+    /// such a field).
+    pub fn naming(&self, object: &str, field: &str) -> Option<String> {
+        let is = |f: &str| f.eq_ignore_ascii_case(field);
+        let of = |o: &str| o.eq_ignore_ascii_case(object);
+        if let Some(r) = self.validations.iter().find(|r| of(&r.object) && (is(&r.field) || r.error_field.as_deref().is_some_and(is))) {
+            return Some(format!("the validation rule {}", r.name));
+        }
+        let a = self.automations.iter().find(|a| of(&a.object) && (is(&a.set_field) || a.when_field.as_deref().is_some_and(is)));
+        a.map(|a| format!("the automation {}", a.name))
+    }
+
+    /// Follows a field rename in the rules that name it, as Setup does.
+    pub fn rename_field(&mut self, object: &str, old: &str, new: &str) {
+        let of = |o: &str| o.eq_ignore_ascii_case(object);
+        let names =
+            self.validations.iter_mut().filter(|r| of(&r.object)).flat_map(|r| std::iter::once(&mut r.field).chain(r.error_field.as_mut()));
+        let names = names.chain(
+            self.automations
+                .iter_mut()
+                .filter(|a| of(&a.object))
+                .flat_map(|a| std::iter::once(&mut a.set_field).chain(a.when_field.as_mut())),
+        );
+        for f in names.filter(|f| f.eq_ignore_ascii_case(old)) {
+            *f = new.to_string();
+        }
+    }
+}

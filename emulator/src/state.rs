@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::faults::Faults;
 use crate::ids;
 use crate::rules::Rules;
+use crate::schema::live::LiveSchema;
 use crate::schema::Schema;
 use crate::soql::eval::Plan;
 use crate::store::Store;
@@ -52,7 +53,8 @@ pub struct Cursor {
 
 pub struct AppState {
     pub cfg: Config,
-    pub schema: Schema,
+    /// Changed at runtime by admin field changes; `reset` restores the startup schema.
+    pub schema: LiveSchema,
     pub clock: Clock,
     pub store: RwLock<Store>,
     pub rules: RwLock<Rules>,
@@ -76,7 +78,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(cfg: Config, schema: Schema) -> AppState {
+    pub fn new(cfg: Config, mut schema: Schema) -> AppState {
+        let clock = Clock::default();
+        for o in &mut schema.objects {
+            o.modified_ms = clock.now_ms();
+        }
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1;
         let cdc = Arc::new(Hub::new(&schema));
         let store = Store::new(&schema, cdc.clone());
@@ -91,8 +97,8 @@ impl AppState {
                 daily_limit: cfg.daily_api_limit,
             }),
             cfg,
-            schema,
-            clock: Clock::default(),
+            schema: LiveSchema::new(schema),
+            clock,
             rules: RwLock::new(Rules::default()),
             faults: Mutex::new(Faults::default()),
             tokens: Mutex::new(HashMap::new()),
@@ -241,10 +247,11 @@ impl AppState {
         id
     }
 
-    /// Wipes data, customizations, faults, counters and cursors; keeps sessions and the schema.
+    /// Wipes data, customizations (field changes too), faults, counters and cursors; keeps sessions and the startup schema.
     pub fn reset(&self) {
         {
             let mut store = self.store.write();
+            self.schema.restore(self.clock.now_ms());
             let fresh = Store::new_after(&self.schema, &store);
             *store = fresh;
         }
@@ -258,7 +265,7 @@ impl AppState {
             c.daily_limit = self.cfg.daily_api_limit;
         }
         self.cursors.lock().clear();
-        self.cdc.reset();
+        self.cdc.reset(&self.schema);
         self.bulk.clear();
         self.clock.set_offset(0);
         self.counters.lock().window_start_ms = self.clock.now_ms();

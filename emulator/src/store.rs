@@ -36,6 +36,14 @@ impl Record {
             (Err(p), v) => self.slots.insert(p, (key, v)),
         }
     }
+    /// Drops slot `field` and moves later slots down one (a field removed from the object).
+    pub fn drop_slot(&mut self, field: usize) {
+        let key = field as u16;
+        self.slots.retain(|(i, _)| *i != key);
+        for (i, _) in self.slots.iter_mut().filter(|(i, _)| *i > key) {
+            *i -= 1;
+        }
+    }
     pub fn shrink(&mut self) {
         self.slots.shrink_to_fit();
     }
@@ -91,6 +99,17 @@ impl Table {
         }
         self.recs.insert(seq, rec);
         old
+    }
+
+    /// Rewrites every record (deleted ones included) with `f` and rebuilds the indexes for
+    /// `def`: a field of the object was removed or retyped.
+    pub fn rewrite(&mut self, def: &ObjectDef, mut f: impl FnMut(&mut Record)) {
+        let recs = std::mem::take(&mut self.recs);
+        self.index.clear();
+        for (seq, mut rec) in recs {
+            f(&mut rec);
+            self.put(def, seq, rec);
+        }
     }
 
     pub fn take(&mut self, def: &ObjectDef, seq: u64) -> Option<Record> {

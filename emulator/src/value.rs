@@ -138,3 +138,21 @@ pub fn from_json(fd: &FieldDef, v: &Json) -> Result<Value, Coerce> {
         },
     }
 }
+
+/// A stored value carried over to a retyped field: converted as the API would accept it, text
+/// cut to the new length, otherwise cleared (Salesforce warns that such data is lost).
+pub fn convert(fd: &FieldDef, v: &Value) -> Value {
+    let json = match v {
+        Value::Str(_) => v.to_json(),
+        _ if fd.ftype.is_text() => Json::String(v.display()),
+        _ => v.to_json(),
+    };
+    match from_json(fd, &json) {
+        Ok(Value::Str(s)) if fd.length > 0 && s.chars().count() > fd.length as usize => {
+            Value::Str(s.chars().take(fd.length as usize).collect::<String>().into())
+        }
+        Ok(Value::Num(n)) if fd.ftype == FieldType::Int => Value::Int(n as i64),
+        Ok(v) => v,
+        Err(_) => Value::Null,
+    }
+}

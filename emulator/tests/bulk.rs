@@ -357,3 +357,17 @@ fn query_all_delimiters_and_unsupported_queries() {
     let r = org.post("jobs/query", json!({"operation": "insert", "query": "SELECT Id FROM Account"}));
     assert_eq!(r.code(), "INVALIDJOB");
 }
+
+#[test]
+fn ingest_naming_a_removed_field_fails_the_job() {
+    let org = Org::start();
+    let r = org.admin("POST", "fields/Contact", json!({"name": "Gone__c", "type": "string"}));
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let (_, info) = ingest(&org, json!({"object": "Contact", "operation": "insert"}), "LastName,Gone__c\nX,1\n");
+    assert_eq!(info["state"], "JobComplete");
+    assert_eq!(org.admin("DELETE", "fields/Contact/Gone__c", json!(null)).status, 200);
+    let (_, info) = ingest(&org, json!({"object": "Contact", "operation": "insert"}), "LastName,Gone__c\nY,1\n");
+    assert_eq!(info["state"], "Failed");
+    assert_eq!(info["errorMessage"], "InvalidBatch : Field name not found : Gone__c");
+    assert_eq!(org.query("SELECT COUNT() FROM Contact").body["totalSize"], 1);
+}

@@ -417,3 +417,26 @@ fn event_latency_is_small() {
     eprintln!("write -> event delivered: {latency:?}");
     assert!(latency < Duration::from_millis(500), "{latency:?}");
 }
+
+#[test]
+fn events_name_the_fields_current_at_commit() {
+    let org = org();
+    let mut b = Bayeux::new(&org);
+    b.handshake();
+    b.subscribe("/data/ContactChangeEvent", -1);
+    assert_eq!(org.admin("POST", "fields/Contact", json!({"name": "Gone__c", "type": "string"})).status, 201);
+    assert_eq!(org.admin("POST", "fields/Contact", json!({"name": "Kept__c", "type": "string"})).status, 201);
+    org.create("Contact", json!({"LastName": "A", "Gone__c": "g", "Kept__c": "k"}));
+    assert_eq!(org.admin("DELETE", "fields/Contact/Gone__c", json!(null)).status, 200);
+    let id = org.create("Contact", json!({"LastName": "B", "Kept__c": "k2"}));
+    org.patch(&format!("sobjects/Contact/{id}"), json!({"Kept__c": "k3"}));
+    let ev = b.events(3);
+    assert_eq!(ev.len(), 3, "{ev:?}");
+    // Published before the change: as committed.
+    assert_eq!(ev[0]["data"]["payload"]["Gone__c"], "g");
+    assert_eq!(ev[0]["data"]["payload"]["Kept__c"], "k");
+    assert_eq!(ev[1]["data"]["payload"]["Kept__c"], "k2");
+    assert!(ev[1]["data"]["payload"].get("Gone__c").is_none());
+    assert_eq!(header(&ev[2])["changedFields"], json!(["LastModifiedDate", "Kept__c"]));
+    assert_ne!(ev[0]["data"]["schema"], ev[1]["data"]["schema"], "the schema ID follows the fields");
+}

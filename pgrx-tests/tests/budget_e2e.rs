@@ -17,6 +17,7 @@ fn the_api_budget_pauses_the_connection_and_says_so() {
     // 960 requests a day at the default 50% share: 20 an hour, then one every 3 minutes.
     env.emu.admin("POST", "limits", json!({"daily_api_limit": 960, "api_usage": 0}));
     db.until_value("SELECT state FROM sfsync.status", "paused: API budget".to_string());
+    db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'budget_paused' AND connection = 'default'", 1);
     let before = env.emu.api_calls();
     db.batch_execute("INSERT INTO accounts (name) VALUES ('Waits for budget')").unwrap();
     std::thread::sleep(Duration::from_secs(2));

@@ -55,6 +55,7 @@ pub use client::bulk::{
     build_csv, map_results, poll_delay, BulkIngestResult, BulkJobInfo, BulkOperation, BulkOptions, BulkQueryReader, BulkRowOutcome,
     BULK_NULL,
 };
+pub use client::describe::DescribeCheck;
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, SessionSeed, SessionShare, COLLECTIONS_CHUNK};
 pub use composite::{CompositeSubrequest, CompositeSubresponse};
 /// A Bulk query result row (see [`BulkQueryReader`]).

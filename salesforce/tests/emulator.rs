@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{rec, start, Emulator, CLIENT_ID, CLIENT_SECRET, PASSWORD, USERNAME};
-use salesforce::{AuthFlow, Client, ClientOptions, Error, Record, Secret};
+use salesforce::{AuthFlow, Client, ClientOptions, DescribeCheck, Error, Record, Secret};
 use serde_json::{json, Value};
 
 fn unique(prefix: &str) -> String {
@@ -171,6 +171,28 @@ fn describe_is_cached() {
 
     let st = c.stats();
     assert!(st.api_max.is_some(), "Sforce-Limit-Info not seen: {st:?}");
+}
+
+#[test]
+fn describe_if_modified_sees_field_changes() {
+    let Some(emu) = start("describe_if_modified_sees_field_changes") else { return };
+    let c = emu.client();
+    let DescribeCheck::Modified { describe, last_modified: Some(since) } = c.describe_if_modified("Contact", None).unwrap() else {
+        panic!("a first check returns the describe and its Last-Modified")
+    };
+    assert!(describe.field("Score__c").is_none());
+    assert!(matches!(c.describe_if_modified("Contact", Some(&since)).unwrap(), DescribeCheck::NotModified));
+
+    let (status, body) = emu.admin_post("/__emulator/fields/Contact", json!({"name": "Score__c", "type": "int"}));
+    assert_eq!(status, 201, "{body}");
+    let DescribeCheck::Modified { describe, last_modified: Some(newer) } = c.describe_if_modified("Contact", Some(&since)).unwrap() else {
+        panic!("a changed object returns its new describe")
+    };
+    assert_eq!(describe.field("Score__c").unwrap().r#type, "int");
+    assert_ne!(newer, since);
+    assert!(c.describe("Contact").unwrap().field("Score__c").is_some(), "the cache holds the new describe");
+    assert!(matches!(c.describe_if_modified("Contact", Some(&newer)).unwrap(), DescribeCheck::NotModified));
+    assert!(c.describe_if_modified("NoSuchObject__c", None).is_err());
 }
 
 // ------------------------------------------------------------------ CRUD

@@ -36,6 +36,7 @@ fn adopt_as(fresh: bool) -> Result<Value> {
             }
         };
         identity::record()?;
+        crate::alerts::resolve(None, None, crate::alerts::AlertKind::CopyPaused)?;
         let mut tables = Vec::new();
         if fresh {
             for m in sync::load_mappings(None)? {

@@ -292,6 +292,14 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     )?
     .map(|v| v[0].as_str().map(String::from));
     let refilter = matches!(&old_filter, Some(old) if old.as_deref().filter(|f| !f.trim().is_empty()) != filter);
+    // Columns mapped before: those newly mapped are backfilled alone (below).
+    let old_columns: Vec<String> = spi_util::json(
+        "SELECT COALESCE(jsonb_agg(c->>'column'), '[]') FROM sfsync.mappings m, jsonb_array_elements(m.columns) c
+         WHERE m.tbl = $1::bigint::oid::regclass",
+        &[i64::from(oid).into()],
+    )?
+    .and_then(|v| serde_json::from_value(v).ok())
+    .unwrap_or_default();
     let columns_json = serde_json::to_value(&columns).map_err(|e| SyncError::Spi(e.to_string()))?;
     let args: Vec<DatumWithOid> = vec![
         i64::from(oid).into(),
@@ -361,7 +369,16 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         }
     }
     // The initial load of a new pulling mapping is a backfill (Bulk API for volume).
-    let backfill = if created && opts.direction.pulls() { backfill::schedule(mapping_id)? } else { Value::Null };
+    // Run again with more fields: just the new columns, into the rows already here (a
+    // changed filter re-pulls everything anyway). Fewer fields: those columns keep their data.
+    let added: Vec<String> = columns.iter().filter(|c| !old_columns.contains(&c.column)).map(|c| c.column.clone()).collect();
+    let backfill = if created && opts.direction.pulls() {
+        backfill::schedule(mapping_id)?
+    } else if opts.direction.pulls() && !refilter && !added.is_empty() {
+        backfill::schedule_columns(mapping_id, &added)?
+    } else {
+        Value::Null
+    };
     if !crate::registry::available() {
         // Nothing moves until the user acts: this one is a NOTICE.
         notice!("sfsync: the worker is not running (add sfsync to shared_preload_libraries); use sfsync.run_once() meanwhile");

@@ -2,6 +2,7 @@
 //! docs/sql-reference.md; keep them stable.
 
 mod access;
+mod alerts;
 mod backfill;
 mod connection;
 mod identity;

@@ -4,6 +4,7 @@
 //! and budget pauses); and the API-call accounting.
 
 use super::Ctx;
+use crate::alerts::{self, AlertKind};
 use crate::error::{Result, SyncError};
 use crate::plan::retry::Backoff;
 use crate::{guc, spi_util};
@@ -11,7 +12,7 @@ use pgrx::datum::DatumWithOid;
 use salesforce::{AuthFlow, Client, ClientOptions, Credentials, HostPolicy, Secret};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,12 @@ thread_local! {
     static BACKOFF: RefCell<HashMap<String, Pause>> = RefCell::new(HashMap::new());
     /// Steps of mappings backing off after a failure of their own.
     static STEP_BACKOFF: RefCell<HashMap<Step, Pause>> = RefCell::new(HashMap::new());
+    /// Connections this process raised a stopping alert for (login, budget) that has not
+    /// ended yet: one alert per episode, not one per pass.
+    static EPISODES: RefCell<HashSet<(String, AlertKind)>> = RefCell::new(HashSet::new());
+    /// Connections a call of which failed naming an unknown field (INVALID_FIELD, "No such
+    /// column"): sync::sf_schema checks their objects' describes at once.
+    static UNKNOWN_FIELD: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
 
 /// A connection as stored (or about to be): what logging in needs.
@@ -304,9 +311,14 @@ pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>
         Ok(v) => {
             BACKOFF.with(|b| b.borrow_mut().remove(name));
             STEP_BACKOFF.with(|b| b.borrow_mut().remove(&step));
+            episode_ended(ctx, name);
             Call::Done(v)
         }
         Err(error) => {
+            episode(ctx, name, &error);
+            if unknown_field(&error) {
+                UNKNOWN_FIELD.with(|u| u.borrow_mut().insert(name.to_string()));
+            }
             let connection_wide = connection_wide(&error);
             let retry_in = if connection_wide {
                 BACKOFF.with(|b| failed(&mut b.borrow_mut(), name.to_string(), &error))
@@ -314,6 +326,64 @@ pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>
                 STEP_BACKOFF.with(|b| failed(&mut b.borrow_mut(), step, &error))
             };
             Call::Failed { error, retry_in, connection_wide }
+        }
+    }
+}
+
+/// Salesforce does not know a field the call named: its schema changed.
+fn unknown_field(e: &SyncError) -> bool {
+    matches!(e, SyncError::Salesforce(se) if se.code() == "INVALID_FIELD") || e.to_string().contains("No such column")
+}
+
+/// The connections whose calls named an unknown field since the last time this was asked.
+pub fn take_unknown_field() -> HashSet<String> {
+    UNKNOWN_FIELD.with(|u| std::mem::take(&mut *u.borrow_mut()))
+}
+
+/// The mapping's steps may run again at once (its cause of failure was dealt with).
+pub fn forgive(mapping: i32) {
+    STEP_BACKOFF.with(|b| b.borrow_mut().retain(|s, _| s.mapping != mapping));
+}
+
+/// The alert a failure of a connection raises: its login fails, or its API budget is used up.
+pub fn stopping(e: &SyncError) -> Option<AlertKind> {
+    match e {
+        SyncError::Salesforce(salesforce::Error::Auth { .. }) | SyncError::Credentials(_) => Some(AlertKind::AuthFailed),
+        SyncError::Salesforce(salesforce::Error::Budget { .. }) => Some(AlertKind::BudgetPaused),
+        SyncError::Salesforce(se @ salesforce::Error::Api { .. }) if se.code() == "REQUEST_LIMIT_EXCEEDED" => Some(AlertKind::BudgetPaused),
+        _ => None,
+    }
+}
+
+/// A failure that stops the connection starts an episode: the first one raises an alert (in
+/// its own transaction in the worker); the same failure again is the same episode.
+fn episode(ctx: Ctx, name: &str, error: &SyncError) {
+    let Some(kind) = stopping(error) else { return };
+    if !EPISODES.with(|e| e.borrow_mut().insert((name.to_string(), kind))) {
+        return;
+    }
+    let message = match kind {
+        AlertKind::AuthFailed => format!("connection \"{name}\" cannot log in to Salesforce: its tables are not synced until it can"),
+        _ => format!("connection \"{name}\" has used its API budget: its calls wait until it refills"),
+    };
+    let detail = serde_json::json!({"error": error.to_string()});
+    if let Err(e) = ctx.tx(|| alerts::raise(None, Some(name), kind, &message, detail)) {
+        pgrx::warning!("sfsync: could not raise an alert for connection \"{name}\": {e}");
+        EPISODES.with(|e| e.borrow_mut().remove(&(name.to_string(), kind)));
+    }
+}
+
+/// A call of the connection succeeded: its login and budget episodes are over.
+fn episode_ended(ctx: Ctx, name: &str) {
+    let ended: Vec<AlertKind> = EPISODES.with(|e| {
+        let mut e = e.borrow_mut();
+        let kinds: Vec<AlertKind> = e.iter().filter(|(n, _)| n == name).map(|(_, k)| *k).collect();
+        e.retain(|(n, _)| n != name);
+        kinds
+    });
+    for kind in ended {
+        if let Err(e) = ctx.tx(|| alerts::resolve(None, Some(name), kind)) {
+            pgrx::warning!("sfsync: could not resolve an alert of connection \"{name}\": {e}");
         }
     }
 }

@@ -82,7 +82,20 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
             }
             Ok(Pass::Copy(origin)) => {
                 if !warned_copy {
-                    warning!("sfsync: {}", sync::identity::copy_message(&origin));
+                    let message = sync::identity::copy_message(&origin);
+                    warning!("sfsync: {message}");
+                    let raised = crate::worker::tx::run(|| {
+                        crate::alerts::raise(
+                            None,
+                            None,
+                            crate::alerts::AlertKind::CopyPaused,
+                            &message,
+                            serde_json::json!({"copy_of": origin}),
+                        )
+                    });
+                    if let Err(e) = raised {
+                        warning!("sfsync: could not raise the alert of a paused copy: {e}");
+                    }
                     warned_copy = true;
                 }
                 busy = false;
@@ -104,6 +117,9 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         stream.follow(&mappings, &mut pulls);
         // A chunk of a backfill (initial or asked for); their tables' polling waits for it.
         let backfill = backfill::step(&mappings);
+        // Fields changed in Salesforce (describe If-Modified-Since, when due or after an
+        // INVALID_FIELD): followed before the pulls and pushes that would name them.
+        sync::sf_schema::run_due(&mappings);
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
         pull_due(&mappings, &mut pulls, &stream, &backfill.active);

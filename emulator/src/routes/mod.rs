@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod collections;
 pub mod cometd;
 pub mod composite;
+pub mod fields;
 pub mod layouts;
 pub mod parameterized_search;
 pub mod query;
@@ -216,7 +217,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .merge(bulk::router())
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(st.clone(), services_layer));
-    services.merge(admin::router()).merge(cometd::router()).fallback(not_found).with_state(st)
+    services.merge(admin::router()).merge(fields::router()).merge(cometd::router()).fallback(not_found).with_state(st)
 }
 
 /// Parses a JSON body, failing like Salesforce does on malformed JSON.

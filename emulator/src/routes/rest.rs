@@ -11,11 +11,12 @@ use crate::store::{is_deleted, Record};
 use crate::write::{parse_body, UpsertError, Writer};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Value as Json_};
 use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Release name for an API version: 59.0 is Winter '24, three releases a year.
 fn release_label(v: &str) -> String {
@@ -99,8 +100,24 @@ pub fn object_idx(st: &AppState, name: &str) -> Result<usize, ApiError> {
     st.schema.object(name).ok_or_else(ApiError::not_found)
 }
 
-pub async fn describe_global(State(st): St, api: Api) -> Response {
-    Json(describe::global(&st.schema, &api.version)).into_response()
+/// Describe honours If-Modified-Since as Salesforce does: 304 Not Modified (empty body) when
+/// the metadata has not changed since; responses carry Last-Modified (HTTP dates: seconds).
+fn conditional(headers: &HeaderMap, modified_ms: i64, body: impl FnOnce() -> Json_) -> Response {
+    let secs = modified_ms.div_euclid(1000);
+    let since = headers.get("if-modified-since").and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
+    let since = since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
+    let last = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64));
+    let mut r = if since.is_some_and(|s| secs <= s) { StatusCode::NOT_MODIFIED.into_response() } else { Json(body()).into_response() };
+    if let Ok(v) = HeaderValue::from_str(&last) {
+        r.headers_mut().insert("last-modified", v);
+    }
+    r
+}
+
+pub async fn describe_global(State(st): St, api: Api, headers: HeaderMap) -> Response {
+    let schema = st.schema.get();
+    let modified = schema.objects.iter().map(|o| o.modified_ms).max().unwrap_or(0);
+    conditional(&headers, modified, || describe::global(schema, &api.version))
 }
 
 pub async fn object_info(State(st): St, api: Api) -> Result<Response, ApiError> {
@@ -109,9 +126,10 @@ pub async fn object_info(State(st): St, api: Api) -> Result<Response, ApiError> 
     Ok(Json(json!({"objectDescribe": summary, "recentItems": []})).into_response())
 }
 
-pub async fn describe(State(st): St, api: Api) -> Result<Response, ApiError> {
+pub async fn describe(State(st): St, api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
     let o = object_idx(&st, api.param("object"))?;
-    Ok(Json(describe::object(&st.schema, &st.schema.objects[o], &api.version)).into_response())
+    let schema = st.schema.get();
+    Ok(conditional(&headers, schema.objects[o].modified_ms, || describe::object(schema, &schema.objects[o], &api.version)))
 }
 
 /// The record as GET returns it: attributes, then all (or the requested) fields in describe order.

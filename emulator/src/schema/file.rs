@@ -213,6 +213,28 @@ pub fn apply(schema: &mut Schema, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds one custom field given in the schema file's field format (admin field changes);
+/// returns its position.
+pub fn add_field(schema: &mut Schema, obj: usize, spec: serde_json::Value) -> Result<usize, String> {
+    let spec: FieldSpec = serde_json::from_value(spec).map_err(|e| format!("field spec: {e}"))?;
+    let object = schema.objects[obj].name.clone();
+    let mut pending = vec![];
+    let f = build_field(spec, &object, &mut pending)?;
+    for r in &f.reference_to {
+        if schema.object(r).is_none() {
+            return Err(format!("{object}.{} references unknown object {r}", f.name));
+        }
+    }
+    let o = &mut schema.objects[obj];
+    if o.field(&f.name).is_some() {
+        return Err(format!("{object}.{} already exists", f.name));
+    }
+    o.fields.push(f);
+    o.reindex();
+    resolve(schema, pending)?;
+    Ok(schema.objects[obj].fields.len() - 1)
+}
+
 fn resolve(schema: &mut Schema, pending: Vec<Pending>) -> Result<(), String> {
     for p in pending {
         let (object, field) = match &p {

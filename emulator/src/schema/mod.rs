@@ -1,9 +1,11 @@
 //! Object and field metadata: the single source of truth for describe, validation, SOQL and
 //! record rendering. Field positions in `ObjectDef::fields` are the record storage slots.
 
+pub mod alter;
 pub mod calc;
 pub mod describe;
 pub mod file;
+pub mod live;
 pub mod standard;
 
 use std::collections::HashMap;
@@ -305,6 +307,8 @@ pub struct ObjectDef {
     pub sys: SysFields,
     /// Fields kept in a value → records index: external IDs and unique fields.
     pub indexed: Vec<usize>,
+    /// When the describe last changed (emulator clock, ms): describe's Last-Modified.
+    pub modified_ms: i64,
 }
 
 impl ObjectDef {
@@ -324,6 +328,7 @@ impl ObjectDef {
             by_relationship: HashMap::new(),
             sys: SysFields::default(),
             indexed: vec![],
+            modified_ms: 0,
         };
         o.reindex();
         o

@@ -96,6 +96,7 @@ impl Org {
         finish(match method {
             "GET" => self.agent.get(url).call(),
             "DELETE" => self.agent.delete(url).call(),
+            "PATCH" => self.agent.patch(url).send_json(body),
             _ => self.agent.post(url).send_json(body),
         })
     }

@@ -16,7 +16,7 @@
 
 pub mod bulk;
 mod collections;
-mod describe;
+pub mod describe;
 mod limits;
 #[cfg(test)]
 mod mock;

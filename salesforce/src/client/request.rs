@@ -65,6 +65,8 @@ pub(super) struct Request<'a> {
 pub(super) struct Response {
     pub status: u16,
     pub body: String,
+    /// The `Last-Modified` header (describe), as sent.
+    pub last_modified: Option<String>,
 }
 
 /// A raw Streaming API response (see `Client::stream_post`).
@@ -193,6 +195,7 @@ impl Client {
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let limit = header("Sforce-Limit-Info");
         let retry_after = header("Retry-After").as_deref().and_then(parse_retry_after);
+        let last_modified = header("Last-Modified");
         self.record_usage(req.authenticated, limit.as_deref());
         let body = resp.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(|e| {
             let mut f = transport_failure(e, self.opts.request_timeout);
@@ -200,7 +203,7 @@ impl Client {
             f.message = format!("reading response body (HTTP {status}): {}", f.message);
             f
         })?;
-        Ok((Response { status, body }, retry_after))
+        Ok((Response { status, body, last_modified }, retry_after))
     }
 
     /// Sends a request within the API budget; REQUEST_LIMIT_EXCEEDED pauses the budget.
@@ -216,7 +219,8 @@ impl Client {
     }
 
     /// Sends a request with token refresh and bounded, jittered retries.
-    /// Returns responses with status < 300; everything else as `Error`.
+    /// Returns responses with status < 300, and 304 (only a conditional request gets one);
+    /// everything else as `Error`.
     fn execute_with_retries(&self, req: &Request<'_>) -> Result<Response, Error> {
         let started = Instant::now();
         let mut retries = 0u32;
@@ -232,7 +236,7 @@ impl Client {
             };
             // (error, retryable, safe even for non-idempotent requests, retry-after)
             let (err, retryable, safe, retry_after) = match self.send_once(req, &url, token.as_ref()) {
-                Ok((resp, _)) if resp.status < 300 => return Ok(resp),
+                Ok((resp, _)) if resp.status < 300 || resp.status == 304 => return Ok(resp),
                 Ok((resp, retry_after)) => {
                     let err = parse_error_body(resp.status, &resp.body, retry_after);
                     if resp.status == 401 && req.authenticated && !relogged {

@@ -18,6 +18,7 @@
 
 pub mod calculated;
 pub mod columnar;
+pub mod columns;
 pub mod conflicts;
 pub mod copy_from;
 pub mod csv;

@@ -45,6 +45,8 @@ struct Row {
     /// SOQL datetime literal.
     last_modstamp: Option<String>,
     last_id: Option<String>,
+    /// A column backfill: only these columns (newly mapped), into rows already there.
+    columns: Option<Vec<String>>,
 }
 
 /// Schedules a backfill of the mapping (state 'pending') and wakes the worker at commit.
@@ -56,8 +58,8 @@ pub fn schedule(mapping_id: i32) -> Result<Value> {
          ON CONFLICT (mapping_id) DO UPDATE SET state = 'pending', method = NULL, rows_done = 0, rows_total = NULL,
              job_id = NULL, locator = NULL, page_rows = 0, last_modstamp = NULL, last_id = NULL, start_mark = NULL,
              rate = NULL, eta_secs = NULL, run_started_at = NULL, run_rows_start = 0, requested_at = now(),
-             started_at = NULL, finished_at = NULL, updated_at = now(), last_error = NULL
-         WHERE b.state IN ('done', 'failed')",
+             started_at = NULL, finished_at = NULL, updated_at = now(), last_error = NULL, columns = NULL
+         WHERE b.state IN ('done', 'failed') OR b.columns IS NOT NULL",
         &args,
     )?;
     pgrx::prelude::Spi::run("SELECT sfsync.wake_at_commit()")?;
@@ -66,6 +68,38 @@ pub fn schedule(mapping_id: i32) -> Result<Value> {
         &args,
     )?
     .unwrap_or(Value::Null))
+}
+
+/// Schedules a column backfill: `columns` (newly mapped) filled from Salesforce into the rows
+/// already there. A full backfill pending or running covers them already; a column backfill
+/// pending or running starts over with both sets of columns.
+pub fn schedule_columns(mapping_id: i32, columns: &[String]) -> Result<Value> {
+    let args: Vec<DatumWithOid> = vec![mapping_id.into(), columns.to_vec().into()];
+    spi_util::exec(
+        "INSERT INTO sfsync.backfills AS b (mapping_id, columns) VALUES ($1, $2)
+         ON CONFLICT (mapping_id) DO UPDATE SET state = 'pending', method = NULL, rows_done = 0, rows_total = NULL,
+             job_id = NULL, locator = NULL, page_rows = 0, last_modstamp = NULL, last_id = NULL, start_mark = NULL,
+             rate = NULL, eta_secs = NULL, run_started_at = NULL, run_rows_start = 0, requested_at = now(),
+             started_at = NULL, finished_at = NULL, updated_at = now(), last_error = NULL,
+             columns = CASE WHEN b.state IN ('done', 'failed') THEN EXCLUDED.columns
+                            ELSE ARRAY(SELECT DISTINCT c FROM unnest(b.columns || EXCLUDED.columns) c ORDER BY c) END
+         WHERE b.state IN ('done', 'failed') OR b.columns IS NOT NULL",
+        &args,
+    )?;
+    pgrx::prelude::Spi::run("SELECT sfsync.wake_at_commit()")?;
+    Ok(spi_util::json(
+        "SELECT to_jsonb(p) - 'sobject' FROM sfsync.backfill_progress p JOIN sfsync.mappings m ON m.tbl = p.\"table\" WHERE m.id = $1",
+        &[mapping_id.into()],
+    )?
+    .unwrap_or(Value::Null))
+}
+
+/// The mapping narrowed to a column backfill's columns.
+fn narrowed(m: &Mapping, columns: &[String]) -> Mapping {
+    let mut n = m.clone();
+    n.columns.retain(|c| columns.contains(&c.column));
+    n.parents.retain(|p| columns.contains(&p.column));
+    n
 }
 
 /// Mappings with a backfill pending or running (their incremental polling waits).
@@ -147,6 +181,13 @@ pub fn step(mappings: &[Mapping]) -> Step {
 /// One chunk. Returns true when the backfill is done (or there was none).
 fn chunk(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<bool> {
     let Some(row) = ctx.tx(|| load(m.id))? else { return Ok(true) };
+    let narrow = row.columns.as_deref().map(|c| narrowed(m, c));
+    let m = narrow.as_ref().unwrap_or(m);
+    if m.columns.is_empty() {
+        // Its columns were unmapped again meanwhile.
+        finish(ctx, m, true)?;
+        return Ok(true);
+    }
     let client = clients::client(ctx, &m.connection)?;
     let method = match (&row.state[..], row.method.as_deref()) {
         ("running", Some(method)) => {
@@ -171,7 +212,7 @@ fn chunk(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<bool> {
         Method::Bulk => bulk_chunk(ctx, m, all, &client, &row)?,
     };
     if finished {
-        finish(ctx, m)?;
+        finish(ctx, m, row.columns.is_some())?;
         if let Some(job) = &row.job_id {
             let _ = client.bulk_delete(true, job); // best effort: results are not needed any more
         }
@@ -219,7 +260,7 @@ fn resume_query(m: &Mapping, row: &Row) -> Result<String> {
 }
 
 /// Applies one batch and records progress in the same transaction.
-fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &Position) -> Result<()> {
+fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], row: &Row, rows: Rows, pos: &Position) -> Result<()> {
     let (n, last) = match &rows {
         Rows::Records(r) => (r.len(), r.last().cloned()),
         Rows::Csv(shape, b) => (b.len(), b.rows.last().map(|r| shape.record(r))),
@@ -254,7 +295,11 @@ fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, pos: &Position) -> 
         spi_util::exec("UPDATE sfsync.backfills SET rate = $2, eta_secs = $3 WHERE mapping_id = $1", &args)?;
         Ok(())
     };
-    apply::batch(ctx, m, all, rows, Mark::Keep, &progress)?;
+    if row.columns.is_some() {
+        apply::columns::batch(ctx, m, all, rows, &progress)?;
+    } else {
+        apply::batch(ctx, m, all, rows, Mark::Keep, &progress)?;
+    }
     Ok(())
 }
 
@@ -274,7 +319,7 @@ fn rest_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
         // every page (2,000 records) even when the whole load fits one batch.
         let page_done = end || iter.page_left() == 0;
         if batch.len() >= bulk::batch_size() || (page_done && !batch.is_empty()) {
-            apply(ctx, m, all, Rows::Records(&batch), &Position::default())?;
+            apply(ctx, m, all, row, Rows::Records(&batch), &Position::default())?;
             batch.clear();
             if !end && (started.elapsed() > CHUNK || crate::worker::shutdown_requested()) {
                 return Ok(false);
@@ -330,7 +375,7 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     let started = Instant::now();
     bulk::stream(reader, &shape, skip, start, (bulk::batch_size(), copy), |read| {
         if !read.batch.is_empty() {
-            apply(ctx, m, all, Rows::Csv(&shape, &read.batch), &read.pos)?;
+            apply(ctx, m, all, row, Rows::Csv(&shape, &read.batch), &read.pos)?;
         }
         Ok(if crate::worker::shutdown_requested() {
             Flow::Stop
@@ -342,15 +387,18 @@ fn bulk_chunk(ctx: Ctx, m: &Mapping, all: &[Mapping], client: &salesforce::Clien
     })
 }
 
-/// Done: polling continues from the start mark (the pull subtracts its overlap).
-fn finish(ctx: Ctx, m: &Mapping) -> Result<()> {
+/// Done: polling continues from the start mark (the pull subtracts its overlap); after a
+/// column backfill from where it was (it waited meanwhile, and the other columns were not read).
+fn finish(ctx: Ctx, m: &Mapping, columns: bool) -> Result<()> {
     ctx.tx(|| {
         let args: Vec<DatumWithOid> = vec![m.id.into()];
-        spi_util::exec(
+        if !columns {
+            spi_util::exec(
             "UPDATE sfsync.sync_state s SET hwm_modstamp = COALESCE(b.start_mark, s.hwm_modstamp), last_pull_at = now(), last_error = NULL
              FROM sfsync.backfills b WHERE b.mapping_id = s.mapping_id AND s.mapping_id = $1",
-            &args,
-        )?;
+                &args,
+            )?;
+        }
         columnar::finish(m);
         spi_util::exec(
             "UPDATE sfsync.backfills SET state = 'done', finished_at = now(), eta_secs = 0, job_id = NULL, locator = NULL,

@@ -1,0 +1,81 @@
+//! End to end: Salesforce-side schema changes noticed by the worker (a describe check with
+//! If-Modified-Since, every `sfsync.schema_check_interval`, and at once after INVALID_FIELD).
+
+mod common;
+
+use common::accounts_table;
+use sfsync_e2e::{json, scalar, DbExt};
+
+fn start() -> common::Env {
+    common::start_with(&[("sfsync.schema_check_interval", "1")])
+}
+
+fn mapped(db: &mut postgres::Client, table: &str, column: &str) -> i64 {
+    scalar(
+        db,
+        &format!(
+            "SELECT count(*) FROM sfsync.mappings m, jsonb_array_elements(m.columns) c
+             WHERE m.tbl = '{table}'::regclass AND c->>'column' = '{column}'"
+        ),
+    )
+}
+
+#[test]
+fn a_salesforce_field_removed_mid_sync_is_unmapped_and_the_rest_syncs_on() {
+    let env = start();
+    env.emu.admin("POST", "fields/Contact", json!({"name": "Score__c", "type": "double", "precision": 18, "scale": 0}));
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, last_name text NOT NULL, score numeric);
+         SELECT sfsync.sync_table('people', 'Contact', fields => '{\"last_name\": \"LastName\", \"score\": \"Score__c\"}');",
+    )
+    .unwrap();
+    accounts_table(&mut db);
+    env.worker_pid();
+    let sf = env.emu.sf();
+    db.batch_execute("INSERT INTO people (id, last_name, score) VALUES (1, 'Ann', 5)").unwrap();
+    let rec = sf.until_record(&format!("SELECT Id, Score__c FROM Contact WHERE Postgres_Id__c = '{}'", db.external_key("people", "1")));
+    assert_eq!(rec["Score__c"].as_f64(), Some(5.0));
+    let ann = rec["Id"].as_str().unwrap().to_string();
+
+    env.emu.admin("DELETE", "fields/Contact/Score__c", serde_json::Value::Null);
+    db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_removed' AND \"table\" = 'people'", 1);
+    let message: String = scalar(&mut db, "SELECT message FROM sfsync.alerts WHERE kind = 'field_removed'");
+    assert!(message.contains("Contact.Score__c") && message.contains("score"), "{message}");
+    assert_eq!(mapped(&mut db, "people", "score"), 0);
+    assert_eq!(mapped(&mut db, "people", "last_name"), 1);
+
+    // The other fields go on both ways, the column keeps its data.
+    db.batch_execute("INSERT INTO people (id, last_name, score) VALUES (2, 'Bob', 7)").unwrap();
+    sf.until_record(&format!("SELECT Id FROM Contact WHERE Postgres_Id__c = '{}' AND LastName = 'Bob'", db.external_key("people", "2")));
+    sf.update("Contact", &ann, json!({"LastName": "Anne"}));
+    db.until_value("SELECT last_name FROM people WHERE id = 1", "Anne".to_string());
+    let score: String = scalar(&mut db, "SELECT score::text FROM people WHERE id = 1");
+    assert_eq!(score, "5");
+    // Another mapping on the same connection is unaffected.
+    db.batch_execute("INSERT INTO accounts (id, name) VALUES (1, 'Acme')").unwrap();
+    sf.until_record(&format!("SELECT Id FROM Account WHERE Postgres_Id__c = '{}'", db.external_key("accounts", "1")));
+}
+
+#[test]
+fn a_field_added_to_a_hand_mapped_object_is_offered_in_an_alert() {
+    let env = start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, last_name text NOT NULL);
+         SELECT sfsync.sync_table('people', 'Contact', fields => '{\"last_name\": \"LastName\"}');",
+    )
+    .unwrap();
+    env.worker_pid();
+    // A pass has run (and taken the describe as its baseline) once a push settled.
+    db.batch_execute("INSERT INTO people (id, last_name) VALUES (1, 'Ann')").unwrap();
+    db.until_count("SELECT count(*) FROM people WHERE sfid IS NOT NULL", 1);
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_added'"), 0);
+
+    env.emu.admin("POST", "fields/Contact", json!({"name": "Tier__c", "type": "string", "length": 20}));
+    db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_added' AND \"table\" = 'people'", 1);
+    let message: String = scalar(&mut db, "SELECT message FROM sfsync.alerts WHERE kind = 'field_added'");
+    assert!(message.contains("Contact.Tier__c") && message.contains("sync_table"), "{message}");
+    // Offered only: nothing is added to the table or the mapping.
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'people'"), 3);
+}

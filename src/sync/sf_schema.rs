@@ -1,0 +1,140 @@
+//! Salesforce-side schema changes, noticed cheaply: each mapped object's describe is asked
+//! with If-Modified-Since every `sfsync.schema_check_interval` (one call, a 304 when nothing
+//! changed), and at once after a call of its connection failed with INVALID_FIELD ("No such
+//! column"). A changed describe is compared with the mappings of that object:
+//!
+//! - a mapped field that is gone is dropped from the mapping (push and pull stop naming it; the
+//!   column keeps its data) with a `field_removed` alert; the other fields and mappings go on;
+//! - a mapped field whose new type its column cannot hold is dropped the same way, with a
+//!   `field_changed` alert;
+//! - a field that appeared since the last describe this worker saw is offered in a
+//!   `field_added` alert (how to map it).
+//!
+//! What was last seen (Last-Modified, field names) is kept by the worker process: after a
+//! restart the first check reads the full describe and takes it as the baseline.
+
+use super::clients::{self, Call, Step};
+use super::{Ctx, Mapping};
+use crate::alerts::{self, AlertKind};
+use crate::error::Result;
+use crate::plan::compat;
+use crate::{guc, spi_util};
+use salesforce::{DescribeCheck, SObjectDescribe};
+use serde_json::json;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Seen {
+    last_modified: Option<String>,
+    fields: HashSet<String>,
+    checked: Option<Instant>,
+}
+
+thread_local! {
+    /// (connection, object) → what the last describe said.
+    static SEEN: RefCell<HashMap<(String, String), Seen>> = RefCell::new(HashMap::new());
+}
+
+/// Checks the objects that are due (the worker's entry point, once per pass).
+pub fn run_due(mappings: &[Mapping]) {
+    let every = Duration::from_secs(guc::SCHEMA_CHECK_INTERVAL_S.get().max(0) as u64);
+    let at_once = clients::take_unknown_field();
+    let mut objects: Vec<(String, String)> = mappings.iter().map(|m| (m.connection.clone(), m.sobject.clone())).collect();
+    objects.sort();
+    objects.dedup();
+    for (connection, sobject) in objects {
+        if crate::worker::shutdown_requested() {
+            break;
+        }
+        let now = at_once.contains(&connection);
+        let checked = SEEN.with(|s| s.borrow().get(&(connection.clone(), sobject.clone())).and_then(|x| x.checked));
+        let due = now || checked.is_none_or(|t| !every.is_zero() && t.elapsed() >= every);
+        if !due || !clients::available(&connection) {
+            continue;
+        }
+        let Some(first) = mappings.iter().find(|m| m.connection == connection && m.sobject == sobject) else { continue };
+        match clients::call(Ctx::Worker, &connection, Step::new(first.id, "schema check"), || check(&connection, &sobject, mappings)) {
+            Call::Done(()) | Call::Waiting => {}
+            Call::Failed { error, .. } => pgrx::warning!("sfsync: schema check of {sobject} failed: {error}"),
+        }
+    }
+}
+
+fn check(connection: &str, sobject: &str, mappings: &[Mapping]) -> Result<()> {
+    let client = clients::client(Ctx::Worker, connection)?;
+    let key = (connection.to_string(), sobject.to_string());
+    let since = SEEN.with(|s| s.borrow().get(&key).and_then(|x| x.last_modified.clone()));
+    let found = client.describe_if_modified(sobject, since.as_deref())?;
+    let DescribeCheck::Modified { describe, last_modified } = found else {
+        SEEN.with(|s| s.borrow_mut().entry(key).or_default().checked = Some(Instant::now()));
+        return Ok(());
+    };
+    let fields: HashSet<String> = describe.fields.iter().map(|f| f.name.to_ascii_lowercase()).collect();
+    let before = SEEN.with(|s| s.borrow().get(&key).map(|x| x.fields.clone()));
+    for m in mappings.iter().filter(|m| m.connection == connection && m.sobject.eq_ignore_ascii_case(sobject)) {
+        Ctx::Worker.tx(|| follow(m, &describe, before.as_ref()))?;
+    }
+    SEEN.with(|s| s.borrow_mut().insert(key, Seen { last_modified, fields, checked: Some(Instant::now()) }));
+    Ok(())
+}
+
+/// Whether column `c` can still hold the field, now of type `sf_type` (plan/compat.rs).
+fn fits(m: &Mapping, c: &crate::plan::fields::ColumnMap, sf_type: &str) -> bool {
+    compat::incompatibility(&c.pg_type, sf_type).is_none() && !(m.pulls() && compat::pull_refusal(&c.column, &c.field, sf_type).is_some())
+}
+
+/// Compares one mapping with the new describe, inside a worker transaction.
+fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) -> Result<()> {
+    let mut unmap: Vec<(String, AlertKind, String)> = Vec::new();
+    for c in &m.columns {
+        match d.field(&c.field) {
+            None => unmap.push((
+                c.column.clone(),
+                AlertKind::FieldRemoved,
+                format!(
+                    "Salesforce field {}.{} was removed: column \"{}\" of {} is no longer synced (its data is kept)",
+                    d.name, c.field, c.column, m.table
+                ),
+            )),
+            Some(f) if f.r#type != c.sf_type && !fits(m, c, &f.r#type) => unmap.push((
+                c.column.clone(),
+                AlertKind::FieldChanged,
+                format!(
+                    "Salesforce field {}.{} changed from {} to {}, which column \"{}\" of {} cannot hold: it is no longer synced; \
+                         change the column's type and run sfsync.sync_table again to map it",
+                    d.name, c.field, c.sf_type, f.r#type, c.column, m.table
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    for (column, kind, message) in &unmap {
+        spi_util::exec(
+            "UPDATE sfsync.mappings SET columns = (SELECT COALESCE(jsonb_agg(c), '[]') FROM jsonb_array_elements(columns) c
+                                                    WHERE c->>'column' <> $2)
+             WHERE id = $1",
+            &[m.id.into(), column.as_str().into()],
+        )?;
+        alerts::raise(Some(m.id), None, *kind, message, json!({"column": column}))?;
+        pgrx::log!("sfsync: {message}");
+    }
+    if !unmap.is_empty() {
+        // Its steps failed on the field: they may run again now.
+        clients::forgive(m.id);
+    }
+    if let Some(before) = before {
+        let mapped: HashSet<String> = m.columns.iter().map(|c| c.field.to_ascii_lowercase()).collect();
+        for f in
+            d.fields.iter().filter(|f| !before.contains(&f.name.to_ascii_lowercase()) && !mapped.contains(&f.name.to_ascii_lowercase()))
+        {
+            let message = format!(
+                "Salesforce field {}.{} ({}) was added; to sync it, add a column for it and run sfsync.sync_table('{}', '{}', fields => ...) with it in fields",
+                d.name, f.name, f.r#type, m.table.replace('\'', "''"), d.name
+            );
+            alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
+        }
+    }
+    Ok(())
+}
