@@ -107,7 +107,11 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
     let mut updated = 0;
     let all: Vec<String> = m.columns.iter().map(|c| c.column.clone()).collect();
     for c in candidates {
-        let differing: Vec<String> = all.iter().filter(|col| c.local.get(*col) != c.remote.get(*col)).cloned().collect();
+        let differing: Vec<String> = all
+            .iter()
+            .filter(|col| !convert::same_json(c.local.get(*col).unwrap_or(&Value::Null), c.remote.get(*col).unwrap_or(&Value::Null)))
+            .cloned()
+            .collect();
         let pending = if c.all_columns { None } else { Some(c.changed.clone().unwrap_or_default()) };
         // Per column: is Salesforce's value an echo of ours (a value of the local chain, or one
         // we sent) rather than Salesforce's own change? Change events of records with a local
