@@ -261,6 +261,33 @@ fn every_type_round_trips_both_ways_then_verify_is_clean() {
          -987654321098765432, 9876543210987654.32",
     );
 
+    // Salesforce -> Postgres by change events alone: timed polls an hour apart, and no query
+    // is made while every field changes.
+    db.set_system(&[("sfsync.pull_interval", "'1h'"), ("sfsync.cdc_safety_interval", "'1h'")]);
+    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    let queries = until("no more queries for 1.5 s", WAIT, || {
+        let before = env.emu.query_calls();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let after = env.emu.query_calls();
+        (before == after).then_some(after).ok_or(format!("{before} -> {after} query calls"))
+    });
+    sf.update(
+        "Contact",
+        &sfid,
+        sfsync_e2e::json!({"Flag__c": true, "Count__c": -123456789, "Ratio__c": -0.25, "Price__c": 1234567890123456.5,
+               "Day__c": "1970-01-01", "At__c": "2000-02-29T12:00:00.001Z", "Level__c": "High", "Tags__c": "a;c", "Note__c": "line\nbreak",
+               "Doc__c": "{\"n\": [1, 2.5]}", "Site__c": "https://w.example", "Mail__c": "g@h.example", "Tel__c": "+44 20",
+               "Kind__c": "one", "Big__c": num("999999999999999999"), "Exact__c": num("-1234567890123456.78")}),
+    );
+    row_is(
+        &mut db,
+        &sfid,
+        "'Every', true, -123456789, -0.25, 1234567890123456.5, '1970-01-01'::date, '2000-02-29T12:00:00.001Z'::timestamptz, 'High',
+         '{a,c}'::text[], E'line\\nbreak', '{\"n\": [1, 2.5]}'::jsonb, 'https://w.example', 'g@h.example', '+44 20', 'one',
+         999999999999999999, -1234567890123456.78",
+    );
+    assert_eq!(env.emu.query_calls(), queries, "applied from the change event, without a query");
+
     // Both sides agree, value by value.
     let v = jq(&mut db, "SELECT sfsync.verify('every_type')::text");
     assert_eq!(v["ok"], true, "{v}");
