@@ -7,7 +7,7 @@ use crate::error::{Result, SyncError};
 use crate::plan::conflict::{decide, echo, Both, Known, Winner};
 use crate::plan::convert;
 use crate::spi_util;
-use crate::sync::apply::rewritten;
+use crate::sync::rewritten;
 use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;

@@ -2,10 +2,11 @@
 //! in one statement, guarded by IS DISTINCT FROM so our own writes coming back change
 //! nothing. Runs inside the events' transaction (`source::events`), as the table's owner.
 
-use super::{advance, clear_errors, conflicts, held, records::translate_parents, rewritten};
+use super::{advance, clear_errors, conflicts, held, records::translate_parents};
 use crate::error::Result;
 use crate::plan::cdc::Update;
 use crate::spi_util;
+use crate::sync::rewritten;
 use crate::sync::Mapping;
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{quote_identifier, quote_literal};
