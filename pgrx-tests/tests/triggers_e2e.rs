@@ -1,7 +1,8 @@
 //! End to end: user triggers on synced tables while the sync applies pulled records. What
 //! they write is the user's change and reaches Salesforce (an enrichment BEFORE trigger, an
 //! AFTER trigger writing another synced table, a BEFORE trigger reacting to the Id written back
-//! after a push or to a refreshed formula); the sync's own writes are still not echoed.
+//! after a push or to a refreshed formula, a BEFORE DELETE trigger keeping a row Salesforce
+//! deleted); the sync's own writes are still not echoed.
 
 mod common;
 
@@ -189,4 +190,29 @@ fn a_before_trigger_reacting_to_a_refreshed_formula_is_pushed() {
     });
     let conflicts: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.conflicts");
     assert_eq!(conflicts, 0);
+}
+
+#[test]
+fn a_row_a_before_delete_trigger_keeps_from_a_salesforce_delete_is_named_in_errors() {
+    let env = common::start();
+    let mut db = env.db();
+    common::accounts_table(&mut db);
+    db.batch_execute(
+        "CREATE FUNCTION keep_accounts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER keep_accounts BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION keep_accounts();",
+    )
+    .unwrap();
+    env.worker_pid();
+    let sfid = env.emu.sf().create("Account", json!({"Name": "Kept"}));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'"), 1);
+    env.emu.sf().delete("Account", &sfid);
+
+    let (code, message): (String, String) = until("the kept row in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT error_code, message FROM sfsync.errors", &[]).unwrap();
+        rows.first().map(|r| (r.get(0), r.get(1)))
+    });
+    assert_eq!(code, "ROW_KEPT_BY_TRIGGER");
+    assert!(message.contains("accounts") && message.contains("trigger"), "{message}");
+    let rows: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'"));
+    assert_eq!(rows, 1, "the trigger kept the row");
 }
