@@ -10,6 +10,7 @@ pub mod cdc;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod decimal;
 pub mod errors;
 pub mod faults;
 pub mod ids;

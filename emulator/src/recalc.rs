@@ -14,11 +14,7 @@ use crate::value::Value;
 use std::collections::HashMap;
 
 fn num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::Num(n) => Some(*n),
-        _ => None,
-    }
+    v.num()
 }
 
 fn eval(e: &Expr, schema: &Schema, store: &Store, obj: usize, rec: &Record) -> Option<f64> {

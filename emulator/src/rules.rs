@@ -70,11 +70,7 @@ fn json_text(v: &Json) -> String {
 }
 
 fn as_num(v: &Value) -> Option<f64> {
-    match v {
-        Value::Int(i) => Some(*i as f64),
-        Value::Num(n) => Some(*n),
-        _ => None,
-    }
+    v.num()
 }
 
 /// Does `record_value op rule_value` hold?

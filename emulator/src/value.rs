@@ -1,6 +1,7 @@
 //! Typed field values (compact: 24 bytes) and their JSON wire forms.
 
 use crate::clock::{format_date, format_datetime, parse_date, parse_datetime};
+use crate::decimal::Dec;
 use crate::schema::{FieldDef, FieldType};
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -10,7 +11,10 @@ pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
+    /// A computed number (formula, aggregate), or a stored one beyond 18 digits.
     Num(f64),
+    /// A stored number, exact.
+    Dec(Dec),
     /// Shared so repeated values (owner and audit user IDs) cost one allocation.
     Str(Arc<str>),
     /// Days since 1970-01-01.
@@ -31,6 +35,15 @@ impl Value {
             _ => None,
         }
     }
+    /// A number's value for arithmetic and comparisons.
+    pub fn num(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Num(n) => Some(*n),
+            Value::Dec(d) => Some(d.to_f64()),
+            _ => None,
+        }
+    }
     pub fn str(s: &str) -> Value {
         Value::Str(s.into())
     }
@@ -40,6 +53,8 @@ impl Value {
             Value::Bool(b) => Json::Bool(*b),
             Value::Int(i) => Json::from(*i),
             Value::Num(n) => serde_json::Number::from_f64(*n).map(Json::Number).unwrap_or(Json::Null),
+            // arbitrary_precision: the Number keeps the text, every digit.
+            Value::Dec(d) => d.to_string().parse::<serde_json::Number>().map(Json::Number).unwrap_or(Json::Null),
             Value::Str(s) => Json::String(s.to_string()),
             Value::Date(d) => Json::String(format_date(*d)),
             Value::DateTime(ms) => Json::String(format_datetime(*ms)),
@@ -100,18 +115,20 @@ pub fn from_json(fd: &FieldDef, v: &Json) -> Result<Value, Coerce> {
         },
         FieldType::Int | FieldType::Double | FieldType::Currency | FieldType::Percent => {
             let target = if t == FieldType::Int { "int" } else { "double" };
-            let n = match v {
-                Json::Number(n) => n.as_f64().ok_or_else(|| parser_err(target, v))?,
-                Json::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| parser_err(target, v))?,
+            // The number's own text (arbitrary_precision), so 18 digits arrive exact.
+            let text = match v {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.trim().to_string(),
                 _ => return Err(parser_err(target, v)),
             };
+            let n = text.parse::<f64>().ok().filter(|f| f.is_finite()).ok_or_else(|| parser_err(target, v))?;
             if t == FieldType::Int {
                 if n.fract() != 0.0 || n.abs() > i64::MAX as f64 {
                     return Err(Coerce::Type(format!("{}: value not of required type: {}", fd.label, json_kind(v).1)));
                 }
-                Ok(Value::Int(n as i64))
+                Ok(Value::Int(text.parse::<i64>().unwrap_or(n as i64)))
             } else {
-                Ok(Value::Num(n))
+                Ok(Dec::parse(&text).map(Value::Dec).unwrap_or(Value::Num(n)))
             }
         }
         FieldType::Date => match v {

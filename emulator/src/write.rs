@@ -178,6 +178,14 @@ impl<'a> Writer<'a> {
                 *v = Value::Num(rounded);
                 Ok(())
             }
+            (FieldType::Double | FieldType::Currency | FieldType::Percent, Value::Dec(d)) => {
+                let rounded = d.round(fd.scale);
+                if rounded.int_digits() > fd.precision.saturating_sub(fd.scale).max(1) {
+                    return Err(out_of_range(&fd.label, &format!("{:E}", d.to_f64()), field()));
+                }
+                *v = Value::Dec(rounded);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

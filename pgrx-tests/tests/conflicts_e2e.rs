@@ -132,6 +132,47 @@ fn an_echo_of_an_earlier_push_is_no_conflict_and_the_newer_local_value_goes_out(
     assert!(c.is_empty(), "an echo of our own push is no conflict: {c:?}");
 }
 
+/// Timed polls an hour apart: only the change stream brings Salesforce's changes in time.
+const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
+
+#[test]
+fn a_field_the_change_event_did_not_change_is_no_conflict() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    contacts(&mut db, "");
+    env.worker_pid();
+    let sfid = env.emu.sf().create("Contact", json!({"FirstName": "Ada", "LastName": "Lovelace", "Email": "ada@example.com"}));
+    db.until_true("contact pulled", &format!("SELECT EXISTS (SELECT 1 FROM contacts WHERE sfid = '{sfid}')"));
+    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    // The local first name differs from Salesforce's with nothing pending (written with capture
+    // off): Salesforce's 'Ada' is then neither a value of the local chain nor one we sent, so
+    // only the event's changed fields can tell it is no Salesforce change.
+    db.batch_execute(&format!(
+        "SET session_replication_role = replica;
+         UPDATE contacts SET first_name = 'Bea' WHERE sfid = '{sfid}';
+         RESET session_replication_role;"
+    ))
+    .unwrap();
+    let lock = pause(&env);
+    db.batch_execute(&format!("UPDATE contacts SET first_name = 'Cy' WHERE sfid = '{sfid}'")).unwrap();
+    // Salesforce changes another field; its change event lists only that one.
+    env.emu.sf().update("Contact", &sfid, json!({"Email": "sf@example.com"}));
+    // The stream keeps listening while passes are paused: the event waits in the inbox.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    resume(&env, lock);
+
+    settled(&env, &mut db, |db, env| {
+        let first: Option<String> = scalar(db, &format!("SELECT first_name FROM contacts WHERE sfid = '{sfid}'"));
+        let email: Option<String> = scalar(db, &format!("SELECT email FROM contacts WHERE sfid = '{sfid}'"));
+        let sf_first = sf_field(env, &sfid, "FirstName");
+        (first.as_deref() == Some("Cy") && email.as_deref() == Some("sf@example.com") && sf_first == "Cy")
+            .then_some(())
+            .ok_or(format!("postgres {first:?} {email:?}, salesforce {sf_first}"))
+    });
+    let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.conflicts");
+    assert_eq!(n, 0, "a field the change event did not change is no conflict");
+}
+
 #[test]
 fn salesforce_holding_a_value_of_the_pending_chain_is_no_conflict() {
     let env = common::start();

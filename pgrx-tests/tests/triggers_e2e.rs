@@ -1,6 +1,8 @@
 //! End to end: user triggers on synced tables while the sync applies pulled records. What
 //! they write is the user's change and reaches Salesforce (an enrichment BEFORE trigger, an
-//! AFTER trigger writing another synced table); the sync's own writes are still not echoed.
+//! AFTER trigger writing another synced table, a BEFORE trigger reacting to the Id written back
+//! after a push or to a refreshed formula, a BEFORE DELETE trigger keeping a row Salesforce
+//! deleted); the sync's own writes are still not echoed.
 
 mod common;
 
@@ -134,4 +136,120 @@ fn a_trigger_writing_a_write_through_table_during_a_pull_is_queued_and_pushed() 
     db.batch_execute("INSERT INTO accounts (name) VALUES ('Direct')").unwrap();
     let direct: Option<String> = db.query_one("SELECT sfid FROM accounts WHERE name = 'Direct'", &[]).unwrap().get(0);
     assert!(direct.is_some(), "written through inside the statement");
+}
+
+#[test]
+fn a_before_trigger_reacting_to_the_id_written_back_after_a_push_is_pushed() {
+    let env = common::start();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE leads (id bigserial PRIMARY KEY, last_name text NOT NULL, company text NOT NULL, description text);
+         CREATE FUNCTION note_link() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF OLD.sfid IS NULL AND NEW.sfid IS NOT NULL THEN
+                 NEW.description := 'linked to ' || NEW.sfid;
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER note_link BEFORE UPDATE ON leads FOR EACH ROW EXECUTE FUNCTION note_link();
+         SELECT sfsync.sync_table('leads', 'Lead',
+             fields => '{\"last_name\":\"LastName\",\"company\":\"Company\",\"description\":\"Description\"}');",
+    )
+    .unwrap();
+    env.worker_pid();
+    db.batch_execute("INSERT INTO leads (last_name, company) VALUES ('Doe', 'Acme')").unwrap();
+
+    // The Id written back fires the trigger; what it wrote is the user's change and goes out.
+    let sfid = until("the lead pushed, linked, and the trigger's value in Salesforce", WAIT, || {
+        let sfid: Option<String> = scalar(&mut db, "SELECT sfid::text FROM leads");
+        let local: Option<String> = scalar(&mut db, "SELECT description FROM leads");
+        let Some(sfid) = sfid else { return Err("not linked yet".to_string()) };
+        let remote = env.emu.sf().get("Lead", &sfid).expect("the lead exists")["Description"].clone();
+        let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        let want = format!("linked to {sfid}");
+        (local.as_deref() == Some(want.as_str()) && remote == want.as_str() && outbox == 0)
+            .then_some(sfid.clone())
+            .ok_or(format!("postgres {local:?}, salesforce {remote}, outbox {outbox}"))
+    });
+    let v = jq(&mut db, "SELECT (sfsync.verify('leads'))::text");
+    assert_eq!(v["ok"], true, "{v}");
+    let conflicts: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.conflicts");
+    assert_eq!(conflicts, 0, "{sfid}: the trigger's value is no conflict");
+}
+
+const ROLLUP_SCHEMA: &str = r#"{"fields": {
+  "Account": [
+    {"name": "Pipeline__c", "type": "currency", "scale": 2,
+     "rollup": {"function": "SUM", "object": "Opportunity", "field": "Amount", "via": "AccountId"}}
+  ]}}"#;
+
+#[test]
+fn a_before_trigger_reacting_to_a_refreshed_formula_is_pushed() {
+    let path = std::env::temp_dir().join(format!("sfsync-triggers-schema-{}.json", std::process::id()));
+    std::fs::write(&path, ROLLUP_SCHEMA).unwrap();
+    let env = common::start_full(&["--schema", path.to_str().unwrap()], &[("sfsync.formula_refresh_interval", "1s")]);
+    let sf = env.emu.sf();
+    let acme = sf.create("Account", json!({"Name": "Acme"}));
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, pipeline numeric, website text);
+         CREATE FUNCTION pipeline_page() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.pipeline IS DISTINCT FROM OLD.pipeline THEN
+                 NEW.website := 'https://pipeline.example/' || NEW.pipeline::numeric(12, 0);
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER pipeline_page BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION pipeline_page();
+         SELECT sfsync.sync_table('accounts', 'Account',
+             fields => '{\"name\": \"Name\", \"pipeline\": \"Pipeline__c\", \"website\": \"Website\"}');",
+    )
+    .unwrap();
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{acme}'"), 1);
+    // Move the pull's mark well past Acme (see formula_e2e): from here on only the formula
+    // refresh reads Acme again.
+    env.emu.advance_clock(60_000);
+    sf.create("Account", json!({"Name": "Later"}));
+    db.until_count("SELECT count(*) FROM accounts", 2);
+    // A child record changes the roll-up, not the account's SystemModstamp.
+    sf.create(
+        "Opportunity",
+        json!({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2030-01-01", "Amount": 300, "AccountId": acme}),
+    );
+
+    until("the refreshed roll-up, the trigger's website in Salesforce", WAIT, || {
+        let local: Option<String> = scalar(&mut db, &format!("SELECT website FROM accounts WHERE sfid = '{acme}'"));
+        let remote = sf.get("Account", &acme).expect("the account exists")["Website"].clone();
+        let outbox: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox");
+        (local.as_deref() == Some("https://pipeline.example/300") && remote == "https://pipeline.example/300" && outbox == 0)
+            .then_some(())
+            .ok_or(format!("postgres {local:?}, salesforce {remote}, outbox {outbox}"))
+    });
+    let conflicts: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.conflicts");
+    assert_eq!(conflicts, 0);
+}
+
+#[test]
+fn a_row_a_before_delete_trigger_keeps_from_a_salesforce_delete_is_named_in_errors() {
+    let env = common::start();
+    let mut db = env.db();
+    common::accounts_table(&mut db);
+    db.batch_execute(
+        "CREATE FUNCTION keep_accounts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER keep_accounts BEFORE DELETE ON accounts FOR EACH ROW EXECUTE FUNCTION keep_accounts();",
+    )
+    .unwrap();
+    env.worker_pid();
+    let sfid = env.emu.sf().create("Account", json!({"Name": "Kept"}));
+    db.until_count(&format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'"), 1);
+    env.emu.sf().delete("Account", &sfid);
+
+    let (code, message): (String, String) = until("the kept row in sfsync.errors", WAIT, || {
+        let rows = db.query("SELECT error_code, message FROM sfsync.errors", &[]).unwrap();
+        rows.first().map(|r| (r.get(0), r.get(1)))
+    });
+    assert_eq!(code, "ROW_KEPT_BY_TRIGGER");
+    assert!(message.contains("accounts") && message.contains("trigger"), "{message}");
+    let rows: i64 = scalar(&mut db, &format!("SELECT count(*) FROM accounts WHERE sfid = '{sfid}'"));
+    assert_eq!(rows, 1, "the trigger kept the row");
 }

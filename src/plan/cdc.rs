@@ -232,6 +232,10 @@ pub struct Routed {
     /// Created records, applied like pulled ones (same guards, linking by external id).
     pub creates: Vec<Map<String, Value>>,
     pub updates: Vec<Update>,
+    /// Updates of records with a local change pending: resolved by the conflict policy
+    /// with the event's changed fields (a field the event did not change is no Salesforce
+    /// change, so never a conflict).
+    pub contended: Vec<Update>,
     pub deletes: Vec<String>,
     /// Run the mapping's pull: something was left to it.
     pub poll: bool,
@@ -272,7 +276,7 @@ pub fn route(t: &Target, c: Coalesced, local: &Local) -> Routed {
         match o {
             Outcome::Delete => out.deletes.push(id),
             Outcome::Poll => out.poll = true,
-            _ if local.pending.contains(&id) => out.poll = true,
+            Outcome::Full(_) if local.pending.contains(&id) => out.poll = true,
             Outcome::Full(f) => out.creates.push(f),
             Outcome::Partial(p) => {
                 let values: Map<String, Value> =
@@ -285,7 +289,12 @@ pub fn route(t: &Target, c: Coalesced, local: &Local) -> Routed {
                     out.poll = true;
                     continue;
                 }
-                out.updates.push(Update { sfid: id, values });
+                let update = Update { sfid: id, values };
+                if local.pending.contains(&update.sfid) {
+                    out.contended.push(update);
+                } else {
+                    out.updates.push(update);
+                }
             }
         }
     }
@@ -478,10 +487,11 @@ mod tests {
         let cols = columns();
         let t = target(&cols);
         let upd = || event("UPDATE", &["001A"], &["Industry"], &[], json!({"Industry": "Energy"}));
-        // A local change is pending: the conflict policy decides, in the pull.
+        // A local change is pending: the conflict policy decides, with the changed fields.
         let local = Local { known: ["001A".to_string()].into(), pending: ["001A".to_string()].into() };
         let r = route(&t, coalesce(&t, &[upd()]), &local);
-        assert!(r.poll && r.updates.is_empty());
+        assert!(!r.poll && r.updates.is_empty());
+        assert_eq!(r.contended, vec![Update { sfid: "001A".into(), values: json!({"industry": "Energy"}).as_object().cloned().unwrap() }]);
         // A record we don't have.
         let r = route(&t, coalesce(&t, &[upd()]), &Local::default());
         assert!(r.poll && r.updates.is_empty());

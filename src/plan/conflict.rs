@@ -56,7 +56,7 @@ pub struct Known<'a> {
 /// (`remote`, jsonb form), or the change event says the field did not change
 /// (`in_changed_fields` false). Anything else is a real Salesforce change of the column.
 pub fn echo(known: Known, remote_text: &Value, remote: &Value, in_changed_fields: Option<bool>) -> bool {
-    in_changed_fields == Some(false) || known.bases.contains(remote_text) || known.sent.contains(remote)
+    in_changed_fields == Some(false) || known.bases.contains(remote_text) || known.sent.iter().any(|s| super::convert::same_json(s, remote))
 }
 
 /// What to do with the record.
@@ -118,6 +118,28 @@ mod tests {
             salesforce_modified: Some(2_000),
             postgres_modified: Some(1_000),
         }
+    }
+
+    #[test]
+    fn a_field_the_change_event_did_not_change_is_no_salesforce_change() {
+        // Salesforce's value is neither a value of the local chain nor one we sent.
+        let remote = json!("Old name");
+        assert!(!echo(Known::default(), &remote, &remote, None), "a pulled record: Salesforce's change");
+        assert!(!echo(Known::default(), &remote, &remote, Some(true)), "listed in changedFields");
+        assert!(echo(Known::default(), &remote, &remote, Some(false)), "not in changedFields");
+        let name = cols(&["name"]);
+        let b = Both { salesforce_kept: &name, ..both(&name, Some(&name)) };
+        assert_eq!(decide(Conflict::SalesforceWins, &b), Decision::default(), "the local value stays and goes out");
+    }
+
+    #[test]
+    fn a_number_we_sent_is_recognised_in_any_spelling() {
+        let n = |t: &str| -> Value { serde_json::from_str(t).unwrap() };
+        let sent = [n("5.00"), n("1234567890123456.78")];
+        let known = Known { bases: &[], sent: &sent };
+        assert!(echo(known, &json!("5.0"), &n("5.0"), None));
+        assert!(echo(known, &json!("1234567890123456.78"), &n("1234567890123456.780"), None));
+        assert!(!echo(known, &json!("1234567890123456.8"), &n("1234567890123456.8"), None));
     }
 
     #[test]

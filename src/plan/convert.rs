@@ -41,6 +41,20 @@ pub fn from_sf(col: &ColumnMap, v: &Value) -> Value {
     }
 }
 
+/// JSON equality with numbers compared by value: numbers keep their text (serde_json's
+/// arbitrary_precision, so 18 digits stay exact), and `5.00` from a numeric(10,2) column is
+/// the `5.0` Salesforce sends back.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || super::compare::decimal(&x.to_string()) == super::compare::decimal(&y.to_string())
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y)),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w))),
+        _ => a == b,
+    }
+}
+
 fn plain_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -120,6 +134,35 @@ mod tests {
         assert_eq!(from_sf(&c, &json!("5")), json!(5));
         assert_eq!(from_sf(&c, &json!("plain words")), json!("plain words"), "not JSON: a JSON string");
         assert_eq!(from_sf(&col("textarea", "text"), &json!("{\"a\": 1}")), json!("{\"a\": 1}"));
+    }
+
+    fn number(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn numbers_keep_all_eighteen_digits_both_ways() {
+        let whole = col("double", "numeric(18, 0)");
+        let money = col("currency", "numeric(18, 2)");
+        // As Postgres's to_jsonb renders them, out to Salesforce and back as Salesforce writes them.
+        assert_eq!(to_sf(&whole, &number("123456789012345678")).to_string(), "123456789012345678");
+        assert_eq!(to_sf(&money, &number("1234567890123456.78")).to_string(), "1234567890123456.78");
+        assert_eq!(from_sf(&whole, &number("123456789012345678.0")).to_string(), "123456789012345678.0");
+        assert_eq!(from_sf(&money, &number("1234567890123456.78")).to_string(), "1234567890123456.78");
+        // Through a JSON document and back (the jsonb parameter of the apply statements).
+        let row = json!({"price": number("1234567890123456.78")});
+        assert_eq!(serde_json::to_string(&row).unwrap(), r#"{"price":1234567890123456.78}"#);
+    }
+
+    #[test]
+    fn numbers_are_the_same_by_value_not_by_spelling() {
+        assert!(same_json(&number("5.00"), &number("5.0")));
+        assert!(same_json(&number("5"), &json!(5.0)));
+        assert!(same_json(&json!({"a": [number("1.50")]}), &json!({"a": [1.5]})));
+        assert!(!same_json(&number("1234567890123456.78"), &number("1234567890123456.8")));
+        assert!(!same_json(&number("123456789012345678"), &number("123456789012345680")));
+        assert!(!same_json(&json!("5"), &json!(5)), "a string is no number");
+        assert!(same_json(&Value::Null, &Value::Null));
     }
 
     #[test]

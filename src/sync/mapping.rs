@@ -28,7 +28,7 @@ pub struct Mapping {
     #[serde(default)]
     pub deferrable: bool,
     /// Whether the table has BEFORE ROW INSERT or UPDATE triggers of its own (not sfsync's):
-    /// what they write instead of a pulled value is pushed (`apply::rewritten`), which COPY
+    /// what they write instead of a pulled value is pushed (`sync::rewritten`), which COPY
     /// and the columnar load can't tell, so such tables take the record path.
     #[serde(default)]
     pub before_triggers: bool,

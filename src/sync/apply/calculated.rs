@@ -1,14 +1,15 @@
 //! Calculated columns (formula and roll-up summary fields) from the formula refresh: only
 //! the rows whose values differ are updated, set-based, as the sync (never captured, so never
 //! pushed back: the push also skips fields that are not createable/updateable, which
-//! calculated fields never are).
+//! calculated fields never are). What a user's BEFORE trigger writes into other mapped
+//! columns meanwhile is queued for the push (`sync::rewritten`).
 
 use crate::capture::Applying;
 use crate::error::Result;
 use crate::plan::convert;
 use crate::plan::fields::ColumnMap;
 use crate::spi_util;
-use crate::sync::Mapping;
+use crate::sync::{rewritten, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
 use salesforce::Record;
@@ -41,14 +42,19 @@ pub fn apply(m: &Mapping, cols: &[&ColumnMap], records: &[Record]) -> Result<usi
     let names: Vec<String> = cols.iter().map(|c| quote_identifier(&c.column)).collect();
     let src: Vec<String> = names.iter().map(|c| format!("p.{c}")).collect();
     let tgt: Vec<String> = names.iter().map(|c| format!("t.{c}")).collect();
-    let sql = format!(
-        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p
-         WHERE t.sfid = p.sfid AND ROW({tgt}) IS DISTINCT FROM ROW({src})",
+    // What we meant: the refreshed value for a calculated column, the row's own value
+    // (`o`, as the statement's snapshot saw it) for every other.
+    let meant = |q: &str, name: &str| if cols.iter().any(|c| c.column == name) { format!("p.{q}") } else { format!("o.{q}") };
+    let sql = rewritten::wrap(&format!(
+        "UPDATE {tbl} t SET ({set}) = ROW({src}) FROM jsonb_populate_recordset(NULL::{tbl}, $1) AS p, {tbl} o
+         WHERE t.sfid = p.sfid AND o.{pk} = t.{pk} AND ROW({tgt}) IS DISTINCT FROM ROW({src}) RETURNING {ret}",
         tbl = m.table,
+        pk = m.pk_ident(),
         set = names.join(", "),
         src = src.join(", "),
-        tgt = tgt.join(", ")
-    );
+        tgt = tgt.join(", "),
+        ret = rewritten::returning(m, "t", meant),
+    ));
     let args: Vec<DatumWithOid> = vec![spi_util::jsonb(Value::Array(rows))];
-    m.as_owner(|| spi_util::exec(&sql, &args))
+    rewritten::run(m, &sql, &args)
 }

@@ -7,13 +7,14 @@ use crate::error::{Result, SyncError};
 use crate::plan::conflict::{decide, echo, Both, Known, Winner};
 use crate::plan::convert;
 use crate::spi_util;
-use crate::sync::apply::rewritten;
+use crate::sync::rewritten;
 use crate::sync::{archive, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
 use salesforce::Record;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 struct Candidate {
@@ -41,6 +42,17 @@ struct Candidate {
 /// have a pending local change. Runs inside the page's transaction, while the sync's own
 /// writes are not captured. Returns how many rows it updated.
 pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize> {
+    resolve_with(m, records, live, None)
+}
+
+/// `resolve` for records a change event updated: `changed` holds, per Id, the columns the
+/// events changed (changedFields and nulledFields) and `live` only those columns. Any other
+/// column is no Salesforce change: never a conflict, nothing to take.
+pub fn resolve_changed(m: &Mapping, records: &[Record], live: &[Value], changed: &BTreeMap<String, Vec<String>>) -> Result<usize> {
+    resolve_with(m, records, live, Some(changed))
+}
+
+fn resolve_with(m: &Mapping, records: &[Record], live: &[Value], changed: Option<&BTreeMap<String, Vec<String>>>) -> Result<usize> {
     if live.is_empty() || m.columns.is_empty() {
         return Ok(0);
     }
@@ -106,12 +118,25 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
         serde_json::from_value(found).map_err(|e| SyncError::Spi(format!("decoding conflict candidates: {e}")))?;
     let mut updated = 0;
     let all: Vec<String> = m.columns.iter().map(|c| c.column.clone()).collect();
-    for c in candidates {
-        let differing: Vec<String> = all.iter().filter(|col| c.local.get(*col) != c.remote.get(*col)).cloned().collect();
+    for mut c in candidates {
+        // Per column: did the change event say Salesforce changed it? (None: a pulled record,
+        // no such list.) An unchanged one holds the local value, so nothing differs.
+        let listed = changed.map(|ch| ch.get(&c.sfid).cloned().unwrap_or_default());
+        let in_event = |col: &str| listed.as_ref().map(|l| l.iter().any(|x| x == col));
+        for col in &all {
+            if in_event(col) == Some(false) {
+                let local = c.local.get(col).cloned().unwrap_or(Value::Null);
+                c.remote.insert(col.clone(), local);
+            }
+        }
+        let differing: Vec<String> = all
+            .iter()
+            .filter(|col| !convert::same_json(c.local.get(*col).unwrap_or(&Value::Null), c.remote.get(*col).unwrap_or(&Value::Null)))
+            .cloned()
+            .collect();
         let pending = if c.all_columns { None } else { Some(c.changed.clone().unwrap_or_default()) };
         // Per column: is Salesforce's value an echo of ours (a value of the local chain, or one
-        // we sent) rather than Salesforce's own change? Change events of records with a local
-        // change pending come here through a poll, so there is no changed-fields list.
+        // we sent, or a field the change event did not change) rather than Salesforce's own change?
         let values = |m: &Option<Map<String, Value>>, col: &str| -> Vec<Value> {
             m.as_ref().and_then(|m| m.get(col)).and_then(Value::as_array).cloned().unwrap_or_default()
         };
@@ -120,7 +145,7 @@ pub fn resolve(m: &Mapping, records: &[Record], live: &[Value]) -> Result<usize>
             .filter(|col| {
                 let (bases, sent) = (values(&c.bases, col), values(&c.sent, col));
                 let (text, json) = (c.remote_text.get(*col).unwrap_or(&Value::Null), c.remote.get(*col).unwrap_or(&Value::Null));
-                echo(Known { bases: &bases, sent: &sent }, text, json, None)
+                echo(Known { bases: &bases, sent: &sent }, text, json, in_event(col))
             })
             .cloned()
             .collect();

@@ -57,6 +57,7 @@ pub fn remove(m: &Mapping, sfids: &[String], operation: &str) -> Result<usize> {
     let keys = keys_of(m, sfids)?;
     // As the table's owner: its triggers and foreign keys' actions run with its rights; what
     // they refuse is that record's error, as a blocking foreign key is.
+    let mut failed: Vec<&String> = Vec::new();
     let n = match subtransaction(|| m.as_owner(|| spi_util::exec(&sql, &[all.clone().into()]))) {
         Ok(n) => n,
         Err(_) => {
@@ -65,14 +66,39 @@ pub fn remove(m: &Mapping, sfids: &[String], operation: &str) -> Result<usize> {
                 let one = vec![id.clone()];
                 match subtransaction(|| m.as_owner(|| spi_util::exec(&sql, &[one.clone().into()]))) {
                     Ok(k) => n += k,
-                    Err(Failure { code, message }) => report(m, id, operation, &code, &message)?,
+                    Err(Failure { code, message }) => {
+                        report(m, id, operation, &code, &message)?;
+                        failed.push(id);
+                    }
                 }
             }
             n
         }
     };
+    if n < keys.len() {
+        // A BEFORE DELETE trigger returned NULL: the row stays, though Salesforce no longer
+        // has it there. Said where a user looks, and tried again like a failed removal.
+        for id in kept(m, sfids)?.iter().filter(|id| !failed.contains(id)) {
+            let message = format!(
+                "the record was removed on the Salesforce side ({operation}) but a trigger on {} kept the row; \
+                 the removal is tried again until the row is gone",
+                m.table
+            );
+            report(m, id, operation, KEPT_BY_TRIGGER, &message)?;
+        }
+    }
     clear_errors_of_removed(m, sfids, keys)?;
     Ok(n)
+}
+
+/// The error code of a row a trigger kept from being removed.
+pub const KEPT_BY_TRIGGER: &str = "ROW_KEPT_BY_TRIGGER";
+
+/// Which of these Salesforce Ids still have a row.
+fn kept(m: &Mapping, sfids: &[String]) -> Result<Vec<String>> {
+    let sql = format!("SELECT COALESCE(jsonb_agg(t.sfid), '[]') FROM {tbl} t WHERE t.sfid = ANY($1)", tbl = m.table);
+    let ids = spi_util::json(&sql, &[sfids.to_vec().into()])?;
+    Ok(ids.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default())
 }
 
 /// The local keys of the rows linked to these Salesforce Ids.

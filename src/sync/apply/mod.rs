@@ -26,7 +26,6 @@ pub mod deletes;
 pub mod held;
 pub mod partial;
 pub mod records;
-pub mod rewritten;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 

@@ -2,14 +2,18 @@
 //! in one statement, guarded by IS DISTINCT FROM so our own writes coming back change
 //! nothing. Runs inside the events' transaction (`source::events`), as the table's owner.
 
-use super::{advance, clear_errors, held, records::translate_parents, rewritten};
+use super::{advance, clear_errors, conflicts, held, records::translate_parents};
 use crate::error::Result;
 use crate::plan::cdc::Update;
 use crate::spi_util;
+use crate::sync::rewritten;
 use crate::sync::Mapping;
 use pgrx::datum::DatumWithOid;
 use pgrx::spi::{quote_identifier, quote_literal};
-use serde_json::Value;
+use salesforce::cdc::ChangeEvent;
+use salesforce::soql::{datetime, Timestamp};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Key listing an update row's touched columns (not a column name).
 const TOUCHED: &str = "__sfsync_touched";
@@ -67,6 +71,35 @@ pub fn update(m: &Mapping, all: &[Mapping], updates: &[Update]) -> Result<bool> 
     let args: Vec<DatumWithOid> = vec![m.id.into(), ids.into()];
     let raced = pgrx::prelude::Spi::get_one_with_args::<bool>(&sql, &args)?.unwrap_or(false);
     Ok(raced || unresolved)
+}
+
+/// Updates of records with a local change pending: the conflict policy decides
+/// (`apply::conflicts`) knowing which columns the events changed, so a field Salesforce did
+/// not change is never taken for a conflict. True when a lookup points at a parent we don't
+/// have.
+pub fn contended(m: &Mapping, all: &[Mapping], updates: &[Update], events: &[ChangeEvent]) -> Result<bool> {
+    let mut rows: Vec<Value> = updates
+        .iter()
+        .map(|u| {
+            let mut r = u.values.clone();
+            r.insert("sfid".into(), Value::String(u.sfid.clone()));
+            Value::Object(r)
+        })
+        .collect();
+    let unresolved = unresolved_parents(m, all, rows.clone())?;
+    translate_parents(m, all, &mut rows)?;
+    // The events' commit time stands for the record's LastModifiedDate and SystemModstamp.
+    let records: Vec<salesforce::Record> = updates
+        .iter()
+        .map(|u| {
+            let at = events.iter().filter(|e| e.header.record_ids.contains(&u.sfid)).map(|e| e.header.commit_timestamp).max();
+            let stamp = at.map(|ms| Value::String(datetime(Timestamp::from_millis(ms)))).unwrap_or(Value::Null);
+            json!({"Id": u.sfid, "LastModifiedDate": stamp, "SystemModstamp": stamp}).as_object().cloned().unwrap_or_default()
+        })
+        .collect();
+    let changed: BTreeMap<String, Vec<String>> = updates.iter().map(|u| (u.sfid.clone(), u.values.keys().cloned().collect())).collect();
+    conflicts::resolve_changed(m, &records, &rows, &changed)?;
+    Ok(unresolved)
 }
 
 /// Whether a lookup (rows keyed by column, lookups as Salesforce Ids) points at a parent we

@@ -5,11 +5,12 @@
 //! conflict policy (`conflicts`). The table statements run as the table's owner, with what
 //! the catalog holds back looked up first (`held`).
 
-use super::{advance, clear_errors, conflicts, deletes, held, rewritten, Summary};
+use super::{advance, clear_errors, conflicts, deletes, held, Summary};
 use crate::capture::Applying;
 use crate::error::{Result, SyncError};
 use crate::plan::convert;
 use crate::spi_util;
+use crate::sync::rewritten;
 use crate::sync::Mapping;
 use pgrx::spi::quote_identifier;
 use salesforce::Record;

@@ -5,7 +5,7 @@ use crate::capture::Applying;
 use crate::error::Result;
 use crate::plan::coalesce::Write;
 use crate::plan::retry::{self, Rejection, PARENT_WAIT};
-use crate::sync::{archive, Mapping};
+use crate::sync::{archive, rewritten, Mapping};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
@@ -92,18 +92,22 @@ pub(super) fn settle(
     }
     for (mid, rows) in writeback {
         let Some(m) = mappings.get(&mid) else { continue };
-        // Skip an Id another row already holds rather than fail the whole batch.
-        let sql = format!(
-            "UPDATE {tbl} t SET sfid = s.sfid FROM jsonb_to_recordset($1) AS s(pk text, sfid text)
-             WHERE t.{pk} = s.pk::{ty} AND t.sfid IS DISTINCT FROM s.sfid
-               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)",
+        // Skip an Id another row already holds rather than fail the whole batch. Every mapped
+        // column is meant to keep its value (`o`): what a user's BEFORE trigger writes instead
+        // is queued for the push (`sync::rewritten`).
+        let sql = rewritten::wrap(&format!(
+            "UPDATE {tbl} t SET sfid = s.sfid FROM jsonb_to_recordset($1) AS s(pk text, sfid text), {tbl} o
+             WHERE t.{pk} = s.pk::{ty} AND o.{pk} = t.{pk} AND t.sfid IS DISTINCT FROM s.sfid
+               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)
+             RETURNING {ret}",
             tbl = m.table,
             pk = m.pk_ident(),
-            ty = m.pk_type
-        );
+            ty = m.pk_type,
+            ret = rewritten::returning(m, "t", |q, _| format!("o.{q}")),
+        ));
         // As the table's owner: its triggers run with its rights, not the worker's.
         let args = [spi_util::jsonb(Value::Array(rows))];
-        m.as_owner(|| spi_util::exec(&sql, &args))?;
+        rewritten::run(m, &sql, &args)?;
     }
     for (rows, park) in [(parked, true), (retry, false)] {
         if rows.is_empty() {

@@ -169,6 +169,9 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
     if !routed.updates.is_empty() {
         poll |= partial::update(m, all, &routed.updates)?;
     }
+    if !routed.contended.is_empty() {
+        poll |= partial::contended(m, all, &routed.contended, events)?;
+    }
     Ok(poll)
 }
 

@@ -186,11 +186,7 @@ impl Acc {
         if v.is_null() {
             return;
         }
-        let num = match v {
-            Value::Int(i) => *i as f64,
-            Value::Num(n) => *n,
-            _ => 0.0,
-        };
+        let num = v.num().unwrap_or(0.0);
         match self {
             Acc::Count(n) => *n += 1,
             Acc::Distinct(set) => {

@@ -216,6 +216,8 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
         (Value::Int(x), Value::Num(y)) => (*x as f64).partial_cmp(y),
         (Value::Num(x), Value::Int(y)) => x.partial_cmp(&(*y as f64)),
         (Value::Num(x), Value::Num(y)) => x.partial_cmp(y),
+        (Value::Dec(x), Value::Dec(y)) => x.partial_cmp(y),
+        (Value::Dec(_), Value::Int(_) | Value::Num(_)) | (Value::Int(_) | Value::Num(_), Value::Dec(_)) => a.num()?.partial_cmp(&b.num()?),
         (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
         (Value::Date(x), Value::Date(y)) => Some(x.cmp(y)),
         (Value::DateTime(x), Value::DateTime(y)) => Some(x.cmp(y)),
