@@ -253,6 +253,12 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'ack_alert_wrapper';
 
+-- schema changes (issue 19): ALTER TABLE of a synced table is followed (src/api/ddl.rs)
+CREATE FUNCTION sfsync.follow_ddl() RETURNS event_trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'sfsync_follow_ddl';
+CREATE EVENT TRIGGER sfsync_follow_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION sfsync.follow_ddl();
+REVOKE EXECUTE ON FUNCTION sfsync.follow_ddl() FROM PUBLIC;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

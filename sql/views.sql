@@ -208,13 +208,20 @@ END
 $$;
 CREATE EVENT TRIGGER sfsync_sql_drop ON sql_drop EXECUTE FUNCTION sfsync.on_sql_drop();
 
+-- An ALTER TABLE of a synced table: the mapping follows a renamed column or table, unmaps a
+-- dropped column, re-checks a type change against its field, and refuses what it cannot
+-- follow (src/api/ddl.rs; docs/guide.md "Schema changes"). In C: it reads the statement.
+CREATE FUNCTION sfsync.follow_ddl() RETURNS event_trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'sfsync_follow_ddl';
+CREATE EVENT TRIGGER sfsync_follow_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION sfsync.follow_ddl();
+
 -- Function privileges (docs/privileges.md). Functions not named here stay executable by
 -- PUBLIC and check their caller themselves (src/privilege.rs).
 -- Trigger functions: EXECUTE is checked when a trigger is created, never when it fires;
 -- sync_table creates the triggers as the extension owner, so no other role can attach
 -- them to a table.
 REVOKE EXECUTE ON FUNCTION sfsync.capture(), sfsync.write_through(), sfsync.hold_delete(), sfsync.refuse_truncate(),
-    sfsync.mappings_removed(), sfsync.on_sql_drop() FROM PUBLIC;
+    sfsync.mappings_removed(), sfsync.on_sql_drop(), sfsync.follow_ddl() FROM PUBLIC;
 -- Called by sfsync's own code and install script only.
 REVOKE EXECUTE ON FUNCTION sfsync.wake_at_commit(), sfsync.notify_launcher() FROM PUBLIC;
 -- Opting a table in sends its rows to Salesforce: admins, and the roles a DBA grants it to;

@@ -124,9 +124,17 @@ extern "C" {
 }
 
 /// Trigger arguments: mapping id, key column, then the mapped columns. SECURITY DEFINER
-/// (set in the extension script) so writers need no rights on sfsync.outbox.
+/// (set in the extension script) so writers need no rights on sfsync.outbox. An error is a
+/// plain ERROR with sfsync's message (no Rust panic text).
 #[pg_trigger]
 fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
+    match capture_row(trigger) {
+        Ok(v) => Ok(v),
+        Err(e) => e.raise(),
+    }
+}
+
+fn capture_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
     if sync_wrote_it() {
         return Ok(None);
     }
@@ -159,10 +167,25 @@ pub(crate) fn queue<'c>(
     pk_column: &str,
     columns: impl Iterator<Item = &'c str>,
 ) -> Result<(), SyncError> {
-    let columns: Vec<String> = columns.map(str::to_string).collect();
+    let relid = unsafe { (*td.tg_relation).rd_id };
     let desc = unsafe { (*td.tg_relation).rd_att };
     let row = Row { desc };
-    let pk = row.attnum(pk_column)?;
+    // A mapping out of step with its table (changed while the sfsync_follow_ddl event trigger
+    // was disabled) never fails the user's write: what can be captured is, the rest is alerted.
+    let Ok(pk) = row.attnum(pk_column) else {
+        out_of_step(mapping, relid, pk_column, "its changes are not captured");
+        return Ok(());
+    };
+    let columns: Vec<String> = columns
+        .filter(|c| {
+            let present = row.attnum(c).is_ok();
+            if !present {
+                out_of_step(mapping, relid, c, "its field is not sent");
+            }
+            present
+        })
+        .map(str::to_string)
+        .collect();
     let sfid = row.attnum("sfid").ok();
     let event = td.tg_event;
     let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
@@ -204,6 +227,30 @@ pub(crate) fn queue<'c>(
     }
     WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+thread_local! {
+    /// (mapping, column) already alerted as out of step by this process.
+    static OUT_OF_STEP: RefCell<std::collections::HashSet<(i32, String)>> = RefCell::new(std::collections::HashSet::new());
+}
+
+/// A synced column is missing from the table: an `out_of_step` alert (once per process and
+/// column), in a subtransaction so that even a failure to raise it leaves the write alone.
+pub(crate) fn out_of_step(mapping: i32, table: pg_sys::Oid, column: &str, what: &str) {
+    if !OUT_OF_STEP.with(|s| s.borrow_mut().insert((mapping, column.to_string()))) {
+        return;
+    }
+    let message = format!(
+        "column \"{column}\" of {} is synced but no longer exists (changed while the sfsync_follow_ddl event trigger was \
+         disabled?): {what}; run sfsync.sync_table on the table again",
+        crate::privilege::table_name(table)
+    );
+    let raised = crate::spi_util::subtransaction(|| {
+        crate::alerts::raise(Some(mapping), None, crate::alerts::AlertKind::OutOfStep, &message, serde_json::json!({"column": column}))
+    });
+    if let Err(f) = raised {
+        pgrx::warning!("sfsync: {message} (the alert could not be raised: {})", f.message);
+    }
 }
 
 /// The mapped columns an UPDATE changed, and their values before it (text form) for the
@@ -249,6 +296,11 @@ fn owns(mapping: i32, table: u32) -> Result<bool, SyncError> {
              not by hand (drop trigger sfsync_capture, or run sfsync.sync_table on the table)"
         )))
     }
+}
+
+/// Whether the trigger's table has a column of that name.
+pub(crate) fn has_column(desc: TupleDesc, name: &str) -> bool {
+    (Row { desc }).attnum(name).is_ok()
 }
 
 /// Column access on the trigger's tuples.

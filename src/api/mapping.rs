@@ -433,7 +433,7 @@ fn limits(f: &salesforce::FieldDescribe) -> Limits {
     }
 }
 
-fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], opts: &MappingOptions) -> Result<()> {
+pub(super) fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], opts: &MappingOptions) -> Result<()> {
     drop_triggers(table)?;
     // With on_delete => 'review' a local delete is held in sfsync.delete_review, not sent.
     let review = opts.holds_local_deletes();

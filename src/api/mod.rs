@@ -5,6 +5,7 @@ mod access;
 mod alerts;
 mod backfill;
 mod connection;
+mod ddl;
 mod identity;
 mod link;
 mod mapping;

@@ -9,6 +9,7 @@ pub mod compare;
 pub mod compat;
 pub mod conflict;
 pub mod convert;
+pub mod ddl;
 pub mod deletes;
 pub mod fields;
 pub mod filter;

@@ -65,6 +65,21 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
         return Ok(proceed());
     }
     let rowtype = unsafe { (*(*td.tg_relation).rd_rel).reltype };
+    // A mapping out of step with its table (capture.rs): send what can be, never fail the write.
+    let desc = unsafe { (*td.tg_relation).rd_att };
+    if !crate::capture::has_column(desc, &m.pk_column) {
+        crate::capture::out_of_step(m.id, relid, &m.pk_column, "its changes are not sent");
+        return Ok(proceed());
+    }
+    let mut m = m;
+    let id = m.id;
+    m.columns.retain(|c| {
+        let present = crate::capture::has_column(desc, &c.column);
+        if !present {
+            crate::capture::out_of_step(id, relid, &c.column, "its field is not sent");
+        }
+        present
+    });
 
     let old = match op {
         RowOp::Insert => None,
