@@ -212,7 +212,7 @@ mod tests {
     /// Functions PUBLIC may execute: those that check their caller themselves, and the
     /// helpers the views and triggers call as the caller. A new function is refused here
     /// until it is classified (docs/privileges.md).
-    const PUBLIC: [&str; 18] = [
+    const PUBLIC: [&str; 20] = [
         "approve_delete",
         "approve_deletes",
         "backfill",
@@ -223,11 +223,13 @@ mod tests {
         "may_act_on",
         "paused_copy", // sfsync.status calls it as its caller
         "reconcile",
+        "refresh", // a synced query's: checks its caller is the query's owner or an admin
         "refresh_formulas",
         "reject_delete",
         "reject_deletes",
         "retry",
         "run_once",
+        "unsync_query",
         "unsync_table",
         "verify",
         "worker_pid",
@@ -250,6 +252,7 @@ mod tests {
         for closed in [
             "add_connection",
             "sync_table",
+            "sync_query",
             "mirror",
             "adopt",
             "capture",

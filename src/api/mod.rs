@@ -8,4 +8,5 @@ mod identity;
 mod mapping;
 mod ops;
 mod outbox;
+mod query;
 mod review;

@@ -17,6 +17,7 @@ pub mod load;
 pub mod mirror;
 pub mod namespace;
 pub mod options;
+pub mod query;
 pub mod relations;
 pub mod retry;
 pub mod schedule;

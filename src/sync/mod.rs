@@ -23,6 +23,7 @@ pub mod identity;
 pub mod mapping;
 pub mod periodic;
 pub mod push;
+pub mod query;
 pub mod source;
 
 use crate::error::Result;
