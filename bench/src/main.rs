@@ -15,11 +15,14 @@
 //!                                    REST query and Bulk query read throughput (N records)
 //!   sfsync-bench write-through [N]   write-through mode on short connections, 1 and 8 sessions
 //!                                    of N mixed statements: statements/s, p50/p99, calls/statement
+//!   sfsync-bench query [N]          a synced query of N aggregate rows, 1 % changed: API calls of the
+//!                                    refresh vs ceil(changed/200), its time vs the query alone
 //!   sfsync-bench all                 everything, with small defaults
 //!
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
+mod query;
 mod write_through;
 
 use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
@@ -463,6 +466,7 @@ fn main() {
         Some("stream-load") => stream_load(num(1, 10) as u64, num(2, 30) as u64),
         Some("backfill") => backfill(num(1, 1_000_000)),
         Some("write-through") => write_through::run(num(1, 200) as i64),
+        Some("query") => query::run(num(1, 10_000)),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -471,7 +475,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, client or all"
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, query, client or all"
             );
             std::process::exit(2);
         }
