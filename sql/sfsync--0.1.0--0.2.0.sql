@@ -259,6 +259,153 @@ LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS 'MODULE_PAT
 CREATE EVENT TRIGGER sfsync_follow_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION sfsync.follow_ddl();
 REVOKE EXECUTE ON FUNCTION sfsync.follow_ddl() FROM PUBLIC;
 
+-- sync_query (issue 14)
+-- Synced queries: their definitions, the result Salesforce last accepted, rejected rows.
+
+CREATE TABLE sfsync.synced_queries (
+    id              serial PRIMARY KEY,
+    name            text NOT NULL UNIQUE,
+    query           text NOT NULL,
+    sobject         text NOT NULL,
+    connection      text NOT NULL REFERENCES sfsync.connections (name) ON UPDATE CASCADE,
+    -- The role the query runs as: whoever called sync_query (never the worker's superuser).
+    owner           oid NOT NULL,
+    -- The result's column holding the key, and the field it is: 'Id' (update by Id) or an
+    -- External ID field (upsert on it).
+    key_column      text NOT NULL,
+    key_field       text NOT NULL,
+    -- resolved: [{column, field, sf_type, pg_type, createable, updateable, ...}]
+    columns         jsonb NOT NULL,
+    every           interval CHECK (every > interval '0'),
+    on_remove       text NOT NULL DEFAULT 'clear' CHECK (on_remove IN ('clear', 'delete')),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    next_refresh_at timestamptz,
+    last_refresh_at timestamptz,
+    last_summary    jsonb,
+    sent_total      bigint NOT NULL DEFAULT 0,
+    last_error      text,
+    last_error_at   timestamptz
+);
+
+-- The result as Salesforce last accepted it, per key: the next refresh sends what differs.
+CREATE TABLE sfsync.query_rows (
+    query_id     integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    key          text NOT NULL,
+    sfid         varchar(18),
+    "values"     jsonb NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (query_id, key)
+);
+
+-- Rows Salesforce rejected (or the refresh could not send), shown in sfsync.errors; ids
+-- from record_errors' sequence, so the view's ids stay unique.
+CREATE TABLE sfsync.query_errors (
+    id         bigint PRIMARY KEY DEFAULT nextval('sfsync.record_errors_id_seq'),
+    query_id   integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    key        text NOT NULL,
+    sfid       varchar(18),
+    operation  text NOT NULL,
+    error_code text NOT NULL,
+    message    text NOT NULL,
+    fields     text[] NOT NULL DEFAULT '{}',
+    attempts   integer NOT NULL DEFAULT 1,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    last_seen  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (query_id, key)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('sfsync.synced_queries', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.synced_queries_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.query_rows', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.query_errors', '');
+REVOKE ALL ON sfsync.synced_queries, sfsync.query_rows, sfsync.query_errors FROM PUBLIC;
+-- sfsync::api::query::sync_query
+CREATE  FUNCTION sfsync."sync_query"(
+	"name" TEXT, /* & str */
+	"query" TEXT, /* & str */
+	"sobject" TEXT, /* & str */
+	"connection" TEXT DEFAULT 'default', /* & str */
+	"key" TEXT DEFAULT 'id', /* & str */
+	"key_field" TEXT DEFAULT 'Id', /* & str */
+	"every" INTERVAL DEFAULT NULL, /* Option < Interval > */
+	"on_remove" TEXT DEFAULT 'clear' /* & str */
+) RETURNS jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_query_wrapper';
+-- sfsync::api::query::refresh
+CREATE  FUNCTION sfsync."refresh"(
+	"name" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_wrapper';
+-- sfsync::api::query::unsync_query
+CREATE  FUNCTION sfsync."unsync_query"(
+	"name" TEXT /* & str */
+) RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unsync_query_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) TO sfsync_admin;
+-- Rows of synced queries in sfsync.errors (a new last column, query), and their own view.
+CREATE OR REPLACE VIEW sfsync.errors WITH (security_barrier) AS
+SELECT e.id,
+       m.tbl AS "table",
+       e.pk AS key,
+       e.sfid,
+       e.direction,
+       e.operation,
+       e.error_code,
+       e.message,
+       e.fields,
+       e.attempts,
+       e.next_retry_at,
+       e.first_seen,
+       e.last_seen,
+       NULL::text AS query
+FROM sfsync.record_errors e
+JOIN sfsync.mappings m ON m.id = e.mapping_id
+WHERE sfsync.may_act_on(m.tbl)
+UNION ALL
+-- Rows of synced queries (sfsync.sync_query): "table" is NULL, query names the query; shown
+-- to the query's owner and admins. Sent again by the next refresh.
+SELECT qe.id, NULL::regclass, qe.key, qe.sfid, 'push', qe.operation, qe.error_code, qe.message, qe.fields,
+       qe.attempts, q.next_refresh_at, qe.first_seen, qe.last_seen, q.name
+FROM sfsync.query_errors qe
+JOIN sfsync.synced_queries q ON q.id = qe.query_id
+WHERE sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE');
+GRANT SELECT ON sfsync.errors TO PUBLIC;
+CREATE VIEW sfsync.queries AS
+SELECT q.name,
+       q.sobject,
+       q.connection,
+       q.owner::regrole AS owner,
+       q.key_column AS key,
+       q.key_field,
+       q.every,
+       q.on_remove,
+       CASE
+           WHEN sfsync.paused_copy() IS NOT NULL THEN 'paused: copy of another database'
+           WHEN q.last_error IS NOT NULL THEN 'error'
+           WHEN q.every IS NULL THEN 'on demand'
+           WHEN sfsync.worker_pid() IS NULL THEN 'no worker'
+           ELSE 'running'
+       END AS state,
+       q.last_refresh_at,
+       CASE WHEN q.every IS NOT NULL THEN COALESCE(q.next_refresh_at, q.created_at) END AS next_refresh_at,
+       (SELECT count(*) FROM sfsync.query_rows r WHERE r.query_id = q.id) AS rows_synced,
+       q.last_summary,
+       q.sent_total,
+       (SELECT count(*) FROM sfsync.query_errors e WHERE e.query_id = q.id) AS error_count,
+       CASE WHEN p.may_act THEN q.query END AS query,
+       CASE WHEN p.may_act THEN q.last_error END AS last_error,
+       q.created_at
+FROM sfsync.synced_queries q
+LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
+GRANT SELECT ON sfsync.queries TO PUBLIC;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

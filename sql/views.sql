@@ -74,10 +74,19 @@ SELECT e.id,
        e.attempts,
        e.next_retry_at,
        e.first_seen,
-       e.last_seen
+       e.last_seen,
+       NULL::text AS query
 FROM sfsync.record_errors e
 JOIN sfsync.mappings m ON m.id = e.mapping_id
-WHERE sfsync.may_act_on(m.tbl);
+WHERE sfsync.may_act_on(m.tbl)
+UNION ALL
+-- Rows of synced queries (sfsync.sync_query): "table" is NULL, query names the query; shown
+-- to the query's owner and admins. Sent again by the next refresh.
+SELECT qe.id, NULL::regclass, qe.key, qe.sfid, 'push', qe.operation, qe.error_code, qe.message, qe.fields,
+       qe.attempts, q.next_refresh_at, qe.first_seen, qe.last_seen, q.name
+FROM sfsync.query_errors qe
+JOIN sfsync.synced_queries q ON q.id = qe.query_id
+WHERE sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE');
 GRANT SELECT ON sfsync.errors TO PUBLIC;
 
 -- Alerts of the tables the reader may act on; those of a connection, of the database (a
@@ -187,6 +196,37 @@ LEFT JOIN LATERAL (
 
 GRANT SELECT ON sfsync.status TO PUBLIC;
 
+-- Synced queries (sfsync.sync_query), one row each, readable by everyone; the query text and
+-- Salesforce's error text only to the query's owner and admins.
+CREATE VIEW sfsync.queries AS
+SELECT q.name,
+       q.sobject,
+       q.connection,
+       q.owner::regrole AS owner,
+       q.key_column AS key,
+       q.key_field,
+       q.every,
+       q.on_remove,
+       CASE
+           WHEN sfsync.paused_copy() IS NOT NULL THEN 'paused: copy of another database'
+           WHEN q.last_error IS NOT NULL THEN 'error'
+           WHEN q.every IS NULL THEN 'on demand'
+           WHEN sfsync.worker_pid() IS NULL THEN 'no worker'
+           ELSE 'running'
+       END AS state,
+       q.last_refresh_at,
+       CASE WHEN q.every IS NOT NULL THEN COALESCE(q.next_refresh_at, q.created_at) END AS next_refresh_at,
+       (SELECT count(*) FROM sfsync.query_rows r WHERE r.query_id = q.id) AS rows_synced,
+       q.last_summary,
+       q.sent_total,
+       (SELECT count(*) FROM sfsync.query_errors e WHERE e.query_id = q.id) AS error_count,
+       CASE WHEN p.may_act THEN q.query END AS query,
+       CASE WHEN p.may_act THEN q.last_error END AS last_error,
+       q.created_at
+FROM sfsync.synced_queries q
+LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
+GRANT SELECT ON sfsync.queries TO PUBLIC;
+
 -- Conflicts and held deletes carry rows of every synced table: admins read them (a table's
 -- owner sees their counts in sfsync.status and decides with approve_deletes/reject_deletes).
 -- Not row-level security: pg_dump would dump an extension table's policies, and a restore
@@ -234,6 +274,11 @@ GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admi
 -- again inside, so a stray GRANT to PUBLIC does not open it.
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
+
+-- Pushing a query's result sends what its caller can read to Salesforce: admins, and the
+-- roles a DBA grants it to (the query always runs as its caller).
+REVOKE EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) TO sfsync_admin;
 
 -- Tell the launcher (if preloaded) that this database now needs a worker.
 SELECT sfsync.notify_launcher();

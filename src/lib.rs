@@ -31,6 +31,7 @@ mod tests;
 
 extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 extension_sql_file!("../sql/backfill.sql", name = "backfill_catalog", requires = ["catalog"]);
+extension_sql_file!("../sql/queries.sql", name = "queries_catalog", requires = ["catalog"]);
 extension_sql_file!("../sql/views.sql", name = "views", finalize);
 
 #[pg_guard]

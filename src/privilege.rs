@@ -212,7 +212,7 @@ mod tests {
     /// Functions PUBLIC may execute: those that check their caller themselves, and the
     /// helpers the views and triggers call as the caller. A new function is refused here
     /// until it is classified (docs/privileges.md).
-    const PUBLIC: [&str; 19] = [
+    const PUBLIC: [&str; 21] = [
         "ack_alert",
         "approve_delete",
         "approve_deletes",
@@ -224,11 +224,13 @@ mod tests {
         "may_act_on",
         "paused_copy", // sfsync.status calls it as its caller
         "reconcile",
+        "refresh", // a synced query's: checks its caller is the query's owner or an admin
         "refresh_formulas",
         "reject_delete",
         "reject_deletes",
         "retry",
         "run_once",
+        "unsync_query",
         "unsync_table",
         "verify",
         "worker_pid",
@@ -251,6 +253,7 @@ mod tests {
         for closed in [
             "add_connection",
             "sync_table",
+            "sync_query",
             "mirror",
             "adopt",
             "capture",

@@ -17,12 +17,15 @@
 //!                                    of N mixed statements: statements/s, p50/p99, calls/statement
 //!   sfsync-bench link [N] [M]        sync_table(..., match => 'Email') of N rows, M of them already
 //!                                    Contacts: time and API calls vs the ideal, vs a plain opt-in
+//!   sfsync-bench query [N]          a synced query of N aggregate rows, 1 % changed: API calls of the
+//!                                    refresh vs ceil(changed/200), its time vs the query alone
 //!   sfsync-bench all                 everything, with small defaults
 //!
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
 mod link;
+mod query;
 mod write_through;
 
 use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
@@ -467,6 +470,7 @@ fn main() {
         Some("backfill") => backfill(num(1, 1_000_000)),
         Some("write-through") => write_through::run(num(1, 200) as i64),
         Some("link") => link::run(num(1, 5000), num(2, 3000)),
+        Some("query") => query::run(num(1, 10_000)),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -475,7 +479,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, link, client or all"
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, link, query, client or all"
             );
             std::process::exit(2);
         }

@@ -422,7 +422,7 @@ fn resolve_match(spec: &[(Option<String>, String)], columns: &[fields::ColumnMap
 }
 
 /// What a field's values must fit, checked before each push (`plan::check`).
-fn limits(f: &salesforce::FieldDescribe) -> Limits {
+pub(crate) fn limits(f: &salesforce::FieldDescribe) -> Limits {
     let number = matches!(f.r#type.as_str(), "double" | "currency" | "percent" | "long");
     let text = compat::is_text_field(&f.r#type) || f.r#type == "multipicklist";
     Limits {

@@ -11,4 +11,5 @@ mod link;
 mod mapping;
 mod ops;
 mod outbox;
+mod query;
 mod review;

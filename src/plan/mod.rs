@@ -19,6 +19,7 @@ pub mod matching;
 pub mod mirror;
 pub mod namespace;
 pub mod options;
+pub mod query;
 pub mod relations;
 pub mod retry;
 pub mod schedule;

@@ -88,6 +88,16 @@ option_enum!(
 );
 
 option_enum!(
+    /// What becomes of a record whose row left a synced query's result (`plan::query`).
+    OnRemove, "on_remove", {
+        /// Its mapped fields are set to NULL; the record stays.
+        Clear = "clear",
+        /// The record is deleted (a segment's CampaignMember).
+        Delete = "delete",
+    }
+);
+
+option_enum!(
     /// What a delete on one side does to the other.
     OnDelete, "on_delete", {
         /// The other side's row or record goes too.

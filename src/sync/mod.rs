@@ -24,6 +24,7 @@ pub mod mapping;
 pub mod matching;
 pub mod periodic;
 pub mod push;
+pub mod query;
 pub mod rewritten;
 pub mod sf_schema;
 pub mod source;

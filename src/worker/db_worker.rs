@@ -125,6 +125,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         pull_due(&mappings, &mut pulls, &stream, &backfill.active);
         // Deletes getDeleted reports (or a full reconciliation) and formula refreshes, when due.
         sync::periodic::run_due(&mappings, &backfill.active);
+        // Synced queries whose `every` is due: run as their owners, what changed is sent.
+        sync::query::run_due();
         // A table whose event-asked poll is still spaced out but that now has local changes
         // to send is pulled first: the conflict policy, not the push, must meet Salesforce's
         // change of a record with a local change pending.
