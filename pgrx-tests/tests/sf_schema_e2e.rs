@@ -44,6 +44,8 @@ fn a_salesforce_field_removed_mid_sync_is_unmapped_and_the_rest_syncs_on() {
     assert!(message.contains("Contact.Score__c") && message.contains("score"), "{message}");
     assert_eq!(mapped(&mut db, "people", "score"), 0);
     assert_eq!(mapped(&mut db, "people", "last_name"), 1);
+    // The error the removed field caused is not left in the status once it is unmapped.
+    db.until_count("SELECT count(*) FROM sfsync.status WHERE \"table\" = 'people'::regclass AND state <> 'error'", 1);
 
     // The other fields go on both ways, the column keeps its data.
     db.batch_execute("INSERT INTO people (id, last_name, score) VALUES (2, 'Bob', 7)").unwrap();

@@ -37,8 +37,10 @@ thread_local! {
     static SEEN: RefCell<HashMap<(String, String), Seen>> = RefCell::new(HashMap::new());
 }
 
-/// Checks the objects that are due (the worker's entry point, once per pass).
-pub fn run_due(mappings: &[Mapping]) {
+/// Checks the objects that are due (the worker's entry point, once per pass). True when a
+/// mapping changed: the pass reads the mappings again.
+pub fn run_due(mappings: &[Mapping]) -> bool {
+    let mut changed = false;
     let every = Duration::from_secs(guc::SCHEMA_CHECK_INTERVAL_S.get().max(0) as u64);
     let at_once = clients::take_unknown_field();
     let mut objects: Vec<(String, String)> = mappings.iter().map(|m| (m.connection.clone(), m.sobject.clone())).collect();
@@ -56,28 +58,32 @@ pub fn run_due(mappings: &[Mapping]) {
         }
         let Some(first) = mappings.iter().find(|m| m.connection == connection && m.sobject == sobject) else { continue };
         match clients::call(Ctx::Worker, &connection, Step::new(first.id, "schema check"), || check(&connection, &sobject, mappings)) {
-            Call::Done(()) | Call::Waiting => {}
+            Call::Done(unmapped) => changed |= unmapped,
+            Call::Waiting => {}
             Call::Failed { error, .. } => pgrx::warning!("sfsync: schema check of {sobject} failed: {error}"),
         }
     }
+    changed
 }
 
-fn check(connection: &str, sobject: &str, mappings: &[Mapping]) -> Result<()> {
+/// True when a field was unmapped.
+fn check(connection: &str, sobject: &str, mappings: &[Mapping]) -> Result<bool> {
     let client = clients::client(Ctx::Worker, connection)?;
     let key = (connection.to_string(), sobject.to_string());
     let since = SEEN.with(|s| s.borrow().get(&key).and_then(|x| x.last_modified.clone()));
     let found = client.describe_if_modified(sobject, since.as_deref())?;
     let DescribeCheck::Modified { describe, last_modified } = found else {
         SEEN.with(|s| s.borrow_mut().entry(key).or_default().checked = Some(Instant::now()));
-        return Ok(());
+        return Ok(false);
     };
     let fields: HashSet<String> = describe.fields.iter().map(|f| f.name.to_ascii_lowercase()).collect();
     let before = SEEN.with(|s| s.borrow().get(&key).map(|x| x.fields.clone()));
+    let mut unmapped = false;
     for m in mappings.iter().filter(|m| m.connection == connection && m.sobject.eq_ignore_ascii_case(sobject)) {
-        Ctx::Worker.tx(|| follow(m, &describe, before.as_ref()))?;
+        unmapped |= Ctx::Worker.tx(|| follow(m, &describe, before.as_ref()))?;
     }
     SEEN.with(|s| s.borrow_mut().insert(key, Seen { last_modified, fields, checked: Some(Instant::now()) }));
-    Ok(())
+    Ok(unmapped)
 }
 
 /// Whether column `c` can still hold the field, now of type `sf_type` (plan/compat.rs).
@@ -85,8 +91,9 @@ fn fits(m: &Mapping, c: &crate::plan::fields::ColumnMap, sf_type: &str) -> bool 
     compat::incompatibility(&c.pg_type, sf_type).is_none() && !(m.pulls() && compat::pull_refusal(&c.column, &c.field, sf_type).is_some())
 }
 
-/// Compares one mapping with the new describe, inside a worker transaction.
-fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) -> Result<()> {
+/// Compares one mapping with the new describe, inside a worker transaction. True when a
+/// field was unmapped.
+fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) -> Result<bool> {
     let mut unmap: Vec<(String, AlertKind, String)> = Vec::new();
     for c in &m.columns {
         match d.field(&c.field) {
@@ -121,8 +128,15 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
         pgrx::log!("sfsync: {message}");
     }
     if !unmap.is_empty() {
-        // Its steps failed on the field: they may run again now.
+        // Its steps failed on the field: they may run again now, and the error they left in
+        // sfsync.status is no longer true (a poll would clear it, but with a live change
+        // stream the next poll may be far off).
         clients::forgive(m.id);
+        spi_util::exec(
+            "UPDATE sfsync.sync_state SET last_error = NULL, last_error_at = NULL
+             WHERE mapping_id = $1 AND (last_error LIKE '%INVALID_FIELD%' OR last_error LIKE '%No such column%')",
+            &[m.id.into()],
+        )?;
     }
     if let Some(before) = before {
         let mapped: HashSet<String> = m.columns.iter().map(|c| c.field.to_ascii_lowercase()).collect();
@@ -136,5 +150,5 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
             alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
         }
     }
-    Ok(())
+    Ok(!unmap.is_empty())
 }

@@ -119,7 +119,18 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         let backfill = backfill::step(&mappings);
         // Fields changed in Salesforce (describe If-Modified-Since, when due or after an
         // INVALID_FIELD): followed before the pulls and pushes that would name them.
-        sync::sf_schema::run_due(&mappings);
+        // A field unmapped there must not be named by this pass's later steps.
+        let mappings = if sync::sf_schema::run_due(&mappings) {
+            match crate::worker::tx::run(|| sync::load_mappings(None)) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    warning!("sfsync: could not read the mappings again: {e}");
+                    mappings
+                }
+            }
+        } else {
+            mappings
+        };
         // Pull before push: a Salesforce change of a record with a local change pending is
         // seen (and resolved by the mapping's conflict policy) before the push sends it.
         pull_due(&mappings, &mut pulls, &stream, &backfill.active);
