@@ -223,20 +223,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     if !ext.external_id {
         return Err(SyncError::Invalid(format!("external_id: {}.{} is not marked External ID in Salesforce", describe.name, ext.name)));
     }
-    let infos: Vec<FieldInfo> = describe
-        .fields
-        .iter()
-        .map(|f| FieldInfo {
-            name: f.name.clone(),
-            sf_type: f.r#type.clone(),
-            createable: f.createable,
-            updateable: f.updateable,
-            calculated: f.calculated,
-            limits: limits(f),
-            precision: f.precision,
-            scale: f.scale,
-        })
-        .collect();
+    let infos = field_infos(&describe);
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
     if opts.direction.pulls() {
         if let Some(e) = columns.iter().find_map(|c| compat::pull_refusal(&c.column, &c.field, &c.sf_type)) {
@@ -421,8 +408,26 @@ fn resolve_match(spec: &[(Option<String>, String)], columns: &[fields::ColumnMap
         .collect()
 }
 
+/// The describe's fields as `plan::fields` matches columns against them.
+pub(crate) fn field_infos(describe: &salesforce::SObjectDescribe) -> Vec<FieldInfo> {
+    describe
+        .fields
+        .iter()
+        .map(|f| FieldInfo {
+            name: f.name.clone(),
+            sf_type: f.r#type.clone(),
+            createable: f.createable,
+            updateable: f.updateable,
+            calculated: f.calculated,
+            limits: limits(f),
+            precision: f.precision,
+            scale: f.scale,
+        })
+        .collect()
+}
+
 /// What a field's values must fit, checked before each push (`plan::check`).
-pub(crate) fn limits(f: &salesforce::FieldDescribe) -> Limits {
+fn limits(f: &salesforce::FieldDescribe) -> Limits {
     let number = matches!(f.r#type.as_str(), "double" | "currency" | "percent" | "long");
     let text = compat::is_text_field(&f.r#type) || f.r#type == "multipicklist";
     Limits {

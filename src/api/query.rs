@@ -2,7 +2,7 @@
 //! Salesforce (sync/query).
 
 use crate::error::{OrRaise, Result, SyncError};
-use crate::plan::fields::{self, FieldInfo};
+use crate::plan::fields;
 use crate::plan::options::OnRemove;
 use crate::plan::query::Target;
 use crate::privilege;
@@ -165,20 +165,7 @@ fn register(s: Spec, columns: &[(String, String)]) -> Result<Value> {
             field.name.clone()
         }
     };
-    let infos: Vec<FieldInfo> = describe
-        .fields
-        .iter()
-        .map(|f| FieldInfo {
-            name: f.name.clone(),
-            sf_type: f.r#type.clone(),
-            createable: f.createable,
-            updateable: f.updateable,
-            calculated: f.calculated,
-            limits: super::mapping::limits(f),
-            precision: f.precision,
-            scale: f.scale,
-        })
-        .collect();
+    let infos = super::mapping::field_infos(&describe);
     let (mapped, unmatched) = fields::resolve(columns, s.key, None, &infos, &key_field).map_err(SyncError::Invalid)?;
     if !unmatched.is_empty() {
         return Err(SyncError::Invalid(format!(

@@ -3,8 +3,60 @@
 //! as the same per-record SaveResults the Collections path produces.
 
 use crate::error::Result;
+use crate::guc;
+use crate::plan::bisect::bisect;
 use salesforce::{build_csv, BulkOperation, BulkRowOutcome, Client, Record, RecordError, SaveResult};
 use serde_json::Value;
+
+/// Past `sfsync.bulk_threshold` records one Bulk API job replaces many Collections calls.
+fn by_bulk(n: usize) -> bool {
+    n >= guc::BULK_THRESHOLD.get().max(1) as usize
+}
+
+/// Upserts on `external_id`: one Bulk job, or Collections calls (a request refused for one
+/// record bisected until that record is alone). A result per record, in order.
+pub fn upsert(client: &Client, sobject: &str, external_id: &str, records: &[Record]) -> Result<Vec<SaveResult>> {
+    if by_bulk(records.len()) {
+        return write(client, sobject, BulkOperation::Upsert, Some(external_id), records);
+    }
+    Ok(bisect(records, &mut |chunk| client.collections_upsert(sobject, external_id, chunk))?)
+}
+
+/// Updates of records by Id, as `upsert` sends them.
+pub fn update(client: &Client, sobject: &str, records: Vec<(String, Record)>) -> Result<Vec<SaveResult>> {
+    if by_bulk(records.len()) {
+        let with_ids: Vec<Record> = records
+            .into_iter()
+            .map(|(id, mut r)| {
+                r.insert("Id".into(), Value::String(id));
+                r
+            })
+            .collect();
+        return write(client, sobject, BulkOperation::Update, None, &with_ids);
+    }
+    Ok(bisect(&records, &mut |chunk| client.collections_update(sobject, chunk))?)
+}
+
+/// Deletes by Id, as `upsert` sends them. A record already gone counts as deleted: that is
+/// what was wanted.
+pub fn delete(client: &Client, sobject: &str, ids: &[String]) -> Result<Vec<SaveResult>> {
+    let results = if by_bulk(ids.len()) {
+        let recs: Vec<Record> = ids.iter().map(|id| Record::from_iter([("Id".to_string(), Value::String(id.clone()))])).collect();
+        write(client, sobject, BulkOperation::Delete, None, &recs)?
+    } else {
+        bisect(ids, &mut |chunk| client.collections_delete(chunk))?
+    };
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            if r.errors.iter().any(|e| crate::plan::write_through::already_deleted(&e.status_code)) {
+                SaveResult { id: r.id, success: true, created: None, errors: vec![] }
+            } else {
+                r
+            }
+        })
+        .collect())
+}
 
 /// One ingest job over `records` (heterogeneous field sets allowed: a field a record
 /// doesn't carry is left unchanged, a JSON null clears it).

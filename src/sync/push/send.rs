@@ -6,14 +6,12 @@
 
 use super::{bulk_write, Outcome, Result_};
 use crate::error::{Result, SyncError};
-use crate::guc;
-use crate::plan::bisect::bisect;
 use crate::plan::coalesce::{Change, Write};
 use crate::plan::options::OnDelete;
 use crate::plan::{check, soql};
 use crate::sync::Mapping;
-use salesforce::{BulkOperation, Client, Record, SaveResult};
-use serde_json::{json, Map, Value};
+use salesforce::{Client, Record, SaveResult};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 
 /// Sends one mapping's changes. Err means the request as a whole failed (nothing known
@@ -67,51 +65,21 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
             }
         }
     }
-    // Past the threshold one Bulk API job replaces many Collections calls.
-    let bulk = |n: usize| n >= guc::BULK_THRESHOLD.get().max(1) as usize;
+    // Bulk past sfsync.bulk_threshold, else Collections (bulk_write).
     if !upserts.is_empty() {
         let recs: Vec<Record> = upserts.iter().map(|(_, r)| r.clone()).collect();
-        let res = if bulk(recs.len()) {
-            bulk_write::write(client, &m.sobject, BulkOperation::Upsert, Some(&m.external_id), &recs)?
-        } else {
-            bisect(&recs, &mut |chunk| client.collections_upsert(&m.sobject, &m.external_id, chunk))?
-        };
+        let res = bulk_write::upsert(client, &m.sobject, &m.external_id, &recs)?;
         out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
     }
     if !updates.is_empty() {
         let recs: Vec<(String, Record)> = updates.iter().map(|(_, r)| r.clone()).collect();
-        let res = if bulk(recs.len()) {
-            let with_ids: Vec<Record> = recs
-                .into_iter()
-                .map(|(id, mut r)| {
-                    r.insert("Id".into(), Value::String(id));
-                    r
-                })
-                .collect();
-            bulk_write::write(client, &m.sobject, BulkOperation::Update, None, &with_ids)?
-        } else {
-            bisect(&recs, &mut |chunk| client.collections_update(&m.sobject, chunk))?
-        };
+        let res = bulk_write::update(client, &m.sobject, recs)?;
         out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
     }
     if !deletes.is_empty() {
         let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
-        let res = if bulk(ids.len()) {
-            let recs: Vec<Record> = ids.iter().map(|id| json!({"Id": id}).as_object().cloned().unwrap_or_default()).collect();
-            bulk_write::write(client, &m.sobject, BulkOperation::Delete, None, &recs)?
-        } else {
-            bisect(&ids, &mut |chunk| client.collections_delete(chunk))?
-        };
-        let results = zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete");
-        // Already gone in Salesforce is what we wanted.
-        out.extend(results.into_iter().map(|mut r| {
-            if let Outcome::Rejected { code, .. } = &r.outcome {
-                if code == "ENTITY_IS_DELETED" || code == "INVALID_CROSS_REFERENCE_KEY" || code == "NOT_FOUND" {
-                    r.outcome = Outcome::Done { sfid: None };
-                }
-            }
-            r
-        }));
+        let res = bulk_write::delete(client, &m.sobject, &ids)?;
+        out.extend(zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete"));
     }
     Ok(out)
 }

@@ -5,12 +5,10 @@
 
 use super::QueryDef;
 use crate::error::Result;
-use crate::guc;
-use crate::plan::bisect::bisect;
 use crate::plan::check;
 use crate::plan::query::{Call, Op, Send, Target};
 use crate::sync::push::bulk_write;
-use salesforce::{BulkOperation, Client, Record, RecordError, SaveResult};
+use salesforce::{Client, Record, RecordError, SaveResult};
 use serde_json::Value;
 
 /// One result per write, in order. Err: the request as a whole failed.
@@ -36,55 +34,19 @@ pub(super) fn send(client: &Client, q: &QueryDef, sends: &[Send]) -> Result<Vec<
             Call::Nothing => out[i] = Some(SaveResult { id: None, success: true, created: None, errors: vec![] }),
         }
     }
-    let bulk = |n: usize| n >= guc::BULK_THRESHOLD.get().max(1) as usize;
     if let (false, Target::Upsert(field)) = (upserts.is_empty(), &q.target) {
         let recs: Vec<Record> = upserts.iter().map(|(_, r)| r.clone()).collect();
-        let res = if bulk(recs.len()) {
-            bulk_write::write(client, &q.sobject, BulkOperation::Upsert, Some(field), &recs)?
-        } else {
-            bisect(&recs, &mut |chunk| client.collections_upsert(&q.sobject, field, chunk))?
-        };
+        let res = bulk_write::upsert(client, &q.sobject, field, &recs)?;
         place(&mut out, upserts.iter().map(|(i, _)| *i), res);
     }
     if !updates.is_empty() {
         let recs: Vec<(String, Record)> = updates.iter().map(|(_, r)| r.clone()).collect();
-        let res = if bulk(recs.len()) {
-            let with_ids: Vec<Record> = recs
-                .into_iter()
-                .map(|(id, mut r)| {
-                    r.insert("Id".into(), Value::String(id));
-                    r
-                })
-                .collect();
-            bulk_write::write(client, &q.sobject, BulkOperation::Update, None, &with_ids)?
-        } else {
-            bisect(&recs, &mut |chunk| client.collections_update(&q.sobject, chunk))?
-        };
+        let res = bulk_write::update(client, &q.sobject, recs)?;
         place(&mut out, updates.iter().map(|(i, _)| *i), res);
     }
     if !deletes.is_empty() {
         let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
-        let res = if bulk(ids.len()) {
-            let recs: Vec<Record> = ids.iter().map(|id| Record::from_iter([("Id".to_string(), Value::String(id.clone()))])).collect();
-            bulk_write::write(client, &q.sobject, BulkOperation::Delete, None, &recs)?
-        } else {
-            bisect(&ids, &mut |chunk| client.collections_delete(chunk))?
-        };
-        // Already gone in Salesforce is what we wanted.
-        let res = res
-            .into_iter()
-            .map(|r| {
-                let gone = r
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.status_code.as_str(), "ENTITY_IS_DELETED" | "INVALID_CROSS_REFERENCE_KEY" | "NOT_FOUND"));
-                if gone {
-                    SaveResult { id: r.id, success: true, created: None, errors: vec![] }
-                } else {
-                    r
-                }
-            })
-            .collect();
+        let res = bulk_write::delete(client, &q.sobject, &ids)?;
         place(&mut out, deletes.iter().map(|(i, _)| *i), res);
     }
     Ok(out
