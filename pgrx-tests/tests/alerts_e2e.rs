@@ -4,16 +4,12 @@
 
 mod common;
 
+use common::error_line;
+
 use common::accounts_table;
 use postgres::fallible_iterator::FallibleIterator;
 use sfsync_e2e::{postgres, scalar, serde_json, until, DbExt, Value};
 use std::time::Duration;
-
-fn error_of(db: &mut postgres::Client, sql: &str) -> String {
-    let e = db.batch_execute(sql).expect_err(sql);
-    let e = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
-    format!("{}: {}", e.code().code(), e.message())
-}
 
 /// The next notification on the channel the listener listens to.
 fn next_alert(listener: &mut postgres::Client) -> Value {
@@ -59,7 +55,7 @@ fn a_failing_login_is_alerted_once_resolved_when_it_works_and_acknowledged() {
     db.batch_execute("CREATE ROLE app_reader LOGIN").unwrap();
     let mut plain = env.cluster.connect_as("app", "app_reader");
     assert_eq!(scalar::<i64>(&mut plain, "SELECT count(*) FROM sfsync.alerts"), 0, "a connection's alerts are for admins");
-    let e = error_of(&mut plain, &format!("SELECT sfsync.ack_alert({id})"));
+    let e = error_line(&mut plain, &format!("SELECT sfsync.ack_alert({id})"));
     assert!(e.starts_with("42501: permission denied: sfsync.ack_alert needs membership in sfsync_admin"), "{e}");
 
     // The secret is entered again: the episode is over, the alert stays listed, resolved.
@@ -73,6 +69,6 @@ fn a_failing_login_is_alerted_once_resolved_when_it_works_and_acknowledged() {
     assert_eq!(open, 0);
     let by: String = scalar(&mut db, &format!("SELECT acknowledged_by FROM sfsync.alerts WHERE id = {id}"));
     assert_eq!(by, scalar::<String>(&mut db, "SELECT current_user::text"));
-    let e = error_of(&mut db, "SELECT sfsync.ack_alert(987654)");
+    let e = error_line(&mut db, "SELECT sfsync.ack_alert(987654)");
     assert_eq!(e, "42704: alert 987654 does not exist (see sfsync.alerts)");
 }

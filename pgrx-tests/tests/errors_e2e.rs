@@ -3,14 +3,12 @@
 
 mod common;
 
-use sfsync_e2e::{scalar, Credentials};
-
-fn error_of(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> String {
-    match db.batch_execute(sql) {
-        Ok(()) => panic!("expected an error from: {sql}"),
-        Err(e) => e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string()),
-    }
+/// The message of the error `sql` fails with.
+fn error_message(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> String {
+    common::error_of(db, sql).1
 }
+
+use sfsync_e2e::{scalar, Credentials};
 
 #[test]
 fn bad_credentials_and_mappings_are_refused_by_name() {
@@ -19,15 +17,15 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
     let good = env.emu.credentials();
 
     let wrong_secret = Credentials { client_secret: Some("wrong".into()), ..good.clone() };
-    let msg = error_of(&mut db, &wrong_secret.add_connection_sql("x"));
+    let msg = error_message(&mut db, &wrong_secret.add_connection_sql("x"));
     assert!(msg.contains("invalid_client"), "{msg}");
     assert!(!msg.contains("wrong"), "the secret must not be echoed: {msg}");
     let wrong_password = Credentials { password: Some("nope".into()), ..good.clone().password_flow() };
-    let msg = error_of(&mut db, &wrong_password.add_connection_sql("x"));
+    let msg = error_message(&mut db, &wrong_password.add_connection_sql("x"));
     assert!(msg.contains("invalid_grant"), "{msg}");
     assert!(!msg.contains("nope"), "the password must not be echoed: {msg}");
     let no_password = Credentials { client_secret: None, username: Some("u".into()), password: None, ..good.clone() };
-    let msg = error_of(&mut db, &no_password.add_connection_sql("x"));
+    let msg = error_message(&mut db, &no_password.add_connection_sql("x"));
     assert!(msg.contains("needs password"), "{msg}");
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'x'");
     assert_eq!(n, 0, "refused credentials are not stored");
@@ -35,26 +33,28 @@ fn bad_credentials_and_mappings_are_refused_by_name() {
     db.batch_execute(&good.password_flow().add_connection_sql("pw")).unwrap();
 
     db.batch_execute("CREATE TABLE people (id bigserial PRIMARY KEY, surname text, mail text)").unwrap();
-    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contct')");
+    let msg = error_message(&mut db, "SELECT sfsync.sync_table('people', 'Contct')");
     assert!(msg.contains("\"Contct\" does not exist"), "{msg}");
-    let msg = error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastNme\"}')");
+    let msg = error_message(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastNme\"}')");
     assert!(msg.contains("\"LastNme\"") && msg.contains("does not exist"), "{msg}");
-    let msg = error_of(
+    let msg = error_message(
         &mut db,
         "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', filter => 'Bogus__c = 1')",
     );
     assert_eq!(msg, "filter: Contact has no field \"Bogus__c\" (position 1)");
     // A filter closing the parentheses every query puts around it never reaches Salesforce.
     let calls = env.emu.api_calls();
-    let msg = error_of(
+    let msg = error_message(
         &mut db,
         "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}',
                                   filter => $$LastName = 'x') OR (LastName != ''$$)",
     );
     assert!(msg.starts_with("filter: unexpected \")\" at position 15"), "{msg}");
     assert_eq!(env.emu.api_calls(), calls, "refused before any call to Salesforce");
-    let msg =
-        error_of(&mut db, "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')");
+    let msg = error_message(
+        &mut db,
+        "SELECT sfsync.sync_table('people', 'Contact', fields => '{\"surname\": \"LastName\"}', external_id => 'Email')",
+    );
     assert!(msg.contains("not marked External ID"), "{msg}");
     let n: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.mappings");
     assert_eq!(n, 0);

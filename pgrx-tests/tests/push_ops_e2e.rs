@@ -4,20 +4,11 @@
 
 mod common;
 
-use common::{accounts_table, contacts_table};
-use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
-use std::time::Duration;
+use common::error_of;
 
-/// SQLSTATE and message of the error `sql` fails with.
-fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
-    match db.batch_execute(sql) {
-        Ok(()) => panic!("expected an error from: {sql}"),
-        Err(e) => {
-            let d = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
-            (d.code().code().to_string(), d.message().to_string())
-        }
-    }
-}
+use common::{accounts_table, contacts_table};
+use sfsync_e2e::{json, scalar, until, DbExt, Value, WAIT};
+use std::time::Duration;
 
 /// Adds a validation rule rejecting Contacts whose LastName equals `value`; returns its id.
 fn reject_last_name(env: &common::Env, value: &str) -> u64 {

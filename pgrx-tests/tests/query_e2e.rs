@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::error_of;
+
 use sfsync_e2e::{json, postgres, scalar, Value};
 
 /// The jsonb `sql` returns.
@@ -15,17 +17,6 @@ fn json_of(db: &mut postgres::Client, sql: &str) -> Value {
 
 fn refresh(db: &mut postgres::Client, name: &str) -> Value {
     json_of(db, &format!("SELECT sfsync.refresh('{name}')"))
-}
-
-/// SQLSTATE and message of the error `sql` fails with.
-fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
-    match db.batch_execute(sql) {
-        Ok(()) => panic!("expected an error from: {sql}"),
-        Err(e) => {
-            let d = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
-            (d.code().code().to_string(), d.message().to_string())
-        }
-    }
 }
 
 fn employees(env: &common::Env, id: &str) -> Value {

@@ -5,14 +5,10 @@
 
 mod common;
 
+use common::error_line;
+
 use common::accounts_table;
 use sfsync_e2e::{json, postgres, scalar, DbExt, SfRest};
-
-fn error_of(db: &mut postgres::Client, sql: &str) -> String {
-    let e = db.batch_execute(sql).expect_err(sql);
-    let e = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
-    format!("{}: {}", e.code().code(), e.message())
-}
 
 /// Account row 1, pushed and linked: its Salesforce Id.
 fn linked_account(db: &mut postgres::Client, sf: &SfRest) -> String {
@@ -87,7 +83,7 @@ fn a_dropped_column_is_unmapped_and_what_cannot_be_followed_is_refused() {
     assert_eq!(sf.get("Account", &sfid).unwrap()["Website"], "https://other.example");
 
     // A type the field's values cannot fit: refused, the table unchanged.
-    let e = error_of(&mut db, "ALTER TABLE accounts ALTER COLUMN annual_revenue TYPE boolean USING annual_revenue > 0");
+    let e = error_line(&mut db, "ALTER TABLE accounts ALTER COLUMN annual_revenue TYPE boolean USING annual_revenue > 0");
     assert!(
         e.starts_with(
             "22023: column \"annual_revenue\" of public.accounts cannot become boolean: it is synced with field Account.AnnualRevenue (currency)"
@@ -111,15 +107,15 @@ fn a_dropped_column_is_unmapped_and_what_cannot_be_followed_is_refused() {
     sf.until_field("Account", &sfid, "AnnualRevenue", 4321.0);
 
     // The key and sfid: refused, with the way out.
-    let e = error_of(&mut db, "ALTER TABLE accounts DROP COLUMN id");
+    let e = error_line(&mut db, "ALTER TABLE accounts DROP COLUMN id");
     assert_eq!(
         e,
         "22023: column \"id\" of public.accounts cannot be dropped while the table is synced: it is the key sfsync knows each \
          row's record by; run SELECT sfsync.unsync_table('public.accounts') first"
     );
-    let e = error_of(&mut db, "ALTER TABLE accounts DROP COLUMN sfid");
+    let e = error_line(&mut db, "ALTER TABLE accounts DROP COLUMN sfid");
     assert!(e.starts_with("22023: column \"sfid\" of public.accounts cannot be dropped while the table is synced"), "{e}");
-    let e = error_of(&mut db, "ALTER TABLE accounts RENAME COLUMN sfid TO salesforce_id");
+    let e = error_line(&mut db, "ALTER TABLE accounts RENAME COLUMN sfid TO salesforce_id");
     assert!(e.starts_with("22023: column \"sfid\" of public.accounts keeps its name"), "{e}");
     assert!(!e.contains("panic") && !e.contains("backtrace"), "{e}");
 

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::error_line;
+
 use sfsync_e2e::{is_root, postgres, scalar, until, Cluster, DbExt, WAIT};
 use std::path::PathBuf;
 
@@ -15,13 +17,6 @@ fn admin_role(cluster: &Cluster) {
         "postgres",
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sfsync_admin') THEN CREATE ROLE sfsync_admin NOLOGIN; END IF; END $$",
     );
-}
-
-/// `sql`'s error as "SQLSTATE: message".
-fn error_of(db: &mut postgres::Client, sql: &str) -> String {
-    let e = db.batch_execute(sql).expect_err(sql);
-    let e = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
-    format!("{}: {}", e.code().code(), e.message())
 }
 
 /// A file in the cluster's directory that the server (OS user postgres) can read.
@@ -50,7 +45,7 @@ fn a_plain_role_cannot_add_a_connection_and_nothing_is_stored() {
         .dbname("app")
         .connect(postgres::NoTls)
         .unwrap();
-    let e = error_of(&mut plain, &add_connection(env.emu.url(), "mine", "client_secret => 'plain-secret-77ad'"));
+    let e = error_line(&mut plain, &add_connection(env.emu.url(), "mine", "client_secret => 'plain-secret-77ad'"));
     assert_eq!(e, "42501: permission denied for function add_connection");
     let mut db = env.db();
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.connections WHERE name = 'mine'"), 0);
@@ -67,7 +62,7 @@ fn a_plain_role_cannot_add_a_connection_and_nothing_is_stored() {
         .unwrap();
     admin.batch_execute(&env.emu.connect_sql("theirs")).unwrap();
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.connection_secrets WHERE connection = 'theirs'"), 1);
-    let e = error_of(&mut admin, "SELECT client_secret FROM sfsync.connection_secrets");
+    let e = error_line(&mut admin, "SELECT client_secret FROM sfsync.connection_secrets");
     assert!(e.starts_with("42501: "), "an admin still cannot read stored secrets: {e}");
 }
 
@@ -75,16 +70,16 @@ fn a_plain_role_cannot_add_a_connection_and_nothing_is_stored() {
 fn login_urls_are_https_to_salesforce_or_allowed_hosts() {
     let env = common::start();
     let mut db = env.db();
-    let e = error_of(&mut db, &add_connection("http://sf.example.com", "x", "client_secret => 's'"));
+    let e = error_line(&mut db, &add_connection("http://sf.example.com", "x", "client_secret => 's'"));
     assert!(e.starts_with("22023: ") && e.contains("uses http:// to host \"sf.example.com\""), "{e}");
-    let e = error_of(&mut db, &add_connection("https://sf.example.com", "x", "client_secret => 's'"));
+    let e = error_line(&mut db, &add_connection("https://sf.example.com", "x", "client_secret => 's'"));
     assert!(e.contains("host \"sf.example.com\" is not a Salesforce domain") && e.contains("sfsync.allowed_login_hosts"), "{e}");
     // The emulator is on a loopback address, which the default allow-list names; a site that
     // takes it out refuses it.
     env.cluster.psql("postgres", "ALTER SYSTEM SET sfsync.allowed_login_hosts = ''");
     env.cluster.psql("postgres", "SELECT pg_reload_conf()");
     let mut db = env.db();
-    let e = error_of(&mut db, &env.emu.connect_sql("again"));
+    let e = error_line(&mut db, &env.emu.connect_sql("again"));
     assert!(e.contains("host \"127.0.0.1\" is not a Salesforce domain"), "{e}");
     env.cluster.psql("postgres", "ALTER SYSTEM SET sfsync.allowed_login_hosts = '127.0.0.1'");
     env.cluster.psql("postgres", "SELECT pg_reload_conf()");
@@ -98,9 +93,9 @@ fn a_failing_add_connection_logs_no_secret_under_default_logging() {
     let env = common::start();
     let mut db = env.db();
     // A wrong secret (the login fails) and a misspelt argument (the call never resolves).
-    let e = error_of(&mut db, &add_connection(env.emu.url(), "bad", &format!("client_secret => '{WRONG_SECRET}'")));
+    let e = error_line(&mut db, &add_connection(env.emu.url(), "bad", &format!("client_secret => '{WRONG_SECRET}'")));
     assert!(e.contains("invalid_client"), "{e}");
-    let e = error_of(&mut db, &add_connection(env.emu.url(), "bad", "client_secrett => 'typo-secret-91b2'"));
+    let e = error_line(&mut db, &add_connection(env.emu.url(), "bad", "client_secrett => 'typo-secret-91b2'"));
     assert!(e.starts_with("42883: "), "{e}");
     // With parameters (extended protocol), and from inside a function of the user's.
     let sql = "SELECT sfsync.add_connection($1, $2, $3, client_secret => $4)";
@@ -111,9 +106,9 @@ fn a_failing_add_connection_logs_no_secret_under_default_logging() {
         env.emu.url()
     ))
     .unwrap();
-    error_of(&mut db, "SELECT setup('wrapped-secret-5d30')");
+    error_line(&mut db, "SELECT setup('wrapped-secret-5d30')");
     // A failing statement that takes no secret is logged with its text: logging is on.
-    error_of(&mut db, "SELECT 1/0 AS \"logged-marker\"");
+    error_line(&mut db, "SELECT 1/0 AS \"logged-marker\"");
     env.cluster.wait_for_log("logged-marker", WAIT);
     let log = env.cluster.log_contents();
     assert!(log.contains("invalid client credentials"), "the failures themselves are logged");
@@ -129,7 +124,7 @@ fn under_log_statement_all_secrets_given_as_files_stay_out_of_the_log() {
     let good = server_file(&env.cluster, "client_secret", &format!("{}\n", sfsync_e2e::DEFAULT_CLIENT_SECRET));
     let bad = server_file(&env.cluster, "wrong_secret", "file-secret-e83b\n");
     let file_arg = |p: &PathBuf| format!("client_secret_file => '{}'", p.display());
-    let e = error_of(&mut db, &add_connection(env.emu.url(), "filed", &file_arg(&bad)));
+    let e = error_line(&mut db, &add_connection(env.emu.url(), "filed", &file_arg(&bad)));
     assert!(e.contains("invalid_client"), "{e}");
     db.batch_execute(&add_connection(env.emu.url(), "filed", &file_arg(&good))).unwrap();
     let stored: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.connection_secrets WHERE connection = 'filed'");
@@ -152,7 +147,7 @@ fn under_log_statement_all_secrets_given_as_files_stay_out_of_the_log() {
         env.emu.url()
     ))
     .unwrap();
-    error_of(&mut db, "EXECUTE conn('prepared-secret-b7a1')");
+    error_line(&mut db, "EXECUTE conn('prepared-secret-b7a1')");
     db.batch_execute("SELECT 'after-marker'").unwrap();
     env.cluster.wait_for_log("after-marker", WAIT);
     let log = env.cluster.log_contents();

@@ -98,3 +98,16 @@ pub fn stop_worker(env: &Env) {
     let mut lock = pause(env);
     lock.execute("SELECT pg_advisory_unlock($1)", &[&PASS_LOCK]).unwrap();
 }
+
+/// SQLSTATE and message of the error `sql` fails with (a panic if it succeeds).
+pub fn error_of(db: &mut postgres::Client, sql: &str) -> (String, String) {
+    let e = db.batch_execute(sql).expect_err(sql);
+    let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: not a database error: {e}"));
+    (d.code().code().to_string(), d.message().to_string())
+}
+
+/// `error_of` as one line: `<SQLSTATE>: <message>`.
+pub fn error_line(db: &mut postgres::Client, sql: &str) -> String {
+    let (code, message) = error_of(db, sql);
+    format!("{code}: {message}")
+}
