@@ -548,10 +548,14 @@ pub(crate) mod tests {
         assert_eq!(count("SELECT count(*) FROM contacts WHERE id = 102"), 0, "deleted");
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 0, "the sync's writes are not captured");
 
-        // A local change pending: the event is left to the pull (and its conflict policy).
+        // A local change pending: the update goes through the conflict check with the event's
+        // changed fields. LastName changed only in Salesforce: applied. Email changed only
+        // here (not in changedFields): no conflict, the local value stays and is still queued.
         Spi::run("UPDATE contacts SET email = 'local@example.com' WHERE id = 101").unwrap();
         let e = [change_event("UPDATE", "003000000000001AAA", &["LastName"], serde_json::json!({"LastName": "King"}))];
-        assert!(crate::sync::source::events::apply_mapping(&m[0], &m, &e).unwrap(), "left to the pull");
-        assert_eq!(row("SELECT last_name FROM contacts WHERE id = 101").as_deref(), Some("Lovelace"));
+        assert!(!crate::sync::source::events::apply_mapping(&m[0], &m, &e).unwrap(), "applied from the event");
+        assert_eq!(row("SELECT concat_ws('|', last_name, email) FROM contacts WHERE id = 101").as_deref(), Some("King|local@example.com"));
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE pk = '101'"), 1, "the local change still waits");
+        assert_eq!(count("SELECT count(*) FROM sfsync.conflicts"), 0);
     }
 }
