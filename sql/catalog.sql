@@ -76,7 +76,10 @@ CREATE TABLE sfsync.mappings (
     namespace   text NOT NULL DEFAULT '' CHECK (namespace ~ '^([0-9a-f]{12})?$'),
     -- sync_table(..., match): the natural key a row without a Salesforce Id is linked by
     -- to an existing record, [{column, field}] (plan::matching); NULL: never matched.
-    match_keys  jsonb
+    match_keys  jsonb,
+    -- Made by sfsync.mirror with every field: a field added in Salesforce becomes a column of
+    -- the table, mapped and backfilled (sync/sf_schema.rs); else it is offered in an alert.
+    mirror_all  boolean NOT NULL DEFAULT false
 );
 CREATE UNIQUE INDEX mappings_namespace ON sfsync.mappings (namespace) WHERE namespace <> '';
 

@@ -517,3 +517,7 @@ GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, te
 
 -- Re-mapping (issue 19): sync_table run again with more fields backfills just those columns.
 ALTER TABLE sfsync.backfills ADD COLUMN columns text[];
+
+-- Mirrors follow fields added in Salesforce (issue 19): which mappings mirror() made with
+-- every field.
+ALTER TABLE sfsync.mappings ADD COLUMN mirror_all boolean NOT NULL DEFAULT false;

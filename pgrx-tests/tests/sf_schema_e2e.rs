@@ -81,3 +81,32 @@ fn a_field_added_to_a_hand_mapped_object_is_offered_in_an_alert() {
     // Offered only: nothing is added to the table or the mapping.
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'people'"), 3);
 }
+
+#[test]
+fn a_field_added_to_a_mirrored_object_becomes_a_column_filled_from_salesforce() {
+    let env = start();
+    let sf = env.emu.sf();
+    let acme = sf.create("Account", json!({"Name": "Acme"}));
+    let mut db = env.db();
+    db.batch_execute("SELECT sfsync.mirror('Account', 'sf_accounts')").unwrap();
+    env.worker_pid();
+    db.until_count(&format!("SELECT count(*) FROM sf_accounts WHERE sfid = '{acme}'"), 1);
+    // A later record pulled shows the worker went past its first schema check (the baseline).
+    let globex = sf.create("Account", json!({"Name": "Globex"}));
+    db.until_count(&format!("SELECT count(*) FROM sf_accounts WHERE sfid = '{globex}'"), 1);
+
+    env.emu.admin("POST", "fields/Account", json!({"name": "Tier__c", "type": "string", "length": 20}));
+    sf.update("Account", &acme, json!({"Tier__c": "gold"}));
+    db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_added' AND \"table\" = 'sf_accounts'", 1);
+    let message: String = scalar(&mut db, "SELECT message FROM sfsync.alerts WHERE kind = 'field_added'");
+    assert!(message.contains("Account.Tier__c") && message.contains("is now column"), "{message}");
+    let column: String =
+        scalar(&mut db, "SELECT c->>'column' FROM sfsync.mappings m, jsonb_array_elements(m.columns) c WHERE c->>'field' = 'Tier__c'");
+    // The value set before the column existed arrives by the column backfill; later ones flow.
+    let value = format!("SELECT \"{column}\"::text FROM sf_accounts WHERE sfid = '{acme}'");
+    db.until_value(&value, Some("gold".to_string()));
+    sf.update("Account", &acme, json!({"Tier__c": "platinum"}));
+    db.until_value(&value, Some("platinum".to_string()));
+    let other: Option<String> = scalar(&mut db, &format!("SELECT \"{column}\"::text FROM sf_accounts WHERE sfid = '{globex}'"));
+    assert_eq!(other, None);
+}

@@ -136,7 +136,13 @@ fn make_mirror(sobject: &str, into: &str, connection: &str, wanted: Option<Vec<S
         external_id: Some(external_id),
         matching: None,
     };
-    let synced = privilege::as_extension_owner(|| mapping::sync(oid, options))?;
+    let all = wanted.is_none();
+    let synced = privilege::as_extension_owner(|| {
+        let synced = mapping::sync(oid, options)?;
+        // A mirror of every field follows fields added in Salesforce (sync::sf_schema).
+        spi_util::exec("UPDATE sfsync.mappings SET mirror_all = $2 WHERE tbl = $1::bigint::oid", &[i64::from(oid).into(), all.into()])?;
+        Ok::<Value, SyncError>(synced)
+    })?;
     let types: Map<String, Value> = cols.iter().map(|c| (c.column.clone(), Value::String(c.ddl_type.clone()))).collect();
     Ok(json!({
         "table": synced["table"],

@@ -1,9 +1,8 @@
 //! sfsync.sync_table / sfsync.unsync_table: opting tables in and out.
 
 use crate::error::{OrRaise, Result, SyncError};
-use crate::plan::check::Limits;
 use crate::plan::compat;
-use crate::plan::fields::{self, FieldInfo};
+use crate::plan::fields;
 use crate::plan::filter;
 use crate::plan::matching::{self, MatchKey};
 use crate::plan::options::{Capture, Options as MappingOptions};
@@ -223,7 +222,7 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     if !ext.external_id {
         return Err(SyncError::Invalid(format!("external_id: {}.{} is not marked External ID in Salesforce", describe.name, ext.name)));
     }
-    let infos = field_infos(&describe);
+    let infos = fields::field_infos(&describe);
     let (columns, unmatched) = fields::resolve(&t.columns, &pk, explicit.as_ref(), &infos, &ext.name).map_err(SyncError::Invalid)?;
     if opts.direction.pulls() {
         if let Some(e) = columns.iter().find_map(|c| compat::pull_refusal(&c.column, &c.field, &c.sf_type)) {
@@ -406,36 +405,6 @@ fn resolve_match(spec: &[(Option<String>, String)], columns: &[fields::ColumnMap
                 })
         })
         .collect()
-}
-
-/// The describe's fields as `plan::fields` matches columns against them.
-pub(crate) fn field_infos(describe: &salesforce::SObjectDescribe) -> Vec<FieldInfo> {
-    describe
-        .fields
-        .iter()
-        .map(|f| FieldInfo {
-            name: f.name.clone(),
-            sf_type: f.r#type.clone(),
-            createable: f.createable,
-            updateable: f.updateable,
-            calculated: f.calculated,
-            limits: limits(f),
-            precision: f.precision,
-            scale: f.scale,
-        })
-        .collect()
-}
-
-/// What a field's values must fit, checked before each push (`plan::check`).
-fn limits(f: &salesforce::FieldDescribe) -> Limits {
-    let number = matches!(f.r#type.as_str(), "double" | "currency" | "percent" | "long");
-    let text = compat::is_text_field(&f.r#type) || f.r#type == "multipicklist";
-    Limits {
-        length: if text { f.length.max(0) } else { 0 },
-        precision: if number { f.precision.max(0) } else { 0 },
-        scale: if number { f.scale.max(0) } else { 0 },
-        picklist: f.restricted_picklist.then(|| f.picklist_values.iter().filter(|v| v.active).map(|v| v.value.clone()).collect()),
-    }
 }
 
 pub(super) fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: &[&str], opts: &MappingOptions) -> Result<()> {

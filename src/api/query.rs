@@ -165,7 +165,7 @@ fn register(s: Spec, columns: &[(String, String)]) -> Result<Value> {
             field.name.clone()
         }
     };
-    let infos = super::mapping::field_infos(&describe);
+    let infos = fields::field_infos(&describe);
     let (mapped, unmatched) = fields::resolve(columns, s.key, None, &infos, &key_field).map_err(SyncError::Invalid)?;
     if !unmatched.is_empty() {
         return Err(SyncError::Invalid(format!(

@@ -159,6 +159,36 @@ fn check_types(col: &str, pg_type: &str, info: &FieldInfo) -> Result<(), String>
     ))
 }
 
+/// The describe's fields as `plan::fields` matches columns against them.
+pub fn field_infos(describe: &salesforce::SObjectDescribe) -> Vec<FieldInfo> {
+    describe
+        .fields
+        .iter()
+        .map(|f| FieldInfo {
+            name: f.name.clone(),
+            sf_type: f.r#type.clone(),
+            createable: f.createable,
+            updateable: f.updateable,
+            calculated: f.calculated,
+            limits: limits(f),
+            precision: f.precision,
+            scale: f.scale,
+        })
+        .collect()
+}
+
+/// What a field's values must fit, checked before each push (`plan::check`).
+pub fn limits(f: &salesforce::FieldDescribe) -> Limits {
+    let number = matches!(f.r#type.as_str(), "double" | "currency" | "percent" | "long");
+    let text = compat::is_text_field(&f.r#type) || f.r#type == "multipicklist";
+    Limits {
+        length: if text { f.length.max(0) } else { 0 },
+        precision: if number { f.precision.max(0) } else { 0 },
+        scale: if number { f.scale.max(0) } else { 0 },
+        picklist: f.restricted_picklist.then(|| f.picklist_values.iter().filter(|v| v.active).map(|v| v.value.clone()).collect()),
+    }
+}
+
 /// A mapped column of the given types, for the plan modules' tests.
 #[cfg(test)]
 pub fn test_column(sf_type: &str, pg_type: &str) -> ColumnMap {

@@ -47,6 +47,10 @@ pub struct Mapping {
     /// empty: every new row creates a record.
     #[serde(default)]
     pub match_keys: Vec<MatchKey>,
+    /// Made by `sfsync.mirror` with every field: fields added in Salesforce are added to the
+    /// table (sync::sf_schema).
+    #[serde(default)]
+    pub mirror_all: bool,
     /// direction, mode, conflict and on_delete, parsed: a catalog value this build does not
     /// know fails the load with the value named, instead of acting on a guess.
     #[serde(flatten)]
@@ -125,7 +129,7 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                                               AND f.pronamespace <> 'sfsync'::regnamespace),
                  'sobject', m.sobject, 'connection', m.connection, 'pk_column', m.pk_column,
                  'pk_type', m.pk_type, 'external_id', m.external_id, 'namespace', m.namespace, 'columns', m.columns,
-                 'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'match_keys', COALESCE(m.match_keys, '[]'), 'on_delete', m.on_delete, 'conflict', m.conflict,
+                 'direction', m.direction, 'mode', m.mode, 'filter', m.filter, 'match_keys', COALESCE(m.match_keys, '[]'), 'mirror_all', m.mirror_all, 'on_delete', m.on_delete, 'conflict', m.conflict,
                  'parents', (SELECT COALESCE(jsonb_agg(jsonb_build_object('column', a.attname, 'mapping_id', pm.id)), '[]')
                              FROM pg_catalog.pg_constraint k
                              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]

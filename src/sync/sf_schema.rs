@@ -7,19 +7,24 @@
 //!   column keeps its data) with a `field_removed` alert; the other fields and mappings go on;
 //! - a mapped field whose new type its column cannot hold is dropped the same way, with a
 //!   `field_changed` alert;
-//! - a field that appeared since the last describe this worker saw is offered in a
-//!   `field_added` alert (how to map it).
+//! - a field that appeared since the last describe this worker saw is added as a column of a
+//!   table `sfsync.mirror` made with every field (mapped, filled by a column backfill), and
+//!   offered in a `field_added` alert (how to map it) for any other table.
 //!
 //! What was last seen (Last-Modified, field names) is kept by the worker process: after a
 //! restart the first check reads the full describe and takes it as the baseline.
 
 use super::clients::{self, Call, Step};
+use super::source::backfill;
 use super::{Ctx, Mapping};
 use crate::alerts::{self, AlertKind};
-use crate::error::Result;
-use crate::plan::compat;
+use crate::error::{Result, SyncError};
+use crate::plan::mirror::{self, MirrorField};
+use crate::plan::{compat, fields};
 use crate::{guc, spi_util};
-use salesforce::{DescribeCheck, SObjectDescribe};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use salesforce::{DescribeCheck, FieldDescribe, SObjectDescribe};
 use serde_json::json;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -60,7 +65,18 @@ pub fn run_due(mappings: &[Mapping]) -> bool {
         match clients::call(Ctx::Worker, &connection, Step::new(first.id, "schema check"), || check(&connection, &sobject, mappings)) {
             Call::Done(unmapped) => changed |= unmapped,
             Call::Waiting => {}
-            Call::Failed { error, .. } => pgrx::warning!("sfsync: schema check of {sobject} failed: {error}"),
+            Call::Failed { error, .. } => {
+                pgrx::warning!("sfsync: schema check of {sobject} failed: {error}");
+                // The check may be the first call of the pass: a connection it finds unusable
+                // (a login failing, a secret missing) backs off, the pulls that would say so
+                // wait, so the tables' status says it here.
+                let msg = error.to_string();
+                for m in mappings.iter().filter(|m| m.connection == connection && m.sobject == sobject) {
+                    if let Err(e) = crate::worker::tx::run(|| super::set_mapping_error(m.id, &msg)) {
+                        pgrx::warning!("sfsync: could not record the error of {}: {e}", m.table);
+                    }
+                }
+            }
         }
     }
     changed
@@ -138,17 +154,68 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
             &[m.id.into()],
         )?;
     }
+    let mut added = false;
     if let Some(before) = before {
         let mapped: HashSet<String> = m.columns.iter().map(|c| c.field.to_ascii_lowercase()).collect();
         for f in
             d.fields.iter().filter(|f| !before.contains(&f.name.to_ascii_lowercase()) && !mapped.contains(&f.name.to_ascii_lowercase()))
         {
-            let message = format!(
-                "Salesforce field {}.{} ({}) was added; to sync it, add a column for it and run sfsync.sync_table('{}', '{}', fields => ...) with it in fields",
-                d.name, f.name, f.r#type, m.table.replace('\'', "''"), d.name
-            );
+            let message = match mirrored_column(m, d, f)? {
+                Some(column) => {
+                    added = true;
+                    format!(
+                        "Salesforce field {}.{} ({}) was added: it is now column \"{column}\" of {}, filled from Salesforce",
+                        d.name, f.name, f.r#type, m.table
+                    )
+                }
+                None => format!(
+                    "Salesforce field {}.{} ({}) was added; to sync it, add a column for it and run sfsync.sync_table('{}', '{}', fields => ...) with it in fields",
+                    d.name, f.name, f.r#type, m.table.replace('\'', "''"), d.name
+                ),
+            };
             alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
         }
     }
-    Ok(!unmap.is_empty())
+    Ok(!unmap.is_empty() || added)
+}
+
+/// A field added to the object of a table `sfsync.mirror` made with every field: the column
+/// mirror would have made for it is added (as the table's owner), mapped, and filled by a
+/// column backfill. None when the mapping is not such a mirror (or pushes: its triggers
+/// would need the column too), mirror leaves the field out, or the column name is taken.
+fn mirrored_column(m: &Mapping, d: &SObjectDescribe, f: &FieldDescribe) -> Result<Option<String>> {
+    if !m.mirror_all || m.pushes() {
+        return Ok(None);
+    }
+    let field = MirrorField { name: f.name.clone(), sf_type: f.r#type.clone(), precision: f.precision, scale: f.scale };
+    let Some(col) = mirror::plan(std::slice::from_ref(&field), None, &m.external_id).ok().and_then(|c| c.into_iter().next()) else {
+        return Ok(None);
+    };
+    let taken = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = $1::bigint::oid AND attname = $2 AND NOT attisdropped)",
+        &[i64::from(m.oid).into(), col.column.as_str().into()],
+    )?;
+    if taken != Some(false) {
+        return Ok(None);
+    }
+    m.as_owner(|| Spi::run(&format!("ALTER TABLE {} ADD COLUMN {} {}", m.table, quote_identifier(&col.column), col.ddl_type)))?;
+    let pg_type = Spi::get_one_with_args::<String>(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = $1::bigint::oid AND attname = $2",
+        &[i64::from(m.oid).into(), col.column.as_str().into()],
+    )?
+    .unwrap_or_default();
+    let explicit: serde_json::Map<String, serde_json::Value> = [(col.column.clone(), json!(f.name))].into_iter().collect();
+    let (columns, _) =
+        fields::resolve(&[(col.column.clone(), pg_type)], &m.pk_column, Some(&explicit), &fields::field_infos(d), &m.external_id)
+            .map_err(SyncError::Invalid)?;
+    let Some(mapped) = columns.into_iter().next() else { return Ok(None) };
+    let entry = serde_json::to_value(&mapped).map_err(|e| SyncError::Spi(e.to_string()))?;
+    spi_util::exec(
+        "UPDATE sfsync.mappings SET columns = columns || jsonb_build_array($2::jsonb),
+             fields = CASE WHEN jsonb_typeof(fields) = 'object' THEN fields || jsonb_build_object($3::text, $4::text) ELSE fields END
+         WHERE id = $1",
+        &[m.id.into(), spi_util::jsonb(entry), col.column.as_str().into(), f.name.as_str().into()],
+    )?;
+    backfill::schedule_columns(m.id, std::slice::from_ref(&col.column))?;
+    Ok(Some(col.column))
 }
