@@ -110,3 +110,32 @@ fn a_field_added_to_a_mirrored_object_becomes_a_column_filled_from_salesforce() 
     let other: Option<String> = scalar(&mut db, &format!("SELECT \"{column}\"::text FROM sf_accounts WHERE sfid = '{globex}'"));
     assert_eq!(other, None);
 }
+
+#[test]
+fn a_field_made_longer_in_salesforce_takes_values_the_old_length_refused() {
+    let env = start();
+    env.emu.admin("POST", "fields/Contact", json!({"name": "Code__c", "type": "string", "length": 5}));
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE people (id bigserial PRIMARY KEY, last_name text NOT NULL, code text);
+         SELECT sfsync.sync_table('people', 'Contact', fields => '{\"last_name\": \"LastName\", \"code\": \"Code__c\"}');",
+    )
+    .unwrap();
+    env.worker_pid();
+    // Refused before sending: longer than the field's 5 characters.
+    db.batch_execute("INSERT INTO people (id, last_name, code) VALUES (1, 'Ann', 'ABCDEFG')").unwrap();
+    db.until_count("SELECT count(*) FROM sfsync.errors WHERE error_code = 'STRING_TOO_LONG'", 1);
+
+    env.emu.admin("PATCH", "fields/Contact/Code__c", json!({"length": 10}));
+    db.until_count(
+        "SELECT count(*) FROM sfsync.mappings m, jsonb_array_elements(m.columns) c
+         WHERE c->>'field' = 'Code__c' AND (c->'limits'->>'length')::int = 10",
+        1,
+    );
+    db.batch_execute("SELECT sfsync.retry('people')").unwrap();
+    env.emu.sf().until_record(&format!(
+        "SELECT Id FROM Contact WHERE Postgres_Id__c = '{}' AND Code__c = 'ABCDEFG'",
+        db.external_key("people", "1")
+    ));
+    db.until_count("SELECT count(*) FROM sfsync.errors", 0);
+}

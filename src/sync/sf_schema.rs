@@ -6,7 +6,8 @@
 //! - a mapped field that is gone is dropped from the mapping (push and pull stop naming it; the
 //!   column keeps its data) with a `field_removed` alert; the other fields and mappings go on;
 //! - a mapped field whose new type its column cannot hold is dropped the same way, with a
-//!   `field_changed` alert;
+//!   `field_changed` alert; one that still fits has its type and limits (length, precision,
+//!   restricted picklist) taken from the new describe for the check before a push;
 //! - a field that appeared since the last describe this worker saw is added as a column of a
 //!   table `sfsync.mirror` made with every field (mapped, filled by a column backfill), and
 //!   offered in a `field_added` alert (how to map it) for any other table.
@@ -111,6 +112,7 @@ fn fits(m: &Mapping, c: &crate::plan::fields::ColumnMap, sf_type: &str) -> bool 
 /// field was unmapped.
 fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) -> Result<bool> {
     let mut unmap: Vec<(String, AlertKind, String)> = Vec::new();
+    let mut followed = false;
     for c in &m.columns {
         match d.field(&c.field) {
             None => unmap.push((
@@ -130,7 +132,26 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
                     d.name, c.field, c.sf_type, f.r#type, c.column, m.table
                 ),
             )),
-            Some(_) => {}
+            // Still fits: what a value must fit (type, length, precision, restricted
+            // picklist) is taken from the new describe, so the check before a push follows
+            // a field made longer or shorter at once.
+            Some(f) => {
+                let limits = fields::limits(f);
+                if f.r#type != c.sf_type || limits != c.limits {
+                    let mut now = c.clone();
+                    now.sf_type = f.r#type.clone();
+                    now.limits = limits;
+                    let entry = serde_json::to_value(&now).map_err(|e| SyncError::Spi(e.to_string()))?;
+                    spi_util::exec(
+                        "UPDATE sfsync.mappings SET columns = (SELECT jsonb_agg(CASE WHEN c->>'column' = $2 THEN $3::jsonb ELSE c END
+                                                                        ORDER BY n)
+                                                               FROM jsonb_array_elements(columns) WITH ORDINALITY AS e(c, n))
+                         WHERE id = $1",
+                        &[m.id.into(), c.column.as_str().into(), spi_util::jsonb(entry)],
+                    )?;
+                    followed = true;
+                }
+            }
         }
     }
     for (column, kind, message) in &unmap {
@@ -176,7 +197,7 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
             alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
         }
     }
-    Ok(!unmap.is_empty() || added)
+    Ok(!unmap.is_empty() || added || followed)
 }
 
 /// A field added to the object of a table `sfsync.mirror` made with every field: the column
