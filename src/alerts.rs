@@ -104,7 +104,9 @@ pub fn raise(mapping: Option<i32>, connection: Option<&str>, kind: AlertKind, me
         let args: Vec<DatumWithOid> =
             vec![mapping.into(), connection.into(), kind.as_str().into(), message.into(), spi_util::jsonb(detail)];
         let row = spi_util::json(
-            "WITH m AS (SELECT id, tbl::text AS tname, sobject, connection FROM sfsync.mappings WHERE id = $1)
+            "WITH m AS (SELECT m.id, format('%I.%I', n.nspname, c.relname) AS tname, m.sobject, m.connection
+                       FROM sfsync.mappings m JOIN pg_catalog.pg_class c ON c.oid = m.tbl
+                       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE m.id = $1)
              INSERT INTO sfsync.alert_log AS a (mapping_id, table_name, sobject, connection, kind, message, detail)
              SELECT (SELECT id FROM m), (SELECT tname FROM m), (SELECT sobject FROM m),
                     COALESCE($2, (SELECT connection FROM m)), $3, $4, $5

@@ -4,21 +4,10 @@
 
 mod common;
 
-use common::error_line;
+use common::{error_line, next_alert};
 
 use common::accounts_table;
-use postgres::fallible_iterator::FallibleIterator;
-use sfsync_e2e::{postgres, scalar, serde_json, until, DbExt, Value};
-use std::time::Duration;
-
-/// The next notification on the channel the listener listens to.
-fn next_alert(listener: &mut postgres::Client) -> Value {
-    let n = until("a NOTIFY on sfsync_alerts", sfsync_e2e::WAIT, || {
-        listener.notifications().timeout_iter(Duration::from_millis(200)).next().unwrap()
-    });
-    assert_eq!(n.channel(), "sfsync_alerts");
-    serde_json::from_str(n.payload()).unwrap_or_else(|e| panic!("payload is JSON: {e}: {}", n.payload()))
-}
+use sfsync_e2e::{scalar, DbExt};
 
 #[test]
 fn a_failing_login_is_alerted_once_resolved_when_it_works_and_acknowledged() {

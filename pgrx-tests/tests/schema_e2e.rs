@@ -33,8 +33,11 @@ fn a_renamed_column_and_table_are_followed_both_ways() {
     env.worker_pid();
     let sf = env.emu.sf();
     let sfid = linked_account(&mut db, &sf);
+    let mut listener = common::alert_listener(&env);
 
     db.batch_execute("ALTER TABLE accounts RENAME COLUMN industry TO sector").unwrap();
+    let notified = common::next_alert(&mut listener);
+    assert_eq!((notified["kind"].as_str(), notified["table"].as_str()), (Some("column_renamed"), Some("public.accounts")), "{notified}");
     let message = alert(&mut db, "column_renamed");
     assert_eq!(message, "column \"industry\" of public.accounts was renamed to \"sector\"; its mapping to field Account.Industry followed");
     // Postgres -> Salesforce, through the renamed column and through another one.

@@ -38,7 +38,10 @@ fn a_salesforce_field_removed_mid_sync_is_unmapped_and_the_rest_syncs_on() {
     assert_eq!(rec["Score__c"].as_f64(), Some(5.0));
     let ann = rec["Id"].as_str().unwrap().to_string();
 
+    let mut listener = common::alert_listener(&env);
     env.emu.admin("DELETE", "fields/Contact/Score__c", serde_json::Value::Null);
+    let notified = common::next_alert(&mut listener);
+    assert_eq!((notified["kind"].as_str(), notified["table"].as_str()), (Some("field_removed"), Some("public.people")), "{notified}");
     db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_removed' AND \"table\" = 'people'", 1);
     let message: String = scalar(&mut db, "SELECT message FROM sfsync.alerts WHERE kind = 'field_removed'");
     assert!(message.contains("Contact.Score__c") && message.contains("score"), "{message}");

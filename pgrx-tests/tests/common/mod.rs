@@ -111,3 +111,20 @@ pub fn error_line(db: &mut postgres::Client, sql: &str) -> String {
     let (code, message) = error_of(db, sql);
     format!("{code}: {message}")
 }
+
+/// A session listening on the alerts channel (`LISTEN sfsync_alerts`).
+pub fn alert_listener(env: &Env) -> postgres::Client {
+    let mut listener = env.db();
+    listener.batch_execute("LISTEN sfsync_alerts").unwrap();
+    listener
+}
+
+/// The next notification on the channel the listener listens to, as JSON.
+pub fn next_alert(listener: &mut postgres::Client) -> Value {
+    use postgres::fallible_iterator::FallibleIterator;
+    let n = sfsync_e2e::until("a NOTIFY on sfsync_alerts", sfsync_e2e::WAIT, || {
+        listener.notifications().timeout_iter(std::time::Duration::from_millis(200)).next().unwrap()
+    });
+    assert_eq!(n.channel(), "sfsync_alerts");
+    sfsync_e2e::serde_json::from_str(n.payload()).unwrap_or_else(|e| panic!("payload is JSON: {e}: {}", n.payload()))
+}
