@@ -112,6 +112,33 @@ fn a_field_added_to_a_mirrored_object_becomes_a_column_filled_from_salesforce() 
     db.until_value(&value, Some("platinum".to_string()));
     let other: Option<String> = scalar(&mut db, &format!("SELECT \"{column}\"::text FROM sf_accounts WHERE sfid = '{globex}'"));
     assert_eq!(other, None);
+
+    // A field added while the worker is stopped is followed by the next one: the mirror is
+    // compared with its mapping, not with what a worker last saw.
+    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = off").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let pid = env.worker_pid();
+    db.batch_execute(&format!("SELECT pg_terminate_backend({pid})")).unwrap();
+    env.emu.admin("POST", "fields/Account", json!({"name": "Region__c", "type": "string", "length": 20}));
+    sf.update("Account", &globex, json!({"Region__c": "EMEA"}));
+    db.batch_execute("ALTER SYSTEM SET sfsync.enabled = on").unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    db.until_count("SELECT count(*) FROM sfsync.mappings m, jsonb_array_elements(m.columns) c WHERE c->>'field' = 'Region__c'", 1);
+    let region: String =
+        scalar(&mut db, "SELECT c->>'column' FROM sfsync.mappings m, jsonb_array_elements(m.columns) c WHERE c->>'field' = 'Region__c'");
+    db.until_value(&format!("SELECT \"{region}\"::text FROM sf_accounts WHERE sfid = '{globex}'"), Some("EMEA".to_string()));
+
+    // Dropping a column makes the mirror hand-curated: a later field is offered, not added.
+    db.batch_execute(&format!("ALTER TABLE sf_accounts DROP COLUMN \"{region}\"")).unwrap();
+    env.emu.admin("POST", "fields/Account", json!({"name": "Segment__c", "type": "string", "length": 20}));
+    db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'field_added' AND message LIKE '%Segment__c%to sync it%'", 1);
+    assert_eq!(
+        scalar::<i64>(
+            &mut db,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'sf_accounts' AND column_name ILIKE '%segment%'"
+        ),
+        0
+    );
 }
 
 #[test]

@@ -202,8 +202,10 @@ fn update_mapping(m: &Mapping, out: &Followed) -> Result<()> {
         dropped.clone().into(),
     ];
     // fields => {"column": "Field"}, as given to sync_table: keys follow renames, dropped go.
+    // A mirror whose column was dropped was chosen by hand: its fields are not added back.
     spi_util::exec(
         "UPDATE sfsync.mappings m SET columns = $2, pk_column = $3, pk_type = $4,
+             mirror_all = m.mirror_all AND cardinality($6) = 0,
              fields = CASE WHEN jsonb_typeof(m.fields) = 'object' THEN
                  (SELECT COALESCE(jsonb_object_agg(COALESCE(r.value ->> 1, f.key), f.value), '{}')
                   FROM jsonb_each(m.fields) f LEFT JOIN jsonb_array_elements($5) r ON r.value ->> 0 = f.key

@@ -13,7 +13,9 @@
 //!   offered in a `field_added` alert (how to map it) for any other table.
 //!
 //! What was last seen (Last-Modified, field names) is kept by the worker process: after a
-//! restart the first check reads the full describe and takes it as the baseline.
+//! restart the first check reads the full describe and takes it as the baseline for the
+//! offers. A mirror of every field needs no baseline: it compares the describe with its
+//! mapping, so a field added while the worker was stopped becomes a column too.
 
 use super::clients::{self, Call, Step};
 use super::source::backfill;
@@ -176,26 +178,27 @@ fn follow(m: &Mapping, d: &SObjectDescribe, before: Option<&HashSet<String>>) ->
         )?;
     }
     let mut added = false;
-    if let Some(before) = before {
-        let mapped: HashSet<String> = m.columns.iter().map(|c| c.field.to_ascii_lowercase()).collect();
-        for f in
-            d.fields.iter().filter(|f| !before.contains(&f.name.to_ascii_lowercase()) && !mapped.contains(&f.name.to_ascii_lowercase()))
-        {
-            let message = match mirrored_column(m, d, f)? {
-                Some(column) => {
-                    added = true;
-                    format!(
-                        "Salesforce field {}.{} ({}) was added: it is now column \"{column}\" of {}, filled from Salesforce",
-                        d.name, f.name, f.r#type, m.table
-                    )
-                }
-                None => format!(
-                    "Salesforce field {}.{} ({}) was added; to sync it, add a column for it and run sfsync.sync_table('{}', '{}', fields => ...) with it in fields",
-                    d.name, f.name, f.r#type, m.table.replace('\'', "''"), d.name
-                ),
-            };
-            alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
-        }
+    // A mirror of every field compares with its mapping (so a field added while the worker
+    // was stopped is followed too); any other table is offered what is new since the last
+    // describe this worker saw.
+    let mapped: HashSet<String> = m.columns.iter().map(|c| c.field.to_ascii_lowercase()).collect();
+    for f in d.fields.iter().filter(|f| !mapped.contains(&f.name.to_ascii_lowercase())) {
+        let new = before.is_some_and(|b| !b.contains(&f.name.to_ascii_lowercase()));
+        let message = match mirrored_column(m, d, f)? {
+            Some(column) => {
+                added = true;
+                format!(
+                    "Salesforce field {}.{} ({}) was added: it is now column \"{column}\" of {}, filled from Salesforce",
+                    d.name, f.name, f.r#type, m.table
+                )
+            }
+            None if new => format!(
+                "Salesforce field {}.{} ({}) was added; to sync it, add a column for it and run sfsync.sync_table('{}', '{}', fields => ...) with it in fields",
+                d.name, f.name, f.r#type, m.table.replace('\'', "''"), d.name
+            ),
+            None => continue,
+        };
+        alerts::raise(Some(m.id), None, AlertKind::FieldAdded, &message, json!({"field": f.name, "type": f.r#type}))?;
     }
     Ok(!unmap.is_empty() || added || followed)
 }
