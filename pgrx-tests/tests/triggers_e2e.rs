@@ -13,6 +13,22 @@ fn jq(db: &mut sfsync_e2e::postgres::Client, sql: &str) -> Value {
     sfsync_e2e::serde_json::from_str(&text).unwrap()
 }
 
+/// Synced `contacts` whose AFTER INSERT trigger makes a household in `accounts` (made by
+/// the caller, synced as the test needs).
+fn households(db: &mut sfsync_e2e::postgres::Client) {
+    db.batch_execute(
+        "CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
+         CREATE FUNCTION household() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             INSERT INTO public.accounts (name) VALUES ('Household ' || NEW.last_name);
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER household AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION household();
+         SELECT sfsync.sync_table('contacts', 'Contact');",
+    )
+    .unwrap();
+}
+
 #[test]
 fn an_enrichment_trigger_fills_a_pulled_lead_and_salesforce_gets_its_value_once() {
     let env = common::start();
@@ -67,17 +83,7 @@ fn an_after_trigger_writing_another_synced_table_during_a_pull_is_pushed() {
     let env = common::start();
     let mut db = env.db();
     common::accounts_table(&mut db);
-    db.batch_execute(
-        "CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
-         CREATE FUNCTION household() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             INSERT INTO public.accounts (name) VALUES ('Household ' || NEW.last_name);
-             RETURN NULL;
-         END $$;
-         CREATE TRIGGER household AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION household();
-         SELECT sfsync.sync_table('contacts', 'Contact');",
-    )
-    .unwrap();
+    households(&mut db);
     env.worker_pid();
     let sfid = env.emu.sf().create("Contact", json!({"LastName": "Byron"}));
     db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{sfid}'"), 1);
@@ -110,17 +116,10 @@ fn a_trigger_writing_a_write_through_table_during_a_pull_is_queued_and_pushed() 
     let mut db = env.db();
     db.batch_execute(
         "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
-         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\":\"Name\"}', mode => 'write_through');
-         CREATE TABLE contacts (id bigserial PRIMARY KEY, first_name text, last_name text NOT NULL, email text);
-         CREATE FUNCTION household() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-             INSERT INTO public.accounts (name) VALUES ('Household ' || NEW.last_name);
-             RETURN NULL;
-         END $$;
-         CREATE TRIGGER household AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION household();
-         SELECT sfsync.sync_table('contacts', 'Contact');",
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\":\"Name\"}', mode => 'write_through');",
     )
     .unwrap();
+    households(&mut db);
     env.worker_pid();
     let sfid = env.emu.sf().create("Contact", json!({"LastName": "Lovelace"}));
     db.until_count(&format!("SELECT count(*) FROM contacts WHERE sfid = '{sfid}'"), 1);
