@@ -40,6 +40,10 @@ pub enum SyncError {
     /// sfsync UPDATE`): says so and what to run.
     #[error("{0}")]
     Outdated(String),
+    /// A table's mapping changed (an ALTER TABLE committed) after this pass read it: the
+    /// step is left to the next pass, which reads the mappings again.
+    #[error("{0}")]
+    Stale(String),
 }
 
 impl From<pgrx::spi::Error> for SyncError {
@@ -67,7 +71,7 @@ impl SyncError {
             SyncError::Unreachable(_) => PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
             SyncError::BadValue(_) => PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
             SyncError::Credentials(_) => PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION,
-            SyncError::Outdated(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            SyncError::Outdated(_) | SyncError::Stale(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{accounts_table, contacts_table, pause, Env};
+use common::{accounts_table, contacts_table, pause, queries_settled, Env};
 use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::time::Duration;
 
@@ -17,17 +17,6 @@ const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.
 /// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
 fn query_calls(env: &Env) -> u64 {
     env.emu.query_calls()
-}
-
-/// Waits until no query has been made for a while (the catch-up poll after subscribing is
-/// over) and returns the count.
-fn queries_settled(env: &Env) -> u64 {
-    until("no more queries for 1.5 s", WAIT, || {
-        let before = query_calls(env);
-        std::thread::sleep(Duration::from_millis(1500));
-        let after = query_calls(env);
-        (before == after).then_some(after).ok_or(format!("{before} -> {after} query calls"))
-    })
 }
 
 /// `common::resume` once the events have reached the worker's inbox (the stream keeps

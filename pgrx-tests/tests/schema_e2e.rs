@@ -66,6 +66,36 @@ fn a_renamed_column_and_table_are_followed_both_ways() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
 }
 
+/// The worker read the mapping before an ALTER TABLE that commits while it waits for the
+/// table: the change event it holds goes into the renamed column, with no error and no
+/// fallback query.
+#[test]
+fn a_rename_committed_while_the_worker_waits_for_the_table_is_followed() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    let worker = env.worker_pid();
+    let sf = env.emu.sf();
+    let sfid = linked_account(&mut db, &sf);
+    db.until_true("stream live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    let queries = common::queries_settled(&env);
+
+    let mut ddl = env.db();
+    let mut alter = ddl.transaction().unwrap();
+    alter.batch_execute("ALTER TABLE accounts RENAME COLUMN industry TO sector").unwrap();
+    sf.update("Account", &sfid, json!({"Industry": "Banking"}));
+    // The worker has the change and its mapping names `industry`: it waits for the ALTER.
+    db.until_count(&format!("SELECT count(*) FROM pg_catalog.pg_locks WHERE pid = {worker} AND NOT granted"), 1);
+    alter.commit().unwrap();
+
+    db.until_value("SELECT sector FROM accounts WHERE id = 1", Some("Banking".to_string()));
+    assert_eq!(env.emu.query_calls(), queries, "applied from its change event, not by a query after a failure");
+    db.until_outbox_drained();
+    assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
+    let status: Option<String> = scalar(&mut db, "SELECT last_error FROM sfsync.status");
+    assert_eq!(status, None);
+}
+
 #[test]
 fn a_dropped_column_is_unmapped_and_what_cannot_be_followed_is_refused() {
     let env = common::start();

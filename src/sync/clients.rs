@@ -291,7 +291,8 @@ pub fn connection_wide(e: &SyncError) -> bool {
         | SyncError::Spi(_)
         | SyncError::External(_)
         | SyncError::BadValue(_)
-        | SyncError::Outdated(_) => false,
+        | SyncError::Outdated(_)
+        | SyncError::Stale(_) => false,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::spi_util;
 use pgrx::datum::DatumWithOid;
 use pgrx::Spi;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 /// A row of sfsync.mappings with its table's qualified name.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +65,9 @@ pub struct Mapping {
     /// Seconds since the calculated fields were last refreshed (or loaded by the backfill).
     #[serde(default)]
     pub formulas_age: Option<f64>,
+    /// What the table's name and the mapped columns were when this was read (`current`).
+    #[serde(default)]
+    pub stamp: String,
 }
 
 impl Mapping {
@@ -77,6 +81,31 @@ impl Mapping {
     pub fn writes_through(&self) -> bool {
         self.options.capture() == crate::plan::options::Capture::WriteThrough
     }
+    /// The mapping as it is now, for a transaction about to read or write its table.
+    ///
+    /// A pass reads the mappings once; an ALTER TABLE that renames a mapped column or the
+    /// table (or drops a column) and commits during the pass changes the mapping under it
+    /// (`follow_ddl`). Taking the table's lock first waits for such an ALTER to commit; the
+    /// mapping read after it is the one that names what is there.
+    pub fn current(&self) -> Result<Cow<'_, Mapping>> {
+        if self.stamp.is_empty() {
+            return Ok(Cow::Borrowed(self));
+        }
+        // SAFETY: a plain heavyweight lock, released at the end of the transaction.
+        unsafe {
+            pgrx::pg_sys::LockRelationOid(pgrx::pg_sys::Oid::from(self.oid), pgrx::pg_sys::AccessShareLock as pgrx::pg_sys::LOCKMODE)
+        };
+        let args: Vec<DatumWithOid> = vec![self.id.into()];
+        let now = spi_util::json(&format!("SELECT to_jsonb({STAMP}) {STAMP_FROM} WHERE m.id = $1"), &args)?;
+        if now.as_ref().and_then(|v| v.as_str()) == Some(self.stamp.as_str()) {
+            return Ok(Cow::Borrowed(self));
+        }
+        load_mappings(Some(self.oid))?
+            .pop()
+            .map(Cow::Owned)
+            .ok_or_else(|| SyncError::NotFound(format!("{} is no longer synced", self.table)))
+    }
+
     pub fn column(&self, name: &str) -> Option<&ColumnMap> {
         self.columns.iter().find(|c| c.column == name)
     }
@@ -114,12 +143,18 @@ impl Mapping {
     }
 }
 
+/// A mapping's table name and mapped columns, as `Mapping::current` compares them.
+const STAMP: &str = "md5(format('%I.%I', n.nspname, c.relname) || m.columns::text)";
+const STAMP_FROM: &str = "FROM sfsync.mappings m
+         JOIN pg_catalog.pg_class c ON c.oid = m.tbl
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace";
+
 /// Mappings of this database, optionally only the one of table `oid`.
 pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
     require_current_catalog()?;
     let args: Vec<DatumWithOid> = vec![oid.map(i64::from).into()];
     let v = spi_util::json(
-        "SELECT COALESCE(jsonb_agg(jsonb_build_object(
+        &format!("SELECT COALESCE(jsonb_agg(jsonb_build_object(
                  'id', m.id, 'table', format('%I.%I', n.nspname, c.relname), 'owner', c.relowner::bigint, 'oid', c.oid::bigint,
                  'deferrable', EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND g.tgdeferrable),
                  -- tgtype bits: 1 ROW, 2 BEFORE, 4 INSERT, 16 UPDATE
@@ -141,12 +176,11 @@ pub fn load_mappings(oid: Option<u32>) -> Result<Vec<Mapping>> {
                  'deletes_age', (SELECT extract(epoch FROM now() - s.deletes_checked_at) FROM sfsync.sync_state s WHERE s.mapping_id = m.id),
                  'formulas_age', (SELECT extract(epoch FROM now() - COALESCE(s.formulas_refreshed_at, b.finished_at, m.created_at))
                                   FROM sfsync.sync_state s LEFT JOIN sfsync.backfills b ON b.mapping_id = s.mapping_id
-                                  WHERE s.mapping_id = m.id)
+                                  WHERE s.mapping_id = m.id),
+                 'stamp', {STAMP}
                  ) ORDER BY m.id), '[]')
-         FROM sfsync.mappings m
-         JOIN pg_catalog.pg_class c ON c.oid = m.tbl
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE $1::bigint IS NULL OR m.tbl::oid::bigint = $1",
+         {STAMP_FROM}
+         WHERE $1::bigint IS NULL OR m.tbl::oid::bigint = $1"),
         &args,
     )?
     .unwrap_or_default();

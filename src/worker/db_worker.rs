@@ -1,7 +1,7 @@
 //! The sync worker of one database: woken at commit by the capture trigger (or by its
 //! poll timeout), it pushes the outbox and pulls each mapping when its interval is due.
 
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use crate::plan::schedule::Pulls;
 use crate::sync::clients::{self, Call, Step};
 use crate::sync::source::{backfill, events, poll};
@@ -146,6 +146,11 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         }
         busy = match push::pass(Ctx::Worker, &mappings, None) {
             Ok(s) => s.claimed >= guc::BATCH_SIZE.get() as usize,
+            // Nothing was claimed: the next pass, at once, reads the mappings again.
+            Err(SyncError::Stale(e)) => {
+                debug1!("sfsync: {e}");
+                true
+            }
             Err(e) => {
                 warning!("sfsync push failed: {e}");
                 false

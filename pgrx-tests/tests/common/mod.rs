@@ -128,3 +128,14 @@ pub fn next_alert(listener: &mut postgres::Client) -> Value {
     assert_eq!(n.channel(), "sfsync_alerts");
     sfsync_e2e::serde_json::from_str(n.payload()).unwrap_or_else(|e| panic!("payload is JSON: {e}: {}", n.payload()))
 }
+
+/// Waits until the emulator has served no query for a while (the catch-up poll after the
+/// change stream subscribed is over) and returns the count.
+pub fn queries_settled(env: &Env) -> u64 {
+    sfsync_e2e::until("no more queries for 1.5 s", sfsync_e2e::WAIT, || {
+        let before = env.emu.query_calls();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let after = env.emu.query_calls();
+        (before == after).then_some(after).ok_or(format!("{before} -> {after} query calls"))
+    })
+}

@@ -106,6 +106,7 @@ pub fn batch(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, mark: Mark, the
     }
     let stamp = if mark == Mark::Advance { shape.newest_stamp(&csv.rows) } else { None };
     let whole = ctx.tx(|| {
+        let m = &*m.current()?;
         let s = columnar::apply(m, all, shape, csv)?;
         advance(m, stamp.as_deref(), 0)?;
         then(&s)?;
@@ -139,7 +140,7 @@ fn records_batch(
     let stamp_of = |r: &[Record]| if mark == Mark::Advance { max_modstamp(r) } else { None };
     let mark = stamp_of(records);
     let whole = ctx.tx(|| {
-        let s = records::apply(m, all, records, mark.as_deref())?;
+        let s = records::apply(&*m.current()?, all, records, mark.as_deref())?;
         then(&s)?;
         Ok(s)
     });
@@ -151,7 +152,7 @@ fn records_batch(
             for rec in records {
                 let one = std::slice::from_ref(rec);
                 let stamp = stamp_of(one);
-                match ctx.tx(|| records::apply(m, all, one, stamp.as_deref())) {
+                match ctx.tx(|| records::apply(&*m.current()?, all, one, stamp.as_deref())) {
                     Ok(s) => total.add(s),
                     Err(e) => {
                         total.failed += 1;

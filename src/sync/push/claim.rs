@@ -72,6 +72,9 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
     let mut current: HashMap<(i32, String), Map<String, Value>> = HashMap::new();
     for (mid, pks) in keys {
         let Some(m) = mappings.get(&mid) else { continue };
+        if let std::borrow::Cow::Owned(_) = m.current()? {
+            return Err(SyncError::Stale(format!("the mapping of {} changed during this pass", m.table)));
+        }
         let sql = format!(
             "SELECT jsonb_object_agg(t.{pk}::text, to_jsonb(t)) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[])",
             pk = m.pk_ident(),

@@ -129,6 +129,7 @@ struct State {
 
 /// One mapping's share of the events, inside the transaction. True: pull it now.
 pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]) -> Result<bool> {
+    let m = &*m.current()?;
     let _applying = Applying::start();
     let target = Target { columns: &m.columns, external_id: &m.external_id, namespace: &m.namespace, filtered: m.filter.is_some() };
     let coalesced = coalesce(&target, events);
