@@ -11,6 +11,7 @@ use crate::spi_util;
 use pgrx::datum::DatumWithOid;
 use pgrx::Spi;
 use serde::Deserialize;
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// A row of sfsync.mappings with its table's qualified name.
@@ -91,13 +92,18 @@ impl Mapping {
         if self.stamp.is_empty() {
             return Ok(Cow::Borrowed(self));
         }
+        let stamp = || -> Result<Option<Value>> {
+            let args: Vec<DatumWithOid> = vec![self.id.into()];
+            spi_util::json(&format!("SELECT to_jsonb({STAMP}) {STAMP_FROM} WHERE m.id = $1"), &args)
+        };
+        // sfsync's catalog before the table, in the order every step takes them (and DROP
+        // EXTENSION too): the other order can deadlock with it.
+        stamp()?;
         // SAFETY: a plain heavyweight lock, released at the end of the transaction.
         unsafe {
             pgrx::pg_sys::LockRelationOid(pgrx::pg_sys::Oid::from(self.oid), pgrx::pg_sys::AccessShareLock as pgrx::pg_sys::LOCKMODE)
         };
-        let args: Vec<DatumWithOid> = vec![self.id.into()];
-        let now = spi_util::json(&format!("SELECT to_jsonb({STAMP}) {STAMP_FROM} WHERE m.id = $1"), &args)?;
-        if now.as_ref().and_then(|v| v.as_str()) == Some(self.stamp.as_str()) {
+        if stamp()?.as_ref().and_then(|v| v.as_str()) == Some(self.stamp.as_str()) {
             return Ok(Cow::Borrowed(self));
         }
         load_mappings(Some(self.oid))?

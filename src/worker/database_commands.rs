@@ -2,7 +2,8 @@
 //! to, and our worker always is. A `ProcessUtility` hook asks the database's worker to
 //! leave first and keeps the launcher away while the command runs — what a user would
 //! otherwise do by hand with `pg_terminate_backend`. If the command fails, the launcher
-//! starts the worker again.
+//! starts the worker again. A `DROP EXTENSION sfsync` waits for the worker's pass in
+//! progress instead of deadlocking with it.
 
 use crate::registry;
 use pgrx::pg_sys;
@@ -67,6 +68,15 @@ unsafe extern "C-unwind" fn process_utility(
 }
 
 fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
+    if drops_sfsync(pstmt) {
+        // The worker's pass locks sfsync's catalog and the synced tables as it goes; DROP
+        // EXTENSION locks them in its own order, and the two can deadlock. The pass lock
+        // (held by a pass for its whole length) makes the DROP wait for the pass in
+        // progress and keeps the next one from starting until the DROP commits.
+        if let Err(e) = Spi::run(&format!("SELECT pg_catalog.pg_advisory_xact_lock({})", crate::sync::PASS_LOCK)) {
+            error!("sfsync: waiting for the worker's pass before DROP EXTENSION: {e}");
+        }
+    }
     let Some(db) = target_database(pstmt).filter(|db| registry::worker_pid(*db).is_some()) else {
         return run();
     };
@@ -83,6 +93,31 @@ fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
         registry::wake_launcher();
     })
     .execute()
+}
+
+/// Whether the statement is a DROP EXTENSION that names sfsync.
+fn drops_sfsync(pstmt: *mut pg_sys::PlannedStmt) -> bool {
+    // SAFETY: a utility statement's node tree, read only; names are NUL-terminated.
+    unsafe {
+        let stmt = (*pstmt).utilityStmt;
+        if stmt.is_null() || !pgrx::is_a(stmt, pg_sys::NodeTag::T_DropStmt) {
+            return false;
+        }
+        let drop = stmt.cast::<pg_sys::DropStmt>();
+        if (*drop).removeType != pg_sys::ObjectType::OBJECT_EXTENSION {
+            return false;
+        }
+        PgList::<pg_sys::Node>::from_pg((*drop).objects).iter_ptr().any(|n| extension_name(n) == Some(b"sfsync".as_slice()))
+    }
+}
+
+/// An extension's name in a DROP EXTENSION's object list (a String node).
+unsafe fn extension_name<'a>(node: *mut pg_sys::Node) -> Option<&'a [u8]> {
+    #[cfg(any(feature = "pg13", feature = "pg14"))]
+    let name = pgrx::is_a(node, pg_sys::NodeTag::T_String).then(|| (*node.cast::<pg_sys::Value>()).val.str_);
+    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
+    let name = pgrx::is_a(node, pg_sys::NodeTag::T_String).then(|| (*node.cast::<pg_sys::String>()).sval);
+    name.filter(|p| !p.is_null()).map(|p| CStr::from_ptr(p).to_bytes())
 }
 
 /// The database a DROP DATABASE drops or a CREATE DATABASE copies, if it exists.
