@@ -73,6 +73,9 @@ fn cluster_start_restart_stop() {
 fn emulator_round_trip() {
     let emu = Emulator::start();
     assert!(emu.url().starts_with("http://127.0.0.1:"), "url = {}", emu.url());
+    // The second stdout line: the Pub/Sub API's own listener.
+    let pubsub: std::net::SocketAddr = emu.pubsub_addr().expect("no `pubsub listening on` line").parse().unwrap();
+    assert_ne!(pubsub.port(), emu.port());
     let sf = emu.sf();
 
     let id = sf.create("Account", json!({"Name": "Harness Smoke", "Industry": "Energy"}));
