@@ -97,8 +97,16 @@ test-pg:
 
 # End-to-end: real clusters with the installed (release) extension + the release emulator.
 test-e2e:
-	@echo "==> cargo test -p sfsync-e2e (end-to-end)"
-	$(CARGO) test -p sfsync-e2e -- --test-threads=1
+	@echo "==> sfsync-e2e (end-to-end)"
+	$(E2E_RUN)
+
+# Each end-to-end test starts its own cluster (unix socket only) and emulator and spends most
+# of its time waiting on them, so two run at once where cargo-nextest is there (one process
+# per test); plain cargo test runs them one at a time.
+E2E_JOBS ?= 2
+E2E_RUN = if command -v cargo-nextest >/dev/null 2>&1; then \
+	    $(CARGO) nextest run -p sfsync-e2e -j $(E2E_JOBS) --no-fail-fast; \
+	else $(CARGO) test -p sfsync-e2e -- --test-threads=1; fi
 
 # The other supported majors (README): the #[pg_test]s on each, the end-to-end suite on the
 # newest as well (15, the oldest, ran above). Each major builds into the same target/.
@@ -114,7 +122,7 @@ test-pg16 test-pg17 test-pg18: test-pg%:
 test-e2e-pg18:
 	@$(MAKE) --no-print-directory install PG_CONFIG=$(PG18_CONFIG)
 	@echo "==> cargo test -p sfsync-e2e (end-to-end, PostgreSQL 18)"
-	PG_CONFIG=$(PG18_CONFIG) $(CARGO) test -p sfsync-e2e -- --test-threads=1
+	PG_CONFIG=$(PG18_CONFIG) $(E2E_RUN)
 
 bench: setup install emulator
 	@if [ -x bench/run.sh ]; then bench/run.sh; \
