@@ -79,8 +79,8 @@ test: setup emulator
 # Salesforce client and emulator (the emulator's integration tests use SF_EMULATOR_BIN).
 test-unit: export SF_REQUIRE_EMULATOR = 1
 test-unit:
-	@echo "==> cargo test -p salesforce -p sf-emulator"
-	$(CARGO) test -p salesforce -p sf-emulator
+	@echo "==> cargo test -p salesforce -p sf-emulator -p pubsub-proto"
+	$(CARGO) test -p salesforce -p sf-emulator -p pubsub-proto
 
 # Unmodified Salesforce clients (jsforce, simple-salesforce, the sf CLI) against the emulator.
 test-compat:
