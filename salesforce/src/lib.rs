@@ -44,6 +44,7 @@ mod de;
 pub mod error;
 pub mod hosts;
 mod http;
+pub mod pubsub;
 pub use http::with_signals_blocked;
 pub mod replication;
 pub mod soql;

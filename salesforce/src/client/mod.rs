@@ -246,6 +246,12 @@ impl Client {
         lock(&self.session).instance_url.clone()
     }
 
+    /// The current access token, for transports that authenticate themselves (Pub/Sub's
+    /// `accesstoken` metadata). Never logged.
+    pub(crate) fn access_token(&self) -> Secret {
+        lock(&self.session).token.clone()
+    }
+
     pub fn org_id(&self) -> Option<String> {
         lock(&self.session).org_id.clone()
     }

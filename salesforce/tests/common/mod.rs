@@ -48,6 +48,8 @@ pub fn emulator_bin() -> Option<PathBuf> {
 pub struct Emulator {
     child: Child,
     pub url: String,
+    /// The rest of the start-up lines (the Pub/Sub listener's).
+    lines: mpsc::Receiver<String>,
     /// Plain HTTP agent for admin calls (non-2xx statuses are not errors).
     pub http: ureq::Agent,
     client_opts: ClientOptions,
@@ -86,8 +88,11 @@ pub fn start_with(test: &str, extra_args: &[&str]) -> Option<Emulator> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
+        // The first line names the REST listener, the second the Pub/Sub API's.
+        for _ in 0..2 {
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
         }
         // keep draining so the emulator never blocks on a full pipe
         for _ in lines {}
@@ -108,7 +113,7 @@ pub fn start_with(test: &str, extra_args: &[&str]) -> Option<Emulator> {
         .to_string();
     let http: ureq::Agent =
         ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build().into();
-    Some(Emulator { child, url, http, client_opts: Emulator::opts() })
+    Some(Emulator { child, url, lines: rx, http, client_opts: Emulator::opts() })
 }
 
 impl Emulator {
@@ -121,6 +126,13 @@ impl Emulator {
     pub fn with_client_opts(mut self, opts: ClientOptions) -> Self {
         self.client_opts = opts;
         self
+    }
+
+    /// The Pub/Sub API endpoint (`http://HOST:PORT`) from the second start-up line; None
+    /// when this emulator serves none.
+    pub fn pubsub_endpoint(&self) -> Option<String> {
+        let line = self.lines.recv_timeout(Duration::from_secs(5)).ok()?;
+        line.trim().strip_prefix("pubsub listening on ").map(|a| format!("http://{a}"))
     }
 
     /// Credentials of the emulator's connected app / integration user for `flow`.

@@ -1,0 +1,122 @@
+//! The Pub/Sub API client against a real `sf-emulator` process (SKIP unless present, or
+//! when it serves no Pub/Sub listener; failure with SF_REQUIRE_EMULATOR). Its events are
+//! compared with the CometD client's for the same writes: the worker applies both alike.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{rec, Emulator};
+use salesforce::cdc::{channel_for, ChangeType};
+use salesforce::pubsub::{PubSubOptions, PubSubStream};
+use salesforce::{CdcStream, ChangeEvent, ClientOptions, ReplayFrom};
+use serde_json::json;
+
+fn start(test: &str) -> Option<(Emulator, PubSubOptions)> {
+    let opts = ClientOptions { request_timeout: Duration::from_secs(10), ..ClientOptions::default() };
+    let emu = common::start_with(test, &["--cometd-timeout-ms", "500"])?.with_client_opts(opts);
+    let Some(endpoint) = emu.pubsub_endpoint() else {
+        if std::env::var_os("SF_REQUIRE_EMULATOR").is_some() {
+            panic!("{test}: the emulator serves no Pub/Sub API");
+        }
+        eprintln!("SKIP {test}: the emulator serves no Pub/Sub API");
+        return None;
+    };
+    Some((emu, PubSubOptions { endpoint, ..PubSubOptions::default() }))
+}
+
+/// Polls until `n` events arrived (or 5 s).
+fn collect(s: &mut PubSubStream<'_>, n: usize) -> Vec<ChangeEvent> {
+    let start = Instant::now();
+    let mut out = vec![];
+    while out.len() < n && start.elapsed() < Duration::from_secs(5) {
+        out.extend(s.poll(Duration::from_millis(500)).expect("poll"));
+    }
+    out
+}
+
+fn collect_cometd(s: &mut CdcStream<'_>, n: usize) -> Vec<ChangeEvent> {
+    let start = Instant::now();
+    let mut out = vec![];
+    while out.len() < n && start.elapsed() < Duration::from_secs(5) {
+        out.extend(s.poll(Duration::from_millis(500)).expect("poll"));
+    }
+    out
+}
+
+#[test]
+fn events_match_what_cometd_delivers() {
+    let Some((emu, opts)) = start("events_match_what_cometd_delivers") else { return };
+    let client = emu.client();
+    let ch = channel_for("Account");
+    let mut ps = client.pubsub_subscribe(&[(ch.clone(), ReplayFrom::New)], opts).unwrap();
+    let mut cd = client.cdc_subscribe(std::slice::from_ref(&ch), ReplayFrom::New).unwrap();
+    assert!(ps.poll(Duration::from_millis(200)).unwrap().is_empty());
+
+    let id = client
+        .create("Account", &rec(json!({"Name": "Streamed", "Industry": "Banking", "BillingCity": "Paris", "AnnualRevenue": 12.5})))
+        .unwrap();
+    client.update("Account", &id, &rec(json!({"Industry": null, "Phone": "1", "BillingCity": "Lyon"}))).unwrap();
+    client.delete("Account", &id).unwrap();
+    let got = collect(&mut ps, 3);
+    let want = collect_cometd(&mut cd, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(want.len(), 3);
+    let kinds: Vec<&ChangeType> = got.iter().map(|e| &e.header.change_type).collect();
+    assert_eq!(kinds, [&ChangeType::Create, &ChangeType::Update, &ChangeType::Delete]);
+    for (p, c) in got.iter().zip(&want) {
+        assert_eq!(p.channel, c.channel);
+        assert_eq!(p.header, c.header, "the header, changed fields named as CometD names them");
+        assert_eq!(p.fields, c.fields, "the same payload fields and values");
+    }
+    assert_eq!(got[1].header.nulled_fields, ["Industry"]);
+    assert!(got[1].header.changed_fields.contains(&"BillingAddress.City".to_string()), "{:?}", got[1].header);
+    assert_eq!(ps.last_replay_id(&ch), Some(got[2].replay_id));
+    cd.close();
+}
+
+#[test]
+fn resumes_after_a_stored_replay_id_and_asks_for_more_as_it_consumes() {
+    let Some((emu, opts)) = start("resumes_after_a_stored_replay_id_and_asks_for_more_as_it_consumes") else { return };
+    let client = emu.client();
+    let ch = channel_for("Contact");
+    // Two events per request: seven events need several FetchRequests.
+    let opts = PubSubOptions { batch: 2, ..opts };
+    let mut s = client.pubsub_subscribe(&[(ch.clone(), ReplayFrom::New)], opts.clone()).unwrap();
+    client.create("Contact", &rec(json!({"LastName": "One"}))).unwrap();
+    let first = collect(&mut s, 1);
+    let stored = s.last_replay_id(&ch).unwrap();
+    assert_eq!(stored, first[0].replay_id);
+    drop(s);
+
+    // Written while nobody listens.
+    let mut missed = vec![];
+    for i in 0..7 {
+        missed.push(client.create("Contact", &rec(json!({"LastName": format!("Missed {i}")}))).unwrap());
+    }
+    let client2 = emu.client();
+    let mut s2 = client2.pubsub_subscribe(&[(ch.clone(), ReplayFrom::After(stored))], opts).unwrap();
+    let got = collect(&mut s2, 7);
+    let ids: Vec<String> = got.iter().map(|e| e.header.record_ids[0].clone()).collect();
+    assert_eq!(ids, missed, "every missed event, once, in order, none before the stored position");
+    assert!(s2.poll(Duration::from_millis(300)).unwrap().is_empty(), "nothing twice");
+}
+
+#[test]
+fn an_unreachable_endpoint_and_an_unknown_topic_fail_plainly() {
+    let Some((emu, opts)) = start("an_unreachable_endpoint_and_an_unknown_topic_fail_plainly") else { return };
+    let client = emu.client();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let err = client
+        .pubsub_subscribe(
+            &[(channel_for("Account"), ReplayFrom::New)],
+            PubSubOptions { endpoint: format!("http://{addr}"), ..opts.clone() },
+        )
+        .err()
+        .expect("a closed port");
+    assert!(matches!(err, salesforce::Error::Transport(_)), "{err:?}");
+    let err = client.pubsub_subscribe(&[("/data/NoSuchChangeEvent".to_string(), ReplayFrom::New)], opts).err().expect("unknown topic");
+    assert!(err.to_string().contains("NoSuch"), "{err}");
+}
