@@ -406,6 +406,20 @@ FROM sfsync.synced_queries q
 LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
 GRANT SELECT ON sfsync.queries TO PUBLIC;
 
+-- one API budget per org (issue 18): sfsync.status shows whose budget it is and what it holds.
+-- sfsync::api::budget::api_budget_scope
+CREATE  FUNCTION sfsync."api_budget_scope"() RETURNS TEXT /* &str */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'api_budget_scope_wrapper';
+-- sfsync::api::budget::api_budget_left
+CREATE  FUNCTION sfsync."api_budget_left"(
+	"connection" TEXT /* &str */
+) RETURNS bigint /* Option < i64 > */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'api_budget_left_wrapper';
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",
@@ -446,7 +460,11 @@ SELECT m.tbl AS "table",
        s.reconciled_at AS last_reconciliation,
        s.reconciled_missing,
        s.formulas_refreshed_at AS last_formula_refresh,
-       COALESCE(o.failed, 0) AS outbox_failed
+       COALESCE(o.failed, 0) AS outbox_failed,
+       -- One budget per org for the cluster ('org'), or each process's own ('process':
+       -- sfsync is not in shared_preload_libraries); the calls it holds now.
+       sfsync.api_budget_scope() AS api_budget_scope,
+       sfsync.api_budget_left(m.connection) AS api_budget_left
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection

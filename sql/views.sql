@@ -172,7 +172,11 @@ SELECT m.tbl AS "table",
        s.reconciled_at AS last_reconciliation,
        s.reconciled_missing,
        s.formulas_refreshed_at AS last_formula_refresh,
-       COALESCE(o.failed, 0) AS outbox_failed
+       COALESCE(o.failed, 0) AS outbox_failed,
+       -- One budget per org for the cluster ('org'), or each process's own ('process':
+       -- sfsync is not in shared_preload_libraries); the calls it holds now.
+       sfsync.api_budget_scope() AS api_budget_scope,
+       sfsync.api_budget_left(m.connection) AS api_budget_left
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection

@@ -14,6 +14,7 @@ mod capture;
 mod error;
 mod guc;
 mod log_filter;
+mod org_budget;
 mod plan;
 mod privilege;
 mod registry;
@@ -44,6 +45,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         registry::init_shmem();
         token_cache::init_shmem();
+        org_budget::init_shmem();
         abort_queue::init_shmem();
         worker::register_launcher();
         worker::register_database_commands();

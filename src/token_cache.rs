@@ -223,3 +223,13 @@ pub fn forget(name: &str) {
         *s = Slot::default();
     }
 }
+
+/// The org Id the database's session of connection `name` named, if one is shared.
+pub fn org_of(name: &str) -> Option<String> {
+    if !usable() {
+        return None;
+    }
+    let dboid = unsafe { pg_sys::MyDatabaseId }.to_u32();
+    let t = TOKENS.share();
+    t.slots.iter().find(|s| s.dboid == dboid && s.name.get() == name).map(|s| s.org_id.get().to_string()).filter(|s| !s.is_empty())
+}

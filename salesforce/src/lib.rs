@@ -51,6 +51,7 @@ pub mod soql;
 pub mod types;
 
 pub use auth::{AuthFlow, Credentials, Secret};
+pub use budget::{BudgetCell, BudgetHandle, BudgetShare};
 pub use cdc::{CdcError, CdcStream, ChangeEvent, ChangeEventHeader, ReplayFrom};
 pub use client::bulk::{
     build_csv, map_results, poll_delay, BulkIngestResult, BulkJobInfo, BulkOperation, BulkOptions, BulkQueryReader, BulkRowOutcome,

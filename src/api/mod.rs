@@ -4,6 +4,7 @@
 mod access;
 mod alerts;
 mod backfill;
+mod budget;
 mod connection;
 mod ddl;
 mod identity;

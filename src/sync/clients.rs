@@ -169,6 +169,8 @@ pub fn options() -> Result<ClientOptions> {
         max_retries: 2,
         max_retry_time: timeout,
         api_share: Some(guc::API_BUDGET.get()),
+        // One budget per org for the whole cluster (org_budget), when preloaded.
+        budget: crate::org_budget::handle(),
         hosts: Some(hosts),
         ..ClientOptions::default()
     })

@@ -2,10 +2,8 @@
 //! `Sforce-Limit-Info` header) and the per-client budget pacer ([`crate::budget`]) that the
 //! request core consults before each call and pauses on `REQUEST_LIMIT_EXCEEDED`.
 
-use std::time::Instant;
-
 use super::{lock, Client};
-use crate::budget::LIMIT_PAUSE;
+use crate::budget::{now_us, Pacer, LIMIT_PAUSE};
 use crate::error::Error;
 use crate::http::parse_limit_info;
 
@@ -35,15 +33,39 @@ impl Client {
         if let Some((used, max)) = limit_info.and_then(parse_limit_info) {
             st.api_used = Some(used);
             st.api_max = Some(max);
+            drop(st);
+            if let Some(p) = lock(&self.pacer).as_ref() {
+                p.cell().record_usage(used, max);
+            }
         }
+    }
+
+    /// Once logged in (the org known): paces this client at its `api_share`, from its org's
+    /// shared cell when the options give a [`crate::budget::BudgetShare`] with room for it,
+    /// else alone.
+    pub(super) fn start_pacing(&self) {
+        let Some(share) = self.opts.api_share else { return };
+        let key = self
+            .org_id()
+            .unwrap_or_else(|| format!("{} {} {}", self.login_url, self.creds.client_id, self.creds.username.as_deref().unwrap_or("")));
+        let cell = self.opts.budget.as_ref().and_then(|b| b.0.cell(&key));
+        *lock(&self.pacer) = Some(match cell {
+            Some(cell) => Pacer::shared(share, cell),
+            None => Pacer::new(share),
+        });
+    }
+
+    /// Whether this client's budget is shared with the org's other clients (`None`: not
+    /// paced); and the calls its bucket holds now (`None` while the allocation is unknown).
+    pub fn budget(&self) -> Option<(bool, Option<f64>)> {
+        lock(&self.pacer).as_ref().map(|p| (p.is_shared(), p.cell().available(p.share(), now_us())))
     }
 
     /// Fails fast with `Error::Budget` when this client is over its share of the org's
     /// daily allocation (no pacer configured: always Ok).
     pub(super) fn check_budget(&self) -> Result<(), Error> {
-        let st = self.stats();
-        if let Some(p) = lock(&self.pacer).as_mut() {
-            p.check(Instant::now(), st.api_used, st.api_max).map_err(|(wait, reason)| Error::Budget { wait, reason })?;
+        if let Some(p) = lock(&self.pacer).as_ref() {
+            p.check(now_us()).map_err(|(wait, reason)| Error::Budget { wait, reason })?;
         }
         Ok(())
     }
@@ -52,8 +74,8 @@ impl Client {
     /// `Retry-After` (or [`LIMIT_PAUSE`]) so the next calls fail fast instead of adding to it.
     pub(super) fn pause_on_limit(&self, e: &Error) {
         if e.code() == "REQUEST_LIMIT_EXCEEDED" {
-            if let Some(p) = lock(&self.pacer).as_mut() {
-                p.pause(Instant::now(), e.retry_after().unwrap_or(LIMIT_PAUSE));
+            if let Some(p) = lock(&self.pacer).as_ref() {
+                p.pause(now_us(), e.retry_after().unwrap_or(LIMIT_PAUSE));
             }
         }
     }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::{ids_from_identity_url, Credentials, Secret, TokenResponse};
-use crate::budget::Pacer;
+use crate::budget::{BudgetHandle, Pacer};
 use crate::error::Error;
 use crate::hosts::{check_base_url, HostPolicy};
 use crate::http::{form_encode, normalize_version, version_key};
@@ -65,6 +65,9 @@ pub struct ClientOptions {
     /// (see [`crate::budget`]): calls over budget fail fast with `Error::Budget`.
     /// `None`: no pacing.
     pub api_share: Option<f64>,
+    /// Where the clients of one org share their budget (see [`crate::budget`]); `None`, or
+    /// no cell for the org: this client paces alone.
+    pub budget: Option<BudgetHandle>,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +81,7 @@ impl Default for ClientOptions {
             max_retries: 3,
             max_retry_time: Duration::from_secs(30),
             api_share: None,
+            budget: None,
         }
     }
 }
@@ -171,7 +175,6 @@ impl Client {
             ureq::unversioned::transport::DefaultConnector::default(),
             crate::http::SignalSafeResolver(ureq::unversioned::resolver::DefaultResolver::default()),
         );
-        let pacer = opts.api_share.map(Pacer::new);
         let mut client = Client {
             agent,
             creds,
@@ -182,7 +185,7 @@ impl Client {
             login_lock: Mutex::new(()),
             describes: Mutex::new(HashMap::new()),
             stats: Mutex::new(ApiStats::default()),
-            pacer: Mutex::new(pacer),
+            pacer: Mutex::new(None),
             query_batch_size: AtomicU32::new(0),
             share,
         };
@@ -194,6 +197,7 @@ impl Client {
                 if fixed_version.is_none() {
                     client.api_version = seed.api_version;
                 }
+                client.start_pacing();
                 return Ok(client);
             }
         }
@@ -203,6 +207,7 @@ impl Client {
             client.api_version = client.negotiate_version()?;
         }
         client.publish();
+        client.start_pacing();
         Ok(client)
     }
 
