@@ -31,7 +31,8 @@ fn a_bulk_lookup_links_and_reports_exactly_as_the_soql_lookup() {
 }
 
 fn link_by_email(bulk: bool) {
-    let env = common::start();
+    // A server setting (reloadable): the worker's later lookups take the Bulk path too.
+    let env = if bulk { common::start_with(&[("sfsync.match_bulk_threshold", "2")]) } else { common::start() };
     let mut db = env.db();
     let sf = env.emu.sf();
     env.worker_pid();
@@ -51,9 +52,6 @@ fn link_by_email(bulk: bool) {
     )
     .unwrap();
 
-    if bulk {
-        db.batch_execute("SET sfsync.match_bulk_threshold = 2").unwrap();
-    }
     // The worker held while sync_table runs: the query calls counted are its own.
     let lock = common::pause(&env);
     let queries = env.emu.query_calls();
