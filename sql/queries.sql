@@ -59,3 +59,40 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.synced_queries_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.query_rows', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.query_errors', '');
 REVOKE ALL ON sfsync.synced_queries, sfsync.query_rows, sfsync.query_errors FROM PUBLIC;
+
+-- Source tables (sync_query(..., sources => ...)): a statement trigger on each marks its
+-- queries due (src/sync/query/sources.rs). A dropped table leaves (sfsync.on_sql_drop).
+CREATE TABLE sfsync.query_sources (
+    query_id integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    tbl      regclass NOT NULL,
+    PRIMARY KEY (query_id, tbl)
+);
+CREATE INDEX query_sources_tbl_idx ON sfsync.query_sources (tbl);
+
+-- Queries a source change made due: a row per statement (inserts only: writers of a source
+-- never wait for each other), taken by the next refresh; many statements, one refresh.
+-- A wake-up, not state: not dumped.
+CREATE TABLE sfsync.query_due (
+    query_id  integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    marked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX query_due_query_id_idx ON sfsync.query_due (query_id);
+
+SELECT pg_catalog.pg_extension_config_dump('sfsync.query_sources', '');
+REVOKE ALL ON sfsync.query_sources, sfsync.query_due FROM PUBLIC;
+
+-- The source tables' trigger: runs as the writer's statement ends, in its transaction; the
+-- worker is woken when it commits. SECURITY DEFINER: the writer has no rights on the
+-- catalog. Only for its own table (TG_RELID); EXECUTE revoked, so only sfsync attaches it.
+CREATE FUNCTION sfsync.query_source_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO sfsync.query_due (query_id)
+    SELECT s.query_id FROM sfsync.query_sources s WHERE s.tbl = TG_RELID::regclass;
+    IF FOUND THEN
+        PERFORM sfsync.wake_at_commit();
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION sfsync.query_source_changed() FROM PUBLIC;

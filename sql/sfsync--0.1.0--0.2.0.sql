@@ -420,6 +420,107 @@ STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'api_budget_left_wrapper';
 
+-- <qsource: synced queries refreshed when their source tables change (issue 14)>
+-- Source tables (sync_query(..., sources => ...)): a statement trigger on each marks its
+-- queries due (src/sync/query/sources.rs). A dropped table leaves (sfsync.on_sql_drop).
+CREATE TABLE sfsync.query_sources (
+    query_id integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    tbl      regclass NOT NULL,
+    PRIMARY KEY (query_id, tbl)
+);
+CREATE INDEX query_sources_tbl_idx ON sfsync.query_sources (tbl);
+
+-- Queries a source change made due: a row per statement (inserts only: writers of a source
+-- never wait for each other), taken by the next refresh; many statements, one refresh.
+-- A wake-up, not state: not dumped.
+CREATE TABLE sfsync.query_due (
+    query_id  integer NOT NULL REFERENCES sfsync.synced_queries (id) ON DELETE CASCADE,
+    marked_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX query_due_query_id_idx ON sfsync.query_due (query_id);
+
+SELECT pg_catalog.pg_extension_config_dump('sfsync.query_sources', '');
+REVOKE ALL ON sfsync.query_sources, sfsync.query_due FROM PUBLIC;
+
+-- The source tables' trigger: runs as the writer's statement ends, in its transaction; the
+-- worker is woken when it commits. SECURITY DEFINER: the writer has no rights on the
+-- catalog. Only for its own table (TG_RELID); EXECUTE revoked, so only sfsync attaches it.
+CREATE FUNCTION sfsync.query_source_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO sfsync.query_due (query_id)
+    SELECT s.query_id FROM sfsync.query_sources s WHERE s.tbl = TG_RELID::regclass;
+    IF FOUND THEN
+        PERFORM sfsync.wake_at_commit();
+    END IF;
+    RETURN NULL;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION sfsync.query_source_changed() FROM PUBLIC;
+
+-- sync_query takes sources => ...: a new argument, so a new function.
+DROP FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text);
+-- sfsync::api::query::sync_query
+CREATE  FUNCTION sfsync."sync_query"(
+	"name" TEXT, /* & str */
+	"query" TEXT, /* & str */
+	"sobject" TEXT, /* & str */
+	"connection" TEXT DEFAULT 'default', /* & str */
+	"key" TEXT DEFAULT 'id', /* & str */
+	"key_field" TEXT DEFAULT 'Id', /* & str */
+	"every" INTERVAL DEFAULT NULL, /* Option < Interval > */
+	"on_remove" TEXT DEFAULT 'clear', /* & str */
+	"sources" oid[] DEFAULT NULL /* Option < Vec < pgrx :: pg_sys :: Oid > > */
+) RETURNS jsonb /* JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sync_query_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text, oid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text, oid[]) TO sfsync_admin;
+
+-- A dropped source table leaves its queries' lists.
+CREATE OR REPLACE FUNCTION sfsync.on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM sfsync.mappings
+    WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                       WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+    DELETE FROM sfsync.query_sources
+    WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                       WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+END
+$$;
+
+-- sfsync.queries shows the sources (a new last column).
+CREATE OR REPLACE VIEW sfsync.queries AS
+SELECT q.name,
+       q.sobject,
+       q.connection,
+       q.owner::regrole AS owner,
+       q.key_column AS key,
+       q.key_field,
+       q.every,
+       q.on_remove,
+       CASE
+           WHEN sfsync.paused_copy() IS NOT NULL THEN 'paused: copy of another database'
+           WHEN q.last_error IS NOT NULL THEN 'error'
+           WHEN q.every IS NULL AND NOT EXISTS (SELECT 1 FROM sfsync.query_sources s WHERE s.query_id = q.id) THEN 'on demand'
+           WHEN sfsync.worker_pid() IS NULL THEN 'no worker'
+           ELSE 'running'
+       END AS state,
+       q.last_refresh_at,
+       CASE WHEN q.every IS NOT NULL THEN COALESCE(q.next_refresh_at, q.created_at) END AS next_refresh_at,
+       (SELECT count(*) FROM sfsync.query_rows r WHERE r.query_id = q.id) AS rows_synced,
+       q.last_summary,
+       q.sent_total,
+       (SELECT count(*) FROM sfsync.query_errors e WHERE e.query_id = q.id) AS error_count,
+       CASE WHEN p.may_act THEN q.query END AS query,
+       CASE WHEN p.may_act THEN q.last_error END AS last_error,
+       q.created_at,
+       ARRAY(SELECT s.tbl FROM sfsync.query_sources s WHERE s.query_id = q.id ORDER BY s.tbl::text) AS sources
+FROM sfsync.synced_queries q
+LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

@@ -214,7 +214,7 @@ SELECT q.name,
        CASE
            WHEN sfsync.paused_copy() IS NOT NULL THEN 'paused: copy of another database'
            WHEN q.last_error IS NOT NULL THEN 'error'
-           WHEN q.every IS NULL THEN 'on demand'
+           WHEN q.every IS NULL AND NOT EXISTS (SELECT 1 FROM sfsync.query_sources s WHERE s.query_id = q.id) THEN 'on demand'
            WHEN sfsync.worker_pid() IS NULL THEN 'no worker'
            ELSE 'running'
        END AS state,
@@ -226,7 +226,8 @@ SELECT q.name,
        (SELECT count(*) FROM sfsync.query_errors e WHERE e.query_id = q.id) AS error_count,
        CASE WHEN p.may_act THEN q.query END AS query,
        CASE WHEN p.may_act THEN q.last_error END AS last_error,
-       q.created_at
+       q.created_at,
+       ARRAY(SELECT s.tbl FROM sfsync.query_sources s WHERE s.query_id = q.id ORDER BY s.tbl::text) AS sources
 FROM sfsync.synced_queries q
 LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
 GRANT SELECT ON sfsync.queries TO PUBLIC;
@@ -241,11 +242,15 @@ GRANT SELECT ON sfsync.conflicts, sfsync.delete_review TO sfsync_admin;
 REVOKE EXECUTE ON FUNCTION sfsync.adopt(boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.adopt(boolean) TO sfsync_admin;
 
--- A dropped synced table takes its mapping (and outbox, state, errors) with it.
+-- A dropped synced table takes its mapping (and outbox, state, errors) with it; a dropped
+-- source of a synced query leaves its list (the query's other sources stay).
 CREATE FUNCTION sfsync.on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     DELETE FROM sfsync.mappings
+    WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
+                       WHERE classid = 'pg_class'::regclass AND objsubid = 0);
+    DELETE FROM sfsync.query_sources
     WHERE tbl::oid IN (SELECT objid FROM pg_event_trigger_dropped_objects()
                        WHERE classid = 'pg_class'::regclass AND objsubid = 0);
 END
@@ -281,8 +286,8 @@ GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, te
 
 -- Pushing a query's result sends what its caller can read to Salesforce: admins, and the
 -- roles a DBA grants it to (the query always runs as its caller).
-REVOKE EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text, oid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.sync_query(text, text, text, text, text, text, interval, text, oid[]) TO sfsync_admin;
 
 -- Tell the launcher (if preloaded) that this database now needs a worker.
 SELECT sfsync.notify_launcher();

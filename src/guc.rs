@@ -25,6 +25,7 @@ pub static DELETE_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(600
 pub static SCHEMA_CHECK_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static FORMULA_REFRESH_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub static BACKFILL_BATCH_SIZE: GucSetting<i32> = GucSetting::<i32>::new(5000);
+pub static MATCH_BULK_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(crate::plan::matching::BULK_LOOKUP_KEYS as i32);
 /// Hosts besides Salesforce's own that connections may log in to (superuser only).
 pub static ALLOWED_LOGIN_HOSTS: GucSetting<Option<std::ffi::CString>> =
     GucSetting::<Option<std::ffi::CString>>::new(Some(c"localhost, 127.0.0.0/8, ::1"));
@@ -139,6 +140,14 @@ pub fn register() {
         c"sfsync.backfill_bulk_threshold",
         c"Records from which a backfill, or a poll finding that many changes, reads through a Bulk API 2.0 query job instead of REST paging.",
         &BACKFILL_BULK_THRESHOLD,
+        0,
+        i32::MAX,
+        GucFlags::default(),
+    );
+    int(
+        c"sfsync.match_bulk_threshold",
+        c"Distinct keys from which a match lookup reads the object's records with a key through one Bulk API 2.0 query job instead of one SOQL query per 200 keys (0: never).",
+        &MATCH_BULK_THRESHOLD,
         0,
         i32::MAX,
         GucFlags::default(),

@@ -263,6 +263,7 @@ mod tests {
             "write_through",
             "refuse_truncate",
             "wake_at_commit",
+            "query_source_changed",
         ] {
             assert!(!public.iter().any(|f| f == closed), "{closed} must not be executable by PUBLIC");
         }

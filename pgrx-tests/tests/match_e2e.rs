@@ -13,9 +13,26 @@ fn sfid(db: &mut sfsync_e2e::postgres::Client, id: i64) -> Option<String> {
     db.query_one("SELECT sfid::text FROM contacts WHERE id = $1", &[&id]).unwrap().get(0)
 }
 
+/// Calls the emulator served at one endpoint (`"GET /query"`, `"POST /jobs/query"`).
+fn calls(env: &common::Env, endpoint: &str) -> u64 {
+    env.emu.admin("GET", "counters", Value::Null)["by_endpoint"][endpoint].as_u64().unwrap_or(0)
+}
+
 #[test]
 fn existing_contacts_are_linked_by_email_and_ambiguity_is_reported() {
-    let env = common::start();
+    link_by_email(false);
+}
+
+/// The same link through the Bulk lookup (`sfsync.match_bulk_threshold` made small): one
+/// Bulk query job over the Contacts with an email instead of SOQL IN lists, same decisions.
+#[test]
+fn a_bulk_lookup_links_and_reports_exactly_as_the_soql_lookup() {
+    link_by_email(true);
+}
+
+fn link_by_email(bulk: bool) {
+    // A server setting (reloadable): the worker's later lookups take the Bulk path too.
+    let env = if bulk { common::start_with(&[("sfsync.match_bulk_threshold", "2")]) } else { common::start() };
     let mut db = env.db();
     let sf = env.emu.sf();
     env.worker_pid();
@@ -38,14 +55,20 @@ fn existing_contacts_are_linked_by_email_and_ambiguity_is_reported() {
     // The worker held while sync_table runs: the query calls counted are its own.
     let lock = common::pause(&env);
     let queries = env.emu.query_calls();
+    let (soql, jobs) = (calls(&env, "GET /query"), calls(&env, "POST /jobs/query"));
     let r: Value = db
         .query_one("SELECT sfsync.sync_table('contacts', 'Contact', fields => '{\"last_name\": \"LastName\", \"email\": \"Email\"}', match => 'Email')::text", &[])
         .unwrap()
         .get::<_, String>(0)
         .parse()
         .unwrap();
-    // Five distinct keys: one lookup query, not one per row.
-    assert_eq!(env.emu.query_calls() - queries, 1, "lookups made by sync_table: {r}");
+    // Five distinct keys: one lookup query (or one Bulk job), not one per row.
+    if bulk {
+        assert_eq!((calls(&env, "GET /query") - soql, calls(&env, "POST /jobs/query") - jobs), (0, 1), "{r}");
+    } else {
+        assert_eq!(env.emu.query_calls() - queries, 1, "lookups made by sync_table: {r}");
+        assert_eq!(calls(&env, "POST /jobs/query"), jobs, "no Bulk job for five keys");
+    }
     common::resume(&env, lock);
     assert_eq!(r["match"], json!({"matched": 2, "created": 2, "ambiguous": 3, "lookups": 1}), "{r}");
     // Linked at once (exact and case-different email), before the backfill looks.

@@ -7,7 +7,7 @@ mod common;
 
 use common::error_of;
 
-use sfsync_e2e::{json, postgres, scalar, Value};
+use sfsync_e2e::{json, postgres, scalar, DbExt, Value};
 
 /// The jsonb `sql` returns.
 fn json_of(db: &mut postgres::Client, sql: &str) -> Value {
@@ -193,4 +193,79 @@ fn a_query_runs_as_its_owner_and_only_its_owner_or_an_admin_refreshes_it() {
     assert_eq!(state, "42501", "sync_query is for admins");
     assert_eq!(scalar::<Option<String>>(&mut db, "SELECT query FROM sfsync.queries WHERE name = 'peek'"), None, "query text hidden");
     db.batch_execute("RESET ROLE").unwrap();
+}
+
+#[test]
+fn a_change_of_a_source_table_refreshes_the_query_without_a_call_to_refresh() {
+    let env = common::start();
+    let mut db = env.db();
+    let sf = env.emu.sf();
+    let (a, b) = (sf.create("Account", json!({"Name": "Acme"})), sf.create("Account", json!({"Name": "Beta"})));
+    db.batch_execute(
+        "CREATE TABLE logins (account_sfid text NOT NULL);
+         CREATE TABLE seats (account_sfid text NOT NULL, n int NOT NULL);",
+    )
+    .unwrap();
+    db.execute("INSERT INTO logins VALUES ($1)", &[&a]).unwrap();
+    db.execute("INSERT INTO seats VALUES ($1, 5)", &[&b]).unwrap();
+    // `every` a day: only the first refresh is the schedule's, the rest follow the sources.
+    let created = json_of(
+        &mut db,
+        "SELECT sfsync.sync_query('usage',
+             'SELECT id, sum(n)::int AS \"NumberOfEmployees\"
+              FROM (SELECT account_sfid AS id, 1 AS n FROM logins UNION ALL SELECT account_sfid, n FROM seats) u GROUP BY id',
+             'Account', every => '1 day', sources => ARRAY['logins'::regclass, 'seats'])",
+    );
+    assert_eq!(created["sources"], json!(["public.logins", "public.seats"]), "{created}");
+    assert_eq!(scalar::<String>(&mut db, "SELECT sources::text FROM sfsync.queries WHERE name = 'usage'"), "{logins,seats}");
+    env.worker_pid();
+    sf.until_field("Account", &a, "NumberOfEmployees", 1);
+    sf.until_field("Account", &b, "NumberOfEmployees", 5);
+
+    // Three statements in one transaction on one source: one change, refreshed at commit.
+    let writes = env.sf_writes();
+    db.batch_execute("BEGIN").unwrap();
+    for _ in 0..3 {
+        db.execute("INSERT INTO logins VALUES ($1)", &[&b]).unwrap();
+    }
+    db.batch_execute("COMMIT").unwrap();
+    sf.until_field("Account", &b, "NumberOfEmployees", 8);
+    db.until_count("SELECT count(*) FROM sfsync.query_due", 0);
+    assert_eq!(env.sf_writes() - writes, 1, "one refresh, one call");
+    // The other source too, and a TRUNCATE.
+    db.execute("INSERT INTO seats VALUES ($1, 10)", &[&a]).unwrap();
+    sf.until_field("Account", &a, "NumberOfEmployees", 11);
+    db.batch_execute("TRUNCATE seats").unwrap();
+    sf.until_field("Account", &a, "NumberOfEmployees", 1);
+    sf.until_field("Account", &b, "NumberOfEmployees", 3);
+
+    // A source needs its owner's right to a trigger, or TRIGGER on it.
+    db.batch_execute(
+        "CREATE ROLE analyst IN ROLE sfsync_admin; GRANT USAGE ON SCHEMA public TO analyst;
+         GRANT SELECT ON logins TO analyst; SET ROLE analyst",
+    )
+    .unwrap();
+    let mine = "SELECT sfsync.sync_query('mine', 'SELECT account_sfid AS id, count(*) AS \"NumberOfEmployees\" FROM logins GROUP BY 1',
+                    'Account', sources => ARRAY['logins'::regclass])";
+    let (state, msg) = error_of(&mut db, mine);
+    assert_eq!(state, "42501", "{msg}");
+    assert!(
+        msg.contains("a trigger on table public.logins needs ownership of the table")
+            && msg.contains("GRANT TRIGGER ON public.logins TO analyst"),
+        "{msg}"
+    );
+    db.batch_execute("RESET ROLE; GRANT TRIGGER ON logins TO analyst; SET ROLE analyst").unwrap();
+    db.batch_execute(mine).unwrap();
+    db.batch_execute("RESET ROLE").unwrap();
+    let triggers = "SELECT count(*) FROM pg_trigger WHERE tgname = 'sfsync_query_source' AND tgrelid = 'logins'::regclass";
+    assert_eq!(scalar::<i64>(&mut db, triggers), 1, "one trigger per table, shared by its queries");
+
+    // A dropped source leaves the list; the other keeps its trigger.
+    db.batch_execute("DROP TABLE seats").unwrap();
+    assert_eq!(scalar::<String>(&mut db, "SELECT sources::text FROM sfsync.queries WHERE name = 'usage'"), "{logins}");
+    assert!(scalar::<bool>(&mut db, "SELECT sfsync.unsync_query('usage')"));
+    assert_eq!(scalar::<i64>(&mut db, triggers), 1, "'mine' still lists logins");
+    assert!(scalar::<bool>(&mut db, "SELECT sfsync.unsync_query('mine')"));
+    assert_eq!(scalar::<i64>(&mut db, triggers), 0, "unsync_query removes the trigger no query needs");
+    db.execute("INSERT INTO logins VALUES ($1)", &[&a]).unwrap();
 }

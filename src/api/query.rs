@@ -27,6 +27,7 @@ fn sync_query(
     key_field: default!(&str, "'Id'"),
     every: default!(Option<Interval>, "NULL"),
     on_remove: default!(&str, "'clear'"),
+    sources: default!(Option<Vec<pgrx::pg_sys::Oid>>, "NULL"),
 ) -> JsonB {
     let on_remove = OnRemove::parse(on_remove).map_err(SyncError::Invalid).or_raise();
     if name.trim().is_empty() {
@@ -38,7 +39,14 @@ fn sync_query(
         require_owner(name, owner, "sfsync.sync_query").or_raise();
     }
     let columns = result_columns(query).or_raise();
-    let spec = Spec { name, query, sobject, connection, key, key_field, every, on_remove, owner: me.to_u32() };
+    // A trigger on each source is created for the caller: theirs to create (checked as them).
+    let mut sources = sources.unwrap_or_default();
+    sources.sort_by_key(|o| o.to_u32());
+    sources.dedup();
+    for t in &sources {
+        synced::sources::check(*t).or_raise();
+    }
+    let spec = Spec { name, query, sobject, connection, key, key_field, every, on_remove, owner: me.to_u32(), sources: &sources };
     JsonB(privilege::as_extension_owner(|| register(spec, &columns)).or_raise())
 }
 
@@ -62,7 +70,13 @@ fn refresh(name: &str) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe)]
 fn unsync_query(name: &str) -> bool {
     let q = checked(name, "sfsync.unsync_query").or_raise();
-    privilege::as_extension_owner(|| spi_util::exec("DELETE FROM sfsync.synced_queries WHERE id = $1", &[q.id.into()])).or_raise() > 0
+    privilege::as_extension_owner(|| {
+        let sources = synced::sources::listed(q.id)?;
+        let removed = spi_util::exec("DELETE FROM sfsync.synced_queries WHERE id = $1", &[q.id.into()])?;
+        synced::sources::drop_unused(&sources)?;
+        Ok::<_, SyncError>(removed > 0)
+    })
+    .or_raise()
 }
 
 /// The query named, for a caller who owns it (or is an admin).
@@ -129,6 +143,7 @@ struct Spec<'a> {
     every: Option<Interval>,
     on_remove: OnRemove,
     owner: u32,
+    sources: &'a [pgrx::pg_sys::Oid],
 }
 
 /// Checks the columns against the object's describe and stores the query (as the
@@ -207,7 +222,7 @@ fn register(s: Spec, columns: &[(String, String)]) -> Result<Value> {
     ];
     // A new object, connection or key makes the stored result meaningless: it goes, and the
     // next refresh sends every row.
-    let created = Spi::get_one_with_args::<bool>(
+    let (id, created) = Spi::get_two_with_args::<i32, bool>(
         "WITH old AS (SELECT id, sobject, connection, key_column, key_field FROM sfsync.synced_queries WHERE name = $1),
          upserted AS (
              INSERT INTO sfsync.synced_queries AS q (name, query, sobject, connection, owner, key_column, key_field, columns, every, on_remove)
@@ -220,10 +235,11 @@ fn register(s: Spec, columns: &[(String, String)]) -> Result<Value> {
              DELETE FROM sfsync.query_rows r USING old o
              WHERE r.query_id = o.id AND (o.sobject, o.connection, o.key_column, o.key_field) IS DISTINCT FROM ($3, $4, $6, $7)
          )
-         SELECT created FROM upserted",
+         SELECT id, created FROM upserted",
         &args,
-    )?
-    .unwrap_or(false);
+    )?;
+    let id = id.ok_or_else(|| SyncError::Spi("sync_query: the definition was not stored".into()))?;
+    synced::sources::set(id, s.sources)?;
     if s.every.is_some() {
         Spi::run("SELECT sfsync.wake_at_commit()")?;
     }
@@ -235,6 +251,7 @@ fn register(s: Spec, columns: &[(String, String)]) -> Result<Value> {
         "key_field": key_field,
         "mapped": mapped.iter().map(|c| (c.column.clone(), Value::String(c.field.clone()))).collect::<serde_json::Map<_, _>>(),
         "on_remove": s.on_remove.as_str(),
-        "created": created,
+        "created": created.unwrap_or(false),
+        "sources": s.sources.iter().map(|t| privilege::table_name(*t)).collect::<Vec<_>>(),
     }))
 }

@@ -46,6 +46,21 @@ pub const MAX_PARTS: usize = 3;
 /// Keys per lookup query: Salesforce's own batch size, keeps the SOQL well under its limits.
 pub const KEYS_PER_QUERY: usize = 200;
 
+/// Distinct keys from which a lookup is one Bulk API 2.0 query job over the object's records
+/// that have a key, instead of ceil(keys / 200) SOQL queries (`sfsync.match_bulk_threshold`).
+/// A Bulk job costs a handful of calls (create, a few status polls, a result page per 50k
+/// records) but waits for Salesforce's queue (seconds to minutes in a real org) and reads
+/// every record with a key, not just the wanted ones: it is worth it only when it saves an
+/// order of magnitude of calls. 10,000 keys are 50 SOQL calls against ~5; an initial link of
+/// a whole table (the 50k rows of a typical first sync: 250 calls) takes it, the few rows of
+/// a later push never do.
+pub const BULK_LOOKUP_KEYS: usize = 10_000;
+
+/// Whether `keys` distinct keys are looked up through a Bulk query (`threshold` 0: never).
+pub fn by_bulk(keys: usize, threshold: usize) -> bool {
+    threshold > 0 && keys >= threshold
+}
+
 /// One key value as Salesforce compares text: trimmed, lowercased. Empty or NULL: no key
 /// (such a row is never matched, it creates a record).
 pub fn normalise(v: &Value) -> Option<String> {
@@ -168,6 +183,16 @@ fn ids(records: &[Found]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn many_keys_are_looked_up_by_one_bulk_query_few_by_soql() {
+        assert!(!by_bulk(1, BULK_LOOKUP_KEYS));
+        assert!(!by_bulk(BULK_LOOKUP_KEYS - 1, BULK_LOOKUP_KEYS), "49 SOQL calls still beat a Bulk job's wait");
+        assert!(by_bulk(BULK_LOOKUP_KEYS, BULK_LOOKUP_KEYS));
+        assert!(by_bulk(50_000, BULK_LOOKUP_KEYS), "an initial link of 50k rows: one job, not 250 queries");
+        assert!(!by_bulk(50_000, 0), "0 turns the Bulk path off");
+        assert!(by_bulk(3, 2), "a small threshold forces it (tests)");
+    }
 
     #[test]
     fn the_key_is_a_field_several_fields_or_columns_to_fields() {

@@ -89,13 +89,7 @@ pub fn by_external_ids(sobject: &str, external_id: &str, values: &[&str]) -> Res
 /// key field an IN list of that field's values (a composite key is narrowed in memory),
 /// within the mapping's filter. `values[i]` holds the values of `fields[i]`.
 pub fn by_keys(sobject: &str, external_id: &str, fields: &[&str], values: &[Vec<String>], filter: Option<&str>) -> Result<String, String> {
-    for name in [sobject, external_id].iter().chain(fields.iter()) {
-        if !is_valid_identifier(name) {
-            return Err(format!("invalid Salesforce name {name:?}"));
-        }
-    }
-    let mut select = vec!["Id", external_id];
-    select.extend(fields.iter().filter(|f| !f.eq_ignore_ascii_case("Id") && !f.eq_ignore_ascii_case(external_id)));
+    let select = key_select(sobject, external_id, fields)?;
     let mut conds: Vec<String> = fields
         .iter()
         .zip(values)
@@ -104,7 +98,30 @@ pub fn by_keys(sobject: &str, external_id: &str, fields: &[&str], values: &[Vec<
     if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
         conds.push(format!("({f})"));
     }
-    Ok(format!("SELECT {} FROM {sobject} WHERE {}", select.join(", "), conds.join(" AND ")))
+    Ok(format!("{select} WHERE {}", conds.join(" AND ")))
+}
+
+/// `SELECT Id, <external id>, <key fields> FROM <sobject>`, names checked.
+fn key_select(sobject: &str, external_id: &str, fields: &[&str]) -> Result<String, String> {
+    for name in [sobject, external_id].iter().chain(fields.iter()) {
+        if !is_valid_identifier(name) {
+            return Err(format!("invalid Salesforce name {name:?}"));
+        }
+    }
+    let mut select = vec!["Id", external_id];
+    select.extend(fields.iter().filter(|f| !f.eq_ignore_ascii_case("Id") && !f.eq_ignore_ascii_case(external_id)));
+    Ok(format!("SELECT {} FROM {sobject}", select.join(", ")))
+}
+
+/// The Bulk form of `by_keys`: every record (in the filter) whose key fields are all set,
+/// with the same columns; the caller keeps those whose key it wants.
+pub fn with_keys(sobject: &str, external_id: &str, fields: &[&str], filter: Option<&str>) -> Result<String, String> {
+    let select = key_select(sobject, external_id, fields)?;
+    let mut conds: Vec<String> = fields.iter().map(|f| format!("{f} != null")).collect();
+    if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
+        conds.push(format!("({f})"));
+    }
+    Ok(format!("{select} WHERE {}", conds.join(" AND ")))
 }
 
 fn is_datetime_literal(s: &str) -> bool {
@@ -123,6 +140,16 @@ fn is_datetime_literal(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bulk_lookup_reads_every_record_with_a_key() {
+        let q = with_keys("Contact", "Postgres_Id__c", &["FirstName", "LastName"], Some("Active__c = true")).unwrap();
+        assert_eq!(
+            q,
+            "SELECT Id, Postgres_Id__c, FirstName, LastName FROM Contact WHERE FirstName != null AND LastName != null AND (Active__c = true)"
+        );
+        assert!(with_keys("Contact", "Postgres_Id__c", &["Email; x"], None).is_err());
+    }
 
     #[test]
     fn first_pull_has_no_time_bound() {

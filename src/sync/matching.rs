@@ -1,6 +1,8 @@
 //! Finding the Salesforce records that rows without a Salesforce Id match by the mapping's
 //! natural key (`plan::matching`): batched lookups (one SOQL query per
-//! `KEYS_PER_QUERY` distinct keys, never one per row) and the Ids other rows already hold.
+//! `KEYS_PER_QUERY` distinct keys, never one per row; from `sfsync.match_bulk_threshold`
+//! keys one Bulk API 2.0 query job over the records with a key) and the Ids other rows
+//! already hold.
 //! The decisions are `plan::matching::decide`'s; `api::mapping` (first sync) and
 //! `push::link` (later inserts) act on them.
 
@@ -42,6 +44,18 @@ pub fn lookup(client: &Client, m: &Mapping, rows: &[&Map<String, Value>]) -> Res
     let fields: Vec<&str> = m.match_keys.iter().map(|k| k.field.as_str()).collect();
     let mut found: HashMap<String, Vec<Found>> = HashMap::new();
     let mut queries = 0;
+    let threshold = usize::try_from(crate::guc::MATCH_BULK_THRESHOLD.get()).unwrap_or(0);
+    if matching::by_bulk(keys.len(), threshold) {
+        // Every record with a key, streamed; the wanted ones kept (as the IN lists would).
+        let q = soql::with_keys(&m.sobject, &m.external_id, &fields, m.filter.as_deref()).map_err(SyncError::Invalid)?;
+        let wanted: HashSet<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let mut reader = client.bulk_query_with(&q, false, &salesforce::BulkOptions::default())?;
+        queries += 1;
+        while let Some(rec) = reader.next_record() {
+            keep(&rec?, m, &fields, &wanted, &mut found);
+        }
+        return Ok((sorted(found), queries));
+    }
     for chunk in keys.chunks(KEYS_PER_QUERY) {
         let wanted: HashSet<&str> = chunk.iter().map(|(k, _)| k.as_str()).collect();
         let values: Vec<Vec<String>> = (0..fields.len())
@@ -55,24 +69,32 @@ pub fn lookup(client: &Client, m: &Mapping, rows: &[&Map<String, Value>]) -> Res
         let q = soql::by_keys(&m.sobject, &m.external_id, &fields, &values, m.filter.as_deref()).map_err(SyncError::Invalid)?;
         queries += 1;
         for rec in client.query_iter(&q, false) {
-            let rec = rec?;
-            // A composite key's IN lists also match mixed parts of different keys.
-            let Some(key) = matching::key_of(fields.iter().map(|f| rec.get(*f))) else { continue };
-            if !wanted.contains(key.as_str()) {
-                continue;
-            }
-            let id = rec.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
-            let external = match rec.get(&m.external_id) {
-                Some(Value::String(s)) => s.clone(),
-                _ => String::new(),
-            };
-            found.entry(key).or_default().push(Found { id, external });
+            keep(&rec?, m, &fields, &wanted, &mut found);
         }
     }
+    Ok((sorted(found), queries))
+}
+
+/// Adds a record to `found` under its normalised key if that key is wanted (a composite
+/// key's IN lists also match mixed parts of different keys; a Bulk lookup reads them all).
+fn keep(rec: &Map<String, Value>, m: &Mapping, fields: &[&str], wanted: &HashSet<&str>, found: &mut HashMap<String, Vec<Found>>) {
+    let Some(key) = matching::key_of(fields.iter().map(|f| rec.get(*f))) else { return };
+    if !wanted.contains(key.as_str()) {
+        return;
+    }
+    let id = rec.get("Id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let external = match rec.get(&m.external_id) {
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    found.entry(key).or_default().push(Found { id, external });
+}
+
+fn sorted(mut found: HashMap<String, Vec<Found>>) -> HashMap<String, Vec<Found>> {
     for records in found.values_mut() {
         records.sort_by(|a, b| a.id.cmp(&b.id));
     }
-    Ok((found, queries))
+    found
 }
 
 /// Which of these Salesforce Ids a row of the table already holds (SPI: in a transaction).

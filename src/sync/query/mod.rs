@@ -7,6 +7,7 @@
 //! refreshes the queries whose `every` is due; `sfsync.refresh(name)` does one now.
 
 mod send;
+pub mod sources;
 
 use crate::error::{Result, SyncError};
 use crate::plan::fields::ColumnMap;
@@ -68,7 +69,8 @@ pub struct Summary {
     pub null_keys: usize,
 }
 
-/// The synced queries: one by name, or those whose `every` is due (`due`), or all.
+/// The synced queries: one by name, or those due (`due`: their `every` has come, or a
+/// source table changed), or all.
 pub fn load(name: Option<&str>, due: bool) -> Result<Vec<QueryDef>> {
     let args: Vec<DatumWithOid> = vec![name.into(), due.into()];
     let v = spi_util::json(
@@ -78,7 +80,8 @@ pub fn load(name: Option<&str>, due: bool) -> Result<Vec<QueryDef>> {
                  'on_remove', q.on_remove) ORDER BY q.id), '[]')
          FROM sfsync.synced_queries q
          WHERE ($1::text IS NULL OR q.name = $1)
-           AND (NOT $2 OR (q.every IS NOT NULL AND COALESCE(q.next_refresh_at, '-infinity') <= now()))",
+           AND (NOT $2 OR (q.every IS NOT NULL AND COALESCE(q.next_refresh_at, '-infinity') <= now())
+                OR EXISTS (SELECT 1 FROM sfsync.query_due d WHERE d.query_id = q.id))",
         &args,
     )?
     .unwrap_or_default();
@@ -168,10 +171,15 @@ fn stored(query_id: i32) -> Result<HashMap<String, Stored>> {
 /// One refresh of `q`. Err: the query failed, or the request as a whole (recorded on the
 /// query too, for sfsync.queries).
 pub fn refresh(ctx: Ctx, q: &QueryDef) -> Result<Summary> {
-    let read = ctx.tx(|| Ok((read_result(q)?, stored(q.id)?)));
-    let (rows, stored) = match read {
-        Ok(r) => r,
-        Err(e) => return Err(failed(ctx, q, e)),
+    // The source changes this read sees are consumed with it, also when the query fails
+    // (committed: a broken query is retried by `every` or the next change, not every pass).
+    let read = ctx.tx(|| {
+        let marked = sources::consume(q.id)?;
+        Ok(read_result(q).and_then(|rows| Ok((rows, stored(q.id)?, marked))))
+    });
+    let (rows, stored, marked) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) | Err(e) => return Err(failed(ctx, q, e)),
     };
     let columns: Vec<String> = q.columns.iter().map(|c| c.column.clone()).collect();
     let mut summary = Summary { rows: rows.len(), ..Default::default() };
@@ -184,7 +192,13 @@ pub fn refresh(ctx: Ctx, q: &QueryDef) -> Result<Summary> {
         let step = Step::new(-q.id, "query refresh");
         match clients::call(ctx, &q.connection, step, || send::send(&*clients::client(ctx, &q.connection)?, q, &d.sends)) {
             Call::Done(r) => r,
-            Call::Waiting => return Ok(summary),
+            Call::Waiting => {
+                // The connection waits (backoff, budget): the change is still to be sent.
+                if marked {
+                    ctx.tx(|| sources::mark(q.id))?;
+                }
+                return Ok(summary);
+            }
             Call::Failed { error, .. } => return Err(failed(ctx, q, error)),
         }
     };
