@@ -38,8 +38,10 @@ impl Findings {
     }
 }
 
-/// Local fields per table: (column, Salesforce field).
-const FIELDS: [(&str, &str, &[(&str, &str)]); 2] = [
+/// A synced table, its object, and its local fields: (column, Salesforce field).
+type Table = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
+const FIELDS: [Table; 2] = [
     ("accounts", "Account", &[("name", "Name")]),
     ("contacts", "Contact", &[("last_name", "LastName"), ("email", "Email"), ("account_id", "AccountId")]),
 ];

@@ -141,7 +141,7 @@ pub fn client(target: Target, n: usize, seed: u64, ops: usize) -> usize {
         }
         if let Err(e) = commit(&mut db, &stmts, &hist) {
             // A crash or restart breaks the connection; anything else is the workload's bug.
-            let crash = e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code().starts_with("57") || d.code().code() == "40P01");
+            let crash = e.is_closed() || e.as_db_error().is_none_or(|d| d.code().code().starts_with("57") || d.code().code() == "40P01");
             if !crash {
                 eprintln!("chaos: client {n}: {e:?}");
             }
