@@ -71,6 +71,11 @@ fn chaos() {
     let mut totals = Totals::default();
     for (i, s) in seeds.iter().enumerate() {
         trial(i, *s, clients, ops, &mut totals);
+        // Running totals: a long run stopped early still has its figures.
+        println!(
+            "chaos: so far {} trials, faults {:?}, {} kills, {} restarts, lost {}, duplicated {}, not settled {}",
+            totals.trials, totals.faults, totals.kills, totals.restarts, totals.lost, totals.duplicated, totals.unsettled
+        );
     }
     let mut settle = totals.settle.clone();
     settle.sort();
