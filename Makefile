@@ -31,7 +31,7 @@ export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
 export SF_EMULATOR_BIN
 
-.PHONY: help setup install emulator demo clean-demo test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg17 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
+.PHONY: help setup install emulator demo clean-demo chaos test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg17 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
@@ -40,6 +40,7 @@ help:
 	@echo "make install     build sfsync (release) and install it into PostgreSQL 15"
 	@echo "make emulator    build sf-emulator (release)"
 	@echo "make bench       run the benchmarks"
+	@echo "make chaos       the chaos suite, long (SEED=… TRIALS=… OPS=…; docs/testing.md)"
 	@echo "make clean-demo  stop the demo cluster and emulator, remove .demo/"
 	@echo "make fmt | lint  rustfmt | clippy"
 
@@ -123,6 +124,14 @@ test-e2e-pg18:
 	@$(MAKE) --no-print-directory install PG_CONFIG=$(PG18_CONFIG)
 	@echo "==> cargo test -p sfsync-e2e (end-to-end, PostgreSQL 18)"
 	PG_CONFIG=$(PG18_CONFIG) $(E2E_RUN)
+
+# The chaos suite (pgrx-tests/tests/chaos.rs), long: TRIALS trials (default 20) of OPS
+# operations per client (default 100), from SEED (default: a new one, printed). A plain
+# `cargo test` of it is the short mode, part of test-e2e. docs/testing.md.
+chaos: setup install emulator
+	@echo "==> chaos suite (PostgreSQL from $(PG_CONFIG))"
+	PG_CONFIG=$(PG_CONFIG) CHAOS_TRIALS=$(or $(TRIALS),20) CHAOS_OPS=$(or $(OPS),100) $(if $(SEED),CHAOS_SEED=$(SEED)) \
+	    $(CARGO) test -p sfsync-e2e --test chaos -- --include-ignored --nocapture --test-threads=1
 
 bench: setup install emulator
 	@if [ -x bench/run.sh ]; then bench/run.sh; \

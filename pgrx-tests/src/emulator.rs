@@ -451,8 +451,27 @@ impl SfRest {
     /// Raw authenticated request. `path` is absolute (`/services/...`) or relative to
     /// `/services/data/vXX.X/`. Returns `(status, json)`.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.try_request(method, path, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`request`](Self::request), a transport failure (a dropped connection) as `Err`
+    /// rather than a panic: for callers that live through injected faults.
+    pub fn try_request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
         let path = if path.starts_with('/') { path.to_string() } else { format!("{}/{path}", self.data_path()) };
-        http_json(&self.agent, method, &format!("{}{path}", self.instance_url), Some(&self.token), body).unwrap_or_else(|e| panic!("{e}"))
+        http_json(&self.agent, method, &format!("{}{path}", self.instance_url), Some(&self.token), body)
+    }
+
+    /// A raw request with a text body (a Bulk CSV upload); `Err` on a transport failure.
+    pub fn try_put_text(&self, path: &str, content_type: &str, body: String) -> Result<u16, String> {
+        let url = format!("{}{}/{path}", self.instance_url, self.data_path());
+        let req = ureq::http::Request::builder()
+            .method("PUT")
+            .uri(&url)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("Content-Type", content_type)
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        self.agent.run(req).map(|r| r.status().as_u16()).map_err(|e| format!("PUT {url}: {e}"))
     }
 
     /// Runs a SOQL query, following `nextRecordsUrl`, and returns all records.

@@ -140,12 +140,21 @@ fn resolve_with(m: &Mapping, records: &[Record], live: &[Value], changed: Option
         let values = |m: &Option<Map<String, Value>>, col: &str| -> Vec<Value> {
             m.as_ref().and_then(|m| m.get(col)).and_then(Value::as_array).cloned().unwrap_or_default()
         };
+        // A lookup's sent value is the parent's Salesforce Id, while `remote` holds it as our
+        // parent's key: Salesforce's own Id for the field is compared with what we sent.
+        let raw = records.iter().find(|r| r.get("Id").and_then(Value::as_str) == Some(c.sfid.as_str()));
+        let lookup_id = |col: &str| -> Option<Value> {
+            m.parents.iter().find(|p| p.column == col)?;
+            raw?.get(&m.column(col)?.field).filter(|v| !v.is_null()).cloned()
+        };
         let kept: Vec<String> = all
             .iter()
             .filter(|col| {
                 let (bases, sent) = (values(&c.bases, col), values(&c.sent, col));
                 let (text, json) = (c.remote_text.get(*col).unwrap_or(&Value::Null), c.remote.get(*col).unwrap_or(&Value::Null));
-                echo(Known { bases: &bases, sent: &sent }, text, json, in_event(col))
+                let known = Known { bases: &bases, sent: &sent };
+                echo(known, text, json, in_event(col))
+                    || lookup_id(col).is_some_and(|id| echo(Known { bases: &[], sent: &sent }, &id, &id, None))
             })
             .cloned()
             .collect();

@@ -61,17 +61,46 @@ pub fn pending(m: &Mapping, sfids: &[String]) -> Result<Vec<String>> {
     pending_of(m, sfids.to_vec().into())
 }
 
-/// [`pending`], the Ids given as a `text[]` parameter.
+/// [`pending`], the Ids given as a `text[]` parameter. The rows are locked first (see
+/// [`busy`]); a row another transaction holds counts as pending: its change is not visible
+/// yet, and an update now would overwrite it.
 pub fn pending_of(m: &Mapping, sfids: DatumWithOid) -> Result<Vec<String>> {
     let sql = format!(
-        "SELECT COALESCE(jsonb_agg(t.{pk}::text), '[]') FROM {tbl} t WHERE t.sfid = ANY($2)
-           AND EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending')",
+        "WITH got AS (SELECT t.{pk} FROM {tbl} t WHERE t.sfid = ANY($2) ORDER BY t.{pk} FOR UPDATE SKIP LOCKED)
+         SELECT COALESCE(jsonb_agg(t.{pk}::text), '[]') FROM {tbl} t WHERE t.sfid = ANY($2)
+           AND (t.{pk} NOT IN (SELECT {pk} FROM got)
+                OR EXISTS (SELECT 1 FROM sfsync.outbox o WHERE o.mapping_id = $1 AND o.pk = t.{pk}::text AND o.state = 'pending'))",
         tbl = m.table,
         pk = m.pk_ident()
     );
     let args: Vec<DatumWithOid> = vec![m.id.into(), sfids];
     let v = spi_util::json(&sql, &args)?.unwrap_or_default();
     serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the rows with a local change pending: {e}")))
+}
+
+/// Locks the local rows of these records (by Id, or by the Postgres key a record carries)
+/// until the apply's transaction ends, and returns the Ids of the records whose row another
+/// transaction holds. The outbox entries the apply looks up afterwards are then final for
+/// the rows it locked: a local change committed between that lookup and the apply's UPDATE
+/// would otherwise be overwritten by the pulled value and pushed back as it (a lost local
+/// update). A row held by a writer is deferred, not waited for: the writer is never made to
+/// deadlock with the sync, and the poll reads the record again.
+pub fn busy(m: &Mapping, records: &[(String, Option<String>)]) -> Result<Vec<String>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<serde_json::Value> = records.iter().map(|(sfid, key)| serde_json::json!({"sfid": sfid, "pgid": key})).collect();
+    let sql = format!(
+        "WITH r AS (SELECT * FROM jsonb_to_recordset($1) AS r(sfid text, pgid text)),
+              mine AS (SELECT t.{pk} AS key, r.sfid FROM r JOIN {tbl} t ON t.sfid = r.sfid OR t.{pk} = r.pgid::{ty}),
+              got AS (SELECT t.{pk} FROM {tbl} t WHERE t.{pk} IN (SELECT key FROM mine) ORDER BY t.{pk} FOR UPDATE SKIP LOCKED)
+         SELECT COALESCE(jsonb_agg(DISTINCT mine.sfid), '[]') FROM mine WHERE mine.key NOT IN (SELECT {pk} FROM got)",
+        ty = m.pk_type,
+        pk = m.pk_ident(),
+        tbl = m.table,
+    );
+    let v = spi_util::json(&sql, &[spi_util::jsonb(serde_json::Value::Array(rows))])?.unwrap_or_default();
+    serde_json::from_value(v).map_err(|e| SyncError::Spi(format!("decoding the records a local writer holds: {e}")))
 }
 
 /// Ids of the records (Id, the Postgres key the record carries if any) whose key — the one

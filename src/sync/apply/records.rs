@@ -71,7 +71,9 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
     // poll reads the page again).
     let ours = |r: &Record| str_field(r, &m.external_id).and_then(|v| m.key_of(v)).map(String::from);
     let pairs: Vec<(String, Option<String>)> = records.iter().filter_map(|r| Some((str_field(r, "Id")?.to_string(), ours(r)))).collect();
-    let deferred = held::locked(m, &pairs)?;
+    let mut deferred = held::locked(m, &pairs)?;
+    // Rows a local writer holds right now, likewise; the others stay locked until commit.
+    deferred.extend(held::busy(m, &pairs)?);
     let mark = if deferred.is_empty() { mark } else { None };
     let mut live = Vec::new();
     let mut gone = Vec::new();
