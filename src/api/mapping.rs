@@ -445,6 +445,7 @@ pub(super) fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: 
 
 fn unsync(oid: u32) -> Result<bool> {
     let t = table_info(oid)?;
+    crate::sync::hold_pass_lock()?;
     let args: Vec<DatumWithOid> = vec![i64::from(oid).into()];
     let removed = spi_util::exec("DELETE FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass", &args)?;
     if removed == 0 {

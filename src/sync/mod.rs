@@ -35,6 +35,15 @@ pub use mapping::{load_mappings, set_mapping_error, Mapping};
 /// Advisory lock key held during a pass, so run_once and the worker never overlap.
 pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
 
+/// Waits for the worker's pass in progress and keeps the next one from starting until the
+/// caller's transaction ends. For commands that drop what a pass holds locks on (triggers,
+/// mappings): a pass locks sfsync's catalog and the table in its own order, and meeting it
+/// halfway could deadlock.
+pub fn hold_pass_lock() -> Result<()> {
+    pgrx::Spi::run(&format!("SELECT pg_catalog.pg_advisory_xact_lock({PASS_LOCK})"))?;
+    Ok(())
+}
+
 /// Where a pass runs: in the worker (every step its own transaction), or inside the
 /// caller's transaction (`sfsync.run_once`).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

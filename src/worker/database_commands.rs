@@ -73,7 +73,7 @@ fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
         // EXTENSION locks them in its own order, and the two can deadlock. The pass lock
         // (held by a pass for its whole length) makes the DROP wait for the pass in
         // progress and keeps the next one from starting until the DROP commits.
-        if let Err(e) = Spi::run(&format!("SELECT pg_catalog.pg_advisory_xact_lock({})", crate::sync::PASS_LOCK)) {
+        if let Err(e) = crate::sync::hold_pass_lock() {
             error!("sfsync: waiting for the worker's pass before DROP EXTENSION: {e}");
         }
     }
