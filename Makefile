@@ -123,7 +123,7 @@ test-pg16 test-pg17 test-pg18: test-pg%:
 test-e2e-pg18:
 	@$(MAKE) --no-print-directory install PG_CONFIG=$(PG18_CONFIG)
 	@echo "==> cargo test -p sfsync-e2e (end-to-end, PostgreSQL 18)"
-	PG_CONFIG=$(PG18_CONFIG) $(E2E_RUN)
+	export PG_CONFIG=$(PG18_CONFIG); $(E2E_RUN)
 
 # The chaos suite (pgrx-tests/tests/chaos.rs), long: TRIALS trials (default 20) of OPS
 # operations per client (default 100), from SEED (default: a new one, printed). A plain
