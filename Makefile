@@ -101,10 +101,11 @@ test-e2e:
 	@echo "==> sfsync-e2e (end-to-end)"
 	$(E2E_RUN)
 
-# Each end-to-end test starts its own cluster (unix socket only) and emulator and spends most
-# of its time waiting on them, so two run at once where cargo-nextest is there (one process
-# per test); plain cargo test runs them one at a time.
-E2E_JOBS ?= 2
+# Each end-to-end test starts its own cluster (unix socket only) and emulator, so with
+# cargo-nextest (one process per test) E2E_JOBS=2 runs two at once in about half the time.
+# One at a time by default: two at once surfaced a write-through race (a re-inserted row
+# keeping a deleted record's Id) not yet understood, see docs/testing.md.
+E2E_JOBS ?= 1
 E2E_RUN = if command -v cargo-nextest >/dev/null 2>&1; then \
 	    $(CARGO) nextest run -p sfsync-e2e -j $(E2E_JOBS) --no-fail-fast; \
 	else $(CARGO) test -p sfsync-e2e -- --test-threads=1; fi
