@@ -3,7 +3,7 @@
 use crate::error::{OrRaise, Result, SyncError};
 use crate::privilege;
 use crate::sync::source::{formulas, poll, reconcile};
-use crate::sync::{self, push, Ctx, PASS_LOCK};
+use crate::sync::{self, push, Ctx};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgRelation};
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ fn run_once(tbl: default!(Option<PgRelation>, "NULL")) -> JsonB {
 /// `scope`: the mappings a pass over "all" covers (None: every one).
 fn run(oid: Option<u32>, scope: Option<Vec<i32>>) -> Result<Value> {
     sync::identity::require_original()?;
-    Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+    sync::hold_pass_lock()?;
     // All mappings: a table's parents are needed to push it.
     let all = sync::load_mappings(None)?;
     let mappings: Vec<sync::Mapping> = match oid {
@@ -72,7 +72,7 @@ fn one(oid: pgrx::pg_sys::Oid, function: &str, f: impl FnOnce(&sync::Mapping) ->
     privilege::require_table(oid, function)?;
     privilege::as_extension_owner(|| {
         sync::identity::require_original()?;
-        Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+        sync::hold_pass_lock()?;
         let m = sync::load_mappings(Some(oid.to_u32()))?;
         let m = m.first().ok_or_else(|| SyncError::NotFound(format!("table {} is not synced", privilege::table_name(oid))))?;
         f(m)

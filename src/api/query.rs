@@ -8,7 +8,7 @@ use crate::plan::query::Target;
 use crate::privilege;
 use crate::spi_util;
 use crate::sync::query as synced;
-use crate::sync::{clients, Ctx, PASS_LOCK};
+use crate::sync::{clients, Ctx};
 use pgrx::datum::{DatumWithOid, Interval};
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -58,7 +58,7 @@ fn refresh(name: &str) -> JsonB {
     JsonB(
         privilege::as_extension_owner(|| {
             crate::sync::identity::require_original()?;
-            Spi::run(&format!("SELECT pg_advisory_xact_lock({PASS_LOCK})"))?;
+            crate::sync::hold_pass_lock()?;
             let s = synced::refresh(Ctx::Session, &q)?;
             Ok::<_, SyncError>(serde_json::to_value(s).unwrap_or_default())
         })
