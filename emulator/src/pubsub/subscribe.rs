@@ -52,13 +52,7 @@ pub async fn run(
             after = next;
             if !events.is_empty() {
                 pending -= events.len() as i64;
-                let resp = FetchResponse {
-                    events,
-                    latest_replay_id: encode_replay(after),
-                    rpc_id: status::rpc_id(st),
-                    pending_num_requested: pending as i32,
-                };
-                if tx.send(Ok(resp)).await.is_err() {
+                if tx.send(Ok(response(svc, events, after, pending))).await.is_err() {
                     return Ok(());
                 }
                 last_sent = Instant::now();
@@ -78,13 +72,7 @@ pub async fn run(
             },
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(last_sent + keepalive) => {
-                let resp = FetchResponse {
-                    events: vec![],
-                    latest_replay_id: encode_replay(after),
-                    rpc_id: status::rpc_id(st),
-                    pending_num_requested: pending as i32,
-                };
-                if tx.send(Ok(resp)).await.is_err() {
+                if tx.send(Ok(response(svc, vec![], after, pending))).await.is_err() {
                     return Ok(());
                 }
                 last_sent = Instant::now();
@@ -95,6 +83,11 @@ pub async fn run(
 }
 
 /// The replay ID to deliver events after.
+/// A batch of events (none: a keepalive), the position after it and what is still owed.
+fn response(svc: &Service, events: Vec<ConsumerEvent>, after: i64, pending: i64) -> FetchResponse {
+    FetchResponse { events, latest_replay_id: encode_replay(after), rpc_id: status::rpc_id(&svc.st), pending_num_requested: pending as i32 }
+}
+
 fn start(svc: &Service, first: &FetchRequest) -> Result<i64, Status> {
     let st = &svc.st;
     let mut inner = st.cdc.inner.lock();
