@@ -17,6 +17,7 @@ mod log_filter;
 mod plan;
 mod privilege;
 mod registry;
+mod shadow;
 mod spi_util;
 mod sync;
 mod token_cache;
