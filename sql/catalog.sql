@@ -69,7 +69,7 @@ CREATE TABLE sfsync.mappings (
     filter      text,
     conflict    text NOT NULL DEFAULT 'salesforce_wins' CHECK (conflict IN ('salesforce_wins', 'postgres_wins', 'last_modified_wins')),
     on_delete   text NOT NULL DEFAULT 'propagate' CHECK (on_delete IN ('propagate', 'ignore', 'review')),
-    mode        text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'write_through')),
+    mode        text NOT NULL DEFAULT 'async' CHECK (mode IN ('async', 'write_through', 'shadow')),
     created_at  timestamptz NOT NULL DEFAULT now(),
     -- What this mapping's external ID values start with: '<namespace>:<key>' (see
     -- docs/guide.md, "Whose record is it"). '' for mappings made before 0.2.0: bare keys.
@@ -271,6 +271,32 @@ CREATE TABLE sfsync.alert_log (
 CREATE UNIQUE INDEX alert_log_open ON sfsync.alert_log (COALESCE(mapping_id, 0), COALESCE(connection, ''), kind)
     WHERE acknowledged_at IS NULL AND resolved_at IS NULL;
 
+-- A shadow run (sync_table(..., mode => 'shadow')): what the mapping would send if it were
+-- live, and nothing is. One pending entry per record: a later change of the record folds
+-- into it (plan::shadow), so the log holds at most one pending entry per row of the table.
+-- sfsync.go_live queues the pending entries into the outbox and marks them queued; a new
+-- shadow run of the table clears the log. Read through the sfsync.shadow_log view.
+CREATE TABLE sfsync.shadow_entries (
+    id           bigserial PRIMARY KEY,
+    mapping_id   integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    op           text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    pk           text NOT NULL,
+    sfid         varchar(18),
+    -- As in the outbox: the mapped columns an update changed (NULL: all), their values before.
+    changed      text[],
+    base         jsonb,
+    -- The call an async push would make and the API it would use.
+    operation    text NOT NULL CHECK (operation IN ('upsert', 'update', 'delete')),
+    api          text NOT NULL CHECK (api IN ('collections', 'bulk')),
+    -- The values it would send, by column (text form).
+    field_values jsonb NOT NULL DEFAULT '{}',
+    -- 'initial': a row the first sync would have sent; 'local': a change made during the run.
+    origin       text NOT NULL CHECK (origin IN ('initial', 'local')),
+    logged_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    queued_at    timestamptz
+);
+CREATE UNIQUE INDEX shadow_entries_pending ON sfsync.shadow_entries (mapping_id, pk) WHERE queued_at IS NULL;
+
 -- Configuration survives pg_dump / restore; secrets (connection_secrets) do not: a restored
 -- connection says it needs them entered again (docs/secrets.md).
 SELECT pg_catalog.pg_extension_config_dump('sfsync.connections', '');
@@ -284,6 +310,7 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.instance', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.shadow_entries', '');
 -- Their sequences too: a restored outbox must not see ids it already holds handed out again.
 SELECT pg_catalog.pg_extension_config_dump('sfsync.mappings_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.outbox_id_seq', '');
@@ -291,6 +318,7 @@ SELECT pg_catalog.pg_extension_config_dump('sfsync.record_errors_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.conflicts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.delete_review_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('sfsync.alert_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.shadow_entries_id_seq', '');
 
 REVOKE ALL ON ALL TABLES IN SCHEMA sfsync FROM PUBLIC;
 GRANT USAGE ON SCHEMA sfsync TO PUBLIC;

@@ -521,6 +521,80 @@ SELECT q.name,
 FROM sfsync.synced_queries q
 LEFT JOIN LATERAL (SELECT sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE') AS may_act) p ON true;
 
+-- shadow mode and go_live (issue 14)
+ALTER TABLE sfsync.mappings DROP CONSTRAINT mappings_mode_check;
+ALTER TABLE sfsync.mappings ADD CONSTRAINT mappings_mode_check CHECK (mode IN ('async', 'write_through', 'shadow'));
+-- A shadow run (sync_table(..., mode => 'shadow')): what the mapping would send if it were
+-- live, and nothing is. One pending entry per record: a later change of the record folds
+-- into it (plan::shadow), so the log holds at most one pending entry per row of the table.
+-- sfsync.go_live queues the pending entries into the outbox and marks them queued; a new
+-- shadow run of the table clears the log. Read through the sfsync.shadow_log view.
+CREATE TABLE sfsync.shadow_entries (
+    id           bigserial PRIMARY KEY,
+    mapping_id   integer NOT NULL REFERENCES sfsync.mappings (id) ON DELETE CASCADE,
+    op           text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    pk           text NOT NULL,
+    sfid         varchar(18),
+    -- As in the outbox: the mapped columns an update changed (NULL: all), their values before.
+    changed      text[],
+    base         jsonb,
+    -- The call an async push would make and the API it would use.
+    operation    text NOT NULL CHECK (operation IN ('upsert', 'update', 'delete')),
+    api          text NOT NULL CHECK (api IN ('collections', 'bulk')),
+    -- The values it would send, by column (text form).
+    field_values jsonb NOT NULL DEFAULT '{}',
+    -- 'initial': a row the first sync would have sent; 'local': a change made during the run.
+    origin       text NOT NULL CHECK (origin IN ('initial', 'local')),
+    logged_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    queued_at    timestamptz
+);
+CREATE UNIQUE INDEX shadow_entries_pending ON sfsync.shadow_entries (mapping_id, pk) WHERE queued_at IS NULL;
+SELECT pg_catalog.pg_extension_config_dump('sfsync.shadow_entries', '');
+SELECT pg_catalog.pg_extension_config_dump('sfsync.shadow_entries_id_seq', '');
+REVOKE ALL ON sfsync.shadow_entries FROM PUBLIC;
+-- A shadow run's log (sync_table(..., mode => 'shadow')): the calls the mapping would make
+-- if it were live, for the tables the reader may act on (it holds row values); fields by
+-- Salesforce field name. queued_at: when sfsync.go_live queued it for the push.
+CREATE VIEW sfsync.shadow_log WITH (security_barrier) AS
+SELECT l.id,
+       m.tbl AS "table",
+       m.sobject,
+       l.operation,
+       l.pk AS key,
+       l.sfid,
+       (SELECT pg_catalog.jsonb_object_agg(c ->> 'field', l.field_values -> (c ->> 'column'))
+        FROM pg_catalog.jsonb_array_elements(m.columns) c
+        WHERE l.field_values ? (c ->> 'column')) AS fields,
+       l.api,
+       l.origin,
+       l.logged_at,
+       l.queued_at
+FROM sfsync.shadow_entries l
+JOIN sfsync.mappings m ON m.id = l.mapping_id
+WHERE sfsync.may_act_on(m.tbl);
+GRANT SELECT ON sfsync.shadow_log TO PUBLIC;
+
+-- sfsync::capture::shadow_capture
+CREATE FUNCTION sfsync."shadow_capture"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'shadow_capture_wrapper';
+-- A shadow run's capture trigger logs into sfsync.shadow_entries for whoever writes.
+ALTER FUNCTION sfsync.shadow_capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+REVOKE EXECUTE ON FUNCTION sfsync.shadow_capture() FROM PUBLIC;
+
+-- sfsync::api::shadow::go_live
+CREATE  FUNCTION sfsync."go_live"(
+	"tbl" regclass, /* pgrx::rel::PgRelation */
+	"mode" TEXT DEFAULT 'async' /* &str */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'go_live_wrapper';
+-- Going live starts sending the table's rows, as sync_table does: the same rule.
+REVOKE EXECUTE ON FUNCTION sfsync.go_live(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.go_live(regclass, text) TO sfsync_admin;
+
 -- sfsync.status as 0.2.0 has it (privileges: who sees last_error; copies: paused).
 CREATE OR REPLACE VIEW sfsync.status AS
 SELECT m.tbl AS "table",

@@ -5,6 +5,8 @@
 ALTER FUNCTION sfsync.capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- The write-through trigger reads the mapping and the stored credentials for whoever writes.
 ALTER FUNCTION sfsync.write_through() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- A shadow run's capture trigger logs into sfsync.shadow_entries for whoever writes.
+ALTER FUNCTION sfsync.shadow_capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 -- TRUNCATE bypasses row triggers; turning it into a mass delete in Salesforce would be a
 -- disaster nobody asked for, so it is refused on synced tables.
@@ -88,6 +90,28 @@ FROM sfsync.query_errors qe
 JOIN sfsync.synced_queries q ON q.id = qe.query_id
 WHERE sfsync.is_admin() OR pg_catalog.pg_has_role(q.owner, 'USAGE');
 GRANT SELECT ON sfsync.errors TO PUBLIC;
+
+-- A shadow run's log (sync_table(..., mode => 'shadow')): the calls the mapping would make
+-- if it were live, for the tables the reader may act on (it holds row values); fields by
+-- Salesforce field name. queued_at: when sfsync.go_live queued it for the push.
+CREATE VIEW sfsync.shadow_log WITH (security_barrier) AS
+SELECT l.id,
+       m.tbl AS "table",
+       m.sobject,
+       l.operation,
+       l.pk AS key,
+       l.sfid,
+       (SELECT pg_catalog.jsonb_object_agg(c ->> 'field', l.field_values -> (c ->> 'column'))
+        FROM pg_catalog.jsonb_array_elements(m.columns) c
+        WHERE l.field_values ? (c ->> 'column')) AS fields,
+       l.api,
+       l.origin,
+       l.logged_at,
+       l.queued_at
+FROM sfsync.shadow_entries l
+JOIN sfsync.mappings m ON m.id = l.mapping_id
+WHERE sfsync.may_act_on(m.tbl);
+GRANT SELECT ON sfsync.shadow_log TO PUBLIC;
 
 -- Alerts of the tables the reader may act on; those of a connection, of the database (a
 -- paused copy) or of a table that is gone, to admins only. "table" is text: the table's
@@ -270,7 +294,7 @@ CREATE EVENT TRIGGER sfsync_follow_ddl ON ddl_command_end WHEN TAG IN ('ALTER TA
 -- sync_table creates the triggers as the extension owner, so no other role can attach
 -- them to a table.
 REVOKE EXECUTE ON FUNCTION sfsync.capture(), sfsync.write_through(), sfsync.hold_delete(), sfsync.refuse_truncate(),
-    sfsync.mappings_removed(), sfsync.on_sql_drop(), sfsync.follow_ddl() FROM PUBLIC;
+    sfsync.mappings_removed(), sfsync.on_sql_drop(), sfsync.follow_ddl(), sfsync.shadow_capture() FROM PUBLIC;
 -- Called by sfsync's own code and install script only.
 REVOKE EXECUTE ON FUNCTION sfsync.wake_at_commit(), sfsync.notify_launcher() FROM PUBLIC;
 -- Opting a table in sends its rows to Salesforce: admins, and the roles a DBA grants it to;
@@ -279,6 +303,9 @@ REVOKE EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, 
 GRANT EXECUTE ON FUNCTION sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text) TO sfsync_admin;
 REVOKE EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admin;
+-- Going live starts sending the table's rows, as sync_table does: the same rule.
+REVOKE EXECUTE ON FUNCTION sfsync.go_live(regclass, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.go_live(regclass, text) TO sfsync_admin;
 -- Connections and secrets: administrators only (docs/secrets.md). add_connection checks
 -- again inside, so a stray GRANT to PUBLIC does not open it.
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;

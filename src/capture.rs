@@ -7,6 +7,7 @@
 //! one row sends its latest values once.
 
 use crate::error::SyncError;
+use crate::plan::coalesce::Op;
 use pgrx::pg_sys::{self, Datum, HeapTuple, TupleDesc};
 use pgrx::prelude::*;
 use pgrx::spi::OwnedPreparedStatement;
@@ -128,13 +129,33 @@ extern "C" {
 /// plain ERROR with sfsync's message (no Rust panic text).
 #[pg_trigger]
 fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
-    match capture_row(trigger) {
+    match capture_row(trigger, Sink::Outbox) {
         Ok(v) => Ok(v),
         Err(e) => e.raise(),
     }
 }
 
-fn capture_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
+/// The capture trigger of a shadow run (`mode => 'shadow'`): the same arguments and rules,
+/// but the change goes to the shadow log (`crate::shadow`) with the values it would send,
+/// and nothing is queued for the push. SECURITY DEFINER like `capture`.
+#[pg_trigger]
+fn shadow_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
+    match capture_row(trigger, Sink::Shadow) {
+        Ok(v) => Ok(v),
+        Err(e) => e.raise(),
+    }
+}
+
+/// Where a captured change goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sink {
+    /// sfsync.outbox, for the push.
+    Outbox,
+    /// The shadow log: what would be sent.
+    Shadow,
+}
+
+fn capture_row<'a>(trigger: &'a PgTrigger<'a>, sink: Sink) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
     if sync_wrote_it() {
         return Ok(None);
     }
@@ -147,7 +168,7 @@ fn capture_row<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, 
     if !owns(mapping, unsafe { (*td.tg_relation).rd_id }.to_u32())? {
         return Ok(None); // the mapping is gone (unsynced meanwhile): nothing to send for it
     }
-    queue(mapping, td, &args[1], args[2..].iter().map(String::as_str))?;
+    queue(mapping, td, &args[1], args[2..].iter().map(String::as_str), sink)?;
     Ok(None)
 }
 
@@ -166,6 +187,7 @@ pub(crate) fn queue<'c>(
     td: &pg_sys::TriggerData,
     pk_column: &str,
     columns: impl Iterator<Item = &'c str>,
+    sink: Sink,
 ) -> Result<(), SyncError> {
     let relid = unsafe { (*td.tg_relation).rd_id };
     let desc = unsafe { (*td.tg_relation).rd_att };
@@ -189,9 +211,10 @@ pub(crate) fn queue<'c>(
     let sfid = row.attnum("sfid").ok();
     let event = td.tg_event;
     let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
+    let out = Out { sink, mapping, row: &row, columns: &columns };
     if op == pg_sys::TRIGGER_EVENT_INSERT {
         let new = td.tg_trigtuple;
-        record(mapping, "insert", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), None)?;
+        out.record(Op::Insert, row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), None, None, Some(new))?;
     } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
         let (old, new) = (td.tg_trigtuple, td.tg_newtuple);
         if !row.same(old, new, pk) {
@@ -201,17 +224,22 @@ pub(crate) fn queue<'c>(
                 // rewritten (the key column among `changed` says so), nothing deleted. What
                 // was queued under the old key follows the row.
                 Some(id) => {
-                    let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
-                    Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
+                    match sink {
+                        Sink::Outbox => {
+                            let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
+                            Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
+                        }
+                        Sink::Shadow => crate::shadow::rekey(mapping, &old_key, &new_key)?,
+                    }
                     let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
                     changed.insert(0, pk_column.to_string());
-                    record_with_base(mapping, "update", new_key, Some(id), Some(changed), base)?;
+                    out.record(Op::Update, new_key, Some(id), Some(changed), base, Some(new))?;
                 }
                 // Never linked: Salesforce knows it (if at all) by the old key; that record
                 // goes and one under the new key comes.
                 None => {
-                    record(mapping, "delete", old_key, None, None)?;
-                    record(mapping, "insert", new_key, None, None)?;
+                    out.record(Op::Delete, old_key, None, None, None, None)?;
+                    out.record(Op::Insert, new_key, None, None, None, Some(new))?;
                 }
             }
         } else {
@@ -219,14 +247,58 @@ pub(crate) fn queue<'c>(
             if changed.is_empty() {
                 return Ok(()); // no mapped column changed: nothing to send
             }
-            record_with_base(mapping, "update", row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base)?;
+            out.record(Op::Update, row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base, Some(new))?;
         }
     } else if op == pg_sys::TRIGGER_EVENT_DELETE {
         let old = td.tg_trigtuple;
-        record(mapping, "delete", row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None)?;
+        out.record(Op::Delete, row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None, None, None)?;
     }
-    WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
+    if sink == Sink::Outbox {
+        WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
+    }
     Ok(())
+}
+
+/// Where the changes one trigger call saw are recorded.
+struct Out<'r> {
+    sink: Sink,
+    mapping: i32,
+    row: &'r Row,
+    columns: &'r [String],
+}
+
+impl Out<'_> {
+    /// Records one change; `tuple` is the row as written (its values go to the shadow log).
+    fn record(
+        &self,
+        op: Op,
+        pk: String,
+        sfid: Option<String>,
+        changed: Option<Vec<String>>,
+        base: Option<pgrx::JsonB>,
+        tuple: Option<HeapTuple>,
+    ) -> Result<(), SyncError> {
+        let op_text = match op {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        };
+        match self.sink {
+            Sink::Outbox => record_with_base(self.mapping, op_text, pk, sfid, changed, base),
+            Sink::Shadow => {
+                let mut values = serde_json::Map::new();
+                if let Some(t) = tuple {
+                    for c in self.columns.iter().filter(|c| changed.as_ref().is_none_or(|ch| ch.contains(c))) {
+                        let v = self.row.attnum(c).ok().and_then(|n| self.row.text(t, n).ok());
+                        values.insert(c.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::String));
+                    }
+                }
+                let base = base.and_then(|b| b.0.as_object().cloned()).unwrap_or_default();
+                let entry = crate::plan::shadow::Entry { op, sfid, changed, base, values };
+                crate::shadow::record(self.mapping, &pk, entry)
+            }
+        }
+    }
 }
 
 thread_local! {
@@ -341,10 +413,6 @@ impl Row {
         let Some(att) = desc.get(attnum as usize - 1) else { return false };
         unsafe { datumIsEqual(va, vb, att.attbyval, att.attlen as i32) }
     }
-}
-
-fn record(mapping: i32, op: &str, pk: String, sfid: Option<String>, changed: Option<Vec<String>>) -> Result<(), SyncError> {
-    record_with_base(mapping, op, pk, sfid, changed, None)
 }
 
 fn record_with_base(

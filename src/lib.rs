@@ -18,6 +18,7 @@ mod org_budget;
 mod plan;
 mod privilege;
 mod registry;
+mod shadow;
 mod spi_util;
 mod sync;
 mod token_cache;

@@ -204,6 +204,30 @@ pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
     })
 }
 
+/// `as_table_owner` with `session_replication_role = replica` for its duration: the table's
+/// ordinary triggers, and foreign-key checks (triggers too), do not fire. A shadow run's
+/// writes. The setting is sfsync's, set for the owner (only a superuser may set it), and
+/// undone with the owner's other settings on the way out.
+pub fn as_table_owner_without_triggers<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
+    as_table_owner(owner, || {
+        let (name, value) = (c"session_replication_role", c"replica");
+        // PGC_SUSET: set as sfsync's own code, whatever the owner may set; ERROR if refused.
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            )
+        };
+        f()
+    })
+}
+
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]
 mod tests {
@@ -264,6 +288,8 @@ mod tests {
             "refuse_truncate",
             "wake_at_commit",
             "query_source_changed",
+            "shadow_capture",
+            "go_live",
         ] {
             assert!(!public.iter().any(|f| f == closed), "{closed} must not be executable by PUBLIC");
         }

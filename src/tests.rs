@@ -331,7 +331,7 @@ pub(crate) mod tests {
         Spi::run("SELECT sfsync.sync_table('t4', 'Account', direction => 'pull', mode => 'write_through')").unwrap();
     }
 
-    #[pg_test(error = "mode: \"sync\" is not one of async, write_through")]
+    #[pg_test(error = "mode: \"sync\" is not one of async, write_through, shadow")]
     fn unknown_mode_is_named() {
         Spi::run("CREATE TABLE t5 (id int PRIMARY KEY, name text)").unwrap();
         Spi::run("SELECT sfsync.sync_table('t5', 'Account', mode => 'sync')").unwrap();

@@ -5,7 +5,7 @@ use crate::plan::compat;
 use crate::plan::fields;
 use crate::plan::filter;
 use crate::plan::matching::{self, MatchKey};
-use crate::plan::options::{Capture, Options as MappingOptions};
+use crate::plan::options::{Capture, Mode, Options as MappingOptions};
 use crate::privilege;
 use crate::spi_util;
 use crate::sync::source::backfill;
@@ -169,6 +169,15 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         Some(s) => Some(matching::parse(s).map_err(SyncError::Invalid)?),
         None => None,
     };
+    if match_spec.is_some() && opts.shadow() {
+        // Linking writes the external ID onto the matched records: a write a shadow run
+        // must not make.
+        return Err(SyncError::Invalid(
+            "match => ... links existing records by writing their external ID, which a shadow run must not do; \
+             use match without mode => 'shadow', or a shadow run without match"
+                .into(),
+        ));
+    }
 
     // A copy of another database must not start writing into the original's records.
     crate::sync::identity::require_original()?;
@@ -272,11 +281,21 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
     }
     // A different filter changes which records belong here: re-pull everything, and check
     // every linked row against the new filter (see sync/source/filter.rs).
-    let old_filter = spi_util::json(
-        "SELECT jsonb_build_array(filter) FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass",
+    let old = spi_util::json(
+        "SELECT jsonb_build_array(filter, mode) FROM sfsync.mappings WHERE tbl = $1::bigint::oid::regclass",
         &[i64::from(oid).into()],
-    )?
-    .map(|v| v[0].as_str().map(String::from));
+    )?;
+    let old_filter = old.as_ref().map(|v| v[0].as_str().map(String::from));
+    let old_mode = old.as_ref().and_then(|v| v[1].as_str().map(String::from));
+    if old_mode.as_deref() == Some(Mode::Shadow.as_str()) && !opts.shadow() {
+        // Leaving shadow queues what the run logged: go_live does that, sync_table would not.
+        return Err(SyncError::Invalid(format!(
+            "{} is in shadow mode; use sfsync.go_live('{}', mode => '{}') to make it live",
+            t.qualified,
+            t.qualified.replace('\'', "''"),
+            opts.mode
+        )));
+    }
     let refilter = matches!(&old_filter, Some(old) if old.as_deref().filter(|f| !f.trim().is_empty()) != filter);
     // Columns mapped before: those newly mapped are backfilled alone (below).
     let old_columns: Vec<String> = spi_util::json(
@@ -330,6 +349,11 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
 
     let cols: Vec<&str> = columns.iter().map(|c| c.column.as_str()).collect();
     install_triggers(&t.qualified, mapping_id, &pk, &cols, &opts)?;
+    if !created && opts.shadow() && old_mode.as_deref() != Some(Mode::Shadow.as_str()) {
+        // A live table put back into shadow: a new run, a new log (its queued changes wait
+        // in the outbox until go_live).
+        spi_util::exec("DELETE FROM sfsync.shadow_entries WHERE mapping_id = $1", &[mapping_id.into()])?;
+    }
 
     // Rows already in the table reach Salesforce too (upserts, so re-running is harmless).
     let mut queued = 0;
@@ -343,6 +367,9 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         if queued > 0 || linked["matched"].as_u64().unwrap_or(0) > 0 {
             Spi::run("SELECT sfsync.wake_at_commit()")?;
         }
+    } else if created && opts.direction.pushes() && opts.shadow() {
+        // What the first push would create, logged instead (crate::shadow).
+        queued = crate::shadow::log_initial(mapping_id, &t.qualified, &pk, &cols)?;
     } else if created && opts.direction.pushes() {
         let sql = format!(
             "INSERT INTO sfsync.outbox (mapping_id, op, pk) SELECT $1, 'insert', t.{pkq}::text FROM {tbl} t WHERE t.sfid IS NULL ORDER BY t.{pkq}",
@@ -427,12 +454,15 @@ pub(super) fn install_triggers(table: &str, mapping_id: i32, pk: &str, columns: 
              FOR EACH ROW EXECUTE FUNCTION sfsync.write_through({})",
             quote_literal(mapping_id.to_string())
         ))?,
-        Capture::Outbox => {
+        // A shadow run's trigger logs what would be sent (crate::shadow); same name and
+        // arguments, so the DDL follower and unsync treat both alike.
+        Capture::Outbox | Capture::Shadow => {
+            let function = if opts.capture() == Capture::Shadow { "shadow_capture" } else { "capture" };
             let mut args = vec![quote_literal(mapping_id.to_string()), quote_literal(pk)];
             args.extend(columns.iter().map(quote_literal));
             Spi::run(&format!(
                 "CREATE TRIGGER sfsync_capture AFTER {events} ON {table}
-                 FOR EACH ROW EXECUTE FUNCTION sfsync.capture({})",
+                 FOR EACH ROW EXECUTE FUNCTION sfsync.{function}({})",
                 args.join(", ")
             ))?;
         }

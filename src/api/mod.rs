@@ -14,3 +14,4 @@ mod ops;
 mod outbox;
 mod query;
 mod review;
+mod shadow;

@@ -23,5 +23,6 @@ pub mod query;
 pub mod relations;
 pub mod retry;
 pub mod schedule;
+pub mod shadow;
 pub mod soql;
 pub mod write_through;

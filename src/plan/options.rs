@@ -74,6 +74,9 @@ option_enum!(
         Async = "async",
         /// Sent synchronously by a BEFORE trigger; a rejection fails the statement.
         WriteThrough = "write_through",
+        /// A trial run: pulls apply without firing the table's triggers, local changes are
+        /// logged (`sfsync.shadow_log`) instead of sent, until `sfsync.go_live`.
+        Shadow = "shadow",
     }
 );
 
@@ -139,6 +142,8 @@ pub enum Capture {
     Outbox,
     /// BEFORE ROW trigger that sends the change in the statement.
     WriteThrough,
+    /// AFTER ROW trigger into the shadow log: what would be sent, nothing is.
+    Shadow,
 }
 
 impl Options {
@@ -170,7 +175,13 @@ impl Options {
             (false, _) => Capture::None,
             (true, Mode::Async) => Capture::Outbox,
             (true, Mode::WriteThrough) => Capture::WriteThrough,
+            (true, Mode::Shadow) => Capture::Shadow,
         }
+    }
+
+    /// A shadow run: nothing is sent, and the sync's writes fire no triggers.
+    pub fn shadow(&self) -> bool {
+        self.mode == Mode::Shadow
     }
 
     /// A local delete waits for review instead of being sent.
@@ -212,7 +223,7 @@ mod tests {
         );
         assert_eq!(OnDelete::parse("").unwrap_err(), "on_delete: \"\" is not one of propagate, ignore, review");
         let e = Options::parse("pull", "sync", "salesforce_wins", "propagate").unwrap_err();
-        assert_eq!(e, "mode: \"sync\" is not one of async, write_through");
+        assert_eq!(e, "mode: \"sync\" is not one of async, write_through, shadow");
     }
 
     #[test]
@@ -221,6 +232,16 @@ mod tests {
         let o = Options::parse("push", "write_through", "postgres_wins", "ignore").unwrap();
         assert_eq!(o.capture(), Capture::WriteThrough);
         assert_eq!(o.conflict, Conflict::PostgresWins);
+    }
+
+    #[test]
+    fn a_shadow_run_logs_what_a_pushing_table_would_send() {
+        let o = Options::parse("bidirectional", "shadow", "salesforce_wins", "propagate").unwrap();
+        assert!(o.shadow());
+        assert_eq!(o.capture(), Capture::Shadow);
+        let pull = Options::parse("pull", "shadow", "salesforce_wins", "propagate").unwrap();
+        assert_eq!(pull.capture(), Capture::None, "a pull-only shadow has nothing to log");
+        assert!(!Options::default().shadow());
     }
 
     #[test]

@@ -145,7 +145,14 @@ impl Mapping {
                 pgrx::error!("sfsync: SET CONSTRAINTS ALL IMMEDIATE before writing {}: {e}", self.table);
             }
         }
-        crate::privilege::as_table_owner(pgrx::pg_sys::Oid::from(self.owner), f)
+        let owner = pgrx::pg_sys::Oid::from(self.owner);
+        // A shadow run applies without firing the table's triggers (no downstream consumer
+        // sees it) and without foreign-key checks (docs/guide.md, "Shadow run").
+        if self.options.shadow() {
+            crate::privilege::as_table_owner_without_triggers(owner, f)
+        } else {
+            crate::privilege::as_table_owner(owner, f)
+        }
     }
 }
 

@@ -39,7 +39,9 @@ pub(super) struct Claim {
 pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
     // Only entries of the mappings this pass knows: one made after the pass read the
     // mappings would be claimed and never sent, stuck until its claim timed out.
-    let known: Vec<i32> = mappings.keys().copied().collect();
+    // Nor of a shadow run's: they wait in the outbox for go_live (a table put back into
+    // shadow by sync_table), nothing is sent.
+    let known: Vec<i32> = mappings.values().filter(|m| !m.options.shadow()).map(|m| m.id).collect();
     let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into(), known.into()];
     let rows = spi_util::json(
         "WITH ready AS (

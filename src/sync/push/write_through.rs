@@ -61,7 +61,7 @@ fn run<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<Tuple<'a>>, SyncError> {
     // user's and must reach Salesforce, but the worker makes no call inside its transaction.
     // It is queued like an async mapping's change and pushed by the next pass.
     if crate::capture::inside_apply() {
-        crate::capture::queue(m.id, td, &m.pk_column, m.columns.iter().map(|c| c.column.as_str()))?;
+        crate::capture::queue(m.id, td, &m.pk_column, m.columns.iter().map(|c| c.column.as_str()), crate::capture::Sink::Outbox)?;
         return Ok(proceed());
     }
     let rowtype = unsafe { (*(*td.tg_relation).rd_rel).reltype };
