@@ -48,7 +48,7 @@ fn write(id: Option<i64>, mapping: i32, pk: &str, entry: Option<Entry>) -> Resul
         return Ok(());
     };
     let operation = shadow::operation(e.op, e.sfid.as_deref());
-    let base = (!e.base.is_empty()).then(|| pgrx::JsonB(Value::Object(e.base)));
+    let base = (!e.base.is_empty()).then_some(pgrx::JsonB(Value::Object(e.base)));
     let args: Vec<DatumWithOid> = vec![
         id.into(),
         mapping.into(),
