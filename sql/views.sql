@@ -172,7 +172,8 @@ SELECT m.tbl AS "table",
        s.reconciled_at AS last_reconciliation,
        s.reconciled_missing,
        s.formulas_refreshed_at AS last_formula_refresh,
-       COALESCE(o.failed, 0) AS outbox_failed
+       COALESCE(o.failed, 0) AS outbox_failed,
+       CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_transport END AS change_stream_transport
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
@@ -274,6 +275,8 @@ GRANT EXECUTE ON FUNCTION sfsync.mirror(text, text, text, text[]) TO sfsync_admi
 -- again inside, so a stray GRANT to PUBLIC does not open it.
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) TO sfsync_admin;
 
 -- Pushing a query's result sends what its caller can read to Salesforce: admins, and the
 -- roles a DBA grants it to (the query always runs as its caller).

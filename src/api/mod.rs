@@ -13,3 +13,4 @@ mod ops;
 mod outbox;
 mod query;
 mod review;
+mod stream;

@@ -257,8 +257,13 @@ impl PubSubStream<'_> {
             (None, ReplayFrom::All) => (ReplayPreset::Earliest, vec![]),
             (None, ReplayFrom::New) => (ReplayPreset::Latest, vec![]),
         };
-        let first =
-            FetchRequest { topic_name: s.topic.clone(), replay_preset: preset as i32, replay_id, num_requested: batch, auth_refresh: String::new() };
+        let first = FetchRequest {
+            topic_name: s.topic.clone(),
+            replay_preset: preset as i32,
+            replay_id,
+            num_requested: batch,
+            auth_refresh: String::new(),
+        };
         let (tx, rx) = mpsc::channel(16);
         tx.try_send(first).map_err(|e| CdcError::Protocol(e.to_string()))?;
         let (topic, generation) = (s.topic.clone(), s.generation);
