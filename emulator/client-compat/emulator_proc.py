@@ -35,3 +35,13 @@ def stop_emulator(emu):
     emu.terminate()
     emu.wait()
     emu.stdout.close()
+
+
+def pubsub_address(emu):
+    """The Pub/Sub API's HOST:PORT: the emulator's second stdout line (read it right after
+    start_emulator, before anything else reads stdout)."""
+    line = emu.stdout.readline().strip()
+    m = re.match(r"^pubsub listening on (\S+)$", line)
+    if not m:
+        raise RuntimeError(f"unexpected second line from sf-emulator: {line!r}")
+    return m.group(1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the client-compat suites: unmodified Salesforce clients (jsforce from npm,
-# simple-salesforce from PyPI, the Salesforce CLI `sf` from npm) against sf-emulator.
+# simple-salesforce from PyPI, the Salesforce CLI `sf` from npm) and a Pub/Sub API client
+# (grpcio + avro from PyPI, stubs from pubsub_api.proto) against sf-emulator.
 #   SF_EMULATOR_BIN=/path/to/sf-emulator emulator/client-compat/run.sh
 # Without SF_EMULATOR_BIN it uses $CARGO_TARGET_DIR/debug/sf-emulator or target/debug/sf-emulator.
 set -euo pipefail
@@ -38,6 +39,18 @@ if [[ ! "$venv/.installed" -nt requirements.txt ]]; then
 fi
 echo "==> simple-salesforce"
 "$venv/bin/python" -m unittest -v simple_salesforce_test || status=1
+
+# The Pub/Sub API (gRPC) with grpcio + avro from PyPI, stubs generated from pubsub_api.proto.
+pubsub_venv="${CARGO_TARGET_DIR:-$root/target}/client-compat-pubsub-venv"
+if [[ ! -x "$pubsub_venv/bin/python" ]]; then
+  python3 -m venv "$pubsub_venv"
+fi
+if [[ ! "$pubsub_venv/.installed" -nt requirements-pubsub.txt ]]; then
+  "$pubsub_venv/bin/pip" install --quiet --disable-pip-version-check -r requirements-pubsub.txt
+  touch "$pubsub_venv/.installed"
+fi
+echo "==> Pub/Sub API (grpcio)"
+"$pubsub_venv/bin/python" -m unittest -v pubsub_test || status=1
 
 # The Salesforce CLI as its release shipped it (../../../shared/client-tools.md): a plain
 # `npm install @salesforce/cli@X` ignores the release's npm-shrinkwrap.json and floats to

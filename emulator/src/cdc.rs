@@ -59,11 +59,11 @@ fn current_origin() -> String {
 
 /// The transaction an event belongs to.
 pub struct TxnInfo {
-    key: String,
-    number: i64,
-    commit_ms: i64,
-    user: String,
-    origin: String,
+    pub key: String,
+    pub number: i64,
+    pub commit_ms: i64,
+    pub user: String,
+    pub origin: String,
 }
 
 /// A change event. The JSON payload is rendered on first delivery (most events of a bulk load
@@ -72,17 +72,17 @@ pub struct Event {
     pub replay_id: i64,
     pub obj: usize,
     pub commit_ms: i64,
-    txn: Arc<TxnInfo>,
-    seq: i64,
-    change_type: &'static str,
-    record_ids: Vec<String>,
+    pub txn: Arc<TxnInfo>,
+    pub seq: i64,
+    pub change_type: &'static str,
+    pub record_ids: Vec<String>,
     /// The record as committed (None for header-only events).
-    snapshot: Option<Record>,
+    pub snapshot: Option<Record>,
     /// UPDATE: the fields whose value changed.
-    changed: Vec<u16>,
+    pub changed: Vec<u16>,
     rendered: OnceLock<Arc<str>>,
     /// Set when the object's fields changed after this event: the schema ID it was committed with.
-    schema_id: OnceLock<String>,
+    pub schema_id: OnceLock<String>,
 }
 
 pub struct Sub {
@@ -177,13 +177,13 @@ impl ChangeType {
 }
 
 /// Where a field goes in the event: as itself, inside a compound field, or not at all.
-enum Slot<'a> {
+pub enum Slot<'a> {
     Plain(&'a str),
     Part(String, String),
     Skip,
 }
 
-fn slot<'a>(def: &'a ObjectDef, fi: usize) -> Slot<'a> {
+pub fn slot<'a>(def: &'a ObjectDef, fi: usize) -> Slot<'a> {
     let fd = &def.fields[fi];
     if fi == 0 || fi == def.sys.is_deleted || fi == def.sys.system_modstamp || fd.derived != Derived::No {
         return Slot::Skip;

@@ -42,6 +42,12 @@ pub struct Args {
     /// password with the token appended, as Salesforce asks from untrusted IP ranges.
     #[arg(long, value_name = "TOKEN")]
     pub security_token: Option<String>,
+    /// Address of the Pub/Sub API (gRPC) listener; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub pubsub_listen: SocketAddr,
+    /// Keepalive of an idle Pub/Sub Subscribe stream, in ms (Salesforce: within 270 s).
+    #[arg(long, default_value_t = 270_000)]
+    pub pubsub_keepalive_ms: u64,
 }
 
 impl Args {
@@ -58,6 +64,8 @@ impl Args {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             security_token: self.security_token.filter(|t| !t.is_empty()),
+            pubsub_listen: self.pubsub_listen,
+            pubsub_keepalive_ms: self.pubsub_keepalive_ms.max(1),
         }
     }
 }

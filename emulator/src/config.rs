@@ -26,6 +26,10 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The user's security token; when set, password logins take password + token.
     pub security_token: Option<String>,
+    /// The Pub/Sub API's own listener (gRPC).
+    pub pubsub_listen: SocketAddr,
+    /// A Subscribe stream with nothing to send answers a keepalive after this long (ms).
+    pub pubsub_keepalive_ms: u64,
 }
 
 impl Default for Config {
@@ -42,6 +46,8 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             security_token: None,
+            pubsub_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pubsub_keepalive_ms: 270_000,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod faults;
 pub mod ids;
 pub mod jwt;
 pub mod out;
+pub mod pubsub;
 pub mod recalc;
 pub mod routes;
 pub mod rules;
@@ -58,26 +59,52 @@ pub fn build_state(cfg: Config) -> Result<Arc<state::AppState>, String> {
 }
 
 /// Binds `cfg.listen` and returns the bound address and the server future (run it to serve;
-/// it ends when `shutdown` resolves).
+/// it ends when `shutdown` resolves). The Pub/Sub API is served too; [`serve_all`] also
+/// returns its address.
 pub async fn serve(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
+    let (addr, _, server) = serve_all(cfg, shutdown).await?;
+    Ok((addr, server))
+}
+
+/// Binds `cfg.listen` and `cfg.pubsub_listen`; returns both addresses (REST, Pub/Sub) and the
+/// future serving both (the Pub/Sub server stops when the REST one does).
+pub async fn serve_all(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let st = build_state(cfg.clone()).map_err(std::io::Error::other)?;
-    let acceptor = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => Some(tls::acceptor(c, k).map_err(std::io::Error::other)?),
-        (None, None) => None,
+    let (acceptor, h2_acceptor) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => {
+            (Some(tls::acceptor(c, k).map_err(std::io::Error::other)?), Some(tls::h2_acceptor(c, k).map_err(std::io::Error::other)?))
+        }
+        (None, None) => (None, None),
         _ => return Err(std::io::Error::other("--tls-cert and --tls-key go together")),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
+    let (ps_listener, ps_addr) = pubsub::bind(cfg.pubsub_listen).await?;
+    let pubsub = pubsub::serve(st.clone(), ps_listener, h2_acceptor);
     let app = routes::router(st);
-    Ok((addr, async move { tls::serve(listener, app, acceptor, shutdown).await }))
+    Ok((addr, ps_addr, async move {
+        let grpc = tokio::spawn(async move {
+            if let Err(e) = pubsub.await {
+                eprintln!("sf-emulator: pubsub: {e}");
+            }
+        });
+        let r = tls::serve(listener, app, acceptor, shutdown).await;
+        grpc.abort();
+        r
+    }))
 }
 
 /// A server running on its own runtime thread; stops when dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The Pub/Sub API (gRPC) listener.
+    pub pubsub_addr: SocketAddr,
     tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -114,9 +141,9 @@ pub fn spawn(cfg: Config) -> std::io::Result<Running> {
             }
         };
         rt.block_on(async move {
-            match serve(cfg, std::future::pending()).await {
-                Ok((addr, server)) => {
-                    let _ = addr_tx.send(Ok(addr));
+            match serve_all(cfg, std::future::pending()).await {
+                Ok((addr, pubsub_addr, server)) => {
+                    let _ = addr_tx.send(Ok((addr, pubsub_addr)));
                     // Stop without draining: held (timeout-fault) requests must not block it.
                     tokio::select! {
                         r = server => if let Err(e) = r { eprintln!("sf-emulator: {e}") },
@@ -131,6 +158,6 @@ pub fn spawn(cfg: Config) -> std::io::Result<Running> {
         // Don't wait for held (timeout-fault) requests on shutdown.
         rt.shutdown_background();
     })?;
-    let addr = addr_rx.recv().map_err(std::io::Error::other)??;
-    Ok(Running { addr, tls, stop: Some(stop_tx), thread: Some(thread) })
+    let (addr, pubsub_addr) = addr_rx.recv().map_err(std::io::Error::other)??;
+    Ok(Running { addr, pubsub_addr, tls, stop: Some(stop_tx), thread: Some(thread) })
 }

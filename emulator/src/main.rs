@@ -6,7 +6,7 @@ fn main() {
     let scheme = if cfg.tls_cert.is_some() { "https" } else { "http" };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let code = rt.block_on(async move {
-        let (addr, server) = match sf_emulator::serve(cfg, std::future::pending()).await {
+        let (addr, pubsub_addr, server) = match sf_emulator::serve_all(cfg, std::future::pending()).await {
             Ok(x) => x,
             Err(e) => {
                 eprintln!("sf-emulator: {e}");
@@ -16,6 +16,8 @@ fn main() {
         // The first stdout line is the contract with launchers: they read the port from it.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {scheme}://{addr}");
+        // The second line: the Pub/Sub API's own listener (gRPC; TLS when HTTPS is served).
+        let _ = writeln!(out, "pubsub listening on {pubsub_addr}");
         let _ = out.flush();
         drop(out);
         eprintln!("sf-emulator: serving the default org on {scheme}://{addr}");

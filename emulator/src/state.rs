@@ -66,6 +66,9 @@ pub struct AppState {
     pub cursor_tick: std::sync::atomic::AtomicU64,
     /// Change Data Capture events and CometD clients (also the store's change sink).
     pub cdc: Arc<Hub>,
+    /// Schema IDs an object's fields had before a field change, and that schema version: the
+    /// Pub/Sub API encodes events committed before the change with the schema they name.
+    pub past_schemas: Mutex<HashMap<String, (&'static Schema, usize)>>,
     /// Bulk API 2.0 jobs.
     pub bulk: crate::bulk::Jobs,
     /// JWT bearer key and refresh tokens.
@@ -88,6 +91,7 @@ impl AppState {
         let store = Store::new(&schema, cdc.clone());
         let st = AppState {
             cdc,
+            past_schemas: Mutex::new(HashMap::new()),
             store: RwLock::new(store),
             counters: Mutex::new(Counters {
                 total: 0,

@@ -18,8 +18,18 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Clone, Copy, Debug)]
 pub struct DropConnection;
 
-/// Loads a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) into an acceptor.
+/// Loads a PEM certificate chain and private key (PKCS#8, PKCS#1 or SEC1) into an acceptor
+/// for HTTP/1.1.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    with_alpn(cert, key, b"http/1.1")
+}
+
+/// The same for gRPC (the Pub/Sub API), which needs HTTP/2 negotiated by ALPN.
+pub fn h2_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    with_alpn(cert, key, b"h2")
+}
+
+fn with_alpn(cert: &Path, key: &Path, alpn: &[u8]) -> Result<TlsAcceptor, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
@@ -34,7 +44,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("--tls-cert/--tls-key: {e}"))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 

@@ -28,6 +28,9 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Emulator {
     child: Child,
     url: String,
+    /// The second stdout line's address (`pubsub listening on HOST:PORT`), read on first use.
+    pubsub_rx: Mutex<Option<mpsc::Receiver<String>>>,
+    pubsub: std::sync::OnceLock<Option<String>>,
     dir: PathBuf,
     log_path: PathBuf,
     agent: ureq::Agent,
@@ -60,9 +63,11 @@ impl Emulator {
         let log2 = Arc::clone(&log);
         std::thread::spawn(move || drain(stderr, &log2, "stderr"));
 
-        // stdout: the first line announces the address, the rest goes to the log.
+        // stdout: the first line announces the address, the second the Pub/Sub API's; the
+        // rest goes to the log.
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<Result<String, String>>();
+        let (pubsub_tx, pubsub_rx) = mpsc::channel::<String>();
         let log3 = Arc::clone(&log);
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
@@ -81,6 +86,14 @@ impl Emulator {
                     return;
                 }
             }
+            let mut second = String::new();
+            if reader.read_line(&mut second).unwrap_or(0) > 0 {
+                log_line(&log3, "stdout", second.trim_end());
+                if let Some(addr) = second.trim().strip_prefix("pubsub listening on ") {
+                    let _ = pubsub_tx.send(addr.trim().to_string());
+                }
+            }
+            drop(pubsub_tx);
             drain(reader, &log3, "stdout");
         });
 
@@ -97,7 +110,19 @@ impl Emulator {
             fail_start(&mut child, &log_path, &format!("unexpected first line: {first:?}"));
         }
 
-        Emulator { child, url, dir, log_path, agent: agent() }
+        let pubsub_rx = Mutex::new(Some(pubsub_rx));
+        Emulator { child, url, pubsub_rx, pubsub: Default::default(), dir, log_path, agent: agent() }
+    }
+
+    /// The Pub/Sub API (gRPC) address, `HOST:PORT` (TLS when the emulator serves HTTPS), from
+    /// the emulator's second stdout line; None for an emulator that has no Pub/Sub listener.
+    pub fn pubsub_addr(&self) -> Option<&str> {
+        self.pubsub
+            .get_or_init(|| {
+                let rx = self.pubsub_rx.lock().ok()?.take()?;
+                rx.recv_timeout(STARTUP_TIMEOUT).ok()
+            })
+            .as_deref()
     }
 
     /// Path of the `sf-emulator` binary: `$SF_EMULATOR_BIN`, else `release/` then `debug/`

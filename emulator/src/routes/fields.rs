@@ -36,6 +36,8 @@ fn apply(st: &AppState, object: &str, change: impl FnOnce(&Schema, usize, &mut R
         Err(e) => return bad(e),
     };
     let def = &a.schema.objects[obj];
+    let old_id = st.cdc.schema_ids.read()[obj].clone();
+    st.past_schemas.lock().insert(old_id, (old, obj));
     st.cdc.fields_changing(old, obj, def);
     let table = &mut store.tables[obj];
     match a.slots {
