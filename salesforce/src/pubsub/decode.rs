@@ -147,9 +147,11 @@ impl EventSchema {
         Ok(ChangeEvent { channel: channel.to_string(), replay_id, schema: self.id.clone(), header, fields })
     }
 
-    /// Bitmap entries (`0x…`, `N-0x…`) as field names; plain names pass as they are.
+    /// Bitmap entries (`0x…`, `N-0x…`) as field names, in the schema's field order as CometD
+    /// lists them (a compound's parts at its place); plain names pass as they are.
     pub fn names(&self, top: &RecordSchema, entries: &[String]) -> Result<Vec<String>, String> {
-        let mut out: Vec<String> = vec![];
+        // (top-level position, position in the compound + 1 (0: the field itself), name)
+        let mut out: Vec<(usize, usize, String)> = vec![];
         let mut compounds: Vec<usize> = vec![];
         for e in entries {
             if let Some((parent, bits)) = e.split_once('-') {
@@ -158,36 +160,39 @@ impl EventSchema {
                 let rec = self.record_of(&field.schema).ok_or_else(|| format!("field bitmap {e:?}: {} is not compound", field.name))?;
                 for j in bits_set(bits).ok_or_else(|| format!("bad field bitmap {e:?}"))? {
                     let part = rec.fields.get(j).ok_or_else(|| format!("field bitmap {e:?} names part {j}, beyond the schema"))?;
-                    out.push(format!("{}.{}", field.name, part.name));
+                    out.push((i, j + 1, format!("{}.{}", field.name, part.name)));
                 }
                 compounds.push(i);
             } else if e.starts_with("0x") {
                 for i in bits_set(e).ok_or_else(|| format!("bad field bitmap {e:?}"))? {
                     let field = top.fields.get(i).ok_or_else(|| format!("field bitmap {e:?} names field {i}, beyond the schema"))?;
-                    out.push(field.name.clone());
+                    out.push((i, 0, field.name.clone()));
                 }
             } else {
-                out.push(e.clone());
+                out.push((usize::MAX, out.len(), e.clone()));
             }
         }
         // A compound whose parts are listed is named by its parts only, as CometD does.
-        let listed: Vec<&str> = compounds.iter().map(|&i| top.fields[i].name.as_str()).collect();
-        out.retain(|n| !listed.contains(&n.as_str()));
-        Ok(out)
+        out.retain(|(i, j, _)| *j != 0 || !compounds.contains(i));
+        out.sort_by_key(|(i, j, _)| (*i, *j));
+        Ok(out.into_iter().map(|(_, _, n)| n).collect())
     }
 
     /// A field's value as CometD's JSON has it; None for the header and unknown kinds.
     fn json(&self, field: &RecordField, v: &Avro) -> Option<Value> {
         let doc = field.doc.as_deref().unwrap_or_default();
-        let kind = doc.rsplit(':').next().unwrap_or_default();
+        // `Data:DateTime`, `Audit:datetime`, ...: Salesforce's field type after the last colon.
+        let kind = doc.rsplit(':').next().unwrap_or_default().to_ascii_lowercase();
         Some(match v {
             Avro::Null => Value::Null,
             Avro::Boolean(b) => Value::Bool(*b),
             Avro::String(s) | Avro::Enum(_, s) => Value::String(s.clone()),
             Avro::TimestampMillis(ms) => Value::String(datetime(*ms)?),
-            Avro::Long(ms) if kind == "DateTime" => Value::String(datetime(*ms)?),
+            Avro::Long(ms) if kind == "datetime" => Value::String(datetime(*ms)?),
+            // A date as epoch milliseconds at midnight UTC, or as days (the logical type).
+            Avro::Long(ms) if kind == "date" => Value::String(date(i32::try_from(ms.div_euclid(86_400_000)).ok()?)?),
             Avro::Date(d) => Value::String(date(*d)?),
-            Avro::Int(d) if kind == "Date" => Value::String(date(*d)?),
+            Avro::Int(d) if kind == "date" => Value::String(date(*d)?),
             Avro::Int(n) => Value::from(*n),
             Avro::Long(n) => Value::from(*n),
             Avro::Float(f) => serde_json::Number::from_f64(f64::from(*f)).map(Value::Number)?,
