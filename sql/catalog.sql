@@ -29,7 +29,11 @@ CREATE TABLE sfsync.connections (
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
     -- Secrets the server reads from files at each login: {"client_secret": "/path", ...}.
-    secret_files jsonb
+    secret_files jsonb,
+    -- The change stream's transport (sfsync.set_change_stream): 'auto' is the Pub/Sub API,
+    -- CometD while that can't be reached; and the Pub/Sub API's endpoint (NULL: Salesforce's).
+    stream          text NOT NULL DEFAULT 'auto' CHECK (stream IN ('auto', 'pubsub', 'cometd')),
+    pubsub_endpoint text
 );
 
 CREATE TABLE sfsync.connection_secrets (
@@ -51,7 +55,9 @@ CREATE TABLE sfsync.connection_state (
     -- 'down: <why>'; NULL when none runs (sfsync.cdc off, nothing pulled, no worker yet).
     stream        text,
     stream_since  timestamptz,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    -- The transport of the live stream: 'pubsub' or 'cometd'.
+    stream_transport text
 );
 
 CREATE TABLE sfsync.mappings (

@@ -714,3 +714,86 @@ ALTER TABLE sfsync.backfills ADD COLUMN columns text[];
 -- Mirrors follow fields added in Salesforce (issue 19): which mappings mirror() made with
 -- every field.
 ALTER TABLE sfsync.mappings ADD COLUMN mirror_all boolean NOT NULL DEFAULT false;
+
+-- Pub/Sub API change stream (issue 21): each connection chooses its transport
+-- (sfsync.set_change_stream), the status shows which one is live.
+ALTER TABLE sfsync.connections
+    ADD COLUMN stream text NOT NULL DEFAULT 'auto' CHECK (stream IN ('auto', 'pubsub', 'cometd')),
+    ADD COLUMN pubsub_endpoint text;
+ALTER TABLE sfsync.connection_state ADD COLUMN stream_transport text;
+-- sfsync::api::stream::set_change_stream
+CREATE  FUNCTION sfsync."set_change_stream"(
+	"connection" TEXT, /* &str */
+	"stream" TEXT, /* &str */
+	"pubsub_endpoint" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS void
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'set_change_stream_wrapper';
+REVOKE EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) TO sfsync_admin;
+CREATE OR REPLACE VIEW sfsync.status AS
+SELECT m.tbl AS "table",
+       m.sobject,
+       m.connection,
+       m.direction,
+       m.mode,
+       CASE
+           WHEN cp.message IS NOT NULL THEN 'paused: copy of another database'
+           WHEN w.pid IS NULL THEN 'no worker'
+           WHEN concat(s.last_error, cs.last_error) LIKE '%API budget%' THEN 'paused: API budget'
+           WHEN s.last_error IS NOT NULL THEN 'error'
+           WHEN cs.last_error IS NOT NULL THEN 'connection error'
+           ELSE 'running'
+       END AS state,
+       w.pid AS worker_pid,
+       s.last_push_at,
+       s.last_pull_at,
+       -- What a stopped worker left in connection_state no longer holds.
+       CASE WHEN m.direction <> 'push' THEN CASE WHEN w.pid IS NULL THEN 'off'
+            ELSE COALESCE(CASE WHEN p.admin THEN cs.stream ELSE split_part(cs.stream, ':', 1) END, 'off') END END AS change_stream,
+       CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_since END AS change_stream_since,
+       s.last_event_at AS last_change_event,
+       -- Every change still to be sent: pending, and failed ones waiting to be retried.
+       COALESCE(o.depth, 0) AS outbox_depth,
+       now() - o.oldest AS lag,
+       COALESCE(e.errors, 0) AS error_count,
+       s.pushed_total,
+       s.pulled_total,
+       s.hwm_modstamp AS pulled_through,
+       cs.api_calls,
+       cs.api_used,
+       cs.api_max,
+       COALESCE(cp.message, CASE WHEN p.may_act THEN s.last_error END, CASE WHEN p.admin THEN cs.last_error END) AS last_error,
+       COALESCE(c.conflicts, 0) AS conflicts,
+       COALESCE(r.reviews, 0) AS pending_delete_reviews,
+       s.deletes_checked_at AS last_delete_check,
+       s.reconciled_at AS last_reconciliation,
+       s.reconciled_missing,
+       s.formulas_refreshed_at AS last_formula_refresh,
+       COALESCE(o.failed, 0) AS outbox_failed,
+       -- One budget per org for the cluster ('org'), or each process's own ('process':
+       -- sfsync is not in shared_preload_libraries); the calls it holds now.
+       sfsync.api_budget_scope() AS api_budget_scope,
+       sfsync.api_budget_left(m.connection) AS api_budget_left,
+       CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_transport END AS change_stream_transport
+FROM sfsync.mappings m
+LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
+LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
+LEFT JOIN LATERAL (SELECT sfsync.worker_pid() AS pid) w ON true
+LEFT JOIN LATERAL (SELECT sfsync.paused_copy() AS message) cp ON true
+LEFT JOIN LATERAL (SELECT sfsync.may_act_on(m.tbl) AS may_act, sfsync.is_admin() AS admin) p ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS depth, count(*) FILTER (WHERE ob.state = 'failed') AS failed,
+           min(captured_at) FILTER (WHERE ob.state = 'pending') AS oldest
+    FROM sfsync.outbox ob WHERE ob.mapping_id = m.id
+) o ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS errors FROM sfsync.record_errors re WHERE re.mapping_id = m.id
+) e ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS conflicts FROM sfsync.conflicts cf WHERE cf.mapping_id = m.id
+) c ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS reviews FROM sfsync.delete_review dr WHERE dr.mapping_id = m.id AND dr.decided_at IS NULL
+) r ON true;

@@ -200,7 +200,8 @@ SELECT m.tbl AS "table",
        -- One budget per org for the cluster ('org'), or each process's own ('process':
        -- sfsync is not in shared_preload_libraries); the calls it holds now.
        sfsync.api_budget_scope() AS api_budget_scope,
-       sfsync.api_budget_left(m.connection) AS api_budget_left
+       sfsync.api_budget_left(m.connection) AS api_budget_left,
+       CASE WHEN m.direction <> 'push' AND w.pid IS NOT NULL THEN cs.stream_transport END AS change_stream_transport
 FROM sfsync.mappings m
 LEFT JOIN sfsync.sync_state s ON s.mapping_id = m.id
 LEFT JOIN sfsync.connection_state cs ON cs.connection = m.connection
@@ -310,6 +311,8 @@ GRANT EXECUTE ON FUNCTION sfsync.go_live(regclass, text) TO sfsync_admin;
 -- again inside, so a stray GRANT to PUBLIC does not open it.
 REVOKE EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text) TO sfsync_admin;
+REVOKE EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sfsync.set_change_stream(text, text, text) TO sfsync_admin;
 
 -- Pushing a query's result sends what its caller can read to Salesforce: admins, and the
 -- roles a DBA grants it to (the query always runs as its caller).

@@ -281,6 +281,7 @@ mod tests {
             "sync_table",
             "sync_query",
             "mirror",
+            "set_change_stream",
             "adopt",
             "capture",
             "hold_delete",
@@ -297,6 +298,7 @@ mod tests {
             "SELECT has_function_privilege('sfsync_admin', 'sfsync.sync_table(regclass, text, text, jsonb, text, text, text, text, text, text, text)', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.mirror(text, text, text, text[])', 'EXECUTE')
                 AND has_function_privilege('sfsync_admin', 'sfsync.add_connection(text, text, text, text, text, text, text, text, text, text, text, text, text)', 'EXECUTE')
+                AND has_function_privilege('sfsync_admin', 'sfsync.set_change_stream(text, text, text)', 'EXECUTE')
                 AND NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'sfsync_admin')",
         )
         .unwrap();

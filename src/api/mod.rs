@@ -15,3 +15,4 @@ mod outbox;
 mod query;
 mod review;
 mod shadow;
+mod stream;

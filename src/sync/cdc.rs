@@ -1,7 +1,10 @@
 //! Change Data Capture as the low-latency path of the pull.
 //!
-//! One listener thread per connection long-polls CometD for the change events of the
-//! objects the connection's tables pull. The thread only does HTTP — it never calls into
+//! One listener thread per connection subscribes to the change events of the objects the
+//! connection's tables pull, over the connection's transport (`sfsync.set_change_stream`):
+//! the Pub/Sub API, CometD, or `auto` — Pub/Sub, and CometD while the Pub/Sub endpoint
+//! can't be reached or refuses us (said once in the log, Pub/Sub tried again every
+//! [`PUBSUB_RETRY`]). The thread only does HTTP — it never calls into
 //! Postgres — and hands the parsed events to the worker through a bounded inbox, waking it
 //! by writing a byte to a socket pair whose other end the worker's wait watches
 //! (`WaitLatchOrSocket`). The worker applies the events directly (`sync::source::events`: the
@@ -15,8 +18,14 @@
 //! take ([`KEEPALIVE`]) is `stalled`: a hung connection, an unreachable org. It is not
 //! healthy then, so its tables are polled at once and at the normal interval until the
 //! server answers again (or the request times out and the stream is `down`).
+//!
+//! Positions are per transport: a Pub/Sub replay id is kept under `pubsub:<channel>`, a
+//! CometD one under `<channel>`. A listener that switches transport starts the new one at
+//! its newest events, and its tables are polled from their own marks (as after any
+//! resubscription), which catches what happened in between.
 
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
+use salesforce::pubsub::{PubSubOptions, DEFAULT_ENDPOINT};
 use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -24,7 +33,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest a listener holds one CometD connect; also how long it takes to notice a stop.
 const HOLD: Duration = Duration::from_secs(10);
@@ -34,6 +43,41 @@ const RETRY: Duration = Duration::from_secs(5);
 pub const KEEPALIVE: Duration = Duration::from_secs(HOLD.as_secs() + 5);
 /// Events a connection's inbox holds before it drops new ones (and reports them missed).
 pub const INBOX_EVENTS: usize = 10_000;
+/// How long `auto` stays on CometD after the Pub/Sub API failed before trying it again.
+pub const PUBSUB_RETRY: Duration = Duration::from_secs(300);
+/// Positions of the Pub/Sub API are kept under this prefix of the channel.
+const PUBSUB_KEY: &str = "pubsub:";
+
+/// A connection's choice of change stream (sfsync.connections.stream, pubsub_endpoint).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// `auto`, `pubsub` or `cometd`.
+    pub mode: String,
+    pub endpoint: Option<String>,
+}
+
+impl Transport {
+    /// The Pub/Sub endpoint to use, None for CometD only. Salesforce's own endpoint serves
+    /// orgs on its domains: for another login host, `auto` needs an endpoint named.
+    pub fn pubsub(&self, login_url: &str) -> Option<String> {
+        match (self.mode.as_str(), &self.endpoint) {
+            ("cometd", _) => None,
+            (_, Some(e)) => Some(e.clone()),
+            ("pubsub", None) => Some(DEFAULT_ENDPOINT.to_string()),
+            _ => salesforce_hosted(login_url).then(|| DEFAULT_ENDPOINT.to_string()),
+        }
+    }
+
+    fn falls_back(&self) -> bool {
+        self.mode != "pubsub"
+    }
+}
+
+/// Whether a login URL is on Salesforce's own domains.
+fn salesforce_hosted(login_url: &str) -> bool {
+    let host = url::Url::parse(login_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
+    ["salesforce.com", "force.com"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
+}
 
 /// What a listener has for the worker; shared by the two, bounded.
 #[derive(Default)]
@@ -48,10 +92,17 @@ struct Inbox {
     /// Latest stream state: Some(true) subscribed, Some(false) down; None: no news.
     up: Option<bool>,
     down: Option<String>,
+    /// The transport of the latest subscription.
+    transport: Option<&'static str>,
+    /// Why the Pub/Sub API is not used (the first fallback only: logged once).
+    fallback: Option<String>,
 }
 
 struct Listener {
     objects: BTreeSet<String>,
+    choice: Transport,
+    /// The transport of the live subscription.
+    transport: Option<&'static str>,
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
     healthy: bool,
@@ -88,6 +139,8 @@ pub struct Drained {
     pub dropped: HashMap<(String, String), i64>,
     /// Connections whose stream went down, with why.
     pub down: Vec<(String, String)>,
+    /// Connections that fell back from the Pub/Sub API to CometD, with why (once each).
+    pub fallback: Vec<(String, String)>,
 }
 
 pub struct Cdc {
@@ -113,22 +166,25 @@ impl Cdc {
     /// objects. `replay` holds the persisted replay ids by (connection, channel).
     pub fn reconcile(
         &mut self,
-        wanted: HashMap<String, (Credentials, ClientOptions, BTreeSet<String>)>,
+        wanted: HashMap<String, (Credentials, ClientOptions, BTreeSet<String>, Transport)>,
         replay: &HashMap<(String, String), i64>,
     ) {
-        self.listeners.retain(|conn, l| wanted.get(conn).is_some_and(|(_, _, objects)| *objects == l.objects));
-        for (conn, (creds, opts, objects)) in wanted {
+        self.listeners.retain(|conn, l| wanted.get(conn).is_some_and(|(_, _, objects, t)| *objects == l.objects && *t == l.choice));
+        for (conn, (creds, opts, objects, choice)) in wanted {
             if objects.is_empty() || self.listeners.contains_key(&conn) {
                 continue;
             }
-            let subs: Vec<(String, ReplayFrom)> = objects
+            let from = |key: String| replay.get(&(conn.clone(), key)).map_or(ReplayFrom::New, |id| ReplayFrom::After(*id));
+            let subs: Vec<Sub> = objects
                 .iter()
                 .map(|o| {
                     let ch = channel_for(o);
-                    let from = replay.get(&(conn.clone(), ch.clone())).map_or(ReplayFrom::New, |id| ReplayFrom::After(*id));
-                    (ch, from)
+                    Sub { cometd: from(ch.clone()), pubsub: from(format!("{PUBSUB_KEY}{ch}")), channel: ch }
                 })
                 .collect();
+            let endpoint = choice.pubsub(&creds.login_url);
+            let falls_back = choice.falls_back();
+            let choice_kept = choice;
             let stop = Arc::new(AtomicBool::new(false));
             let inbox = Arc::new(Mutex::new(Inbox::default()));
             let tx = inbox.clone();
@@ -144,10 +200,21 @@ impl Cdc {
             let spawned = with_signals_blocked(|| {
                 std::thread::Builder::new()
                     .name(format!("sfsync-cdc-{conn}"))
-                    .spawn(move || listen(creds, opts, subs, thread_stop, tx, wake, thread_heard))
+                    .spawn(move || listen(creds, opts, subs, (endpoint, falls_back), thread_stop, tx, wake, thread_heard))
             });
             if spawned.is_ok() {
-                self.listeners.insert(conn, Listener { objects, stop, inbox, healthy: false, down: None, heard, stalled: false });
+                let l = Listener {
+                    objects,
+                    choice: choice_kept,
+                    transport: None,
+                    stop,
+                    inbox,
+                    healthy: false,
+                    down: None,
+                    heard,
+                    stalled: false,
+                };
+                self.listeners.insert(conn, l);
             }
         }
     }
@@ -170,6 +237,11 @@ impl Cdc {
         self.listeners.iter().map(|(conn, l)| (conn.clone(), state(l))).collect()
     }
 
+    /// The transport of each connection's live stream (`pubsub` or `cometd`).
+    pub fn transports(&self) -> BTreeMap<String, &'static str> {
+        self.listeners.iter().filter(|(_, l)| l.healthy).filter_map(|(c, l)| l.transport.map(|t| (c.clone(), t))).collect()
+    }
+
     /// Everything the listeners said since the last drain.
     pub fn drain(&mut self) -> Drained {
         let mut buf = [0u8; 256];
@@ -184,6 +256,12 @@ impl Cdc {
                 if up {
                     l.down = None;
                 }
+            }
+            if let Some(t) = taken.transport {
+                l.transport = Some(t);
+            }
+            if let Some(why) = taken.fallback {
+                out.fallback.push((conn.clone(), why));
             }
             if let Some(why) = taken.down {
                 l.down = Some(why.clone());
@@ -214,7 +292,7 @@ fn silent_too_long(heard: u64, now: u64) -> bool {
 
 /// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
 pub fn object_of(channel: &str) -> String {
-    let name = channel.trim_start_matches("/data/").trim_end_matches("ChangeEvent");
+    let name = channel.trim_start_matches(PUBSUB_KEY).trim_start_matches("/data/").trim_end_matches("ChangeEvent");
     match name.strip_suffix("__") {
         Some(base) => format!("{base}__c"),
         None => name.to_string(),
@@ -223,7 +301,9 @@ pub fn object_of(channel: &str) -> String {
 
 /// What the listener thread tells the worker.
 enum Note {
-    Subscribed,
+    Subscribed(&'static str),
+    /// Using CometD because the Pub/Sub API failed so (the first time only).
+    Fallback(String),
     Event(Box<ChangeEvent>),
     Missed(Vec<String>),
     Down(String),
@@ -234,7 +314,11 @@ fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
     {
         let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
         match note {
-            Note::Subscribed => b.up = Some(true),
+            Note::Subscribed(t) => {
+                b.up = Some(true);
+                b.transport = Some(t);
+            }
+            Note::Fallback(why) => b.fallback = Some(why),
             Note::Down(why) => {
                 b.up = Some(false);
                 b.down = Some(why);
@@ -251,56 +335,133 @@ fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
     let _ = wake.write(&[1]);
 }
 
-/// The listener thread: log in, subscribe, long-poll; on any failure report it, wait and
-/// start over from the last delivered replay ids. HTTP only — no Postgres calls here.
+/// A channel's starting points on each transport.
+#[derive(Clone, Debug)]
+struct Sub {
+    channel: String,
+    cometd: ReplayFrom,
+    pubsub: ReplayFrom,
+}
+
+/// Either subscribed stream, polled alike.
+enum Live<'a> {
+    PubSub(Box<salesforce::pubsub::PubSubStream<'a>>),
+    CometD(salesforce::CdcStream<'a>),
+}
+
+impl Live<'_> {
+    fn poll(&mut self, max_wait: Duration) -> Result<Vec<ChangeEvent>, CdcError> {
+        match self {
+            Live::PubSub(s) => s.poll(max_wait),
+            Live::CometD(s) => s.poll(max_wait),
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Live::PubSub(_) => "pubsub",
+            Live::CometD(_) => "cometd",
+        }
+    }
+}
+
+/// The listener thread: log in, subscribe (Pub/Sub first when it has an endpoint), poll; on
+/// any failure report it, wait and start over from the last delivered replay ids. HTTP and
+/// gRPC only — no Postgres calls here.
+#[allow(clippy::too_many_arguments)]
 fn listen(
     creds: Credentials,
     opts: ClientOptions,
-    mut subs: Vec<(String, ReplayFrom)>,
+    mut subs: Vec<Sub>,
+    (endpoint, falls_back): (Option<String>, bool),
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
     mut wake: UnixStream,
     heard: Arc<AtomicU64>,
 ) {
     let hear = || heard.store(now_ms(), Ordering::Relaxed);
-    let all_objects = |subs: &[(String, ReplayFrom)]| subs.iter().map(|(c, _)| object_of(c)).collect::<Vec<_>>();
+    let all_objects = |subs: &[Sub]| subs.iter().map(|s| object_of(&s.channel)).collect::<Vec<_>>();
+    // On CometD until then, because the Pub/Sub API failed; whether that was said already.
+    let mut cometd_until: Option<Instant> = None;
+    let mut said_fallback = false;
+    let mut last_transport: Option<&'static str> = None;
     while !stop.load(Ordering::Relaxed) {
         let outcome: Result<(), String> = (|| {
             let client = Client::login(creds.clone(), opts.clone()).map_err(|e| e.to_string())?;
-            let mut stream = client.cdc_subscribe_each(&subs).map_err(|e| e.to_string())?;
+            let try_pubsub = endpoint.is_some() && cometd_until.is_none_or(|t| Instant::now() >= t);
+            let mut stream = None;
+            if let (true, Some(ep)) = (try_pubsub, &endpoint) {
+                let switching = last_transport.is_some_and(|t| t != "pubsub");
+                let ps: Vec<(String, ReplayFrom)> =
+                    subs.iter().map(|s| (s.channel.clone(), if switching { ReplayFrom::New } else { s.pubsub })).collect();
+                let popts = PubSubOptions { endpoint: ep.clone(), ..PubSubOptions::default() };
+                match client.pubsub_subscribe(&ps, popts) {
+                    Ok(s) => {
+                        cometd_until = None;
+                        stream = Some(Live::PubSub(Box::new(s)));
+                    }
+                    Err(e) if falls_back => {
+                        cometd_until = Some(Instant::now() + PUBSUB_RETRY);
+                        if !said_fallback {
+                            said_fallback = true;
+                            deliver(&inbox, &mut wake, Note::Fallback(format!("Pub/Sub API at {ep}: {e}")));
+                        }
+                    }
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            let mut stream = match stream {
+                Some(s) => s,
+                None => {
+                    let switching = last_transport.is_some_and(|t| t != "cometd");
+                    let cd: Vec<(String, ReplayFrom)> =
+                        subs.iter().map(|s| (s.channel.clone(), if switching { ReplayFrom::New } else { s.cometd })).collect();
+                    Live::CometD(client.cdc_subscribe_each(&cd).map_err(|e| e.to_string())?)
+                }
+            };
+            let transport = stream.name();
+            last_transport = Some(transport);
             hear();
-            deliver(&inbox, &mut wake, Note::Subscribed);
+            deliver(&inbox, &mut wake, Note::Subscribed(transport));
             // Whatever happened while we were not subscribed is caught by a poll.
             deliver(&inbox, &mut wake, Note::Missed(all_objects(&subs)));
             while !stop.load(Ordering::Relaxed) {
+                if transport == "cometd" && cometd_until.is_some_and(|t| Instant::now() >= t) {
+                    return Ok(()); // time to try the Pub/Sub API again
+                }
                 let polled = stream.poll(HOLD);
                 if matches!(polled, Ok(_) | Err(CdcError::ReplayInvalid { .. })) {
                     hear();
                 }
                 match polled {
                     Ok(events) => {
-                        for e in events {
-                            for (ch, from) in subs.iter_mut() {
-                                if *ch == e.channel {
-                                    *from = ReplayFrom::After(e.replay_id);
+                        for mut e in events {
+                            for s in subs.iter_mut().filter(|s| s.channel == e.channel) {
+                                match transport {
+                                    "pubsub" => s.pubsub = ReplayFrom::After(e.replay_id),
+                                    _ => s.cometd = ReplayFrom::After(e.replay_id),
                                 }
+                            }
+                            if transport == "pubsub" {
+                                // Its position is kept apart from CometD's.
+                                e.channel = format!("{PUBSUB_KEY}{}", e.channel);
                             }
                             // Gap events go to the worker too: their records are polled.
                             deliver(&inbox, &mut wake, Note::Event(Box::new(e)));
                         }
                     }
                     Err(CdcError::ReplayInvalid { channel, .. }) => {
-                        for (ch, from) in subs.iter_mut() {
-                            if *ch == channel {
-                                *from = ReplayFrom::New;
-                            }
+                        for s in subs.iter_mut().filter(|s| s.channel == channel) {
+                            s.pubsub = ReplayFrom::New;
+                            s.cometd = ReplayFrom::New;
                         }
                         deliver(&inbox, &mut wake, Note::Missed(vec![object_of(&channel)]));
                     }
                     Err(e) => return Err(e.to_string()),
                 }
             }
-            stream.close();
+            if let Live::CometD(s) = stream {
+                s.close();
+            }
             Ok(())
         })();
         if let Err(why) = outcome {
@@ -354,7 +515,23 @@ mod tests {
     }
 
     #[test]
+    fn the_transport_follows_the_choice_and_the_login_host() {
+        let t = |mode: &str, endpoint: Option<&str>| Transport { mode: mode.into(), endpoint: endpoint.map(String::from) };
+        let sf = "https://login.salesforce.com";
+        let local = "http://127.0.0.1:8080";
+        assert_eq!(t("auto", None).pubsub(sf).as_deref(), Some(DEFAULT_ENDPOINT), "Salesforce's endpoint for its orgs");
+        assert_eq!(t("auto", None).pubsub("https://acme.my.salesforce.com").as_deref(), Some(DEFAULT_ENDPOINT));
+        assert_eq!(t("auto", None).pubsub(local), None, "another host names its endpoint, else CometD");
+        assert_eq!(t("auto", None).pubsub("https://evilsalesforce.com"), None);
+        assert_eq!(t("auto", Some("http://127.0.0.1:9")).pubsub(local).as_deref(), Some("http://127.0.0.1:9"));
+        assert_eq!(t("cometd", Some("http://127.0.0.1:9")).pubsub(local), None);
+        assert_eq!(t("pubsub", None).pubsub(local).as_deref(), Some(DEFAULT_ENDPOINT), "pubsub only: no fallback");
+        assert!(t("auto", None).falls_back() && !t("pubsub", None).falls_back());
+    }
+
+    #[test]
     fn channels_name_their_objects() {
+        assert_eq!(object_of("pubsub:/data/AccountChangeEvent"), "Account", "a Pub/Sub position's channel");
         assert_eq!(object_of("/data/AccountChangeEvent"), "Account");
         assert_eq!(object_of("/data/Invoice__ChangeEvent"), "Invoice__c");
     }

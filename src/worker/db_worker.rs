@@ -63,7 +63,10 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
         last_pass = Some(Instant::now());
         let epoch = registry::wants_epoch(dboid);
         let mappings = match crate::worker::tx::run(begin_pass) {
-            Ok(Pass::Run(m)) => m,
+            Ok(Pass::Run(m, transports)) => {
+                stream.transports = transports;
+                m
+            }
             Ok(Pass::Skip) => {
                 busy = false;
                 continue;
@@ -167,7 +170,8 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
 }
 
 enum Pass {
-    Run(Vec<sync::Mapping>),
+    /// The mappings, and each connection's choice of change stream transport.
+    Run(Vec<sync::Mapping>, BTreeMap<String, sync::cdc::Transport>),
     /// Disabled, or run_once holds the pass lock.
     Skip,
     NoExtension,
@@ -199,15 +203,17 @@ fn begin_pass() -> Result<Pass> {
     if !Spi::get_one::<bool>(&format!("SELECT pg_try_advisory_lock({})", sync::PASS_LOCK))?.unwrap_or(false) {
         return Ok(Pass::Skip);
     }
-    Ok(Pass::Run(sync::load_mappings(None)?))
+    Ok(Pass::Run(sync::load_mappings(None)?, load_transports()?))
 }
 
 /// The worker's side of Change Data Capture: listeners per connection (see sync::cdc),
 /// and the replay ids to persist.
 struct Stream {
     cdc: Option<sync::cdc::Cdc>,
-    /// connection -> objects listened to.
-    wanted: BTreeMap<String, BTreeSet<String>>,
+    /// connection -> objects listened to, and over what.
+    wanted: BTreeMap<String, (BTreeSet<String>, sync::cdc::Transport)>,
+    /// Each connection's choice of transport, as this pass read it.
+    transports: BTreeMap<String, sync::cdc::Transport>,
     /// Last applied replay ids, where a restarted listener resumes.
     replay: HashMap<(String, String), i64>,
     /// The streams' states as last written to sfsync.connection_state.
@@ -219,11 +225,14 @@ impl Stream {
         let cdc = sync::cdc::Cdc::new().map_err(|e| warning!("sfsync: change data capture disabled: {e}")).ok();
         // What an earlier worker showed of its streams is no longer true.
         let replay = crate::worker::tx::run(|| {
-            crate::spi_util::exec("UPDATE sfsync.connection_state SET stream = NULL, stream_since = NULL WHERE stream IS NOT NULL", &[])?;
+            crate::spi_util::exec(
+                "UPDATE sfsync.connection_state SET stream = NULL, stream_since = NULL, stream_transport = NULL WHERE stream IS NOT NULL",
+                &[],
+            )?;
             load_replay()
         })
         .unwrap_or_default();
-        Stream { cdc, wanted: BTreeMap::new(), replay, shown: BTreeMap::new() }
+        Stream { cdc, wanted: BTreeMap::new(), transports: BTreeMap::new(), replay, shown: BTreeMap::new() }
     }
 
     fn healthy(&self, conn: &str) -> bool {
@@ -234,18 +243,19 @@ impl Stream {
     /// replay ids), and asks for the pulls of what they could not apply (`Pulls::asked`).
     fn follow(&mut self, mappings: &[sync::Mapping], pulls: &mut Pulls) {
         let Some(cdc) = self.cdc.as_mut() else { return };
-        let mut wanted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, (BTreeSet<String>, sync::cdc::Transport)> = BTreeMap::new();
         if guc::CDC.get() {
             for m in mappings.iter().filter(|m| m.pulls()) {
-                wanted.entry(m.connection.clone()).or_default().insert(m.sobject.clone());
+                let t = self.transports.get(&m.connection).cloned().unwrap_or_default();
+                wanted.entry(m.connection.clone()).or_insert_with(|| (BTreeSet::new(), t)).0.insert(m.sobject.clone());
             }
         }
         if wanted != self.wanted {
             let specs = crate::worker::tx::run(|| {
                 let mut out = HashMap::new();
-                for (conn, objects) in &wanted {
+                for (conn, (objects, transport)) in &wanted {
                     let creds = clients::load(conn)?.credentials()?;
-                    out.insert(conn.clone(), (creds, clients::options()?, objects.clone()));
+                    out.insert(conn.clone(), (creds, clients::options()?, objects.clone(), transport.clone()));
                 }
                 Ok(out)
             });
@@ -263,6 +273,12 @@ impl Stream {
             for m in mappings.iter().filter(|m| m.connection == *conn && m.sobject.eq_ignore_ascii_case(object)) {
                 pulls.now(m.id);
             }
+        }
+        for (conn, why) in &drained.fallback {
+            log!(
+                "sfsync: change stream of connection \"{conn}\" uses CometD: the Pub/Sub API failed ({why}); trying it again every {} s",
+                sync::cdc::PUBSUB_RETRY.as_secs()
+            );
         }
         for (conn, why) in &drained.down {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
@@ -293,7 +309,16 @@ impl Stream {
     /// Writes the streams' states that changed since the last call (a transaction only then).
     fn show(&mut self) {
         let Some(cdc) = self.cdc.as_ref() else { return };
-        let states = cdc.states();
+        let transports = cdc.transports();
+        // The state and, while live, its transport: `live|pubsub`, as the row shows them.
+        let states: BTreeMap<String, String> = cdc
+            .states()
+            .into_iter()
+            .map(|(c, s)| {
+                let t = transports.get(&c).map_or(String::new(), |t| format!("|{t}"));
+                (c, format!("{s}{t}"))
+            })
+            .collect();
         if states == self.shown {
             return;
         }
@@ -302,11 +327,16 @@ impl Stream {
         changes.extend(self.shown.keys().filter(|c| !states.contains_key(*c)).map(|c| (c.as_str(), None)));
         let written = crate::worker::tx::run(|| {
             for (conn, state) in &changes {
+                let (state, transport) = match state.map(|s| s.split_once('|').map_or((s, None), |(s, t)| (s, Some(t)))) {
+                    Some((s, t)) => (Some(s), t),
+                    None => (None, None),
+                };
                 crate::spi_util::exec(
-                    "INSERT INTO sfsync.connection_state AS s (connection, stream, stream_since)
-                     SELECT $1, $2, now() WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = $1)
-                     ON CONFLICT (connection) DO UPDATE SET stream = EXCLUDED.stream, stream_since = EXCLUDED.stream_since",
-                    &[(*conn).into(), (*state).into()],
+                    "INSERT INTO sfsync.connection_state AS s (connection, stream, stream_since, stream_transport)
+                     SELECT $1, $2, now(), $3 WHERE EXISTS (SELECT 1 FROM sfsync.connections c WHERE c.name = $1)
+                     ON CONFLICT (connection) DO UPDATE SET stream = EXCLUDED.stream, stream_since = EXCLUDED.stream_since,
+                         stream_transport = EXCLUDED.stream_transport",
+                    &[(*conn).into(), state.into(), transport.into()],
                 )?;
             }
             Ok(())
@@ -316,6 +346,12 @@ impl Stream {
             Err(e) => warning!("sfsync: could not record the change streams' states: {e}"),
         }
     }
+}
+
+fn load_transports() -> Result<BTreeMap<String, sync::cdc::Transport>> {
+    let v = crate::spi_util::json("SELECT jsonb_agg(jsonb_build_array(name, stream, pubsub_endpoint)) FROM sfsync.connections", &[])?;
+    let rows: Vec<(String, String, Option<String>)> = v.and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    Ok(rows.into_iter().map(|(c, mode, endpoint)| (c, sync::cdc::Transport { mode, endpoint })).collect())
 }
 
 fn load_replay() -> Result<HashMap<(String, String), i64>> {
