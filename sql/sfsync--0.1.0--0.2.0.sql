@@ -588,7 +588,7 @@ CREATE  FUNCTION sfsync."go_live"(
 	"tbl" regclass, /* pgrx::rel::PgRelation */
 	"mode" TEXT DEFAULT 'async' /* &str */
 ) RETURNS jsonb /* pgrx::datum::json::JsonB */
-VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'go_live_wrapper';
 -- Going live starts sending the table's rows, as sync_table does: the same rule.

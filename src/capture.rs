@@ -136,8 +136,9 @@ fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx
 }
 
 /// The capture trigger of a shadow run (`mode => 'shadow'`): the same arguments and rules,
-/// but the change goes to the shadow log (`crate::shadow`) with the values it would send,
-/// and nothing is queued for the push. SECURITY DEFINER like `capture`.
+/// and the change is also logged in the shadow log (`crate::shadow`) with the values it would
+/// send. The push skips a shadow run's outbox entries until go_live. SECURITY DEFINER like
+/// `capture`.
 #[pg_trigger]
 fn shadow_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
     match capture_row(trigger, Sink::Shadow) {
@@ -151,7 +152,7 @@ fn shadow_capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'
 pub(crate) enum Sink {
     /// sfsync.outbox, for the push.
     Outbox,
-    /// The shadow log: what would be sent.
+    /// The outbox, held until go_live, and the shadow log: what would be sent.
     Shadow,
 }
 
@@ -224,13 +225,11 @@ pub(crate) fn queue<'c>(
                 // rewritten (the key column among `changed` says so), nothing deleted. What
                 // was queued under the old key follows the row.
                 Some(id) => {
-                    match sink {
-                        Sink::Outbox => {
-                            let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
-                            Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
-                        }
-                        Sink::Shadow => crate::shadow::rekey(mapping, &old_key, &new_key)?,
+                    if sink == Sink::Shadow {
+                        crate::shadow::rekey(mapping, &old_key, &new_key)?;
                     }
+                    let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
+                    Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
                     let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
                     changed.insert(0, pk_column.to_string());
                     out.record(Op::Update, new_key, Some(id), Some(changed), base, Some(new))?;
@@ -286,6 +285,17 @@ impl Out<'_> {
         match self.sink {
             Sink::Outbox => record_with_base(self.mapping, op_text, pk, sfid, changed, base),
             Sink::Shadow => {
+                // Held in the outbox too (the push skips a shadow run's entries): a pull
+                // meets the pending change as it would on a live table, and go_live only
+                // releases what is there.
+                record_with_base(
+                    self.mapping,
+                    op_text,
+                    pk.clone(),
+                    sfid.clone(),
+                    changed.clone(),
+                    base.as_ref().map(|b| pgrx::JsonB(b.0.clone())),
+                )?;
                 let mut values = serde_json::Map::new();
                 if let Some(t) = tuple {
                     for c in self.columns.iter().filter(|c| changed.as_ref().is_none_or(|ch| ch.contains(c))) {

@@ -1,8 +1,9 @@
 //! A shadow run's log (`sync_table(..., mode => 'shadow')`, table sfsync.shadow_entries,
 //! view sfsync.shadow_log): what the mapping would send if it were live. The capture
 //! trigger's changes fold into one pending entry per record (`plan::shadow::fold`), the
-//! first sync logs the rows it would create, and `sfsync.go_live` queues the pending
-//! entries into the outbox, once, and marks them queued.
+//! first sync logs the rows it would create. The changes themselves wait in the outbox,
+//! which the push skips for a shadow run, so pulls meet them as on a live table;
+//! `sfsync.go_live` releases them and marks the log's entries queued.
 
 use crate::error::{Result, SyncError};
 use crate::guc;
@@ -104,24 +105,21 @@ pub(crate) fn log_initial(mapping: i32, table: &str, pk: &str, columns: &[&str])
     spi_util::exec(&sql, &[mapping.into(), api.into(), cols.into()])
 }
 
-/// `go_live`: the pending entries, in the order they were logged, become outbox entries
-/// (the push sends each record's net change once, upserting on the external ID, so a row
-/// Salesforce already has is not created again); the entries are marked queued.
-pub(crate) fn queue_pending(mapping: i32) -> Result<Value> {
+/// `go_live`: the pending entries are marked queued. Their changes wait in the outbox
+/// already (held there since they were captured, the push skipping a shadow run's entries),
+/// so nothing is queued twice; the push sends each record's net change once, upserting on
+/// the external ID, so a row Salesforce already has is not created again.
+pub(crate) fn mark_queued(mapping: i32) -> Result<Value> {
     let queued = spi_util::json(
         "WITH pending AS (
              UPDATE sfsync.shadow_entries SET queued_at = now()
              WHERE mapping_id = $1 AND queued_at IS NULL
-             RETURNING id, op, pk, sfid, changed, base
-         ), queued AS (
-             INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
-             SELECT $1, op, pk, sfid, changed, base FROM pending ORDER BY id
              RETURNING op
          )
          SELECT jsonb_build_object('inserts', count(*) FILTER (WHERE op = 'insert'),
                                    'updates', count(*) FILTER (WHERE op = 'update'),
                                    'deletes', count(*) FILTER (WHERE op = 'delete'))
-         FROM queued",
+         FROM pending",
         &[mapping.into()],
     )?;
     Ok(queued.unwrap_or_else(|| json!({})))
@@ -169,7 +167,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn a_shadow_run_logs_each_records_net_change_and_queues_nothing() {
+    fn a_shadow_run_logs_each_records_net_change_and_holds_it_for_go_live() {
         shadow_fixture();
         {
             let _g = crate::capture::Applying::start(); // as a pull would link it
@@ -185,15 +183,19 @@ mod tests {
         assert_eq!(calls, vec![("upsert", "1"), ("update", "2")], "one entry per record; 3 was made and deleted: {l:?}");
         assert_eq!(l[0].2.as_ref().unwrap().0, serde_json::json!({"LastName": "Doe", "Email": "e@x"}), "by field, latest values");
         assert_eq!(l[1].2.as_ref().unwrap().0, serde_json::json!({"Email": "r@x"}), "only the changed field");
-        assert!(outbox().is_empty(), "nothing queued for the push");
-        // go_live: the net changes are queued once, the log marked, capture is live.
+        // The changes are held in the outbox as a live table's would be (the push skips a
+        // shadow run's entries): a pull meets them as pending local changes.
+        let held = outbox();
+        for key in ["1", "2"] {
+            assert!(held.iter().any(|o| o.1 == key), "the change of {key} is held: {held:?}");
+        }
+        // go_live: nothing is queued twice, the log is marked, capture is live.
         let r = Spi::get_one::<pgrx::JsonB>("SELECT sfsync.go_live('contacts')").unwrap().unwrap().0;
         assert_eq!(r["queued"], serde_json::json!({"inserts": 1, "updates": 1, "deletes": 0}), "{r}");
-        let queued: Vec<(String, String)> = outbox().into_iter().map(|o| (o.0, o.1)).collect();
-        assert_eq!(queued, vec![("insert".into(), "1".into()), ("update".into(), "2".into())]);
+        assert_eq!(outbox(), held, "released as they were");
         assert!(log().iter().all(|e| e.3), "every entry marked queued");
         Spi::run("UPDATE contacts SET email = 'f@x' WHERE id = 1").unwrap();
-        assert_eq!(outbox().len(), 3, "captured live now");
+        assert_eq!(outbox().len(), held.len() + 1, "captured live now");
         assert_eq!(count("SELECT count(*) FROM sfsync.shadow_entries"), 2, "and no longer logged");
         assert_eq!(Spi::get_one::<String>("SELECT mode FROM sfsync.status").unwrap().as_deref(), Some("async"));
     }

@@ -68,12 +68,23 @@ fn a_shadow_run_sends_nothing_then_goes_live_without_duplicates() {
         ]
     );
     assert_eq!(record_writes(&env), writes, "no Salesforce write during the shadow run");
-    assert_eq!(db.query_one("SELECT count(*) FROM sfsync.outbox", &[]).unwrap().get::<_, i64>(0), 0);
+    let held: i64 = db.query_one("SELECT count(*) FROM sfsync.outbox WHERE state = 'pending'", &[]).unwrap().get(0);
+    assert_eq!(held, 3, "the changes are held in the outbox, unsent");
+
+    // Salesforce changes another field of Sam meanwhile: the pull takes it and keeps the held
+    // local change (a pending change, as on a live table); nothing is sent still.
+    sf.update("Contact", &sam, json!({"LastName": "Samson"}));
+    db.until_value(&format!("SELECT last_name FROM contacts WHERE sfid = '{sam}'"), "Samson".to_string());
+    db.query_one("SELECT sfsync.run_once('contacts')", &[]).unwrap();
+    let email: String = db.query_one(&format!("SELECT email FROM contacts WHERE sfid = '{sam}'"), &[]).unwrap().get(0);
+    assert_eq!(email, "sam2@example.com", "the local change survives the pull");
+    assert_eq!(record_writes(&env), writes + 1, "only the test's own Salesforce write");
 
     // Live: the logged changes arrive once, nothing is pulled or created again.
     let r: Value = db.query_one("SELECT sfsync.go_live('contacts')::text", &[]).unwrap().get::<_, String>(0).parse().unwrap();
     assert_eq!(r["queued"], json!({"inserts": 2, "updates": 1, "deletes": 0}), "{r}");
     sf.until_field("Contact", &sam, "Email", "sam2@example.com");
+    sf.until_field("Contact", &sam, "LastName", "Samson");
     db.until_outbox_drained();
     assert!(record_writes(&env) > writes, "the counter sees pushes");
     for key in ["1", "2"] {

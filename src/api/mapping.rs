@@ -367,9 +367,6 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
         if queued > 0 || linked["matched"].as_u64().unwrap_or(0) > 0 {
             Spi::run("SELECT sfsync.wake_at_commit()")?;
         }
-    } else if created && opts.direction.pushes() && opts.shadow() {
-        // What the first push would create, logged instead (crate::shadow).
-        queued = crate::shadow::log_initial(mapping_id, &t.qualified, &pk, &cols)?;
     } else if created && opts.direction.pushes() {
         let sql = format!(
             "INSERT INTO sfsync.outbox (mapping_id, op, pk) SELECT $1, 'insert', t.{pkq}::text FROM {tbl} t WHERE t.sfid IS NULL ORDER BY t.{pkq}",
@@ -377,7 +374,10 @@ pub(crate) fn sync(oid: u32, o: Options) -> Result<Value> {
             tbl = t.qualified
         );
         queued = spi_util::exec(&sql, &[mapping_id.into()])?;
-        if queued > 0 {
+        if opts.shadow() {
+            // Held for go_live (the push skips a shadow run's entries), and logged.
+            crate::shadow::log_initial(mapping_id, &t.qualified, &pk, &cols)?;
+        } else if queued > 0 {
             Spi::run("SELECT sfsync.wake_at_commit()")?;
         }
     }

@@ -11,8 +11,8 @@ use pgrx::{JsonB, PgRelation};
 use serde_json::{json, Value};
 
 /// Switches the table from shadow to `mode` ('async' or 'write_through'): its capture
-/// trigger becomes the live one, and the changes the shadow run logged are queued for the
-/// push, one net change per record. Pull marks, change-stream position and links are kept:
+/// trigger becomes the live one, and the changes the shadow run held in the outbox are
+/// released to the push (the log's entries marked queued). Pull marks, change-stream position and links are kept:
 /// nothing is pulled or backfilled again.
 #[pg_extern(volatile, parallel_unsafe)]
 fn go_live(tbl: PgRelation, mode: default!(&str, "'async'")) -> JsonB {
@@ -46,10 +46,10 @@ fn live(oid: u32, mode: &str) -> Result<Value> {
         )));
     }
     // Replacing the trigger locks the table against writes until commit: every change made
-    // before is in the log (queued below), every one after is captured live.
+    // before is held in the outbox and logged, every one after is captured live.
     let cols: Vec<&str> = m.columns.iter().map(|c| c.column.as_str()).collect();
     install_triggers(&m.table, m.id, &m.pk_column, &cols, &options)?;
-    let queued = crate::shadow::queue_pending(m.id)?;
+    let queued = crate::shadow::mark_queued(m.id)?;
     Spi::run("SELECT sfsync.wake_at_commit()")?;
     Ok(json!({"table": m.table, "mode": target.as_str(), "queued": queued}))
 }
