@@ -7,6 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::client::Client;
 use crate::error::{ApiError, Error};
+use crate::http::encode_query;
+use crate::types::QueryPage;
 
 /// Most subrequests Salesforce accepts in one composite request.
 pub const MAX_SUBREQUESTS: usize = 25;
@@ -106,6 +108,43 @@ impl Client {
             )));
         }
         Ok(parsed.composite_response)
+    }
+
+    /// The first pages of several `queryAll`s, up to 25 to a composite request: one API call
+    /// however many queries it carries (a poll of many idle objects costs what one does).
+    /// In request order; a query Salesforce refuses is an `Err` in its place, a failure of
+    /// the request itself the outer `Err`. Pages after the first are `query_more`'s.
+    pub fn query_all_pages(&self, soqls: &[String]) -> Result<Vec<Result<QueryPage, Error>>, Error> {
+        let mut pages = Vec::with_capacity(soqls.len());
+        for chunk in soqls.chunks(MAX_SUBREQUESTS) {
+            let subrequests: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    serde_json::json!({
+                        "method": "GET",
+                        "url": format!("/services/data/v{}/queryAll?q={}", self.api_version(), encode_query(q)),
+                        "referenceId": format!("q{i}"),
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({"allOrNone": false, "compositeRequest": subrequests});
+            let path = format!("/services/data/v{}/composite", self.api_version());
+            // Reads only: safe to retry.
+            let (_, resp) = self.request_json("POST", &path, Some(&body), true)?;
+            let parsed: CompositeResponse = serde_json::from_value(resp).map_err(|e| Error::Decode(format!("composite: {e}")))?;
+            if parsed.composite_response.len() != chunk.len() {
+                return Err(Error::Decode(format!("composite: {} results for {} queries", parsed.composite_response.len(), chunk.len())));
+            }
+            pages.extend(parsed.composite_response.into_iter().map(|r| {
+                if r.is_success() {
+                    QueryPage::parse(&r.body.to_string())
+                } else {
+                    Err(Error::Api { status: r.http_status_code, errors: r.errors() })
+                }
+            }));
+        }
+        Ok(pages)
     }
 }
 
