@@ -80,9 +80,9 @@ pub fn register() {
     int(c"sfsync.pull_interval", c"How often each mapping polls Salesforce for changes.", &PULL_INTERVAL_MS, 50, 86_400_000, ms);
     int(
         c"sfsync.cdc_safety_interval",
-        c"While a table's change stream is up, how often it is still polled to catch anything the stream missed.",
+        c"While a connection's change stream is up, how often its tables are still polled to catch anything the stream missed; 0: not while it stays up without a break.",
         &CDC_SAFETY_INTERVAL_MS,
-        50,
+        0,
         86_400_000,
         ms,
     );

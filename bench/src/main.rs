@@ -5,7 +5,8 @@
 //!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
 //!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
 //!   sfsync-bench pull-latency [N]    Salesforce-to-Postgres latency p50/p99, change stream vs polling only
-//!   sfsync-bench idle [seconds]      API calls per idle hour per table, change stream vs polling only
+//!   sfsync-bench idle [seconds]      API calls per idle hour of a connection with 1 and 25 tables:
+//!                                    polling only, change stream + safety poll, stream trusted
 //!   sfsync-bench stream-load [rate] [seconds]
 //!                                    query calls while Salesforce changes `rate` records/s, with the
 //!                                    change stream: a directly applied table vs a mirror
@@ -141,14 +142,48 @@ fn stream_load(rate: u64, seconds: u64) {
     }
 }
 
+/// API calls an idle connection costs per hour, for 1 and 25 tables pulled from it: polling
+/// only (every 5 s), with a live change stream and its safety poll (measured at a 10 s safety
+/// interval, given per hour at the default 5 min), and with the stream trusted
+/// (`sfsync.cdc_safety_interval = 0`). Goal: 25 tables cost what one does.
 fn idle(seconds: u64) {
-    for cdc in [true, false] {
-        let env = start_pull(cdc);
-        let before = api_calls(&env);
-        std::thread::sleep(Duration::from_secs(seconds));
-        let calls = api_calls(&env) - before;
-        let mode = if cdc { "change stream (safety poll every 5 min)" } else { "polling only (every 5 s)" };
-        println!("idle, {mode}: {calls} API calls in {seconds} s = {:.0} per hour per table", calls as f64 * 3600.0 / seconds as f64);
+    for tables in [1, 25] {
+        let mut line = Vec::new();
+        for (mode, cdc, safety) in [
+            ("polling only (5 s)", false, None),
+            ("change stream, safety poll", true, Some("10s")),
+            ("change stream trusted", true, Some("0")),
+        ] {
+            let env = start_with(true, false);
+            for (k, v) in [("sfsync.cdc", if cdc { "on" } else { "off" }), ("sfsync.pull_interval", "5s")] {
+                env.cluster.psql("bench", &format!("ALTER SYSTEM SET {k} = '{v}'"));
+            }
+            if let Some(s) = safety {
+                env.cluster.psql("bench", &format!("ALTER SYSTEM SET sfsync.cdc_safety_interval = '{s}'"));
+            }
+            env.cluster.psql("bench", "SELECT pg_reload_conf()");
+            for t in 0..tables {
+                env.cluster.psql(
+                    "bench",
+                    &format!(
+                        "CREATE TABLE idle_{t} (id bigserial PRIMARY KEY, name text NOT NULL);
+                         SELECT sfsync.sync_table('idle_{t}', 'Account', fields => '{{\"name\": \"Name\"}}', direction => 'pull')"
+                    ),
+                );
+            }
+            worker_pid(&env);
+            std::thread::sleep(Duration::from_secs(12)); // first polls, stream subscribed, catch-up polls over
+            let before = api_calls(&env);
+            std::thread::sleep(Duration::from_secs(seconds));
+            let calls = api_calls(&env) - before;
+            let per_hour = match safety {
+                // Measured at a 10 s safety interval: per hour at the default 5 minutes.
+                Some("10s") => calls as f64 / seconds as f64 * 10.0 * 12.0,
+                _ => calls as f64 * 3600.0 / seconds as f64,
+            };
+            line.push(format!("{mode}: {per_hour:.0}"));
+        }
+        println!("idle connection with {tables} table(s), API calls per hour: {}", line.join("; "));
     }
 }
 

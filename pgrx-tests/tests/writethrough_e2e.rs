@@ -31,7 +31,11 @@ fn calls(env: &Env) -> Calls {
             out.logins += n;
         } else if k == "GET /services/data" || k == "GET /services/data/" {
             out.versions += n;
-        } else if (k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE")) && !k.contains("cometd") {
+        // POST /composite carries only polls' queries (sfsync writes through Collections and Bulk).
+        } else if (k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
+            && !k.contains("cometd")
+            && k != "POST /composite"
+        {
             out.writes += n;
         }
     }

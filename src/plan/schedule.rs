@@ -9,6 +9,12 @@
 //! to send, so the conflict policy, not the push, meets Salesforce's change of a record with a
 //! local change pending (the worker asks the outbox; see [`Pulls::waiting_asked`]).
 //!
+//! A timed poll is a safety net for what the stream may have missed. With
+//! `sfsync.cdc_safety_interval = 0` the worker trusts a stream that has been live without a
+//! break since the table's last poll began (a new subscription, a gap, a dropped event or an
+//! outage each make a poll due anyway) and skips the timed poll ([`Pulls::covered`]): an
+//! idle table then costs no call at all.
+//!
 //! Times are passed in, so the schedule is a plain value with plain tests.
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +29,8 @@ pub struct Pulls {
     asked: HashSet<i32>,
     /// The filter each table had at its last pull: a changed filter makes it due at once.
     filters: HashMap<i32, Option<String>>,
+    /// Tables whose next poll is the timed one (not asked for, not made due at once).
+    timed: HashSet<i32>,
 }
 
 impl Pulls {
@@ -37,6 +45,7 @@ impl Pulls {
 
     /// Due at once (a changed filter, events that may have been missed).
     pub fn now(&mut self, id: i32) {
+        self.timed.remove(&id);
         self.next.remove(&id);
     }
 
@@ -47,6 +56,7 @@ impl Pulls {
         let at = self.started.get(&id).map_or(now, |t| (*t + spacing).max(now));
         if self.next.get(&id).is_none_or(|t| at < *t) {
             self.next.insert(id, at);
+            self.timed.remove(&id);
         }
         if at > now && pushes {
             self.asked.insert(id);
@@ -58,6 +68,7 @@ impl Pulls {
         self.started.insert(id, now);
         self.next.insert(id, now + interval);
         self.asked.remove(&id);
+        self.timed.insert(id);
     }
 
     /// The tables as they are now (`(id, filter)`): the schedule forgets dropped ones, and a
@@ -69,6 +80,7 @@ impl Pulls {
         self.started.retain(|id, _| live(id));
         self.asked.retain(live);
         self.filters.retain(|id, _| live(id));
+        self.timed.retain(live);
         for (id, filter) in tables {
             let filter = filter.map(str::to_string);
             if self.filters.insert(id, filter.clone()).is_some_and(|old| old != filter) {
@@ -83,6 +95,27 @@ impl Pulls {
         let mut ids: Vec<i32> = self.asked.iter().copied().collect();
         ids.sort();
         ids
+    }
+
+    /// Whether the table's poll is due within `window`: polled now with a connection's
+    /// other due polls, it shares their request and stays in step with them after.
+    pub fn due_within(&self, id: i32, now: Instant, window: Duration) -> bool {
+        self.is_due(id, now + window)
+    }
+
+    /// Whether the table's due poll is a timed one that a stream live since `live_since`
+    /// (without a break) already covers: its last poll began after the stream was up.
+    pub fn covered(&self, id: i32, live_since: Option<Instant>) -> bool {
+        match (live_since, self.started.get(&id)) {
+            (Some(up), Some(last)) => self.timed.contains(&id) && up <= *last,
+            _ => false,
+        }
+    }
+
+    /// A covered poll is not made: the next timed one is `interval` away; the last poll's
+    /// start stays what it was.
+    pub fn skip(&mut self, id: i32, now: Instant, interval: Duration) {
+        self.next.insert(id, now + interval);
     }
 }
 
@@ -156,5 +189,35 @@ mod tests {
         p.follow([(1, Some("Industry = 'Banking'"))]);
         assert!(p.is_due(1, t0 + S), "a new filter: pulled again at once");
         assert!(!p.next.contains_key(&2) && !p.started.contains_key(&2), "table 2 is gone");
+    }
+
+    #[test]
+    fn a_poll_due_soon_can_join_one_due_now() {
+        let t0 = Instant::now();
+        let mut p = Pulls::default();
+        p.started(1, t0, 10 * S);
+        assert!(!p.is_due(1, t0 + 6 * S));
+        assert!(p.due_within(1, t0 + 6 * S, 5 * S), "due within half its interval");
+        assert!(!p.due_within(1, t0 + 4 * S, 5 * S));
+    }
+
+    #[test]
+    fn a_timed_poll_a_live_stream_covers_is_skipped_and_a_break_makes_it_run() {
+        let t0 = Instant::now();
+        let mut p = Pulls::default();
+        assert!(!p.covered(1, Some(t0)), "a table never polled is polled");
+        p.started(1, t0 + S, 300 * S);
+        assert!(p.covered(1, Some(t0)), "live since before the last poll: nothing missed since");
+        assert!(!p.covered(1, None), "no live stream: the timed poll runs");
+        assert!(!p.covered(1, Some(t0 + 2 * S)), "the stream broke after the last poll began");
+        p.skip(1, t0 + 300 * S, 300 * S);
+        assert!(!p.is_due(1, t0 + 301 * S) && p.is_due(1, t0 + 600 * S), "the next timed one is an interval away");
+        assert!(p.covered(1, Some(t0)), "still covered");
+        // An asked poll or a catch-up is never skipped.
+        p.asked(1, false, t0 + 400 * S, S);
+        assert!(!p.covered(1, Some(t0)), "asked by events");
+        p.started(1, t0 + 401 * S, 300 * S);
+        p.now(1);
+        assert!(!p.covered(1, Some(t0)), "made due at once (a gap, a new subscription)");
     }
 }

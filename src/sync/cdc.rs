@@ -112,6 +112,8 @@ struct Listener {
     heard: Arc<AtomicU64>,
     /// Subscribed, but silent for longer than KEEPALIVE.
     stalled: bool,
+    /// Since when the stream has been healthy without a break (None: it is not).
+    live_since: Option<Instant>,
 }
 
 impl Listener {
@@ -213,6 +215,7 @@ impl Cdc {
                     down: None,
                     heard,
                     stalled: false,
+                    live_since: None,
                 };
                 self.listeners.insert(conn, l);
             }
@@ -222,6 +225,11 @@ impl Cdc {
     /// Whether the connection's stream is subscribed and up: its timed polls can slow down.
     pub fn healthy(&self, conn: &str) -> bool {
         self.listeners.get(conn).is_some_and(Listener::is_healthy)
+    }
+
+    /// Since when the connection's stream has been healthy without a break, as last drained.
+    pub fn live_since(&self, conn: &str) -> Option<Instant> {
+        self.listeners.get(conn).filter(|l| l.is_healthy()).and_then(|l| l.live_since)
     }
 
     /// What each listening connection's stream is doing, as `sfsync.status` shows it:
@@ -268,6 +276,13 @@ impl Cdc {
                 out.down.push((conn.clone(), why));
             }
             l.stalled = l.healthy && silent_too_long(l.heard.load(Ordering::Relaxed), now);
+            // A new subscription (taken.up) starts a new unbroken run, even if the drain
+            // before saw the stream healthy: the listener resubscribed in between.
+            l.live_since = match (l.is_healthy(), taken.up) {
+                (false, _) => None,
+                (true, Some(true)) => Some(Instant::now()),
+                (true, _) => l.live_since.or_else(|| Some(Instant::now())),
+            };
             // Its tables were polled only as a safety net: poll them now, then at the
             // normal interval while the stream is not healthy.
             if was_healthy && !l.is_healthy() {

@@ -9,7 +9,7 @@ use crate::sync::{self, push, Ctx};
 use crate::{guc, registry};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 #[pg_guard]
@@ -239,6 +239,11 @@ impl Stream {
         guc::CDC.get() && self.cdc.as_ref().is_some_and(|c| c.healthy(conn))
     }
 
+    /// Since when the connection's stream has been live without a break (None: it is not).
+    fn live_since(&self, conn: &str) -> Option<Instant> {
+        self.cdc.as_ref().filter(|_| guc::CDC.get()).and_then(|c| c.live_since(conn))
+    }
+
     /// Keeps the listeners in line with the pulled objects, applies the events (with their
     /// replay ids), and asks for the pulls of what they could not apply (`Pulls::asked`).
     fn follow(&mut self, mappings: &[sync::Mapping], pulls: &mut Pulls) {
@@ -420,21 +425,61 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
     let ids: Vec<i32> = mappings.iter().map(|m| m.id).collect();
     let parents: HashMap<i32, Vec<i32>> = mappings.iter().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
     let ordered = crate::plan::relations::parents_first(&ids, &parents);
-    for m in ordered.iter().filter_map(|id| mappings.iter().find(|m| m.id == *id)).filter(|m| m.pulls() && !backfilling.contains(&m.id)) {
-        if crate::worker::shutdown_requested() {
-            break;
-        }
-        if !pulls.is_due(m.id, Instant::now()) || !clients::available(&m.connection) {
-            continue;
-        }
-        // With a healthy change stream, the timed poll is only a safety net.
-        let interval = if stream.healthy(&m.connection) {
+    // With a healthy change stream, the timed poll is only a safety net.
+    let interval = |m: &sync::Mapping| {
+        if stream.healthy(&m.connection) {
             guc::ms(&guc::PULL_INTERVAL_MS).max(guc::ms(&guc::CDC_SAFETY_INTERVAL_MS))
         } else {
             guc::ms(&guc::PULL_INTERVAL_MS)
+        }
+    };
+    let now = Instant::now();
+    // cdc_safety_interval = 0: a stream live without a break since the last poll began is
+    // trusted to have missed nothing (its breaks, gaps and overflows make polls due).
+    let trusted =
+        |pulls: &Pulls, m: &sync::Mapping| guc::CDC_SAFETY_INTERVAL_MS.get() == 0 && pulls.covered(m.id, stream.live_since(&m.connection));
+    let candidates: Vec<&sync::Mapping> = ordered
+        .iter()
+        .filter_map(|id| mappings.iter().find(|m| m.id == *id))
+        .filter(|m| m.pulls() && !backfilling.contains(&m.id) && clients::available(&m.connection))
+        .collect();
+    let mut due_ids = HashSet::new();
+    for m in &candidates {
+        if !pulls.is_due(m.id, now) {
+            continue;
+        }
+        if trusted(pulls, m) {
+            pulls.skip(m.id, now, interval(m));
+        } else {
+            due_ids.insert(m.id);
+        }
+    }
+    // The polls of a connection go out together (one composite request): one due now takes
+    // along the connection's others due within half their interval, and they stay in step.
+    let connections: HashSet<&str> = candidates.iter().filter(|m| due_ids.contains(&m.id)).map(|m| m.connection.as_str()).collect();
+    for m in candidates.iter().filter(|m| connections.contains(m.connection.as_str())) {
+        if pulls.due_within(m.id, now, interval(m) / 2) && !trusted(pulls, m) {
+            due_ids.insert(m.id);
+        }
+    }
+    let due: Vec<&sync::Mapping> = candidates.into_iter().filter(|m| due_ids.contains(&m.id)).collect();
+    let mut first = poll::first_pages(Ctx::Worker, &due);
+    for m in due {
+        if crate::worker::shutdown_requested() {
+            break;
+        }
+        pulls.started(m.id, Instant::now(), interval(m));
+        let pull = match first.remove(&m.id) {
+            Some(poll::Read::Failed { error, retry_in }) => {
+                warning!("sfsync: pull of {} into {} failed, retrying in {retry_in:?}: {error}", m.sobject, m.table);
+                let _ = crate::worker::tx::run(|| sync::set_mapping_error(m.id, &error));
+                continue;
+            }
+            Some(poll::Read::Page(q, page)) => clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull"), || {
+                poll::pass_from(Ctx::Worker, m, mappings, Some((q, page)))
+            }),
+            None => clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull"), || poll::pass(Ctx::Worker, m, mappings)),
         };
-        pulls.started(m.id, Instant::now(), interval);
-        let pull = clients::call(Ctx::Worker, &m.connection, Step::new(m.id, "pull"), || poll::pass(Ctx::Worker, m, mappings));
         if let Call::Done(s) = &pull {
             // Records a write-through transaction held were left: read them again soon.
             if s.deferred > 0 {

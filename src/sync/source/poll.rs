@@ -10,13 +10,21 @@ use super::{bulk, filter};
 use crate::error::{Result, SyncError};
 use crate::plan::{backfill, soql};
 use crate::sync::apply::{self, csv::Shape, Mark, Rows, Summary};
+use crate::sync::clients::{Call, Step};
 use crate::sync::{clients, Ctx, Mapping};
 use crate::{guc, spi_util};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::Spi;
+use salesforce::QueryPage;
+use std::collections::{BTreeMap, HashMap};
 
 /// `all` are the database's mappings (a lookup column needs its parent's).
 pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<Summary> {
+    pass_from(ctx, m, all, None)
+}
+
+/// The poll's SOQL: the mapped fields changed since the mark (less the overlap).
+fn query(ctx: Ctx, m: &Mapping) -> Result<String> {
     let overlap_ms = guc::PULL_OVERLAP_MS.get();
     let since = ctx.tx(|| {
         let args: Vec<DatumWithOid> = vec![m.id.into(), overlap_ms.into()];
@@ -28,10 +36,21 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<Summary> {
         )?)
     })?;
     let fields: Vec<&str> = m.columns.iter().map(|c| c.field.as_str()).collect();
-    let q = soql::pull_query(&m.sobject, &fields, &m.external_id, since.as_deref(), m.filter.as_deref()).map_err(SyncError::Invalid)?;
+    soql::pull_query(&m.sobject, &fields, &m.external_id, since.as_deref(), m.filter.as_deref()).map_err(SyncError::Invalid)
+}
+
+/// A poll whose first page may have been read already (`first_pages`): (its query, page).
+pub fn pass_from(ctx: Ctx, m: &Mapping, all: &[Mapping], first: Option<(String, QueryPage)>) -> Result<Summary> {
     let client = clients::client(ctx, &m.connection)?;
+    let (q, mut page) = match first {
+        Some(read) => read,
+        None => {
+            let q = query(ctx, m)?;
+            let page = client.query_all(&q)?;
+            (q, page)
+        }
+    };
     let mut summary = Summary::default();
-    let mut page = client.query_all(&q)?;
     let types: Vec<&str> = m.columns.iter().map(|c| c.sf_type.as_str()).collect();
     let threshold = guc::BACKFILL_BULK_THRESHOLD.get().max(0) as u64;
     if !page.done && backfill::choose_method(page.total_size, threshold, &types) == backfill::Method::Bulk {
@@ -52,6 +71,53 @@ pub fn pass(ctx: Ctx, m: &Mapping, all: &[Mapping]) -> Result<Summary> {
         clients::flush_stats()
     })?;
     Ok(summary)
+}
+
+/// What `first_pages` read of one mapping's poll.
+pub enum Read {
+    /// The poll's query and its first page.
+    Page(String, QueryPage),
+    /// The request carrying it failed so (network, session, limits), tried again after
+    /// `retry_in`: the poll failed too.
+    Failed { error: String, retry_in: std::time::Duration },
+}
+
+/// The first pages of the polls of `due`, read with one composite request per connection
+/// and 25 queries (one API call): 25 idle tables cost what one does. Only for connections
+/// with two polls due or more; a mapping absent from the answer (a lone poll, a query
+/// Salesforce refused alone, one whose connection waits) polls by itself, and meets its
+/// own error as it would.
+pub fn first_pages(ctx: Ctx, due: &[&Mapping]) -> HashMap<i32, Read> {
+    let mut by_connection: BTreeMap<&str, Vec<(i32, String)>> = BTreeMap::new();
+    for m in due {
+        if let Ok(q) = query(ctx, m) {
+            by_connection.entry(m.connection.as_str()).or_default().push((m.id, q));
+        }
+    }
+    let mut out = HashMap::new();
+    for (connection, polls) in by_connection.into_iter().filter(|(_, p)| p.len() > 1) {
+        let soqls: Vec<String> = polls.iter().map(|(_, q)| q.clone()).collect();
+        let read = clients::call(ctx, connection, Step::new(0, "pull of several tables"), || {
+            Ok(clients::client(ctx, connection)?.query_all_pages(&soqls)?)
+        });
+        match read {
+            Call::Done(pages) => {
+                for ((id, q), page) in polls.into_iter().zip(pages) {
+                    if let Ok(page) = page {
+                        out.insert(id, Read::Page(q, page));
+                    }
+                }
+            }
+            Call::Failed { error, retry_in, .. } => {
+                let error = error.to_string();
+                for (id, _) in polls {
+                    out.insert(id, Read::Failed { error: error.clone(), retry_in });
+                }
+            }
+            Call::Waiting => {}
+        }
+    }
+    out
 }
 
 /// Many changes at once (a mass update in Salesforce, a long outage): one Bulk API 2.0
