@@ -59,6 +59,8 @@ struct Sub {
     generation: u64,
     /// GetTopic said it exists and we may subscribe.
     checked: bool,
+    /// The server ended the call and it was reopened, with nothing received since.
+    reopened: bool,
 }
 
 /// A subscribed Pub/Sub session. Not `Sync`; one per stream thread.
@@ -127,6 +129,7 @@ impl Client {
                     outstanding: 0,
                     generation: 0,
                     checked: false,
+                    reopened: false,
                 })
                 .collect(),
             schemas: HashMap::new(),
@@ -337,21 +340,39 @@ impl PubSubStream<'_> {
                     } else if status.code() == Code::Unauthenticated {
                         // The session expired: log in again, resubscribe on the next poll.
                         self.client.refresh_token()?;
+                    } else if status.code() == Code::Unavailable && !s.reopened {
+                        // The server ended the call (as Salesforce does for maintenance or a
+                        // dropped stream): subscribe again from the last event on the next
+                        // poll, as CometD handshakes again; a refused Subscribe fails there.
+                        // Ended again before anything arrived: a failure.
+                        s.reopened = true;
                     } else {
                         failure.get_or_insert(status_error(&s.topic.clone(), &status));
                     }
                 }
             }
         }
-        match failure {
-            Some(e) if out.is_empty() => Err(e),
-            _ => Ok(out),
+        if let Some(e) = failure.filter(|_| out.is_empty()) {
+            return Err(e);
         }
+        if !self.pending.is_empty() {
+            // Subscribed again (from the newest event) before the caller hears of it, so the
+            // catch-up poll it runs starts after the new subscription: nothing falls between
+            // the two (CometD's subscribe does the same before reporting).
+            self.ensure_subscribed()?;
+            if out.is_empty() {
+                if let Some((channel, replay_id)) = self.pending.pop() {
+                    return Err(CdcError::ReplayInvalid { channel, replay_id });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps a response's new events and asks for more when half the batch was delivered.
     fn take(&mut self, i: usize, resp: FetchResponse, out: &mut Vec<ChangeEvent>) -> Result<(), CdcError> {
         let topic = self.subs[i].topic.clone();
+        self.subs[i].reopened = false;
         for ce in resp.events {
             let Some(ev) = ce.event else { continue };
             let replay = replay_to_i64(&ce.replay_id)
