@@ -174,6 +174,9 @@ fn an_invalid_replay_id_is_reported_once_subscribed_again_from_the_newest_event(
     client.create("Account", &rec(json!({"Name": "Before"}))).unwrap();
     // A position the org never gave: Subscribe fails with INVALID_ARGUMENT (validation failed).
     let mut s = client.pubsub_subscribe(&[(ch.clone(), ReplayFrom::After(987_654_321))], opts).unwrap();
+    // Once subscribed the caller polls Salesforce (as after any subscription): a change made
+    // from then on is in the stream, as on CometD, though the replay id was refused.
+    let first = client.create("Account", &rec(json!({"Name": "First"}))).unwrap();
     let start = Instant::now();
     let err = loop {
         match s.poll(Duration::from_millis(200)) {
@@ -182,10 +185,10 @@ fn an_invalid_replay_id_is_reported_once_subscribed_again_from_the_newest_event(
         }
     };
     assert!(matches!(err, salesforce::cdc::CdcError::ReplayInvalid { replay_id: 987_654_321, .. }), "{err:?}");
-    // The caller polls Salesforce now; a change made from then on is in the stream already.
+    // The caller polls Salesforce again now; a change made from then on is in the stream too.
     let after = client.create("Account", &rec(json!({"Name": "After"}))).unwrap();
-    let got = collect(&mut s, 1);
-    assert_eq!(got.iter().map(|e| e.header.record_ids[0].as_str()).collect::<Vec<_>>(), [after.as_str()]);
+    let got = collect(&mut s, 2);
+    assert_eq!(got.iter().map(|e| e.header.record_ids[0].as_str()).collect::<Vec<_>>(), [first.as_str(), after.as_str()]);
 }
 
 #[test]

@@ -23,6 +23,9 @@ use crate::error::Error;
 /// The real service's endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.pubsub.salesforce.com:7443";
 
+/// How long a subscription from stored replay ids waits for the server to refuse them.
+const REPLAY_VERDICT: Duration = Duration::from_millis(300);
+
 /// Where and how to reach the Pub/Sub API.
 #[derive(Clone, Debug)]
 pub struct PubSubOptions {
@@ -75,6 +78,8 @@ pub struct PubSubStream<'a> {
     inbox: mpsc::Receiver<Delivery>,
     /// Invalid-replay fallbacks not reported yet.
     pending: Vec<(String, i64)>,
+    /// Events received while waiting for the verdict on stored replay ids.
+    early: Vec<ChangeEvent>,
     /// `Subscribe` calls made (one per topic at first); useful for tests and status.
     pub subscribes: u64,
 }
@@ -136,9 +141,20 @@ impl Client {
             inbox_tx,
             inbox,
             pending: vec![],
+            early: vec![],
             subscribes: 0,
         };
         s.ensure_subscribed().map_err(Error::from)?;
+        if subs.iter().any(|(_, r)| matches!(r, ReplayFrom::After(_))) {
+            // The server checks a stored replay id once the call is open: wait briefly for
+            // its verdict, so an invalid one is known (and the topic subscribed again from the
+            // newest event) before the caller's catch-up poll, as CometD's subscribe knows it.
+            match s.poll(REPLAY_VERDICT) {
+                Ok(events) => s.early = events,
+                Err(CdcError::ReplayInvalid { channel, replay_id }) => s.pending.push((channel, replay_id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(s)
     }
 }
@@ -309,6 +325,9 @@ impl PubSubStream<'_> {
     pub fn poll(&mut self, max_wait: Duration) -> Result<Vec<ChangeEvent>, CdcError> {
         if let Some((channel, replay_id)) = self.pending.pop() {
             return Err(CdcError::ReplayInvalid { channel, replay_id });
+        }
+        if !self.early.is_empty() {
+            return Ok(std::mem::take(&mut self.early));
         }
         self.ensure_subscribed()?;
         let mut got: Vec<Delivery> = vec![];
