@@ -241,7 +241,14 @@ pub async fn serve(st: Arc<AppState>, listener: TcpListener, acceptor: Option<Tl
     let server = tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(60))).add_service(svc);
     match acceptor {
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // No Nagle delay on the small responses that answer a FetchRequest (the TLS path
+            // sets it per connection below).
+            use tokio_stream::StreamExt;
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|c| {
+                c.inspect(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                })
+            });
             server.serve_with_incoming(incoming).await.map_err(std::io::Error::other)
         }
         Some(acceptor) => {
