@@ -31,7 +31,7 @@ export CARGO_TERM_COLOR ?= $(if $(CI),never,auto)
 SF_EMULATOR_BIN ?= $(EMULATOR_BIN)
 export SF_EMULATOR_BIN
 
-.PHONY: help setup install emulator demo clean-demo chaos test test-unit test-compat test-pg test-e2e test-matrix test-pg16 test-pg17 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
+.PHONY: help setup install emulator demo clean-demo chaos test test-unit test-compat test-pg test-e2e test-e2e-pubsub test-matrix test-pg16 test-pg17 test-pg18 test-e2e-pg18 bench fmt fmt-check lint
 
 help:
 	@echo "make demo        build, install and run the demo (cluster + sf-emulator in .demo/)"
@@ -74,6 +74,7 @@ test: setup emulator
 	@$(MAKE) --no-print-directory test-pg
 	@$(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory test-e2e
+	@$(MAKE) --no-print-directory test-e2e-pubsub
 	@$(MAKE) --no-print-directory test-matrix
 	@echo "==> make test: all suites passed"
 
@@ -109,6 +110,16 @@ E2E_JOBS ?= 1
 E2E_RUN = if command -v cargo-nextest >/dev/null 2>&1; then \
 	    $(CARGO) nextest run -p sfsync-e2e -j $(E2E_JOBS) --no-fail-fast; \
 	else $(CARGO) test -p sfsync-e2e -- --test-threads=1; fi
+
+# The change stream tests again over the Pub/Sub API (test-e2e ran them over CometD): the
+# shared setup points the `default` connection at the emulator's gRPC listener.
+E2E_PUBSUB_TESTS := --test cdc_e2e --test stream_transport_e2e
+test-e2e-pubsub: export SFSYNC_E2E_STREAM = pubsub
+test-e2e-pubsub:
+	@echo "==> sfsync-e2e change stream tests over the Pub/Sub API"
+	if command -v cargo-nextest >/dev/null 2>&1; then \
+	    $(CARGO) nextest run -p sfsync-e2e -j $(E2E_JOBS) --no-fail-fast $(E2E_PUBSUB_TESTS); \
+	else $(CARGO) test -p sfsync-e2e $(E2E_PUBSUB_TESTS) -- --test-threads=1; fi
 
 # The other supported majors (README): the #[pg_test]s on each, the end-to-end suite on the
 # newest as well (15, the oldest, ran above). Each major builds into the same target/.

@@ -10,6 +10,10 @@
 //!   sfsync-bench stream-load [rate] [seconds]
 //!                                    query calls while Salesforce changes `rate` records/s, with the
 //!                                    change stream: a directly applied table vs a mirror
+//!   sfsync-bench stream-latency [rate] [seconds]
+//!                                    Salesforce-to-Postgres latency p50/p99 and events/s applied
+//!                                    while Salesforce changes `rate` records/s (200-record
+//!                                    collection updates), Pub/Sub API vs CometD, with ratios
 //!   sfsync-bench backfill [N]        sfsync.mirror of N seeded Accounts (Bulk backfill): rows/s vs
 //!                                    COPY of the same rows into the same table, worker peak memory
 //!   sfsync-bench client [N]          salesforce crate: API calls per 1,000 records written,
@@ -27,6 +31,7 @@
 
 mod link;
 mod query;
+mod stream_latency;
 mod write_through;
 
 use sfsync_e2e::{until, Cluster, ClusterOpts, DbExt, Emulator, Value};
@@ -518,6 +523,7 @@ fn main() {
         Some("pull-latency") => pull_latency(num(1, 50)),
         Some("idle") => idle(num(1, 60) as u64),
         Some("stream-load") => stream_load(num(1, 10) as u64, num(2, 30) as u64),
+        Some("stream-latency") => stream_latency::run(num(1, 1000) as u64, num(2, 10) as u64),
         Some("backfill") => backfill(num(1, 1_000_000)),
         Some("write-through") => write_through::run(num(1, 200) as i64),
         Some("link") => link::run(num(1, 5000), num(2, 3000)),
@@ -530,7 +536,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, backfill, write-through, link, query, client or all"
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, stream-latency, backfill, write-through, link, query, client or all"
             );
             std::process::exit(2);
         }

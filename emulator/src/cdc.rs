@@ -47,8 +47,7 @@ pub fn rest_origin(path: &str, call_options: Option<&str>) -> String {
     let client =
         call_options.and_then(|h| h.split(',').find_map(|p| p.trim().strip_prefix("client="))).map(str::trim).filter(|c| !c.is_empty());
     if let Some(c) = client {
-        o.push_str(";client=");
-        o.push_str(c);
+        o.push_str(&format!(";client={c}"));
     }
     o
 }
@@ -111,6 +110,7 @@ pub struct Inner {
     pub disabled: HashSet<usize>,
     pub clients: HashMap<String, CometClient>,
     pub requests: u64,
+    pub stream_drops: u64, // bumped by `drop_clients`: Pub/Sub `Subscribe` calls then end
 }
 
 pub struct Hub {
@@ -313,6 +313,7 @@ impl Hub {
                 disabled: HashSet::new(),
                 clients: HashMap::new(),
                 requests: 0,
+                stream_drops: 0,
             }),
             notify: Notify::new(),
             channels: schema.objects.iter().map(channel_name).collect(),
@@ -421,13 +422,13 @@ impl Hub {
         ids[obj] = schema_id(new_def);
     }
 
-    /// Forgets every CometD client (they must handshake again) and wakes held connects.
+    /// Forgets every CometD client (they must handshake again) and wakes held connects; ends
+    /// every Pub/Sub subscription (they must subscribe again).
     pub fn drop_clients(&self) -> usize {
         let n = {
             let mut inner = self.inner.lock();
-            let n = inner.clients.len();
-            inner.clients.clear();
-            n
+            inner.stream_drops += 1;
+            inner.clients.drain().count()
         };
         self.notify.notify_waiters();
         n
@@ -577,8 +578,7 @@ mod tests {
         let schema = crate::schema::standard::default_schema();
         let a = schema.object("Account").unwrap();
         let id = schema_id(&schema.objects[a]);
-        assert_eq!(id.len(), 22);
-        assert_eq!(id, schema_id(&schema.objects[a]));
+        assert_eq!((id.len(), id.clone()), (22, schema_id(&schema.objects[a])), "22 characters, stable");
         assert_eq!(channel_name(&schema.objects[a]), "AccountChangeEvent");
     }
 
@@ -593,8 +593,8 @@ mod tests {
         assert_eq!(Hub::replay_start(&inner, -2), Some(4));
         assert_eq!(Hub::replay_start(&inner, 4), Some(4));
         assert_eq!(Hub::replay_start(&inner, 7), Some(7));
-        assert!(Hub::replay_start(&inner, 3).is_none());
-        assert!(Hub::replay_start(&inner, 11).is_none());
-        assert!(Hub::replay_start(&inner, -3).is_none());
+        for invalid in [3, 11, -3] {
+            assert!(Hub::replay_start(&inner, invalid).is_none(), "{invalid}");
+        }
     }
 }

@@ -20,6 +20,7 @@
 //! | `SF_EMULATOR_BIN` | path of the `sf-emulator` binary (default: `<target>/release/sf-emulator`, then `<target>/debug/sf-emulator`) |
 //! | `SFSYNC_E2E_KEEP=1` | keep cluster and emulator temp dirs (data, logs) after the test, and print their paths |
 //! | `SFSYNC_E2E_NO_PRELOAD=1` | do not put `sfsync` in `shared_preload_libraries` (harness self-test without the extension) |
+//! | `SFSYNC_E2E_STREAM=pubsub` | the shared setup (`tests/common`) streams changes of the `default` connection over the emulator's Pub/Sub API instead of CometD ([`stream_transport`]) |
 //! | `PG_CONFIG` | `pg_config` whose `--bindir` is used when `/usr/lib/postgresql/15/bin` is absent |
 //! | `SF_API_VERSION` | REST API version used by [`SfRest`] (default: newest from `GET /services/data/`, else `v61.0`) |
 
@@ -34,7 +35,7 @@ pub use db::{scalar, DbExt};
 pub use emulator::{
     Credentials, Emulator, SfRest, DEFAULT_API_VERSION, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD, DEFAULT_USERNAME,
 };
-pub use util::{is_root, keep_artifacts, workspace_root};
+pub use util::{is_root, keep_artifacts, stream_transport, workspace_root};
 pub use wait::{until, Probe, WAIT};
 
 /// Re-exported so tests don't need their own dependency entries.

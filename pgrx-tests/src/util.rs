@@ -20,6 +20,17 @@ pub fn keep_artifacts() -> bool {
     env_flag("SFSYNC_E2E_KEEP")
 }
 
+/// `SFSYNC_E2E_STREAM`: the change stream transport the shared setup gives the `default`
+/// connection, `pubsub` or `cometd` (the default: the emulator's login host is not
+/// Salesforce's, so `auto` uses CometD unless a Pub/Sub endpoint is named).
+pub fn stream_transport() -> &'static str {
+    match std::env::var("SFSYNC_E2E_STREAM").as_deref().map(str::trim) {
+        Ok("pubsub") => "pubsub",
+        Ok("") | Ok("cometd") | Err(_) => "cometd",
+        Ok(other) => panic!("SFSYNC_E2E_STREAM={other}: use pubsub or cometd"),
+    }
+}
+
 pub(crate) fn env_flag(name: &str) -> bool {
     matches!(std::env::var(name).as_deref().map(str::trim), Ok("1") | Ok("true") | Ok("yes") | Ok("on"))
 }

@@ -5,6 +5,10 @@
 //!
 //! Timed polls are an hour apart in every test: only the stream (and the catch-up polls it
 //! asks for) can bring a change in time.
+//!
+//! Every test runs on either transport: CometD by default, the Pub/Sub API with
+//! `SFSYNC_E2E_STREAM=pubsub` (`make test-e2e-pubsub`); what differs between them is said by
+//! the helpers below, the behaviour asserted is the same.
 
 mod common;
 
@@ -13,6 +17,15 @@ use sfsync_e2e::{json, postgres, scalar, until, DbExt, Value, WAIT};
 use std::time::Duration;
 
 const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
+
+/// The path prefix of the change stream's requests, for an injected fault: CometD's HTTP
+/// endpoint, or the Pub/Sub API's gRPC service (every RPC of it).
+fn stream_fault_prefix() -> &'static str {
+    match sfsync_e2e::stream_transport() {
+        "pubsub" => "/eventbus.v1.PubSub/",
+        _ => "/cometd",
+    }
+}
 
 /// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
 fn query_calls(env: &Env) -> u64 {
@@ -116,8 +129,9 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
     let a = streamed_account(&env, &mut db, json!({"Name": "A", "Industry": "Energy"}));
     let c = streamed_account(&env, &mut db, json!({"Name": "C"}));
 
-    // The stream drops (every client forgotten) and CometD answers 503 for a while.
-    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
+    // The stream drops (every CometD client forgotten, every Pub/Sub subscription ended) and
+    // the stream's endpoint answers 503 (gRPC: UNAVAILABLE) for a while.
+    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": stream_fault_prefix()}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
     db.until_true("stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
@@ -168,6 +182,9 @@ fn a_replay_id_past_retention_falls_back_to_a_catch_up_poll() {
     let cdc = env.emu.admin("GET", "cdc", Value::Null);
     assert!(cdc["first_replay_id"].is_null() || cdc["first_replay_id"].as_i64() > Some(saved + 2), "events aged out: {cdc}");
     // The stream continues with new events, and its position moves past the invalid one.
+    // (Live again: subscribed from the newest event; the restarted worker's first pull may
+    // have brought the changes before that.)
+    db.until_true("stream live again", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
     env.emu.sf().update("Account", &b, json!({"Industry": "Media"}));
     db.until_true("update after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{b}'"));
     db.until_true("position saved", &format!("SELECT replay_id > {saved} FROM sfsync.cdc_state"));
@@ -189,6 +206,7 @@ fn an_unknown_replay_id_falls_back_to_a_catch_up_poll() {
     env.emu.sf().update("Account", &a, json!({"Industry": "Banking"}));
     db.until_worker_replaced(pid);
     db.until_true("change while restarting", &format!("SELECT industry = 'Banking' FROM accounts WHERE sfid = '{a}'"));
+    db.until_true("stream live again", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
     env.emu.sf().update("Account", &a, json!({"Industry": "Media"}));
     db.until_true("change after the fallback", &format!("SELECT industry = 'Media' FROM accounts WHERE sfid = '{a}'"));
     db.until_true("valid position saved", "SELECT replay_id < 987654321 FROM sfsync.cdc_state");

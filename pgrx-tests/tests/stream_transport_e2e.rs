@@ -24,7 +24,9 @@ fn auto_falls_back_to_cometd_when_the_pubsub_port_is_closed() {
     let env = common::start_with(STREAM_ONLY);
     let mut db = env.db();
     let closed = closed_port();
-    let transport: String = scalar(&mut db, "SELECT stream FROM sfsync.connections WHERE name = 'default'");
+    // A new connection's choice (`default`'s is `pubsub` under SFSYNC_E2E_STREAM=pubsub).
+    db.batch_execute(&env.emu.connect_sql("second")).unwrap();
+    let transport: String = scalar(&mut db, "SELECT stream FROM sfsync.connections WHERE name = 'second'");
     assert_eq!(transport, "auto", "the default of every connection");
     db.batch_execute(&format!("SELECT sfsync.set_change_stream('default', 'auto', pubsub_endpoint => '{closed}')")).unwrap();
     accounts_table(&mut db);

@@ -111,6 +111,45 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The injected faults (faults.rs) whose `path_prefix` matches this RPC's gRPC path,
+    /// `/eventbus.v1.PubSub/<Method>`, as the service would fail: a status fault is its gRPC
+    /// status, `drop` ends the call as a lost connection, `cometd_drop` ends every
+    /// subscription (as the `cdc/drop` admin call).
+    async fn faults(&self, method: &str, md: &tonic::metadata::MetadataMap) -> Result<(), Status> {
+        use crate::faults::FaultKind;
+        let st = &self.st;
+        let path = format!("/eventbus.v1.PubSub/{method}");
+        let fired = st.faults.lock().fire("POST", &path, || st.rand_f64());
+        for f in &fired {
+            match f.kind {
+                FaultKind::Latency => tokio::time::sleep(Duration::from_millis(f.latency_ms.unwrap_or(0))).await,
+                FaultKind::CometdDrop => {
+                    st.cdc.drop_clients();
+                }
+                _ => {}
+            }
+        }
+        for f in &fired {
+            match f.kind {
+                FaultKind::Status => return Err(status::for_http_status(st, f.status.unwrap_or(503))),
+                FaultKind::Timeout => {
+                    tokio::time::sleep(Duration::from_millis(f.latency_ms.unwrap_or(300_000))).await;
+                    return Err(Status::deadline_exceeded("Request timed out"));
+                }
+                FaultKind::Drop => return Err(Status::unavailable("error trying to connect: connection reset by peer")),
+                FaultKind::ExpiredSession => {
+                    if let Some(t) = md.get("accesstoken").and_then(|v| v.to_str().ok()) {
+                        st.tokens.lock().remove(t.trim());
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 type Stream<T> = ReceiverStream<Result<T, Status>>;
 
 #[tonic::async_trait]
@@ -120,6 +159,7 @@ impl PubSub for Service {
     type ManagedSubscribeStream = Stream<ManagedFetchResponse>;
 
     async fn subscribe(&self, req: Request<Streaming<FetchRequest>>) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.faults("Subscribe", req.metadata()).await?;
         status::authenticate(&self.st, req.metadata())?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let svc = self.clone();
@@ -133,6 +173,7 @@ impl PubSub for Service {
     }
 
     async fn get_schema(&self, req: Request<SchemaRequest>) -> Result<Response<SchemaInfo>, Status> {
+        self.faults("GetSchema", req.metadata()).await?;
         status::authenticate(&self.st, req.metadata())?;
         let id = req.into_inner().schema_id;
         match self.by_id(&id)? {
@@ -149,6 +190,7 @@ impl PubSub for Service {
     }
 
     async fn get_topic(&self, req: Request<TopicRequest>) -> Result<Response<TopicInfo>, Status> {
+        self.faults("GetTopic", req.metadata()).await?;
         status::authenticate(&self.st, req.metadata())?;
         let name = req.into_inner().topic_name;
         // The multi-object channel has no single schema: its events name theirs.
@@ -199,7 +241,14 @@ pub async fn serve(st: Arc<AppState>, listener: TcpListener, acceptor: Option<Tl
     let server = tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(60))).add_service(svc);
     match acceptor {
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // No Nagle delay on the small responses that answer a FetchRequest (the TLS path
+            // sets it per connection below).
+            use tokio_stream::StreamExt;
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|c| {
+                c.inspect(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                })
+            });
             server.serve_with_incoming(incoming).await.map_err(std::io::Error::other)
         }
         Some(acceptor) => {

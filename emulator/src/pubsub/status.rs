@@ -12,6 +12,8 @@ pub const REPLAY_INVALID: &str = "sfdc.platform.eventbus.grpc.subscription.fetch
 pub const REPLAY_CORRUPTED: &str = "sfdc.platform.eventbus.grpc.subscription.fetch.replayid.corrupted";
 pub const BAD_REQUEST: &str = "sfdc.platform.eventbus.grpc.service.invalid.request";
 pub const PUBLISH_DENIED: &str = "sfdc.platform.eventbus.grpc.publish.permission.denied";
+/// The emulator's own code for a service-side failure (an injected fault, a dropped stream).
+pub const UNAVAILABLE: &str = "sfdc.platform.eventbus.grpc.service.unavailable";
 
 /// A UUID-shaped id for one RPC, as Salesforce puts in every response and error.
 pub fn rpc_id(st: &AppState) -> String {
@@ -29,6 +31,21 @@ pub fn error(st: &AppState, code: Code, error_code: &str, msg: &str) -> Status {
         md.insert("rpc-id", v);
     }
     Status::with_metadata(code, format!("{msg} rpcId: {id}"), md)
+}
+
+/// The gRPC status an injected HTTP status fault stands for (faults.rs), with Salesforce's
+/// message for it.
+pub fn for_http_status(st: &AppState, http: u16) -> Status {
+    let code = match http {
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        429 => Code::ResourceExhausted,
+        502..=504 => Code::Unavailable,
+        400..=499 => Code::InvalidArgument,
+        _ => Code::Internal,
+    };
+    error(st, code, UNAVAILABLE, crate::faults::status_body(http).1)
 }
 
 /// Checks the call's `accesstoken`, `instanceurl` and `tenantid` headers: a live session of

@@ -42,11 +42,17 @@ pub async fn run(
     let mut after = start(svc, &first)?;
     let mut pending = first.num_requested.max(0) as i64;
     let mut last_sent = Instant::now();
+    let drops = st.cdc.inner.lock().stream_drops;
     loop {
-        // Registered before looking, so a commit between the look and the wait still wakes us.
+        // Registered before looking, so a commit (or a drop) between the look and the wait
+        // still wakes us.
         let notified = st.cdc.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if st.cdc.inner.lock().stream_drops != drops {
+            let msg = "The subscription was closed by the server: subscribe again from the last replay ID.";
+            return Err(status::error(st, Code::Unavailable, status::UNAVAILABLE, msg));
+        }
         if pending > 0 {
             let (events, next) = take(svc, topic, after, pending.min(MAX_BATCH as i64) as usize)?;
             after = next;

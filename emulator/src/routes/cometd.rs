@@ -343,7 +343,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>
 }
 
 async fn info(State(st): St) -> Response {
-    let inner = st.cdc.inner.lock();
+    let mut inner = st.cdc.inner.lock();
+    // Events past retention are gone whether or not a client has asked since.
+    Hub::trim(&mut inner, st.clock.now_ms());
     let names = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
         st.schema.objects.iter().enumerate().filter(|(i, _)| pred(*i)).map(|(_, o)| o.name.clone()).collect()
     };

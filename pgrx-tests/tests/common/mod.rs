@@ -35,6 +35,14 @@ pub fn start_full(emulator_args: &[&str], gucs: &[(&str, &str)]) -> Env {
     let cluster = Cluster::start(opts);
     // The database does not exist when the server starts: the launcher must cope.
     cluster.create_sfsync_database("app", &emu);
+    if sfsync_e2e::stream_transport() == "pubsub" {
+        // SFSYNC_E2E_STREAM=pubsub: the same tests over the Pub/Sub API (no CometD fallback).
+        let addr = emu.pubsub_addr().expect("the emulator's Pub/Sub listener").to_string();
+        cluster
+            .connect("app")
+            .batch_execute(&format!("SELECT sfsync.set_change_stream('default', 'pubsub', pubsub_endpoint => 'http://{addr}')"))
+            .unwrap();
+    }
     Env { emu, cluster }
 }
 

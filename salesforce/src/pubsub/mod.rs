@@ -19,10 +19,11 @@
 //! [`PubSubOptions::batch`] events; another asks for more once half of them arrived. Every
 //! call carries the `accesstoken`, `instanceurl` and `tenantid` metadata.
 //!
-//! Recovery, as the CometD client's: a broken call is reopened by the next poll after the
-//! last delivered replay id; `UNAUTHENTICATED` logs in again first; a replay id the server
-//! no longer has resubscribes with `LATEST` and reports [`crate::cdc::CdcError::ReplayInvalid`]
-//! once. Replay ids are opaque bytes; the emulator's and these positions are 8 bytes,
+//! Recovery, as the CometD client's: a call the server ends (`UNAVAILABLE`) is reopened by
+//! the next poll after the last delivered replay id (ended again before anything arrived, or
+//! refused: the poll fails); `UNAUTHENTICATED` logs in again first; a replay id the server
+//! no longer has resubscribes with `LATEST`, then reports
+//! [`crate::cdc::CdcError::ReplayInvalid`] once (so a catch-up poll starts after it). Replay ids are opaque bytes; the emulator's and these positions are 8 bytes,
 //! carried as the `i64` of [`crate::cdc::ChangeEvent::replay_id`] (big-endian).
 //!
 //! Layout: `decode` turns an Avro payload into a `ChangeEvent` with the event's schema

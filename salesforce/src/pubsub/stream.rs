@@ -23,6 +23,9 @@ use crate::error::Error;
 /// The real service's endpoint.
 pub const DEFAULT_ENDPOINT: &str = "https://api.pubsub.salesforce.com:7443";
 
+/// How long a subscription from stored replay ids waits for the server to refuse them.
+const REPLAY_VERDICT: Duration = Duration::from_millis(300);
+
 /// Where and how to reach the Pub/Sub API.
 #[derive(Clone, Debug)]
 pub struct PubSubOptions {
@@ -59,6 +62,8 @@ struct Sub {
     generation: u64,
     /// GetTopic said it exists and we may subscribe.
     checked: bool,
+    /// The server ended the call and it was reopened, with nothing received since.
+    reopened: bool,
 }
 
 /// A subscribed Pub/Sub session. Not `Sync`; one per stream thread.
@@ -73,6 +78,8 @@ pub struct PubSubStream<'a> {
     inbox: mpsc::Receiver<Delivery>,
     /// Invalid-replay fallbacks not reported yet.
     pending: Vec<(String, i64)>,
+    /// Events received while waiting for the verdict on stored replay ids.
+    early: Vec<ChangeEvent>,
     /// `Subscribe` calls made (one per topic at first); useful for tests and status.
     pub subscribes: u64,
 }
@@ -127,15 +134,27 @@ impl Client {
                     outstanding: 0,
                     generation: 0,
                     checked: false,
+                    reopened: false,
                 })
                 .collect(),
             schemas: HashMap::new(),
             inbox_tx,
             inbox,
             pending: vec![],
+            early: vec![],
             subscribes: 0,
         };
         s.ensure_subscribed().map_err(Error::from)?;
+        if subs.iter().any(|(_, r)| matches!(r, ReplayFrom::After(_))) {
+            // The server checks a stored replay id once the call is open: wait briefly for
+            // its verdict, so an invalid one is known (and the topic subscribed again from the
+            // newest event) before the caller's catch-up poll, as CometD's subscribe knows it.
+            match s.poll(REPLAY_VERDICT) {
+                Ok(events) => s.early = events,
+                Err(CdcError::ReplayInvalid { channel, replay_id }) => s.pending.push((channel, replay_id)),
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(s)
     }
 }
@@ -307,6 +326,9 @@ impl PubSubStream<'_> {
         if let Some((channel, replay_id)) = self.pending.pop() {
             return Err(CdcError::ReplayInvalid { channel, replay_id });
         }
+        if !self.early.is_empty() {
+            return Ok(std::mem::take(&mut self.early));
+        }
         self.ensure_subscribed()?;
         let mut got: Vec<Delivery> = vec![];
         let inbox = &mut self.inbox;
@@ -337,21 +359,39 @@ impl PubSubStream<'_> {
                     } else if status.code() == Code::Unauthenticated {
                         // The session expired: log in again, resubscribe on the next poll.
                         self.client.refresh_token()?;
+                    } else if status.code() == Code::Unavailable && !s.reopened {
+                        // The server ended the call (as Salesforce does for maintenance or a
+                        // dropped stream): subscribe again from the last event on the next
+                        // poll, as CometD handshakes again; a refused Subscribe fails there.
+                        // Ended again before anything arrived: a failure.
+                        s.reopened = true;
                     } else {
                         failure.get_or_insert(status_error(&s.topic.clone(), &status));
                     }
                 }
             }
         }
-        match failure {
-            Some(e) if out.is_empty() => Err(e),
-            _ => Ok(out),
+        if let Some(e) = failure.filter(|_| out.is_empty()) {
+            return Err(e);
         }
+        if !self.pending.is_empty() {
+            // Subscribed again (from the newest event) before the caller hears of it, so the
+            // catch-up poll it runs starts after the new subscription: nothing falls between
+            // the two (CometD's subscribe does the same before reporting).
+            self.ensure_subscribed()?;
+            if out.is_empty() {
+                if let Some((channel, replay_id)) = self.pending.pop() {
+                    return Err(CdcError::ReplayInvalid { channel, replay_id });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Keeps a response's new events and asks for more when half the batch was delivered.
     fn take(&mut self, i: usize, resp: FetchResponse, out: &mut Vec<ChangeEvent>) -> Result<(), CdcError> {
         let topic = self.subs[i].topic.clone();
+        self.subs[i].reopened = false;
         for ce in resp.events {
             let Some(ev) = ce.event else { continue };
             let replay = replay_to_i64(&ce.replay_id)
