@@ -113,7 +113,7 @@ E2E_RUN = if command -v cargo-nextest >/dev/null 2>&1; then \
 
 # The change stream tests again over the Pub/Sub API (test-e2e ran them over CometD): the
 # shared setup points the `default` connection at the emulator's gRPC listener.
-E2E_PUBSUB_TESTS := --test cdc_e2e --test stream_transport_e2e
+E2E_PUBSUB_TESTS := --test cdc_e2e --test stream_transport_e2e --test idle_e2e
 test-e2e-pubsub: export SFSYNC_E2E_STREAM = pubsub
 test-e2e-pubsub:
 	@echo "==> sfsync-e2e change stream tests over the Pub/Sub API"

@@ -18,15 +18,6 @@ use std::time::Duration;
 
 const STREAM_ONLY: &[(&str, &str)] = &[("sfsync.pull_interval", "1h"), ("sfsync.cdc_safety_interval", "1h")];
 
-/// The path prefix of the change stream's requests, for an injected fault: CometD's HTTP
-/// endpoint, or the Pub/Sub API's gRPC service (every RPC of it).
-fn stream_fault_prefix() -> &'static str {
-    match sfsync_e2e::stream_transport() {
-        "pubsub" => "/eventbus.v1.PubSub/",
-        _ => "/cometd",
-    }
-}
-
 /// Query calls (SOQL query/queryAll pages, Bulk query jobs) the emulator has served.
 fn query_calls(env: &Env) -> u64 {
     env.emu.query_calls()
@@ -131,7 +122,7 @@ fn changes_made_while_the_stream_is_down_all_arrive() {
 
     // The stream drops (every CometD client forgotten, every Pub/Sub subscription ended) and
     // the stream's endpoint answers 503 (gRPC: UNAVAILABLE) for a while.
-    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": stream_fault_prefix()}));
+    let fault = env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": common::stream_fault_prefix()}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     env.cluster.wait_for_log("change stream of connection \"default\" is down", WAIT);
     db.until_true("stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");

@@ -61,9 +61,9 @@ fn a_trusted_live_stream_costs_no_poll_and_a_break_still_makes_one() {
     db.until_true("streamed in", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
     assert_eq!(env.emu.query_calls(), before, "the stream brought it, no query");
 
-    // A break: the stream goes down (CometD refused, every client forgotten) and comes back;
-    // what it may have missed meanwhile is polled.
-    env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": "/cometd"}));
+    // A break: the stream goes down (refused, every subscription ended) and comes back; what
+    // it may have missed meanwhile is polled.
+    env.emu.add_fault(json!({"kind": "status", "status": 503, "path_prefix": common::stream_fault_prefix()}));
     env.emu.admin("POST", "cdc/drop", Value::Null);
     db.until_true("stream shown down", "SELECT bool_and(change_stream LIKE 'down: %') FROM sfsync.status");
     env.emu.clear_faults();

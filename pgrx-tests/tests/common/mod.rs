@@ -84,6 +84,15 @@ pub fn contacts_table(db: &mut postgres::Client) {
     .unwrap();
 }
 
+/// The path prefix of the change stream's requests, for an injected fault: CometD's HTTP
+/// endpoint, or the Pub/Sub API's gRPC service (every RPC of it).
+pub fn stream_fault_prefix() -> &'static str {
+    match sfsync_e2e::stream_transport() {
+        "pubsub" => "/eventbus.v1.PubSub/",
+        _ => "/cometd",
+    }
+}
+
 /// sync::PASS_LOCK: held by the worker during a pass.
 pub const PASS_LOCK: i64 = 0x5f5f_5359_4e43;
 
