@@ -24,12 +24,18 @@
 //!                                    Contacts: time and API calls vs the ideal, vs a plain opt-in
 //!   sfsync-bench query [N]          a synced query of N aggregate rows, 1 % changed: API calls of the
 //!                                    refresh vs ceil(changed/200), its time vs the query alone
+//!   sfsync-bench load [rows] [seconds]
+//!                                    3 databases, 50 synced tables, one org: a `rows` backlog drained
+//!                                    under steady pgbench writers (50 tps) and Salesforce bursts, then
+//!                                    `seconds` of steady load: throughput each way, latency p50/p99
+//!                                    both ways, API calls/hour, worker memory, the API budget held
 //!   sfsync-bench all                 everything, with small defaults
 //!
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
 mod link;
+mod load;
 mod query;
 mod stream_latency;
 mod write_through;
@@ -236,21 +242,26 @@ fn proc_kb(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The value at quantile `q` (0..1) of sorted samples.
+fn percentile<T: Copy>(sorted: &[T], q: f64) -> T {
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// `pgbench -n` of the custom `script` against `db`, with `args` (-c, -T, -R ...).
+fn pgbench_command(cluster: &Cluster, db: &str, script: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(cluster.bindir().join("pgbench"));
+    cmd.arg("-n").args(args).arg("-f").arg(script);
+    cmd.args(["-h", cluster.socket_dir().to_str().unwrap(), "-p", &cluster.port().to_string(), "-U", "postgres", db]);
+    cmd
+}
+
 /// pgbench TPS of single-row inserts into `table`.
 fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
     let script = std::env::temp_dir().join(format!("sfsync-bench-{table}.sql"));
     std::fs::write(&script, format!("INSERT INTO {table} (last_name, email, title) VALUES ('Bench', 'b@example.com', 'Engineer');\n"))
         .unwrap();
-    let bindir = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
-    let out = Command::new(format!("{bindir}/pgbench"))
-        .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string(), "-f", script.to_str().unwrap()])
-        .args(["-h", env.cluster.socket_dir().to_str().unwrap(), "-p", &env.cluster.port().to_string(), "-U", "postgres", "bench"])
-        .output()
-        .expect("pgbench");
+    let out =
+        pgbench_command(&env.cluster, "bench", &script, &["-c", "2", "-j", "2", "-T", &seconds.to_string()]).output().expect("pgbench");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
@@ -528,6 +539,7 @@ fn main() {
         Some("write-through") => write_through::run(num(1, 200) as i64),
         Some("link") => link::run(num(1, 5000), num(2, 3000)),
         Some("query") => query::run(num(1, 10_000)),
+        Some("load") => load::run(num(1, 1_000_000), num(2, 180) as u64),
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
@@ -536,7 +548,7 @@ fn main() {
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, stream-latency, backfill, write-through, link, query, client or all"
+                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, stream-latency, backfill, write-through, link, query, load, client or all"
             );
             std::process::exit(2);
         }

@@ -125,6 +125,11 @@ impl Cluster {
         self.port
     }
 
+    /// The PostgreSQL binaries it runs (`initdb`, `psql`, `pgbench` ...).
+    pub fn bindir(&self) -> &Path {
+        &self.bindir
+    }
+
     /// Server log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("postgres.log")
