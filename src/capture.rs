@@ -277,11 +277,7 @@ impl Out<'_> {
         base: Option<pgrx::JsonB>,
         tuple: Option<HeapTuple>,
     ) -> Result<(), SyncError> {
-        let op_text = match op {
-            Op::Insert => "insert",
-            Op::Update => "update",
-            Op::Delete => "delete",
-        };
+        let op_text = op.as_str();
         match self.sink {
             Sink::Outbox => record_with_base(self.mapping, op_text, pk, sfid, changed, base),
             Sink::Shadow => {

@@ -14,14 +14,6 @@ use pgrx::datum::DatumWithOid;
 use pgrx::spi::quote_identifier;
 use serde_json::{json, Value};
 
-fn op_text(op: Op) -> &'static str {
-    match op {
-        Op::Insert => "insert",
-        Op::Update => "update",
-        Op::Delete => "delete",
-    }
-}
-
 /// Folds a change the shadow capture trigger saw into the record's pending entry.
 pub(crate) fn record(mapping: i32, pk: &str, next: Entry) -> Result<()> {
     let prev = spi_util::json(
@@ -53,7 +45,7 @@ fn write(id: Option<i64>, mapping: i32, pk: &str, entry: Option<Entry>) -> Resul
     let args: Vec<DatumWithOid> = vec![
         id.into(),
         mapping.into(),
-        op_text(e.op).into(),
+        e.op.as_str().into(),
         pk.into(),
         e.sfid.into(),
         e.changed.into(),
@@ -85,9 +77,9 @@ pub(crate) fn rekey(mapping: i32, old: &str, new: &str) -> Result<()> {
     Ok(())
 }
 
-/// The first sync of a shadow mapping: the rows without a Salesforce Id, which a live one
-/// would queue as creates, are logged instead (with their values, and the API the push
-/// would pick for that many). A new shadow run starts from an empty log.
+/// The first sync of a shadow mapping: the rows without a Salesforce Id, which it holds in
+/// the outbox as creates, are logged too (with their values, and the API the push would
+/// pick for that many). A new shadow run starts from an empty log.
 pub(crate) fn log_initial(mapping: i32, table: &str, pk: &str, columns: &[&str]) -> Result<usize> {
     spi_util::exec("DELETE FROM sfsync.shadow_entries WHERE mapping_id = $1", &[mapping.into()])?;
     let pkq = quote_identifier(pk);

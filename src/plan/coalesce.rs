@@ -31,6 +31,15 @@ impl Op {
             _ => None,
         }
     }
+
+    /// The outbox's name of the operation, as `parse` reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Insert => "insert",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
