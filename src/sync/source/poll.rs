@@ -88,14 +88,13 @@ pub enum Read {
 /// Salesforce refused alone, one whose connection waits) polls by itself, and meets its
 /// own error as it would.
 pub fn first_pages(ctx: Ctx, due: &[&Mapping]) -> HashMap<i32, Read> {
-    let mut by_connection: BTreeMap<&str, Vec<(i32, String)>> = BTreeMap::new();
+    let mut by_connection: BTreeMap<&str, Vec<&Mapping>> = BTreeMap::new();
     for m in due {
-        if let Ok(q) = query(ctx, m) {
-            by_connection.entry(m.connection.as_str()).or_default().push((m.id, q));
-        }
+        by_connection.entry(m.connection.as_str()).or_default().push(m);
     }
     let mut out = HashMap::new();
-    for (connection, polls) in by_connection.into_iter().filter(|(_, p)| p.len() > 1) {
+    for (connection, mappings) in by_connection.into_iter().filter(|(_, p)| p.len() > 1) {
+        let polls: Vec<(i32, String)> = mappings.iter().filter_map(|m| query(ctx, m).ok().map(|q| (m.id, q))).collect();
         let soqls: Vec<String> = polls.iter().map(|(_, q)| q.clone()).collect();
         let read = clients::call(ctx, connection, Step::new(0, "pull of several tables"), || {
             Ok(clients::client(ctx, connection)?.query_all_pages(&soqls)?)
