@@ -68,7 +68,10 @@ fn text(v: &Value) -> Option<String> {
 
 /// Compares both sides with the history and each other. `Err`: a side could not be read.
 pub fn compare(db: &mut Client, sf: &SfRest, sf_writes: &SfWrites) -> Result<Findings, String> {
-    let q = |db: &mut Client, sql: &str| db.query(sql, &[]).map_err(|e| format!("{sql}: {e}"));
+    // The server's message, not just "db error": what failed is the counterexample.
+    let q = |db: &mut Client, sql: &str| {
+        db.query(sql, &[]).map_err(|e| format!("{sql}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())))
+    };
     let mut f = Findings::default();
     let exp = expected(db)?;
     let outbox: i64 = q(db, "SELECT count(*) FROM sfsync.outbox")?[0].get(0);
