@@ -66,16 +66,24 @@ clean-demo:
 
 # ---- tests ---------------------------------------------------------------------------------
 
+# Free disk after each suite: a CI disk that fills up says where.
+DISK_REPORT = echo "==> disk: $$(df -h --output=avail $(TARGET_DIR)/.. | tail -1 | tr -d ' ') free, target $$(du -sh $(TARGET_DIR) 2>/dev/null | cut -f1)"
+
 test: setup emulator
 	@$(MAKE) --no-print-directory fmt-check
 	@$(MAKE) --no-print-directory lint
+	@$(DISK_REPORT)
 	@$(MAKE) --no-print-directory test-unit
+	@$(DISK_REPORT)
 	@$(MAKE) --no-print-directory test-compat
 	@$(MAKE) --no-print-directory test-pg
+	@$(DISK_REPORT)
 	@$(MAKE) --no-print-directory install
 	@$(MAKE) --no-print-directory test-e2e
+	@$(DISK_REPORT)
 	@$(MAKE) --no-print-directory test-e2e-pubsub
 	@$(MAKE) --no-print-directory test-matrix
+	@$(DISK_REPORT)
 	@echo "==> make test: all suites passed"
 
 # Salesforce client and emulator (the emulator's integration tests use SF_EMULATOR_BIN).
