@@ -1,5 +1,5 @@
 //! One API budget per Salesforce org for the whole cluster: the pacer's state
-//! (`salesforce::BudgetCell`, four atomics) lives in shared memory, so the worker of every
+//! (`salesforce::BudgetCell`, five atomics) lives in shared memory, so the worker of every
 //! database, its change-stream thread and every write-through backend spend from the same
 //! bucket instead of each taking the full share.
 //!

@@ -8,7 +8,7 @@
 //! day never takes much more than its share. It also stops when the org as a whole is
 //! nearly out, and after REQUEST_LIMIT_EXCEEDED.
 //!
-//! The bucket's whole state is a [`BudgetCell`] of four atomics, changed only by
+//! The bucket's whole state is a [`BudgetCell`] of five atomics, changed only by
 //! compare-and-swap, so one cell can be shared by every thread and process that calls the
 //! same org (sfsync keeps one per org in PostgreSQL's shared memory, through
 //! [`BudgetShare`]) without a lock: a helper thread may use it as safely as a backend. The
@@ -27,8 +27,14 @@ const DAY: f64 = 86_400.0;
 const BURST_SECS: f64 = 3_600.0;
 /// Leave the org this fraction of its allocation no matter what our share allows.
 const ORG_RESERVE: f64 = 0.05;
-/// How long to stay away after REQUEST_LIMIT_EXCEEDED without a Retry-After.
+/// The longest stay away after REQUEST_LIMIT_EXCEEDED without a Retry-After.
 pub const LIMIT_PAUSE: Duration = Duration::from_secs(300);
+/// The first pause after the org's daily allocation was refused ("TotalRequests Limit
+/// exceeded"): it frees as the rolling 24 hours move on, so a probe soon is worth one call.
+pub const TOTAL_LIMIT_FIRST_PAUSE: Duration = Duration::from_secs(30);
+/// The first pause after a refusal for too many concurrent long requests
+/// ("ConcurrentPerOrgLongTxn Limit exceeded"): it lifts as soon as one of them ends.
+pub const CONCURRENT_LIMIT_FIRST_PAUSE: Duration = Duration::from_secs(5);
 const MICROS: f64 = 1e6;
 
 /// One org's pacing state: plain atomics (`#[repr(C)]`, all zero when new), so it may live
@@ -44,6 +50,9 @@ pub struct BudgetCell {
     /// cell read (max 0: not known yet).
     used: AtomicU64,
     max: AtomicU64,
+    /// REQUEST_LIMIT_EXCEEDED refusals since the last call that went through: each doubles
+    /// the next pause, up to [`LIMIT_PAUSE`].
+    refusals: AtomicU64,
 }
 
 impl BudgetCell {
@@ -70,7 +79,7 @@ impl BudgetCell {
 
     /// Forgets everything (the slot is given to another org).
     pub fn clear(&self) {
-        for a in [&self.tat_us, &self.paused_until_us, &self.used, &self.max] {
+        for a in [&self.tat_us, &self.paused_until_us, &self.used, &self.max, &self.refusals] {
             a.store(0, Ordering::Relaxed);
         }
     }
@@ -187,6 +196,29 @@ impl Pacer {
     pub fn pause(&self, now_us: u64, d: Duration) {
         self.cell().paused_until_us.fetch_max(now_us + d.as_micros() as u64, Ordering::AcqRel);
     }
+
+    /// After REQUEST_LIMIT_EXCEEDED at `now_us` with Salesforce's `message`: pauses every
+    /// client of the cell for the server's `retry_after`, else for a pause that starts short
+    /// and doubles with each refusal in a row, up to [`LIMIT_PAUSE`]. One refusal (a burst
+    /// of concurrent long requests, or an allocation that frees a minute later) costs
+    /// seconds, not minutes; an org that stays out is probed ever more rarely. Returns the pause.
+    pub fn pause_after_refusal(&self, now_us: u64, message: &str, retry_after: Option<Duration>) -> Duration {
+        let refusals = self.cell().refusals.fetch_add(1, Ordering::AcqRel);
+        let d = retry_after.unwrap_or_else(|| {
+            let first = if message.contains("Concurrent") { CONCURRENT_LIMIT_FIRST_PAUSE } else { TOTAL_LIMIT_FIRST_PAUSE };
+            first.saturating_mul(1 << refusals.min(16) as u32).min(LIMIT_PAUSE)
+        });
+        self.pause(now_us, d);
+        d
+    }
+
+    /// A call went through: the next refusal starts the pauses short again.
+    pub fn went_through(&self) {
+        let refusals = &self.cell().refusals;
+        if refusals.load(Ordering::Relaxed) != 0 {
+            refusals.store(0, Ordering::Release);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,9 +279,31 @@ mod tests {
     }
 
     #[test]
+    fn refusals_in_a_row_pause_longer_each_time_and_a_call_that_goes_through_resets() {
+        let p = paced(1.0, 10, 100_000);
+        let total = "TotalRequests Limit exceeded.";
+        let pauses: Vec<u64> = (0..6).map(|i| p.pause_after_refusal(T0 + i * 1_000 * S, total, None).as_secs()).collect();
+        assert_eq!(pauses, [30, 60, 120, 240, 300, 300]);
+        p.went_through();
+        assert_eq!(p.pause_after_refusal(T0 + 9_000 * S, total, None), TOTAL_LIMIT_FIRST_PAUSE);
+        // Too many concurrent long requests lifts sooner; the server's Retry-After wins.
+        p.went_through();
+        assert_eq!(p.pause_after_refusal(T0 + 10_000 * S, "ConcurrentPerOrgLongTxn Limit exceeded.", None).as_secs(), 5);
+        assert_eq!(p.pause_after_refusal(T0 + 11_000 * S, total, Some(Duration::from_secs(7))).as_secs(), 7);
+        // Every client of the cell waits out the pause.
+        assert!(p.check(T0 + 11_000 * S + 6 * S).is_err());
+        assert!(p.check(T0 + 11_000 * S + 7 * S).is_ok());
+    }
+
+    #[test]
     fn clients_of_one_cell_share_one_bucket_and_one_pause() {
-        static CELL: BudgetCell =
-            BudgetCell { tat_us: AtomicU64::new(0), paused_until_us: AtomicU64::new(0), used: AtomicU64::new(0), max: AtomicU64::new(0) };
+        static CELL: BudgetCell = BudgetCell {
+            tat_us: AtomicU64::new(0),
+            paused_until_us: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+        };
         // 2 400 a day at 50%: 50 an hour.
         let a = Pacer::shared(0.5, &CELL);
         let b = Pacer::shared(0.5, &CELL);

@@ -3,7 +3,7 @@
 //! request core consults before each call and pauses on `REQUEST_LIMIT_EXCEEDED`.
 
 use super::{lock, Client};
-use crate::budget::{now_us, Pacer, LIMIT_PAUSE};
+use crate::budget::{now_us, Pacer};
 use crate::error::Error;
 use crate::http::parse_limit_info;
 
@@ -70,13 +70,21 @@ impl Client {
         Ok(())
     }
 
-    /// After a call failed with REQUEST_LIMIT_EXCEEDED, pauses the budget for the server's
-    /// `Retry-After` (or [`LIMIT_PAUSE`]) so the next calls fail fast instead of adding to it.
+    /// After a call failed with REQUEST_LIMIT_EXCEEDED, pauses the budget (the server's
+    /// `Retry-After`, else a pause that grows with refusals in a row) so the next calls fail
+    /// fast instead of adding to it.
     pub(super) fn pause_on_limit(&self, e: &Error) {
         if e.code() == "REQUEST_LIMIT_EXCEEDED" {
             if let Some(p) = lock(&self.pacer).as_ref() {
-                p.pause(now_us(), e.retry_after().unwrap_or(LIMIT_PAUSE));
+                p.pause_after_refusal(now_us(), &e.to_string(), e.retry_after());
             }
+        }
+    }
+
+    /// An authenticated call went through: the org is not refusing requests.
+    pub(super) fn budget_went_through(&self) {
+        if let Some(p) = lock(&self.pacer).as_ref() {
+            p.went_through();
         }
     }
 }

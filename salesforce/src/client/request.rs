@@ -212,8 +212,10 @@ impl Client {
             self.check_budget()?;
         }
         let result = self.execute_with_retries(req);
-        if let Err(e) = &result {
-            self.pause_on_limit(e);
+        match &result {
+            Err(e) => self.pause_on_limit(e),
+            Ok(_) if req.authenticated => self.budget_went_through(),
+            Ok(_) => {}
         }
         result
     }
