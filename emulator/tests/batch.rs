@@ -5,7 +5,7 @@ use common::Org;
 use serde_json::json;
 
 #[test]
-fn batch_runs_independent_subrequests_as_one_call() {
+fn batch_runs_independent_subrequests_each_counted_as_a_call() {
     let org = Org::start();
     let id = org.create("Account", json!({"Name": "Before"}));
     let before = org.admin("GET", "counters", json!(null)).body["api_usage"].as_u64().unwrap();
@@ -20,7 +20,8 @@ fn batch_runs_independent_subrequests_as_one_call() {
         ]}),
     );
     let after = org.admin("GET", "counters", json!(null)).body["api_usage"].as_u64().unwrap();
-    assert_eq!(after - before, 1, "a batch is one API call");
+    // Salesforce: "Each subrequest counts against rate limits" (unlike composite).
+    assert_eq!(after - before, 5, "each subrequest of a batch is an API call");
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["hasErrors"], true);
     let res = r.body["results"].as_array().unwrap();

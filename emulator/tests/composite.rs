@@ -99,6 +99,14 @@ fn request_level_validation() {
     assert_eq!(r.code(), "LIMIT_EXCEEDED");
     let ok: Vec<Value> = (0..25).map(|i| sub("GET", "/services/data/v62.0/limits", &format!("r{i}"), None)).collect();
     assert_eq!(org.post("composite", json!({"compositeRequest": ok})).status, 200);
+    // At most 5 of them may be queries (Query, QueryAll, a next page) or sObject Collections.
+    let q = |i: usize| sub("GET", "/services/data/v62.0/queryAll?q=SELECT+Id+FROM+Account", &format!("q{i}"), None);
+    let five: Vec<Value> = (0..5).map(q).chain([sub("GET", "/services/data/v62.0/limits", "l", None)]).collect();
+    assert_eq!(org.post("composite", json!({"compositeRequest": five})).status, 200);
+    let mut six: Vec<Value> = (0..5).map(q).collect();
+    six.push(sub("POST", "/services/data/v62.0/composite/sobjects", "c", Some(json!({"records": []}))));
+    let r = org.post("composite", json!({"compositeRequest": six}));
+    assert_eq!((r.status, r.code()), (400, "LIMIT_EXCEEDED"), "{:?}", r.body);
     let dup = org.post(
         "composite",
         json!({"compositeRequest": [

@@ -1,5 +1,5 @@
 //! End to end: what idle tables cost. A connection's due polls go out together (one
-//! Composite request per 25 tables, one API call), and with `sfsync.cdc_safety_interval = 0`
+//! Composite request per 5 tables, one API call), and with `sfsync.cdc_safety_interval = 0`
 //! a stream that stays live costs no poll at all, while a break in it still makes one.
 
 mod common;

@@ -1,6 +1,7 @@
 //! Composite resource: `POST /services/data/vXX.X/composite` — up to 25
-//! subrequests in one API call, later ones referring to earlier results
-//! with `@{referenceId.field}` (e.g. `@{newAccount.id}`).
+//! subrequests in one API call, at most 5 of them query or sObject Collections
+//! operations, later ones referring to earlier results with `@{referenceId.field}`
+//! (e.g. `@{newAccount.id}`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -12,6 +13,16 @@ use crate::types::QueryPage;
 
 /// Most subrequests Salesforce accepts in one composite request.
 pub const MAX_SUBREQUESTS: usize = 25;
+/// Most of them that may be query operations (Query, QueryAll, the next page of a query) or
+/// sObject Collections requests: Salesforce refuses a composite request with more.
+pub const MAX_QUERY_SUBREQUESTS: usize = 5;
+
+/// Whether a subrequest's URL counts against [`MAX_QUERY_SUBREQUESTS`].
+pub fn is_query_or_collections(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or(url);
+    let rest = path.trim_start_matches("/services/data/").split_once('/').map_or("", |(_, r)| r);
+    ["query", "queryAll", "composite/sobjects"].iter().any(|p| rest == *p || rest.starts_with(&format!("{p}/")))
+}
 
 /// One subrequest. `url` is a full path (`/services/data/v62.0/sobjects/Account`);
 /// [`CompositeSubrequest::data`] builds one under the client's API version.
@@ -84,7 +95,7 @@ impl Client {
     /// Sends the subrequests as one composite call (one API call). With
     /// `all_or_none`, any failure rolls every subrequest back. Per-subrequest
     /// failures are in the results, not an `Err`; request-level problems
-    /// (more than 25 subrequests, malformed input) are `Err`.
+    /// (more than 25 subrequests or 5 query/Collections ones, malformed input) are `Err`.
     pub fn composite(&self, all_or_none: bool, subrequests: &[CompositeSubrequest]) -> Result<Vec<CompositeSubresponse>, Error> {
         if subrequests.is_empty() {
             return Ok(vec![]);
@@ -93,6 +104,12 @@ impl Client {
             return Err(Error::Config(format!(
                 "composite: {} subrequests; Salesforce accepts at most {MAX_SUBREQUESTS}",
                 subrequests.len()
+            )));
+        }
+        let queries = subrequests.iter().filter(|s| is_query_or_collections(&s.url)).count();
+        if queries > MAX_QUERY_SUBREQUESTS {
+            return Err(Error::Config(format!(
+                "composite: {queries} query or sObject Collections subrequests; Salesforce accepts at most {MAX_QUERY_SUBREQUESTS}"
             )));
         }
         let body = serde_json::json!({"allOrNone": all_or_none, "compositeRequest": subrequests});
@@ -110,13 +127,13 @@ impl Client {
         Ok(parsed.composite_response)
     }
 
-    /// The first pages of several `queryAll`s, up to 25 to a composite request: one API call
-    /// however many queries it carries (a poll of many idle objects costs what one does).
+    /// The first pages of several `queryAll`s, five to a composite request (Salesforce's
+    /// limit for query subrequests): one API call per five queries, where each alone is one.
     /// In request order; a query Salesforce refuses is an `Err` in its place, a failure of
     /// the request itself the outer `Err`. Pages after the first are `query_more`'s.
     pub fn query_all_pages(&self, soqls: &[String]) -> Result<Vec<Result<QueryPage, Error>>, Error> {
         let mut pages = Vec::with_capacity(soqls.len());
-        for chunk in soqls.chunks(MAX_SUBREQUESTS) {
+        for chunk in soqls.chunks(MAX_QUERY_SUBREQUESTS) {
             let subrequests: Vec<Value> = chunk
                 .iter()
                 .enumerate()
@@ -171,5 +188,21 @@ mod tests {
         .unwrap();
         assert!(!r.is_success());
         assert_eq!(r.errors()[0].error_code, "PROCESSING_HALTED");
+    }
+
+    #[test]
+    fn query_and_collections_subrequests_are_counted_against_five() {
+        for url in [
+            "/services/data/v62.0/query?q=SELECT+Id+FROM+Account",
+            "/services/data/v62.0/queryAll?q=x",
+            "/services/data/v62.0/query/01gxx-2000",
+            "/services/data/v62.0/composite/sobjects",
+            "/services/data/v62.0/composite/sobjects/Account/Ext__c",
+        ] {
+            assert!(is_query_or_collections(url), "{url}");
+        }
+        for url in ["/services/data/v62.0/sobjects/Account", "/services/data/v62.0/limits", "/services/data/v62.0/queryable"] {
+            assert!(!is_query_or_collections(url), "{url}");
+        }
     }
 }

@@ -74,20 +74,21 @@ fn composite_with_references_and_rollback() {
 }
 
 #[test]
-fn many_queries_cost_one_call_per_composite_of_twenty_five() {
-    let Some(emu) = start("many_queries_cost_one_call_per_composite_of_twenty_five") else { return };
+fn many_queries_cost_one_call_per_composite_of_five() {
+    let Some(emu) = start("many_queries_cost_one_call_per_composite_of_five") else { return };
     let c = emu.client();
     let a = c.create("Account", &rec(json!({"Name": "Polled"}))).unwrap();
     c.create("Contact", &rec(json!({"LastName": "Polled"}))).unwrap();
     let calls = |emu: &common::Emulator| emu.admin_get_json("counters")["total"].as_u64().unwrap();
-    // 26 queries: two composite requests; the 3rd refers to a field the object lacks.
-    let mut soqls: Vec<String> = (0..26).map(|_| "SELECT Id, Name FROM Account".to_string()).collect();
+    // 11 queries: three composite requests (Salesforce takes 5 queries in one); the 3rd
+    // refers to a field the object lacks.
+    let mut soqls: Vec<String> = (0..11).map(|_| "SELECT Id, Name FROM Account".to_string()).collect();
     soqls[1] = "SELECT Id, LastName FROM Contact".into();
     soqls[2] = "SELECT Id, NoSuchField__c FROM Account".into();
     let before = calls(&emu);
     let pages = c.query_all_pages(&soqls).unwrap();
-    assert_eq!(calls(&emu) - before, 2, "one call per 25 queries");
-    assert_eq!(pages.len(), 26);
+    assert_eq!(calls(&emu) - before, 3, "one call per 5 queries");
+    assert_eq!(pages.len(), 11);
     let first = pages[0].as_ref().unwrap();
     assert_eq!((first.total_size, first.done), (1, true));
     assert_eq!(first.records[0]["Id"], json!(a));
@@ -95,5 +96,10 @@ fn many_queries_cost_one_call_per_composite_of_twenty_five() {
     assert_eq!(pages[1].as_ref().unwrap().records[0]["LastName"], json!("Polled"));
     let e = pages[2].as_ref().unwrap_err();
     assert!(matches!(e, Error::Api { status: 400, errors } if errors[0].error_code == "INVALID_FIELD"), "{e:?}");
-    assert!(pages[25].is_ok(), "the second request's query");
+    assert!(pages[10].is_ok(), "the third request's query");
+
+    // The client refuses a sixth query subrequest before sending it.
+    use salesforce::CompositeSubrequest as Sub;
+    let six: Vec<Sub> = (0..6).map(|i| Sub::data(&c, "GET", "queryAll?q=SELECT+Id+FROM+Account", &format!("q{i}"), None)).collect();
+    assert!(matches!(c.composite(false, &six), Err(Error::Config(m)) if m.contains("at most 5")));
 }

@@ -1,6 +1,7 @@
 //! `POST composite/batch`: up to 25 independent subrequests run in order through the same router
-//! (no references, no rollback), `haltOnError` stops at the first failure. The batch counts as
-//! one API call; its subrequests don't.
+//! (no references, no rollback), `haltOnError` stops at the first failure. Unlike composite,
+//! each subrequest counts against the API limits, as on Salesforce (the batch request itself
+//! is the first subrequest's call).
 
 use super::composite::{serve, Answer, MAX_SUBREQUESTS};
 use super::{json_body, Api, LockFault, St};
@@ -64,10 +65,20 @@ pub async fn batch(
     let mut app = super::router(st.clone());
     let mut results = vec![];
     let mut has_errors = false;
-    for (method, url, input) in subs {
+    for (i, (method, url, input)) in subs.into_iter().enumerate() {
         if has_errors && halt_on_error {
             results.push(json!({"statusCode": 412, "result": [{"errorCode": "BATCH_PROCESSING_HALTED", "message": "Batch processing halted per request"}]}));
             continue;
+        }
+        if i > 0 {
+            st.count_endpoint("POST /composite/batch".into());
+            if st.use_api().is_err() {
+                results.push(
+                    json!({"statusCode": 403, "result": [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}]}),
+                );
+                has_errors = true;
+                continue;
+            }
         }
         let Some(Answer { status, body: result, .. }) = serve(&mut app, method, &url, auth.as_ref(), input.as_ref(), lock).await else {
             results.push(

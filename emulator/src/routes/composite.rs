@@ -14,6 +14,15 @@ use std::collections::HashMap;
 use tower_service::Service;
 
 pub const MAX_SUBREQUESTS: usize = 25;
+/// Of them, at most this many query operations (Query, QueryAll, a query's next page) or
+/// sObject Collections requests.
+const MAX_QUERY_SUBREQUESTS: usize = 5;
+
+fn is_query_or_collections(url: &str) -> bool {
+    let path = url.split('?').next().unwrap_or(url);
+    let rest = path.trim_start_matches("/services/data/").split_once('/').map_or("", |(_, r)| r);
+    ["query", "queryAll", "composite/sobjects"].iter().any(|p| rest == *p || rest.starts_with(&format!("{p}/")))
+}
 const ROLLED_BACK: &str = "The transaction was rolled back since another operation in the same transaction failed.";
 
 /// Marks a subrequest dispatched by `composite`: the services layer lets it through unmetered.
@@ -84,9 +93,14 @@ fn parse(v: &Value) -> Result<(bool, Vec<Sub>), ApiError> {
         return Err(invalid("compositeRequest: at least one subrequest is required"));
     }
     if list.len() > MAX_SUBREQUESTS {
+        return Err(ApiError::bad("LIMIT_EXCEEDED", format!("The request can’t contain more than {MAX_SUBREQUESTS} operations.")));
+    }
+    // Salesforce: "up to 5 of these subrequests can be sObject Collections or query operations".
+    let queries = list.iter().filter(|s| s.get("url").and_then(Value::as_str).is_some_and(is_query_or_collections)).count();
+    if queries > MAX_QUERY_SUBREQUESTS {
         return Err(ApiError::bad(
             "LIMIT_EXCEEDED",
-            format!("Composite request can contain at most {MAX_SUBREQUESTS} subrequests; received {}", list.len()),
+            format!("The request can’t contain more than {MAX_QUERY_SUBREQUESTS} query or sObject Collections operations."),
         ));
     }
     let mut seen = std::collections::HashSet::new();

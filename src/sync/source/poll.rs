@@ -83,7 +83,8 @@ pub enum Read {
 }
 
 /// The first pages of the polls of `due`, read with one composite request per connection
-/// and 25 queries (one API call): 25 idle tables cost what one does. Only for connections
+/// and 5 queries (one API call; Salesforce takes no more queries in one): 25 idle tables
+/// cost 5 calls instead of 25. Only for connections
 /// with two polls due or more; a mapping absent from the answer (a lone poll, a query
 /// Salesforce refused alone, one whose connection waits) polls by itself, and meets its
 /// own error as it would.
