@@ -141,7 +141,7 @@ CREATE FUNCTION sfsync."external_key"(
 	"tbl" regclass, /* PgRelation */
 	"key" TEXT /* & str */
 ) RETURNS TEXT /* String */
-STRICT STABLE PARALLEL RESTRICTED
+STRICT STABLE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'external_key_wrapper';
 

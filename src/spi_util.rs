@@ -23,6 +23,22 @@ pub fn json(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
     .map(|j| j.0))
 }
 
+/// Like [`json`], for a read-only query, run read-only: no transaction id is taken, so a
+/// function a query calls may use it in a parallel plan (where `json`'s fails with "cannot
+/// assign XIDs during a parallel operation").
+/// (`Spi::get_one` takes one too: it runs through the mutating `update`.)
+pub fn json_read(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
+    Ok(Spi::connect(|c| {
+        let table = c.select(sql, Some(1), args)?;
+        if table.is_empty() {
+            Ok::<_, pgrx::spi::Error>(None)
+        } else {
+            table.first().get_one::<JsonB>()
+        }
+    })?
+    .map(|j| j.0))
+}
+
 /// Runs a statement and returns the number of rows it processed.
 pub fn exec(sql: &str, args: &[DatumWithOid]) -> Result<usize> {
     Ok(Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len()))?)

@@ -157,6 +157,45 @@ fn backfill_progress_moves_on_the_rest_and_the_bulk_path() {
     assert_eq!(watch_a_slow_backfill(&mut db, "by_bulk", N), "bulk");
 }
 
+/// Monitoring queries run in parallel plans: a large outbox makes the planner choose one,
+/// and `debug_parallel_query` (`force_parallel_mode` before PostgreSQL 16) forces one here.
+/// A function a view calls that took a transaction id failed them all ("cannot assign XIDs
+/// during a parallel operation", seen with `sfsync.status` under a 1M-row backlog).
+#[test]
+fn every_view_answers_in_a_parallel_plan() {
+    let env = start();
+    env.worker_pid();
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text);
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\": \"Name\"}');
+         INSERT INTO accounts (name) VALUES ('Parallel');",
+    )
+    .unwrap();
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 1);
+    // A new session: no transaction id taken yet, as for a monitoring tool.
+    let mut mon = env.db();
+    mon.batch_execute(
+        "SELECT set_config(name, 'on', false) FROM pg_settings WHERE name IN ('debug_parallel_query', 'force_parallel_mode');
+         SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;",
+    )
+    .unwrap();
+    let views: Vec<String> = db
+        .query("SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = 'sfsync'::regnamespace AND c.relkind = 'v' ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(views.contains(&"status".to_string()), "{views:?}");
+    for v in &views {
+        let plan: Vec<String> = mon.query(&format!("EXPLAIN SELECT * FROM sfsync.{v}"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
+        assert!(plan.iter().any(|l| l.contains("Gather")), "sfsync.{v} is planned in parallel: {plan:?}");
+        mon.query(&format!("SELECT * FROM sfsync.{v}"), &[]).unwrap_or_else(|e| panic!("sfsync.{v} in a parallel plan: {e:?}"));
+    }
+    let state: String = mon.query_one("SELECT state FROM sfsync.status", &[]).unwrap().get(0);
+    assert_eq!(state, "running");
+}
+
 #[test]
 fn outbox_depth_counts_failed_changes_and_says_how_many() {
     let env = start();

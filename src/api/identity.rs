@@ -101,8 +101,9 @@ fn paused_copy() -> Option<String> {
 
 /// The external ID value that marks the row with `key` of synced table `tbl` in Salesforce
 /// (`<namespace>:<key>`): to find its record, or to create one in Salesforce that the pull
-/// files under that key.
-#[pg_extern(stable, parallel_restricted)]
+/// files under that key. Parallel unsafe: loading the mapping takes a transaction id, which a
+/// parallel plan may not.
+#[pg_extern(stable, parallel_unsafe)]
 fn external_key(tbl: PgRelation, key: &str) -> String {
     let oid = tbl.oid().to_u32();
     let m = sync::load_mappings(Some(oid)).or_raise().into_iter().next();

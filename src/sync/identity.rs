@@ -11,6 +11,7 @@ use crate::spi_util;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde::Deserialize;
+use serde_json::Value;
 
 /// What this database is to its mappings.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,8 +35,9 @@ fn live() -> (u64, u32) {
     unsafe { (pg_sys::GetSystemIdentifier(), pg_sys::MyDatabaseId.to_u32()) }
 }
 
+/// Read-only: `sfsync.status` calls it (through `paused_copy`), in plans that may be parallel.
 pub fn standing() -> Result<Standing> {
-    let rec = spi_util::json(
+    let rec = spi_util::json_read(
         "SELECT jsonb_build_object('system_identifier', system_identifier::text, 'database_oid', database_oid::bigint,
                                    'database_name', database_name) FROM sfsync.instance",
         &[],
@@ -48,7 +50,7 @@ pub fn standing() -> Result<Standing> {
     }
     // A copy without mappings has nothing to protect (e.g. a database made from a template
     // that has the extension): it simply becomes an owner of its own.
-    if Spi::get_one::<bool>("SELECT NOT EXISTS (SELECT 1 FROM sfsync.mappings)")? == Some(true) {
+    if spi_util::json_read("SELECT to_jsonb(NOT EXISTS (SELECT 1 FROM sfsync.mappings))", &[])? == Some(Value::Bool(true)) {
         return Ok(Standing::Unrecorded);
     }
     let origin = if rec.system_identifier == sysid.to_string() {
