@@ -366,3 +366,48 @@ fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed(
     let industry = sf.get("Account", &id).unwrap_or(Value::Null)["Industry"].clone();
     assert_eq!(industry, "Banking", "Salesforce's change was not overwritten");
 }
+
+/// Every record sfsync pushes comes back as a change event. The stream drops those that only
+/// echo what was sent (nothing applied, the position still moves on), so a push backlog no
+/// longer fills the inbox with them; what a Salesforce automation changed on save, and what
+/// another client changed, still arrive.
+#[test]
+fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    db.batch_execute(
+        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text, rating text);
+         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\":\"Name\",\"industry\":\"Industry\",\"rating\":\"Rating\"}');",
+    )
+    .unwrap();
+    env.worker_pid();
+    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    db.batch_execute("INSERT INTO accounts (name) SELECT 'Echo ' || g FROM generate_series(1, 20) g").unwrap();
+    db.until_outbox_drained();
+    db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 20);
+    db.batch_execute("UPDATE accounts SET name = name || ' (renamed)'; DELETE FROM accounts WHERE name = 'Echo 20 (renamed)'").unwrap();
+    db.until_outbox_drained();
+    // The creates', updates' and delete's events have come back by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let last = "SELECT last_change_event IS NOT NULL FROM sfsync.status WHERE \"table\" = 'accounts'::regclass";
+    let applied: bool = scalar(&mut db, last);
+    assert!(!applied, "no event was applied: each only echoed our own push");
+
+    // A field an automation sets on save is Salesforce's change, though our save caused it.
+    env.emu.admin(
+        "POST",
+        "automations",
+        json!({"object": "Account", "name": "HotEnergy", "when_field": "Industry", "when_value": "Energy", "set_field": "Rating", "value": "Hot"}),
+    );
+    db.batch_execute("UPDATE accounts SET industry = 'Energy' WHERE name = 'Echo 1 (renamed)'").unwrap();
+    db.until_true("the automation's value pulled", "SELECT rating = 'Hot' FROM accounts WHERE name = 'Echo 1 (renamed)'");
+    assert!(scalar::<bool>(&mut db, last), "applied from its event");
+    // Another client's change to a record we just wrote, with a value we never sent.
+    let id: String = scalar(&mut db, "SELECT sfid FROM accounts WHERE name = 'Echo 2 (renamed)'");
+    env.emu.sf().update("Account", &id, json!({"Name": "Echo 2 (from Salesforce)"}));
+    db.until_true(
+        "the other client's change pulled",
+        &format!("SELECT name = 'Echo 2 (from Salesforce)' FROM accounts WHERE sfid = '{id}'"),
+    );
+    assert_eq!(env.emu.sf().query("SELECT Id FROM Account").len(), 19, "the delete went, nothing came back");
+}

@@ -58,7 +58,7 @@ pub fn part_field(compound: &str, part: &str) -> Option<String> {
 
 /// Payload fields with compound values flattened into their component fields. None when
 /// the payload holds a compound value we can't flatten.
-fn flatten(fields: &Map<String, Value>) -> Option<Map<String, Value>> {
+pub(crate) fn flatten(fields: &Map<String, Value>) -> Option<Map<String, Value>> {
     let mut out = Map::new();
     for (k, v) in fields {
         match v {

@@ -11,6 +11,7 @@ pub mod conflict;
 pub mod convert;
 pub mod ddl;
 pub mod deletes;
+pub mod echoes;
 pub mod fields;
 pub mod filter;
 pub mod formulas;

@@ -24,6 +24,7 @@
 //! its newest events, and its tables are polled from their own marks (as after any
 //! resubscription), which catches what happened in between.
 
+use crate::plan::echoes::EchoBook;
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
 use salesforce::pubsub::{PubSubOptions, DEFAULT_ENDPOINT};
 use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
@@ -32,7 +33,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest a listener holds one CometD connect; also how long it takes to notice a stop.
@@ -47,6 +48,26 @@ pub const INBOX_EVENTS: usize = 10_000;
 pub const PUBSUB_RETRY: Duration = Duration::from_secs(300);
 /// Positions of the Pub/Sub API are kept under this prefix of the channel.
 const PUBSUB_KEY: &str = "pubsub:";
+/// Records of a connection whose latest writes are remembered to tell their echoes.
+const ECHO_RECORDS: usize = 50_000;
+
+/// What this process wrote lately, per connection that has a listener (`plan::echoes`): the
+/// push notes its writes, the listener thread drops the events that only echo them.
+static ECHO_BOOKS: LazyLock<Mutex<HashMap<String, Arc<Mutex<EchoBook>>>>> = LazyLock::new(Default::default);
+
+fn echo_book(conn: &str) -> Arc<Mutex<EchoBook>> {
+    let mut books = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner());
+    books.entry(conn.to_string()).or_insert_with(|| Arc::new(Mutex::new(EchoBook::new(ECHO_RECORDS)))).clone()
+}
+
+/// Lets `f` note writes to Salesforce through connection `conn`, when a listener of this
+/// process hears its change events (else there is nothing to tell apart).
+pub fn note_writes(conn: &str, f: impl FnOnce(&mut EchoBook)) {
+    let book = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner()).get(conn).cloned();
+    if let Some(book) = book {
+        f(&mut book.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
 
 /// A connection's choice of change stream (sfsync.connections.stream, pubsub_endpoint).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -86,9 +107,12 @@ struct Inbox {
     /// Objects whose events may have been missed (invalid replay id, gap events, a full
     /// inbox, a new subscription): poll them.
     missed: BTreeSet<String>,
-    /// (channel -> replay id) of events dropped because the inbox was full: the position
-    /// still moves on, the catch-up poll reads what they said.
+    /// (channel -> replay id) of events dropped because the inbox was full (the catch-up
+    /// poll reads what they said) or because they only echoed our own writes: the position
+    /// still moves on.
     dropped: HashMap<String, i64>,
+    /// Events dropped as echoes of our own writes.
+    echoes: u64,
     /// Latest stream state: Some(true) subscribed, Some(false) down; None: no news.
     up: Option<bool>,
     down: Option<String>,
@@ -139,6 +163,8 @@ pub struct Drained {
     pub missed: BTreeSet<(String, String)>,
     /// (connection, channel) -> replay id of events not delivered (dropped), to persist.
     pub dropped: HashMap<(String, String), i64>,
+    /// Events dropped as echoes of this process's own writes.
+    pub echoes: u64,
     /// Connections whose stream went down, with why.
     pub down: Vec<(String, String)>,
     /// Connections that fell back from the Pub/Sub API to CometD, with why (once each).
@@ -195,6 +221,7 @@ impl Cdc {
                 Err(_) => continue,
             };
             let thread_stop = stop.clone();
+            let echoes = echo_book(&conn);
             let heard = Arc::new(AtomicU64::new(now_ms()));
             let thread_heard = heard.clone();
             // Postgres's signal handlers (SIGTERM, SIGHUP, latch wake-ups) must run in the
@@ -202,7 +229,7 @@ impl Cdc {
             let spawned = with_signals_blocked(|| {
                 std::thread::Builder::new()
                     .name(format!("sfsync-cdc-{conn}"))
-                    .spawn(move || listen(creds, opts, subs, (endpoint, falls_back), thread_stop, tx, wake, thread_heard))
+                    .spawn(move || listen(creds, opts, subs, (endpoint, falls_back), thread_stop, tx, echoes, wake, thread_heard))
             });
             if spawned.is_ok() {
                 let l = Listener {
@@ -291,6 +318,7 @@ impl Cdc {
             out.events.extend(taken.events.into_iter().map(|e| (conn.clone(), e)));
             out.missed.extend(taken.missed.into_iter().map(|o| (conn.clone(), o)));
             out.dropped.extend(taken.dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+            out.echoes += taken.echoes;
         }
         out
     }
@@ -324,8 +352,9 @@ enum Note {
     Down(String),
 }
 
-/// Puts a note in the inbox (dropping an event when it is full) and wakes the worker.
-fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
+/// Puts a note in the inbox (dropping an event when it is full, or when it only echoes what
+/// this process wrote) and wakes the worker.
+fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut UnixStream, note: Note) {
     {
         let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
         match note {
@@ -339,6 +368,11 @@ fn deliver(inbox: &Mutex<Inbox>, wake: &mut UnixStream, note: Note) {
                 b.down = Some(why);
             }
             Note::Missed(objects) => b.missed.extend(objects),
+            Note::Event(e) if echoes.lock().unwrap_or_else(|p| p.into_inner()).is_echo(&e) => {
+                let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
+                *id = (*id).max(e.replay_id);
+                b.echoes += 1;
+            }
             Note::Event(e) if b.events.len() >= INBOX_EVENTS => {
                 b.missed.insert(if e.header.entity_name.is_empty() { object_of(&e.channel) } else { e.header.entity_name.clone() });
                 let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
@@ -390,6 +424,7 @@ fn listen(
     (endpoint, falls_back): (Option<String>, bool),
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
+    echoes: Arc<Mutex<EchoBook>>,
     mut wake: UnixStream,
     heard: Arc<AtomicU64>,
 ) {
@@ -418,7 +453,7 @@ fn listen(
                         cometd_until = Some(Instant::now() + PUBSUB_RETRY);
                         if !said_fallback {
                             said_fallback = true;
-                            deliver(&inbox, &mut wake, Note::Fallback(format!("Pub/Sub API at {ep}: {e}")));
+                            deliver(&inbox, &echoes, &mut wake, Note::Fallback(format!("Pub/Sub API at {ep}: {e}")));
                         }
                     }
                     Err(e) => return Err(e.to_string()),
@@ -436,9 +471,9 @@ fn listen(
             let transport = stream.name();
             last_transport = Some(transport);
             hear();
-            deliver(&inbox, &mut wake, Note::Subscribed(transport));
+            deliver(&inbox, &echoes, &mut wake, Note::Subscribed(transport));
             // Whatever happened while we were not subscribed is caught by a poll.
-            deliver(&inbox, &mut wake, Note::Missed(all_objects(&subs)));
+            deliver(&inbox, &echoes, &mut wake, Note::Missed(all_objects(&subs)));
             while !stop.load(Ordering::Relaxed) {
                 if transport == "cometd" && cometd_until.is_some_and(|t| Instant::now() >= t) {
                     return Ok(()); // time to try the Pub/Sub API again
@@ -461,7 +496,7 @@ fn listen(
                                 e.channel = format!("{PUBSUB_KEY}{}", e.channel);
                             }
                             // Gap events go to the worker too: their records are polled.
-                            deliver(&inbox, &mut wake, Note::Event(Box::new(e)));
+                            deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(e)));
                         }
                     }
                     Err(CdcError::ReplayInvalid { channel, .. }) => {
@@ -469,7 +504,7 @@ fn listen(
                             s.pubsub = ReplayFrom::New;
                             s.cometd = ReplayFrom::New;
                         }
-                        deliver(&inbox, &mut wake, Note::Missed(vec![object_of(&channel)]));
+                        deliver(&inbox, &echoes, &mut wake, Note::Missed(vec![object_of(&channel)]));
                     }
                     Err(e) => return Err(e.to_string()),
                 }
@@ -480,7 +515,7 @@ fn listen(
             Ok(())
         })();
         if let Err(why) = outcome {
-            deliver(&inbox, &mut wake, Note::Down(why));
+            deliver(&inbox, &echoes, &mut wake, Note::Down(why));
             let mut waited = Duration::ZERO;
             while waited < RETRY && !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -506,12 +541,35 @@ mod tests {
     }
 
     #[test]
+    fn echoes_of_our_writes_move_the_position_on_without_a_poll() {
+        let inbox = Mutex::new(Inbox::default());
+        let echoes = Mutex::new(EchoBook::new(10));
+        echoes.lock().unwrap().wrote("001000000000001AAA", json!({"Name": "Ours"}).as_object().unwrap());
+        let (mut wake, _rx) = UnixStream::pair().unwrap();
+        wake.set_nonblocking(true).unwrap();
+        let mut ours = event(7);
+        ours.header.change_origin = "com/salesforce/api/rest/62.0;client=sfsync".into();
+        ours.header.changed_fields = vec!["Name".into()];
+        ours.fields.insert("Name".into(), json!("Ours"));
+        let mut theirs = ours.clone();
+        theirs.replay_id = 8;
+        theirs.fields.insert("Name".into(), json!("Theirs"));
+        deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(ours)));
+        deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(theirs)));
+        let b = inbox.lock().unwrap();
+        assert_eq!(b.events.iter().map(|e| e.replay_id).collect::<Vec<_>>(), [8], "only the change that is not ours");
+        assert_eq!((b.echoes, b.dropped.get("/data/AccountChangeEvent")), (1, Some(&7)));
+        assert!(b.missed.is_empty(), "an echo needs no poll");
+    }
+
+    #[test]
     fn a_full_inbox_drops_events_and_reports_their_object_missed() {
         let inbox = Mutex::new(Inbox::default());
+        let echoes = Mutex::new(EchoBook::new(10));
         let (mut wake, _rx) = UnixStream::pair().unwrap();
         wake.set_nonblocking(true).unwrap();
         for i in 1..=(INBOX_EVENTS as i64 + 5) {
-            deliver(&inbox, &mut wake, Note::Event(Box::new(event(i))));
+            deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(event(i))));
         }
         let b = inbox.lock().unwrap();
         assert_eq!(b.events.len(), INBOX_EVENTS, "bounded");

@@ -172,6 +172,8 @@ pub fn options() -> Result<ClientOptions> {
         // One budget per org for the whole cluster (org_budget), when preloaded.
         budget: crate::org_budget::handle(),
         hosts: Some(hosts),
+        // Our saves' change events say so (changeOrigin), so the stream can tell our echoes.
+        client_name: Some(crate::plan::echoes::CLIENT.to_string()),
         ..ClientOptions::default()
     })
 }

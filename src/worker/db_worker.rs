@@ -289,6 +289,9 @@ impl Stream {
             log!("sfsync: change stream of connection \"{conn}\" is down, polling meanwhile: {why}");
         }
         self.show();
+        if drained.echoes > 0 {
+            debug1!("sfsync: {} change events only echoed our own writes: not applied", drained.echoes);
+        }
         let mut dropped = drained.dropped;
         let (due, applied) = events::apply_drain(drained.events, &mut dropped, mappings);
         for id in due {

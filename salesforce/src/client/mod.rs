@@ -68,6 +68,9 @@ pub struct ClientOptions {
     /// Where the clients of one org share their budget (see [`crate::budget`]); `None`, or
     /// no cell for the org: this client paces alone.
     pub budget: Option<BudgetHandle>,
+    /// `Sforce-Call-Options: client=<this>` on every REST call: Salesforce names the client in
+    /// the `changeOrigin` of the change events its saves cause (`None`: not sent).
+    pub client_name: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +85,7 @@ impl Default for ClientOptions {
             max_retry_time: Duration::from_secs(30),
             api_share: None,
             budget: None,
+            client_name: None,
         }
     }
 }

@@ -151,6 +151,9 @@ impl Client {
         let mut headers: Vec<(&str, String)> = vec![("Accept", "application/json".into())];
         if let Some(t) = token {
             headers.push(("Authorization", format!("Bearer {}", t.expose())));
+            if let Some(name) = &self.opts.client_name {
+                headers.push(("Sforce-Call-Options", format!("client={name}")));
+            }
         }
         headers.extend(req.headers.iter().map(|(k, v)| (*k, v.clone())));
         let result = match (req.method, &req.body) {

@@ -9,7 +9,7 @@ use salesforce::{build_csv, BulkOperation, BulkRowOutcome, Client, Record, Recor
 use serde_json::Value;
 
 /// Past `sfsync.bulk_threshold` records one Bulk API job replaces many Collections calls.
-fn by_bulk(n: usize) -> bool {
+pub(super) fn by_bulk(n: usize) -> bool {
     n >= guc::BULK_THRESHOLD.get().max(1) as usize
 }
 

@@ -69,19 +69,40 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
     if !upserts.is_empty() {
         let recs: Vec<Record> = upserts.iter().map(|(_, r)| r.clone()).collect();
         let res = bulk_write::upsert(client, &m.sobject, &m.external_id, &recs)?;
+        note_written(m, recs.iter().zip(&res).map(|(r, s)| (s.id.as_deref(), Some(r), s.success)));
         out.extend(zip_results(upserts.into_iter().map(|(c, _)| c), res, "upsert"));
     }
     if !updates.is_empty() {
         let recs: Vec<(String, Record)> = updates.iter().map(|(_, r)| r.clone()).collect();
-        let res = bulk_write::update(client, &m.sobject, recs)?;
+        let res = bulk_write::update(client, &m.sobject, recs.clone())?;
+        note_written(m, recs.iter().zip(&res).map(|((id, r), s)| (Some(id.as_str()), Some(r), s.success)));
         out.extend(zip_results(updates.into_iter().map(|(c, _)| c), res, "update"));
     }
     if !deletes.is_empty() {
         let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
         let res = bulk_write::delete(client, &m.sobject, &ids)?;
+        note_written(m, ids.iter().zip(&res).map(|(id, s)| (Some(id.as_str()), None, s.success)));
         out.extend(zip_results(deletes.into_iter().map(|(c, _)| c), res, "delete"));
     }
     Ok(out)
+}
+
+/// Tells the connection's change stream what went through (record Id, fields sent, or None
+/// for a delete), so it can drop the echoes (`plan::echoes`). Collections-sized batches only:
+/// a Bulk job's changes come back from another origin.
+fn note_written<'a>(m: &Mapping, written: impl ExactSizeIterator<Item = (Option<&'a str>, Option<&'a Record>, bool)>) {
+    if bulk_write::by_bulk(written.len()) {
+        return;
+    }
+    crate::sync::cdc::note_writes(&m.connection, |book| {
+        for (id, rec, ok) in written {
+            match (id, rec, ok) {
+                (Some(id), Some(rec), true) => book.wrote(id, rec),
+                (Some(id), None, true) => book.deleted(id),
+                _ => {}
+            }
+        }
+    });
 }
 
 pub(super) fn plain(v: &Value) -> String {
