@@ -129,6 +129,8 @@ struct Listener {
     transport: Option<&'static str>,
     stop: Arc<AtomicBool>,
     inbox: Arc<Mutex<Inbox>>,
+    /// What this process wrote through the connection lately (`plan::echoes`).
+    echoes: Arc<Mutex<EchoBook>>,
     healthy: bool,
     /// Why the stream last went down, until it is up again.
     down: Option<String>,
@@ -222,6 +224,7 @@ impl Cdc {
             };
             let thread_stop = stop.clone();
             let echoes = echo_book(&conn);
+            let thread_echoes = echoes.clone();
             let heard = Arc::new(AtomicU64::new(now_ms()));
             let thread_heard = heard.clone();
             // Postgres's signal handlers (SIGTERM, SIGHUP, latch wake-ups) must run in the
@@ -229,7 +232,7 @@ impl Cdc {
             let spawned = with_signals_blocked(|| {
                 std::thread::Builder::new()
                     .name(format!("sfsync-cdc-{conn}"))
-                    .spawn(move || listen(creds, opts, subs, (endpoint, falls_back), thread_stop, tx, echoes, wake, thread_heard))
+                    .spawn(move || listen(creds, opts, subs, (endpoint, falls_back), thread_stop, tx, thread_echoes, wake, thread_heard))
             });
             if spawned.is_ok() {
                 let l = Listener {
@@ -238,6 +241,7 @@ impl Cdc {
                     transport: None,
                     stop,
                     inbox,
+                    echoes,
                     healthy: false,
                     down: None,
                     heard,
@@ -315,9 +319,22 @@ impl Cdc {
             if was_healthy && !l.is_healthy() {
                 out.missed.extend(l.objects.iter().map(|o| (conn.clone(), o.clone())));
             }
-            out.events.extend(taken.events.into_iter().map(|e| (conn.clone(), e)));
+            // An echo that arrived before the push that caused it had noted its writes (the
+            // event can beat the call's answer) is told apart now: the push has noted them.
+            let book = l.echoes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut dropped = taken.dropped;
+            for e in taken.events {
+                if book.is_echo(&e) {
+                    let id = dropped.entry(e.channel.clone()).or_insert(e.replay_id);
+                    *id = (*id).max(e.replay_id);
+                    out.echoes += 1;
+                } else {
+                    out.events.push((conn.clone(), e));
+                }
+            }
+            drop(book);
             out.missed.extend(taken.missed.into_iter().map(|o| (conn.clone(), o)));
-            out.dropped.extend(taken.dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
+            out.dropped.extend(dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
             out.echoes += taken.echoes;
         }
         out
