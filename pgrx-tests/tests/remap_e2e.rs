@@ -15,7 +15,10 @@ fn sync(db: &mut postgres::Client, fields: &str) -> serde_json::Value {
 
 #[test]
 fn remapping_backfills_only_new_columns_and_unmapping_keeps_data() {
-    let env = common::start();
+    // Polls only, without overlap: a poll re-reads only records at or after its mark, never
+    // Alpha once the mark has passed it (a re-read would overwrite the local value written
+    // below), and no stream drop makes a catch-up poll from an older mark.
+    let env = common::start_with(&[("sfsync.pull_overlap", "0"), ("sfsync.cdc", "off")]);
     let mut db = env.db();
     db.batch_execute(
         "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text, website text);
@@ -27,6 +30,14 @@ fn remapping_backfills_only_new_columns_and_unmapping_keeps_data() {
     let alpha = sf.create("Account", json!({"Name": "Alpha", "Industry": "Energy", "Website": "https://a.example"}));
     let beta = sf.create("Account", json!({"Name": "Beta", "Industry": "Retail", "Website": "https://b.example"}));
     db.until_count("SELECT count(*) FROM accounts WHERE name IN ('Alpha', 'Beta') AND website IS NULL", 2);
+    // A newer record, and the poll's mark past Alpha and Beta.
+    let gamma = sf.create("Account", json!({"Name": "Gamma"}));
+    let stamp =
+        sf.query(&format!("SELECT SystemModstamp FROM Account WHERE Id = '{gamma}'"))[0]["SystemModstamp"].as_str().unwrap().to_string();
+    db.until_true(
+        "the poll's mark past Alpha and Beta",
+        &format!("SELECT pulled_through >= '{stamp}'::timestamptz FROM sfsync.status WHERE \"table\" = 'accounts'::regclass"),
+    );
 
     // A mapped column that differs from Salesforce (written with the capture off), which a
     // full reload would overwrite.
