@@ -12,31 +12,22 @@ use std::panic::AssertUnwindSafe;
 
 /// Runs a statement returning at most one jsonb value (NULL or no row gives None).
 pub fn json(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
-    Ok(Spi::connect_mut(|c| {
-        let table = c.update(sql, Some(1), args)?;
-        if table.is_empty() {
-            Ok::<_, pgrx::spi::Error>(None)
-        } else {
-            table.first().get_one::<JsonB>()
-        }
-    })?
-    .map(|j| j.0))
+    Ok(Spi::connect_mut(|c| first_json(c.update(sql, Some(1), args)?))?)
 }
 
 /// Like [`json`], for a read-only query, run read-only: no transaction id is taken, so a
 /// function a query calls may use it in a parallel plan (where `json`'s fails with "cannot
-/// assign XIDs during a parallel operation").
-/// (`Spi::get_one` takes one too: it runs through the mutating `update`.)
+/// assign XIDs during a parallel operation"; `Spi::get_one` takes one too: it runs through
+/// the mutating `update`).
 pub fn json_read(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
-    Ok(Spi::connect(|c| {
-        let table = c.select(sql, Some(1), args)?;
-        if table.is_empty() {
-            Ok::<_, pgrx::spi::Error>(None)
-        } else {
-            table.first().get_one::<JsonB>()
-        }
-    })?
-    .map(|j| j.0))
+    Ok(Spi::connect(|c| first_json(c.select(sql, Some(1), args)?))?)
+}
+
+fn first_json(table: pgrx::spi::SpiTupleTable) -> std::result::Result<Option<Value>, pgrx::spi::Error> {
+    if table.is_empty() {
+        return Ok(None);
+    }
+    Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
 }
 
 /// Runs a statement and returns the number of rows it processed.
