@@ -325,8 +325,7 @@ impl Cdc {
             let mut dropped = taken.dropped;
             for e in taken.events {
                 if book.is_echo(&e) {
-                    let id = dropped.entry(e.channel.clone()).or_insert(e.replay_id);
-                    *id = (*id).max(e.replay_id);
+                    move_past(&mut dropped, &e);
                     out.echoes += 1;
                 } else {
                     out.events.push((conn.clone(), e));
@@ -369,6 +368,12 @@ enum Note {
     Down(String),
 }
 
+/// A dropped event's channel position moves on past it.
+fn move_past(dropped: &mut HashMap<String, i64>, e: &ChangeEvent) {
+    let id = dropped.entry(e.channel.clone()).or_insert(e.replay_id);
+    *id = (*id).max(e.replay_id);
+}
+
 /// Puts a note in the inbox (dropping an event when it is full, or when it only echoes what
 /// this process wrote) and wakes the worker.
 fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut UnixStream, note: Note) {
@@ -386,14 +391,12 @@ fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut UnixStream
             }
             Note::Missed(objects) => b.missed.extend(objects),
             Note::Event(e) if echoes.lock().unwrap_or_else(|p| p.into_inner()).is_echo(&e) => {
-                let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
-                *id = (*id).max(e.replay_id);
+                move_past(&mut b.dropped, &e);
                 b.echoes += 1;
             }
             Note::Event(e) if b.events.len() >= INBOX_EVENTS => {
                 b.missed.insert(if e.header.entity_name.is_empty() { object_of(&e.channel) } else { e.header.entity_name.clone() });
-                let id = b.dropped.entry(e.channel.clone()).or_insert(e.replay_id);
-                *id = (*id).max(e.replay_id);
+                move_past(&mut b.dropped, &e);
             }
             Note::Event(e) => b.events.push_back(*e),
         }
