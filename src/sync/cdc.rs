@@ -24,16 +24,18 @@
 //! its newest events, and its tables are polled from their own marks (as after any
 //! resubscription), which catches what happened in between.
 
+pub use super::cdc_transport::Transport;
+use super::echo_book;
 use crate::plan::echoes::EchoBook;
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
-use salesforce::pubsub::{PubSubOptions, DEFAULT_ENDPOINT};
+use salesforce::pubsub::PubSubOptions;
 use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest a listener holds one CometD connect; also how long it takes to notice a stop.
@@ -48,58 +50,6 @@ pub const INBOX_EVENTS: usize = 10_000;
 pub const PUBSUB_RETRY: Duration = Duration::from_secs(300);
 /// Positions of the Pub/Sub API are kept under this prefix of the channel.
 const PUBSUB_KEY: &str = "pubsub:";
-/// Records of a connection whose latest writes are remembered to tell their echoes.
-const ECHO_RECORDS: usize = 50_000;
-
-/// What this process wrote lately, per connection that has a listener (`plan::echoes`): the
-/// push notes its writes, the listener thread drops the events that only echo them.
-static ECHO_BOOKS: LazyLock<Mutex<HashMap<String, Arc<Mutex<EchoBook>>>>> = LazyLock::new(Default::default);
-
-fn echo_book(conn: &str) -> Arc<Mutex<EchoBook>> {
-    let mut books = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner());
-    books.entry(conn.to_string()).or_insert_with(|| Arc::new(Mutex::new(EchoBook::new(ECHO_RECORDS)))).clone()
-}
-
-/// Lets `f` note writes to Salesforce through connection `conn`, when a listener of this
-/// process hears its change events (else there is nothing to tell apart).
-pub fn note_writes(conn: &str, f: impl FnOnce(&mut EchoBook)) {
-    let book = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner()).get(conn).cloned();
-    if let Some(book) = book {
-        f(&mut book.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-}
-
-/// A connection's choice of change stream (sfsync.connections.stream, pubsub_endpoint).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Transport {
-    /// `auto`, `pubsub` or `cometd`.
-    pub mode: String,
-    pub endpoint: Option<String>,
-}
-
-impl Transport {
-    /// The Pub/Sub endpoint to use, None for CometD only. Salesforce's own endpoint serves
-    /// orgs on its domains: for another login host, `auto` needs an endpoint named.
-    pub fn pubsub(&self, login_url: &str) -> Option<String> {
-        match (self.mode.as_str(), &self.endpoint) {
-            ("cometd", _) => None,
-            (_, Some(e)) => Some(e.clone()),
-            ("pubsub", None) => Some(DEFAULT_ENDPOINT.to_string()),
-            _ => salesforce_hosted(login_url).then(|| DEFAULT_ENDPOINT.to_string()),
-        }
-    }
-
-    fn falls_back(&self) -> bool {
-        self.mode != "pubsub"
-    }
-}
-
-/// Whether a login URL is on Salesforce's own domains.
-fn salesforce_hosted(login_url: &str) -> bool {
-    let host = url::Url::parse(login_url).ok().and_then(|u| u.host_str().map(str::to_ascii_lowercase)).unwrap_or_default();
-    ["salesforce.com", "force.com"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
-}
-
 /// What a listener has for the worker; shared by the two, bounded.
 #[derive(Default)]
 struct Inbox {
@@ -223,7 +173,7 @@ impl Cdc {
                 Err(_) => continue,
             };
             let thread_stop = stop.clone();
-            let echoes = echo_book(&conn);
+            let echoes = echo_book::book(&conn);
             let thread_echoes = echoes.clone();
             let heard = Arc::new(AtomicU64::new(now_ms()));
             let thread_heard = heard.clone();
@@ -605,21 +555,6 @@ mod tests {
         assert!(!silent_too_long(heard, heard + KEEPALIVE.as_millis() as u64));
         assert!(silent_too_long(heard, heard + KEEPALIVE.as_millis() as u64 + 1));
         assert!(!silent_too_long(heard + 5, heard), "a clock step back is not a stall");
-    }
-
-    #[test]
-    fn the_transport_follows_the_choice_and_the_login_host() {
-        let t = |mode: &str, endpoint: Option<&str>| Transport { mode: mode.into(), endpoint: endpoint.map(String::from) };
-        let sf = "https://login.salesforce.com";
-        let local = "http://127.0.0.1:8080";
-        assert_eq!(t("auto", None).pubsub(sf).as_deref(), Some(DEFAULT_ENDPOINT), "Salesforce's endpoint for its orgs");
-        assert_eq!(t("auto", None).pubsub("https://acme.my.salesforce.com").as_deref(), Some(DEFAULT_ENDPOINT));
-        assert_eq!(t("auto", None).pubsub(local), None, "another host names its endpoint, else CometD");
-        assert_eq!(t("auto", None).pubsub("https://evilsalesforce.com"), None);
-        assert_eq!(t("auto", Some("http://127.0.0.1:9")).pubsub(local).as_deref(), Some("http://127.0.0.1:9"));
-        assert_eq!(t("cometd", Some("http://127.0.0.1:9")).pubsub(local), None);
-        assert_eq!(t("pubsub", None).pubsub(local).as_deref(), Some(DEFAULT_ENDPOINT), "pubsub only: no fallback");
-        assert!(t("auto", None).falls_back() && !t("pubsub", None).falls_back());
     }
 
     #[test]

@@ -17,7 +17,9 @@
 pub mod apply;
 pub mod archive;
 pub mod cdc;
+pub mod cdc_transport;
 pub mod clients;
+pub mod echo_book;
 pub mod echo_lock;
 pub mod identity;
 pub mod mapping;

@@ -94,7 +94,7 @@ fn note_written<'a>(m: &Mapping, written: impl ExactSizeIterator<Item = (Option<
     if bulk_write::by_bulk(written.len()) {
         return;
     }
-    crate::sync::cdc::note_writes(&m.connection, |book| {
+    crate::sync::echo_book::note_writes(&m.connection, |book| {
         for (id, rec, ok) in written {
             match (id, rec, ok) {
                 (Some(id), Some(rec), true) => book.wrote(id, rec),
