@@ -3,7 +3,8 @@
 //! then, once faults stop and the sync settles, both sides are checked against the history
 //! of what each side committed. Nothing lost, nothing doubled.
 //!
-//! A plain `cargo test` runs the short mode (one trial of a fixed seed); `make chaos SEED=…
+//! A plain `cargo test` runs the short mode (the seeds of past findings and one trial of a
+//! fixed seed, 40 operations per client, about a minute); `make chaos SEED=…
 //! TRIALS=…` the long one (docs/testing.md). Every run prints its seed; a trial's seed replays it alone
 //! (`make chaos SEED=<trial seed> TRIALS=1`): the PRNG decides every client's operations
 //! and every fault, only the interleaving varies.
@@ -29,8 +30,10 @@ fn env_u64(name: &str) -> Option<u64> {
         .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{name}={s}: not a number")))
 }
 
-/// Seeds found a defect with; the short mode replays them first (regressions).
-const REGRESSION_SEEDS: &[u64] = &[];
+/// Seeds found a defect with; the short mode replays them first (regressions): a lost
+/// last name (20538372), and trials that did not settle while one REQUEST_LIMIT_EXCEEDED
+/// paused the org's budget for five minutes (the others). docs/testing.md.
+const REGRESSION_SEEDS: &[u64] = &[20538372, 20292883, 20435425, 20467101, 20475020];
 /// The short mode's own trial.
 const SHORT_SEED: u64 = 1001;
 
@@ -51,7 +54,6 @@ struct Totals {
 }
 
 #[test]
-#[ignore = "open: a trial with REQUEST_LIMIT_EXCEEDED may not settle (docs/testing.md); make chaos runs it"]
 fn chaos() {
     let long = env_u64("CHAOS_TRIALS").is_some();
     // The short mode (part of `make test`) runs a fixed seed: a new seed's finding belongs to
