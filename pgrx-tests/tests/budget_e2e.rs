@@ -18,6 +18,12 @@ fn the_api_budget_pauses_the_connection_and_says_so() {
     env.emu.admin("POST", "limits", json!({"daily_api_limit": 960, "api_usage": 0}));
     db.until_value("SELECT state FROM sfsync.status", "paused: API budget".to_string());
     db.until_count("SELECT count(*) FROM sfsync.alerts WHERE kind = 'budget_paused' AND connection = 'default'", 1);
+    // Paused the moment the bucket ran dry, one call refills within 3 minutes; once the polls
+    // have spent that one too, the next is minutes away and the change below must wait.
+    db.until_true(
+        "the budget's next call minutes away",
+        "SELECT coalesce(substring(last_error from 'next request allowed in ([0-9]+)s')::int >= 60, false) FROM sfsync.status",
+    );
     let before = env.emu.api_calls();
     db.batch_execute("INSERT INTO accounts (name) VALUES ('Waits for budget')").unwrap();
     std::thread::sleep(Duration::from_secs(2));
