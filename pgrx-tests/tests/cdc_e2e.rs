@@ -411,3 +411,23 @@ fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
     );
     assert_eq!(env.emu.sf().query("SELECT Id FROM Account").len(), 19, "the delete went, nothing came back");
 }
+
+/// A mirror of Account beside a synced accounts table: the synced table's pushes are the
+/// mirror's news, so their change events are never dropped as echoes.
+#[test]
+fn a_mirror_beside_a_synced_table_gets_its_pushes_from_the_stream() {
+    let env = common::start_with(STREAM_ONLY);
+    let mut db = env.db();
+    accounts_table(&mut db);
+    db.batch_execute("SELECT sfsync.mirror('Account', 'public.sf_accounts')").unwrap();
+    env.worker_pid();
+    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    db.batch_execute("INSERT INTO accounts (name) VALUES ('Mirrored')").unwrap();
+    db.until_outbox_drained();
+    db.until_true("the mirror has the pushed account", "SELECT EXISTS (SELECT 1 FROM sf_accounts WHERE name = 'Mirrored')");
+    db.batch_execute("UPDATE accounts SET industry = 'Energy' WHERE name = 'Mirrored'").unwrap();
+    db.until_true(
+        "the mirror has the pushed update",
+        "SELECT EXISTS (SELECT 1 FROM sf_accounts WHERE name = 'Mirrored' AND industry = 'Energy')",
+    );
+}

@@ -13,7 +13,7 @@
 use super::cdc::flatten;
 use salesforce::cdc::{ChangeEvent, ChangeType};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The `client=` of `Sforce-Call-Options` on every call sfsync makes: Salesforce puts it in
 /// the `changeOrigin` of the change events those calls cause.
@@ -37,11 +37,15 @@ pub struct EchoBook {
     written: HashMap<String, Written>,
     order: VecDeque<String>,
     capacity: usize,
+    /// Objects (lowercase) that more than one table of this database pulls: a mirror, or a
+    /// second table, needs our writes of them from the stream, so none of their events is
+    /// dropped.
+    shared: HashSet<String>,
 }
 
 impl EchoBook {
     pub fn new(capacity: usize) -> Self {
-        EchoBook { written: HashMap::new(), order: VecDeque::new(), capacity }
+        EchoBook { written: HashMap::new(), order: VecDeque::new(), capacity, shared: HashSet::new() }
     }
 
     #[cfg(test)]
@@ -55,6 +59,11 @@ impl EchoBook {
             Some(Written::Fields(f)) => f.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone()))),
             _ => self.put(id, Written::Fields(fields.clone())),
         }
+    }
+
+    /// The objects more than one table pulls: their events are never echoes.
+    pub fn share(&mut self, objects: impl IntoIterator<Item = String>) {
+        self.shared = objects.into_iter().map(|o| o.to_ascii_lowercase()).collect();
     }
 
     /// We deleted record `id`.
@@ -76,7 +85,7 @@ impl EchoBook {
     /// Whether `e` is nothing but the echo of our own writes.
     pub fn is_echo(&self, e: &ChangeEvent) -> bool {
         let h = &e.header;
-        if !from_us(&h.change_origin) || h.record_ids.is_empty() {
+        if !from_us(&h.change_origin) || h.record_ids.is_empty() || self.shared.contains(&h.entity_name.to_ascii_lowercase()) {
             return false;
         }
         let Some(payload) = flatten(&e.fields) else { return false };
@@ -242,6 +251,15 @@ mod tests {
         assert!(!b.is_echo(&defaulted), "a default Salesforce filled in is news");
         b.deleted("001A");
         assert!(b.is_echo(&event(ChangeType::Delete, "001A", OURS, &[], &[], json!({}))));
+    }
+
+    #[test]
+    fn an_object_another_table_pulls_too_keeps_its_events() {
+        let mut b = book();
+        let e = event(ChangeType::Update, "001A", OURS, &["Name"], &[], json!({"Name": "Acme"}));
+        assert!(b.is_echo(&e));
+        b.share(["Account".to_string()]);
+        assert!(!b.is_echo(&e), "a mirror of Account learns our write from the stream");
     }
 
     #[test]

@@ -19,6 +19,12 @@ pub(super) fn book(conn: &str) -> Arc<Mutex<EchoBook>> {
     books.entry(conn.to_string()).or_insert_with(|| Arc::new(Mutex::new(EchoBook::new(ECHO_RECORDS)))).clone()
 }
 
+/// Tells connection `conn`'s book which objects more than one table pulls (their events are
+/// never dropped: the other table needs them).
+pub fn share(conn: &str, objects: impl IntoIterator<Item = String>) {
+    book(conn).lock().unwrap_or_else(|p| p.into_inner()).share(objects);
+}
+
 /// Lets `f` note writes to Salesforce through connection `conn`, when a listener of this
 /// process hears its change events (else there is nothing to tell apart).
 pub fn note_writes(conn: &str, f: impl FnOnce(&mut EchoBook)) {

@@ -272,6 +272,16 @@ impl Stream {
                 Err(e) => warning!("sfsync: cannot start change data capture: {e}"),
             }
         }
+        // An object two tables pull (a mirror beside a synced table): each needs the other's
+        // writes from the stream, so none of its events is an echo to drop.
+        let mut pulling: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        for m in mappings.iter().filter(|m| m.pulls()) {
+            *pulling.entry((m.connection.as_str(), m.sobject.to_ascii_lowercase())).or_default() += 1;
+        }
+        for conn in self.wanted.keys() {
+            let shared = pulling.iter().filter(|((c, _), n)| *c == conn.as_str() && **n > 1).map(|((_, o), _)| o.clone());
+            sync::echo_book::share(conn, shared);
+        }
         let drained = cdc.drain();
         // Objects whose events may have been missed: their pulls are due now.
         for (conn, object) in &drained.missed {
