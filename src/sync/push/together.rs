@@ -94,7 +94,7 @@ pub(super) fn send(ctx: Ctx, group: Vec<(&Mapping, Vec<Change>)>, shown: &mut Sh
     let mut all: Vec<Part> = Vec::new();
     // Changes going by their mapping's own path after all.
     let mut alone: Vec<(&Mapping, Vec<Change>)> = Vec::new();
-    let ms: Vec<&Mapping> = group.iter().map(|(m, _)| *m).collect();
+    let mut ms: Vec<&Mapping> = group.iter().map(|(m, _)| *m).collect();
     for (m, changes) in group {
         let mut sorted = send::sort(m, changes);
         out.append(&mut sorted.done);
@@ -103,6 +103,9 @@ pub(super) fn send(ctx: Ctx, group: Vec<(&Mapping, Vec<Change>)>, shown: &mut Sh
         }
         parts(m, sorted, &mut all);
     }
+    // The request is only theirs whose records it carries (a mapping whose changes all wait
+    // for a parent, or were settled without a call, is neither cleared nor backed off by it).
+    ms.retain(|m| all.iter().any(|p| p.m.id == m.id));
     if let Some(conn) = ms.first().map(|m| m.connection.clone()).filter(|_| !all.is_empty()) {
         let steps: Vec<Step> = ms.iter().map(|m| Step::new(m.id, "push")).collect();
         let call = clients::call_for(ctx, &conn, &steps, || {
