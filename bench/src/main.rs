@@ -2,6 +2,8 @@
 //!
 //!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
+//!   sfsync-bench push-tables [N]     API calls to push one change in each of N tables (default 25):
+//!                                    table by table vs one pass (Composite requests), goal ceil(N/5)
 //!   sfsync-bench latency [samples]   commit-to-Salesforce latency, p50/p99, at low load
 //!   sfsync-bench drain [N]           worker peak memory (VmHWM) and time draining an N-row backlog
 //!   sfsync-bench pull-latency [N]    Salesforce-to-Postgres latency p50/p99, change stream vs polling only
@@ -36,6 +38,7 @@
 
 mod link;
 mod load;
+mod push_tables;
 mod query;
 mod stream_latency;
 mod write_through;
@@ -529,6 +532,7 @@ fn main() {
             let sizes: Vec<usize> = args[1..].iter().filter_map(|a| a.parse().ok()).collect();
             push(if sizes.is_empty() { &[1000, 10000] } else { &sizes })
         }
+        Some("push-tables") => push_tables::run(num(1, 25)),
         Some("latency") => latency(num(1, 100)),
         Some("client") => client(num(1, 200_000)),
         Some("drain") => drain(num(1, 1_000_000)),
@@ -544,12 +548,13 @@ fn main() {
         Some("all") | None => {
             capture(5);
             push(&[1000, 10000]);
+            push_tables::run(25);
             latency(50);
             client(200_000);
         }
         Some(other) => {
             eprintln!(
-                "unknown benchmark {other:?}; use capture, push, latency, drain, pull-latency, idle, stream-load, stream-latency, backfill, write-through, link, query, load, client or all"
+                "unknown benchmark {other:?}; use capture, push, push-tables, latency, drain, pull-latency, idle, stream-load, stream-latency, backfill, write-through, link, query, load, client or all"
             );
             std::process::exit(2);
         }

@@ -35,6 +35,9 @@ pub const CURSOR_IDLE_MS: i64 = 15 * 60 * 1000;
 pub struct Counters {
     pub total: u64,
     pub by_endpoint: BTreeMap<String, u64>,
+    /// Subrequests served inside composite and batch requests, by endpoint (not API calls:
+    /// the outer request is the call).
+    pub by_subrequest: BTreeMap<String, u64>,
     /// API calls in the current 24 h window.
     pub api_usage: u64,
     pub window_start_ms: i64,
@@ -96,6 +99,7 @@ impl AppState {
             counters: Mutex::new(Counters {
                 total: 0,
                 by_endpoint: BTreeMap::new(),
+                by_subrequest: BTreeMap::new(),
                 api_usage: 0,
                 window_start_ms: 0,
                 daily_limit: cfg.daily_api_limit,
@@ -229,6 +233,11 @@ impl AppState {
         *c.by_endpoint.entry(key).or_default() += 1;
     }
 
+    /// A subrequest of a composite or batch request: counted apart, not an API call.
+    pub fn count_subrequest(&self, key: String) {
+        *self.counters.lock().by_subrequest.entry(key).or_default() += 1;
+    }
+
     pub fn next_tick(&self) -> u64 {
         self.cursor_tick.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
@@ -265,6 +274,7 @@ impl AppState {
             let mut c = self.counters.lock();
             c.total = 0;
             c.by_endpoint.clear();
+            c.by_subrequest.clear();
             c.api_usage = 0;
             c.daily_limit = self.cfg.daily_api_limit;
         }

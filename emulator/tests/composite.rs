@@ -117,3 +117,55 @@ fn request_level_validation() {
     assert_eq!(outside.status, 400);
     assert_eq!(org.post("composite", json!({})).status, 400);
 }
+
+/// sObject Collections writes as composite subrequests (what sfsync's push sends for several
+/// tables at once): each subresponse body is the SaveResult array a direct call returns; one
+/// refused as a whole (a value that does not parse) fails alone; one API call in all.
+#[test]
+fn collections_writes_inside_composite() {
+    let org = Org::start();
+    let acct = org.create("Account", json!({"Name": "Before"}));
+    let gone = org.create("Account", json!({"Name": "To delete"}));
+    let counters = |org: &Org| org.admin("GET", "counters", json!(null)).body;
+    let before = counters(&org);
+    let r = org.post(
+        "composite",
+        json!({"allOrNone": false, "compositeRequest": [
+            sub("PATCH", "/services/data/v62.0/composite/sobjects/Contact/Postgres_Id__c", "up", Some(json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Contact"}, "Postgres_Id__c": "c1", "LastName": "One"},
+                {"attributes": {"type": "Contact"}, "Postgres_Id__c": "c2"}]}))),
+            sub("PATCH", "/services/data/v62.0/composite/sobjects", "upd", Some(json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Account"}, "id": acct, "Name": "After"}]}))),
+            sub("PATCH", "/services/data/v62.0/composite/sobjects/Contact/Postgres_Id__c", "bad", Some(json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Contact"}, "Postgres_Id__c": "c3", "LastName": "Three", "Birthdate": {"not": "a date"}}]}))),
+            sub("POST", "/services/data/v62.0/composite/sobjects", "ins", Some(json!({"allOrNone": false, "records": [
+                {"attributes": {"type": "Account"}, "Name": "Created"}]}))),
+            sub("DELETE", &format!("/services/data/v62.0/composite/sobjects?ids={gone},001000000000000AAA&allOrNone=false"), "del", None),
+        ]}),
+    );
+    let after = counters(&org);
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let subs = r.body["compositeResponse"].as_array().unwrap();
+    assert_eq!(subs[0]["httpStatusCode"], 200);
+    let up = subs[0]["body"].as_array().unwrap();
+    assert_eq!((up[0]["success"].clone(), up[0]["created"].clone()), (json!(true), json!(true)));
+    assert_eq!(up[1]["success"], false, "per record: LastName missing");
+    assert_eq!(up[1]["errors"][0]["statusCode"], "REQUIRED_FIELD_MISSING");
+    assert_eq!(up[1]["errors"][0]["fields"], json!(["LastName"]));
+    assert_eq!(subs[1]["body"][0], json!({"id": acct, "success": true, "errors": []}));
+    assert_eq!((subs[2]["httpStatusCode"].clone(), subs[2]["body"][0]["errorCode"].clone()), (json!(400), json!("JSON_PARSER_ERROR")));
+    assert_eq!(subs[3]["body"][0]["success"], true);
+    let del = subs[4]["body"].as_array().unwrap();
+    assert_eq!((del[0]["success"].clone(), del[1]["success"].clone()), (json!(true), json!(false)));
+    for s in subs {
+        assert_eq!(s["httpHeaders"], json!({}), "{s}");
+    }
+    // The refusal stayed in its subrequest: the others were saved.
+    assert_eq!(org.query("SELECT COUNT() FROM Contact WHERE Postgres_Id__c = 'c1'").body["totalSize"], 1);
+    assert_eq!(org.query("SELECT COUNT() FROM Contact WHERE Postgres_Id__c = 'c3'").body["totalSize"], 0);
+    assert_eq!(org.get(&format!("sobjects/Account/{acct}")).body["Name"], "After");
+    assert_eq!(after["api_usage"].as_u64().unwrap() - before["api_usage"].as_u64().unwrap(), 1, "one API call");
+    let n = |c: &Value, k: &str| c["by_endpoint"][k].as_u64().unwrap_or(0);
+    assert_eq!(n(&after, "POST /composite") - n(&before, "POST /composite"), 1);
+    assert_eq!(n(&after, "PATCH /composite/sobjects"), n(&before, "PATCH /composite/sobjects"), "subrequests are not calls");
+}

@@ -214,21 +214,33 @@ impl Emulator {
         self.admin("GET", "counters", Value::Null)["total"].as_u64().expect("counters without a total")
     }
 
-    /// Writes (POST/PATCH/DELETE, logins left out) the emulator has served so far. `POST
-    /// /composite` is left out too: sfsync sends only queries through it (a connection's polls
-    /// together); its writes go through the sObject Collections and Bulk endpoints.
+    /// Write requests (POST/PATCH/DELETE, logins left out) the emulator has served so far:
+    /// direct calls, and the write subrequests inside composite requests (sfsync sends the
+    /// small pushes of several tables as Collections subrequests of one `POST /composite`).
+    /// `POST /composite` itself is left out: it is counted by what it carries (a connection's
+    /// polls are query subrequests, not writes).
     pub fn write_calls(&self) -> u64 {
         let c = self.admin("GET", "counters", Value::Null);
-        c["by_endpoint"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
-                    .filter(|(k, _)| !k.contains("oauth2") && k.as_str() != "POST /composite")
-                    .map(|(_, v)| v.as_u64().unwrap_or(0))
-                    .sum()
-            })
-            .unwrap_or(0)
+        let writes = |key: &str| {
+            c[key]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
+                        .filter(|(k, _)| !k.contains("oauth2") && k.as_str() != "POST /composite")
+                        .map(|(_, v)| v.as_u64().unwrap_or(0))
+                        .sum::<u64>()
+                })
+                .unwrap_or(0)
+        };
+        writes("by_endpoint") + writes("by_subrequest")
+    }
+
+    /// Calls served so far on one endpoint (`"POST /composite"`, `"PATCH
+    /// /composite/sobjects/{object}/{field}"`), and subrequests on it inside composite requests.
+    pub fn endpoint_calls(&self, key: &str) -> (u64, u64) {
+        let c = self.admin("GET", "counters", Value::Null);
+        (c["by_endpoint"][key].as_u64().unwrap_or(0), c["by_subrequest"][key].as_u64().unwrap_or(0))
     }
 
     /// How to log in to this emulator: its URL with the default connected app

@@ -31,7 +31,8 @@ fn calls(env: &Env) -> Calls {
             out.logins += n;
         } else if k == "GET /services/data" || k == "GET /services/data/" {
             out.versions += n;
-        // POST /composite carries only polls' queries (sfsync writes through Collections and Bulk).
+        // Write-through calls are direct (a record each); a POST /composite is the worker's
+        // (its polls, or the async pushes of several tables), not a statement's.
         } else if (k.starts_with("POST") || k.starts_with("PATCH") || k.starts_with("DELETE"))
             && !k.contains("cometd")
             && k != "POST /composite"

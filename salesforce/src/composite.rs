@@ -1,15 +1,17 @@
 //! Composite resource: `POST /services/data/vXX.X/composite` — up to 25
 //! subrequests in one API call, at most 5 of them query or sObject Collections
 //! operations, later ones referring to earlier results with `@{referenceId.field}`
-//! (e.g. `@{newAccount.id}`).
+//! (e.g. `@{newAccount.id}`). sObject Collections writes become subrequests through
+//! [`CollectionsWrite`] and their results come back through [`collections_results`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::Client;
+use crate::client::{check_field, check_object, typed, Client, COLLECTIONS_CHUNK};
 use crate::error::{ApiError, Error};
-use crate::http::encode_query;
-use crate::types::QueryPage;
+use crate::http::{encode_query, encode_segment};
+use crate::types::{QueryPage, Record, SaveResult};
+use serde_json::json;
 
 /// Most subrequests Salesforce accepts in one composite request.
 pub const MAX_SUBREQUESTS: usize = 25;
@@ -165,6 +167,92 @@ impl Client {
     }
 }
 
+/// One sObject Collections write (≤ [`COLLECTIONS_CHUNK`] records, `allOrNone=false`) to
+/// send as a subrequest of a Composite request, where several of them cost one API call.
+pub enum CollectionsWrite<'a> {
+    /// `PATCH composite/sobjects/{sobject}/{ext_field}`.
+    Upsert { ext_field: &'a str, records: &'a [Record] },
+    /// `PATCH composite/sobjects`, `(Id, fields)` pairs.
+    Update(&'a [(String, Record)]),
+    /// `DELETE composite/sobjects?ids=…&allOrNone=false`.
+    Delete(&'a [String]),
+}
+
+impl CollectionsWrite<'_> {
+    fn len(&self) -> usize {
+        match self {
+            CollectionsWrite::Upsert { records, .. } => records.len(),
+            CollectionsWrite::Update(r) => r.len(),
+            CollectionsWrite::Delete(ids) => ids.len(),
+        }
+    }
+}
+
+impl Client {
+    /// `write` on `sobject` as a Composite subrequest named `reference_id`, the same request
+    /// the matching `collections_*` call makes on its own.
+    pub fn collections_subrequest(
+        &self,
+        sobject: &str,
+        write: &CollectionsWrite,
+        reference_id: &str,
+    ) -> Result<CompositeSubrequest, Error> {
+        check_object(sobject)?;
+        if write.len() == 0 || write.len() > COLLECTIONS_CHUNK {
+            return Err(Error::Config(format!("a Collections subrequest holds 1 to {COLLECTIONS_CHUNK} records, not {}", write.len())));
+        }
+        let (method, path, body) = match write {
+            CollectionsWrite::Upsert { ext_field, records } => {
+                check_field(ext_field)?;
+                let recs: Vec<Value> = records.iter().map(|r| Value::Object(typed(sobject, r, &["Id"]))).collect();
+                let path = format!("/composite/sobjects/{}/{}", encode_segment(sobject), encode_segment(ext_field));
+                ("PATCH", path, Some(json!({ "allOrNone": false, "records": recs })))
+            }
+            CollectionsWrite::Update(records) => {
+                let recs: Vec<Value> = records
+                    .iter()
+                    .map(|(id, r)| {
+                        let mut m = typed(sobject, r, &["Id"]);
+                        m.insert("id".into(), Value::String(id.clone()));
+                        Value::Object(m)
+                    })
+                    .collect();
+                ("PATCH", "/composite/sobjects".to_string(), Some(json!({ "allOrNone": false, "records": recs })))
+            }
+            CollectionsWrite::Delete(ids) => {
+                let list: Vec<String> = ids.iter().map(|i| encode_query(i)).collect();
+                ("DELETE", format!("/composite/sobjects?ids={}&allOrNone=false", list.join(",")), None)
+            }
+        };
+        Ok(CompositeSubrequest {
+            method: method.into(),
+            url: format!("/services/data/v{}{}", self.api_version(), path),
+            reference_id: reference_id.to_string(),
+            body,
+            http_headers: None,
+        })
+    }
+}
+
+/// The per-record results of a Collections subrequest: one per record sent, in order; Err
+/// when Salesforce refused the subrequest as a whole (its status and errors, as a direct
+/// call would have failed).
+pub fn collections_results(response: &CompositeSubresponse, expected: usize) -> Result<Vec<SaveResult>, Error> {
+    if !response.is_success() {
+        let mut errors = response.errors();
+        if errors.is_empty() {
+            errors.push(ApiError::new("UNKNOWN_EXCEPTION", response.body.to_string()));
+        }
+        return Err(Error::Api { status: response.http_status_code, errors });
+    }
+    let results: Vec<SaveResult> =
+        serde_json::from_value(response.body.clone()).map_err(|e| Error::Decode(format!("collections result: {e}")))?;
+    if results.len() != expected {
+        return Err(Error::Decode(format!("collections returned {} results for {expected} records", results.len())));
+    }
+    Ok(results)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +292,25 @@ mod tests {
         for url in ["/services/data/v62.0/sobjects/Account", "/services/data/v62.0/limits", "/services/data/v62.0/queryable"] {
             assert!(!is_query_or_collections(url), "{url}");
         }
+    }
+
+    #[test]
+    fn a_collections_subresponse_gives_the_records_results_or_the_refusal() {
+        let ok: CompositeSubresponse = serde_json::from_value(json!({
+            "body": [{"id": "001000000000001AAA", "success": true, "errors": [], "created": true},
+                     {"success": false, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING", "message": "m", "fields": ["Name"]}]}],
+            "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "w0"}))
+        .unwrap();
+        let r = collections_results(&ok, 2).unwrap();
+        assert!(r[0].success && r[0].created == Some(true));
+        assert_eq!(r[1].errors[0].fields, vec!["Name"]);
+        assert!(matches!(collections_results(&ok, 3), Err(Error::Decode(_))), "a result per record");
+        let refused: CompositeSubresponse = serde_json::from_value(json!({
+            "body": [{"errorCode": "JSON_PARSER_ERROR", "message": "Cannot deserialize instance of date"}],
+            "httpHeaders": {}, "httpStatusCode": 400, "referenceId": "w1"}))
+        .unwrap();
+        let e = collections_results(&refused, 1).unwrap_err();
+        assert!(matches!(e, Error::Api { status: 400, .. }));
+        assert_eq!(e.code(), "JSON_PARSER_ERROR");
     }
 }

@@ -59,7 +59,7 @@ pub use client::bulk::{
 };
 pub use client::describe::DescribeCheck;
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, SessionSeed, SessionShare, COLLECTIONS_CHUNK};
-pub use composite::{CompositeSubrequest, CompositeSubresponse};
+pub use composite::{collections_results, CollectionsWrite, CompositeSubrequest, CompositeSubresponse};
 /// A Bulk query result row (see [`BulkQueryReader`]).
 pub use csv::StringRecord;
 pub use error::{ApiError, Error, RecordError};

@@ -20,6 +20,7 @@ pub mod matching;
 pub mod mirror;
 pub mod namespace;
 pub mod options;
+pub mod push_groups;
 pub mod query;
 pub mod relations;
 pub mod retry;

@@ -309,13 +309,30 @@ pub fn connection_wide(e: &SyncError) -> bool {
 /// (REQUEST_LIMIT_EXCEEDED) when Salesforce gave one, else `Backoff::CONNECTION`. The budget's
 /// pacing of single calls happens inside the client (`salesforce::budget`).
 pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>) -> Call<T> {
-    if ctx == Ctx::Worker && (!available(name) || STEP_BACKOFF.with(|b| waiting(&b.borrow(), &step))) {
+    call_for(ctx, name, &[step], run)
+}
+
+/// Whether this step of a mapping is backing off (in the worker) after a failure of its own.
+pub fn step_waiting(ctx: Ctx, step: Step) -> bool {
+    ctx == Ctx::Worker && STEP_BACKOFF.with(|b| waiting(&b.borrow(), &step))
+}
+
+/// [`call`] for one request doing the steps of several mappings at once (a Composite
+/// request carrying several tables' pushes): it waits while any of them backs off, a
+/// success clears them all, and a failure that is not the connection's backs them all off.
+pub fn call_for<T>(ctx: Ctx, name: &str, steps: &[Step], run: impl FnOnce() -> Result<T>) -> Call<T> {
+    if ctx == Ctx::Worker && (!available(name) || steps.iter().any(|s| step_waiting(ctx, *s))) {
         return Call::Waiting;
     }
     match run() {
         Ok(v) => {
             BACKOFF.with(|b| b.borrow_mut().remove(name));
-            STEP_BACKOFF.with(|b| b.borrow_mut().remove(&step));
+            STEP_BACKOFF.with(|b| {
+                let mut b = b.borrow_mut();
+                for s in steps {
+                    b.remove(s);
+                }
+            });
             episode_ended(ctx, name);
             Call::Done(v)
         }
@@ -328,7 +345,10 @@ pub fn call<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>
             let retry_in = if connection_wide {
                 BACKOFF.with(|b| failed(&mut b.borrow_mut(), name.to_string(), &error))
             } else {
-                STEP_BACKOFF.with(|b| failed(&mut b.borrow_mut(), step, &error))
+                STEP_BACKOFF.with(|b| {
+                    let mut b = b.borrow_mut();
+                    steps.iter().map(|s| failed(&mut b, *s, &error)).max().unwrap_or_default()
+                })
             };
             Call::Failed { error, retry_in, connection_wide }
         }

@@ -315,6 +315,7 @@ async fn counters(State(st): St) -> Response {
     Json(json!({
         "total": c.total,
         "by_endpoint": c.by_endpoint,
+        "by_subrequest": c.by_subrequest,
         "api_usage": c.api_usage,
         "daily_api_limit": c.daily_limit,
     }))
@@ -325,6 +326,7 @@ async fn reset_counters(State(st): St) -> Response {
     let mut c = st.counters.lock();
     c.total = 0;
     c.by_endpoint.clear();
+    c.by_subrequest.clear();
     c.api_usage = 0;
     StatusCode::NO_CONTENT.into_response()
 }

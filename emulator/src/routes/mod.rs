@@ -90,12 +90,14 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 async fn services_layer(State(st): St, matched: Option<MatchedPath>, mut req: Request, next: Next) -> Response {
-    if req.extensions().get::<composite::Internal>().is_some() {
-        return next.run(req).await; // a composite subrequest: the outer call was metered
-    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let route = matched.as_ref().map(|m| m.as_str().to_string()).unwrap_or_else(|| path.clone());
+    if req.extensions().get::<composite::Internal>().is_some() {
+        // A composite subrequest: the outer call was metered; counted apart.
+        st.count_subrequest(endpoint_key(&method, &route));
+        return next.run(req).await;
+    }
     st.count_endpoint(endpoint_key(&method, &route));
 
     let fired = st.faults.lock().fire(&method, &path, || st.rand_f64());

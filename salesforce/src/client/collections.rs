@@ -88,7 +88,7 @@ impl Client {
 }
 
 /// A collections record: `{"attributes": {"type": sobject}, ...fields}`.
-fn typed(sobject: &str, fields: &Record, drop: &[&str]) -> Record {
+pub(crate) fn typed(sobject: &str, fields: &Record, drop: &[&str]) -> Record {
     let mut m = Record::new();
     m.insert("attributes".into(), json!({ "type": sobject }));
     m.extend(clean_fields(fields, drop));

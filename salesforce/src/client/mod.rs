@@ -39,6 +39,7 @@ use crate::http::{form_encode, normalize_version, version_key};
 use crate::soql::is_valid_identifier;
 use crate::types::SObjectDescribe;
 
+pub(crate) use collections::typed;
 pub use collections::COLLECTIONS_CHUNK;
 pub use limits::ApiStats;
 pub use query::QueryIter;
@@ -346,7 +347,7 @@ impl Client {
     }
 }
 
-fn check_object(sobject: &str) -> Result<(), Error> {
+pub(crate) fn check_object(sobject: &str) -> Result<(), Error> {
     if is_valid_identifier(sobject) && !sobject.contains('.') {
         Ok(())
     } else {
@@ -354,7 +355,7 @@ fn check_object(sobject: &str) -> Result<(), Error> {
     }
 }
 
-fn check_field(field: &str) -> Result<(), Error> {
+pub(crate) fn check_field(field: &str) -> Result<(), Error> {
     if is_valid_identifier(field) && !field.contains('.') {
         Ok(())
     } else {

@@ -9,7 +9,7 @@ use salesforce::{build_csv, BulkOperation, BulkRowOutcome, Client, Record, Recor
 use serde_json::Value;
 
 /// Past `sfsync.bulk_threshold` records one Bulk API job replaces many Collections calls.
-pub(super) fn by_bulk(n: usize) -> bool {
+pub(crate) fn by_bulk(n: usize) -> bool {
     n >= guc::BULK_THRESHOLD.get().max(1) as usize
 }
 
@@ -46,7 +46,12 @@ pub fn delete(client: &Client, sobject: &str, ids: &[String]) -> Result<Vec<Save
     } else {
         bisect(ids, &mut |chunk| client.collections_delete(chunk))?
     };
-    Ok(results
+    Ok(already_deleted_is_deleted(results))
+}
+
+/// Delete results with a record already gone counted as deleted.
+pub fn already_deleted_is_deleted(results: Vec<SaveResult>) -> Vec<SaveResult> {
+    results
         .into_iter()
         .map(|r| {
             if r.errors.iter().any(|e| crate::plan::write_through::already_deleted(&e.status_code)) {
@@ -55,7 +60,7 @@ pub fn delete(client: &Client, sobject: &str, ids: &[String]) -> Result<Vec<Save
                 r
             }
         })
-        .collect())
+        .collect()
 }
 
 /// One ingest job over `records` (heterogeneous field sets allowed: a field a record

@@ -10,7 +10,9 @@
 //!    transient ones, release what wasn't attempted (`plan::retry` decides when).
 //!
 //! `claim`, `send` and `settle` hold the three steps; `pass` plans between them (coalesce,
-//! parents first, lookups filled from the parent's Salesforce Id).
+//! parents first, lookups filled from the parent's Salesforce Id). Small batches of several
+//! mappings on one connection share one Composite request (`together`, grouped by
+//! `plan::push_groups`), so a pass over many tables costs a call per five tables.
 
 pub mod bulk_write;
 mod claim;
@@ -18,15 +20,17 @@ mod link;
 pub mod rollback;
 mod send;
 mod settle;
+mod together;
 pub mod write_through;
 
 use crate::error::Result;
 use crate::plan::coalesce::{coalesce, Change, Write};
-use crate::plan::relations::{parents_first, resolve, Parent, Resolution};
+use crate::plan::push_groups::{schedule, Batch, Send};
+use crate::plan::relations::{resolve, Parent, Resolution};
 use crate::sync::clients::{self, Call, Step};
 use crate::sync::{Ctx, Mapping};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 pub use settle::release_stale_claims;
 
@@ -68,6 +72,127 @@ struct Result_ {
     outcome: Outcome,
 }
 
+/// The failures a pass shows when it records its results: a connection's (None: a call went
+/// through, clearing an earlier one) and a mapping's own push failure.
+#[derive(Default)]
+struct Shown {
+    connections: HashMap<String, Option<String>>,
+    /// (mapping, its push failure; None: its push went through, clearing an earlier one)
+    tables: Vec<(i32, Option<String>)>,
+}
+
+impl Shown {
+    fn went_through(&mut self, ms: &[&Mapping]) {
+        for m in ms {
+            self.connections.insert(m.connection.clone(), None);
+            self.tables.push((m.id, None));
+        }
+    }
+
+    /// A request of these mappings failed as a whole: the connection's trouble shows on the
+    /// connection; a refusal of the request shows on the tables (and holds up only theirs).
+    fn failed(&mut self, ms: &[&Mapping], error: &crate::error::SyncError, retry_in: std::time::Duration, connection_wide: bool) {
+        let msg = error.to_string();
+        for m in ms {
+            pgrx::warning!("sfsync: push to {} for {} failed, retrying in {retry_in:?}: {msg}", m.sobject, m.table);
+            if connection_wide {
+                self.connections.insert(m.connection.clone(), Some(msg.clone()));
+            } else {
+                self.tables.push((m.id, Some(format!("push: {msg}"))));
+            }
+        }
+    }
+}
+
+/// Records not attempted: released without counting an attempt.
+fn deferred(changes: Vec<Change>) -> Vec<Result_> {
+    changes.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
+}
+
+/// One mapping's ready changes by its own path (`send`: Collections calls or Bulk).
+fn send_alone(ctx: Ctx, m: &Mapping, ready: Vec<Change>, shown: &mut Shown) -> Vec<Result_> {
+    if ready.is_empty() {
+        return Vec::new();
+    }
+    let step = Step::new(m.id, "push");
+    match clients::call(ctx, &m.connection, step, || send::send(&*clients::client(ctx, &m.connection)?, m, ready.clone())) {
+        Call::Done(r) => {
+            shown.went_through(&[m]);
+            r
+        }
+        Call::Waiting => deferred(ready),
+        Call::Failed { error, retry_in, connection_wide } => {
+            shown.failed(&[m], &error, retry_in, connection_wide);
+            deferred(ready)
+        }
+    }
+}
+
+/// What the pass knows of parent records while it sends: the children's lookups.
+struct Parents {
+    known: HashMap<(i32, String), String>,
+    failed_now: HashMap<(i32, String), String>,
+    waiting_now: HashSet<(i32, String)>,
+    claimed: HashMap<(i32, String), Parent>,
+}
+
+impl Parents {
+    /// The changes of `m` that can go now (lookups filled with their parents' Ids), and the
+    /// results of those that wait for a parent.
+    fn resolve(&self, m: &Mapping, changes: Vec<Change>) -> (Vec<Change>, Vec<Result_>) {
+        let mut ready = Vec::with_capacity(changes.len());
+        let mut held = Vec::new();
+        for mut c in changes {
+            if let (Write::Upsert(payload), false) = (&c.write, m.parents.is_empty()) {
+                let state = |pm: i32, key: &str| {
+                    let k = (pm, key.to_string());
+                    if let Some(id) = self.known.get(&k) {
+                        Parent::Known(id.clone())
+                    } else if let Some(why) = self.failed_now.get(&k) {
+                        Parent::Failed(why.clone())
+                    } else if self.waiting_now.contains(&k) {
+                        Parent::Pending
+                    } else {
+                        self.claimed.get(&k).cloned().unwrap_or(Parent::Missing)
+                    }
+                };
+                match resolve(payload, &m.parents, state) {
+                    Resolution::Ready(p) => c.write = Write::Upsert(p),
+                    Resolution::Pending => {
+                        held.push(Result_ { change: c, operation: "", outcome: Outcome::Deferred });
+                        continue;
+                    }
+                    Resolution::Blocked { code, message } => {
+                        held.push(Result_ { change: c, operation: "upsert", outcome: Outcome::Blocked { code, message } });
+                        continue;
+                    }
+                }
+            }
+            ready.push(c);
+        }
+        (ready, held)
+    }
+
+    /// What the children of these records will see.
+    fn learn(&mut self, results: &[Result_]) {
+        for r in results {
+            let k = (r.change.mapping_id, r.change.pk.clone());
+            match &r.outcome {
+                Outcome::Done { sfid: Some(id) } if matches!(r.change.write, Write::Upsert(_)) => {
+                    self.known.insert(k, id.clone());
+                }
+                Outcome::Rejected { code, message, transient: false, .. } => {
+                    self.failed_now.insert(k, format!("{code}: {message}"));
+                }
+                Outcome::Done { .. } => {}
+                _ => {
+                    self.waiting_now.insert(k);
+                }
+            }
+        }
+    }
+}
+
 /// One push pass over at most `sfsync.batch_size` entries of these mappings (which must
 /// include the parents of any mapping pushed), optionally of one of them only.
 pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSummary> {
@@ -86,111 +211,54 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
         }
         by_mapping.entry(c.mapping_id).or_default().push(c);
     }
-    // Parents first, so children can carry the Ids their parents just got.
+    // Parents first, so children can carry the Ids their parents just got; small batches of
+    // several mappings on one connection share a Composite request (plan::push_groups).
     let mut ids: Vec<i32> = by_mapping.keys().copied().collect();
     ids.sort();
-    let parents: HashMap<i32, Vec<i32>> = mappings.values().map(|m| (m.id, m.parents.iter().map(|p| p.mapping_id).collect())).collect();
-    let mut known: HashMap<(i32, String), String> = claimed.parent_sfids;
-    let mut failed_now: HashMap<(i32, String), String> = HashMap::new();
-    let mut waiting_now: std::collections::HashSet<(i32, String)> = std::collections::HashSet::new();
-
+    let batches: Vec<Batch> = ids.iter().filter_map(|id| Some(together::batch(ctx, mappings.get(id)?, by_mapping.get(id)?))).collect();
+    let mut parents =
+        Parents { known: claimed.parent_sfids, failed_now: HashMap::new(), waiting_now: HashSet::new(), claimed: claimed.parents };
     let mut results: Vec<Result_> = Vec::new();
-    let mut conn_errors: HashMap<String, Option<String>> = HashMap::new();
-    // (mapping, its push failure; None: its push went through, clearing an earlier one)
-    let mut table_errors: Vec<(i32, Option<String>)> = Vec::new();
-    for mid in parents_first(&ids, &parents) {
-        let Some(changes) = by_mapping.remove(&mid) else { continue };
-        let Some(m) = mappings.get(&mid) else { continue };
-        let mut ready = Vec::with_capacity(changes.len());
-        let mut held = Vec::new();
-        for mut c in changes {
-            if let (Write::Upsert(payload), false) = (&c.write, m.parents.is_empty()) {
-                let state = |pm: i32, key: &str| {
-                    let k = (pm, key.to_string());
-                    if let Some(id) = known.get(&k) {
-                        Parent::Known(id.clone())
-                    } else if let Some(why) = failed_now.get(&k) {
-                        Parent::Failed(why.clone())
-                    } else if waiting_now.contains(&k) {
-                        Parent::Pending
-                    } else {
-                        claimed.parents.get(&k).cloned().unwrap_or(Parent::Missing)
-                    }
+    let mut shown = Shown::default();
+    for send in schedule(&batches) {
+        let sent = match send {
+            Send::Alone(mid) => {
+                let (Some(changes), Some(m)) = (by_mapping.remove(&mid), mappings.get(&mid)) else { continue };
+                let (ready, mut held) = parents.resolve(m, changes);
+                // Rows of a mapping with `match` link to the record they match instead of creating.
+                let ready = if m.match_keys.is_empty() || ready.is_empty() {
+                    ready
+                } else {
+                    let (ready, unsent) = link::link(ctx, m, ready)?;
+                    held.extend(unsent);
+                    ready
                 };
-                match resolve(payload, &m.parents, state) {
-                    Resolution::Ready(p) => c.write = Write::Upsert(p),
-                    Resolution::Pending => {
-                        held.push(Result_ { change: c, operation: "", outcome: Outcome::Deferred });
-                        continue;
-                    }
-                    Resolution::Blocked { code, message } => {
-                        held.push(Result_ { change: c, operation: "upsert", outcome: Outcome::Blocked { code, message } });
-                        continue;
-                    }
-                }
+                let mut sent = send_alone(ctx, m, ready, &mut shown);
+                sent.extend(held);
+                sent
             }
-            ready.push(c);
-        }
-        // Rows of a mapping with `match` link to the record they match instead of creating.
-        let ready = if m.match_keys.is_empty() || ready.is_empty() {
-            ready
-        } else {
-            let (ready, unsent) = link::link(ctx, m, ready)?;
-            held.extend(unsent);
-            ready
-        };
-        let deferred = |ready: Vec<Change>| -> Vec<Result_> {
-            ready.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
-        };
-        let mut sent_results = if ready.is_empty() {
-            Vec::new()
-        } else {
-            let step = Step::new(m.id, "push");
-            match clients::call(ctx, &m.connection, step, || send::send(&*clients::client(ctx, &m.connection)?, m, ready.clone())) {
-                Call::Done(r) => {
-                    conn_errors.insert(m.connection.clone(), None);
-                    table_errors.push((m.id, None));
-                    r
+            Send::Together(mids) => {
+                let mut group = Vec::with_capacity(mids.len());
+                let mut held = Vec::new();
+                for mid in mids {
+                    let (Some(changes), Some(m)) = (by_mapping.remove(&mid), mappings.get(&mid)) else { continue };
+                    let (ready, h) = parents.resolve(m, changes);
+                    held.extend(h);
+                    group.push((m, ready));
                 }
-                Call::Waiting => deferred(ready),
-                Call::Failed { error, retry_in, connection_wide } => {
-                    let msg = error.to_string();
-                    pgrx::warning!("sfsync: push to {} for {} failed, retrying in {retry_in:?}: {msg}", m.sobject, m.table);
-                    // The connection's trouble shows on the connection; a refusal of this
-                    // table's request shows on the table (and holds up only its records).
-                    if connection_wide {
-                        conn_errors.insert(m.connection.clone(), Some(msg));
-                    } else {
-                        table_errors.push((m.id, Some(format!("push: {msg}"))));
-                    }
-                    deferred(ready)
-                }
+                let mut sent = together::send(ctx, group, &mut shown);
+                sent.extend(held);
+                sent
             }
         };
-        sent_results.extend(held);
-        // What the children of this mapping will see.
-        for r in &sent_results {
-            let k = (r.change.mapping_id, r.change.pk.clone());
-            match &r.outcome {
-                Outcome::Done { sfid: Some(id) } if matches!(r.change.write, Write::Upsert(_)) => {
-                    known.insert(k, id.clone());
-                }
-                Outcome::Rejected { code, message, transient: false, .. } => {
-                    failed_now.insert(k, format!("{code}: {message}"));
-                }
-                Outcome::Done { .. } => {}
-                _ => {
-                    waiting_now.insert(k);
-                }
-            }
-        }
-        results.extend(sent_results);
+        parents.learn(&sent);
+        results.extend(sent);
     }
     ctx.tx(|| {
-        for (name, err) in &conn_errors {
+        for (name, err) in &shown.connections {
             clients::set_connection_error(name, err.as_deref())?;
         }
-        for (id, err) in &table_errors {
+        for (id, err) in &shown.tables {
             settle::set_push_error(*id, err.as_deref())?;
         }
         settle::settle(&results, &claimed.attempts, &mappings, &mut summary)?;

@@ -14,35 +14,47 @@ use salesforce::{Client, Record, SaveResult};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// Sends one mapping's changes. Err means the request as a whole failed (nothing known
-/// about individual records); record-level rejections come back as outcomes.
-pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result_>> {
-    let mut out = Vec::with_capacity(changes.len());
-    let mut updates: Vec<(Change, (String, Record))> = Vec::new();
-    let mut upserts: Vec<(Change, Record)> = Vec::new();
-    let mut deletes: Vec<(Change, String)> = Vec::new();
-    let mut unknown_deletes: Vec<Change> = Vec::new();
+/// One mapping's changes sorted by the request each needs.
+pub(super) struct Sorted {
+    /// Settled without a call: skips, deletes ignored, values refused by `plan::check`.
+    pub done: Vec<Result_>,
+    pub updates: Vec<(Change, (String, Record))>,
+    pub upserts: Vec<(Change, Record)>,
+    pub deletes: Vec<(Change, String)>,
+    /// Deletes of rows whose Salesforce Id we never learned: looked up first.
+    pub unknown_deletes: Vec<Change>,
+}
+
+pub(super) fn sort(m: &Mapping, changes: Vec<Change>) -> Sorted {
+    let mut s = Sorted { done: Vec::new(), updates: Vec::new(), upserts: Vec::new(), deletes: Vec::new(), unknown_deletes: Vec::new() };
     for c in changes {
         match &c.write {
-            Write::Skip => out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
+            Write::Skip => s.done.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } }),
             Write::Upsert(payload) => {
                 let update = c.sfid.is_some();
                 match (to_record(m, &c.pk, payload, update), c.sfid.clone()) {
                     // A value Salesforce would refuse: the record's error, no call for it.
-                    (Err(outcome), _) => out.push(Result_ { change: c, operation: if update { "update" } else { "upsert" }, outcome }),
-                    (Ok(rec), Some(id)) => updates.push((c, (id, rec))),
-                    (Ok(rec), None) => upserts.push((c, rec)),
+                    (Err(outcome), _) => s.done.push(Result_ { change: c, operation: if update { "update" } else { "upsert" }, outcome }),
+                    (Ok(rec), Some(id)) => s.updates.push((c, (id, rec))),
+                    (Ok(rec), None) => s.upserts.push((c, rec)),
                 }
             }
             Write::Delete if m.options.on_delete == OnDelete::Ignore => {
-                out.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } })
+                s.done.push(Result_ { change: c, operation: "skip", outcome: Outcome::Done { sfid: None } })
             }
             Write::Delete => match c.sfid.clone() {
-                Some(id) => deletes.push((c, id)),
-                None => unknown_deletes.push(c),
+                Some(id) => s.deletes.push((c, id)),
+                None => s.unknown_deletes.push(c),
             },
         }
     }
+    s
+}
+
+/// Sends one mapping's changes. Err means the request as a whole failed (nothing known
+/// about individual records); record-level rejections come back as outcomes.
+pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result_>> {
+    let Sorted { done: mut out, updates, upserts, mut deletes, unknown_deletes } = sort(m, changes);
     // A delete of a row whose Id we never learned (e.g. a crash before the write-back):
     // find the record by external id; if there is none, there is nothing to delete.
     for chunk in unknown_deletes.chunks(200) {
@@ -90,7 +102,7 @@ pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result
 /// Tells the connection's change stream what went through (record Id, fields sent, or None
 /// for a delete), so it can drop the echoes (`plan::echoes`). Collections-sized batches only:
 /// a Bulk job's changes come back from another origin.
-fn note_written<'a>(m: &Mapping, written: impl ExactSizeIterator<Item = (Option<&'a str>, Option<&'a Record>, bool)>) {
+pub(super) fn note_written<'a>(m: &Mapping, written: impl ExactSizeIterator<Item = (Option<&'a str>, Option<&'a Record>, bool)>) {
     if bulk_write::by_bulk(written.len()) {
         return;
     }
@@ -139,7 +151,7 @@ fn to_record(m: &Mapping, pk: &str, payload: &Map<String, Value>, update: bool) 
     Ok(rec)
 }
 
-fn zip_results(changes: impl Iterator<Item = Change>, results: Vec<SaveResult>, operation: &'static str) -> Vec<Result_> {
+pub(super) fn zip_results(changes: impl Iterator<Item = Change>, results: Vec<SaveResult>, operation: &'static str) -> Vec<Result_> {
     let mut results = results.into_iter();
     changes
         .map(|change| {
