@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::client::{check_field, check_object, typed, Client, COLLECTIONS_CHUNK};
+use crate::client::{check_field, check_object, typed, update_record, Client, COLLECTIONS_CHUNK};
 use crate::error::{ApiError, Error};
 use crate::http::{encode_query, encode_segment};
 use crate::types::{QueryPage, Record, SaveResult};
@@ -209,14 +209,7 @@ impl Client {
                 ("PATCH", path, Some(json!({ "allOrNone": false, "records": recs })))
             }
             CollectionsWrite::Update(records) => {
-                let recs: Vec<Value> = records
-                    .iter()
-                    .map(|(id, r)| {
-                        let mut m = typed(sobject, r, &["Id"]);
-                        m.insert("id".into(), Value::String(id.clone()));
-                        Value::Object(m)
-                    })
-                    .collect();
+                let recs: Vec<Value> = records.iter().map(|(id, r)| update_record(sobject, id, r)).collect();
                 ("PATCH", "/composite/sobjects".to_string(), Some(json!({ "allOrNone": false, "records": recs })))
             }
             CollectionsWrite::Delete(ids) => {

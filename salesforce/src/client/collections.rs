@@ -51,14 +51,7 @@ impl Client {
         check_object(sobject)?;
         let path = self.data_path("/composite/sobjects");
         run_chunks(records, COLLECTIONS_CHUNK, |chunk| {
-            let recs: Vec<Value> = chunk
-                .iter()
-                .map(|(id, r)| {
-                    let mut m = typed(sobject, r, &["Id"]);
-                    m.insert("id".into(), Value::String(id.clone()));
-                    Value::Object(m)
-                })
-                .collect();
+            let recs: Vec<Value> = chunk.iter().map(|(id, r)| update_record(sobject, id, r)).collect();
             let body = json!({ "allOrNone": false, "records": recs });
             self.collections_call(Method::Patch, path.clone(), Some(&body), chunk.len(), true)
         })
@@ -85,6 +78,13 @@ impl Client {
             self.collections_call(Method::Delete, path, None, chunk.len(), true)
         })
     }
+}
+
+/// A record of a Collections update: its fields typed for `sobject`, and its `id`.
+pub(crate) fn update_record(sobject: &str, id: &str, fields: &Record) -> Value {
+    let mut m = typed(sobject, fields, &["Id"]);
+    m.insert("id".into(), Value::String(id.to_string()));
+    Value::Object(m)
 }
 
 /// A collections record: `{"attributes": {"type": sobject}, ...fields}`.

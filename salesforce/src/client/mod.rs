@@ -39,8 +39,8 @@ use crate::http::{form_encode, normalize_version, version_key};
 use crate::soql::is_valid_identifier;
 use crate::types::SObjectDescribe;
 
-pub(crate) use collections::typed;
 pub use collections::COLLECTIONS_CHUNK;
+pub(crate) use collections::{typed, update_record};
 pub use limits::ApiStats;
 pub use query::QueryIter;
 use request::{Method, Request, Target};
