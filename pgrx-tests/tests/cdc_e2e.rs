@@ -372,6 +372,7 @@ fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed(
 /// longer fills the inbox with them; what a Salesforce automation changed on save, and what
 /// another client changed, still arrive.
 #[test]
+#[ignore = "echo dropping is off until stale create events are handled (docs/testing.md)"]
 fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
     let env = common::start_with(STREAM_ONLY);
     let mut db = env.db();

@@ -25,9 +25,18 @@ pub fn share(conn: &str, objects: impl IntoIterator<Item = String>) {
     book(conn).lock().unwrap_or_else(|p| p.into_inner()).share(objects);
 }
 
+/// Whether the push notes its writes, so that their echoes are dropped. Off for now: an
+/// applied echo also repaired a stale create event's snapshot applied to the row before it
+/// (docs/testing.md, "a late create event"); dropping the echo made that loss permanent.
+/// With nothing noted, no event is an echo.
+const DROP_ECHOES: bool = false;
+
 /// Lets `f` note writes to Salesforce through connection `conn`, when a listener of this
 /// process hears its change events (else there is nothing to tell apart).
 pub fn note_writes(conn: &str, f: impl FnOnce(&mut EchoBook)) {
+    if !DROP_ECHOES {
+        return;
+    }
     let book = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner()).get(conn).cloned();
     if let Some(book) = book {
         f(&mut book.lock().unwrap_or_else(|p| p.into_inner()));
