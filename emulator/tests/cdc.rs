@@ -440,3 +440,24 @@ fn events_name_the_fields_current_at_commit() {
     assert_eq!(header(&ev[2])["changedFields"], json!(["LastModifiedDate", "Kept__c"]));
     assert_ne!(ev[0]["data"]["schema"], ev[1]["data"]["schema"], "the schema ID follows the fields");
 }
+
+#[test]
+fn a_held_stream_delivers_nothing_until_released_then_everything_in_order() {
+    let org = org();
+    let mut b = Bayeux::new(&org);
+    b.handshake();
+    b.subscribe("/data/AccountChangeEvent", -1);
+    let r = org.admin("POST", "cdc/hold", json!({"held": true}));
+    assert_eq!((r.status, &r.body["held"]), (200, &json!(true)), "{:?}", r.body);
+    let id = org.create("Account", json!({"Name": "late"}));
+    assert_eq!(org.patch(&format!("sobjects/Account/{id}"), json!({"Name": "later"})).status, 204);
+    let (ev, reply) = b.connect();
+    assert!(ev.is_empty(), "held: {ev:?}");
+    assert_eq!(reply["successful"], true);
+    assert_eq!(org.admin("GET", "cdc", Value::Null).body["held"], true);
+    org.admin("POST", "cdc/hold", json!({"held": false}));
+    let ev = b.events(2);
+    let types: Vec<&str> = ev.iter().map(|e| header(e)["changeType"].as_str().unwrap()).collect();
+    assert_eq!(types, ["CREATE", "UPDATE"], "what waited, in commit order");
+    assert_eq!(ev[0]["data"]["payload"]["Name"], "late", "the create's snapshot is from its commit");
+}

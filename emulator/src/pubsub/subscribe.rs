@@ -123,6 +123,9 @@ fn take(svc: &Service, topic: Topic, after: i64, max: usize) -> Result<(Vec<Cons
     let st = &svc.st;
     let mut inner = st.cdc.inner.lock();
     Hub::trim(&mut inner, st.clock.now_ms());
+    if inner.held {
+        return Ok((vec![], after));
+    }
     let begin = inner.events.partition_point(|e| e.replay_id <= after);
     let (mut out, mut reached) = (vec![], after);
     for ev in inner.events.iter().skip(begin) {

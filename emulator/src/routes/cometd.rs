@@ -31,6 +31,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/__emulator/cdc/gap", post(gap))
         .route("/__emulator/cdc/overflow", post(overflow))
         .route("/__emulator/cdc/drop", post(drop_clients))
+        .route("/__emulator/cdc/hold", post(hold))
 }
 
 pub const INVALID_REPLAY: &str =
@@ -357,6 +358,7 @@ async fn info(State(st): St) -> Response {
         "last_replay_id": inner.last_replay,
         "clients": inner.clients.len(),
         "cometd_requests": inner.requests,
+        "held": inner.held,
         "cometd_timeout_ms": st.cfg.cometd_timeout_ms,
         "retention_hours": crate::cdc::RETENTION_MS / 3_600_000,
         "max_events": crate::cdc::MAX_EVENTS,
@@ -441,4 +443,22 @@ async fn overflow(State(st): St, body: Bytes) -> Response {
 
 async fn drop_clients(State(st): St) -> Response {
     Json(json!({"dropped": st.cdc.drop_clients()})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldReq {
+    held: bool,
+}
+
+/// Holds every subscriber's delivery (events still published and kept), or releases it.
+async fn hold(State(st): St, body: Bytes) -> Response {
+    let req: HoldReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    st.cdc.inner.lock().held = req.held;
+    // Held connects look again: released, they take what waited.
+    st.cdc.notify.notify_waiters();
+    Json(json!({"held": req.held})).into_response()
 }
