@@ -1,5 +1,5 @@
-//! Our own writes coming back as change events ("echoes"), told apart before they reach the
-//! inbox.
+//! Our own writes coming back as change events ("echoes"), and events older than a write of
+//! ours, told apart before they reach the inbox.
 //!
 //! Every record the worker pushes comes back on the change stream. Applying an echo changes
 //! nothing (the apply compares with what was sent), but under a push backlog the echoes fill
@@ -9,11 +9,21 @@
 //! from our API client, and every field it changed holds exactly the value we sent (a
 //! Salesforce automation that rewrote a field on save shows another value, or another field,
 //! and the event goes through). A dropped echo still moves the stream's position on.
+//!
+//! The stream delivers a record's events in commit order, so until the echo of our newest
+//! write of a record has come back, any other event of that record was committed before that
+//! write: its values are older than what Salesforce holds now. Applied, such an event would
+//! overwrite the newer value we pushed (with the echo applied after it, the row was
+//! repaired; a dropped echo repairs nothing). Such an event is [`Heard::Stale`]: the object
+//! is polled instead, which reads the record as it is now. The book counts each record's
+//! writes whose echo is still to come; forgetting a record (evicted, or its echo overdue) is
+//! always safe: its events are then applied in order, echoes included, as without a book.
 
 use super::cdc::flatten;
 use salesforce::cdc::{ChangeEvent, ChangeType};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 /// The `client=` of `Sforce-Call-Options` on every call sfsync makes: Salesforce puts it in
 /// the `changeOrigin` of the change events those calls cause.
@@ -31,12 +41,39 @@ enum Written {
     Deleted,
 }
 
+/// One record's writes whose echoes are still to come.
+#[derive(Debug)]
+struct Entry {
+    written: Written,
+    /// Writes noted whose event has not come back yet.
+    awaited: u32,
+    /// The book's note counter at the newest write (`EchoBook::stamp`).
+    seq: u64,
+    noted: Instant,
+}
+
+/// What an event is, judged against the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// Nothing but the echo of our newest write: dropped.
+    Echo,
+    /// Committed before a write of ours to one of its records whose echo is still to come:
+    /// older than what Salesforce holds, so the object is polled instead.
+    Stale,
+    /// Anything else: applied.
+    News,
+}
+
 /// What the worker wrote to Salesforce lately, by record Id: the newest `capacity` records.
 #[derive(Debug)]
 pub struct EchoBook {
-    written: HashMap<String, Written>,
+    written: HashMap<String, Entry>,
     order: VecDeque<String>,
     capacity: usize,
+    /// Notes made so far: an event delivered at stamp `s` came before every note after `s`.
+    seq: u64,
+    /// How long a write's echo is awaited; after that the record is forgotten.
+    patience: Duration,
     /// Objects (lowercase) that more than one table of this database pulls: a mirror, or a
     /// second table, needs our writes of them from the stream, so none of their events is
     /// dropped.
@@ -44,8 +81,8 @@ pub struct EchoBook {
 }
 
 impl EchoBook {
-    pub fn new(capacity: usize) -> Self {
-        EchoBook { written: HashMap::new(), order: VecDeque::new(), capacity, shared: HashSet::new() }
+    pub fn new(capacity: usize, patience: Duration) -> Self {
+        EchoBook { written: HashMap::new(), order: VecDeque::new(), capacity, seq: 0, patience, shared: HashSet::new() }
     }
 
     #[cfg(test)]
@@ -53,12 +90,26 @@ impl EchoBook {
         self.written.len()
     }
 
+    /// The note counter now: stamped on an event delivered without a verdict, so the drain
+    /// can tell which notes came after it (`hear`).
+    pub fn stamp(&self) -> u64 {
+        self.seq
+    }
+
     /// We saved record `id` with `fields` (Salesforce names, values as sent).
     pub fn wrote(&mut self, id: &str, fields: &Map<String, Value>) {
-        match self.written.get_mut(id) {
-            Some(Written::Fields(f)) => f.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone()))),
-            _ => self.put(id, Written::Fields(fields.clone())),
-        }
+        self.note(id, |w| match w {
+            Some(Written::Fields(mut f)) => {
+                f.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Written::Fields(f)
+            }
+            _ => Written::Fields(fields.clone()),
+        });
+    }
+
+    /// We deleted record `id`.
+    pub fn deleted(&mut self, id: &str) {
+        self.note(id, |_| Written::Deleted);
     }
 
     /// The objects more than one table pulls: their events are never echoes.
@@ -66,54 +117,114 @@ impl EchoBook {
         self.shared = objects.into_iter().map(|o| o.to_ascii_lowercase()).collect();
     }
 
-    /// We deleted record `id`.
-    pub fn deleted(&mut self, id: &str) {
-        self.put(id, Written::Deleted);
-    }
-
-    fn put(&mut self, id: &str, w: Written) {
-        if self.written.insert(id.to_string(), w).is_none() {
-            self.order.push_back(id.to_string());
-            while self.order.len() > self.capacity {
-                if let Some(old) = self.order.pop_front() {
-                    self.written.remove(&old);
+    fn note(&mut self, id: &str, merge: impl FnOnce(Option<Written>) -> Written) {
+        self.seq += 1;
+        let (seq, now) = (self.seq, Instant::now());
+        match self.written.remove(id) {
+            Some(e) => {
+                let awaited = e.awaited + 1;
+                self.written.insert(id.to_string(), Entry { written: merge(Some(e.written)), awaited, seq, noted: now });
+            }
+            None => {
+                self.written.insert(id.to_string(), Entry { written: merge(None), awaited: 1, seq, noted: now });
+                self.order.push_back(id.to_string());
+                while self.order.len() > self.capacity {
+                    if let Some(old) = self.order.pop_front() {
+                        self.written.remove(&old);
+                    }
                 }
             }
         }
     }
 
-    /// Whether `e` is nothing but the echo of our own writes.
-    pub fn is_echo(&self, e: &ChangeEvent) -> bool {
+    /// Judges event `e` in stream order and counts the echoes it brings back. `delivered` is
+    /// None when the listener hears it; at the worker's drain, the stamp it was delivered at
+    /// (`stamp`): only writes noted after it are judged again (the event can beat the answer
+    /// of the call that caused it).
+    pub fn hear(&mut self, e: &ChangeEvent, delivered: Option<u64>) -> Heard {
         let h = &e.header;
-        if !from_us(&h.change_origin) || h.record_ids.is_empty() || self.shared.contains(&h.entity_name.to_ascii_lowercase()) {
-            return false;
+        if h.record_ids.is_empty() || self.shared.contains(&h.entity_name.to_ascii_lowercase()) {
+            return Heard::News;
         }
-        let Some(payload) = flatten(&e.fields) else { return false };
-        h.record_ids.iter().all(|id| match (self.written.get(id), &h.change_type) {
-            (Some(Written::Deleted), ChangeType::Delete) => true,
-            (Some(Written::Fields(sent)), ChangeType::Update) => h.changed_fields.iter().all(|f| {
-                if ON_EVERY_SAVE.contains(&f.as_str()) {
-                    return true;
+        let ours = from_us(&h.change_origin);
+        let mut verdicts = Vec::with_capacity(h.record_ids.len());
+        for id in &h.record_ids {
+            let overdue = self.written.get(id).is_some_and(|w| w.noted.elapsed() > self.patience);
+            if overdue {
+                // Its echo never came (a save that changed nothing, a stream that lost it):
+                // forgotten, its events are applied in order as they come.
+                self.written.remove(id);
+                self.order.retain(|o| o != id);
+            }
+            let Some(w) = self.written.get_mut(id) else {
+                verdicts.push(Heard::News);
+                continue;
+            };
+            let judged = match delivered {
+                // Delivered after the newest note: the listener judged it then.
+                Some(stamp) if w.seq <= stamp => {
+                    verdicts.push(Heard::News);
+                    continue;
                 }
-                // A compound field's part is named `BillingAddress.City`; flattened, `BillingCity`.
-                let name = match f.split_once('.') {
-                    Some((compound, part)) => match super::cdc::part_field(compound, part) {
-                        Some(n) => n,
-                        None => return false,
-                    },
-                    None => f.clone(),
-                };
-                let now = if h.nulled_fields.iter().any(|n| n == f) { &Value::Null } else { payload.get(&name).unwrap_or(&Value::Null) };
-                sent.get(&name).is_some_and(|v| same(v, now))
-            }),
-            (Some(Written::Fields(sent)), ChangeType::Create) => payload.iter().all(|(f, now)| {
-                ON_EVERY_SAVE.contains(&f.as_str())
-                    || ON_CREATE.contains(&f.as_str())
-                    || now.is_null()
-                    || sent.get(f).is_some_and(|v| same(v, now))
-            }),
-            _ => false,
-        })
+                Some(_) => true,
+                None => false,
+            };
+            if w.awaited == 0 {
+                verdicts.push(Heard::News);
+                continue;
+            }
+            if !ours {
+                verdicts.push(Heard::Stale);
+                continue;
+            }
+            w.awaited -= 1;
+            verdicts.push(match (w.awaited, echoes(&w.written, e)) {
+                (0, true) => Heard::Echo,
+                // Our newest write's event, with what an automation changed on save.
+                (0, false) if !judged => Heard::News,
+                // An earlier write's, or (judged again) ours from before the note: older
+                // than, or not told apart from, the newest write.
+                _ => Heard::Stale,
+            });
+        }
+        if verdicts.contains(&Heard::Stale) {
+            Heard::Stale
+        } else if verdicts.iter().all(|v| *v == Heard::Echo) {
+            Heard::Echo
+        } else {
+            Heard::News
+        }
+    }
+}
+
+/// Whether `e`, from our client, holds nothing but what `written` says we sent.
+fn echoes(written: &Written, e: &ChangeEvent) -> bool {
+    let h = &e.header;
+    let Some(payload) = flatten(&e.fields) else { return false };
+    match (written, &h.change_type) {
+        (Written::Deleted, ChangeType::Delete) => true,
+        (Written::Fields(sent), ChangeType::Update) => h.changed_fields.iter().all(|f| {
+            if ON_EVERY_SAVE.contains(&f.as_str()) {
+                return true;
+            }
+            // A compound field's part is named `BillingAddress.City`; flattened, `BillingCity`.
+            let name = match f.split_once('.') {
+                Some((compound, part)) => match super::cdc::part_field(compound, part) {
+                    Some(n) => n,
+                    None => return false,
+                },
+                None => f.clone(),
+            };
+            let now = if h.nulled_fields.iter().any(|n| n == f) { &Value::Null } else { payload.get(&name).unwrap_or(&Value::Null) };
+            sent.get(&name).is_some_and(|v| same(v, now))
+        }),
+        (Written::Fields(sent), ChangeType::Create) => payload.iter().all(|(f, now)| {
+            ON_EVERY_SAVE.contains(&f.as_str())
+                || ON_CREATE.contains(&f.as_str())
+                || now.is_null()
+                || sent.get(f).is_some_and(|v| same(v, now))
+        }),
+        _ => false,
     }
 }
 
@@ -195,10 +306,16 @@ mod tests {
         }
     }
 
+    const PATIENCE: Duration = Duration::from_secs(120);
+
     fn book() -> EchoBook {
-        let mut b = EchoBook::new(10);
+        let mut b = EchoBook::new(10, PATIENCE);
         b.wrote("001A", json!({"Name": "Acme", "NumberOfEmployees": 5, "Site": null}).as_object().unwrap());
         b
+    }
+
+    fn update(id: &str, origin: &str, name: &str) -> ChangeEvent {
+        event(ChangeType::Update, id, origin, &["Name"], &[], json!({"Name": name}))
     }
 
     #[test]
@@ -211,33 +328,81 @@ mod tests {
             &[],
             json!({"Name": "Acme", "NumberOfEmployees": 5.0, "LastModifiedDate": "2026-12-07T08:00:00.000Z"}),
         );
-        assert!(book().is_echo(&e));
+        assert_eq!(book().hear(&e, None), Heard::Echo);
         let nulled = event(ChangeType::Update, "001A", OURS, &["Site"], &["Site"], json!({"Site": null}));
-        assert!(book().is_echo(&nulled));
+        assert_eq!(book().hear(&nulled, None), Heard::Echo);
     }
 
     #[test]
     fn anything_we_did_not_write_goes_through() {
-        let b = book();
-        // An automation rewrote our value on save, or set a field we never sent.
-        let rewritten = event(ChangeType::Update, "001A", OURS, &["Name"], &[], json!({"Name": "ACME"}));
-        assert!(!b.is_echo(&rewritten));
+        // An automation rewrote our value on save, or set a field we never sent: the event
+        // of our write, so news.
+        assert_eq!(book().hear(&update("001A", OURS, "ACME"), None), Heard::News);
         let other = event(ChangeType::Update, "001A", OURS, &["Name", "Rating"], &[], json!({"Name": "Acme", "Rating": "Hot"}));
-        assert!(!b.is_echo(&other));
-        // Someone else's client, or no origin (a change in the UI, Apex, a flow).
-        let theirs =
-            event(ChangeType::Update, "001A", "com/salesforce/api/rest/62.0;client=dataloader", &["Name"], &[], json!({"Name": "Acme"}));
-        assert!(!b.is_echo(&theirs));
-        assert!(!b.is_echo(&event(ChangeType::Update, "001A", "", &["Name"], &[], json!({"Name": "Acme"}))));
+        assert_eq!(book().hear(&other, None), Heard::News);
         // A record we never wrote, an undelete, a delete of a record we only updated.
-        assert!(!b.is_echo(&event(ChangeType::Update, "001B", OURS, &["Name"], &[], json!({"Name": "Acme"}))));
-        assert!(!b.is_echo(&event(ChangeType::Undelete, "001A", OURS, &[], &[], json!({"Name": "Acme"}))));
-        assert!(!b.is_echo(&event(ChangeType::Delete, "001A", OURS, &[], &[], json!({}))));
+        assert_eq!(book().hear(&update("001B", OURS, "Acme"), None), Heard::News);
+        assert_eq!(book().hear(&event(ChangeType::Undelete, "001A", OURS, &[], &[], json!({"Name": "Acme"})), None), Heard::News);
+        assert_eq!(book().hear(&event(ChangeType::Delete, "001A", OURS, &[], &[], json!({})), None), Heard::News);
+        // Once the echo came back, the record's next events are news, even with our values.
+        let mut b = book();
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::Echo);
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::News);
+        assert_eq!(b.hear(&update("001A", "", "Acme"), None), Heard::News);
+    }
+
+    #[test]
+    fn what_another_client_committed_before_our_write_came_back_is_stale() {
+        // Someone else's change (another client, the UI, a flow) delivered after our write
+        // and before its echo: committed before our write, older than what Salesforce holds.
+        let mut b = book();
+        let theirs = update("001A", "com/salesforce/api/rest/62.0;client=dataloader", "Theirs");
+        assert_eq!(b.hear(&theirs, None), Heard::Stale);
+        assert_eq!(b.hear(&update("001A", "", "Theirs"), None), Heard::Stale);
+        // Our echo still comes back as one; after it, their changes are news again.
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::Echo);
+        assert_eq!(b.hear(&theirs, None), Heard::News);
+    }
+
+    #[test]
+    fn a_late_create_event_after_our_next_write_is_stale() {
+        // We created the record (Salesforce filled in a default), then updated it; the
+        // create's event arrives after the update was noted.
+        let mut b = EchoBook::new(10, PATIENCE);
+        b.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        b.wrote("001A", json!({"Rating": "Hot"}).as_object().unwrap());
+        let created = event(ChangeType::Create, "001A", OURS, &[], &[], json!({"Name": "Acme", "Rating": null, "Industry": "Default"}));
+        assert_eq!(b.hear(&created, None), Heard::Stale, "its snapshot predates our update");
+        let updated = event(ChangeType::Update, "001A", OURS, &["Rating"], &[], json!({"Rating": "Hot"}));
+        assert_eq!(b.hear(&updated, None), Heard::Echo);
+    }
+
+    #[test]
+    fn an_event_delivered_before_the_write_was_noted_is_judged_again_at_the_drain() {
+        let mut b = EchoBook::new(10, PATIENCE);
+        // Delivered while the book knew nothing of the record: news then.
+        let echo = update("001A", OURS, "Acme");
+        let theirs = update("001A", "", "Theirs");
+        let at = b.stamp();
+        assert_eq!(b.hear(&echo, None), Heard::News);
+        assert_eq!(b.hear(&theirs, None), Heard::News);
+        b.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        // The echo beat the call's answer: told apart now. The other client's change,
+        // delivered before our write was noted, may predate it.
+        assert_eq!(b.hear(&echo, Some(at)), Heard::Echo);
+        let mut b2 = EchoBook::new(10, PATIENCE);
+        b2.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        let at2 = b2.stamp();
+        b2.wrote("001A", json!({"Name": "Acme 2"}).as_object().unwrap());
+        assert_eq!(b2.hear(&theirs, Some(at2 - 1)), Heard::Stale);
+        // Delivered after the newest note: the listener's verdict stands.
+        let mut b3 = book();
+        let at3 = b3.stamp();
+        assert_eq!(b3.hear(&theirs, Some(at3)), Heard::News);
     }
 
     #[test]
     fn creates_and_deletes_of_ours_are_echoes() {
-        let mut b = book();
         let created = event(
             ChangeType::Create,
             "001A",
@@ -246,35 +411,48 @@ mod tests {
             &[],
             json!({"Name": "Acme", "NumberOfEmployees": 5, "OwnerId": "005x", "CreatedDate": "2026-12-07T08:00:00.000Z"}),
         );
-        assert!(b.is_echo(&created));
+        assert_eq!(book().hear(&created, None), Heard::Echo);
         let defaulted = event(ChangeType::Create, "001A", OURS, &[], &[], json!({"Name": "Acme", "Rating": "Warm"}));
-        assert!(!b.is_echo(&defaulted), "a default Salesforce filled in is news");
+        assert_eq!(book().hear(&defaulted, None), Heard::News, "a default Salesforce filled in is news");
+        let mut b = book();
         b.deleted("001A");
-        assert!(b.is_echo(&event(ChangeType::Delete, "001A", OURS, &[], &[], json!({}))));
+        // The update's echo, then the delete's.
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::Stale, "older than the delete");
+        assert_eq!(b.hear(&event(ChangeType::Delete, "001A", OURS, &[], &[], json!({})), None), Heard::Echo);
     }
 
     #[test]
     fn an_object_another_table_pulls_too_keeps_its_events() {
         let mut b = book();
-        let e = event(ChangeType::Update, "001A", OURS, &["Name"], &[], json!({"Name": "Acme"}));
-        assert!(b.is_echo(&e));
         b.share(["Account".to_string()]);
-        assert!(!b.is_echo(&e), "a mirror of Account learns our write from the stream");
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::News, "a mirror of Account learns our write from the stream");
+        assert_eq!(b.hear(&update("001A", "", "Theirs"), None), Heard::News);
     }
 
     #[test]
-    fn the_newest_write_counts_and_the_book_stays_bounded() {
+    fn an_earlier_write_of_ours_coming_back_after_the_next_one_is_stale() {
         let mut b = book();
         b.wrote("001A", json!({"Name": "Acme 2"}).as_object().unwrap());
-        let first = event(ChangeType::Update, "001A", OURS, &["Name"], &[], json!({"Name": "Acme"}));
-        assert!(!b.is_echo(&first), "an older value of ours: the apply decides, as before");
-        let mut small = EchoBook::new(2);
+        assert_eq!(b.hear(&update("001A", OURS, "Acme"), None), Heard::Stale, "the first write's event");
+        assert_eq!(b.hear(&update("001A", OURS, "Acme 2"), None), Heard::Echo);
+    }
+
+    #[test]
+    fn the_book_stays_bounded_and_forgets_overdue_echoes() {
+        let mut small = EchoBook::new(2, PATIENCE);
         for id in ["1", "2", "3"] {
             small.wrote(id, &Map::new());
         }
         assert_eq!(small.len(), 2);
-        assert!(!small.is_echo(&event(ChangeType::Update, "1", OURS, &["LastModifiedDate"], &[], json!({}))), "evicted");
-        assert!(small.is_echo(&event(ChangeType::Update, "3", OURS, &["LastModifiedDate"], &[], json!({}))));
+        let touched = |id: &str| event(ChangeType::Update, id, OURS, &["LastModifiedDate"], &[], json!({}));
+        assert_eq!(small.hear(&touched("1"), None), Heard::News, "evicted");
+        assert_eq!(small.hear(&touched("3"), None), Heard::Echo);
+        // An echo that never comes (a save that changed nothing) is not awaited forever.
+        let mut impatient = EchoBook::new(10, Duration::ZERO);
+        impatient.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(impatient.hear(&update("001A", "", "Theirs"), None), Heard::News);
+        assert_eq!(impatient.len(), 0);
     }
 
     #[test]

@@ -24,14 +24,16 @@
 //! its newest events, and its tables are polled from their own marks (as after any
 //! resubscription), which catches what happened in between.
 
-pub use super::cdc_transport::Transport;
+use super::cdc_inbox::{deliver, move_past, object_named, Inbox, Note};
+use super::cdc_transport::PUBSUB_KEY;
+pub use super::cdc_transport::{object_of, Transport};
 use super::echo_book;
-use crate::plan::echoes::EchoBook;
+use crate::plan::echoes::{EchoBook, Heard};
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};
 use salesforce::pubsub::PubSubOptions;
 use salesforce::{with_signals_blocked, Client, ClientOptions, Credentials};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,34 +46,8 @@ const RETRY: Duration = Duration::from_secs(5);
 /// Longest silence of a healthy stream: a connect is answered within HOLD (the server's
 /// advised interval and timeout are capped by it), plus a margin for a slow answer.
 pub const KEEPALIVE: Duration = Duration::from_secs(HOLD.as_secs() + 5);
-/// Events a connection's inbox holds before it drops new ones (and reports them missed).
-pub const INBOX_EVENTS: usize = 10_000;
 /// How long `auto` stays on CometD after the Pub/Sub API failed before trying it again.
 pub const PUBSUB_RETRY: Duration = Duration::from_secs(300);
-/// Positions of the Pub/Sub API are kept under this prefix of the channel.
-const PUBSUB_KEY: &str = "pubsub:";
-/// What a listener has for the worker; shared by the two, bounded.
-#[derive(Default)]
-struct Inbox {
-    events: VecDeque<ChangeEvent>,
-    /// Objects whose events may have been missed (invalid replay id, gap events, a full
-    /// inbox, a new subscription): poll them.
-    missed: BTreeSet<String>,
-    /// (channel -> replay id) of events dropped because the inbox was full (the catch-up
-    /// poll reads what they said) or because they only echoed our own writes: the position
-    /// still moves on.
-    dropped: HashMap<String, i64>,
-    /// Events dropped as echoes of our own writes.
-    echoes: u64,
-    /// Latest stream state: Some(true) subscribed, Some(false) down; None: no news.
-    up: Option<bool>,
-    down: Option<String>,
-    /// The transport of the latest subscription.
-    transport: Option<&'static str>,
-    /// Why the Pub/Sub API is not used (the first fallback only: logged once).
-    fallback: Option<String>,
-}
-
 struct Listener {
     objects: BTreeSet<String>,
     choice: Transport,
@@ -269,20 +245,25 @@ impl Cdc {
             if was_healthy && !l.is_healthy() {
                 out.missed.extend(l.objects.iter().map(|o| (conn.clone(), o.clone())));
             }
-            // An echo that arrived before the push that caused it had noted its writes (the
-            // event can beat the call's answer) is told apart now: the push has noted them.
-            let book = l.echoes.lock().unwrap_or_else(|p| p.into_inner());
-            let mut dropped = taken.dropped;
-            for e in taken.events {
-                if book.is_echo(&e) {
-                    move_past(&mut dropped, &e);
-                    out.echoes += 1;
-                } else {
-                    out.events.push((conn.clone(), e));
+            // An event delivered before the push noted its writes (it can beat the call's
+            // answer) is judged again now: an echo, or older than the write.
+            let mut book = l.echoes.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut dropped, mut missed) = (taken.dropped, taken.missed);
+            for (e, stamp) in taken.events {
+                match book.hear(&e, Some(stamp)) {
+                    Heard::News => out.events.push((conn.clone(), e)),
+                    Heard::Echo => {
+                        move_past(&mut dropped, &e);
+                        out.echoes += 1;
+                    }
+                    Heard::Stale => {
+                        missed.insert(object_named(&e));
+                        move_past(&mut dropped, &e);
+                    }
                 }
             }
             drop(book);
-            out.missed.extend(taken.missed.into_iter().map(|o| (conn.clone(), o)));
+            out.missed.extend(missed.into_iter().map(|o| (conn.clone(), o)));
             out.dropped.extend(dropped.into_iter().map(|(ch, id)| ((conn.clone(), ch), id)));
             out.echoes += taken.echoes;
         }
@@ -297,61 +278,6 @@ fn now_ms() -> u64 {
 /// Whether a stream last heard from at `heard` (ms) is silent for longer than KEEPALIVE.
 fn silent_too_long(heard: u64, now: u64) -> bool {
     now.saturating_sub(heard) > KEEPALIVE.as_millis() as u64
-}
-
-/// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
-pub fn object_of(channel: &str) -> String {
-    let name = channel.trim_start_matches(PUBSUB_KEY).trim_start_matches("/data/").trim_end_matches("ChangeEvent");
-    match name.strip_suffix("__") {
-        Some(base) => format!("{base}__c"),
-        None => name.to_string(),
-    }
-}
-
-/// What the listener thread tells the worker.
-enum Note {
-    Subscribed(&'static str),
-    /// Using CometD because the Pub/Sub API failed so (the first time only).
-    Fallback(String),
-    Event(Box<ChangeEvent>),
-    Missed(Vec<String>),
-    Down(String),
-}
-
-/// A dropped event's channel position moves on past it.
-fn move_past(dropped: &mut HashMap<String, i64>, e: &ChangeEvent) {
-    let id = dropped.entry(e.channel.clone()).or_insert(e.replay_id);
-    *id = (*id).max(e.replay_id);
-}
-
-/// Puts a note in the inbox (dropping an event when it is full, or when it only echoes what
-/// this process wrote) and wakes the worker.
-fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut UnixStream, note: Note) {
-    {
-        let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
-        match note {
-            Note::Subscribed(t) => {
-                b.up = Some(true);
-                b.transport = Some(t);
-            }
-            Note::Fallback(why) => b.fallback = Some(why),
-            Note::Down(why) => {
-                b.up = Some(false);
-                b.down = Some(why);
-            }
-            Note::Missed(objects) => b.missed.extend(objects),
-            Note::Event(e) if echoes.lock().unwrap_or_else(|p| p.into_inner()).is_echo(&e) => {
-                move_past(&mut b.dropped, &e);
-                b.echoes += 1;
-            }
-            Note::Event(e) if b.events.len() >= INBOX_EVENTS => {
-                b.missed.insert(if e.header.entity_name.is_empty() { object_of(&e.channel) } else { e.header.entity_name.clone() });
-                move_past(&mut b.dropped, &e);
-            }
-            Note::Event(e) => b.events.push_back(*e),
-        }
-    }
-    let _ = wake.write(&[1]);
 }
 
 /// A channel's starting points on each transport.
@@ -498,55 +424,6 @@ fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use salesforce::cdc::parse_event;
-    use serde_json::json;
-
-    fn event(replay_id: i64) -> ChangeEvent {
-        parse_event(&json!({
-            "channel": "/data/AccountChangeEvent",
-            "data": {"event": {"replayId": replay_id}, "payload": {"ChangeEventHeader": {
-                "entityName": "Account", "recordIds": ["001000000000001AAA"], "changeType": "UPDATE"}}}
-        }))
-        .expect("a change event")
-    }
-
-    #[test]
-    fn echoes_of_our_writes_move_the_position_on_without_a_poll() {
-        let inbox = Mutex::new(Inbox::default());
-        let echoes = Mutex::new(EchoBook::new(10));
-        echoes.lock().unwrap().wrote("001000000000001AAA", json!({"Name": "Ours"}).as_object().unwrap());
-        let (mut wake, _rx) = UnixStream::pair().unwrap();
-        wake.set_nonblocking(true).unwrap();
-        let mut ours = event(7);
-        ours.header.change_origin = "com/salesforce/api/rest/62.0;client=sfsync".into();
-        ours.header.changed_fields = vec!["Name".into()];
-        ours.fields.insert("Name".into(), json!("Ours"));
-        let mut theirs = ours.clone();
-        theirs.replay_id = 8;
-        theirs.fields.insert("Name".into(), json!("Theirs"));
-        deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(ours)));
-        deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(theirs)));
-        let b = inbox.lock().unwrap();
-        assert_eq!(b.events.iter().map(|e| e.replay_id).collect::<Vec<_>>(), [8], "only the change that is not ours");
-        assert_eq!((b.echoes, b.dropped.get("/data/AccountChangeEvent")), (1, Some(&7)));
-        assert!(b.missed.is_empty(), "an echo needs no poll");
-    }
-
-    #[test]
-    fn a_full_inbox_drops_events_and_reports_their_object_missed() {
-        let inbox = Mutex::new(Inbox::default());
-        let echoes = Mutex::new(EchoBook::new(10));
-        let (mut wake, _rx) = UnixStream::pair().unwrap();
-        wake.set_nonblocking(true).unwrap();
-        for i in 1..=(INBOX_EVENTS as i64 + 5) {
-            deliver(&inbox, &echoes, &mut wake, Note::Event(Box::new(event(i))));
-        }
-        let b = inbox.lock().unwrap();
-        assert_eq!(b.events.len(), INBOX_EVENTS, "bounded");
-        assert_eq!(b.events.back().map(|e| e.replay_id), Some(INBOX_EVENTS as i64), "the oldest are kept, in order");
-        assert!(b.missed.contains("Account"), "the dropped ones are polled");
-        assert_eq!(b.dropped.get("/data/AccountChangeEvent"), Some(&(INBOX_EVENTS as i64 + 5)), "the position still moves on");
-    }
 
     #[test]
     fn a_stream_silent_longer_than_a_long_poll_is_stalled() {

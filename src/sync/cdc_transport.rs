@@ -34,6 +34,18 @@ fn salesforce_hosted(login_url: &str) -> bool {
     ["salesforce.com", "force.com"].iter().any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
+/// Positions of the Pub/Sub API are kept under this prefix of the channel.
+pub(super) const PUBSUB_KEY: &str = "pubsub:";
+
+/// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
+pub fn object_of(channel: &str) -> String {
+    let name = channel.trim_start_matches(PUBSUB_KEY).trim_start_matches("/data/").trim_end_matches("ChangeEvent");
+    match name.strip_suffix("__") {
+        Some(base) => format!("{base}__c"),
+        None => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

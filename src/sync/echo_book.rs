@@ -6,9 +6,13 @@
 use crate::plan::echoes::EchoBook;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 /// Records of a connection whose latest writes are remembered to tell their echoes.
 const ECHO_RECORDS: usize = 50_000;
+/// How long a write's echo is awaited: the stream delivers in seconds; one that did not come
+/// by then (a save that changed nothing) is forgotten, and the record's events apply again.
+const ECHO_PATIENCE: Duration = Duration::from_secs(120);
 
 /// What this process wrote lately, per connection that has a listener (`plan::echoes`): the
 /// push notes its writes, the listener thread drops the events that only echo them.
@@ -16,7 +20,7 @@ static ECHO_BOOKS: LazyLock<Mutex<HashMap<String, Arc<Mutex<EchoBook>>>>> = Lazy
 
 pub(super) fn book(conn: &str) -> Arc<Mutex<EchoBook>> {
     let mut books = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner());
-    books.entry(conn.to_string()).or_insert_with(|| Arc::new(Mutex::new(EchoBook::new(ECHO_RECORDS)))).clone()
+    books.entry(conn.to_string()).or_insert_with(|| Arc::new(Mutex::new(EchoBook::new(ECHO_RECORDS, ECHO_PATIENCE)))).clone()
 }
 
 /// Tells connection `conn`'s book which objects more than one table pulls (their events are
@@ -25,18 +29,9 @@ pub fn share(conn: &str, objects: impl IntoIterator<Item = String>) {
     book(conn).lock().unwrap_or_else(|p| p.into_inner()).share(objects);
 }
 
-/// Whether the push notes its writes, so that their echoes are dropped. Off for now: an
-/// applied echo also repaired a stale create event's snapshot applied to the row before it
-/// (docs/testing.md, "a late create event"); dropping the echo made that loss permanent.
-/// With nothing noted, no event is an echo.
-const DROP_ECHOES: bool = false;
-
 /// Lets `f` note writes to Salesforce through connection `conn`, when a listener of this
 /// process hears its change events (else there is nothing to tell apart).
 pub fn note_writes(conn: &str, f: impl FnOnce(&mut EchoBook)) {
-    if !DROP_ECHOES {
-        return;
-    }
     let book = ECHO_BOOKS.lock().unwrap_or_else(|p| p.into_inner()).get(conn).cloned();
     if let Some(book) = book {
         f(&mut book.lock().unwrap_or_else(|p| p.into_inner()));

@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod archive;
 pub mod cdc;
+mod cdc_inbox;
 pub mod cdc_transport;
 pub mod clients;
 pub mod echo_book;
