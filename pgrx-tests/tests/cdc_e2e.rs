@@ -447,6 +447,42 @@ fn events_older_than_our_push_never_overwrite_it() {
     assert_eq!(scalar::<i64>(&mut db, "SELECT count(*) FROM sfsync.errors"), 0);
 }
 
+/// Two databases on one org hear each other's pushes on the change stream. An update of a
+/// record the other database owns is none of this one's business: it costs no poll (the
+/// record's create event told this database whose it is).
+#[test]
+fn another_databases_updates_cost_no_poll() {
+    let env = common::start_with(STREAM_ONLY);
+    env.cluster.create_sfsync_database("staging", &env.emu);
+    let (mut prod, mut staging) = (env.db(), env.cluster.connect("staging"));
+    for db in [&mut prod, &mut staging] {
+        db.batch_execute(
+            "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL);
+             SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\": \"Name\"}');",
+        )
+        .unwrap();
+        db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    }
+    prod.batch_execute("INSERT INTO accounts (name) SELECT 'prod ' || g FROM generate_series(1, 5) g").unwrap();
+    prod.until_outbox_drained();
+    prod.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 5);
+    // The creates' events have reached staging by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = query_calls(&env);
+    for round in 1..=3 {
+        prod.batch_execute(&format!("UPDATE accounts SET name = name || ' v{round}'")).unwrap();
+        prod.until_outbox_drained();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(query_calls(&env) - before, 0, "no poll for another database's records");
+    assert_eq!(scalar::<i64>(&mut staging, "SELECT count(*) FROM accounts"), 0);
+    // Staging still hears what concerns it.
+    let id = env.emu.sf().create("Account", json!({"Name": "Created in Salesforce"}));
+    staging.until_true("staging pulled it", &format!("SELECT EXISTS (SELECT 1 FROM accounts WHERE sfid = '{id}')"));
+    env.emu.sf().update("Account", &id, json!({"Name": "Renamed in Salesforce"}));
+    staging.until_true("and its update", &format!("SELECT name = 'Renamed in Salesforce' FROM accounts WHERE sfid = '{id}'"));
+}
+
 /// A mirror of Account beside a synced accounts table: the synced table's pushes are the
 /// mirror's news, so their change events are never dropped as echoes.
 #[test]

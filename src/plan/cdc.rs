@@ -224,6 +224,9 @@ pub struct Local {
     pub known: BTreeSet<String>,
     /// Records with a local change waiting in the outbox: the conflict policy decides.
     pub pending: BTreeSet<String>,
+    /// Records without a row here that belong to another table or database
+    /// (`sync::others`): their updates are none of this mapping's business.
+    pub others: BTreeSet<String>,
 }
 
 /// What one drain does to one mapping.
@@ -285,8 +288,10 @@ pub fn route(t: &Target, c: Coalesced, local: &Local) -> Routed {
                     continue; // nothing we map changed
                 }
                 if !local.known.contains(&id) {
-                    // A record we don't have: only the pull can bring all of it.
-                    out.poll = true;
+                    // A record we don't have: only the pull can bring all of it, unless it
+                    // is another mapping's (a change of its external ID is left to the pull
+                    // by `coalesce`, so it can't become ours here).
+                    out.poll |= !local.others.contains(&id);
                     continue;
                 }
                 let update = Update { sfid: id, values };
@@ -359,7 +364,7 @@ mod tests {
     }
 
     fn known(ids: &[&str]) -> Local {
-        Local { known: ids.iter().map(|s| s.to_string()).collect(), pending: BTreeSet::new() }
+        Local { known: ids.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 
     #[test]
@@ -488,13 +493,20 @@ mod tests {
         let t = target(&cols);
         let upd = || event("UPDATE", &["001A"], &["Industry"], &[], json!({"Industry": "Energy"}));
         // A local change is pending: the conflict policy decides, with the changed fields.
-        let local = Local { known: ["001A".to_string()].into(), pending: ["001A".to_string()].into() };
+        let local = Local { known: ["001A".to_string()].into(), pending: ["001A".to_string()].into(), ..Default::default() };
         let r = route(&t, coalesce(&t, &[upd()]), &local);
         assert!(!r.poll && r.updates.is_empty());
         assert_eq!(r.contended, vec![Update { sfid: "001A".into(), values: json!({"industry": "Energy"}).as_object().cloned().unwrap() }]);
         // A record we don't have.
         let r = route(&t, coalesce(&t, &[upd()]), &Local::default());
         assert!(r.poll && r.updates.is_empty());
+        // Unless it is another table's or database's: none of this mapping's business.
+        let theirs = Local { others: ["001A".to_string()].into(), ..Default::default() };
+        let r = route(&t, coalesce(&t, &[upd()]), &theirs);
+        assert!(!r.poll && r.updates.is_empty() && r.contended.is_empty());
+        // Its external ID changing (it may become ours) is still the pull's.
+        let rekeyed = event("UPDATE", &["001A"], &["Postgres_Id__c"], &[], json!({"Postgres_Id__c": "x"}));
+        assert!(route(&t, coalesce(&t, &[rekeyed]), &theirs).poll);
         // Undelete and gaps carry no usable fields; a gap makes later updates of it poll too.
         for kind in ["UNDELETE", "GAP_UPDATE", "GAP_CREATE", "GAP_DELETE", "SOMETHING_NEW"] {
             let r = route(&t, coalesce(&t, &[event(kind, &["001A"], &[], &[], json!({}))]), &known(&["001A"]));

@@ -25,6 +25,7 @@ pub mod echo_lock;
 pub mod identity;
 pub mod mapping;
 pub mod matching;
+pub mod others;
 pub mod periodic;
 pub mod push;
 pub mod query;

@@ -101,7 +101,10 @@ pub fn apply(m: &Mapping, all: &[Mapping], records: &[Record], mark: Option<&str
                 // Another table's or database's record (plan::namespace): a table that
                 // pushes leaves it alone; a pull-only table (a mirror) still holds it, but
                 // never under the key that other mapping wrote.
-                None if m.pushes() => continue,
+                None if m.pushes() => {
+                    crate::sync::others::note(m.id, id);
+                    continue;
+                }
                 None => {}
             }
         }

@@ -145,7 +145,8 @@ pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]
         // The backfill owns the table until it is done; the pull after it reads these.
         return Ok(true);
     }
-    let local = Local { known: state.known.into_iter().collect(), pending: state.pending.into_iter().collect() };
+    let others = crate::sync::others::among(m.id, look.iter().map(|(id, _)| id)).into_iter().collect();
+    let local = Local { known: state.known.into_iter().collect(), pending: state.pending.into_iter().collect(), others };
     let routed = route(&target, coalesced, &local);
     let mut poll = routed.poll;
     // Creates and deletes are what the pull applies for a new or deleted record.
