@@ -473,6 +473,11 @@ fn another_databases_updates_cost_no_poll() {
         prod.batch_execute(&format!("UPDATE accounts SET name = name || ' v{round}'")).unwrap();
         prod.until_outbox_drained();
     }
+    // Another client's change of a record prod owns: prod applies it from its event,
+    // staging knows the record is none of its business.
+    let theirs: String = scalar(&mut prod, "SELECT sfid FROM accounts ORDER BY id LIMIT 1");
+    env.emu.sf().update("Account", &theirs, json!({"Name": "Renamed for prod"}));
+    prod.until_true("prod has it", &format!("SELECT name = 'Renamed for prod' FROM accounts WHERE sfid = '{theirs}'"));
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(query_calls(&env) - before, 0, "no poll for another database's records");
     assert_eq!(scalar::<i64>(&mut staging, "SELECT count(*) FROM accounts"), 0);

@@ -146,7 +146,7 @@ impl EchoBook {
         if h.record_ids.is_empty() || self.shared.contains(&h.entity_name.to_ascii_lowercase()) {
             return Heard::News;
         }
-        let ours = from_us(&h.change_origin);
+        let ours = from_sfsync(&h.change_origin);
         let mut verdicts = Vec::with_capacity(h.record_ids.len());
         for id in &h.record_ids {
             let overdue = self.written.get(id).is_some_and(|w| w.noted.elapsed() > self.patience);
@@ -160,15 +160,13 @@ impl EchoBook {
                 verdicts.push(Heard::News);
                 continue;
             };
-            let judged = match delivered {
-                // Delivered after the newest note: the listener judged it then.
-                Some(stamp) if w.seq <= stamp => {
+            if let Some(stamp) = delivered {
+                if w.seq <= stamp {
+                    // Delivered after the newest note: the listener judged it then.
                     verdicts.push(Heard::News);
                     continue;
                 }
-                Some(_) => true,
-                None => false,
-            };
+            }
             if w.awaited == 0 {
                 verdicts.push(Heard::News);
                 continue;
@@ -180,10 +178,11 @@ impl EchoBook {
             w.awaited -= 1;
             verdicts.push(match (w.awaited, echoes(&w.written, e)) {
                 (0, true) => Heard::Echo,
-                // Our newest write's event, with what an automation changed on save.
-                (0, false) if !judged => Heard::News,
-                // An earlier write's, or (judged again) ours from before the note: older
-                // than, or not told apart from, the newest write.
+                // The event of our newest write, with what an automation changed on save.
+                // (Or of a write of ours never noted, a Bulk job's: applied, and the newest
+                // write's echo, no longer awaited, is applied after it, as without a book.)
+                (0, false) => Heard::News,
+                // An earlier write's: older than the newest.
                 _ => Heard::Stale,
             });
         }
@@ -228,8 +227,9 @@ fn echoes(written: &Written, e: &ChangeEvent) -> bool {
     }
 }
 
-/// Whether a `changeOrigin` (`com/salesforce/api/rest/62.0;client=sfsync`) names our client.
-fn from_us(origin: &str) -> bool {
+/// Whether a `changeOrigin` (`com/salesforce/api/rest/62.0;client=sfsync`) names our client
+/// (sfsync of any database on the org).
+pub fn from_sfsync(origin: &str) -> bool {
     origin.split(';').any(|p| p.trim().strip_prefix("client=").is_some_and(|c| c.trim() == CLIENT))
 }
 
@@ -399,6 +399,14 @@ mod tests {
         let mut b3 = book();
         let at3 = b3.stamp();
         assert_eq!(b3.hear(&theirs, Some(at3)), Heard::News);
+        // Our write's event beat the answer, with a field an automation set on save: news.
+        let mut b4 = EchoBook::new(10, PATIENCE);
+        let at4 = b4.stamp();
+        b4.wrote("001A", json!({"Industry": "Energy"}).as_object().unwrap());
+        let automated =
+            event(ChangeType::Update, "001A", OURS, &["Industry", "Rating"], &[], json!({"Industry": "Energy", "Rating": "Hot"}));
+        assert_eq!(b4.hear(&automated, Some(at4)), Heard::News);
+        assert_eq!(b4.hear(&update("001A", "", "Theirs"), None), Heard::News, "nothing awaited any more");
     }
 
     #[test]

@@ -131,7 +131,7 @@ struct State {
 pub(crate) fn apply_mapping(m: &Mapping, all: &[Mapping], events: &[ChangeEvent]) -> Result<bool> {
     let m = &*m.current()?;
     let _applying = Applying::start();
-    let target = Target { columns: &m.columns, external_id: &m.external_id, namespace: &m.namespace, filtered: m.filter.is_some() };
+    let target = Target::new(&m.columns, &m.external_id, &m.namespace, m.filter.is_some(), m.pushes());
     let coalesced = coalesce(&target, events);
     if coalesced.poll_all {
         return Ok(true);
