@@ -36,7 +36,7 @@ pub const CLIENT_IDLE_MS: i64 = 40_000;
 
 mod origin;
 use origin::current_origin;
-pub use origin::{rest_origin, ORIGIN};
+pub use origin::{bulk_origin, request_origin, rest_origin, with_origin, ORIGIN};
 
 /// The transaction an event belongs to.
 pub struct TxnInfo {

@@ -461,3 +461,37 @@ fn a_held_stream_delivers_nothing_until_released_then_everything_in_order() {
     assert_eq!(types, ["CREATE", "UPDATE"], "what waited, in commit order");
     assert_eq!(ev[0]["data"]["payload"]["Name"], "late", "the create's snapshot is from its commit");
 }
+
+#[test]
+fn a_bulk_jobs_saves_name_the_bulk_api_and_the_client_that_created_it() {
+    let org = org();
+    let mut b = Bayeux::new(&org);
+    b.handshake();
+    b.subscribe("/data/AccountChangeEvent", -1);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let auth = format!("Bearer {}", org.token);
+    let mut r = agent
+        .post(org.url("jobs/ingest"))
+        .header("Authorization", &auth)
+        .header("Sforce-Call-Options", "client=sfsync")
+        .send_json(json!({"object": "Account", "operation": "insert", "contentType": "CSV", "lineEnding": "LF"}))
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let id = job["id"].as_str().unwrap();
+    let put = agent
+        .put(org.url(&format!("jobs/ingest/{id}/batches")))
+        .header("Authorization", &auth)
+        .header("Content-Type", "text/csv")
+        .send("Name\nBulk one\n")
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let close = agent
+        .patch(org.url(&format!("jobs/ingest/{id}")))
+        .header("Authorization", &auth)
+        .send_json(json!({"state": "UploadComplete"}))
+        .unwrap();
+    assert_eq!(close.status(), 200);
+    let ev = b.events(1);
+    assert_eq!(header(&ev[0])["changeOrigin"], "com/salesforce/api/bulkapi/62.0;client=sfsync");
+}

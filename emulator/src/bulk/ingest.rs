@@ -227,9 +227,16 @@ pub fn run_ingest(org: &Org, id: &str) {
         j.state = JobState::InProgress;
         j.modstamp_ms = now;
         let ext_field = j.external_id_field.as_deref().and_then(|f| org.schema.objects[j.obj].field(f));
-        spec = Some((JobSpec { obj: j.obj, op: j.op, ext_field }, j.data.clone(), j.delim_byte(), j.line_ending, j.cancel.clone()));
+        spec = Some((
+            JobSpec { obj: j.obj, op: j.op, ext_field },
+            j.data.clone(),
+            j.delim_byte(),
+            j.line_ending,
+            j.cancel.clone(),
+            j.origin.clone(),
+        ));
     });
-    let Some((spec, data, delim, le, cancel)) = spec else { return };
+    let Some((spec, data, delim, le, cancel, origin)) = spec else { return };
     let fail = |msg: String| {
         let ms = started.elapsed().as_millis() as u64;
         org.update_job(id, |j| {
@@ -297,7 +304,8 @@ pub fn run_ingest(org: &Org, id: &str) {
             continue;
         }
         let t0 = Instant::now();
-        {
+        // The chunk's saves commit when the writer drops, inside: they carry the job's origin.
+        crate::cdc::with_origin(&origin, || {
             let rules = org.rules.read();
             let mut store = org.store.write();
             let mut w = Writer::new(org.schema, &mut store, &rules, org.clock, org.user_id);
@@ -325,7 +333,7 @@ pub fn run_ingest(org: &Org, id: &str) {
                     }
                 }
             }
-        }
+        });
         active += t0.elapsed();
         let (p, f) = (processed, failed);
         if !org.update_job(id, |j| {

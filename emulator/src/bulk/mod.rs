@@ -181,6 +181,8 @@ pub struct Job {
     pub seqs: Option<Arc<Vec<u64>>>,
     /// Set by abort/delete so background work stops.
     pub cancel: Arc<AtomicBool>,
+    /// The `changeOrigin` of the job's saves (`cdc::bulk_origin` of the creating call's).
+    pub origin: String,
 }
 
 impl Job {

@@ -178,6 +178,7 @@ fn new_job(st: &AppState, kind: Kind, op: Op, (object, obj): (String, usize), ap
         cols: Arc::new(vec![]),
         seqs: None,
         cancel: Arc::new(AtomicBool::new(false)),
+        origin: crate::cdc::bulk_origin(&crate::cdc::request_origin()),
     }
 }
 
