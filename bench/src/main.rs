@@ -1,6 +1,7 @@
 //! sfsync benchmarks against a throwaway cluster (sfsync preloaded) and sf-emulator.
 //!
-//!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table
+//!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table, single-row
+//!                                    and 100-row INSERT/UPDATE, each ratio next to its goal
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
 //!   sfsync-bench push-tables [N]     API calls to push one change in each of N tables (default 25):
 //!                                    table by table vs one pass (Composite requests), goal ceil(N/5)
@@ -36,6 +37,7 @@
 //! Needs the extension installed (`make install`) and the emulator built (`make emulator`).
 //! Figures are ratios within one run; absolute numbers depend on the machine.
 
+mod capture;
 mod link;
 mod load;
 mod push_tables;
@@ -259,33 +261,14 @@ fn pgbench_command(cluster: &Cluster, db: &str, script: &std::path::Path, args: 
     cmd
 }
 
-/// pgbench TPS of single-row inserts into `table`.
-fn pgbench(env: &Env, table: &str, seconds: u32) -> f64 {
-    let script = std::env::temp_dir().join(format!("sfsync-bench-{table}.sql"));
-    std::fs::write(&script, format!("INSERT INTO {table} (last_name, email, title) VALUES ('Bench', 'b@example.com', 'Engineer');\n"))
-        .unwrap();
+/// pgbench TPS of the custom `script` on `bench`, 2 clients for `seconds`.
+fn pgbench_tps(env: &Env, script: &std::path::Path, seconds: u32) -> f64 {
     let out =
-        pgbench_command(&env.cluster, "bench", &script, &["-c", "2", "-j", "2", "-T", &seconds.to_string()]).output().expect("pgbench");
+        pgbench_command(&env.cluster, "bench", script, &["-c", "2", "-j", "2", "-T", &seconds.to_string()]).output().expect("pgbench");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
         .unwrap_or_else(|| panic!("no tps in pgbench output: {text}{}", String::from_utf8_lossy(&out.stderr)))
-}
-
-fn capture(seconds: u32) {
-    // The worker is off: this measures what capture costs the writing transaction, with
-    // PostgreSQL's default durability and with fsync off (CPU-bound, the worst case).
-    for durable in [true, false] {
-        let env = start_with(false, durable);
-        table(&env, "plain", false);
-        table(&env, "synced", true);
-        // Interleaved, best of two each, to spread noise evenly.
-        let (p1, s1) = (pgbench(&env, "plain", seconds), pgbench(&env, "synced", seconds));
-        let (p2, s2) = (pgbench(&env, "plain", seconds), pgbench(&env, "synced", seconds));
-        let (plain, synced) = (p1.max(p2), s1.max(s2));
-        let mode = if durable { "default durability" } else { "fsync off" };
-        println!("capture ({mode}): plain {plain:.0} tps, synced {synced:.0} tps, ratio synced/plain = {:.2}", synced / plain);
-    }
 }
 
 fn push(sizes: &[usize]) {
@@ -527,7 +510,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |i: usize, d: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(d);
     match args.first().map(String::as_str) {
-        Some("capture") => capture(num(1, 10) as u32),
+        Some("capture") => capture::run(num(1, 10) as u32),
         Some("push") => {
             let sizes: Vec<usize> = args[1..].iter().filter_map(|a| a.parse().ok()).collect();
             push(if sizes.is_empty() { &[1000, 10000] } else { &sizes })
@@ -546,7 +529,7 @@ fn main() {
         Some("query") => query::run(num(1, 10_000)),
         Some("load") => load::run(num(1, 1_000_000), num(2, 180) as u64),
         Some("all") | None => {
-            capture(5);
+            capture::run(5);
             push(&[1000, 10000]);
             push_tables::run(25);
             latency(50);
