@@ -357,7 +357,8 @@ fn owns(mapping: i32, table: u32) -> Result<bool, SyncError> {
         Some(t) => t,
         None => {
             let args: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into()];
-            let t = Spi::get_one_with_args::<i64>("SELECT tbl::oid::bigint FROM sfsync.mappings WHERE id = $1", &args)?
+            // One row always (NULL when there is no such mapping): get_one of no row is an error.
+            let t = Spi::get_one_with_args::<i64>("SELECT (SELECT tbl::oid::bigint FROM sfsync.mappings WHERE id = $1)", &args)?
                 .map(|t| t as u32)
                 .unwrap_or(0);
             if t != 0 {

@@ -250,6 +250,15 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn a_capture_trigger_whose_mapping_is_gone_queues_nothing_and_fails_nothing() {
+        let id = fixture();
+        Spi::run(&format!("DELETE FROM sfsync.mappings WHERE id = {id}")).unwrap(); // the trigger stays
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'Doe')").unwrap();
+        assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM contacts").unwrap(), Some(1));
+        assert!(outbox().is_empty());
+    }
+
+    #[pg_test]
     fn dropping_a_synced_table_removes_its_mapping() {
         fixture();
         Spi::run("DROP TABLE contacts").unwrap();
