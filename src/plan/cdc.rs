@@ -54,8 +54,8 @@ pub struct Coalesced {
     pub records: Vec<(String, Outcome)>,
     /// The whole object must be polled (a filtered mapping, GAP_OVERFLOW, ...).
     pub poll_all: bool,
-    /// Records changed in this drain by some client other than sfsync (the others' every
-    /// change came from an sfsync of some database: from a row that database holds).
+    /// Records changed in this drain by some client other than sfsync (every change of the
+    /// rest came from sfsync of some database, so from a row that database holds).
     pub by_others: BTreeSet<String>,
 }
 

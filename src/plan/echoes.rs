@@ -72,7 +72,7 @@ pub struct EchoBook {
     capacity: usize,
     /// Notes made so far: an event delivered at stamp `s` came before every note after `s`.
     seq: u64,
-    /// How long a write's echo is awaited; after that the record is forgotten.
+    /// How long a write's echo is awaited; after that the record's events apply in order.
     patience: Duration,
     /// Objects (lowercase) that more than one table of this database pulls: a mirror, or a
     /// second table, needs our writes of them from the stream, so none of their events is
@@ -149,17 +149,15 @@ impl EchoBook {
         let ours = from_sfsync(&h.change_origin);
         let mut verdicts = Vec::with_capacity(h.record_ids.len());
         for id in &h.record_ids {
-            let overdue = self.written.get(id).is_some_and(|w| w.noted.elapsed() > self.patience);
-            if overdue {
-                // Its echo never came (a save that changed nothing, a stream that lost it):
-                // forgotten, its events are applied in order as they come.
-                self.written.remove(id);
-                self.order.retain(|o| o != id);
-            }
             let Some(w) = self.written.get_mut(id) else {
                 verdicts.push(Heard::News);
                 continue;
             };
+            if w.awaited > 0 && w.noted.elapsed() > self.patience {
+                // Its echo never came (a save that changed nothing, a stream that lost it):
+                // no longer awaited, the record's events are applied in order as they come.
+                w.awaited = 0;
+            }
             if let Some(stamp) = delivered {
                 if w.seq <= stamp {
                     // Delivered after the newest note: the listener judged it then.
@@ -455,12 +453,13 @@ mod tests {
         let touched = |id: &str| event(ChangeType::Update, id, OURS, &["LastModifiedDate"], &[], json!({}));
         assert_eq!(small.hear(&touched("1"), None), Heard::News, "evicted");
         assert_eq!(small.hear(&touched("3"), None), Heard::Echo);
-        // An echo that never comes (a save that changed nothing) is not awaited forever.
+        // An echo that never comes (a save that changed nothing) is not awaited forever; if
+        // it comes after all, it is applied, as without a book.
         let mut impatient = EchoBook::new(10, Duration::ZERO);
         impatient.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(impatient.hear(&update("001A", "", "Theirs"), None), Heard::News);
-        assert_eq!(impatient.len(), 0);
+        assert_eq!(impatient.hear(&update("001A", OURS, "Acme"), None), Heard::News);
     }
 
     #[test]
