@@ -64,10 +64,6 @@ pub struct Writer<'a> {
     undo: Vec<(usize, u64, Option<Record>)>,
     /// The user ID as a shared value, cloned into every audit field.
     me: Value,
-    /// This transaction's `SystemModstamp`, taken at its first save: every record saved in
-    /// one transaction shares it, as in Salesforce, and the clock's stamps stay strictly
-    /// increasing per transaction only (per save, a burst of a million ran minutes ahead).
-    at: std::cell::Cell<Option<i64>>,
 }
 
 fn one(code: &str, msg: impl Into<String>, fields: Vec<String>) -> Vec<RecError> {
@@ -76,8 +72,7 @@ fn one(code: &str, msg: impl Into<String>, fields: Vec<String>) -> Vec<RecError>
 
 impl<'a> Writer<'a> {
     pub fn new(schema: &'a Schema, store: &'a mut Store, rules: &'a Rules, clock: &'a Clock, user_id: &'a str) -> Self {
-        let at = std::cell::Cell::new(None);
-        Writer { schema, store, rules, clock, user_id, lock_fault: false, change_events: true, undo: vec![], me: Value::str(user_id), at }
+        Writer { schema, store, rules, clock, user_id, lock_fault: false, change_events: true, undo: vec![], me: Value::str(user_id) }
     }
 
     /// Undoes every save this writer made, newest first.
@@ -280,9 +275,7 @@ impl<'a> Writer<'a> {
     }
 
     fn stamp(&self, def: &ObjectDef, rec: &mut Record, creating: bool) {
-        let at = self.at.get().unwrap_or_else(|| self.clock.stamp());
-        self.at.set(Some(at));
-        let now = Value::DateTime(at);
+        let now = Value::DateTime(self.clock.stamp());
         let me = self.me.clone();
         if creating {
             rec.set(def.sys.created_date, now.clone());
