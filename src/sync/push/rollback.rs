@@ -18,6 +18,7 @@ use crate::plan::soql;
 use crate::plan::write_through::{already_deleted, plan, refusal_message, Call, Refused, RowImage, RowOp, Target};
 use crate::spi_util;
 use crate::sync::clients::{self, Step};
+use crate::sync::echo_book;
 use crate::sync::{Ctx, Mapping};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -94,6 +95,8 @@ fn one(m: &Mapping, key: &str, image: Option<&RowImage>) -> Result<()> {
                 Err(e) if e.status() == Some(404) || already_deleted(&e.code()) => {}
                 other => other?,
             }
+            // The rolled-back insert's create event may arrive after this: older, not applied.
+            echo_book::note_writes(&m.connection, |book| book.deleted(id));
         }
         return Ok(());
     };
@@ -104,7 +107,10 @@ fn one(m: &Mapping, key: &str, image: Option<&RowImage>) -> Result<()> {
         if let Ok(Call::Update { mut record, .. }) = plan(RowOp::Insert, &target, None, Some(image)) {
             record.insert(m.external_id.clone(), Value::String(external.clone()));
             match client.update(&m.sobject, &id, &record) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    echo_book::note_writes(&m.connection, |book| book.wrote(&id, &record));
+                    return Ok(());
+                }
                 Err(e) if e.status() == Some(404) || already_deleted(&e.code()) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -118,6 +124,7 @@ fn one(m: &Mapping, key: &str, image: Option<&RowImage>) -> Result<()> {
         _ => return Err(SyncError::Invalid(format!("sfsync: cannot plan the upsert of {} key {key}", m.table))),
     };
     let id = client.upsert(&m.sobject, &m.external_id, &ext, &record)?.id;
+    echo_book::note_writes(&m.connection, |book| book.wrote(&id, &record));
     if image.sfid().as_deref() != Some(id.as_str()) {
         Ctx::Worker.tx(|| {
             let _applying = Applying::start();
