@@ -367,12 +367,8 @@ fn a_spaced_poll_is_hurried_when_a_local_change_of_the_table_waits_to_be_pushed(
     assert_eq!(industry, "Banking", "Salesforce's change was not overwritten");
 }
 
-/// Every record sfsync pushes comes back as a change event. The stream drops those that only
-/// echo what was sent (nothing applied, the position still moves on), so a push backlog no
-/// longer fills the inbox with them; what a Salesforce automation changed on save, and what
-/// another client changed, still arrive.
-#[test]
-fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
+/// A stream-only cluster with `accounts` (name, industry, rating) synced, once its stream is live.
+fn rated_accounts_streamed() -> (Env, postgres::Client) {
     let env = common::start_with(STREAM_ONLY);
     let mut db = env.db();
     db.batch_execute(
@@ -382,6 +378,16 @@ fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
     .unwrap();
     env.worker_pid();
     db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    (env, db)
+}
+
+/// Every record sfsync pushes comes back as a change event. The stream drops those that only
+/// echo what was sent (nothing applied, the position still moves on), so a push backlog no
+/// longer fills the inbox with them; what a Salesforce automation changed on save, and what
+/// another client changed, still arrive.
+#[test]
+fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
+    let (env, mut db) = rated_accounts_streamed();
     db.batch_execute("INSERT INTO accounts (name) SELECT 'Echo ' || g FROM generate_series(1, 20) g").unwrap();
     db.until_outbox_drained();
     db.until_count("SELECT count(*) FROM accounts WHERE sfid IS NOT NULL", 20);
@@ -419,15 +425,7 @@ fn echoes_of_our_pushes_are_dropped_and_what_salesforce_changed_arrives() {
 /// value applied before it).
 #[test]
 fn events_older_than_our_push_never_overwrite_it() {
-    let env = common::start_with(STREAM_ONLY);
-    let mut db = env.db();
-    db.batch_execute(
-        "CREATE TABLE accounts (id bigserial PRIMARY KEY, name text NOT NULL, industry text, rating text);
-         SELECT sfsync.sync_table('accounts', 'Account', fields => '{\"name\":\"Name\",\"industry\":\"Industry\",\"rating\":\"Rating\"}');",
-    )
-    .unwrap();
-    env.worker_pid();
-    db.until_true("stream shown live", "SELECT bool_and(change_stream = 'live') FROM sfsync.status");
+    let (env, mut db) = rated_accounts_streamed();
     env.emu.admin("POST", "cdc/hold", json!({"held": true}));
     db.batch_execute("INSERT INTO accounts (name, industry) VALUES ('Late', 'Energy')").unwrap();
     db.until_outbox_drained();
