@@ -24,9 +24,9 @@
 //! its newest events, and its tables are polled from their own marks (as after any
 //! resubscription), which catches what happened in between.
 
-use super::cdc_inbox::{deliver, move_past, object_named, Inbox, Note};
+use super::cdc_inbox::{deliver, move_past, Inbox, Note};
 use super::cdc_transport::PUBSUB_KEY;
-pub use super::cdc_transport::{object_of, Transport};
+pub use super::cdc_transport::{object_named, object_of, Transport};
 use super::echo_book;
 use crate::plan::echoes::{EchoBook, Heard};
 use salesforce::cdc::{channel_for, CdcError, ChangeEvent, ReplayFrom};

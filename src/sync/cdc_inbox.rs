@@ -4,7 +4,7 @@
 //! inbox drops new events and reports their objects missed; a dropped event's position still
 //! moves on.
 
-use super::cdc_transport::object_of;
+use super::cdc_transport::object_named;
 use crate::plan::echoes::{EchoBook, Heard};
 use salesforce::cdc::ChangeEvent;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -48,15 +48,6 @@ pub(super) enum Note {
     Down(String),
 }
 
-/// The object an event is about.
-pub(super) fn object_named(e: &ChangeEvent) -> String {
-    if e.header.entity_name.is_empty() {
-        object_of(&e.channel)
-    } else {
-        e.header.entity_name.clone()
-    }
-}
-
 /// A dropped event's channel position moves on past it.
 pub(super) fn move_past(dropped: &mut HashMap<String, i64>, e: &ChangeEvent) {
     let id = dropped.entry(e.channel.clone()).or_insert(e.replay_id);
@@ -69,14 +60,6 @@ pub(super) fn move_past(dropped: &mut HashMap<String, i64>, e: &ChangeEvent) {
 pub(super) fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut UnixStream, note: Note) {
     {
         let mut b = inbox.lock().unwrap_or_else(|p| p.into_inner());
-        // Judged in delivery order, before anything else can note a write in between.
-        let heard = match &note {
-            Note::Event(e) => {
-                let mut book = echoes.lock().unwrap_or_else(|p| p.into_inner());
-                Some((book.hear(e, None), book.stamp()))
-            }
-            _ => None,
-        };
         match note {
             Note::Subscribed(t) => {
                 b.up = Some(true);
@@ -88,7 +71,7 @@ pub(super) fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut
                 b.down = Some(why);
             }
             Note::Missed(objects) => b.missed.extend(objects),
-            Note::Event(e) => match heard.unwrap_or((Heard::News, 0)) {
+            Note::Event(e) => match judged(echoes, &e) {
                 (Heard::Echo, _) => {
                     move_past(&mut b.dropped, &e);
                     b.echoes += 1;
@@ -106,6 +89,13 @@ pub(super) fn deliver(inbox: &Mutex<Inbox>, echoes: &Mutex<EchoBook>, wake: &mut
         }
     }
     let _ = wake.write(&[1]);
+}
+
+/// The book's verdict on `e` and its stamp, taken together under the book's lock (the inbox's
+/// held too), so events are judged in delivery order and no write is noted in between.
+fn judged(echoes: &Mutex<EchoBook>, e: &ChangeEvent) -> (Heard, u64) {
+    let mut book = echoes.lock().unwrap_or_else(|p| p.into_inner());
+    (book.hear(e, None), book.stamp())
 }
 
 #[cfg(test)]

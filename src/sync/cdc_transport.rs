@@ -37,6 +37,15 @@ fn salesforce_hosted(login_url: &str) -> bool {
 /// Positions of the Pub/Sub API are kept under this prefix of the channel.
 pub(super) const PUBSUB_KEY: &str = "pubsub:";
 
+/// The object an event is about: its header's entity, else its channel's.
+pub fn object_named(e: &salesforce::cdc::ChangeEvent) -> String {
+    if e.header.entity_name.is_empty() {
+        object_of(&e.channel)
+    } else {
+        e.header.entity_name.clone()
+    }
+}
+
 /// The object of a change channel: `/data/Invoice__ChangeEvent` -> `Invoice__c`.
 pub fn object_of(channel: &str) -> String {
     let name = channel.trim_start_matches(PUBSUB_KEY).trim_start_matches("/data/").trim_end_matches("ChangeEvent");

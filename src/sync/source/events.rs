@@ -41,7 +41,7 @@ pub fn apply_drain(
 ) -> (Vec<i32>, Vec<Position>) {
     let mut groups: Vec<((String, String), Vec<ChangeEvent>)> = Vec::new();
     for (conn, e) in events {
-        let object = if e.header.entity_name.is_empty() { crate::sync::cdc::object_of(&e.channel) } else { e.header.entity_name.clone() };
+        let object = crate::sync::cdc::object_named(&e);
         match groups.iter_mut().find(|(k, _)| k.0 == conn && k.1.eq_ignore_ascii_case(&object)) {
             Some((_, evs)) => evs.push(e),
             None => groups.push(((conn, object), vec![e])),
