@@ -55,7 +55,7 @@ pub use budget::{BudgetCell, BudgetHandle, BudgetShare};
 pub use cdc::{CdcError, CdcStream, ChangeEvent, ChangeEventHeader, ReplayFrom};
 pub use client::bulk::{
     build_csv, map_results, poll_delay, BulkIngestResult, BulkJobInfo, BulkOperation, BulkOptions, BulkQueryReader, BulkRowOutcome,
-    BULK_NULL,
+    IngestStarted, BULK_NULL,
 };
 pub use client::describe::DescribeCheck;
 pub use client::{ApiStats, Client, ClientOptions, QueryIter, SessionSeed, SessionShare, COLLECTIONS_CHUNK};

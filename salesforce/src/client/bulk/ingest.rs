@@ -209,6 +209,21 @@ impl Client {
         csv: &[u8],
         opts: &BulkOptions,
     ) -> Result<BulkIngestResult, Error> {
+        let started = self.bulk_ingest_start(sobject, operation, external_id, csv)?;
+        self.bulk_ingest_finish(started, opts)
+    }
+
+    /// The first half of [`Client::bulk_ingest_with`]: creates the job, uploads `csv` and
+    /// closes the upload, so Salesforce starts processing it; returns without waiting. The
+    /// caller does other work (another job, its database's) and then calls
+    /// [`Client::bulk_ingest_finish`]: several jobs run at once, as Salesforce allows.
+    pub fn bulk_ingest_start(
+        &self,
+        sobject: &str,
+        operation: BulkOperation,
+        external_id: Option<&str>,
+        csv: &[u8],
+    ) -> Result<IngestStarted, Error> {
         check_object(sobject)?;
         if operation == BulkOperation::Upsert && external_id.is_none() {
             return Err(Error::Config("upsert needs an external ID field".into()));
@@ -216,6 +231,7 @@ impl Client {
         if let Some(f) = external_id {
             check_field(f)?;
         }
+        // The input rows are kept: results are matched back to them (`map_results`).
         let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(csv);
         let header = rdr.headers().map_err(|e| Error::Config(format!("bad CSV header: {e}")))?.clone();
         let input: Vec<csv::StringRecord> = rdr.records().collect::<Result<_, _>>().map_err(|e| Error::Config(format!("bad CSV: {e}")))?;
@@ -238,25 +254,47 @@ impl Client {
         }
         let job = self.bulk_json(Method::Post, self.data_path("/jobs/ingest"), Some(&body), false)?;
         let jpath = self.data_path(&format!("/jobs/ingest/{}", encode_segment(&job.id)));
-        self.execute(&Request {
-            method: Method::Put,
-            target: Target::Instance(format!("{jpath}/batches")),
-            body: Some(("text/csv", csv.to_vec())),
-            headers: vec![],
-            idempotent: false,
-            authenticated: true,
-        })?;
-        self.bulk_json(Method::Patch, jpath.clone(), Some(&json!({"state": "UploadComplete"})), false)?;
-        let job = self.bulk_wait(false, &job.id, opts)?;
+        let uploaded = self
+            .execute(&Request {
+                method: Method::Put,
+                target: Target::Instance(format!("{jpath}/batches")),
+                body: Some(("text/csv", csv.to_vec())),
+                headers: vec![],
+                idempotent: false,
+                authenticated: true,
+            })
+            .and_then(|_| self.bulk_json(Method::Patch, jpath.clone(), Some(&json!({"state": "UploadComplete"})), false));
+        if let Err(e) = uploaded {
+            // A job left open would count against the org's open jobs until it times out.
+            let _ = self.bulk_abort(false, &job.id);
+            return Err(e);
+        }
+        Ok(IngestStarted { id: job.id, input, key_column })
+    }
+
+    /// The second half of [`Client::bulk_ingest_with`]: waits for a started job and maps
+    /// its results back to the input rows.
+    pub fn bulk_ingest_finish(&self, started: IngestStarted, opts: &BulkOptions) -> Result<BulkIngestResult, Error> {
+        let jpath = self.data_path(&format!("/jobs/ingest/{}", encode_segment(&started.id)));
+        let job = self.bulk_wait(false, &started.id, opts)?;
         if job.state == "Failed" {
             return Err(job_failed(&job));
         }
         let successful = self.bulk_text(format!("{jpath}/successfulResults/"))?;
         let failed = self.bulk_text(format!("{jpath}/failedResults/"))?;
         let unprocessed = if job.state == "Aborted" { self.bulk_text(format!("{jpath}/unprocessedrecords/"))? } else { String::new() };
-        let (rows, unmatched_results) = map_results(&input, key_column, &successful, &failed, &unprocessed)?;
+        let (rows, unmatched_results) = map_results(&started.input, started.key_column, &successful, &failed, &unprocessed)?;
         Ok(BulkIngestResult { job, rows, unmatched_results })
     }
+}
+
+/// An ingest job uploaded and processing: what [`Client::bulk_ingest_finish`] needs.
+#[derive(Debug)]
+pub struct IngestStarted {
+    pub id: String,
+    /// The rows sent, which the results are matched back to.
+    input: Vec<csv::StringRecord>,
+    key_column: Option<usize>,
 }
 
 #[cfg(test)]

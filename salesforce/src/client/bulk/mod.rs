@@ -18,7 +18,7 @@ use crate::de::null_default;
 use crate::error::Error;
 use crate::http::encode_segment;
 
-pub use ingest::{build_csv, map_results, parse_sf_error, BulkIngestResult, BulkOperation, BulkRowOutcome, BULK_NULL};
+pub use ingest::{build_csv, map_results, parse_sf_error, BulkIngestResult, BulkOperation, BulkRowOutcome, IngestStarted, BULK_NULL};
 pub use query::{record_of, BulkQueryReader};
 
 /// Job info as `GET /jobs/ingest/{id}` and `GET /jobs/query/{id}` return it.
