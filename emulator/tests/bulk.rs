@@ -371,3 +371,27 @@ fn ingest_naming_a_removed_field_fails_the_job() {
     assert_eq!(info["errorMessage"], "InvalidBatch : Field name not found : Gone__c");
     assert_eq!(org.query("SELECT COUNT() FROM Contact").body["totalSize"], 1);
 }
+
+#[test]
+fn held_ingest_jobs_wait_uploaded_until_released_and_can_be_aborted() {
+    let org = Org::start();
+    assert_eq!(org.admin("POST", "bulk/hold", json!({"held": true})).body["held"], true);
+    let start = |csv: &str| {
+        let r = org.post("jobs/ingest", json!({"object": "Account", "operation": "insert"}));
+        let id = r.body["id"].as_str().unwrap().to_string();
+        assert_eq!(raw(&org, "PUT", &format!("jobs/ingest/{id}/batches"), "text/csv", csv).0, 201);
+        assert_eq!(org.patch(&format!("jobs/ingest/{id}"), json!({"state": "UploadComplete"})).status, 200);
+        id
+    };
+    let (kept, aborted) = (start("Name\nA\nB\n"), start("Name\nC\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(org.get(&format!("jobs/ingest/{kept}")).body["state"], "UploadComplete", "held, not processed");
+    assert_eq!(org.query("SELECT Id FROM Account").body["totalSize"], 0);
+    assert_eq!(org.patch(&format!("jobs/ingest/{aborted}"), json!({"state": "Aborted"})).status, 200);
+
+    org.admin("POST", "bulk/hold", json!({"held": false}));
+    assert_eq!(wait(&org, "ingest", &kept)["numberRecordsProcessed"], 2);
+    assert_eq!(wait(&org, "ingest", &aborted)["state"], "Aborted");
+    assert_eq!(org.query("SELECT Name FROM Account").body["totalSize"], 2, "only the released job's rows");
+    assert_eq!(org.admin("POST", "bulk/hold", json!({"nope": 1})).status, 400);
+}

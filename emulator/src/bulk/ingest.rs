@@ -217,6 +217,13 @@ fn line_ending_ok(data: &[u8], le: LineEnding) -> bool {
 
 /// Runs an ingest job to the end (on a blocking thread).
 pub fn run_ingest(org: &Org, id: &str) {
+    // Held by the admin switch: the job waits in the queue (an abort still ends it).
+    while org.jobs.held.load(Ordering::Relaxed) {
+        if org.jobs.map.lock().get(id).is_none_or(|j| j.cancel.load(Ordering::Relaxed)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let started = Instant::now();
     let now = org.clock.now_ms();
     let mut spec = None;

@@ -196,6 +196,10 @@ impl Job {
 pub struct Jobs {
     pub map: Mutex<HashMap<String, Job>>,
     next: AtomicU64,
+    /// Admin switch (`POST /__emulator/bulk/hold`): ingest jobs wait in `UploadComplete`
+    /// until released, as a busy org's queue keeps them. Tests use it to keep a job
+    /// processing while the client goes on.
+    pub held: AtomicBool,
 }
 
 impl Jobs {
@@ -204,8 +208,9 @@ impl Jobs {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 62u64.pow(5) * 23;
         ids::mint("750", n)
     }
-    /// Forgets every job (admin reset); running work notices and stops.
+    /// Forgets every job (admin reset) and releases the hold; running work notices and stops.
     pub fn clear(&self) {
+        self.held.store(false, Ordering::Relaxed);
         let mut m = self.map.lock();
         for j in m.values() {
             j.cancel.store(true, Ordering::Relaxed);

@@ -34,6 +34,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/__emulator/clock", get(clock).post(set_clock))
         .route("/__emulator/counters", get(counters).delete(reset_counters))
         .route("/__emulator/limits", post(set_limits))
+        .route("/__emulator/bulk/hold", post(bulk_hold))
 }
 
 fn bad(msg: impl Into<String>) -> Response {
@@ -54,6 +55,23 @@ async fn info(State(st): St) -> Response {
         "objects": st.schema.objects.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldReq {
+    held: bool,
+}
+
+/// Holds Bulk ingest jobs in `UploadComplete` (uploaded, closed, not processed) until
+/// released; jobs closed meanwhile then run.
+async fn bulk_hold(State(st): St, body: axum::body::Bytes) -> Response {
+    let req: HoldReq = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return *e,
+    };
+    st.bulk.held.store(req.held, std::sync::atomic::Ordering::Relaxed);
+    Json(json!({"held": req.held})).into_response()
 }
 
 async fn reset(State(st): St) -> Response {
