@@ -35,6 +35,23 @@ pub fn exec(sql: &str, args: &[DatumWithOid]) -> Result<usize> {
     Ok(Spi::connect_mut(|c| c.update(sql, None, args).map(|t| t.len()))?)
 }
 
+/// Runs `f` with planner settings changed for the current transaction, then puts the
+/// previous values back (an error aborts the transaction, which puts them back too).
+pub fn with_settings<R>(settings: &[(&str, &str)], f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let mut previous = Vec::with_capacity(settings.len());
+    for (name, value) in settings {
+        let was = json("SELECT to_jsonb(current_setting($1))", &[(*name).into()])?;
+        exec("SELECT set_config($1, $2, true)", &[(*name).into(), (*value).into()])?;
+        previous.push((*name, was));
+    }
+    let r = f()?;
+    for (name, was) in previous {
+        let Some(Value::String(was)) = was else { continue };
+        exec("SELECT set_config($1, $2, true)", &[name.into(), was.into()])?;
+    }
+    Ok(r)
+}
+
 pub fn jsonb(v: Value) -> DatumWithOid<'static> {
     JsonB(v).into()
 }

@@ -41,6 +41,18 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn planner_settings_changed_for_a_statement_are_put_back() {
+        Spi::run("SET enable_sort = off").unwrap();
+        let inside = crate::spi_util::with_settings(&[("enable_sort", "on"), ("enable_hashjoin", "off")], || {
+            Ok(Spi::get_one::<String>("SELECT current_setting('enable_sort') || current_setting('enable_hashjoin')").unwrap())
+        })
+        .unwrap();
+        assert_eq!(inside.as_deref(), Some("onoff"));
+        let after = Spi::get_one::<String>("SELECT current_setting('enable_sort') || current_setting('enable_hashjoin')").unwrap();
+        assert_eq!(after.as_deref(), Some("offon"), "the session's own values again");
+    }
+
+    #[pg_test]
     fn insert_update_delete_are_captured() {
         fixture();
         Spi::run("INSERT INTO contacts (id, last_name, email, notes) VALUES (1, 'Doe', 'd@x', 'n')").unwrap();

@@ -43,26 +43,35 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
     // shadow by sync_table), nothing is sent.
     let known: Vec<i32> = mappings.values().filter(|m| !m.options.shadow()).map(|m| m.id).collect();
     let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into(), known.into()];
-    let rows = spi_util::json(
-        "WITH ready AS (
-             SELECT DISTINCT mapping_id, pk FROM (
-                 SELECT mapping_id, pk FROM sfsync.outbox
-                 WHERE state = 'pending' AND next_attempt_at <= now()
-                   AND (claimed_until IS NULL OR claimed_until < now())
-                   AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
-                 ORDER BY id LIMIT $1) r
-         ), locked AS (
-             SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)
-             WHERE o.claimed_until IS NULL OR o.claimed_until < now()
-             FOR UPDATE OF o SKIP LOCKED
-         ), claimed AS (
-             UPDATE sfsync.outbox o SET claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
-             FROM locked WHERE o.id = locked.id
-             RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
-         )
-         SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
-        &args,
-    )?
+    // One plan is right for this statement whatever the statistics say: the oldest
+    // entries read in the primary key's order up to the batch and no further, then each
+    // one's record looked up by index. With statistics taken before a backlog was written
+    // (its rows "few") the planner would rather read every pending entry and sort them,
+    // or hash the whole outbox, each batch, which makes draining N entries O(N²) (1M: half
+    // a second a batch instead of 20 ms), so the alternatives are switched off for it.
+    let plan = [("enable_sort", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_seqscan", "off")];
+    let rows = spi_util::with_settings(&plan, || {
+        spi_util::json(
+            "WITH ready AS (
+                 SELECT DISTINCT mapping_id, pk FROM (
+                     SELECT mapping_id, pk FROM sfsync.outbox
+                     WHERE state = 'pending' AND next_attempt_at <= now()
+                       AND (claimed_until IS NULL OR claimed_until < now())
+                       AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
+                     ORDER BY id LIMIT $1) r
+             ), locked AS (
+                 SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)
+                 WHERE o.claimed_until IS NULL OR o.claimed_until < now()
+                 FOR UPDATE OF o SKIP LOCKED
+             ), claimed AS (
+                 UPDATE sfsync.outbox o SET claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+                 FROM locked WHERE o.id = locked.id
+                 RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
+             )
+             SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
+            &args,
+        )
+    })?
     .unwrap_or(Value::Array(vec![]));
     let rows: Vec<Claimed> = serde_json::from_value(rows).map_err(|e| SyncError::Spi(format!("decoding claimed outbox rows: {e}")))?;
     let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
