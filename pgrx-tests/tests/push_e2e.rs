@@ -1,11 +1,13 @@
 //! End to end: the small pushes of many tables on one connection share Composite requests
 //! (at most 5 sObject Collections subrequests each): fewer API calls, the same per-record
 //! results — parents before children, rejections per record, a subrequest Salesforce refuses
-//! as a whole sent again on its own path.
+//! as a whole sent again on its own path. And a backlog's Bulk jobs pipelined, a record's
+//! writes still in order.
 
 mod common;
 
-use sfsync_e2e::{json, scalar, DbExt, Value};
+use sfsync_e2e::{json, scalar, until, DbExt, Value, WAIT};
+use std::time::Duration;
 
 /// (POST /composite calls, direct sObject Collections calls, Collections subrequests inside
 /// composite requests) served so far.
@@ -145,4 +147,50 @@ fn a_subrequest_refused_as_a_whole_goes_again_alone_and_only_the_bad_record_fail
     let rows = db.query("SELECT \"table\"::text, key, error_code FROM sfsync.errors", &[]).unwrap();
     let errors: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(errors, vec![("notes".to_string(), "2".to_string(), "JSON_PARSER_ERROR".to_string())]);
+}
+
+/// A backlog goes out in Bulk jobs that overlap: while Salesforce processes one batch's job,
+/// the worker claims and sends the next. A row changed while its first write sits in a job
+/// that is still processing must not be sent beside it (Salesforce runs jobs in any order):
+/// the change waits for that job's results and then goes by Id, so Salesforce ends with the
+/// newest value and nothing is parked.
+#[test]
+fn a_change_of_a_row_whose_bulk_job_is_still_processing_goes_after_it() {
+    let env = common::start();
+    let mut db = env.db();
+    env.worker_pid();
+    db.set_system(&[("sfsync.batch_size", "1500"), ("sfsync.bulk_threshold", "1000")]);
+    db.batch_execute(
+        "CREATE TABLE people (id bigint PRIMARY KEY, last_name text NOT NULL, title text);
+         SELECT sfsync.sync_table('people', 'Contact', direction => 'push');",
+    )
+    .unwrap();
+    // Slow uploads: time to hold the second batch's job before it is closed.
+    env.emu.add_fault(json!({"kind": "latency", "latency_ms": 1500, "count": 2, "method": "PUT",
+                              "path_prefix": "/services/data/v62.0/jobs/ingest/"}));
+    db.batch_execute("INSERT INTO people SELECT g, 'Row ' || g, 'first' FROM generate_series(1, 3000) g").unwrap();
+    // Both batches claimed: the first job is uploaded and runs, the second is uploading.
+    db.until_count("SELECT count(*) FROM sfsync.outbox WHERE claimed_until IS NOT NULL", 3000);
+    env.emu.admin("POST", "bulk/hold", json!({"held": true}));
+    // Row 1 is in the first batch, row 2000 in the second, whose job will be held.
+    db.batch_execute("UPDATE people SET title = 'second' WHERE id IN (1, 2000)").unwrap();
+    let title = |env: &common::Env, db: &mut sfsync_e2e::postgres::Client, key: &str| -> Option<Value> {
+        let ext = db.external_key("people", key);
+        env.sf_query(&format!("SELECT Title FROM Contact WHERE Postgres_Id__c = '{ext}'")).first().map(|r| r["Title"].clone())
+    };
+    until("row 1's change sent after its job, by Id", WAIT, || {
+        let t = title(&env, &mut db, "1");
+        (t == Some(json!("second"))).then_some(()).ok_or(format!("{t:?}"))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(title(&env, &mut db, "2000"), None, "row 2000's job is held: nothing of it in Salesforce yet");
+    let waiting: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.outbox WHERE pk = '2000' AND state = 'pending'");
+    assert_eq!(waiting, 2, "its insert (in the held job) and its change (waiting for it)");
+
+    env.emu.admin("POST", "bulk/hold", json!({"held": false}));
+    db.until_count("SELECT count(*) FROM sfsync.outbox", 0);
+    assert_eq!(title(&env, &mut db, "2000"), Some(json!("second")));
+    assert_eq!(env.sf_query("SELECT Id FROM Contact").len(), 3000, "one record per row");
+    let errors: i64 = scalar(&mut db, "SELECT count(*) FROM sfsync.record_errors");
+    assert_eq!(errors, 0, "nothing parked");
 }

@@ -324,7 +324,18 @@ pub fn call_for<T>(ctx: Ctx, name: &str, steps: &[Step], run: impl FnOnce() -> R
     if ctx == Ctx::Worker && (!available(name) || steps.iter().any(|s| step_waiting(ctx, *s))) {
         return Call::Waiting;
     }
-    match run() {
+    outcome(ctx, name, steps, run())
+}
+
+/// [`call`] for the end of a step already begun (a Bulk job started, now waited for): it
+/// runs even while the connection backs off, since the job is in Salesforce's hands.
+pub fn call_to_finish<T>(ctx: Ctx, name: &str, step: Step, run: impl FnOnce() -> Result<T>) -> Call<T> {
+    outcome(ctx, name, &[step], run())
+}
+
+/// A success clears the backoffs of the connection and the steps, a failure starts one.
+fn outcome<T>(ctx: Ctx, name: &str, steps: &[Step], result: Result<T>) -> Call<T> {
+    match result {
         Ok(v) => {
             BACKOFF.with(|b| b.borrow_mut().remove(name));
             STEP_BACKOFF.with(|b| {

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::guc;
 use crate::plan::bisect::bisect;
-use salesforce::{build_csv, BulkOperation, BulkRowOutcome, Client, Record, RecordError, SaveResult};
+use salesforce::{build_csv, BulkOperation, BulkOptions, BulkRowOutcome, Client, IngestStarted, Record, RecordError, SaveResult};
 use serde_json::Value;
 
 /// Past `sfsync.bulk_threshold` records one Bulk API job replaces many Collections calls.
@@ -25,14 +25,7 @@ pub fn upsert(client: &Client, sobject: &str, external_id: &str, records: &[Reco
 /// Updates of records by Id, as `upsert` sends them.
 pub fn update(client: &Client, sobject: &str, records: Vec<(String, Record)>) -> Result<Vec<SaveResult>> {
     if by_bulk(records.len()) {
-        let with_ids: Vec<Record> = records
-            .into_iter()
-            .map(|(id, mut r)| {
-                r.insert("Id".into(), Value::String(id));
-                r
-            })
-            .collect();
-        return write(client, sobject, BulkOperation::Update, None, &with_ids);
+        return write(client, sobject, BulkOperation::Update, None, &with_ids(records));
     }
     Ok(bisect(&records, &mut |chunk| client.collections_update(sobject, chunk))?)
 }
@@ -40,13 +33,10 @@ pub fn update(client: &Client, sobject: &str, records: Vec<(String, Record)>) ->
 /// Deletes by Id, as `upsert` sends them. A record already gone counts as deleted: that is
 /// what was wanted.
 pub fn delete(client: &Client, sobject: &str, ids: &[String]) -> Result<Vec<SaveResult>> {
-    let results = if by_bulk(ids.len()) {
-        let recs: Vec<Record> = ids.iter().map(|id| Record::from_iter([("Id".to_string(), Value::String(id.clone()))])).collect();
-        write(client, sobject, BulkOperation::Delete, None, &recs)?
-    } else {
-        bisect(ids, &mut |chunk| client.collections_delete(chunk))?
-    };
-    Ok(already_deleted_is_deleted(results))
+    if by_bulk(ids.len()) {
+        return write(client, sobject, BulkOperation::Delete, None, &id_records(ids));
+    }
+    Ok(already_deleted_is_deleted(bisect(ids, &mut |chunk| client.collections_delete(chunk))?))
 }
 
 /// Delete results with a record already gone counted as deleted.
@@ -63,13 +53,47 @@ pub fn already_deleted_is_deleted(results: Vec<SaveResult>) -> Vec<SaveResult> {
         .collect()
 }
 
+/// Records to update by Id, as a Bulk update job takes them (the Id a column).
+pub fn with_ids(records: Vec<(String, Record)>) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|(id, mut r)| {
+            r.insert("Id".into(), Value::String(id));
+            r
+        })
+        .collect()
+}
+
+/// Records of one `Id` column, as a Bulk delete job takes them.
+pub fn id_records(ids: &[String]) -> Vec<Record> {
+    ids.iter().map(|id| Record::from_iter([("Id".to_string(), Value::String(id.clone()))])).collect()
+}
+
 /// One ingest job over `records` (heterogeneous field sets allowed: a field a record
 /// doesn't carry is left unchanged, a JSON null clears it).
 pub fn write(client: &Client, sobject: &str, op: BulkOperation, external_id: Option<&str>, records: &[Record]) -> Result<Vec<SaveResult>> {
+    finish(client, start(client, sobject, op, external_id, records)?)
+}
+
+/// An ingest job uploaded and processing in Salesforce.
+pub struct Started {
+    job: IngestStarted,
+    op: BulkOperation,
+}
+
+/// Starts one ingest job over `records` (see `write`) without waiting for it.
+pub fn start(client: &Client, sobject: &str, op: BulkOperation, external_id: Option<&str>, records: &[Record]) -> Result<Started> {
     let (header, rows) = to_rows(records);
     let csv = build_csv(&header, rows)?;
-    let result = client.bulk_ingest(sobject, op, external_id, &csv)?;
-    Ok(result.rows.into_iter().map(to_save_result).collect())
+    Ok(Started { job: client.bulk_ingest_start(sobject, op, external_id, &csv)?, op })
+}
+
+/// Waits for a started job: a result per record, in order (a delete of a record already
+/// gone counted as done).
+pub fn finish(client: &Client, started: Started) -> Result<Vec<SaveResult>> {
+    let result = client.bulk_ingest_finish(started.job, &BulkOptions::default())?;
+    let results = result.rows.into_iter().map(to_save_result).collect();
+    Ok(if started.op == BulkOperation::Delete { already_deleted_is_deleted(results) } else { results })
 }
 
 /// The union of the records' fields as a header and one CSV row each.

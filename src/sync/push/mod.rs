@@ -109,23 +109,55 @@ fn deferred(changes: Vec<Change>) -> Vec<Result_> {
     changes.into_iter().map(|c| Result_ { change: c, operation: "", outcome: Outcome::Deferred }).collect()
 }
 
-/// One mapping's ready changes by its own path (`send`: Collections calls or Bulk).
-fn send_alone(ctx: Ctx, m: &Mapping, ready: Vec<Change>, shown: &mut Shown) -> Vec<Result_> {
+/// One mapping's ready changes by its own path (`send`: Collections calls or Bulk). With
+/// `may_leave`, a Bulk job is only started and returned, to be finished (`finish_alone`)
+/// after the pass's next batch went out.
+fn send_alone(ctx: Ctx, m: &Mapping, ready: Vec<Change>, shown: &mut Shown, may_leave: bool) -> (Vec<Result_>, Option<send::Started>) {
     if ready.is_empty() {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let step = Step::new(m.id, "push");
-    match clients::call(ctx, &m.connection, step, || send::send(&*clients::client(ctx, &m.connection)?, m, ready.clone())) {
-        Call::Done(r) => {
-            shown.went_through(&[m]);
-            r
+    let run = || {
+        let client = clients::client(ctx, &m.connection)?;
+        if may_leave {
+            send::start(&client, m, ready.clone())
+        } else {
+            send::send(&client, m, ready.clone()).map(send::Sending::Done)
         }
-        Call::Waiting => deferred(ready),
+    };
+    match clients::call(ctx, &m.connection, step, run) {
+        Call::Done(send::Sending::Done(r)) => {
+            shown.went_through(&[m]);
+            (r, None)
+        }
+        Call::Done(send::Sending::Started(job)) => (Vec::new(), Some(job)),
+        Call::Waiting => (deferred(ready), None),
         Call::Failed { error, retry_in, connection_wide } => {
             shown.failed(&[m], &error, retry_in, connection_wide);
-            deferred(ready)
+            (deferred(ready), None)
         }
     }
+}
+
+/// Waits for a Bulk job `send_alone` left processing: its results (a Bulk job's writes are
+/// not noted for the echo book: see `send::note_written`), or its changes released (a job
+/// that failed or could not be waited for goes again with a later pass; an upsert on the
+/// external ID or an update by Id sent twice is the same write).
+fn finish_alone(ctx: Ctx, m: &Mapping, started: send::Started, shown: &mut Shown) -> Vec<Result_> {
+    let send::Started { mut done, changes, operation, job } = started;
+    let run = || bulk_write::finish(&*clients::client(ctx, &m.connection)?, job);
+    match clients::call_to_finish(ctx, &m.connection, Step::new(m.id, "push"), run) {
+        Call::Done(res) => {
+            shown.went_through(&[m]);
+            done.extend(send::zip_results(changes.into_iter(), res, operation));
+        }
+        Call::Waiting => done.extend(deferred(changes)),
+        Call::Failed { error, retry_in, connection_wide } => {
+            shown.failed(&[m], &error, retry_in, connection_wide);
+            done.extend(deferred(changes));
+        }
+    }
+    done
 }
 
 /// What the pass knows of parent records while it sends: the children's lookups.
@@ -193,17 +225,78 @@ impl Parents {
     }
 }
 
-/// One push pass over at most `sfsync.batch_size` entries of these mappings (which must
-/// include the parents of any mapping pushed), optionally of one of them only.
+/// How long a pass goes on claiming batch after batch while their Bulk jobs overlap, before
+/// the worker turns to its other work (pulls, change events) again.
+const PIPELINE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One batch of a pass: claimed, planned and sent, its Bulk job perhaps still processing.
+struct Round {
+    attempts: HashMap<i64, i32>,
+    results: Vec<Result_>,
+    shown: Shown,
+    /// The last send of the round, a Bulk job Salesforce is processing (mapping, job).
+    started: Option<(i32, send::Started)>,
+    /// The records claimed, (mapping, key).
+    records: HashSet<(i32, String)>,
+}
+
+/// One push pass: batches of at most `sfsync.batch_size` entries of these mappings (which
+/// must include the parents of any mapping pushed), optionally of one of them only. A batch
+/// that ends in a Bulk job is pipelined in the worker: while Salesforce processes the job,
+/// the next batch is claimed and sent (records with a change on its way are left for later,
+/// so a record's changes stay in order), then the job's results are settled. Backlogs drain
+/// at the pace of the database's work, not of the jobs'. A person's `run_once` pushes one
+/// batch, as before.
 pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSummary> {
     let mappings: HashMap<i32, Mapping> = mappings.iter().map(|m| (m.id, m.clone())).collect();
-    let claimed = ctx.tx(|| claim::claim(only, &mappings))?;
-    let mut summary = PushSummary { claimed: claimed.entries.len(), ..Default::default() };
-    if claimed.entries.is_empty() {
-        return Ok(summary);
+    let mut summary = PushSummary::default();
+    let began = std::time::Instant::now();
+    let mut processing: Option<Round> = None;
+    loop {
+        let next = round(ctx, &mappings, only, processing.as_ref().map(|r| &r.records), &mut summary);
+        // The previous batch's job had the time of this batch's claim and send.
+        if let Some(prev) = processing.take() {
+            if let Err(e) = finish(ctx, prev, &mappings, &mut summary) {
+                // This batch's job is under way: its results are still worth settling.
+                if let Ok(Some(r)) = next {
+                    let _ = finish(ctx, r, &mappings, &mut summary);
+                }
+                return Err(e);
+            }
+        }
+        let go_on = ctx == Ctx::Worker && began.elapsed() < PIPELINE_FOR && !crate::worker::shutdown_requested();
+        match next? {
+            None => break,
+            Some(r) if r.started.is_some() && go_on => processing = Some(r),
+            Some(r) => {
+                finish(ctx, r, &mappings, &mut summary)?;
+                break;
+            }
+        }
     }
+    Ok(summary)
+}
+
+/// Claims, plans and sends one batch; None when there was nothing to claim. Changes of
+/// records `unsettled` (claimed by the round before, not yet settled) are released: they go
+/// after it, so a record's writes reach Salesforce in order.
+fn round(
+    ctx: Ctx,
+    mappings: &HashMap<i32, Mapping>,
+    only: Option<i32>,
+    unsettled: Option<&HashSet<(i32, String)>>,
+    summary: &mut PushSummary,
+) -> Result<Option<Round>> {
+    let claimed = ctx.tx(|| claim::claim(only, mappings))?;
+    if claimed.entries.is_empty() {
+        return Ok(None);
+    }
+    summary.claimed += claimed.entries.len();
     let changes = coalesce(claimed.entries);
-    summary.records = changes.len();
+    summary.records += changes.len();
+    let records: HashSet<(i32, String)> = changes.iter().map(|c| (c.mapping_id, c.pk.clone())).collect();
+    let (later, changes): (Vec<Change>, Vec<Change>) =
+        changes.into_iter().partition(|c| unsettled.is_some_and(|u| u.contains(&(c.mapping_id, c.pk.clone()))));
     let mut by_mapping: HashMap<i32, Vec<Change>> = HashMap::new();
     for mut c in changes {
         if let Some(sfid) = claimed.sfids.get(&(c.mapping_id, c.pk.clone())) {
@@ -218,9 +311,12 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
     let batches: Vec<Batch> = ids.iter().filter_map(|id| Some(together::batch(ctx, mappings.get(id)?, by_mapping.get(id)?))).collect();
     let mut parents =
         Parents { known: claimed.parent_sfids, failed_now: HashMap::new(), waiting_now: HashSet::new(), claimed: claimed.parents };
-    let mut results: Vec<Result_> = Vec::new();
+    let mut results: Vec<Result_> = deferred(later);
     let mut shown = Shown::default();
-    for send in schedule(&batches) {
+    let sends = schedule(&batches);
+    let last = sends.len().saturating_sub(1);
+    let mut started = None;
+    for (i, send) in sends.into_iter().enumerate() {
         let sent = match send {
             Send::Alone(mid) => {
                 let (Some(changes), Some(m)) = (by_mapping.remove(&mid), mappings.get(&mid)) else { continue };
@@ -233,7 +329,9 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
                     held.extend(unsent);
                     ready
                 };
-                let mut sent = send_alone(ctx, m, ready, &mut shown);
+                // Only the last send may be left processing: no child of it is in this batch.
+                let (mut sent, job) = send_alone(ctx, m, ready, &mut shown, i == last);
+                started = job.map(|j| (mid, j));
                 sent.extend(held);
                 sent
             }
@@ -254,6 +352,17 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
         parents.learn(&sent);
         results.extend(sent);
     }
+    Ok(Some(Round { attempts: claimed.attempts, results, shown, started, records }))
+}
+
+/// Waits for a round's Bulk job, if any, and settles the round in one transaction.
+fn finish(ctx: Ctx, round: Round, mappings: &HashMap<i32, Mapping>, summary: &mut PushSummary) -> Result<()> {
+    let Round { attempts, mut results, mut shown, started, .. } = round;
+    if let Some((mid, job)) = started {
+        if let Some(m) = mappings.get(&mid) {
+            results.extend(finish_alone(ctx, m, job, &mut shown));
+        }
+    }
     ctx.tx(|| {
         for (name, err) in &shown.connections {
             clients::set_connection_error(name, err.as_deref())?;
@@ -261,8 +370,7 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
         for (id, err) in &shown.tables {
             settle::set_push_error(*id, err.as_deref())?;
         }
-        settle::settle(&results, &claimed.attempts, &mappings, &mut summary)?;
+        settle::settle(&results, &attempts, mappings, summary)?;
         clients::flush_stats()
-    })?;
-    Ok(summary)
+    })
 }

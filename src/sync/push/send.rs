@@ -54,7 +54,52 @@ pub(super) fn sort(m: &Mapping, changes: Vec<Change>) -> Sorted {
 /// Sends one mapping's changes. Err means the request as a whole failed (nothing known
 /// about individual records); record-level rejections come back as outcomes.
 pub(super) fn send(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Vec<Result_>> {
-    let Sorted { done: mut out, updates, upserts, mut deletes, unknown_deletes } = sort(m, changes);
+    send_sorted(client, m, sort(m, changes))
+}
+
+/// A mapping's send still in Salesforce's hands: one Bulk job processing.
+/// `bulk_write::finish` gives the job's results, `zip_results` pairs them with `changes`.
+pub(super) struct Started {
+    /// Settled without a call.
+    pub done: Vec<Result_>,
+    /// The job's changes, in the order of its records.
+    pub changes: Vec<Change>,
+    pub operation: &'static str,
+    pub job: bulk_write::Started,
+}
+
+pub(super) enum Sending {
+    Done(Vec<Result_>),
+    Started(Started),
+}
+
+/// Like `send`, except that a send that is one Bulk job (one kind of write past
+/// `sfsync.bulk_threshold`) is only started: the pass claims and sends its next batch while
+/// Salesforce processes this one, then `finish`es it.
+pub(super) fn start(client: &Client, m: &Mapping, changes: Vec<Change>) -> Result<Sending> {
+    let sorted = sort(m, changes);
+    let kinds = [sorted.upserts.len(), sorted.updates.len(), sorted.deletes.len()];
+    let one_job = sorted.unknown_deletes.is_empty() && kinds.iter().filter(|n| **n > 0).count() == 1;
+    if !one_job || !kinds.into_iter().any(bulk_write::by_bulk) {
+        return send_sorted(client, m, sorted).map(Sending::Done);
+    }
+    use salesforce::BulkOperation as Op;
+    let Sorted { done, updates, upserts, deletes, .. } = sorted;
+    let (changes, operation, job) = if !upserts.is_empty() {
+        let (changes, recs): (Vec<Change>, Vec<Record>) = upserts.into_iter().unzip();
+        (changes, "upsert", bulk_write::start(client, &m.sobject, Op::Upsert, Some(&m.external_id), &recs)?)
+    } else if !updates.is_empty() {
+        let (changes, recs): (Vec<Change>, Vec<(String, Record)>) = updates.into_iter().unzip();
+        (changes, "update", bulk_write::start(client, &m.sobject, Op::Update, None, &bulk_write::with_ids(recs))?)
+    } else {
+        let (changes, ids): (Vec<Change>, Vec<String>) = deletes.into_iter().unzip();
+        (changes, "delete", bulk_write::start(client, &m.sobject, Op::Delete, None, &bulk_write::id_records(&ids))?)
+    };
+    Ok(Sending::Started(Started { done, changes, operation, job }))
+}
+
+fn send_sorted(client: &Client, m: &Mapping, sorted: Sorted) -> Result<Vec<Result_>> {
+    let Sorted { done: mut out, updates, upserts, mut deletes, unknown_deletes } = sorted;
     // A delete of a row whose Id we never learned (e.g. a crash before the write-back):
     // find the record by external id; if there is none, there is nothing to delete.
     for chunk in unknown_deletes.chunks(200) {

@@ -158,7 +158,7 @@ pub(super) fn send(ctx: Ctx, group: Vec<(&Mapping, Vec<Change>)>, shown: &mut Sh
         }
     }
     for (m, changes) in alone {
-        out.extend(send_alone(ctx, m, changes, shown));
+        out.extend(send_alone(ctx, m, changes, shown, false).0);
     }
     out
 }
