@@ -20,8 +20,10 @@ pub(super) fn settle(
     let _applying = Applying::start();
     let max_attempts = guc::MAX_ATTEMPTS.get();
     let mut done: Vec<Value> = Vec::new(); // settled entries, archived as they leave the outbox
-    let mut cleared = Vec::new();
-    let mut writeback: HashMap<i32, Vec<Value>> = HashMap::new();
+                                           // Records whose earlier push error a success clears: (mapping ids, keys), side by side.
+    let mut cleared: (Vec<i32>, Vec<String>) = (Vec::new(), Vec::new());
+    // New Salesforce Ids per mapping: (keys, Ids), side by side.
+    let mut writeback: HashMap<i32, (Vec<String>, Vec<String>)> = HashMap::new();
     let mut parked = Vec::new();
     let mut retry = Vec::new();
     let mut deferred: Vec<i64> = Vec::new();
@@ -43,10 +45,13 @@ pub(super) fn settle(
                     _ => None,
                 };
                 done.push(json!({"ids": c.entry_ids, "outcome": archive::outcome(r.operation), "sfid": sfid, "sent": sent}));
-                cleared.push(json!({"mapping_id": c.mapping_id, "pk": c.pk}));
+                cleared.0.push(c.mapping_id);
+                cleared.1.push(c.pk.clone());
                 *pushed.entry(c.mapping_id).or_default() += 1;
                 if let (Write::Upsert(_), Some(sfid)) = (&c.write, sfid) {
-                    writeback.entry(c.mapping_id).or_default().push(json!({"pk": c.pk, "sfid": sfid}));
+                    let w = writeback.entry(c.mapping_id).or_default();
+                    w.0.push(c.pk.clone());
+                    w.1.push(sfid.clone());
                 }
             }
             Outcome::Rejected { code, message, fields, transient } => {
@@ -84,30 +89,47 @@ pub(super) fn settle(
     }
     if !done.is_empty() {
         archive::settle(done)?;
-        spi_util::exec(
-            "DELETE FROM sfsync.record_errors e USING jsonb_to_recordset($1) AS r(mapping_id int, pk text)
-             WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk",
-            &[spi_util::jsonb(Value::Array(cleared))],
+        // Most batches clear nothing: the lookup spares them a join of every record.
+        let (mids, pks) = cleared;
+        let mut seen = mids.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        let any = spi_util::json(
+            "SELECT to_jsonb(EXISTS (SELECT 1 FROM sfsync.record_errors WHERE direction = 'push' AND mapping_id = ANY($1)))",
+            &[seen.into()],
         )?;
+        if any == Some(Value::Bool(true)) {
+            spi_util::exec(
+                "DELETE FROM sfsync.record_errors e USING unnest($1::int[], $2::text[]) AS r(mapping_id, pk)
+                 WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk",
+                &[mids.into(), pks.into()],
+            )?;
+        }
     }
-    for (mid, rows) in writeback {
+    for (mid, (pks, sfids)) in writeback {
         let Some(m) = mappings.get(&mid) else { continue };
-        // Skip an Id another row already holds rather than fail the whole batch. Every mapped
-        // column is meant to keep its value (`o`): what a user's BEFORE trigger writes instead
-        // is queued for the push (`sync::rewritten`).
-        let sql = rewritten::wrap(&format!(
-            "UPDATE {tbl} t SET sfid = s.sfid FROM jsonb_to_recordset($1) AS s(pk text, sfid text), {tbl} o
-             WHERE t.{pk} = s.pk::{ty} AND o.{pk} = t.{pk} AND t.sfid IS DISTINCT FROM s.sfid
-               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)
-             RETURNING {ret}",
+        // Skip an Id another row already holds rather than fail the whole batch.
+        let update = format!(
+            "UPDATE {tbl} t SET sfid = s.sfid FROM unnest($1::text[], $2::text[]) AS s(pk, sfid){also}
+             WHERE t.{pk} = s.pk::{ty}{same} AND t.sfid IS DISTINCT FROM s.sfid
+               AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)",
             tbl = m.table,
             pk = m.pk_ident(),
             ty = m.pk_type,
-            ret = rewritten::returning(m, "t", |q, _| format!("o.{q}")),
-        ));
-        // As the table's owner: its triggers run with its rights, not the worker's.
-        let args = [spi_util::jsonb(Value::Array(rows))];
-        rewritten::run(m, &sql, &args)?;
+            also = if m.before_triggers { format!(", {} o", m.table) } else { String::new() },
+            same = if m.before_triggers { format!(" AND o.{pk} = t.{pk}", pk = m.pk_ident()) } else { String::new() },
+        );
+        let args: [DatumWithOid; 2] = [pks.into(), sfids.into()];
+        if m.before_triggers {
+            // Every mapped column is meant to keep its value (`o`): what a user's BEFORE
+            // trigger writes instead is queued for the push (`sync::rewritten`).
+            let sql = format!("{update} RETURNING {}", rewritten::returning(m, "t", |q, _| format!("o.{q}")));
+            // As the table's owner: its triggers run with its rights, not the worker's.
+            rewritten::run(m, &rewritten::wrap(&sql), &args)?;
+        } else {
+            // Nothing can rewrite a row of a table without BEFORE triggers of its own.
+            m.as_owner(|| spi_util::exec(&update, &args))?;
+        }
     }
     for (rows, park) in [(parked, true), (retry, false)] {
         if rows.is_empty() {
