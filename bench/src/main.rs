@@ -248,6 +248,16 @@ fn proc_kb(pid: i32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) a process used so far, its threads included (ended ones too).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; clock ticks of 1/100 s.
+    (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
+}
+
 /// The value at quantile `q` (0..1) of sorted samples.
 fn percentile<T: Copy>(sorted: &[T], q: f64) -> T {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
@@ -398,24 +408,43 @@ fn backfill(n: usize) {
     let pid = worker_pid(&env);
     let before_kb = proc_kb(pid, "RssAnon:");
     let calls0 = api_calls(&env);
+    // One connection for the whole measure, polled every 20 ms: a psql started per probe (and
+    // for the COPY) cost up to half a second on a busy machine, which both times carried.
+    let mut db = env.cluster.connect("bench");
+    let (worker_cpu0, emu_cpu0) = (cpu_secs(pid as u32), cpu_secs(env.emu.pid()));
     let t0 = Instant::now();
-    env.cluster.psql("bench", "SELECT sfsync.mirror('Account', 'sf_accounts')");
+    db.batch_execute("SELECT sfsync.mirror('Account', 'sf_accounts')").expect("mirror");
     let mut peak = 0;
-    let mut last = String::new();
-    until("the backfill done", Duration::from_secs(7200), || {
-        peak = peak.max(proc_kb(pid, "RssAnon:"));
-        let p = env.cluster.psql(
-            "bench",
-            "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress",
-        );
-        std::thread::sleep(Duration::from_millis(200));
-        last = p.trim().to_string();
+    let mut last;
+    let mut probes = 0u32;
+    let mut first_rows = None;
+    loop {
+        if probes.is_multiple_of(10) {
+            peak = peak.max(proc_kb(pid, "RssAnon:"));
+        }
+        probes += 1;
+        let p: Option<String> = db
+            .query_opt(
+                "SELECT state || ' ' || method || ' ' || rows_done || ' ' || COALESCE(last_error, '') FROM sfsync.backfill_progress",
+                &[],
+            )
+            .expect("backfill_progress")
+            .and_then(|r| r.get(0));
+        last = p.unwrap_or_default().trim().to_string();
         if last.starts_with("failed") {
             panic!("backfill failed: {last}");
         }
-        last.starts_with("done").then_some(()).ok_or(last.clone())
-    });
+        if first_rows.is_none() && last.split_whitespace().nth(2).is_some_and(|n| n != "0") {
+            first_rows = Some(t0.elapsed().as_secs_f64());
+        }
+        if last.starts_with("done") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(7200), "waited 2 h for the backfill; last seen: {last}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let secs = t0.elapsed().as_secs_f64();
+    let (worker_cpu, emu_cpu) = (cpu_secs(pid as u32) - worker_cpu0, cpu_secs(env.emu.pid()) - emu_cpu0);
     let calls = api_calls(&env) - calls0;
     let rows: i64 = env.cluster.psql("bench", "SELECT count(*) FROM sf_accounts").trim().parse().unwrap();
     assert_eq!(rows as usize, n, "every record loaded");
@@ -430,13 +459,18 @@ fn backfill(n: usize) {
     let file = env.cluster.data_dir().join("accounts.csv");
     env.cluster.psql("bench", &format!("COPY sf_accounts TO '{}' (FORMAT csv)", file.display()));
     env.cluster.psql("bench", "CREATE TABLE copy_target (LIKE sf_accounts INCLUDING ALL)");
+    let backend: i32 = db.query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);
+    let copy_cpu0 = cpu_secs(backend as u32);
     let t1 = Instant::now();
-    env.cluster.psql("bench", &format!("COPY copy_target FROM '{}' (FORMAT csv)", file.display()));
+    db.batch_execute(&format!("COPY copy_target FROM '{}' (FORMAT csv)", file.display())).expect("COPY");
     let copy_secs = t1.elapsed().as_secs_f64();
+    let copy_cpu = cpu_secs(backend as u32) - copy_cpu0;
     println!(
-        "backfill {n} Accounts ({cols} columns, {}): {secs:.1} s, {:.0} rows/s, {calls} API calls; COPY of the same rows {copy_secs:.2} s, {:.0} rows/s; \
-         backfill/COPY = {:.3}; worker private memory {} MB before, peak {} MB; (seeding took {seed_secs:.1} s)",
+        "backfill {n} Accounts ({cols} columns, {}): {secs:.2} s (first rows in after {:.2} s), {:.0} rows/s, {calls} API calls; COPY of the same rows {copy_secs:.2} s, {:.0} rows/s; \
+         backfill/COPY = {:.3}; CPU: worker {worker_cpu:.2} s (its reader threads included), emulator {emu_cpu:.2} s, COPY {copy_cpu:.2} s; \
+         worker private memory {} MB before, peak {} MB; (seeding took {seed_secs:.1} s)",
         last.split_whitespace().nth(1).unwrap_or("?"),
+        first_rows.unwrap_or(secs),
         n as f64 / secs,
         n as f64 / copy_secs,
         (n as f64 / secs) / (n as f64 / copy_secs),

@@ -166,7 +166,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for MixedCase<S> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match buf.windows(TITLE.len()).position(|w| w == TITLE) {
+        // A body of hundreds of megabytes passes here too: memchr's search, not a window per byte.
+        match memchr::memmem::find(buf, TITLE) {
             Some(at) => {
                 let mut fixed = buf.to_vec();
                 fixed[at..at + MIXED.len()].copy_from_slice(MIXED);

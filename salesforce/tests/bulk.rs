@@ -71,6 +71,29 @@ fn bulk_query_streams_several_pages_and_query_all_sees_deleted() {
 }
 
 #[test]
+fn bulk_query_read_into_reuses_one_record_across_pages() {
+    let Some(emu) = start("bulk_query_read_into") else { return };
+    let c = emu.client();
+    emu.admin("seed", json!({"object": "Account", "count": 2500, "fields": {"Industry": "Banking"}}));
+    let opts = BulkOptions { max_records: Some(1000), ..fast() };
+    let q = "SELECT Id, Name, Industry FROM Account ORDER BY Name";
+    let all: Vec<_> = c.bulk_query_with(q, false, &opts).unwrap().map(Result::unwrap).collect();
+    let mut r = c.bulk_query_with(q, false, &opts).unwrap();
+    let mut rec = salesforce::StringRecord::new();
+    let mut read = vec![];
+    let mut locators = std::collections::BTreeSet::new();
+    while r.read_into(&mut rec).unwrap() {
+        read.push(rec.clone());
+        locators.insert(r.page_locator().map(str::to_string));
+    }
+    assert_eq!(read.len(), 2500);
+    assert_eq!(read, all, "the same rows in the same order as iterating");
+    assert_eq!(locators.len(), 3, "each page's locator seen while its rows are read");
+    assert!(!r.read_into(&mut rec).unwrap(), "the end stays the end");
+    assert!(r.next().is_none());
+}
+
+#[test]
 fn bulk_ingest_maps_successes_and_failures_to_input_rows() {
     let Some(emu) = start("bulk_ingest_maps_results") else { return };
     let c = emu.client();

@@ -77,15 +77,17 @@ fn has_offset(s: &str) -> bool {
 
 /// `2024-05-20T20:49:32.000+0000` -> `2024-05-20T20:49:32.000+00:00`.
 pub fn colon_offset(s: &str) -> String {
-    let b = s.as_bytes();
-    if b.len() >= 5 {
-        let tail = &s[s.len() - 5..];
-        let tb = tail.as_bytes();
-        if (tb[0] == b'+' || tb[0] == b'-') && tb[1..].iter().all(u8::is_ascii_digit) {
-            return format!("{}{}:{}", &s[..s.len() - 5], &tail[..3], &tail[3..]);
-        }
+    if has_bare_offset(s) {
+        let (head, tail) = s.split_at(s.len() - 5);
+        return format!("{head}{}:{}", &tail[..3], &tail[3..]);
     }
     s.to_string()
+}
+
+/// Whether `s` ends in an offset without a colon (`+0000`), which [`colon_offset`] rewrites.
+pub fn has_bare_offset(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 5 && matches!(b[b.len() - 5], b'+' | b'-') && b[b.len() - 4..].iter().all(u8::is_ascii_digit)
 }
 
 #[cfg(test)]

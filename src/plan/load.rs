@@ -124,11 +124,8 @@ pub fn cell(kind: Cell, raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     if raw.is_empty() {
         return None;
     }
-    if kind == Cell::Datetime {
-        let fixed = super::convert::colon_offset(raw);
-        if fixed != raw {
-            return Some(fixed.into());
-        }
+    if kind == Cell::Datetime && super::convert::has_bare_offset(raw) {
+        return Some(super::convert::colon_offset(raw).into());
     }
     Some(raw.into())
 }
@@ -155,16 +152,23 @@ pub fn copy_row<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = (Cell, &'a s
     out.push(b'\n');
 }
 
+/// `s` escaped for COPY's text format: the runs between the bytes to escape go in whole.
 fn copy_escape(out: &mut Vec<u8>, s: &str) {
-    for b in s.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[from..i]);
+        out.extend_from_slice(escaped);
+        from = i + 1;
     }
+    out.extend_from_slice(&bytes[from..]);
 }
 
 #[cfg(test)]
@@ -234,6 +238,15 @@ mod tests {
         assert_eq!(cell_kind(&col("m", "multipicklist", "text")), Cell::Text);
         assert_eq!(cell_kind(&col("j", "string", "jsonb")), Cell::JsonString);
         assert_eq!(cell_kind(&col("d", "datetime", "timestamp with time zone")), Cell::Datetime);
+    }
+
+    #[test]
+    fn cells_are_borrowed_unless_rewritten() {
+        use std::borrow::Cow;
+        assert!(matches!(cell(Cell::Datetime, "2024-05-20T20:49:32.000Z"), Some(Cow::Borrowed(_))));
+        assert_eq!(cell(Cell::Datetime, "2024-05-20T20:49:32.000-0700").as_deref(), Some("2024-05-20T20:49:32.000-07:00"));
+        assert_eq!(cell(Cell::Datetime, "").as_deref(), None);
+        assert!(matches!(cell(Cell::Text, "a+0000"), Some(Cow::Borrowed("a+0000"))));
     }
 
     #[test]

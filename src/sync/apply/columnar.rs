@@ -67,8 +67,7 @@ pub fn look_first_from_now(m: &Mapping) {
 pub fn apply(m: &Mapping, all: &[Mapping], shape: &Shape, batch: &Batch) -> Result<Summary> {
     let _applying = Applying::start();
     if batch.ids.len() > 0 && local_changes_waiting(m)? {
-        let ids: Vec<&str> =
-            (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err()).map(|i| shape.id(&batch.rows[i])).collect();
+        let ids: Vec<&str> = (0..batch.len()).filter(|i| batch.special.binary_search(i).is_err()).map(|i| batch.id(shape, i)).collect();
         if held_back(m, &ids)? {
             // Rare (a local change to a row being loaded): the pull's apply decides per row.
             return records::apply(m, all, &batch.records(shape, 0..batch.len()), None);

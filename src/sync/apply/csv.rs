@@ -1,6 +1,8 @@
 //! Bulk CSV rows in the shape the sink loads them: [`Shape`] says where the mapping's
 //! fields are in the results, [`Batch`] holds a batch's plain rows already laid out as
 //! text datums (or in COPY format) and the rows that need the record-by-record treatment.
+//! A batch keeps every row as read too, flat ([`Table`]): the fields of all its rows in one
+//! record, so a row costs no allocation of its own, to build or to free.
 //! Filled by the Bulk source's reader thread, so nothing here calls Postgres except
 //! [`TextColumn::datum`], which the backend calls.
 
@@ -56,11 +58,50 @@ impl Shape {
     pub(super) fn id<'r>(&self, row: &'r StringRecord) -> &'r str {
         row.get(self.id).unwrap_or_default()
     }
+}
 
-    /// The newest SystemModstamp of some rows (as a timestamptz literal).
-    pub fn newest_stamp(&self, rows: &[StringRecord]) -> Option<String> {
-        let at = self.stamp?;
-        rows.iter().filter_map(|r| r.get(at)).filter(|s| !s.is_empty()).max().map(crate::plan::convert::colon_offset)
+/// Rows as read, stored flat: every field of every row in one `StringRecord` (one buffer for
+/// the text, one for the field bounds) instead of a record per row.
+#[derive(Debug, Default)]
+pub struct Table {
+    flat: StringRecord,
+    width: usize,
+    len: usize,
+}
+
+impl Table {
+    /// Room for `rows` rows of `bytes` bytes of text in all.
+    pub fn new(width: usize, rows: usize, bytes: usize) -> Table {
+        Table { flat: StringRecord::with_capacity(bytes, width * rows), width, len: 0 }
+    }
+
+    /// Appends a row (fields it lacks are empty, fields past the width are not kept).
+    pub fn push(&mut self, row: &StringRecord) {
+        for i in 0..self.width {
+            self.flat.push_field(row.get(i).unwrap_or_default());
+        }
+        self.len += 1;
+    }
+
+    /// Field `field` of row `row`.
+    pub fn get(&self, row: usize, field: usize) -> Option<&str> {
+        if row >= self.len || field >= self.width {
+            return None;
+        }
+        self.flat.get(row * self.width + field)
+    }
+
+    /// Row `i` as a record of its own.
+    pub fn row(&self, i: usize) -> StringRecord {
+        (0..self.width).map(|f| self.get(i, f).unwrap_or_default()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -137,7 +178,7 @@ fn as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Every row, as read (the pull's apply and the resume point use them).
-    pub rows: Vec<StringRecord>,
+    rows: Table,
     pub(super) ids: TextColumn,
     pub(super) columns: Vec<TextColumn>,
     /// The plain rows in COPY text format, instead of `columns` (see `columnar::copy_mode`).
@@ -149,16 +190,16 @@ pub struct Batch {
 impl Batch {
     pub fn new(shape: &Shape, capacity: usize, copy: bool) -> Batch {
         Batch {
-            rows: Vec::with_capacity(capacity),
+            rows: Table::new(shape.headers.len(), capacity, 0),
             columns: if copy { vec![] } else { shape.columns.iter().map(|_| TextColumn::default()).collect() },
             copy: copy.then(Vec::new),
             ..Default::default()
         }
     }
 
-    pub fn push(&mut self, shape: &Shape, row: StringRecord) {
-        if shape.plain(&row) {
-            let id = shape.id(&row);
+    pub fn push(&mut self, shape: &Shape, row: &StringRecord) {
+        if shape.plain(row) {
+            let id = shape.id(row);
             self.ids.push(Some(id));
             let value = |at: Option<usize>| at.and_then(|i| row.get(i)).unwrap_or_default();
             if let Some(out) = &mut self.copy {
@@ -174,6 +215,16 @@ impl Batch {
         self.rows.push(row);
     }
 
+    /// An empty batch with this one's room (the next batch of a load is about as large).
+    pub fn empty_like(&self, shape: &Shape) -> Batch {
+        let mut next = Batch::new(shape, self.len(), self.copy.is_some());
+        next.rows = Table::new(self.rows.width, self.rows.len, self.rows.flat.as_byte_record().as_slice().len());
+        if let Some(c) = &self.copy {
+            next.copy = Some(Vec::with_capacity(c.len()));
+        }
+        next
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -183,7 +234,23 @@ impl Batch {
     }
 
     pub(super) fn records(&self, shape: &Shape, which: impl Iterator<Item = usize>) -> Vec<Record> {
-        which.map(|i| shape.record(&self.rows[i])).collect()
+        which.map(|i| shape.record(&self.rows.row(i))).collect()
+    }
+
+    /// The Id of row `i`.
+    pub(super) fn id(&self, shape: &Shape, i: usize) -> &str {
+        self.rows.get(i, shape.id).unwrap_or_default()
+    }
+
+    /// The last row as the pull's field map (the resume point).
+    pub fn last_record(&self, shape: &Shape) -> Option<Record> {
+        self.len().checked_sub(1).map(|i| shape.record(&self.rows.row(i)))
+    }
+
+    /// The newest SystemModstamp of the rows (as a timestamptz literal).
+    pub fn newest_stamp(&self, shape: &Shape) -> Option<String> {
+        let at = shape.stamp?;
+        (0..self.len()).filter_map(|i| self.rows.get(i, at)).filter(|s| !s.is_empty()).max().map(crate::plan::convert::colon_offset)
     }
 }
 

@@ -104,7 +104,7 @@ pub fn batch(ctx: Ctx, m: &Mapping, all: &[Mapping], rows: Rows, mark: Mark, the
     if let Some(recs) = held_back {
         return records_batch(ctx, m, all, &recs, mark, then);
     }
-    let stamp = if mark == Mark::Advance { shape.newest_stamp(&csv.rows) } else { None };
+    let stamp = if mark == Mark::Advance { csv.newest_stamp(shape) } else { None };
     let whole = ctx.tx(|| {
         let m = &*m.current()?;
         let s = columnar::apply(m, all, shape, csv)?;

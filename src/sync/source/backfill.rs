@@ -263,7 +263,7 @@ fn resume_query(m: &Mapping, row: &Row) -> Result<String> {
 fn apply(ctx: Ctx, m: &Mapping, all: &[Mapping], row: &Row, rows: Rows, pos: &Position) -> Result<()> {
     let (n, last) = match &rows {
         Rows::Records(r) => (r.len(), r.last().cloned()),
-        Rows::Csv(shape, b) => (b.len(), b.rows.last().map(|r| shape.record(r))),
+        Rows::Csv(shape, b) => (b.len(), b.last_record(shape)),
     };
     let stamp = last.as_ref().and_then(|r| r.get("SystemModstamp")).and_then(Value::as_str).map(convert::colon_offset);
     let id = last.as_ref().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string);

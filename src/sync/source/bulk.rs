@@ -80,20 +80,21 @@ fn read(
     tx: std::sync::mpsc::SyncSender<std::result::Result<Read, salesforce::Error>>,
 ) {
     let mut batch = Batch::new(shape, size, copy);
+    // One record reused for every row: the batch copies its fields (see `csv::Table`).
+    let mut rec = salesforce::StringRecord::new();
     loop {
-        let next = match reader.next().transpose() {
-            Ok(n) => n,
+        let end = match reader.read_into(&mut rec) {
+            Ok(more) => !more,
             Err(e) => {
                 let _ = tx.send(Err(e));
                 return;
             }
         };
-        let end = next.is_none();
         let mut paused = false;
-        if let Some(r) = next {
-            let loc = reader.page_locator().map(str::to_string);
-            if loc != pos.locator {
-                pos.locator = loc;
+        if !end {
+            let loc = reader.page_locator();
+            if loc != pos.locator.as_deref() {
+                pos.locator = loc.map(str::to_string);
                 pos.page_rows = 0;
                 paused = pause.load(Ordering::Relaxed);
             }
@@ -102,10 +103,11 @@ fn read(
                 skip -= 1;
                 continue;
             }
-            batch.push(shape, r);
+            batch.push(shape, &rec);
         }
         if batch.len() >= size || end || paused {
-            let full = std::mem::replace(&mut batch, Batch::new(shape, size, copy));
+            let next = batch.empty_like(shape);
+            let full = std::mem::replace(&mut batch, next);
             if tx.send(Ok(Read { batch: full, pos: pos.clone(), end })).is_err() || end || paused {
                 return;
             }

@@ -150,35 +150,48 @@ pub fn record_of(headers: &csv::StringRecord, row: &csv::StringRecord) -> Record
         .collect()
 }
 
-impl Iterator for BulkQueryReader<'_> {
-    type Item = Result<csv::StringRecord, Error>;
-    fn next(&mut self) -> Option<Self::Item> {
+impl BulkQueryReader<'_> {
+    /// Reads the next record into `rec`, reusing its buffers (no allocation per row once it
+    /// has grown to a row's size): `Ok(false)` at the end of the results. Iterating gives a new
+    /// record per row instead.
+    pub fn read_into(&mut self, rec: &mut csv::StringRecord) -> Result<bool, Error> {
         loop {
             if self.finished {
-                return None;
+                return Ok(false);
             }
-            let rdr = self.reader.as_mut()?;
-            let mut rec = csv::StringRecord::new();
-            match rdr.read_record(&mut rec) {
-                Ok(true) => return Some(Ok(rec)),
+            let Some(rdr) = self.reader.as_mut() else { return Ok(false) };
+            match rdr.read_record(rec) {
+                Ok(true) => return Ok(true),
                 Ok(false) => match self.next_locator.take() {
                     Some(loc) => {
                         if let Err(e) = self.open_page(Some(&loc)) {
                             self.finished = true;
-                            return Some(Err(e));
+                            return Err(e);
                         }
                     }
                     None => {
                         self.finished = true;
                         self.reader = None;
-                        return None;
+                        return Ok(false);
                     }
                 },
                 Err(e) => {
                     self.finished = true;
-                    return Some(Err(Error::Transport(format!("reading bulk query results: {e}"))));
+                    return Err(Error::Transport(format!("reading bulk query results: {e}")));
                 }
             }
+        }
+    }
+}
+
+impl Iterator for BulkQueryReader<'_> {
+    type Item = Result<csv::StringRecord, Error>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut rec = csv::StringRecord::new();
+        match self.read_into(&mut rec) {
+            Ok(true) => Some(Ok(rec)),
+            Ok(false) => None,
+            Err(e) => Some(Err(e)),
         }
     }
 }
