@@ -49,10 +49,18 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
     // (its rows "few") the planner would rather read every pending entry and sort them,
     // or hash the whole outbox, each batch, which makes draining N entries O(N²) (1M: half
     // a second a batch instead of 20 ms), so the alternatives are switched off for it.
-    let plan = [("enable_sort", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_seqscan", "off")];
-    let rows = spi_util::with_settings(&plan, || {
-        spi_util::json(
-            "WITH ready AS (
+    // The same holds for the reads of the claimed rows and their parents below: a batch's
+    // keys looked up by index. The planner reads the whole table for 10,000 keys of 300,000
+    // rows (sequential pages beat random ones), which makes a drain O(N²) again.
+    spi_util::with_settings(
+        &[("enable_sort", "off"), ("enable_hashjoin", "off"), ("enable_mergejoin", "off"), ("enable_seqscan", "off")],
+        || claim_batch(mappings, args),
+    )
+}
+
+fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Result<Claim> {
+    let rows = spi_util::json(
+        "WITH ready AS (
                  SELECT DISTINCT mapping_id, pk FROM (
                      SELECT mapping_id, pk FROM sfsync.outbox
                      WHERE state = 'pending' AND next_attempt_at <= now()
@@ -69,9 +77,8 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
                  RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
              )
              SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
-            &args,
-        )
-    })?
+        &args,
+    )?
     .unwrap_or(Value::Array(vec![]));
     let rows: Vec<Claimed> = serde_json::from_value(rows).map_err(|e| SyncError::Spi(format!("decoding claimed outbox rows: {e}")))?;
     let mut keys: HashMap<i32, Vec<String>> = HashMap::new();

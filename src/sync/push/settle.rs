@@ -108,9 +108,11 @@ pub(super) fn settle(
     }
     for (mid, (pks, sfids)) in writeback {
         let Some(m) = mappings.get(&mid) else { continue };
-        // Skip an Id another row already holds rather than fail the whole batch.
+        // Skip an Id another row already holds rather than fail the whole batch. The pairs
+        // go as a jsonb recordset, not arrays: its estimate of 100 rows keeps the plan on
+        // index lookups, where arrays' true size makes it hash the whole table each batch.
         let update = format!(
-            "UPDATE {tbl} t SET sfid = s.sfid FROM unnest($1::text[], $2::text[]) AS s(pk, sfid){also}
+            "UPDATE {tbl} t SET sfid = s.sfid FROM jsonb_to_recordset($1) AS s(pk text, sfid text){also}
              WHERE t.{pk} = s.pk::{ty}{same} AND t.sfid IS DISTINCT FROM s.sfid
                AND NOT EXISTS (SELECT 1 FROM {tbl} x WHERE x.sfid = s.sfid)",
             tbl = m.table,
@@ -119,7 +121,8 @@ pub(super) fn settle(
             also = if m.before_triggers { format!(", {} o", m.table) } else { String::new() },
             same = if m.before_triggers { format!(" AND o.{pk} = t.{pk}", pk = m.pk_ident()) } else { String::new() },
         );
-        let args: [DatumWithOid; 2] = [pks.into(), sfids.into()];
+        let pairs = pks.into_iter().zip(sfids).map(|(pk, sfid)| json!({"pk": pk, "sfid": sfid})).collect();
+        let args = [spi_util::jsonb(Value::Array(pairs))];
         if m.before_triggers {
             // Every mapped column is meant to keep its value (`o`): what a user's BEFORE
             // trigger writes instead is queued for the push (`sync::rewritten`).
