@@ -8,6 +8,20 @@ use crate::plan::bisect::bisect;
 use salesforce::{build_csv, BulkOperation, BulkOptions, BulkRowOutcome, Client, IngestStarted, Record, RecordError, SaveResult};
 use serde_json::Value;
 
+/// Records of a settled round from which the memory its batch used is handed back.
+pub(crate) const TRIM_AFTER: usize = 1000;
+
+/// Returns the heap's free pages to the system after a big batch. A round's claim, CSV and
+/// results take tens of MB that malloc would otherwise keep, so a worker that drained a
+/// backlog would stay that large, and two overlapping rounds would add up.
+pub(crate) fn give_memory_back() {
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Past `sfsync.bulk_threshold` records one Bulk API job replaces many Collections calls.
 pub(crate) fn by_bulk(n: usize) -> bool {
     n >= guc::BULK_THRESHOLD.get().max(1) as usize

@@ -372,5 +372,10 @@ fn finish(ctx: Ctx, round: Round, mappings: &HashMap<i32, Mapping>, summary: &mu
         }
         settle::settle(&results, &attempts, mappings, summary)?;
         clients::flush_stats()
-    })
+    })?;
+    if results.len() >= bulk_write::TRIM_AFTER {
+        drop(results);
+        bulk_write::give_memory_back();
+    }
+    Ok(())
 }
