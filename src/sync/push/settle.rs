@@ -19,11 +19,11 @@ pub(super) fn settle(
 ) -> Result<()> {
     let _applying = Applying::start();
     let max_attempts = guc::MAX_ATTEMPTS.get();
-    let mut done: Vec<Value> = Vec::new(); // settled entries, archived as they leave the outbox
-                                           // Records whose earlier push error a success clears: (mapping ids, keys), side by side.
+    // Settled entries, archived as they leave the outbox.
+    let mut done: Vec<Value> = Vec::new();
+    // Records whose earlier push error a success clears: mapping ids and keys, side by side.
     let mut cleared: (Vec<i32>, Vec<String>) = (Vec::new(), Vec::new());
-    // New Salesforce Ids per mapping: (keys, Ids), side by side.
-    let mut writeback: HashMap<i32, (Vec<String>, Vec<String>)> = HashMap::new();
+    let mut writeback: HashMap<i32, Vec<Value>> = HashMap::new();
     let mut parked = Vec::new();
     let mut retry = Vec::new();
     let mut deferred: Vec<i64> = Vec::new();
@@ -49,9 +49,7 @@ pub(super) fn settle(
                 cleared.1.push(c.pk.clone());
                 *pushed.entry(c.mapping_id).or_default() += 1;
                 if let (Write::Upsert(_), Some(sfid)) = (&c.write, sfid) {
-                    let w = writeback.entry(c.mapping_id).or_default();
-                    w.0.push(c.pk.clone());
-                    w.1.push(sfid.clone());
+                    writeback.entry(c.mapping_id).or_default().push(json!({"pk": c.pk, "sfid": sfid}));
                 }
             }
             Outcome::Rejected { code, message, fields, transient } => {
@@ -90,15 +88,13 @@ pub(super) fn settle(
     if !done.is_empty() {
         archive::settle(done)?;
         // Most batches clear nothing: the lookup spares them a join of every record.
-        let (mids, pks) = cleared;
-        let mut seen = mids.clone();
-        seen.sort_unstable();
-        seen.dedup();
+        let tables: Vec<i32> = pushed.keys().copied().collect();
         let any = spi_util::json(
             "SELECT to_jsonb(EXISTS (SELECT 1 FROM sfsync.record_errors WHERE direction = 'push' AND mapping_id = ANY($1)))",
-            &[seen.into()],
+            &[tables.into()],
         )?;
         if any == Some(Value::Bool(true)) {
+            let (mids, pks) = cleared;
             spi_util::exec(
                 "DELETE FROM sfsync.record_errors e USING unnest($1::int[], $2::text[]) AS r(mapping_id, pk)
                  WHERE e.direction = 'push' AND e.mapping_id = r.mapping_id AND e.pk = r.pk",
@@ -106,7 +102,7 @@ pub(super) fn settle(
             )?;
         }
     }
-    for (mid, (pks, sfids)) in writeback {
+    for (mid, pairs) in writeback {
         let Some(m) = mappings.get(&mid) else { continue };
         // Skip an Id another row already holds rather than fail the whole batch. The pairs
         // go as a jsonb recordset, not arrays: its estimate of 100 rows keeps the plan on
@@ -121,7 +117,6 @@ pub(super) fn settle(
             also = if m.before_triggers { format!(", {} o", m.table) } else { String::new() },
             same = if m.before_triggers { format!(" AND o.{pk} = t.{pk}", pk = m.pk_ident()) } else { String::new() },
         );
-        let pairs = pks.into_iter().zip(sfids).map(|(pk, sfid)| json!({"pk": pk, "sfid": sfid})).collect();
         let args = [spi_util::jsonb(Value::Array(pairs))];
         if m.before_triggers {
             // Every mapped column is meant to keep its value (`o`): what a user's BEFORE
