@@ -50,6 +50,9 @@ struct Entry {
     /// The book's note counter at the newest write (`EchoBook::stamp`).
     seq: u64,
     noted: Instant,
+    /// The newest write's echo came back (`awaited` reached 0 on it, not by patience): an
+    /// event delivered before that write was noted is older than it.
+    echoed: bool,
 }
 
 /// What an event is, judged against the book.
@@ -123,10 +126,10 @@ impl EchoBook {
         match self.written.remove(id) {
             Some(e) => {
                 let awaited = e.awaited + 1;
-                self.written.insert(id.to_string(), Entry { written: merge(Some(e.written)), awaited, seq, noted: now });
+                self.written.insert(id.to_string(), Entry { written: merge(Some(e.written)), awaited, seq, noted: now, echoed: false });
             }
             None => {
-                self.written.insert(id.to_string(), Entry { written: merge(None), awaited: 1, seq, noted: now });
+                self.written.insert(id.to_string(), Entry { written: merge(None), awaited: 1, seq, noted: now, echoed: false });
                 self.order.push_back(id.to_string());
                 while self.order.len() > self.capacity {
                     if let Some(old) = self.order.pop_front() {
@@ -164,6 +167,13 @@ impl EchoBook {
                     verdicts.push(Heard::News);
                     continue;
                 }
+                if w.echoed {
+                    // Delivered before the newest write was noted, and that write's echo has
+                    // come back since (the listener judged it, after this one): the stream
+                    // delivers in commit order, so this event is older than our write.
+                    verdicts.push(Heard::Stale);
+                    continue;
+                }
             }
             if w.awaited == 0 {
                 verdicts.push(Heard::News);
@@ -184,6 +194,7 @@ impl EchoBook {
                 continue;
             }
             w.awaited -= 1;
+            w.echoed = w.awaited == 0;
             verdicts.push(match (w.awaited, echoes(&w.written, e)) {
                 (0, true) => Heard::Echo,
                 // The event of our newest write, with what an automation changed on save.
@@ -444,6 +455,36 @@ mod tests {
         let created = event(ChangeType::Create, "001W", OURS, &[], &[], json!({"Name": "Rolled back"}));
         assert_eq!(wt.hear(&created, None), Heard::Stale);
         assert_eq!(wt.hear(&event(ChangeType::Delete, "001W", OURS, &[], &[], json!({})), None), Heard::Echo);
+    }
+
+    #[test]
+    fn an_event_delivered_before_our_write_and_judged_after_its_echo_is_stale() {
+        // A write-through insert rolled back: its create event reaches the inbox (nothing
+        // noted yet), the worker deletes the record and notes it, the listener hears the
+        // delete's echo, and only then does the drain judge the create again.
+        let mut b = EchoBook::new(10, PATIENCE);
+        let created = event(ChangeType::Create, "001W", OURS, &[], &[], json!({"Name": "Rolled back"}));
+        assert_eq!(b.hear(&created, None), Heard::News);
+        let at = b.stamp();
+        b.deleted("001W");
+        assert_eq!(b.hear(&event(ChangeType::Delete, "001W", OURS, &[], &[], json!({})), None), Heard::Echo);
+        assert_eq!(b.hear(&created, Some(at)), Heard::Stale, "older than the delete whose echo came back");
+        // The same for an update put back: the rolled-back change's event, then our write's echo.
+        let mut u = EchoBook::new(10, PATIENCE);
+        let theirs = update("001A", OURS, "Rolled back");
+        assert_eq!(u.hear(&theirs, None), Heard::News);
+        let at = u.stamp();
+        u.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        assert_eq!(u.hear(&update("001A", OURS, "Acme"), None), Heard::Echo);
+        assert_eq!(u.hear(&theirs, Some(at)), Heard::Stale);
+        // An echo that never came (patience ran out) tells nothing of the order: applied.
+        let mut impatient = EchoBook::new(10, Duration::ZERO);
+        assert_eq!(impatient.hear(&theirs, None), Heard::News);
+        let at = impatient.stamp();
+        impatient.wrote("001A", json!({"Name": "Acme"}).as_object().unwrap());
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(impatient.hear(&update("001A", "", "Theirs"), None), Heard::News);
+        assert_eq!(impatient.hear(&theirs, Some(at)), Heard::News);
     }
 
     #[test]
