@@ -46,17 +46,21 @@ pub fn settle(rows: Vec<Value>) -> Result<usize> {
              ),
              archived AS (
                  INSERT INTO sfsync.outbox_archive ({ARCHIVE_COLUMNS}, sent)
-                 SELECT d.id, d.mapping_id, {table_name}, d.op, d.pk, d.sfid, d.changed, d.txid, d.captured_at, d.attempts,
+                 SELECT d.id, d.mapping_id, tn.name, d.op, d.pk, d.sfid, d.changed, d.txid, d.captured_at, d.attempts,
                         d.outcome, COALESCE(d.salesforce_id, d.sfid), NULL, d.sent
-                 FROM done d WHERE $2
+                 FROM done d LEFT JOIN {TABLE_NAMES} tn ON tn.id = d.mapping_id WHERE $2
              )
-             SELECT to_jsonb(count(*)) FROM done",
-            table_name = table_name_of("d.mapping_id")
+             SELECT to_jsonb(count(*)) FROM done"
         ),
         &args,
     )?;
     Ok(n.and_then(|v| v.as_u64()).unwrap_or(0) as usize)
 }
+
+/// SQL relation `(id, name)`: every mapping's quoted, schema-qualified table name. Joined
+/// once by a batch, where [`table_name_of`] looks the three catalogs up again for each row.
+const TABLE_NAMES: &str = "(SELECT m.id, format('%I.%I', n.nspname, c.relname) AS name FROM sfsync.mappings m
+     JOIN pg_catalog.pg_class c ON c.oid = m.tbl JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)";
 
 /// SQL expression: the quoted, schema-qualified name of mapping `mapping_id`'s table.
 pub fn table_name_of(mapping_id: &str) -> String {
