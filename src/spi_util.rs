@@ -1,7 +1,7 @@
 //! Thin SPI helpers: the extension moves data in and out of SQL as jsonb, so the Rust side
 //! deals in serde values and the set-based work stays in SQL.
 
-use crate::error::Result;
+use crate::error::{Result, SyncError};
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
@@ -23,11 +23,53 @@ pub fn json_read(sql: &str, args: &[DatumWithOid]) -> Result<Option<Value>> {
     Ok(Spi::connect(|c| first_json(c.select(sql, Some(1), args)?))?)
 }
 
+/// Like [`json`], for a statement whose one value is JSON text (`json_agg(...)::text`),
+/// decoded straight into `T`. For large results: a `json` aggregate is written as text once,
+/// where `jsonb` is built as a tree, then written out as text for the decoder.
+pub fn json_text<T: serde::de::DeserializeOwned>(sql: &str, args: &[DatumWithOid]) -> Result<Option<T>> {
+    Spi::connect_mut(|c| {
+        let table = c.update(sql, Some(1), args)?;
+        if table.is_empty() {
+            return Ok(None);
+        }
+        match table.first().get_one::<&str>()? {
+            None => Ok(None),
+            Some(text) => {
+                serde_json::from_str(text).map(Some).map_err(|e| SyncError::Spi(format!("decoding the result of a statement: {e}")))
+            }
+        }
+    })
+}
+
 fn first_json(table: pgrx::spi::SpiTupleTable) -> std::result::Result<Option<Value>, pgrx::spi::Error> {
     if table.is_empty() {
         return Ok(None);
     }
     Ok(table.first().get_one::<JsonB>()?.map(|j| j.0))
+}
+
+/// Runs `f` in a memory context of its own, deleted when it returns: what Postgres allocates
+/// for a big statement's parameters (a jsonb of 10,000 settled entries, tens of MB as it is
+/// parsed) is freed after the statement instead of at commit. `f` must return nothing
+/// allocated by Postgres. On an error the context stays a child of the one current before,
+/// which the transaction's abort frees.
+pub fn scratch<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    // SAFETY: the context is created under the current one and made current only for `f`,
+    // whose results are Rust-owned; it is deleted after it was switched away from.
+    unsafe {
+        let cx = pg_sys::AllocSetContextCreateExtended(
+            pg_sys::CurrentMemoryContext,
+            c"sfsync statement".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        let previous = pg_sys::MemoryContextSwitchTo(cx);
+        let r = f();
+        pg_sys::MemoryContextSwitchTo(previous);
+        pg_sys::MemoryContextDelete(cx);
+        r
+    }
 }
 
 /// Runs a statement and returns the number of rows it processed.

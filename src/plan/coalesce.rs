@@ -63,6 +63,19 @@ pub struct Change {
     pub entry_ids: Vec<i64>,
 }
 
+impl Change {
+    /// The same record and entries, with nothing to write: what releasing them needs.
+    pub fn without_values(&self) -> Change {
+        Change {
+            mapping_id: self.mapping_id,
+            pk: self.pk.clone(),
+            sfid: self.sfid.clone(),
+            write: Write::Skip,
+            entry_ids: self.entry_ids.clone(),
+        }
+    }
+}
+
 /// Groups entries by (mapping, key) in first-seen order and folds each group in id order.
 /// Insert/update fold into one upsert of the union of their columns; anything followed by
 /// a delete is a delete (even insert+delete: the insert may already have reached

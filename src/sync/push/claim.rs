@@ -31,18 +31,21 @@ pub(super) struct Claim {
     pub parent_sfids: HashMap<(i32, String), String>,
     /// ...and the state of those without one.
     pub parents: HashMap<(i32, String), Parent>,
+    /// The newest entry claimed: where the pass's next batch starts looking.
+    pub last: Option<i64>,
 }
 
 /// Claims ready entries, plus every other unclaimed entry of the same records (earlier
 /// failures included) so a record's changes always travel together and in order; then
 /// reads the claimed rows' current values.
-pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
+pub(super) fn claim(only: Option<i32>, after: Option<i64>, mappings: &HashMap<i32, Mapping>) -> Result<Claim> {
     // Only entries of the mappings this pass knows: one made after the pass read the
     // mappings would be claimed and never sent, stuck until its claim timed out.
     // Nor of a shadow run's: they wait in the outbox for go_live (a table put back into
     // shadow by sync_table), nothing is sent.
     let known: Vec<i32> = mappings.values().filter(|m| !m.options.shadow()).map(|m| m.id).collect();
-    let args: Vec<DatumWithOid> = vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into(), known.into()];
+    let args: Vec<DatumWithOid> =
+        vec![guc::BATCH_SIZE.get().into(), guc::CLAIM_TIMEOUT_S.get().into(), only.into(), known.into(), after.into()];
     // One plan is right for this statement whatever the statistics say: the oldest
     // entries read in the primary key's order up to the batch and no further, then each
     // one's record looked up by index. With statistics taken before a backlog was written
@@ -59,13 +62,17 @@ pub(super) fn claim(only: Option<i32>, mappings: &HashMap<i32, Mapping>) -> Resu
 }
 
 fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Result<Claim> {
-    let rows = spi_util::json(
+    // `$5`: where the round before in this pass stopped. Its entries, still claimed, and the
+    // settled ones' dead index entries before them would otherwise be read past again by each
+    // batch; entries behind it that became ready meanwhile go with the next pass.
+    let rows: Vec<Claimed> = spi_util::json_text(
         "WITH ready AS (
                  SELECT DISTINCT mapping_id, pk FROM (
                      SELECT mapping_id, pk FROM sfsync.outbox
                      WHERE state = 'pending' AND next_attempt_at <= now()
                        AND (claimed_until IS NULL OR claimed_until < now())
                        AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
+                       AND ($5::bigint IS NULL OR id > $5)
                      ORDER BY id LIMIT $1) r
              ), locked AS (
                  SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)
@@ -76,11 +83,10 @@ fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Res
                  FROM locked WHERE o.id = locked.id
                  RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
              )
-             SELECT jsonb_agg(to_jsonb(claimed) ORDER BY id) FROM claimed",
+             SELECT json_agg(claimed ORDER BY id)::text FROM claimed",
         &args,
     )?
-    .unwrap_or(Value::Array(vec![]));
-    let rows: Vec<Claimed> = serde_json::from_value(rows).map_err(|e| SyncError::Spi(format!("decoding claimed outbox rows: {e}")))?;
+    .unwrap_or_default();
     let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
     for r in &rows {
         keys.entry(r.mapping_id).or_default().push(r.pk.clone());
@@ -94,18 +100,13 @@ fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Res
             return Err(SyncError::Stale(format!("the mapping of {} changed during this pass", m.table)));
         }
         let sql = format!(
-            "SELECT jsonb_object_agg(t.{pk}::text, to_jsonb(t)) FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[])",
+            "SELECT json_object_agg(t.{pk}::text, t)::text FROM {tbl} t WHERE t.{pk} = ANY($1::text[]::{ty}[])",
             pk = m.pk_ident(),
             tbl = m.table,
             ty = m.pk_type
         );
-        if let Some(Value::Object(map)) = spi_util::json(&sql, &[pks.into()])? {
-            for (pk, row) in map {
-                if let Value::Object(row) = row {
-                    current.insert((mid, pk), row);
-                }
-            }
-        }
+        let rows: HashMap<String, Map<String, Value>> = spi_util::json_text(&sql, &[pks.into()])?.unwrap_or_default();
+        current.extend(rows.into_iter().map(|(pk, row)| ((mid, pk), row)));
     }
     let mut attempts = HashMap::new();
     let mut sfids = HashMap::new();
@@ -138,7 +139,8 @@ fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Res
         entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });
     }
     let (parent_sfids, parents) = parent_states(&entries, mappings)?;
-    Ok(Claim { entries, attempts, sfids, parent_sfids, parents })
+    let last = entries.iter().map(|e| e.id).max();
+    Ok(Claim { entries, attempts, sfids, parent_sfids, parents, last })
 }
 
 type ParentStates = (HashMap<(i32, String), String>, HashMap<(i32, String), Parent>);

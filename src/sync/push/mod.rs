@@ -117,12 +117,15 @@ fn send_alone(ctx: Ctx, m: &Mapping, ready: Vec<Change>, shown: &mut Shown, may_
         return (Vec::new(), None);
     }
     let step = Step::new(m.id, "push");
-    let run = || {
+    // A call not made or failed releases the entries, which needs no values: the changes
+    // themselves go to the call, so a big batch's values are not held twice.
+    let released: Vec<Change> = ready.iter().map(Change::without_values).collect();
+    let run = move || {
         let client = clients::client(ctx, &m.connection)?;
         if may_leave {
-            send::start(&client, m, ready.clone())
+            send::start(&client, m, ready)
         } else {
-            send::send(&client, m, ready.clone()).map(send::Sending::Done)
+            send::send(&client, m, ready).map(send::Sending::Done)
         }
     };
     match clients::call(ctx, &m.connection, step, run) {
@@ -131,10 +134,10 @@ fn send_alone(ctx: Ctx, m: &Mapping, ready: Vec<Change>, shown: &mut Shown, may_
             (r, None)
         }
         Call::Done(send::Sending::Started(job)) => (Vec::new(), Some(job)),
-        Call::Waiting => (deferred(ready), None),
+        Call::Waiting => (deferred(released), None),
         Call::Failed { error, retry_in, connection_wide } => {
             shown.failed(&[m], &error, retry_in, connection_wide);
-            (deferred(ready), None)
+            (deferred(released), None)
         }
     }
 }
@@ -238,6 +241,8 @@ struct Round {
     started: Option<(i32, send::Started)>,
     /// The records claimed, (mapping, key).
     records: HashSet<(i32, String)>,
+    /// The newest outbox entry claimed.
+    last: Option<i64>,
 }
 
 /// One push pass: batches of at most `sfsync.batch_size` entries of these mappings (which
@@ -253,7 +258,7 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
     let began = std::time::Instant::now();
     let mut processing: Option<Round> = None;
     loop {
-        let next = round(ctx, &mappings, only, processing.as_ref().map(|r| &r.records), &mut summary);
+        let next = round(ctx, &mappings, only, processing.as_ref(), &mut summary);
         // The previous batch's job had the time of this batch's claim and send.
         if let Some(prev) = processing.take() {
             if let Err(e) = finish(ctx, prev, &mappings, &mut summary) {
@@ -277,26 +282,27 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
     Ok(summary)
 }
 
-/// Claims, plans and sends one batch; None when there was nothing to claim. Changes of
-/// records `unsettled` (claimed by the round before, not yet settled) are released: they go
-/// after it, so a record's writes reach Salesforce in order.
+/// Claims, plans and sends one batch; None when there was nothing to claim. After a round
+/// still unsettled (`before`), the claim starts past its newest entry, and changes of its
+/// records are released: they go after it, so a record's writes reach Salesforce in order.
 fn round(
     ctx: Ctx,
     mappings: &HashMap<i32, Mapping>,
     only: Option<i32>,
-    unsettled: Option<&HashSet<(i32, String)>>,
+    before: Option<&Round>,
     summary: &mut PushSummary,
 ) -> Result<Option<Round>> {
-    let claimed = ctx.tx(|| claim::claim(only, mappings))?;
+    let claimed = ctx.tx(|| claim::claim(only, before.and_then(|r| r.last), mappings))?;
     if claimed.entries.is_empty() {
         return Ok(None);
     }
     summary.claimed += claimed.entries.len();
+    let newest = claimed.last;
     let changes = coalesce(claimed.entries);
     summary.records += changes.len();
     let records: HashSet<(i32, String)> = changes.iter().map(|c| (c.mapping_id, c.pk.clone())).collect();
     let (later, changes): (Vec<Change>, Vec<Change>) =
-        changes.into_iter().partition(|c| unsettled.is_some_and(|u| u.contains(&(c.mapping_id, c.pk.clone()))));
+        changes.into_iter().partition(|c| before.is_some_and(|r| r.records.contains(&(c.mapping_id, c.pk.clone()))));
     let mut by_mapping: HashMap<i32, Vec<Change>> = HashMap::new();
     for mut c in changes {
         if let Some(sfid) = claimed.sfids.get(&(c.mapping_id, c.pk.clone())) {
@@ -352,7 +358,7 @@ fn round(
         parents.learn(&sent);
         results.extend(sent);
     }
-    Ok(Some(Round { attempts: claimed.attempts, results, shown, started, records }))
+    Ok(Some(Round { attempts: claimed.attempts, results, shown, started, records, last: newest }))
 }
 
 /// Waits for a round's Bulk job, if any, and settles the round in one transaction.

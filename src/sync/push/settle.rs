@@ -86,7 +86,7 @@ pub(super) fn settle(
         }
     }
     if !done.is_empty() {
-        archive::settle(done)?;
+        spi_util::scratch(|| archive::settle(done))?;
         // Most batches clear nothing: the lookup spares them a join of every record.
         let tables: Vec<i32> = pushed.keys().copied().collect();
         let any = spi_util::json(
@@ -117,17 +117,20 @@ pub(super) fn settle(
             also = if m.before_triggers { format!(", {} o", m.table) } else { String::new() },
             same = if m.before_triggers { format!(" AND o.{pk} = t.{pk}", pk = m.pk_ident()) } else { String::new() },
         );
-        let args = [spi_util::jsonb(Value::Array(pairs))];
-        if m.before_triggers {
-            // Every mapped column is meant to keep its value (`o`): what a user's BEFORE
-            // trigger writes instead is queued for the push (`sync::rewritten`).
-            let sql = format!("{update} RETURNING {}", rewritten::returning(m, "t", |q, _| format!("o.{q}")));
-            // As the table's owner: its triggers run with its rights, not the worker's.
-            rewritten::run(m, &rewritten::wrap(&sql), &args)?;
-        } else {
-            // Nothing can rewrite a row of a table without BEFORE triggers of its own.
-            m.as_owner(|| spi_util::exec(&update, &args))?;
-        }
+        spi_util::scratch(|| {
+            let args = [spi_util::jsonb(Value::Array(pairs))];
+            if m.before_triggers {
+                // Every mapped column is meant to keep its value (`o`): what a user's BEFORE
+                // trigger writes instead is queued for the push (`sync::rewritten`).
+                let sql = format!("{update} RETURNING {}", rewritten::returning(m, "t", |q, _| format!("o.{q}")));
+                // As the table's owner: its triggers run with its rights, not the worker's.
+                rewritten::run(m, &rewritten::wrap(&sql), &args)?;
+            } else {
+                // Nothing can rewrite a row of a table without BEFORE triggers of its own.
+                m.as_owner(|| spi_util::exec(&update, &args))?;
+            }
+            Ok(())
+        })?;
     }
     for (rows, park) in [(parked, true), (retry, false)] {
         if rows.is_empty() {
