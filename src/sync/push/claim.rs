@@ -31,7 +31,7 @@ pub(super) struct Claim {
     pub parent_sfids: HashMap<(i32, String), String>,
     /// ...and the state of those without one.
     pub parents: HashMap<(i32, String), Parent>,
-    /// The newest entry claimed: where the pass's next batch starts looking.
+    /// The last entry read in order: where the pass's next batch starts looking.
     pub last: Option<i64>,
 }
 
@@ -62,18 +62,26 @@ pub(super) fn claim(only: Option<i32>, after: Option<i64>, mappings: &HashMap<i3
 }
 
 fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Result<Claim> {
-    // `$5`: where the round before in this pass stopped. Its entries, still claimed, and the
-    // settled ones' dead index entries before them would otherwise be read past again by each
-    // batch; entries behind it that became ready meanwhile go with the next pass.
-    let rows: Vec<Claimed> = spi_util::json_text(
-        "WITH ready AS (
-                 SELECT DISTINCT mapping_id, pk FROM (
-                     SELECT mapping_id, pk FROM sfsync.outbox
-                     WHERE state = 'pending' AND next_attempt_at <= now()
-                       AND (claimed_until IS NULL OR claimed_until < now())
-                       AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
-                       AND ($5::bigint IS NULL OR id > $5)
-                     ORDER BY id LIMIT $1) r
+    // `$5`: where the round before in this pass stopped reading. Its entries, still claimed,
+    // and the settled ones' dead index entries before them would otherwise be read past again
+    // by each batch; entries behind it that became ready meanwhile go with the next pass.
+    // `upto` is where this one stops: the last entry read in order, not the newest claimed
+    // (a record's later entries come along, and must not make the next batch skip others).
+    #[derive(Deserialize)]
+    struct Batch {
+        rows: Option<Vec<Claimed>>,
+        upto: Option<i64>,
+    }
+    let batch: Batch = spi_util::json_text(
+        "WITH scanned AS (
+                 SELECT id, mapping_id, pk FROM sfsync.outbox
+                 WHERE state = 'pending' AND next_attempt_at <= now()
+                   AND (claimed_until IS NULL OR claimed_until < now())
+                   AND ($3::int IS NULL OR mapping_id = $3) AND mapping_id = ANY($4::int[])
+                   AND ($5::bigint IS NULL OR id > $5)
+                 ORDER BY id LIMIT $1
+             ), ready AS (
+                 SELECT DISTINCT mapping_id, pk FROM scanned
              ), locked AS (
                  SELECT o.id FROM sfsync.outbox o JOIN ready USING (mapping_id, pk)
                  WHERE o.claimed_until IS NULL OR o.claimed_until < now()
@@ -83,10 +91,12 @@ fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Res
                  FROM locked WHERE o.id = locked.id
                  RETURNING o.id, o.mapping_id, o.op, o.pk, o.sfid, o.changed, o.attempts
              )
-             SELECT json_agg(claimed ORDER BY id)::text FROM claimed",
+             SELECT json_build_object('rows', (SELECT json_agg(claimed ORDER BY id) FROM claimed),
+                                      'upto', (SELECT max(id) FROM scanned))::text",
         &args,
     )?
-    .unwrap_or_default();
+    .ok_or_else(|| SyncError::Spi("the claim returned nothing".into()))?;
+    let rows = batch.rows.unwrap_or_default();
     let mut keys: HashMap<i32, Vec<String>> = HashMap::new();
     for r in &rows {
         keys.entry(r.mapping_id).or_default().push(r.pk.clone());
@@ -139,8 +149,7 @@ fn claim_batch(mappings: &HashMap<i32, Mapping>, args: Vec<DatumWithOid>) -> Res
         entries.push(Entry { id: r.id, mapping_id: r.mapping_id, op, pk: r.pk, sfid: r.sfid, payload, gone });
     }
     let (parent_sfids, parents) = parent_states(&entries, mappings)?;
-    let last = entries.iter().map(|e| e.id).max();
-    Ok(Claim { entries, attempts, sfids, parent_sfids, parents, last })
+    Ok(Claim { entries, attempts, sfids, parent_sfids, parents, last: batch.upto })
 }
 
 type ParentStates = (HashMap<(i32, String), String>, HashMap<(i32, String), Parent>);

@@ -241,7 +241,7 @@ struct Round {
     started: Option<(i32, send::Started)>,
     /// The records claimed, (mapping, key).
     records: HashSet<(i32, String)>,
-    /// The newest outbox entry claimed.
+    /// The last outbox entry its claim read in order.
     last: Option<i64>,
 }
 
