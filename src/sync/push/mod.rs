@@ -283,8 +283,9 @@ pub fn pass(ctx: Ctx, mappings: &[Mapping], only: Option<i32>) -> Result<PushSum
 }
 
 /// Claims, plans and sends one batch; None when there was nothing to claim. After a round
-/// still unsettled (`before`), the claim starts past its newest entry, and changes of its
-/// records are released: they go after it, so a record's writes reach Salesforce in order.
+/// still unsettled (`before`), the claim starts past the last entry that round's claim read,
+/// and changes of its records are released: they go after it, so a record's writes reach
+/// Salesforce in order.
 fn round(
     ctx: Ctx,
     mappings: &HashMap<i32, Mapping>,
@@ -297,7 +298,7 @@ fn round(
         return Ok(None);
     }
     summary.claimed += claimed.entries.len();
-    let newest = claimed.last;
+    let upto = claimed.last;
     let changes = coalesce(claimed.entries);
     summary.records += changes.len();
     let records: HashSet<(i32, String)> = changes.iter().map(|c| (c.mapping_id, c.pk.clone())).collect();
@@ -358,7 +359,7 @@ fn round(
         parents.learn(&sent);
         results.extend(sent);
     }
-    Ok(Some(Round { attempts: claimed.attempts, results, shown, started, records, last: newest }))
+    Ok(Some(Round { attempts: claimed.attempts, results, shown, started, records, last: upto }))
 }
 
 /// Waits for a round's Bulk job, if any, and settles the round in one transaction.
