@@ -206,3 +206,32 @@ fn parent_states(entries: &[Entry], mappings: &HashMap<i32, Mapping>) -> Result<
     }
     Ok((sfids, states))
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::tests::fixture;
+    use pgrx::prelude::*;
+    use std::collections::HashMap;
+
+    #[pg_test]
+    fn a_batch_ends_where_its_scan_stopped_not_at_a_later_change_it_took_along() {
+        fixture();
+        let batch = crate::guc::BATCH_SIZE.get() as i64;
+        // A backlog of a batch and two more inserts, then a new change of the first row.
+        Spi::run(&format!("INSERT INTO contacts (id, last_name) SELECT g, 'Row ' || g FROM generate_series(1, {}) g", batch + 2)).unwrap();
+        Spi::run("UPDATE contacts SET email = 'first@example.com' WHERE id = 1").unwrap();
+        let ids = |c: &super::Claim| c.entries.iter().map(|e| e.id).collect::<Vec<i64>>();
+        let mappings: HashMap<i32, crate::sync::Mapping> =
+            crate::sync::load_mappings(None).unwrap().into_iter().map(|m| (m.id, m)).collect();
+        let first = super::claim(None, None, &mappings).unwrap();
+        let newest = Spi::get_one::<i64>("SELECT max(id) FROM sfsync.outbox").unwrap().unwrap();
+        assert!(ids(&first).contains(&newest), "the first row's later change goes with its insert");
+        let scanned_upto = Spi::get_one::<i64>(&format!("SELECT id FROM sfsync.outbox ORDER BY id OFFSET {} LIMIT 1", batch - 1)).unwrap();
+        assert_eq!(first.last, scanned_upto, "the mark is the batch's last entry in order, not the change it took along");
+        // The pass's next batch starts there: the two inserts behind the mark are not skipped.
+        let second = super::claim(None, first.last, &mappings).unwrap();
+        assert_eq!(second.entries.iter().map(|e| e.pk.as_str()).collect::<Vec<_>>(), [(batch + 1).to_string(), (batch + 2).to_string()]);
+        assert_eq!(second.last, Some(newest - 1));
+    }
+}
