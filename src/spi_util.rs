@@ -1,5 +1,6 @@
-//! Thin SPI helpers: the extension moves data in and out of SQL as jsonb, so the Rust side
-//! deals in serde values and the set-based work stays in SQL.
+//! Thin SPI helpers: the extension moves data in and out of SQL as JSON (jsonb; large
+//! results as json text), so the Rust side deals in serde values and the set-based work
+//! stays in SQL.
 
 use crate::error::{Result, SyncError};
 use pgrx::datum::DatumWithOid;
