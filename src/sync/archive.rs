@@ -64,11 +64,7 @@ const TABLE_NAMES: &str = "(SELECT m.id, format('%I.%I', n.nspname, c.relname) A
 
 /// SQL expression: the quoted, schema-qualified name of mapping `mapping_id`'s table.
 pub fn table_name_of(mapping_id: &str) -> String {
-    format!(
-        "(SELECT format('%I.%I', n.nspname, c.relname) FROM sfsync.mappings m
-          JOIN pg_catalog.pg_class c ON c.oid = m.tbl JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-          WHERE m.id = {mapping_id})"
-    )
+    format!("(SELECT tn.name FROM {TABLE_NAMES} tn WHERE tn.id = {mapping_id})")
 }
 
 /// Deletes archive rows older than `retention_s` seconds (all of them when 0: archiving is
