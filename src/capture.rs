@@ -10,14 +10,16 @@ use crate::error::SyncError;
 use crate::plan::coalesce::Op;
 use pgrx::pg_sys::{self, Datum, HeapTuple, TupleDesc};
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
-use pgrx::{PgOid, PgTupleDesc};
+use pgrx::PgTupleDesc;
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod pending;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
 thread_local! {
-    static INSERT_PLAN: RefCell<Option<OwnedPreparedStatement>> = const { RefCell::new(None) };
     /// Mapping id -> its table's oid, as checked by `owns`.
     static MAPPING_TABLES: RefCell<std::collections::HashMap<i32, u32>> = RefCell::new(std::collections::HashMap::new());
     // Process-local: only the process applying remote changes (the worker, or a backend
@@ -95,6 +97,7 @@ fn worker_pid() -> Option<i32> {
 
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    pending::on_xact(event);
     match event {
         pg_sys::XactEvent::XACT_EVENT_COMMIT => {
             let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
@@ -116,6 +119,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 /// Registered once per process (in `_PG_init`, inherited by forked backends).
 pub fn register_commit_hook() {
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
+    pending::register();
 }
 
 extern "C" {
@@ -228,6 +232,7 @@ pub(crate) fn queue<'c>(
                     if sink == Sink::Shadow {
                         crate::shadow::rekey(mapping, &old_key, &new_key)?;
                     }
+                    pending::rekey(mapping, &old_key, &new_key);
                     let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
                     Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
                     let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
@@ -274,24 +279,16 @@ impl Out<'_> {
         pk: String,
         sfid: Option<String>,
         changed: Option<Vec<String>>,
-        base: Option<pgrx::JsonB>,
+        base: Option<serde_json::Value>,
         tuple: Option<HeapTuple>,
     ) -> Result<(), SyncError> {
-        let op_text = op.as_str();
         match self.sink {
-            Sink::Outbox => record_with_base(self.mapping, op_text, pk, sfid, changed, base),
+            Sink::Outbox => record_with_base(self.mapping, op, pk, sfid, changed, base),
             Sink::Shadow => {
                 // Held in the outbox too (the push skips a shadow run's entries): a pull
                 // meets the pending change as it would on a live table, and go_live only
                 // releases what is there.
-                record_with_base(
-                    self.mapping,
-                    op_text,
-                    pk.clone(),
-                    sfid.clone(),
-                    changed.clone(),
-                    base.as_ref().map(|b| pgrx::JsonB(b.0.clone())),
-                )?;
+                record_with_base(self.mapping, op, pk.clone(), sfid.clone(), changed.clone(), base.clone())?;
                 let mut values = serde_json::Map::new();
                 if let Some(t) = tuple {
                     for c in self.columns.iter().filter(|c| changed.as_ref().is_none_or(|ch| ch.contains(c))) {
@@ -299,7 +296,10 @@ impl Out<'_> {
                         values.insert(c.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::String));
                     }
                 }
-                let base = base.and_then(|b| b.0.as_object().cloned()).unwrap_or_default();
+                let base = match base {
+                    Some(serde_json::Value::Object(b)) => b,
+                    _ => serde_json::Map::new(),
+                };
                 let entry = crate::plan::shadow::Entry { op, sfid, changed, base, values };
                 crate::shadow::record(self.mapping, &pk, entry)
             }
@@ -333,7 +333,12 @@ pub(crate) fn out_of_step(mapping: i32, table: pg_sys::Oid, column: &str, what: 
 
 /// The mapped columns an UPDATE changed, and their values before it (text form) for the
 /// conflict check of the pull.
-fn changed_columns(row: &Row, old: HeapTuple, new: HeapTuple, columns: &[String]) -> Result<(Vec<String>, Option<pgrx::JsonB>), SyncError> {
+fn changed_columns(
+    row: &Row,
+    old: HeapTuple,
+    new: HeapTuple,
+    columns: &[String],
+) -> Result<(Vec<String>, Option<serde_json::Value>), SyncError> {
     let mut changed = Vec::new();
     let mut base = serde_json::Map::new();
     for col in columns {
@@ -343,7 +348,7 @@ fn changed_columns(row: &Row, old: HeapTuple, new: HeapTuple, columns: &[String]
             base.insert(col.clone(), row.text(old, n).map_or(serde_json::Value::Null, serde_json::Value::String));
         }
     }
-    Ok((changed, Some(pgrx::JsonB(serde_json::Value::Object(base)))))
+    Ok((changed, Some(serde_json::Value::Object(base))))
 }
 
 /// The trigger runs with the extension owner's rights (SECURITY DEFINER) on whatever table it
@@ -424,32 +429,12 @@ impl Row {
 
 fn record_with_base(
     mapping: i32,
-    op: &str,
+    op: Op,
     pk: String,
     sfid: Option<String>,
     changed: Option<Vec<String>>,
-    base: Option<pgrx::JsonB>,
+    base: Option<serde_json::Value>,
 ) -> Result<(), SyncError> {
-    Spi::connect_mut(|c| {
-        INSERT_PLAN.with(|cell| {
-            let mut plan = cell.borrow_mut();
-            if plan.is_none() {
-                let p = c.prepare_mut(
-                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[
-                        PgOid::from(pg_sys::INT4OID),
-                        PgOid::from(pg_sys::TEXTOID),
-                        PgOid::from(pg_sys::TEXTOID),
-                        PgOid::from(pg_sys::VARCHAROID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                        PgOid::from(pg_sys::JSONBOID),
-                    ],
-                )?;
-                *plan = Some(p.keep());
-            }
-            let plan = plan.as_ref().expect("prepared above");
-            c.update(plan, None, &[mapping.into(), op.into(), pk.into(), sfid.into(), changed.into(), base.into()]).map(|_| ())
-        })
-    })?;
-    Ok(())
+    let base = base.map(|b| b.to_string());
+    pending::add(pending::Change { mapping, op, pk, sfid, changed, base })
 }

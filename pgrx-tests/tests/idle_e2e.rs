@@ -29,6 +29,15 @@ fn the_polls_of_a_connections_tables_share_one_call() {
     .unwrap();
     env.worker_pid();
     db.until_true("every table polled once", "SELECT bool_and(last_pull_at IS NOT NULL) FROM sfsync.status");
+    // A backfill sets last_pull_at too, and one that ends after the others' may make its
+    // table's first poll a lone query before the schedules fall in step (a due poll takes
+    // along the others due within half the interval). Two composite requests begun after
+    // every backfill ended: the schedules are in step.
+    let start = polls(&env).0;
+    sfsync_e2e::until("the polls in step", Duration::from_secs(30), || {
+        let now = polls(&env).0;
+        (now >= start + 2).then_some(()).ok_or(format!("{now} composite calls"))
+    });
     let (composite0, queries0) = polls(&env);
     std::thread::sleep(Duration::from_secs(3));
     let (composite, queries) = polls(&env);

@@ -1,0 +1,300 @@
+//! The changes the capture trigger saw and has not yet written to `sfsync.outbox`: a
+//! statement's changes go in as one INSERT when the statement ends, instead of one INSERT
+//! (one executor, its constraints compiled again) per row.
+//!
+//! When they are written:
+//! - at the end of every statement (`ExecutorFinish`, and `ProcessUtility` for COPY), after its
+//!   AFTER triggers ran: the next statement sees them, as it would a row's own write;
+//! - when 1,000 are pending (a long statement, a COPY of millions of rows);
+//! - before the transaction commits or prepares (a path that fired row triggers without
+//!   either hook, such as a subscription's apply with the trigger enabled ALWAYS).
+//!
+//! A change belongs to the subtransaction it was captured in: it is written only while that
+//! subtransaction is the current one (a nested statement inside a savepoint never writes its
+//! parent's changes, which a rollback to the savepoint would take along), passes to the parent
+//! when the subtransaction commits, and is dropped with it when it aborts, as its row is.
+//!
+//! The INSERT runs as the outbox's owner (users have no rights on it), its SQL fully
+//! qualified so that the caller's search_path cannot lend it a function or a type.
+
+use crate::error::SyncError;
+use crate::plan::coalesce::Op;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::PgOid;
+use std::cell::RefCell;
+
+/// Pending changes that make a statement write them at once.
+const LIMIT: usize = 1000;
+
+/// One captured change.
+pub(super) struct Change {
+    pub mapping: i32,
+    pub op: Op,
+    pub pk: String,
+    pub sfid: Option<String>,
+    pub changed: Option<Vec<String>>,
+    /// JSON text: the changed columns' values before an update.
+    pub base: Option<String>,
+}
+
+struct Pending {
+    change: Change,
+    subxact: pg_sys::SubTransactionId,
+}
+
+thread_local! {
+    static PENDING: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
+    /// (one row, many rows)
+    static PLANS: RefCell<(Option<OwnedPreparedStatement>, Option<OwnedPreparedStatement>)> = const { RefCell::new((None, None)) };
+}
+
+static mut PREVIOUS_FINISH: pg_sys::ExecutorFinish_hook_type = None;
+static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
+
+/// Queues a change; writes the pending ones when there are many.
+pub(super) fn add(change: Change) -> Result<(), SyncError> {
+    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let full = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.push(Pending { change, subxact });
+        p.len() >= LIMIT
+    });
+    if full {
+        write()?;
+    }
+    Ok(())
+}
+
+/// A linked row's key changed: its pending changes follow it, like those already written.
+pub(super) fn rekey(mapping: i32, old: &str, new: &str) {
+    PENDING.with(|p| {
+        for e in p.borrow_mut().iter_mut().filter(|e| e.change.mapping == mapping && e.change.pk == old) {
+            e.change.pk = new.to_string();
+        }
+    });
+}
+
+/// Writes the pending changes, when all belong to the current subtransaction (otherwise the
+/// statement of the parent that captured the first of them writes them all when it ends).
+pub(crate) fn write() -> Result<(), SyncError> {
+    let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let batch: Vec<Change> = PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.is_empty() || p.iter().any(|e| e.subxact != current) {
+            return Vec::new();
+        }
+        p.drain(..).map(|e| e.change).collect()
+    });
+    if batch.is_empty() {
+        return Ok(());
+    }
+    as_outbox_owner(|| insert(batch))
+}
+
+/// Runs `f` as the owner of sfsync.outbox (the extension's owner).
+fn as_outbox_owner<T>(f: impl FnOnce() -> T) -> T {
+    match outbox_owner() {
+        Some(owner) => crate::privilege::as_role(owner, f),
+        None => f(), // no outbox (the extension is being dropped): the INSERT says so
+    }
+}
+
+fn outbox_owner() -> Option<pg_sys::Oid> {
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"sfsync".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            return None;
+        }
+        let rel = pg_sys::get_relname_relid(c"outbox".as_ptr(), schema);
+        if rel == pg_sys::InvalidOid {
+            return None;
+        }
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as _, rel.into());
+        if tuple.is_null() {
+            return None;
+        }
+        let owner = (*(pg_sys::GETSTRUCT(tuple) as pg_sys::Form_pg_class)).relowner;
+        pg_sys::ReleaseSysCache(tuple);
+        Some(owner)
+    }
+}
+
+/// `changed` as an array literal (`{"a","b"}`), cast by the INSERT: a text[] of text[]s
+/// cannot be passed, and unnest would flatten a two-dimensional array.
+fn array_literal(items: &[String]) -> String {
+    let mut s = String::from("{");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('"');
+        for ch in item.chars() {
+            if ch == '"' || ch == '\\' {
+                s.push('\\');
+            }
+            s.push(ch);
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+fn insert(batch: Vec<Change>) -> Result<(), SyncError> {
+    Spi::connect_mut(|c| {
+        PLANS.with(|cell| {
+            let mut plans = cell.borrow_mut();
+            if batch.len() == 1 {
+                if plans.0.is_none() {
+                    let p = c.prepare_mut(
+                        "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
+                         VALUES ($1, $2, $3, $4, $5, CAST($6 AS pg_catalog.jsonb))",
+                        &[
+                            PgOid::from(pg_sys::INT4OID),
+                            PgOid::from(pg_sys::TEXTOID),
+                            PgOid::from(pg_sys::TEXTOID),
+                            PgOid::from(pg_sys::VARCHAROID),
+                            PgOid::from(pg_sys::TEXTARRAYOID),
+                            PgOid::from(pg_sys::TEXTOID),
+                        ],
+                    )?;
+                    plans.0 = Some(p.keep());
+                }
+                let e = batch.into_iter().next().expect("one");
+                let args = [e.mapping.into(), e.op.as_str().into(), e.pk.into(), e.sfid.into(), e.changed.into(), e.base.into()];
+                return c.update(plans.0.as_ref().expect("prepared above"), None, &args).map(|_| ());
+            }
+            if plans.1.is_none() {
+                // In capture order: the outbox ids order a record's changes.
+                let p = c.prepare_mut(
+                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
+                     SELECT u.m, u.o, u.p, u.s, CAST(u.c AS pg_catalog.text[]), CAST(u.b AS pg_catalog.jsonb)
+                     FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),
+                                     pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))
+                          WITH ORDINALITY AS u(m, o, p, s, c, b, n)
+                     ORDER BY u.n",
+                    &[
+                        PgOid::from(pg_sys::INT4ARRAYOID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                        PgOid::from(pg_sys::TEXTARRAYOID),
+                    ],
+                )?;
+                plans.1 = Some(p.keep());
+            }
+            let n = batch.len();
+            let (mut mapping, mut op, mut pk, mut sfid, mut changed, mut base) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for e in batch {
+                mapping.push(e.mapping);
+                op.push(e.op.as_str());
+                pk.push(e.pk);
+                sfid.push(e.sfid);
+                changed.push(e.changed.as_deref().map(array_literal));
+                base.push(e.base);
+            }
+            let args = [mapping.into(), op.into(), pk.into(), sfid.into(), changed.into(), base.into()];
+            c.update(plans.1.as_ref().expect("prepared above"), None, &args).map(|_| ())
+        })
+    })?;
+    Ok(())
+}
+
+/// Installs the hooks and callbacks that write or drop pending changes (once per process).
+pub(super) fn register() {
+    // SAFETY: _PG_init runs before any query of this process; hooks chain.
+    unsafe {
+        PREVIOUS_FINISH = pg_sys::ExecutorFinish_hook;
+        pg_sys::ExecutorFinish_hook = Some(executor_finish);
+        #[cfg(not(feature = "pg13"))]
+        {
+            PREVIOUS_UTILITY = pg_sys::ProcessUtility_hook;
+            pg_sys::ProcessUtility_hook = Some(process_utility);
+        }
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
+    unsafe {
+        match PREVIOUS_FINISH {
+            Some(previous) => previous(query),
+            None => pg_sys::standard_ExecutorFinish(query),
+        }
+    }
+    if let Err(e) = write() {
+        e.raise();
+    }
+}
+
+/// After a utility statement: a COPY's last changes.
+#[cfg(not(feature = "pg13"))]
+#[pg_guard]
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C-unwind" fn process_utility(
+    pstmt: *mut pg_sys::PlannedStmt,
+    query: *const std::ffi::c_char,
+    read_only_tree: bool,
+    context: pg_sys::ProcessUtilityContext::Type,
+    params: pg_sys::ParamListInfo,
+    env: *mut pg_sys::QueryEnvironment,
+    dest: *mut pg_sys::DestReceiver,
+    qc: *mut pg_sys::QueryCompletion,
+) {
+    unsafe {
+        match PREVIOUS_UTILITY {
+            Some(previous) => previous(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
+        }
+    }
+    if let Err(e) = write() {
+        e.raise();
+    }
+}
+
+/// Before the transaction commits or prepares; dropped when it aborts.
+pub(super) fn on_xact(event: pg_sys::XactEvent::Type) {
+    match event {
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
+            if let Err(e) = write() {
+                e.raise();
+            }
+        }
+        pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE | pg_sys::XactEvent::XACT_EVENT_COMMIT => {
+            PENDING.with(|p| p.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    mine: pg_sys::SubTransactionId,
+    parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        match event {
+            pg_sys::SubXactEvent::SUBXACT_EVENT_COMMIT_SUB => {
+                for e in p.iter_mut().filter(|e| e.subxact == mine) {
+                    e.subxact = parent;
+                }
+            }
+            pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB => p.retain(|e| e.subxact != mine),
+            _ => {}
+        }
+    });
+}

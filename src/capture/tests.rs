@@ -1,0 +1,79 @@
+//! `#[pg_test]`s of when captured changes reach the outbox (`pending`): in row order, at the
+//! end of the statement or COPY, and only with the subtransaction they were captured in.
+
+#[pgrx::pg_schema]
+mod tests {
+    use crate::tests::tests::{count, fixture, outbox};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn a_statements_changes_are_queued_in_row_order_with_their_values_before() {
+        fixture();
+        Spi::run("INSERT INTO contacts (id, last_name, email) SELECT g, 'Doe ' || g, 'd' || g || '@x' FROM generate_series(1, 3) g")
+            .unwrap();
+        Spi::run("UPDATE contacts SET email = 'new' || id || '@x' WHERE id IN (3, 1)").unwrap();
+        let rows = outbox();
+        let ops: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+        assert_eq!(&ops[..3], &[("insert", "1"), ("insert", "2"), ("insert", "3")]);
+        assert_eq!(rows[3..].iter().map(|r| r.2.clone()).collect::<Vec<_>>(), vec![Some(vec!["email".to_string()]); 2]);
+        let base = Spi::get_one::<String>(
+            "SELECT string_agg(pk || '=' || (base->>'email'), ',' ORDER BY pk) FROM sfsync.outbox WHERE op = 'update'",
+        );
+        assert_eq!(base.unwrap().as_deref(), Some("1=d1@x,3=d3@x"), "each update's own value before");
+    }
+
+    #[pg_test]
+    fn a_column_name_with_quotes_and_backslashes_is_queued_as_it_is() {
+        let id = fixture();
+        Spi::run(&format!(
+            r#"ALTER TABLE contacts ADD COLUMN "ti""t\le" text;
+               UPDATE sfsync.mappings SET columns = columns || '[{{"column":"ti\"t\\le","field":"Title","sf_type":"string","pg_type":"text","createable":true,"updateable":true}}]'
+                WHERE id = {id};
+               DROP TRIGGER sfsync_capture ON contacts;
+               CREATE TRIGGER sfsync_capture AFTER INSERT OR UPDATE OR DELETE ON contacts
+                   FOR EACH ROW EXECUTE FUNCTION sfsync.capture('{id}', 'id', 'last_name', 'email', 'ti"t\le');"#
+        ))
+        .unwrap();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'a'), (2, 'b')").unwrap();
+        Spi::run(r#"UPDATE contacts SET "ti""t\le" = 'x', email = 'e'"#).unwrap();
+        let rows = outbox();
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        assert_eq!(rows[2].2, Some(vec!["email".to_string(), r#"ti"t\le"#.to_string()]), "{rows:?}");
+    }
+
+    #[pg_test]
+    fn changes_under_a_savepoint_rolled_back_are_dropped_and_the_rest_kept() {
+        fixture();
+        // A user trigger writing the row again inside a savepoint (a plpgsql EXCEPTION block),
+        // which fails for one row: that row's own insert is the statement's, and stays.
+        Spi::run(
+            "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 BEGIN
+                     UPDATE contacts SET email = NEW.last_name || '@x' WHERE id = NEW.id;
+                     IF NEW.last_name = 'fail' THEN RAISE EXCEPTION 'boom'; END IF;
+                 EXCEPTION WHEN others THEN NULL;
+                 END;
+                 RETURN NULL;
+             END $$;
+             CREATE TRIGGER zz_touch AFTER INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION touch();",
+        )
+        .unwrap();
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'ok'), (2, 'fail')").unwrap();
+        let rows = outbox();
+        let ops: Vec<(&str, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1.as_str())).collect();
+        assert_eq!(ops, vec![("insert", "1"), ("update", "1"), ("insert", "2")]);
+        assert_eq!(count("SELECT count(*) FROM contacts WHERE email IS NOT NULL"), 1, "row 2's update was rolled back");
+    }
+
+    #[pg_test]
+    fn a_copy_has_queued_every_row_when_it_returns() {
+        fixture();
+        let file = format!("/tmp/sfsync-pgtest-copy-{}.csv", std::process::id());
+        Spi::run(&format!("COPY (SELECT g, 'Doe ' || g FROM generate_series(1, 2500) g) TO '{file}' (FORMAT csv)")).unwrap();
+        Spi::run(&format!("COPY contacts (id, last_name) FROM '{file}' (FORMAT csv)")).unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 2500);
+        assert_eq!(count("SELECT count(DISTINCT pk) FROM sfsync.outbox WHERE op = 'insert'"), 2500);
+    }
+}
