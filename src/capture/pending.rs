@@ -267,7 +267,14 @@ unsafe extern "C-unwind" fn process_utility(
 pub(super) fn on_xact(event: pg_sys::XactEvent::Type) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
-            if let Err(e) = write() {
+            if PENDING.with(|p| p.borrow().is_empty()) {
+                return;
+            }
+            // No statement is running any more: the INSERT needs a snapshot of its own.
+            unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+            let written = write();
+            unsafe { pg_sys::PopActiveSnapshot() };
+            if let Err(e) = written {
                 e.raise();
             }
         }
