@@ -172,11 +172,37 @@ fn switch<T>(role: Oid, flags: i32, f: impl FnOnce() -> T) -> T {
 }
 
 /// Runs `f` as the extension's owner: catalog work after the caller's rights were checked.
+/// With `search_path` pinned to `pg_catalog, pg_temp` for its duration, as a SECURITY DEFINER
+/// function pins it: otherwise a caller's own schema put first on its path could lend the
+/// owner's SQL a function or an operator (a `now()` of its own) and run it with the owner's
+/// rights. Names the caller gave are resolved before the switch.
 pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
     match extension_owner() {
-        Some(owner) => as_role(owner, f),
+        Some(owner) => as_definer(owner, f),
         None => f(),
     }
+}
+
+/// `as_role` with `search_path = pg_catalog, pg_temp` (undone on the way out), what
+/// PostgreSQL does around a SECURITY DEFINER function with that setting.
+pub fn as_definer<T>(role: Oid, f: impl FnOnce() -> T) -> T {
+    as_role(role, || {
+        let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
+        let (name, value) = (c"search_path", c"pg_catalog, pg_temp");
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            )
+        };
+        f()
+    })
 }
 
 /// Undoes the GUC changes made since it was made, when dropped normally (a transaction or
@@ -314,6 +340,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(loose, None, "SECURITY DEFINER without SET search_path = pg_catalog, pg_temp");
+    }
+
+    #[pg_test]
+    fn a_callers_search_path_lends_nothing_to_what_runs_as_the_extension_owner() {
+        let id = crate::tests::tests::fixture();
+        // A table owner (no superuser) with a now() of its own, first on its search_path: the
+        // retry's SQL, run as the extension's owner, compares next_attempt_at with now().
+        Spi::run(&format!(
+            "CREATE ROLE sfsync_mallory; ALTER TABLE contacts OWNER TO sfsync_mallory;
+             GRANT CREATE ON DATABASE {db} TO sfsync_mallory;
+             INSERT INTO sfsync.outbox (mapping_id, op, pk, next_attempt_at) VALUES ({id}, 'insert', '1', 'infinity');",
+            db = Spi::get_one::<String>("SELECT quote_ident(current_database())").unwrap().unwrap()
+        ))
+        .unwrap();
+        Spi::run(
+            "SET LOCAL ROLE sfsync_mallory;
+             CREATE SCHEMA mallory;
+             CREATE FUNCTION mallory.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+             BEGIN PERFORM pg_catalog.set_config('sfsync_test.ran_as', current_user::text, true); RETURN pg_catalog.now(); END $$;
+             SET LOCAL search_path = mallory, pg_catalog;",
+        )
+        .unwrap();
+        let retried = Spi::get_one::<i64>("SELECT sfsync.retry('public.contacts')::bigint").unwrap();
+        let ran_as = Spi::get_one::<String>("SELECT pg_catalog.current_setting('sfsync_test.ran_as', true)").unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(retried, Some(1), "the retry itself went through");
+        assert!(ran_as.as_deref().unwrap_or("").is_empty(), "the caller's now() ran as {ran_as:?}");
+        let path = Spi::get_one::<String>("SELECT current_setting('search_path')").unwrap().unwrap();
+        assert_eq!(path, "mallory, pg_catalog", "the caller's own setting is back");
     }
 
     /// A synced table `t` owned by role `sfsync_t_owner`, with Salesforce's text in its state,

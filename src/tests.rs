@@ -507,7 +507,7 @@ pub(crate) mod tests {
         Spi::run("SELECT sfsync.approve_delete(999)").unwrap();
     }
 
-    #[pg_test(error = "table plain is not synced")]
+    #[pg_test(error = "table public.plain is not synced")]
     fn deciding_deletes_of_an_unsynced_table_is_named() {
         Spi::run("CREATE TABLE plain (id int PRIMARY KEY)").unwrap();
         Spi::run("SELECT sfsync.approve_deletes('plain')").unwrap();

@@ -160,7 +160,7 @@ fn archive_retry_and_discard() {
 
     // Bad input is named.
     let (_, msg) = error_of(&mut db, "SELECT sfsync.retry('contacts', '999')");
-    assert_eq!(msg, "contacts has no queued or failed change for key '999' (see sfsync.errors)");
+    assert_eq!(msg, "public.contacts has no queued or failed change for key '999' (see sfsync.errors)");
 }
 
 /// A table whose requests Salesforce refuses as a whole backs off alone: the other tables on

@@ -305,7 +305,7 @@ mod tests {
         Spi::run("SELECT sfsync.mirror('Account', 'nosuch.accounts')").unwrap();
     }
 
-    #[pg_test(error = "table t is not synced (see sfsync.sync_table or sfsync.mirror)")]
+    #[pg_test(error = "table public.t is not synced (see sfsync.sync_table or sfsync.mirror)")]
     fn backfill_of_an_unsynced_table_is_refused() {
         Spi::run("CREATE TABLE t (id int PRIMARY KEY)").unwrap();
         Spi::run("SELECT sfsync.backfill('t')").unwrap();

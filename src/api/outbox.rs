@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(count("SELECT sfsync.retry('contacts', '3')"), 0, "a pending record is known, just not waiting");
     }
 
-    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    #[pg_test(error = "public.contacts has no queued or failed change for key '99' (see sfsync.errors)")]
     fn retry_of_an_unknown_key_is_named() {
         parked_fixture();
         Spi::run("SELECT sfsync.retry('contacts', '99')").unwrap();
@@ -208,7 +208,7 @@ mod tests {
         Spi::run("SELECT sfsync.retry(key => '1')").unwrap();
     }
 
-    #[pg_test(error = "table plain is not synced")]
+    #[pg_test(error = "table public.plain is not synced")]
     fn retry_of_an_unsynced_table_is_named() {
         Spi::run("CREATE TABLE plain (id int PRIMARY KEY)").unwrap();
         Spi::run("SELECT sfsync.retry('plain')").unwrap();
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 2);
     }
 
-    #[pg_test(error = "contacts has no queued or failed change for key '99' (see sfsync.errors)")]
+    #[pg_test(error = "public.contacts has no queued or failed change for key '99' (see sfsync.errors)")]
     fn discard_of_an_unknown_key_is_named() {
         parked_fixture();
         Spi::run("SELECT sfsync.discard('contacts', '99')").unwrap();
