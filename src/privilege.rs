@@ -222,10 +222,27 @@ impl Drop for GucLevel {
 /// security-restricted operation (no temporary objects, cursors or deferred triggers that
 /// would outlive it and later run or be found by the worker's own statements), and any
 /// setting changed inside (a trigger's `SET search_path`, say) is undone on the way out.
+/// Inside, search_path is the session's default (the worker's, or the caller's `RESET` value).
 pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
     let flags = (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32;
     switch(owner, flags, || {
         let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
+        // The owner's code resolves names as it would in the worker: with the session's
+        // default search_path, not sfsync's pinned one nor a path the caller SET.
+        let name = c"search_path";
+        unsafe {
+            let default = pg_sys::GetConfigOptionResetString(name.as_ptr());
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                default,
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                pgrx::PgLogLevel::ERROR as i32,
+                false,
+            )
+        };
         f()
     })
 }
