@@ -40,7 +40,9 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     with_database_released(pstmt, || unsafe {
         match PREVIOUS {
-            Some(previous) => previous(pstmt, query, context, params, env, dest, qc),
+            // Through the FFI guard like any Postgres call: its ERROR must become a Rust
+            // unwind here (so `finally` below runs), never a longjmp over Rust frames.
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, context, params, env, dest, qc)),
             None => pg_sys::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
         }
     })
@@ -61,7 +63,9 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     with_database_released(pstmt, || unsafe {
         match PREVIOUS {
-            Some(previous) => previous(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            // Through the FFI guard like any Postgres call: its ERROR must become a Rust
+            // unwind here (so `finally` below runs), never a longjmp over Rust frames.
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, read_only_tree, context, params, env, dest, qc)),
             None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
         }
     })
