@@ -108,7 +108,10 @@ CREATE TABLE sfsync.outbox (
     -- No foreign key: its check would cost every captured row a query. Entries of a
     -- removed mapping are deleted by the trigger on sfsync.mappings below.
     mapping_id      integer NOT NULL,
-    op              text NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    -- op and state take the values of sfsync's own code only (users have no rights here),
+    -- without CHECK constraints: the executor compiles a table's constraints again for each
+    -- statement that writes it, and that was a tenth of a synced single-row INSERT.
+    op              text NOT NULL,  -- insert, update, delete
     pk              text NOT NULL,
     sfid            varchar(18),
     changed         text[],
@@ -118,7 +121,7 @@ CREATE TABLE sfsync.outbox (
     base            jsonb,
     txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
     captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    state           text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),
+    state           text NOT NULL DEFAULT 'pending',  -- pending, failed
     attempts        integer NOT NULL DEFAULT 0,
     claimed_until   timestamptz,
     next_attempt_at timestamptz NOT NULL DEFAULT '-infinity'

@@ -1,8 +1,8 @@
 -- Capture trigger functions and the operational views (created after the Rust functions).
 
--- The capture trigger (Rust) inserts into sfsync.outbox on behalf of whoever writes the table.
--- It checks that the table it fires on is its mapping's (src/capture.rs).
-ALTER FUNCTION sfsync.capture() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+-- The capture trigger (Rust) runs as whoever writes the table and queues into sfsync.outbox
+-- as the catalog's owner, switching for that step only (src/capture.rs). It checks that the
+-- table it fires on is its mapping's.
 -- The write-through trigger reads the mapping and the stored credentials for whoever writes.
 ALTER FUNCTION sfsync.write_through() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 -- A shadow run's capture trigger logs into sfsync.shadow_entries for whoever writes.

@@ -128,9 +128,11 @@ extern "C" {
     fn datumIsEqual(value1: Datum, value2: Datum, typ_by_val: bool, typ_len: i32) -> bool;
 }
 
-/// Trigger arguments: mapping id, key column, then the mapped columns. SECURITY DEFINER
-/// (set in the extension script) so writers need no rights on sfsync.outbox. An error is a
-/// plain ERROR with sfsync's message (no Rust panic text).
+/// Trigger arguments: mapping id, key column, then the mapped columns. It runs as whoever
+/// writes the table (a SECURITY DEFINER function would set its user and search_path for each
+/// row, a twentieth of a multi-row statement's time); its few catalog steps, and the writing
+/// of the outbox, switch to the catalog's owner, so writers need no rights on sfsync.outbox.
+/// An error is a plain ERROR with sfsync's message (no Rust panic text).
 #[pg_trigger]
 fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {
     match capture_row(trigger, Sink::Outbox) {
@@ -234,7 +236,12 @@ pub(crate) fn queue<'c>(
                     }
                     pending::rekey(mapping, &old_key, &new_key);
                     let moved: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into(), old_key.into(), new_key.clone().into()];
-                    Spi::run_with_args("UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id = $1 AND pk = $2", &moved)?;
+                    pending::as_outbox_owner(|| {
+                        Spi::run_with_args(
+                            "UPDATE sfsync.outbox SET pk = $3 WHERE mapping_id OPERATOR(pg_catalog.=) $1 AND pk OPERATOR(pg_catalog.=) $2",
+                            &moved,
+                        )
+                    })?;
                     let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
                     changed.insert(0, pk_column.to_string());
                     out.record(Op::Update, new_key, Some(id), Some(changed), base, Some(new))?;
@@ -351,7 +358,7 @@ fn changed_columns(
     Ok((changed, Some(serde_json::Value::Object(base))))
 }
 
-/// The trigger runs with the extension owner's rights (SECURITY DEFINER) on whatever table it
+/// The trigger queues changes with the catalog owner's rights on whatever table it
 /// is attached to, and its arguments name the mapping: a trigger made by hand on another table
 /// with another mapping's id would queue pushes (deletes too) of that mapping's records. Only
 /// the mapping's own table may capture for it. A mapping never changes tables (ids are not
@@ -363,9 +370,16 @@ fn owns(mapping: i32, table: u32) -> Result<bool, SyncError> {
         None => {
             let args: Vec<pgrx::datum::DatumWithOid> = vec![mapping.into()];
             // One row always (NULL when there is no such mapping): get_one of no row is an error.
-            let t = Spi::get_one_with_args::<i64>("SELECT (SELECT tbl::oid::bigint FROM sfsync.mappings WHERE id = $1)", &args)?
-                .map(|t| t as u32)
-                .unwrap_or(0);
+            // As the catalog's owner (the trigger runs as whoever writes), every name qualified.
+            let t = pending::as_outbox_owner(|| {
+                Spi::get_one_with_args::<i64>(
+                    "SELECT (SELECT CAST(CAST(tbl AS pg_catalog.oid) AS pg_catalog.int8) FROM sfsync.mappings
+                              WHERE id OPERATOR(pg_catalog.=) $1)",
+                    &args,
+                )
+            })?
+            .map(|t| t as u32)
+            .unwrap_or(0);
             if t != 0 {
                 MAPPING_TABLES.with(|m| m.borrow_mut().insert(mapping, t));
             }

@@ -93,8 +93,9 @@ pub(crate) fn write() -> Result<(), SyncError> {
     as_outbox_owner(|| insert(batch))
 }
 
-/// Runs `f` as the owner of sfsync.outbox (the extension's owner).
-fn as_outbox_owner<T>(f: impl FnOnce() -> T) -> T {
+/// Runs `f` as the owner of sfsync.outbox (the extension's owner). Its SQL qualifies every
+/// function, type and operator: the caller's search_path is in force.
+pub(super) fn as_outbox_owner<T>(f: impl FnOnce() -> T) -> T {
     match outbox_owner() {
         Some(owner) => crate::privilege::as_role(owner, f),
         None => f(), // no outbox (the extension is being dropped): the INSERT says so
@@ -229,7 +230,8 @@ pub(super) fn register() {
 unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
     unsafe {
         match PREVIOUS_FINISH {
-            Some(previous) => previous(query),
+            // Another extension's hook, through the FFI guard as any Postgres call is.
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
             None => pg_sys::standard_ExecutorFinish(query),
         }
     }
@@ -254,7 +256,7 @@ unsafe extern "C-unwind" fn process_utility(
 ) {
     unsafe {
         match PREVIOUS_UTILITY {
-            Some(previous) => previous(pstmt, query, read_only_tree, context, params, env, dest, qc),
+            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, read_only_tree, context, params, env, dest, qc)),
             None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
         }
     }
