@@ -4,7 +4,7 @@
 use super::{Api, St};
 use crate::errors::ApiError;
 use crate::out::Out;
-use crate::soql::eval::{column_metadata, compile, execute, execute_aggregate, render, Plan};
+use crate::soql::eval::{column_metadata, compile, count, execute, execute_aggregate, render, Plan};
 use crate::soql::parser::parse;
 use crate::state::{AppState, Cursor, CURSOR_IDLE_MS};
 use axum::extract::{Query, State};
@@ -75,14 +75,18 @@ async fn run(
         ]);
         return Ok(Json(body).into_response());
     }
+    if plan.count_only {
+        let total = {
+            let store = st.store.read();
+            count(&plan, &st.schema, &store, include_deleted)
+        };
+        let body = serde_json::json!({"totalSize": total, "done": true, "records": []});
+        return Ok(Json(body).into_response());
+    }
     let seqs = {
         let store = st.store.read();
         execute(&plan, &st.schema, &store, include_deleted)
     };
-    if plan.count_only {
-        let body = serde_json::json!({"totalSize": seqs.len(), "done": true, "records": []});
-        return Ok(Json(body).into_response());
-    }
     let batch = batch_size(&st, &headers);
     if seqs.len() <= batch {
         return Ok(page(&st, &api.version, &plan, &seqs, 0, batch, None));

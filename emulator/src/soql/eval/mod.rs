@@ -36,6 +36,26 @@ pub fn execute(plan: &Plan, schema: &Schema, store: &Store, include_deleted: boo
     select(plan, schema, store, include_deleted, table.recs.iter())
 }
 
+/// `COUNT()`: how many records the plan matches, OFFSET/LIMIT applied. Without a filter the
+/// table's own count answers (no scan of a million records for the backfill's estimate).
+pub fn count(plan: &Plan, schema: &Schema, store: &Store, include_deleted: bool) -> usize {
+    let table = &store.tables[plan.obj];
+    let matched = match &plan.filter {
+        None => table.count(include_deleted),
+        Some(c) => {
+            let def = &schema.objects[plan.obj];
+            table
+                .recs
+                .values()
+                .filter(|r| include_deleted || !is_deleted(def, r))
+                .filter(|r| predicates::eval(c, schema, store, plan.obj, r))
+                .count()
+        }
+    };
+    let (off, lim) = ordering::window(plan);
+    matched.saturating_sub(off).min(lim)
+}
+
 /// The scan: live rows of `recs` (deleted ones too with `include_deleted`) that pass WHERE,
 /// then ORDER BY and OFFSET/LIMIT. Child subqueries run it over one parent's children.
 fn select<'s>(
