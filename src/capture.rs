@@ -3,8 +3,8 @@
 //!
 //! The trigger records only *which* record changed and *which* mapped columns (op, key,
 //! Salesforce Id, changed column names); the push reads the values when it sends them. That
-//! keeps the cost in the user's transaction to one small insert, and a burst of updates to
-//! one row sends its latest values once.
+//! keeps the cost in the user's transaction to one small outbox row (written with the rest of
+//! the statement's by `pending`), and a burst of updates to one row sends its latest values once.
 
 use crate::error::SyncError;
 use crate::plan::coalesce::Op;
