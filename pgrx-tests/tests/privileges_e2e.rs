@@ -232,3 +232,44 @@ fn a_table_owner_granted_sync_table_syncs_its_table_and_manages_only_its_own() {
     assert_eq!(scalar::<String>(&mut ops, errors), all);
     assert_eq!(scalar::<String>(&mut db, errors), all);
 }
+
+/// A database's owner (no superuser), who also owns the synced table, puts a schema of its
+/// own first on the database's search_path, with a now() that notes who calls it. The worker
+/// pushes and pulls (its SQL says now()): what runs as the table's owner may call it, as that
+/// owner; the worker's own statements, as a superuser, never do.
+#[test]
+fn a_database_owners_search_path_lends_nothing_to_the_worker() {
+    let env = common::start();
+    let mut db = env.db();
+    accounts_table(&mut db);
+    db.batch_execute(
+        "CREATE ROLE app_dbowner LOGIN; ALTER DATABASE app OWNER TO app_dbowner;
+         ALTER TABLE accounts OWNER TO app_dbowner;
+         SET ROLE app_dbowner;
+         CREATE SCHEMA evil;
+         CREATE TABLE evil.calls (who text);
+         GRANT INSERT ON evil.calls TO PUBLIC;
+         CREATE FUNCTION evil.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO evil.calls VALUES (current_user); RETURN pg_catalog.now(); END $$;
+         ALTER DATABASE app SET search_path = evil, pg_catalog;
+         RESET ROLE;",
+    )
+    .unwrap();
+    // A new worker, which reads the database's settings when it connects.
+    let before = env.worker_pid();
+    db.batch_execute(&format!("SELECT pg_catalog.pg_terminate_backend({before})")).unwrap();
+    sfsync_e2e::until("a new worker", std::time::Duration::from_secs(30), || {
+        let now = env.db().until_worker();
+        (now != before).then_some(()).ok_or(format!("still {now}"))
+    });
+    let mut db = env.db();
+    let path: String = scalar(&mut db, "SELECT pg_catalog.current_setting('search_path')");
+    assert_eq!(path, "evil, pg_catalog", "the database's setting is in force for sessions");
+    db.batch_execute("INSERT INTO public.accounts (name) VALUES ('Pushed under an odd path')").unwrap();
+    db.until_true("pushed", "SELECT sfid IS NOT NULL FROM public.accounts WHERE name = 'Pushed under an odd path'");
+    // And a change made in Salesforce comes back (the claim, the settle and the pull say now()).
+    let id = env.emu.sf().create("Account", sfsync_e2e::json!({"Name": "From Salesforce"}));
+    db.until_true("pulled", &format!("SELECT pg_catalog.count(*) = 1 FROM public.accounts WHERE sfid = '{id}'"));
+    let calls: String = scalar(&mut db, "SELECT COALESCE(pg_catalog.string_agg(DISTINCT who, ','), '') FROM evil.calls");
+    assert!(!calls.split(',').any(|who| who == "postgres"), "the owner's now() ran as the superuser: {calls}");
+}

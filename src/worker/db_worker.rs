@@ -18,6 +18,7 @@ pub extern "C-unwind" fn sfsync_worker_main(arg: pg_sys::Datum) {
     let dboid = arg.value() as u32;
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(dboid)), None);
+    pin_search_path();
 
     let epoch = registry::wants_epoch(dboid);
     if !extension_exists().unwrap_or(true) {
@@ -505,6 +506,26 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
             let _ = crate::worker::tx::run(|| sync::set_mapping_error(m.id, &msg));
         }
     }
+}
+
+/// The worker is a superuser: like PostgreSQL's logical replication workers, it resolves
+/// nothing through a search_path a database owner could set (`ALTER DATABASE … SET
+/// search_path`) or a schema others may create in. A session setting, over the database's:
+/// the tables' owners' code still runs with the database's default (`as_table_owner`).
+fn pin_search_path() {
+    let (name, value) = (c"search_path", c"pg_catalog, pg_temp");
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        )
+    };
 }
 
 /// Err (could not tell) is treated by callers as "exists": only a definite no stops us.
