@@ -4,7 +4,7 @@
 //! of a session's first write, after that statement's hooks were chosen, and its changes are
 //! written before the transaction commits.
 
-use sfsync_e2e::{Cluster, ClusterOpts, DbExt, Emulator};
+use sfsync_e2e::{Cluster, ClusterOpts, Emulator};
 use std::io::Write;
 
 fn outbox(db: &mut sfsync_e2e::postgres::Client) -> Vec<(String, String)> {
