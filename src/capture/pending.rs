@@ -279,6 +279,11 @@ pub(super) fn on_xact(event: pg_sys::XactEvent::Type) {
             if let Err(e) = written {
                 e.raise();
             }
+            // Every subtransaction has ended: nothing can be left. Never commit without them.
+            let left = PENDING.with(|p| p.borrow().len());
+            if left > 0 {
+                SyncError::Invalid(format!("sfsync: {left} captured changes could not be queued; the transaction is rolled back")).raise();
+            }
         }
         pg_sys::XactEvent::XACT_EVENT_ABORT | pg_sys::XactEvent::XACT_EVENT_PREPARE | pg_sys::XactEvent::XACT_EVENT_COMMIT => {
             PENDING.with(|p| p.borrow_mut().clear());
