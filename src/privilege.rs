@@ -185,24 +185,34 @@ pub fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
 
 /// `as_role` with `search_path = pg_catalog, pg_temp` (undone on the way out), what
 /// PostgreSQL does around a SECURITY DEFINER function with that setting.
-pub fn as_definer<T>(role: Oid, f: impl FnOnce() -> T) -> T {
+fn as_definer<T>(role: Oid, f: impl FnOnce() -> T) -> T {
     as_role(role, || {
         let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
-        let (name, value) = (c"search_path", c"pg_catalog, pg_temp");
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                pgrx::PgLogLevel::ERROR as i32,
-                false,
-            )
-        };
+        set_setting(c"search_path", c"pg_catalog, pg_temp", pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
         f()
     })
+}
+
+/// Sets a setting as the session would (`SET`, or for `GUC_ACTION_SAVE` until the current
+/// GUC nest level ends); an ERROR if Postgres refuses the value.
+pub(crate) fn set_setting(
+    name: &std::ffi::CStr,
+    value: &std::ffi::CStr,
+    context: pg_sys::GucContext::Type,
+    action: pg_sys::GucAction::Type,
+) {
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            context,
+            pg_sys::GucSource::PGC_S_SESSION,
+            action,
+            true,
+            pgrx::PgLogLevel::ERROR as i32,
+            false,
+        )
+    };
 }
 
 /// Undoes the GUC changes made since it was made, when dropped normally (a transaction or
@@ -229,20 +239,9 @@ pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
         let _settings = GucLevel(unsafe { pg_sys::NewGUCNestLevel() });
         // The owner's code resolves names as it would in the worker: with the session's
         // default search_path, not sfsync's pinned one nor a path the caller SET.
-        let name = c"search_path";
-        unsafe {
-            let default = pg_sys::GetConfigOptionResetString(name.as_ptr());
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                default,
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                pgrx::PgLogLevel::ERROR as i32,
-                false,
-            )
-        };
+        // SAFETY: the reset value is the GUC's own string, valid while it is not reset.
+        let default = unsafe { std::ffi::CStr::from_ptr(pg_sys::GetConfigOptionResetString(c"search_path".as_ptr())) };
+        set_setting(c"search_path", default, pg_sys::GucContext::PGC_USERSET, pg_sys::GucAction::GUC_ACTION_SAVE);
         f()
     })
 }
@@ -253,20 +252,8 @@ pub fn as_table_owner<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
 /// undone with the owner's other settings on the way out.
 pub fn as_table_owner_without_triggers<T>(owner: Oid, f: impl FnOnce() -> T) -> T {
     as_table_owner(owner, || {
-        let (name, value) = (c"session_replication_role", c"replica");
         // PGC_SUSET: set as sfsync's own code, whatever the owner may set; ERROR if refused.
-        unsafe {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_SUSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                pgrx::PgLogLevel::ERROR as i32,
-                false,
-            )
-        };
+        set_setting(c"session_replication_role", c"replica", pg_sys::GucContext::PGC_SUSET, pg_sys::GucAction::GUC_ACTION_SAVE);
         f()
     })
 }

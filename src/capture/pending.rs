@@ -79,10 +79,14 @@ pub(super) fn rekey(mapping: i32, old: &str, new: &str) {
 /// Writes the pending changes, when all belong to the current subtransaction (otherwise the
 /// statement of the parent that captured the first of them writes them all when it ends).
 pub(crate) fn write() -> Result<(), SyncError> {
-    let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    // Called at the end of every statement of every session: nothing pending is the rule.
     let batch: Vec<Change> = PENDING.with(|p| {
         let mut p = p.borrow_mut();
-        if p.is_empty() || p.iter().any(|e| e.subxact != current) {
+        if p.is_empty() {
+            return Vec::new();
+        }
+        let current = unsafe { pg_sys::GetCurrentSubTransactionId() };
+        if p.iter().any(|e| e.subxact != current) {
             return Vec::new();
         }
         p.drain(..).map(|e| e.change).collect()
@@ -93,7 +97,8 @@ pub(crate) fn write() -> Result<(), SyncError> {
     as_outbox_owner(|| insert(batch))
 }
 
-/// Runs `f` as the owner of sfsync.outbox (the extension's owner). Its SQL qualifies every
+/// Runs `f` as the owner of sfsync.outbox (the extension's owner, found through the syscache:
+/// `privilege::extension_owner` would be a query per statement). Its SQL qualifies every
 /// function, type and operator: the caller's search_path is in force.
 pub(super) fn as_outbox_owner<T>(f: impl FnOnce() -> T) -> T {
     match outbox_owner() {

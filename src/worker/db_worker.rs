@@ -513,19 +513,7 @@ fn pull_due(mappings: &[sync::Mapping], pulls: &mut Pulls, stream: &Stream, back
 /// search_path`) or a schema others may create in. A session setting, over the database's:
 /// the tables' owners' code still runs with the database's default (`as_table_owner`).
 fn pin_search_path() {
-    let (name, value) = (c"search_path", c"pg_catalog, pg_temp");
-    unsafe {
-        pg_sys::set_config_option(
-            name.as_ptr(),
-            value.as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SET,
-            true,
-            pgrx::PgLogLevel::ERROR as i32,
-            false,
-        )
-    };
+    crate::privilege::set_setting(c"search_path", c"pg_catalog, pg_temp", pg_sys::GucContext::PGC_SUSET, pg_sys::GucAction::GUC_ACTION_SET);
 }
 
 /// Err (could not tell) is treated by callers as "exists": only a definite no stops us.
