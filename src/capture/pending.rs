@@ -148,50 +148,54 @@ fn array_literal(items: &[String]) -> String {
     s
 }
 
+/// The plan kept in `slot`, prepared on first use (kept for the process's life).
+fn prepared<'p>(
+    c: &mut pgrx::spi::SpiClient<'_>,
+    slot: &'p mut Option<OwnedPreparedStatement>,
+    sql: &str,
+    types: [pg_sys::Oid; 6],
+) -> Result<&'p OwnedPreparedStatement, pgrx::spi::Error> {
+    if slot.is_none() {
+        *slot = Some(c.prepare_mut(sql, &types.map(PgOid::from))?.keep());
+    }
+    Ok(slot.as_ref().expect("prepared above"))
+}
+
 fn insert(batch: Vec<Change>) -> Result<(), SyncError> {
     Spi::connect_mut(|c| {
         PLANS.with(|cell| {
             let mut plans = cell.borrow_mut();
             if batch.len() == 1 {
-                if plans.0.is_none() {
-                    let p = c.prepare_mut(
-                        "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
-                         VALUES ($1, $2, $3, $4, $5, CAST($6 AS pg_catalog.jsonb))",
-                        &[
-                            PgOid::from(pg_sys::INT4OID),
-                            PgOid::from(pg_sys::TEXTOID),
-                            PgOid::from(pg_sys::TEXTOID),
-                            PgOid::from(pg_sys::VARCHAROID),
-                            PgOid::from(pg_sys::TEXTARRAYOID),
-                            PgOid::from(pg_sys::TEXTOID),
-                        ],
-                    )?;
-                    plans.0 = Some(p.keep());
-                }
+                let plan = prepared(
+                    c,
+                    &mut plans.0,
+                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
+                     VALUES ($1, $2, $3, $4, $5, CAST($6 AS pg_catalog.jsonb))",
+                    [pg_sys::INT4OID, pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::VARCHAROID, pg_sys::TEXTARRAYOID, pg_sys::TEXTOID],
+                )?;
                 let e = batch.into_iter().next().expect("one");
                 let args = [e.mapping.into(), e.op.as_str().into(), e.pk.into(), e.sfid.into(), e.changed.into(), e.base.into()];
-                return c.update(plans.0.as_ref().expect("prepared above"), None, &args).map(|_| ());
+                return c.update(plan, None, &args).map(|_| ());
             }
-            if plans.1.is_none() {
-                // In capture order: the outbox ids order a record's changes.
-                let p = c.prepare_mut(
-                    "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
-                     SELECT u.m, u.o, u.p, u.s, CAST(u.c AS pg_catalog.text[]), CAST(u.b AS pg_catalog.jsonb)
-                     FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),
-                                     pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))
-                          WITH ORDINALITY AS u(m, o, p, s, c, b, n)
-                     ORDER BY u.n",
-                    &[
-                        PgOid::from(pg_sys::INT4ARRAYOID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                        PgOid::from(pg_sys::TEXTARRAYOID),
-                    ],
-                )?;
-                plans.1 = Some(p.keep());
-            }
+            // In capture order: the outbox ids order a record's changes.
+            let plan = prepared(
+                c,
+                &mut plans.1,
+                "INSERT INTO sfsync.outbox (mapping_id, op, pk, sfid, changed, base)
+                 SELECT u.m, u.o, u.p, u.s, CAST(u.c AS pg_catalog.text[]), CAST(u.b AS pg_catalog.jsonb)
+                 FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3),
+                                 pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6))
+                      WITH ORDINALITY AS u(m, o, p, s, c, b, n)
+                 ORDER BY u.n",
+                [
+                    pg_sys::INT4ARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                    pg_sys::TEXTARRAYOID,
+                ],
+            )?;
             let n = batch.len();
             let (mut mapping, mut op, mut pk, mut sfid, mut changed, mut base) = (
                 Vec::with_capacity(n),
@@ -210,7 +214,7 @@ fn insert(batch: Vec<Change>) -> Result<(), SyncError> {
                 base.push(e.base);
             }
             let args = [mapping.into(), op.into(), pk.into(), sfid.into(), changed.into(), base.into()];
-            c.update(plans.1.as_ref().expect("prepared above"), None, &args).map(|_| ())
+            c.update(plan, None, &args).map(|_| ())
         })
     })?;
     Ok(())
