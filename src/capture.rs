@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod direct;
 mod pending;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

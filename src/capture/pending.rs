@@ -91,7 +91,7 @@ pub(crate) fn write() -> Result<(), SyncError> {
         }
         p.drain(..).map(|e| e.change).collect()
     });
-    if batch.is_empty() {
+    if batch.is_empty() || super::direct::insert(&batch)? {
         return Ok(());
     }
     as_outbox_owner(|| insert(batch))

@@ -1,5 +1,7 @@
 //! `#[pg_test]`s of when captured changes reach the outbox (`pending`): in row order, at the
-//! end of the statement or COPY, and only with the subtransaction they were captured in.
+//! end of the statement or COPY, and only with the subtransaction they were captured in; written
+//! straight into the outbox's heap and indexes (`direct`) with the catalog's defaults, and
+//! through SQL when the outbox has grown something the direct write would skip.
 
 #[pgrx::pg_schema]
 mod tests {
@@ -75,5 +77,67 @@ mod tests {
         let _ = std::fs::remove_file(&file);
         assert_eq!(count("SELECT count(*) FROM sfsync.outbox"), 2500);
         assert_eq!(count("SELECT count(DISTINCT pk) FROM sfsync.outbox WHERE op = 'insert'"), 2500);
+    }
+
+    #[pg_test]
+    fn the_outbox_is_written_directly_with_the_catalogs_defaults() {
+        let id = fixture();
+        assert!(crate::capture::direct::applies(), "the installed outbox takes direct writes");
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'a')").unwrap();
+        // A row made by the catalog's own defaults, in the same transaction.
+        Spi::run(&format!("INSERT INTO sfsync.outbox (mapping_id, op, pk) VALUES ({id}, 'insert', 'ref')")).unwrap();
+        assert_eq!(
+            count(
+                "SELECT count(DISTINCT (mapping_id, op, sfid, changed, base, txid, state, attempts, claimed_until, next_attempt_at))
+                 FROM sfsync.outbox"
+            ),
+            1,
+            "the captured entry and the catalog's differ"
+        );
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE captured_at BETWEEN now() AND clock_timestamp()"), 2);
+        assert_eq!(count("SELECT count(*) FROM sfsync.outbox WHERE id > 0 AND txid = pg_current_xact_id()"), 2);
+    }
+
+    #[pg_test]
+    fn a_trigger_on_the_outbox_sees_every_change() {
+        fixture();
+        // The direct write would skip it: the changes go in through SQL instead.
+        Spi::run(
+            "CREATE TABLE seen (pk text);
+             CREATE FUNCTION saw() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN INSERT INTO seen VALUES (NEW.pk); RETURN NULL; END $$;
+             CREATE TRIGGER saw AFTER INSERT ON sfsync.outbox FOR EACH ROW EXECUTE FUNCTION saw();",
+        )
+        .unwrap();
+        assert!(!crate::capture::direct::applies());
+        Spi::run("INSERT INTO contacts (id, last_name) VALUES (1, 'a')").unwrap();
+        Spi::run("INSERT INTO contacts (id, last_name) SELECT g, 'b' FROM generate_series(2, 4) g").unwrap();
+        assert_eq!(outbox().len(), 4);
+        assert_eq!(count("SELECT count(*) FROM seen s JOIN sfsync.outbox o USING (pk)"), 4);
+    }
+
+    #[pg_test]
+    fn a_change_too_large_for_its_page_is_found_through_the_outbox_index() {
+        let id = fixture();
+        // 320 kB of hex: stored out of line, so the row written is not the row formed.
+        Spi::run(
+            "INSERT INTO contacts (id, last_name, email)
+             SELECT 1, 'a', string_agg(md5(g::text), '') FROM generate_series(1, 10000) g",
+        )
+        .unwrap();
+        Spi::run("UPDATE contacts SET email = 'short' WHERE id = 1").unwrap();
+        Spi::run("SET LOCAL enable_seqscan = off").unwrap();
+        let plan = Spi::get_one::<String>(&format!(
+            "EXPLAIN SELECT base FROM sfsync.outbox WHERE mapping_id = {id} AND pk = '1' AND op = 'update'"
+        ))
+        .unwrap()
+        .unwrap_or_default();
+        assert!(plan.contains("outbox_record"), "{plan}");
+        assert_eq!(
+            count(&format!(
+                "SELECT length(base->>'email')::bigint FROM sfsync.outbox WHERE mapping_id = {id} AND pk = '1' AND op = 'update'"
+            )),
+            320_000
+        );
     }
 }
