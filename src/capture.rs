@@ -117,6 +117,14 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     }
 }
 
+/// A utility statement ended (`crate::utility_hook`): the changes a COPY captured go to the
+/// outbox now, as a query's do at `ExecutorFinish`.
+pub fn statement_ended() {
+    if let Err(e) = pending::write() {
+        e.raise();
+    }
+}
+
 /// Registered once per process (in `_PG_init`, inherited by forked backends).
 pub fn register_commit_hook() {
     unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };

@@ -22,6 +22,7 @@ mod shadow;
 mod spi_util;
 mod sync;
 mod token_cache;
+mod utility_hook;
 mod worker;
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -43,13 +44,14 @@ pub extern "C-unwind" fn _PG_init() {
     capture::register_commit_hook();
     // Shared memory and background workers only exist when we are preloaded; a plain
     // `CREATE EXTENSION` in a server without preload still gets a working SQL API.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    let preloaded = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
+    utility_hook::register(preloaded);
+    if preloaded {
         registry::init_shmem();
         token_cache::init_shmem();
         org_budget::init_shmem();
         abort_queue::init_shmem();
         worker::register_launcher();
-        worker::register_database_commands();
     }
 }
 

@@ -3,7 +3,7 @@
 //! (one executor, its constraints compiled again) per row.
 //!
 //! When they are written:
-//! - at the end of every statement (`ExecutorFinish`, and `ProcessUtility` for COPY), after its
+//! - at the end of every statement (`ExecutorFinish`, and `crate::utility_hook` for COPY), after its
 //!   AFTER triggers ran: the next statement sees them, as it would a row's own write;
 //! - when 1,000 are pending (a long statement, a COPY of millions of rows);
 //! - before the transaction commits or prepares (a path that fired row triggers without
@@ -51,7 +51,6 @@ thread_local! {
 }
 
 static mut PREVIOUS_FINISH: pg_sys::ExecutorFinish_hook_type = None;
-static mut PREVIOUS_UTILITY: pg_sys::ProcessUtility_hook_type = None;
 
 /// Queues a change; writes the pending ones when there are many.
 pub(super) fn add(change: Change) -> Result<(), SyncError> {
@@ -78,7 +77,7 @@ pub(super) fn rekey(mapping: i32, old: &str, new: &str) {
 
 /// Writes the pending changes, when all belong to the current subtransaction (otherwise the
 /// statement of the parent that captured the first of them writes them all when it ends).
-pub(crate) fn write() -> Result<(), SyncError> {
+pub(super) fn write() -> Result<(), SyncError> {
     // Called at the end of every statement of every session: nothing pending is the rule.
     let batch: Vec<Change> = PENDING.with(|p| {
         let mut p = p.borrow_mut();
@@ -226,11 +225,6 @@ pub(super) fn register() {
     unsafe {
         PREVIOUS_FINISH = pg_sys::ExecutorFinish_hook;
         pg_sys::ExecutorFinish_hook = Some(executor_finish);
-        #[cfg(not(feature = "pg13"))]
-        {
-            PREVIOUS_UTILITY = pg_sys::ProcessUtility_hook;
-            pg_sys::ProcessUtility_hook = Some(process_utility);
-        }
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
 }
@@ -242,31 +236,6 @@ unsafe extern "C-unwind" fn executor_finish(query: *mut pg_sys::QueryDesc) {
             // Another extension's hook, through the FFI guard as any Postgres call is.
             Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(query)),
             None => pg_sys::standard_ExecutorFinish(query),
-        }
-    }
-    if let Err(e) = write() {
-        e.raise();
-    }
-}
-
-/// After a utility statement: a COPY's last changes.
-#[cfg(not(feature = "pg13"))]
-#[pg_guard]
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    unsafe {
-        match PREVIOUS_UTILITY {
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, read_only_tree, context, params, env, dest, qc)),
-            None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
         }
     }
     if let Err(e) = write() {

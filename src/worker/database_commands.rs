@@ -1,5 +1,5 @@
 //! `DROP DATABASE` and `CREATE DATABASE … TEMPLATE` refuse a database someone is connected
-//! to, and our worker always is. A `ProcessUtility` hook asks the database's worker to
+//! to, and our worker always is. sfsync's `ProcessUtility` hook (`utility_hook`) asks the database's worker to
 //! leave first and keeps the launcher away while the command runs — what a user would
 //! otherwise do by hand with `pg_terminate_backend`. If the command fails, the launcher
 //! starts the worker again. A `DROP EXTENSION sfsync` waits for the worker's pass in
@@ -16,62 +16,9 @@ use std::time::{Duration, Instant};
 /// bounded by `sfsync.http_timeout`); then Postgres's own wait and error take over.
 const WAIT: Duration = Duration::from_secs(15);
 
-static mut PREVIOUS: pg_sys::ProcessUtility_hook_type = None;
-
-/// Installs the hook (from `_PG_init` of a preloaded library, once per process).
-pub fn register() {
-    // SAFETY: _PG_init runs single-threaded in the postmaster; hooks chain.
-    unsafe {
-        PREVIOUS = pg_sys::ProcessUtility_hook;
-        pg_sys::ProcessUtility_hook = Some(process_utility);
-    }
-}
-
-#[cfg(feature = "pg13")]
-#[pg_guard]
-unsafe extern "C-unwind" fn process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    with_database_released(pstmt, || unsafe {
-        match PREVIOUS {
-            // Through the FFI guard like any Postgres call: its ERROR must become a Rust
-            // unwind here (so `finally` below runs), never a longjmp over Rust frames.
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, context, params, env, dest, qc)),
-            None => pg_sys::standard_ProcessUtility(pstmt, query, context, params, env, dest, qc),
-        }
-    })
-}
-
-#[cfg(not(feature = "pg13"))]
-#[pg_guard]
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C-unwind" fn process_utility(
-    pstmt: *mut pg_sys::PlannedStmt,
-    query: *const std::ffi::c_char,
-    read_only_tree: bool,
-    context: pg_sys::ProcessUtilityContext::Type,
-    params: pg_sys::ParamListInfo,
-    env: *mut pg_sys::QueryEnvironment,
-    dest: *mut pg_sys::DestReceiver,
-    qc: *mut pg_sys::QueryCompletion,
-) {
-    with_database_released(pstmt, || unsafe {
-        match PREVIOUS {
-            // Through the FFI guard like any Postgres call: its ERROR must become a Rust
-            // unwind here (so `finally` below runs), never a longjmp over Rust frames.
-            Some(previous) => pg_sys::ffi::pg_guard_ffi_boundary(|| previous(pstmt, query, read_only_tree, context, params, env, dest, qc)),
-            None => pg_sys::standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc),
-        }
-    })
-}
-
-fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
+/// Runs the utility statement `run`; a DROP or CREATE DATABASE naming a database whose worker
+/// runs has the worker leave first (`crate::utility_hook` calls this when preloaded).
+pub fn with_database_released(pstmt: *mut pg_sys::PlannedStmt, run: impl FnOnce()) {
     if drops_sfsync(pstmt) {
         // The worker's pass locks sfsync's catalog and the synced tables as it goes; DROP
         // EXTENSION locks them in its own order, and the two can deadlock. The pass lock

@@ -6,7 +6,7 @@ mod db_worker;
 mod launcher;
 pub mod tx;
 
-pub use database_commands::register as register_database_commands;
+pub use database_commands::with_database_released;
 pub use launcher::register_launcher;
 
 use pgrx::prelude::*;
