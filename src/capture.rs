@@ -8,13 +8,14 @@
 
 use crate::error::SyncError;
 use crate::plan::coalesce::Op;
-use pgrx::pg_sys::{self, Datum, HeapTuple, TupleDesc};
+pub(crate) use columns::has_column;
+use columns::{Columns, Values};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::PgTupleDesc;
 use std::cell::{Cell, RefCell};
-use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+mod columns;
 mod direct;
 mod pending;
 #[cfg(any(test, feature = "pg_test"))]
@@ -131,12 +132,6 @@ pub fn register_commit_hook() {
     pending::register();
 }
 
-extern "C" {
-    // utils/datum.h (not in pgrx's bindings): binary equality, what Postgres itself uses
-    // to decide whether an UPDATE changed a column.
-    fn datumIsEqual(value1: Datum, value2: Datum, typ_by_val: bool, typ_len: i32) -> bool;
-}
-
 /// Trigger arguments: mapping id, key column, then the mapped columns. It runs as whoever
 /// writes the table (a SECURITY DEFINER function would set its user and search_path for each
 /// row, a twentieth of a multi-row statement's time); its few catalog steps, and the writing
@@ -207,35 +202,29 @@ pub(crate) fn queue<'c>(
 ) -> Result<(), SyncError> {
     let relid = unsafe { (*td.tg_relation).rd_id };
     let desc = unsafe { (*td.tg_relation).rd_att };
-    let row = Row { desc };
+    let cols = columns::find(unsafe { (*td.tg_trigger).tgoid }, desc, pk_column, columns);
     // A mapping out of step with its table (changed while the sfsync_follow_ddl event trigger
     // was disabled) never fails the user's write: what can be captured is, the rest is alerted.
-    let Ok(pk) = row.attnum(pk_column) else {
+    let Some(pk) = &cols.pk else {
         out_of_step(mapping, relid, pk_column, "its changes are not captured");
         return Ok(());
     };
-    let columns: Vec<String> = columns
-        .filter(|c| {
-            let present = row.attnum(c).is_ok();
-            if !present {
-                out_of_step(mapping, relid, c, "its field is not sent");
-            }
-            present
-        })
-        .map(str::to_string)
-        .collect();
-    let sfid = row.attnum("sfid").ok();
+    for c in &cols.missing {
+        out_of_step(mapping, relid, c, "its field is not sent");
+    }
+    let sfid = |v: &Values| cols.sfid.as_ref().and_then(|c| v.text(c));
+    let key = |v: &Values| v.text(pk).ok_or_else(|| SyncError::Invalid("sfsync: a synced key column is NULL".into()));
     let event = td.tg_event;
     let op = event & pg_sys::TRIGGER_EVENT_OPMASK;
-    let out = Out { sink, mapping, row: &row, columns: &columns };
+    let out = Out { sink, mapping, columns: &cols };
     if op == pg_sys::TRIGGER_EVENT_INSERT {
-        let new = td.tg_trigtuple;
-        out.record(Op::Insert, row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), None, None, Some(new))?;
+        let new = Values::of(desc, td.tg_trigtuple);
+        out.record(Op::Insert, key(&new)?, sfid(&new), None, None, Some(&new))?;
     } else if op == pg_sys::TRIGGER_EVENT_UPDATE {
-        let (old, new) = (td.tg_trigtuple, td.tg_newtuple);
-        if !row.same(old, new, pk) {
-            let (old_key, new_key) = (row.text(old, pk)?, row.text(new, pk)?);
-            match sfid.and_then(|n| row.text(new, n).ok().or_else(|| row.text(old, n).ok())) {
+        let (old, new) = (Values::of(desc, td.tg_trigtuple), Values::of(desc, td.tg_newtuple));
+        if !old.same(&new, pk) {
+            let (old_key, new_key) = (key(&old)?, key(&new)?);
+            match sfid(&new).or_else(|| sfid(&old)) {
                 // A linked row re-keys its record: the same Salesforce Id, its external ID
                 // rewritten (the key column among `changed` says so), nothing deleted. What
                 // was queued under the old key follows the row.
@@ -251,27 +240,27 @@ pub(crate) fn queue<'c>(
                             &moved,
                         )
                     })?;
-                    let (mut changed, base) = changed_columns(&row, old, new, &columns)?;
+                    let (mut changed, base) = changed_columns(&cols, &old, &new);
                     changed.insert(0, pk_column.to_string());
-                    out.record(Op::Update, new_key, Some(id), Some(changed), base, Some(new))?;
+                    out.record(Op::Update, new_key, Some(id), Some(changed), base, Some(&new))?;
                 }
                 // Never linked: Salesforce knows it (if at all) by the old key; that record
                 // goes and one under the new key comes.
                 None => {
                     out.record(Op::Delete, old_key, None, None, None, None)?;
-                    out.record(Op::Insert, new_key, None, None, None, Some(new))?;
+                    out.record(Op::Insert, new_key, None, None, None, Some(&new))?;
                 }
             }
         } else {
-            let (changed, base) = changed_columns(&row, old, new, &columns)?;
+            let (changed, base) = changed_columns(&cols, &old, &new);
             if changed.is_empty() {
                 return Ok(()); // no mapped column changed: nothing to send
             }
-            out.record(Op::Update, row.text(new, pk)?, sfid.and_then(|n| row.text(new, n).ok()), Some(changed), base, Some(new))?;
+            out.record(Op::Update, key(&new)?, sfid(&new), Some(changed), base, Some(&new))?;
         }
     } else if op == pg_sys::TRIGGER_EVENT_DELETE {
-        let old = td.tg_trigtuple;
-        out.record(Op::Delete, row.text(old, pk)?, sfid.and_then(|n| row.text(old, n).ok()), None, None, None)?;
+        let old = Values::of(desc, td.tg_trigtuple);
+        out.record(Op::Delete, key(&old)?, sfid(&old), None, None, None)?;
     }
     if sink == Sink::Outbox {
         WAKE_AT_COMMIT.store(true, Ordering::Relaxed);
@@ -283,12 +272,11 @@ pub(crate) fn queue<'c>(
 struct Out<'r> {
     sink: Sink,
     mapping: i32,
-    row: &'r Row,
-    columns: &'r [String],
+    columns: &'r Columns,
 }
 
 impl Out<'_> {
-    /// Records one change; `tuple` is the row as written (its values go to the shadow log).
+    /// Records one change; `row` is the row as written (its values go to the shadow log).
     fn record(
         &self,
         op: Op,
@@ -296,7 +284,7 @@ impl Out<'_> {
         sfid: Option<String>,
         changed: Option<Vec<String>>,
         base: Option<serde_json::Value>,
-        tuple: Option<HeapTuple>,
+        row: Option<&Values>,
     ) -> Result<(), SyncError> {
         match self.sink {
             Sink::Outbox => record_with_base(self.mapping, op, pk, sfid, changed, base),
@@ -306,10 +294,9 @@ impl Out<'_> {
                 // releases what is there.
                 record_with_base(self.mapping, op, pk.clone(), sfid.clone(), changed.clone(), base.clone())?;
                 let mut values = serde_json::Map::new();
-                if let Some(t) = tuple {
-                    for c in self.columns.iter().filter(|c| changed.as_ref().is_none_or(|ch| ch.contains(c))) {
-                        let v = self.row.attnum(c).ok().and_then(|n| self.row.text(t, n).ok());
-                        values.insert(c.clone(), v.map_or(serde_json::Value::Null, serde_json::Value::String));
+                if let Some(row) = row {
+                    for c in self.columns.mapped.iter().filter(|c| changed.as_ref().is_none_or(|ch| ch.contains(&c.name))) {
+                        values.insert(c.name.clone(), row.text(c).map_or(serde_json::Value::Null, serde_json::Value::String));
                     }
                 }
                 let base = match base {
@@ -349,22 +336,14 @@ pub(crate) fn out_of_step(mapping: i32, table: pg_sys::Oid, column: &str, what: 
 
 /// The mapped columns an UPDATE changed, and their values before it (text form) for the
 /// conflict check of the pull.
-fn changed_columns(
-    row: &Row,
-    old: HeapTuple,
-    new: HeapTuple,
-    columns: &[String],
-) -> Result<(Vec<String>, Option<serde_json::Value>), SyncError> {
+fn changed_columns(cols: &Columns, old: &Values, new: &Values) -> (Vec<String>, Option<serde_json::Value>) {
     let mut changed = Vec::new();
     let mut base = serde_json::Map::new();
-    for col in columns {
-        let n = row.attnum(col)?;
-        if !row.same(old, new, n) {
-            changed.push(col.clone());
-            base.insert(col.clone(), row.text(old, n).map_or(serde_json::Value::Null, serde_json::Value::String));
-        }
+    for c in cols.mapped.iter().filter(|c| !old.same(new, c)) {
+        changed.push(c.name.clone());
+        base.insert(c.name.clone(), old.text(c).map_or(serde_json::Value::Null, serde_json::Value::String));
     }
-    Ok((changed, Some(serde_json::Value::Object(base))))
+    (changed, Some(serde_json::Value::Object(base)))
 }
 
 /// The trigger queues changes with the catalog owner's rights on whatever table it
@@ -402,51 +381,6 @@ fn owns(mapping: i32, table: u32) -> Result<bool, SyncError> {
             "sfsync.capture: this table is not the one of mapping {mapping}; the capture trigger is installed by sfsync.sync_table, \
              not by hand (drop trigger sfsync_capture, or run sfsync.sync_table on the table)"
         )))
-    }
-}
-
-/// Whether the trigger's table has a column of that name.
-pub(crate) fn has_column(desc: TupleDesc, name: &str) -> bool {
-    (Row { desc }).attnum(name).is_ok()
-}
-
-/// Column access on the trigger's tuples.
-struct Row {
-    desc: TupleDesc,
-}
-
-impl Row {
-    fn attnum(&self, name: &str) -> Result<i32, SyncError> {
-        let c = CString::new(name).map_err(|_| SyncError::Invalid(format!("bad column name {name:?}")))?;
-        let n = unsafe { pg_sys::SPI_fnumber(self.desc, c.as_ptr()) };
-        if n <= 0 {
-            return Err(SyncError::Invalid(format!("sfsync: synced column \"{name}\" no longer exists; run sfsync.sync_table again")));
-        }
-        Ok(n)
-    }
-
-    /// The column's text form (what `::text` gives), or an error when NULL.
-    fn text(&self, tuple: HeapTuple, attnum: i32) -> Result<String, SyncError> {
-        let p = unsafe { pg_sys::SPI_getvalue(tuple, self.desc, attnum) };
-        if p.is_null() {
-            return Err(SyncError::Invalid("sfsync: a synced key column is NULL".into()));
-        }
-        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-        unsafe { pg_sys::pfree(p.cast()) };
-        Ok(s)
-    }
-
-    fn same(&self, a: HeapTuple, b: HeapTuple, attnum: i32) -> bool {
-        let (mut a_null, mut b_null) = (false, false);
-        let va = unsafe { pg_sys::SPI_getbinval(a, self.desc, attnum, &mut a_null) };
-        let vb = unsafe { pg_sys::SPI_getbinval(b, self.desc, attnum, &mut b_null) };
-        if a_null || b_null {
-            return a_null == b_null;
-        }
-        // Through pgrx's accessor: PostgreSQL 18 keeps compact attributes in the TupleDesc.
-        let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc) };
-        let Some(att) = desc.get(attnum as usize - 1) else { return false };
-        unsafe { datumIsEqual(va, vb, att.attbyval, att.attlen as i32) }
     }
 }
 

@@ -1,7 +1,8 @@
 //! sfsync benchmarks against a throwaway cluster (sfsync preloaded) and sf-emulator.
 //!
 //!   sfsync-bench capture [seconds]   pgbench write throughput: synced table vs plain table, single-row
-//!                                    and 100-row INSERT/UPDATE, each ratio next to its goal
+//!                                    and 100-row INSERT/UPDATE, each ratio next to its goal and
+//!                                    to the floor (the outbox row alone, no trigger)
 //!   sfsync-bench push [N...]         time and API calls to push N rows vs the ideal ceil(N/200)
 //!   sfsync-bench push-tables [N]     API calls to push one change in each of N tables (default 25):
 //!                                    table by table vs one pass (Composite requests), goal ceil(N/5)

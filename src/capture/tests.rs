@@ -140,4 +140,31 @@ mod tests {
             320_000
         );
     }
+
+    #[pg_test]
+    fn columns_renamed_dropped_or_added_behind_syncs_back_are_seen_by_the_next_row() {
+        let id = fixture();
+        // The trigger has found its columns for this session.
+        Spi::run("INSERT INTO contacts (id, last_name, email) VALUES (1, 'a', 'a@x')").unwrap();
+        Spi::run("ALTER EVENT TRIGGER sfsync_follow_ddl DISABLE").unwrap();
+        // email renamed, with the same trigger: its values are not email's any more.
+        Spi::run("ALTER TABLE contacts RENAME COLUMN email TO mail").unwrap();
+        Spi::run("UPDATE contacts SET mail = 'b@x' WHERE id = 1").unwrap();
+        assert_eq!(outbox().len(), 1, "a change of no mapped column: nothing queued");
+        assert_eq!(count(&format!("SELECT count(*) FROM sfsync.alert_log WHERE kind = 'out_of_step' AND mapping_id = {id}")), 1);
+        // A column of that name again (one more column in the table): found, and queued.
+        Spi::run("ALTER TABLE contacts ADD COLUMN email text").unwrap();
+        Spi::run("UPDATE contacts SET email = 'c@x', last_name = 'b' WHERE id = 1").unwrap();
+        let rows = outbox();
+        assert_eq!(rows.last().unwrap().2, Some(vec!["last_name".to_string(), "email".to_string()]), "{rows:?}");
+        // last_name dropped: the rest is still captured.
+        Spi::run("ALTER TABLE contacts DROP COLUMN last_name").unwrap();
+        Spi::run("UPDATE contacts SET email = 'd@x' WHERE id = 1").unwrap();
+        assert_eq!(outbox().last().unwrap().2, Some(vec!["email".to_string()]));
+        assert_eq!(
+            count("SELECT (base->>'email' = 'c@x')::int::bigint FROM sfsync.outbox ORDER BY id DESC LIMIT 1"),
+            1,
+            "the value before, read from the right column"
+        );
+    }
 }
