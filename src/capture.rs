@@ -134,8 +134,9 @@ pub fn register_commit_hook() {
 
 /// Trigger arguments: mapping id, key column, then the mapped columns. It runs as whoever
 /// writes the table (a SECURITY DEFINER function would set its user and search_path for each
-/// row, a twentieth of a multi-row statement's time); its few catalog steps, and the writing
-/// of the outbox, switch to the catalog's owner, so writers need no rights on sfsync.outbox.
+/// row, a twentieth of a multi-row statement's time); its few catalog steps switch to the
+/// catalog's owner, and the outbox is written by sfsync's own code (`direct`), so writers need
+/// no rights on sfsync.outbox.
 /// An error is a plain ERROR with sfsync's message (no Rust panic text).
 #[pg_trigger]
 fn capture<'a>(trigger: &'a PgTrigger<'a>) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, SyncError> {

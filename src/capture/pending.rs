@@ -1,6 +1,6 @@
 //! The changes the capture trigger saw and has not yet written to `sfsync.outbox`: a
-//! statement's changes go in as one INSERT when the statement ends, instead of one INSERT
-//! (one executor, its constraints compiled again) per row.
+//! statement's changes go in together when the statement ends, not one INSERT (one executor)
+//! per row; straight into the outbox's heap and indexes (`direct`) as a rule.
 //!
 //! When they are written:
 //! - at the end of every statement (`ExecutorFinish`, and `crate::utility_hook` for COPY), after its
@@ -14,8 +14,9 @@
 //! parent's changes, which a rollback to the savepoint would take along), passes to the parent
 //! when the subtransaction commits, and is dropped with it when it aborts, as its row is.
 //!
-//! The INSERT runs as the outbox's owner (users have no rights on it), its SQL fully
-//! qualified so that the caller's search_path cannot lend it a function or a type.
+//! When the outbox has something the direct write would skip (`direct` says which), they go
+//! in as one INSERT instead, run as the outbox's owner (users have no rights on it), its SQL
+//! fully qualified so that the caller's search_path cannot lend it a function or a type.
 
 use crate::error::SyncError;
 use crate::plan::coalesce::Op;

@@ -1,9 +1,9 @@
 //! `DROP DATABASE` and `CREATE DATABASE … TEMPLATE` refuse a database someone is connected
-//! to, and our worker always is. sfsync's `ProcessUtility` hook (`utility_hook`) asks the database's worker to
-//! leave first and keeps the launcher away while the command runs — what a user would
-//! otherwise do by hand with `pg_terminate_backend`. If the command fails, the launcher
-//! starts the worker again. A `DROP EXTENSION sfsync` waits for the worker's pass in
-//! progress instead of deadlocking with it.
+//! to, and our worker always is. sfsync's `ProcessUtility` hook (`utility_hook`) asks the
+//! database's worker to leave first and keeps the launcher away while the command runs —
+//! what a user would otherwise do by hand with `pg_terminate_backend`. If the command fails,
+//! the launcher starts the worker again. A `DROP EXTENSION sfsync` waits for the worker's
+//! pass in progress instead of deadlocking with it.
 
 use crate::registry;
 use pgrx::pg_sys;
