@@ -128,8 +128,8 @@ unsafe fn plain_indexes(indexes: pg_sys::CatalogIndexState) -> bool {
 #[cfg(any(test, feature = "pg_test"))]
 pub(crate) fn applies() -> bool {
     unsafe {
-        let schema = pg_sys::get_namespace_oid(c"sfsync".as_ptr(), false);
-        let rel = pg_sys::table_open(pg_sys::get_relname_relid(c"outbox".as_ptr(), schema), pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let relid = super::pending::sfsync_relation(c"outbox").expect("sfsync.outbox exists");
+        let rel = pg_sys::table_open(relid, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
         let indexes = pg_sys::CatalogOpenIndexes(rel);
         let ok = suitable(rel).is_some() && plain_indexes(indexes);
         pg_sys::CatalogCloseIndexes(indexes);
@@ -146,13 +146,11 @@ fn text(s: &str) -> Datum {
 /// with nothing written: the outbox is not as expected, write it through SQL.
 pub(super) fn insert(batch: &[Change]) -> Result<bool, SyncError> {
     unsafe {
-        let schema = pg_sys::get_namespace_oid(c"sfsync".as_ptr(), true);
-        if schema == pg_sys::InvalidOid {
+        let (Some(relid), Some(seq)) = (super::pending::sfsync_relation(c"outbox"), super::pending::sfsync_relation(c"outbox_id_seq"))
+        else {
             return Ok(false);
-        }
-        let relid = pg_sys::get_relname_relid(c"outbox".as_ptr(), schema);
-        let seq = pg_sys::get_relname_relid(c"outbox_id_seq".as_ptr(), schema);
-        if relid == pg_sys::InvalidOid || seq == pg_sys::InvalidOid || pg_sys::get_rel_relkind(seq) as u8 != pg_sys::RELKIND_SEQUENCE {
+        };
+        if pg_sys::get_rel_relkind(seq) as u8 != pg_sys::RELKIND_SEQUENCE {
             return Ok(false);
         }
         let lock = pg_sys::RowExclusiveLock as pg_sys::LOCKMODE;

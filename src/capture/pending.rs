@@ -107,16 +107,22 @@ pub(super) fn as_outbox_owner<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-fn outbox_owner() -> Option<pg_sys::Oid> {
+/// The oid of relation `sfsync.<name>` through the syscache (no query, no search_path); None
+/// when there is no such schema or relation (the extension is being dropped).
+pub(super) fn sfsync_relation(name: &std::ffi::CStr) -> Option<pg_sys::Oid> {
     unsafe {
         let schema = pg_sys::get_namespace_oid(c"sfsync".as_ptr(), true);
         if schema == pg_sys::InvalidOid {
             return None;
         }
-        let rel = pg_sys::get_relname_relid(c"outbox".as_ptr(), schema);
-        if rel == pg_sys::InvalidOid {
-            return None;
-        }
+        let rel = pg_sys::get_relname_relid(name.as_ptr(), schema);
+        (rel != pg_sys::InvalidOid).then_some(rel)
+    }
+}
+
+fn outbox_owner() -> Option<pg_sys::Oid> {
+    let rel = sfsync_relation(c"outbox")?;
+    unsafe {
         let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as _, rel.into());
         if tuple.is_null() {
             return None;
